@@ -1,0 +1,26 @@
+//! The wsring wire protocol, shared by nodes, the gateway, the Rust client and
+//! the bench tool. `docs/PROTOCOL.md` is the human-readable contract; this crate
+//! is its executable form.
+//!
+//! # Layout
+//! * [`ids`]: validation of user ids, room names and node ids.
+//! * [`client`]: frames a client sends ([`ClientFrame`]), parsed with precise
+//!   `bad_request` errors.
+//! * [`server`]: frames the server sends ([`ServerFrame`]) and the fast path
+//!   that renders a `message` frame once for many recipients.
+//! * [`close`]: the RFC 6455 close codes wsring uses and why.
+//! * [`envelope`]: what travels between nodes through the broker.
+
+pub mod client;
+pub mod close;
+pub mod envelope;
+pub mod ids;
+pub mod server;
+
+pub use client::{ClientFrame, MsgId, ParseError};
+pub use envelope::{Envelope, EnvelopeError, Target};
+pub use ids::{IdError, validate_node_id, validate_room, validate_user};
+pub use server::{ErrorCode, MessageFrame, ServerFrame};
+
+/// Largest client frame accepted unless `--max-message-bytes` says otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
