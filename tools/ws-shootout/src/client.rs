@@ -67,7 +67,6 @@ pub struct LoadCfg {
 pub struct RunResult {
     /// Messages completed inside the measured window (RPC replies / fan-out deliveries).
     pub msgs: u64,
-    pub window_secs: f64,
     pub rate: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -90,7 +89,9 @@ fn extract_u64(s: &str, key: &str) -> Option<u64> {
     let pat = format!("\"{key}\":");
     let i = s.find(&pat)? + pat.len();
     let digits: &str = &s[i..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
@@ -101,9 +102,10 @@ fn new_hist() -> Histogram<u64> {
 async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
     let tcp = TcpStream::connect(addr).await.context("tcp connect")?;
     tcp.set_nodelay(true)?;
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
-        .await
-        .context("ws handshake")?;
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+            .await
+            .context("ws handshake")?;
     Ok(ws)
 }
 
@@ -115,7 +117,9 @@ async fn connect_many(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Ws>> {
         let sem = sem.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await?;
-            timeout(Duration::from_secs(10), connect(addr)).await.context("connect timeout")?
+            timeout(Duration::from_secs(10), connect(addr))
+                .await
+                .context("connect timeout")?
         }));
     }
     let mut out = Vec::with_capacity(n);
@@ -127,12 +131,16 @@ async fn connect_many(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Ws>> {
 
 /// Samples server CPU at the window start and end.
 async fn cpu_window(pid: Option<u32>, t0: Instant, t1: Instant) -> (f64, f64) {
-    let Some(pid) = pid else { return (f64::NAN, f64::NAN) };
+    let Some(pid) = pid else {
+        return (f64::NAN, f64::NAN);
+    };
     tokio::time::sleep_until(t0).await;
     let a = stats::proc_cpu_secs(pid).unwrap_or(f64::NAN);
     tokio::time::sleep_until(t1).await;
     let b = stats::proc_cpu_secs(pid).unwrap_or(f64::NAN);
-    let rss = stats::proc_rss_kib(pid).map(|k| k as f64 / 1024.0).unwrap_or(f64::NAN);
+    let rss = stats::proc_rss_kib(pid)
+        .map(|k| k as f64 / 1024.0)
+        .unwrap_or(f64::NAN);
     (b - a, rss)
 }
 
@@ -152,7 +160,14 @@ async fn run_rpc(cfg: &LoadCfg) -> anyhow::Result<RunResult> {
     let cpu = tokio::spawn(cpu_window(cfg.server_pid, t0, t1));
     let mut tasks = Vec::with_capacity(conns.len());
     for (i, ws) in conns.into_iter().enumerate() {
-        tasks.push(tokio::spawn(rpc_conn(ws, i as u64, cfg.inflight.max(1), epoch, t0, t1)));
+        tasks.push(tokio::spawn(rpc_conn(
+            ws,
+            i as u64,
+            cfg.inflight.max(1),
+            epoch,
+            t0,
+            t1,
+        )));
     }
     let mut hist = new_hist();
     let (mut msgs, mut errors) = (0, 0);
@@ -178,12 +193,15 @@ fn finish(
     let window_secs = secs.as_secs_f64();
     RunResult {
         msgs,
-        window_secs,
         rate: msgs as f64 / window_secs,
         p50_us: hist.value_at_quantile(0.50) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
         server_cpu_s: cpu_s,
-        cpu_per_100k: if msgs > 0 { cpu_s / msgs as f64 * 100_000.0 } else { f64::NAN },
+        cpu_per_100k: if msgs > 0 {
+            cpu_s / msgs as f64 * 100_000.0
+        } else {
+            f64::NAN
+        },
         server_rss_mib: rss,
         lost,
         errors,
@@ -205,7 +223,11 @@ async fn rpc_conn(
     let mut outstanding = 0usize;
     let mk = |id: u64| {
         Message::Text(
-            format!(r#"{{"op":"rpc","id":{id},"t":{},"body":"{RPC_PAD}"}}"#, now_ns(epoch)).into(),
+            format!(
+                r#"{{"op":"rpc","id":{id},"t":{},"body":"{RPC_PAD}"}}"#,
+                now_ns(epoch)
+            )
+            .into(),
         )
     };
     for _ in 0..inflight {
@@ -300,7 +322,10 @@ async fn run_fanout(cfg: &LoadCfg) -> anyhow::Result<RunResult> {
             continue;
         }
         let msg = format!(r#"{{"op":"pub","seq":{seq},"t":{}}}"#, now_ns(epoch));
-        publisher.send(Message::Text(msg.into())).await.context("publish")?;
+        publisher
+            .send(Message::Text(msg.into()))
+            .await
+            .context("publish")?;
         seq += 1;
     }
 
@@ -346,7 +371,7 @@ async fn sub_conn(
         };
         let Message::Text(text) = msg else { continue };
         let total = received.fetch_add(1, Ordering::Relaxed) + 1;
-        if total % n == 0 {
+        if total.is_multiple_of(n) {
             progress.notify_one();
         }
         let now = Instant::now();
@@ -367,7 +392,10 @@ mod tests {
 
     #[test]
     fn extracts_numbers() {
-        assert_eq!(extract_u64(r#"{"op":"rpc","id":7,"t":12345,"ok":true}"#, "t"), Some(12345));
+        assert_eq!(
+            extract_u64(r#"{"op":"rpc","id":7,"t":12345,"ok":true}"#, "t"),
+            Some(12345)
+        );
         assert_eq!(extract_u64(r#"{"op":"ev","seq":3,"t":9}"#, "seq"), Some(3));
         assert_eq!(extract_u64(r#"{"op":"ev"}"#, "t"), None);
     }

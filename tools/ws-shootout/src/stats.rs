@@ -55,7 +55,9 @@ pub fn min_max(v: &[f64]) -> (f64, f64) {
     v.iter()
         .copied()
         .filter(|x| x.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
 }
 
 /// Formats a number with a sensible number of significant digits for tables.

@@ -113,7 +113,15 @@ impl<M: Outbound> AppState<M> {
     pub fn connect(&self) -> (Conn<'_, M>, mpsc::Receiver<M>) {
         let (tx, rx) = mpsc::channel(self.opts.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        (Conn { state: self, id, tx, subscribed: false }, rx)
+        (
+            Conn {
+                state: self,
+                id,
+                tx,
+                subscribed: false,
+            },
+            rx,
+        )
     }
 
     fn publish(&self, seq: &Value, t: &Value) {
@@ -164,7 +172,10 @@ impl<M: Outbound> Conn<'_, M> {
                 Flow::Stop
             }
             Inbound::BadUtf8(why) => {
-                log(&format!("conn {}: bad utf-8 ({why}); closing 1007", self.id));
+                log(&format!(
+                    "conn {}: bad utf-8 ({why}); closing 1007",
+                    self.id
+                ));
                 if self.state.opts.app_close {
                     let _ = self.send(M::close(CLOSE_BAD_DATA, "invalid utf-8")).await;
                 }
@@ -198,7 +209,11 @@ impl<M: Outbound> Conn<'_, M> {
             Some("sub") => {
                 if !self.subscribed {
                     self.subscribed = true;
-                    self.state.subs.write().expect("subs lock").insert(self.id, self.tx.clone());
+                    self.state
+                        .subs
+                        .write()
+                        .expect("subs lock")
+                        .insert(self.id, self.tx.clone());
                 }
                 Some(M::text(r#"{"op":"subbed"}"#.to_owned()))
             }

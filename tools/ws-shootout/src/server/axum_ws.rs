@@ -19,7 +19,10 @@ impl Outbound for Message {
         Message::Text(s.into())
     }
     fn close(code: u16, reason: &'static str) -> Self {
-        Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
     }
     fn is_close(&self) -> bool {
         matches!(self, Message::Close(_))

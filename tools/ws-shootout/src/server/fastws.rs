@@ -156,6 +156,9 @@ where
         Out::Text(b) => wr.write_frame(Frame::text(Payload::Borrowed(&b))).await,
         Out::Close(code, reason) => wr.write_frame(Frame::close(code, reason.as_bytes())).await,
         Out::Pong(b) => wr.write_frame(Frame::pong(Payload::Borrowed(&b))).await,
-        Out::CloseEcho(b) => wr.write_frame(Frame::close_raw(Payload::Borrowed(&b))).await,
+        Out::CloseEcho(b) => {
+            wr.write_frame(Frame::close_raw(Payload::Borrowed(&b)))
+                .await
+        }
     }
 }

@@ -110,7 +110,12 @@ pub fn run(imp: Impl, port: u16, opts: ServerOpts, max_secs: u64) -> anyhow::Res
             let stdin = std::io::stdin();
             let mut line = String::new();
             // Bounded: returns on EOF or error; each line read is just discarded.
-            while stdin.lock().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            while stdin
+                .lock()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
                 line.clear();
             }
             let _ = stop_tx.send(());
@@ -157,10 +162,16 @@ pub(crate) fn switching_protocols(
     if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
         return Err(StatusCode::BAD_REQUEST);
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         return Err(StatusCode::BAD_REQUEST);
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(StatusCode::BAD_REQUEST)?;
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(StatusCode::BAD_REQUEST)?;
     axum::response::Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")

@@ -33,7 +33,9 @@ pub async fn handler(State(st): State<Arc<AnyState>>, mut req: Request) -> Respo
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let ws = ServerBuilder::new()
             .limits(Limits::default().max_payload_len(Some(st.opts.max_msg)))
             .serve(TokioIo::new(upgraded));

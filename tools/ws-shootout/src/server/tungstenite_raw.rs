@@ -24,7 +24,10 @@ impl Outbound for Message {
         Message::Text(s.into())
     }
     fn close(code: u16, reason: &'static str) -> Self {
-        Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
+        Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }))
     }
     fn is_close(&self) -> bool {
         matches!(self, Message::Close(_))
@@ -39,14 +42,15 @@ pub async fn handler(State(st): State<Arc<AnyState>>, mut req: Request) -> Respo
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let max = st.opts.max_msg;
         let cfg = WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
         let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg))
-                .await;
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
         serve(ws, st).await;
     });
     resp

@@ -1,0 +1,57 @@
+//! The error type shared by all backend traits. Backends wrap their client
+//! library's errors in [`ClusterError::Unavailable`] (transient: retry with
+//! backoff) or [`ClusterError::Backend`] (unexpected: a bug or misconfiguration).
+
+use thiserror::Error;
+
+/// A boxed error from a backend client library.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong talking to a cluster backend.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// The backend cannot be reached right now; callers retry with backoff.
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The backend answered something unexpected.
+    #[error("backend error: {0}")]
+    Backend(#[source] BoxError),
+    /// A backend URL that cannot be used.
+    #[error("invalid backend URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another live node already holds this node id.
+    #[error("node id {0:?} is already held by a live node")]
+    NodeIdTaken(String),
+    /// Stored data could not be decoded (written by an incompatible version?).
+    #[error("corrupt {what} in backend: {source}")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Compare-and-set kept losing races; the registry is overloaded.
+    #[error("membership update did not converge after {0} attempts")]
+    Contention(u32),
+    /// The handle was closed.
+    #[error("backend handle closed")]
+    Closed,
+}
+
+impl ClusterError {
+    /// Wraps a transient connection-level error.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        ClusterError::Unavailable(e.into())
+    }
+
+    /// Wraps an unexpected backend error.
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        ClusterError::Backend(e.into())
+    }
+}

@@ -1,0 +1,470 @@
+//! The membership protocol, written once against [`Registry`].
+//!
+//! * **Join:** claim the heartbeat record (fails if a live node holds the id),
+//!   then add the member to the document by compare-and-set, bumping the epoch.
+//! * **Heartbeat:** refresh the record every `heartbeat_every`, carrying the
+//!   node's live [`NodeStats`]. If the node finds itself missing from the
+//!   document (it was reaped during a pause, or the registry lost its data), it
+//!   rejoins.
+//! * **Reap:** every process (nodes and gateways) periodically checks that each
+//!   member still has a live heartbeat, and removes those that do not by
+//!   compare-and-set. Many processes may notice the same death; the CAS makes
+//!   exactly one of them bump the epoch. Detection time is at most `ttl` plus one
+//!   reap period (2 s + 0.5 s by default).
+//! * **Drain / leave:** mark the member `draining` (off the ring at once, still
+//!   listed), then remove it and delete its heartbeat.
+//! * **Watch:** reload the document on every registry notification and on a
+//!   poll timer; apply it only if its epoch is newer, so views never go back.
+//!
+//! Every process therefore holds the same `(epoch, members)` and builds the same
+//! [`wsring_ring::Ring`] from it.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::error::ClusterError;
+use crate::registry::Registry;
+use crate::view::{Member, MemberState, MembershipDoc, NodeStats, View};
+
+/// Timing and ring parameters of the membership protocol.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// A node whose heartbeat is older than this is dead. Default: 2 s, so a
+    /// SIGKILLed node leaves every ring in about 2.5 s.
+    pub ttl: Duration,
+    /// Heartbeat and reap period. Default: `ttl / 4` (500 ms).
+    pub heartbeat_every: Duration,
+    /// Re-read the document this often even without notifications. Default: 1 s.
+    pub poll_every: Duration,
+    /// Virtual nodes per member. Default: [`wsring_ring::DEFAULT_VNODES`].
+    pub vnodes: u32,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig::with_ttl(Duration::from_secs(2))
+    }
+}
+
+impl MembershipConfig {
+    /// Defaults derived from a TTL.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        MembershipConfig {
+            ttl,
+            heartbeat_every: ttl / 4,
+            poll_every: Duration::from_secs(1),
+            vnodes: wsring_ring::DEFAULT_VNODES,
+        }
+    }
+}
+
+/// Produces the stats a node publishes in each heartbeat.
+pub type StatsFn = Arc<dyn Fn() -> NodeStats + Send + Sync>;
+
+struct LocalNode {
+    id: String,
+    url: String,
+    stats: StatsFn,
+    /// Set once the node starts leaving, so the heartbeat loop stops rejoining.
+    leaving: bool,
+}
+
+/// A process's membership handle: its current [`View`], the stats of every
+/// node, and (for nodes) its own registration.
+pub struct Membership {
+    registry: Arc<dyn Registry>,
+    cfg: MembershipConfig,
+    view_tx: watch::Sender<Arc<View>>,
+    stats_tx: watch::Sender<Arc<BTreeMap<String, NodeStats>>>,
+    healthy: AtomicBool,
+    local: Mutex<Option<LocalNode>>,
+    cancel: CancellationToken,
+}
+
+/// Upper bound on compare-and-set retries before giving up.
+const MAX_CAS_ATTEMPTS: u32 = 64;
+
+impl Membership {
+    /// Loads the current document and starts the watch and reap loops. Fails
+    /// if the registry cannot be reached (start-up should fail fast).
+    /// Background tasks stop when `cancel` fires.
+    pub async fn start(
+        registry: Arc<dyn Registry>,
+        cfg: MembershipConfig,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Membership>, ClusterError> {
+        let doc = match registry.load().await? {
+            Some(v) => decode_doc(&v.value)?,
+            None => MembershipDoc::default(),
+        };
+        let (view_tx, _) = watch::channel(Arc::new(View::new(doc, cfg.vnodes)));
+        let (stats_tx, _) = watch::channel(Arc::new(BTreeMap::new()));
+        let m = Arc::new(Membership {
+            registry,
+            cfg,
+            view_tx,
+            stats_tx,
+            healthy: AtomicBool::new(true),
+            local: Mutex::new(None),
+            cancel,
+        });
+        tokio::spawn(Arc::clone(&m).watch_loop());
+        tokio::spawn(Arc::clone(&m).reap_loop());
+        Ok(m)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.cfg
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view_tx.borrow().clone()
+    }
+
+    /// A receiver that sees every new view.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
+        self.view_tx.subscribe()
+    }
+
+    /// Latest heartbeat stats of every live member.
+    pub fn stats(&self) -> Arc<BTreeMap<String, NodeStats>> {
+        self.stats_tx.borrow().clone()
+    }
+
+    /// A receiver that sees every stats refresh.
+    pub fn subscribe_stats(&self) -> watch::Receiver<Arc<BTreeMap<String, NodeStats>>> {
+        self.stats_tx.subscribe()
+    }
+
+    /// Whether the last registry operation succeeded.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the view's epoch is at least `epoch`, up to `timeout`.
+    /// Returns the view either way.
+    pub async fn wait_for_epoch(&self, epoch: u64, timeout: Duration) -> Arc<View> {
+        let mut rx = self.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| v.epoch() >= epoch)).await;
+        self.view()
+    }
+
+    /// Registers this process as node `id`, reachable at `url`, and starts its
+    /// heartbeat. Waits up to 1.5 TTL for a previous incarnation's heartbeat to
+    /// expire; if the id is still held after that, a live node has it.
+    pub async fn join(
+        self: &Arc<Self>,
+        id: &str,
+        url: &str,
+        stats: StatsFn,
+    ) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.ttl + self.cfg.ttl / 2;
+        loop {
+            let value = encode_stats(&stats());
+            if self.registry.claim(id, value, self.cfg.ttl).await? {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NodeIdTaken(id.to_owned()));
+            }
+            tokio::time::sleep(self.cfg.heartbeat_every).await;
+        }
+        *lock(&self.local) = Some(LocalNode {
+            id: id.to_owned(),
+            url: url.to_owned(),
+            stats,
+            leaving: false,
+        });
+        self.add_self().await?;
+        info!(node = %id, epoch = self.view().epoch(), "joined cluster");
+        tokio::spawn(Arc::clone(self).heartbeat_loop());
+        Ok(())
+    }
+
+    /// Marks this node `draining`: it leaves the ring at once (a new epoch) but
+    /// stays listed until [`leave`](Self::leave).
+    pub async fn set_draining(&self) -> Result<(), ClusterError> {
+        let Some(id) = self.local_id(true) else {
+            return Ok(());
+        };
+        self.update(|doc| match doc.members.get_mut(&id) {
+            Some(m) if m.state != MemberState::Draining => {
+                m.state = MemberState::Draining;
+                true
+            }
+            _ => false,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Removes this node from the document and deletes its heartbeat.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let Some(id) = self.local_id(true) else {
+            return Ok(());
+        };
+        self.update(|doc| doc.members.remove(&id).is_some()).await?;
+        // Stop the heartbeat loop before deleting the record, so it does not
+        // recreate it.
+        *lock(&self.local) = None;
+        self.registry.release(&id).await?;
+        info!(node = %id, "left cluster");
+        Ok(())
+    }
+
+    fn local_id(&self, leaving: bool) -> Option<String> {
+        let mut local = lock(&self.local);
+        let l = local.as_mut()?;
+        l.leaving |= leaving;
+        Some(l.id.clone())
+    }
+
+    async fn add_self(&self) -> Result<(), ClusterError> {
+        let Some((id, url)) = lock(&self.local)
+            .as_ref()
+            .filter(|l| !l.leaving)
+            .map(|l| (l.id.clone(), l.url.clone()))
+        else {
+            return Ok(());
+        };
+        let member = Member {
+            url,
+            state: MemberState::Up,
+        };
+        self.update(|doc| {
+            if doc.members.get(&id) == Some(&member) {
+                return false;
+            }
+            doc.members.insert(id.clone(), member.clone());
+            true
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Applies `change` to the document by compare-and-set, bumping the epoch
+    /// when it reports a change. Retries on lost races.
+    async fn update(
+        &self,
+        mut change: impl FnMut(&mut MembershipDoc) -> bool,
+    ) -> Result<Arc<View>, ClusterError> {
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let current = self.track(self.registry.load().await)?;
+            let (version, doc) = match current {
+                Some(v) => (Some(v.version), decode_doc(&v.value)?),
+                None => (None, MembershipDoc::default()),
+            };
+            let mut next = doc.clone();
+            if !change(&mut next) {
+                self.apply(doc);
+                return Ok(self.view());
+            }
+            // max() keeps epochs monotonic even if the registry lost its data
+            // and the document starts over.
+            next.epoch = doc.epoch.max(self.view().epoch()) + 1;
+            let bytes = Bytes::from(serde_json::to_vec(&next).unwrap_or_default());
+            if self.track(self.registry.store(version, bytes).await)?.is_some() {
+                debug!(epoch = next.epoch, "membership document updated");
+                self.apply(next);
+                return Ok(self.view());
+            }
+            let pause = rand::rng().random_range(1..=(5 + u64::from(attempt) * 5));
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        Err(ClusterError::Contention(MAX_CAS_ATTEMPTS))
+    }
+
+    /// Installs `doc` as the view if it is newer than the current one.
+    fn apply(&self, doc: MembershipDoc) {
+        let vnodes = self.cfg.vnodes;
+        self.view_tx.send_if_modified(|view| {
+            let newer = doc.epoch > view.epoch()
+                || (doc.epoch == view.epoch() && doc.members != view.doc.members);
+            if newer {
+                info!(
+                    epoch = doc.epoch,
+                    members = doc.members.len(),
+                    "membership changed"
+                );
+                *view = Arc::new(View::new(doc, vnodes));
+            }
+            newer
+        });
+    }
+
+    fn track<T>(&self, r: Result<T, ClusterError>) -> Result<T, ClusterError> {
+        let ok = !matches!(r, Err(ClusterError::Unavailable(_)));
+        if self.healthy.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                info!("registry reachable again");
+            } else {
+                warn!("registry unreachable");
+            }
+        }
+        r
+    }
+
+    async fn reload(&self) -> Result<(), ClusterError> {
+        if let Some(v) = self.track(self.registry.load().await)? {
+            self.apply(decode_doc(&v.value)?);
+        }
+        Ok(())
+    }
+
+    async fn watch_loop(self: Arc<Self>) {
+        let mut backoff = Backoff::default();
+        let mut poll = tokio::time::interval(self.cfg.poll_every);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut changes = match self.registry.watch().await {
+                Ok(s) => {
+                    backoff.reset();
+                    s
+                }
+                Err(e) => {
+                    self.track::<()>(Err(e)).ok();
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
+                }
+            };
+            // Reload after (re)subscribing: changes made while we were not
+            // watching would otherwise wait for the poll timer.
+            let _ = self.reload().await;
+            loop {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    item = changes.next() => match item {
+                        Some(()) => { let _ = self.reload().await; }
+                        None => break, // watch ended (backend reconnect): resubscribe
+                    },
+                    _ = poll.tick() => { let _ = self.reload().await; }
+                }
+            }
+        }
+    }
+
+    async fn reap_loop(self: Arc<Self>) {
+        loop {
+            let jitter = rand::rng().random_range(0.8..1.2);
+            let pause = self.cfg.heartbeat_every.mul_f64(jitter);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            if let Err(e) = self.reap_once().await {
+                debug!(error = %e, "reap pass failed");
+            }
+        }
+    }
+
+    /// One reap pass: refresh stats, and remove members without a live
+    /// heartbeat. Public so tests can drive it deterministically.
+    pub async fn reap_once(&self) -> Result<(), ClusterError> {
+        let Some(current) = self.track(self.registry.load().await)? else {
+            return Ok(());
+        };
+        let doc = decode_doc(&current.value)?;
+        self.apply(doc.clone());
+        let ids: Vec<String> = doc.members.keys().cloned().collect();
+        let beats = self.track(self.registry.heartbeats(&ids).await)?;
+        let mut stats = BTreeMap::new();
+        let mut dead = Vec::new();
+        for (id, beat) in ids.into_iter().zip(beats) {
+            match beat {
+                Some(b) => {
+                    stats.insert(id, serde_json::from_slice(&b).unwrap_or_default());
+                }
+                None => dead.push(id),
+            }
+        }
+        self.stats_tx.send_replace(Arc::new(stats));
+        if dead.is_empty() {
+            return Ok(());
+        }
+        // Re-check inside the CAS loop: a member may have rejoined (a new
+        // document version) since we read its heartbeat.
+        let mut removed = Vec::new();
+        let view = self
+            .update(|doc| {
+                removed.clear();
+                for id in &dead {
+                    if doc.members.remove(id).is_some() {
+                        removed.push(id.clone());
+                    }
+                }
+                !removed.is_empty()
+            })
+            .await?;
+        if !removed.is_empty() {
+            warn!(nodes = ?removed, epoch = view.epoch(), "reaped members with expired heartbeats");
+        }
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.cfg.heartbeat_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some((id, stats, leaving)) = lock(&self.local)
+                .as_ref()
+                .map(|l| (l.id.clone(), Arc::clone(&l.stats), l.leaving))
+            else {
+                return;
+            };
+            let value = encode_stats(&stats());
+            if let Err(e) = self
+                .track(self.registry.refresh(&id, value, self.cfg.ttl).await)
+            {
+                warn!(node = %id, error = %e, "heartbeat failed");
+                continue;
+            }
+            if leaving {
+                // Draining nodes keep their heartbeat (they are still listed)
+                // but must not re-add themselves.
+                continue;
+            }
+            if self.view().member(&id).is_none() {
+                // Reaped while alive (a long pause, a partition, or the
+                // registry lost its data): come back.
+                warn!(node = %id, "not in the membership document; rejoining");
+                if let Err(e) = self.add_self().await {
+                    warn!(node = %id, error = %e, "rejoin failed");
+                }
+            }
+        }
+    }
+}
+
+fn decode_doc(bytes: &[u8]) -> Result<MembershipDoc, ClusterError> {
+    serde_json::from_slice(bytes).map_err(|source| ClusterError::Corrupt {
+        what: "membership document",
+        source,
+    })
+}
+
+fn encode_stats(stats: &NodeStats) -> Bytes {
+    Bytes::from(serde_json::to_vec(stats).unwrap_or_default())
+}
+
+/// Locks a std mutex, recovering from poisoning (the data is plain state that
+/// a panicking holder cannot leave half-written in a harmful way).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

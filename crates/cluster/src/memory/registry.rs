@@ -1,0 +1,109 @@
+//! In-memory [`Registry`]: a versioned document and heartbeat deadlines behind
+//! a mutex, with a broadcast channel as the change notification.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::lock;
+use crate::error::ClusterError;
+use crate::registry::{Registry, Versioned};
+
+/// Membership storage for a single process.
+pub struct MemoryRegistry {
+    state: Mutex<State>,
+    changed: broadcast::Sender<()>,
+}
+
+#[derive(Default)]
+struct State {
+    doc: Option<Versioned<Bytes>>,
+    beats: HashMap<String, (Bytes, Instant)>,
+}
+
+impl Default for MemoryRegistry {
+    fn default() -> Self {
+        MemoryRegistry {
+            state: Mutex::new(State::default()),
+            changed: broadcast::channel(64).0,
+        }
+    }
+}
+
+impl State {
+    fn live(&self, node: &str, now: Instant) -> Option<&Bytes> {
+        self.beats
+            .get(node)
+            .filter(|(_, deadline)| *deadline > now)
+            .map(|(v, _)| v)
+    }
+}
+
+#[async_trait]
+impl Registry for MemoryRegistry {
+    async fn load(&self) -> Result<Option<Versioned<Bytes>>, ClusterError> {
+        Ok(lock(&self.state).doc.clone())
+    }
+
+    async fn store(&self, expected: Option<u64>, doc: Bytes) -> Result<Option<u64>, ClusterError> {
+        let mut st = lock(&self.state);
+        let current = st.doc.as_ref().map(|d| d.version);
+        if current != expected {
+            return Ok(None);
+        }
+        let version = current.unwrap_or(0) + 1;
+        st.doc = Some(Versioned {
+            version,
+            value: doc,
+        });
+        drop(st);
+        let _ = self.changed.send(());
+        Ok(Some(version))
+    }
+
+    async fn claim(&self, node: &str, value: Bytes, ttl: Duration) -> Result<bool, ClusterError> {
+        let now = Instant::now();
+        let mut st = lock(&self.state);
+        if st.live(node, now).is_some() {
+            return Ok(false);
+        }
+        st.beats.insert(node.to_owned(), (value, now + ttl));
+        Ok(true)
+    }
+
+    async fn refresh(&self, node: &str, value: Bytes, ttl: Duration) -> Result<(), ClusterError> {
+        lock(&self.state)
+            .beats
+            .insert(node.to_owned(), (value, Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn release(&self, node: &str) -> Result<(), ClusterError> {
+        lock(&self.state).beats.remove(node);
+        Ok(())
+    }
+
+    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+        let now = Instant::now();
+        let mut st = lock(&self.state);
+        st.beats.retain(|_, (_, deadline)| *deadline > now);
+        Ok(nodes.iter().map(|n| st.live(n, now).cloned()).collect())
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError> {
+        let rx = self.changed.subscribe();
+        Ok(stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                // A lagged receiver still means "something changed".
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed())
+    }
+}

@@ -1,0 +1,343 @@
+//! Orchestrator: spawns one server process per run, drives it with the in-process client,
+//! interleaves candidates across repetitions, and renders the markdown report.
+
+use std::{
+    fmt::Write as _,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, ChildStdin, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::{
+    client::{self, LoadCfg, Mode, RunResult},
+    probe,
+    server::{Impl, ServerOpts},
+    stats::{fmt_num, median, min_max},
+};
+
+/// Everything `bench` needs.
+#[derive(Clone, Debug)]
+pub struct BenchCfg {
+    pub impls: Vec<Impl>,
+    pub modes: Vec<Mode>,
+    pub reps: usize,
+    pub secs: Duration,
+    pub warmup: Duration,
+    pub rpc_conns: usize,
+    pub inflight: usize,
+    pub fanout_conns: usize,
+    pub window: usize,
+    pub opts: ServerOpts,
+    pub probes: bool,
+}
+
+/// A server child process; dropping it closes its stdin (it exits) and reaps it.
+pub struct ServerProc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub addr: SocketAddr,
+    pub pid: u32,
+}
+
+impl ServerProc {
+    /// Starts `ws-shootout server` on an ephemeral loopback port and waits for `LISTENING`.
+    pub fn spawn(imp: Impl, opts: &ServerOpts) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["server", "--impl", imp.name(), "--port", "0"])
+            .args(["--max-msg", &opts.max_msg.to_string()])
+            .args(["--queue", &opts.queue.to_string()])
+            .args(["--max-secs", "300"]);
+        if !opts.app_close {
+            cmd.arg("--no-app-close");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn server")?;
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut proc = ServerProc {
+            child,
+            stdin,
+            addr: ([127, 0, 0, 1], 0).into(),
+            pid,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("server did not start")?;
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .ok_or_else(|| anyhow!("unexpected server output: {line:?}"))?;
+        proc.addr = addr.parse().context("parse server addr")?;
+        Ok(proc)
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Our own child, by its handle: stop it and reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One measured run.
+struct Run {
+    rep: usize,
+    mode: Mode,
+    imp: Impl,
+    r: RunResult,
+}
+
+/// Runs the whole shootout and returns the markdown report.
+pub fn run(cfg: &BenchCfg) -> anyhow::Result<String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let mut md = String::new();
+
+    if cfg.probes {
+        md.push_str(&probe_section(&rt, cfg)?);
+    }
+
+    let mut runs = Vec::new();
+    for rep in 0..cfg.reps {
+        for &mode in &cfg.modes {
+            // Interleave: rotate the order every repetition so no candidate always goes first.
+            let n = cfg.impls.len();
+            for k in 0..n {
+                let imp = cfg.impls[(k + rep) % n];
+                let r = one_run(&rt, cfg, imp, mode)
+                    .with_context(|| format!("{} {} rep {}", imp.name(), mode.name(), rep + 1))?;
+                eprintln!(
+                    "rep {} {:6} {:12} {:>9.0} msg/s  p50 {:>7.0}us  p99 {:>7.0}us  cpu/100k {:.3}s  lost {}  err {}",
+                    rep + 1,
+                    mode.name(),
+                    imp.name(),
+                    r.rate,
+                    r.p50_us,
+                    r.p99_us,
+                    r.cpu_per_100k,
+                    r.lost,
+                    r.errors
+                );
+                runs.push(Run { rep, mode, imp, r });
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+
+    md.push_str(&raw_section(&runs));
+    md.push_str(&summary_section(cfg, &runs));
+    md.push_str(&ratio_section(cfg, &runs));
+    let _ = writeln!(
+        md,
+        "\n_Total shootout wall time: {:.0} s._",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(md)
+}
+
+fn one_run(
+    rt: &tokio::runtime::Runtime,
+    cfg: &BenchCfg,
+    imp: Impl,
+    mode: Mode,
+) -> anyhow::Result<RunResult> {
+    let server = ServerProc::spawn(imp, &cfg.opts)?;
+    let load = LoadCfg {
+        addr: server.addr,
+        mode,
+        conns: if mode == Mode::Rpc {
+            cfg.rpc_conns
+        } else {
+            cfg.fanout_conns
+        },
+        inflight: cfg.inflight,
+        window: cfg.window,
+        warmup: cfg.warmup,
+        secs: cfg.secs,
+        server_pid: Some(server.pid),
+    };
+    // Hard bound on a single run, whatever happens inside.
+    let limit = cfg.warmup + cfg.secs + Duration::from_secs(60);
+    let r = rt
+        .block_on(async { tokio::time::timeout(limit, client::run(&load)).await })
+        .map_err(|_| anyhow!("run exceeded {limit:?}"))??;
+    drop(server);
+    if r.msgs == 0 {
+        bail!("no messages completed");
+    }
+    Ok(r)
+}
+
+fn probe_section(rt: &tokio::runtime::Runtime, cfg: &BenchCfg) -> anyhow::Result<String> {
+    let mut md = String::new();
+    let max = cfg.opts.max_msg;
+    for app_close in [true, false] {
+        let mut cols = Vec::new();
+        for &imp in &cfg.impls {
+            let opts = ServerOpts {
+                app_close,
+                ..cfg.opts.clone()
+            };
+            let server = ServerProc::spawn(imp, &opts)?;
+            let res = rt.block_on(probe::run_probes(server.addr, server.pid, max));
+            drop(server);
+            eprintln!(
+                "probes done: {} (app close handling: {app_close})",
+                imp.name()
+            );
+            cols.push(res);
+        }
+        let title = if app_close {
+            "Behaviour probes — app handles errors (matches the crate's error and sends 1009/1007)"
+        } else {
+            "Behaviour probes — crate alone (app just drops the connection on a read error)"
+        };
+        let _ = writeln!(
+            md,
+            "\n### {title}\n\nmax message size = {max} bytes. ✅ = wanted behaviour.\n"
+        );
+        let _ = write!(md, "| probe | wanted |");
+        for imp in &cfg.impls {
+            let _ = write!(md, " {} |", imp.name());
+        }
+        let _ = write!(md, "\n|---|---|");
+        for _ in &cfg.impls {
+            md.push_str("---|");
+        }
+        md.push('\n');
+        let rows = cols.first().map(Vec::len).unwrap_or(0);
+        for i in 0..rows {
+            let _ = write!(md, "| {} | {} |", cols[0][i].name, cols[0][i].want);
+            for col in &cols {
+                let p = &col[i];
+                let mark = if p.ok() { "✅" } else { "❌" };
+                let _ = write!(md, " {mark} {} |", p.got);
+            }
+            md.push('\n');
+        }
+    }
+    Ok(md)
+}
+
+fn raw_section(runs: &[Run]) -> String {
+    let mut md = String::from(
+        "\n### Raw runs\n\n| rep | workload | impl | msgs/s | p50 µs | p99 µs | server CPU s | CPU s /100k msgs | server RSS MiB | lost | client errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in runs {
+        let r = &run.r;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.rep + 1,
+            run.mode.name(),
+            run.imp.name(),
+            fmt_num(r.rate),
+            fmt_num(r.p50_us),
+            fmt_num(r.p99_us),
+            fmt_num(r.server_cpu_s),
+            fmt_num(r.cpu_per_100k),
+            fmt_num(r.server_rss_mib),
+            r.lost,
+            r.errors
+        );
+    }
+    md
+}
+
+type Metric = (&'static str, fn(&RunResult) -> f64);
+
+const METRICS: [Metric; 4] = [
+    ("msgs/s", |r| r.rate),
+    ("p50 µs", |r| r.p50_us),
+    ("p99 µs", |r| r.p99_us),
+    ("CPU s/100k", |r| r.cpu_per_100k),
+];
+
+fn cell(v: &[f64]) -> String {
+    let (lo, hi) = min_max(v);
+    format!("{} [{}–{}]", fmt_num(median(v)), fmt_num(lo), fmt_num(hi))
+}
+
+fn summary_section(cfg: &BenchCfg, runs: &[Run]) -> String {
+    let mut md =
+        String::from("\n### Summary: median [min–max] over repetitions\n\n| workload | impl |");
+    for (name, _) in METRICS {
+        let _ = write!(md, " {name} |");
+    }
+    md.push_str("\n|---|---|---|---|---|---|\n");
+    for &mode in &cfg.modes {
+        for &imp in &cfg.impls {
+            let _ = write!(md, "| {} | {} |", mode.name(), imp.label());
+            for (_, f) in METRICS {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.mode == mode && r.imp == imp)
+                    .map(|r| f(&r.r))
+                    .collect();
+                let _ = write!(md, " {} |", cell(&v));
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+/// Ratios against the axum baseline, paired within each repetition (same session, adjacent
+/// runs), then median [min–max] over repetitions.
+fn ratio_section(cfg: &BenchCfg, runs: &[Run]) -> String {
+    let mut md = String::from(
+        "\n### Ratio vs axum baseline (paired per repetition): median [min–max]\n\nmsgs/s: higher is better; latency and CPU: lower is better.\n\n| workload | impl |",
+    );
+    for (name, _) in METRICS {
+        let _ = write!(md, " {name} |");
+    }
+    md.push_str("\n|---|---|---|---|---|---|\n");
+    for &mode in &cfg.modes {
+        for &imp in &cfg.impls {
+            let _ = write!(md, "| {} | {} |", mode.name(), imp.name());
+            for (_, f) in METRICS {
+                let mut ratios = Vec::new();
+                for rep in 0..cfg.reps {
+                    let get = |i: Impl| {
+                        runs.iter()
+                            .find(|r| r.rep == rep && r.mode == mode && r.imp == i)
+                            .map(|r| f(&r.r))
+                    };
+                    if let (Some(x), Some(b)) = (get(imp), get(Impl::Axum)) {
+                        ratios.push(x / b);
+                    }
+                }
+                let (lo, hi) = min_max(&ratios);
+                let _ = write!(md, " {:.2} [{:.2}–{:.2}] |", median(&ratios), lo, hi);
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
