@@ -27,6 +27,7 @@ pub struct BenchCfg {
     pub secs: Duration,
     pub warmup: Duration,
     pub rpc_conns: usize,
+    pub light_conns: usize,
     pub inflight: usize,
     pub fanout_conns: usize,
     pub window: usize,
@@ -171,10 +172,10 @@ fn one_run(
     let load = LoadCfg {
         addr: server.addr,
         mode,
-        conns: if mode == Mode::Rpc {
-            cfg.rpc_conns
-        } else {
-            cfg.fanout_conns
+        conns: match mode {
+            Mode::Rpc => cfg.rpc_conns,
+            Mode::RpcLight => cfg.light_conns,
+            Mode::Fanout => cfg.fanout_conns,
         },
         inflight: cfg.inflight,
         window: cfg.window,
@@ -272,11 +273,12 @@ fn raw_section(runs: &[Run]) -> String {
 
 type Metric = (&'static str, fn(&RunResult) -> f64);
 
-const METRICS: [Metric; 4] = [
+const METRICS: [Metric; 5] = [
     ("msgs/s", |r| r.rate),
     ("p50 µs", |r| r.p50_us),
     ("p99 µs", |r| r.p99_us),
     ("CPU s/100k", |r| r.cpu_per_100k),
+    ("server RSS MiB", |r| r.server_rss_mib),
 ];
 
 fn cell(v: &[f64]) -> String {
@@ -290,7 +292,7 @@ fn summary_section(cfg: &BenchCfg, runs: &[Run]) -> String {
     for (name, _) in METRICS {
         let _ = write!(md, " {name} |");
     }
-    md.push_str("\n|---|---|---|---|---|---|\n");
+    md.push_str("\n|---|---|---|---|---|---|---|\n");
     for &mode in &cfg.modes {
         for &imp in &cfg.impls {
             let _ = write!(md, "| {} | {} |", mode.name(), imp.label());
@@ -312,12 +314,12 @@ fn summary_section(cfg: &BenchCfg, runs: &[Run]) -> String {
 /// runs), then median [min–max] over repetitions.
 fn ratio_section(cfg: &BenchCfg, runs: &[Run]) -> String {
     let mut md = String::from(
-        "\n### Ratio vs axum baseline (paired per repetition): median [min–max]\n\nmsgs/s: higher is better; latency and CPU: lower is better.\n\n| workload | impl |",
+        "\n### Ratio vs axum baseline (paired per repetition): median [min–max]\n\nmsgs/s: higher is better; latency, CPU and RSS: lower is better.\n\n| workload | impl |",
     );
     for (name, _) in METRICS {
         let _ = write!(md, " {name} |");
     }
-    md.push_str("\n|---|---|---|---|---|---|\n");
+    md.push_str("\n|---|---|---|---|---|---|---|\n");
     for &mode in &cfg.modes {
         for &imp in &cfg.impls {
             let _ = write!(md, "| {} | {} |", mode.name(), imp.name());

@@ -1,8 +1,9 @@
 //! Load client: one tokio-tungstenite 0.30 client used against every server candidate.
 //!
 //! Two workloads, each bounded in time (warm-up + measured window + short drain):
-//! - `rpc`: `conns` connections, each keeping `inflight` ~100-byte JSON requests outstanding;
-//!   the server parses each and replies. Latency is request→reply round trip.
+//! - `rpc` / `rpc-light`: `conns` connections (many / few), each keeping `inflight` ~100-byte
+//!   JSON requests outstanding; the server parses each and replies. Latency is the
+//!   request→reply round trip (under load it is mostly queueing: ≈ conns / rate).
 //! - `fanout`: `conns` subscriber connections plus one publisher; each publish makes the server
 //!   push one ~200-byte frame to every subscriber. At most `window` rounds are outstanding.
 //!   Latency is publish-send → subscriber-receive (same process, same clock).
@@ -36,7 +37,11 @@ const RPC_PAD: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
 /// Which workload to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
+    /// Many RPC connections: throughput and CPU under load.
     Rpc,
+    /// A few RPC connections: round-trip latency without queueing.
+    RpcLight,
+    /// One publisher, many subscribers.
     Fanout,
 }
 
@@ -44,6 +49,7 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Rpc => "rpc",
+            Mode::RpcLight => "rpc-light",
             Mode::Fanout => "fanout",
         }
     }
@@ -147,7 +153,7 @@ async fn cpu_window(pid: Option<u32>, t0: Instant, t1: Instant) -> (f64, f64) {
 /// Runs one workload against a server and returns the measurements.
 pub async fn run(cfg: &LoadCfg) -> anyhow::Result<RunResult> {
     match cfg.mode {
-        Mode::Rpc => run_rpc(cfg).await,
+        Mode::Rpc | Mode::RpcLight => run_rpc(cfg).await,
         Mode::Fanout => run_fanout(cfg).await,
     }
 }

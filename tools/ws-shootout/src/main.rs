@@ -46,14 +46,17 @@ impl ServerArgs {
 #[derive(Args, Clone)]
 struct LoadArgs {
     /// Measured window, seconds.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 4.0)]
     secs: f64,
     /// Warm-up before the window, seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     warmup: f64,
     /// RPC client connections.
     #[arg(long, default_value_t = 256)]
     rpc_conns: usize,
+    /// RPC connections for the `rpc-light` (latency) workload.
+    #[arg(long, default_value_t = 8)]
+    light_conns: usize,
     /// Requests outstanding per RPC connection.
     #[arg(long, default_value_t = 1)]
     inflight: usize,
@@ -110,7 +113,7 @@ enum Cmd {
         #[arg(long = "impl", value_enum, num_args = 1.., default_values_t = Impl::ALL.to_vec())]
         impls: Vec<Impl>,
         /// Workloads.
-        #[arg(long = "mode", value_enum, num_args = 1.., default_values_t = vec![Mode::Rpc, Mode::Fanout])]
+        #[arg(long = "mode", value_enum, num_args = 1.., default_values_t = vec![Mode::Rpc, Mode::RpcLight, Mode::Fanout])]
         modes: Vec<Mode>,
         /// Skip the behaviour probes.
         #[arg(long)]
@@ -143,10 +146,10 @@ fn main() -> anyhow::Result<()> {
             let cfg = client::LoadCfg {
                 addr,
                 mode,
-                conns: if mode == Mode::Rpc {
-                    load.rpc_conns
-                } else {
-                    load.fanout_conns
+                conns: match mode {
+                    Mode::Rpc => load.rpc_conns,
+                    Mode::RpcLight => load.light_conns,
+                    Mode::Fanout => load.fanout_conns,
                 },
                 inflight: load.inflight,
                 window: load.window,
@@ -187,6 +190,7 @@ fn main() -> anyhow::Result<()> {
                 secs: secs(load.secs),
                 warmup: secs(load.warmup),
                 rpc_conns: load.rpc_conns,
+                light_conns: load.light_conns,
                 inflight: load.inflight,
                 fanout_conns: load.fanout_conns,
                 window: load.window,

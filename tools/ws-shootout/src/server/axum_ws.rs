@@ -29,11 +29,24 @@ impl Outbound for Message {
     }
 }
 
+/// Read buffer for the tuned variant. tungstenite zero-fills its whole read buffer (default
+/// 128 KiB) before every `read` call, and keeps it allocated per connection.
+const TUNED_READ_BUFFER: usize = 8 * 1024;
+
 /// `GET /ws`: upgrade with axum's extractor; limits are set on the extractor.
 pub async fn handler(ws: WebSocketUpgrade, State(st): State<Arc<AnyState>>) -> Response {
+    upgrade(ws, st)
+}
+
+/// `GET /ws` with `read_buffer_size` lowered to [`TUNED_READ_BUFFER`].
+pub async fn handler_tuned(ws: WebSocketUpgrade, State(st): State<Arc<AnyState>>) -> Response {
+    upgrade(ws.read_buffer_size(TUNED_READ_BUFFER), st)
+}
+
+fn upgrade(ws: WebSocketUpgrade, st: Arc<AnyState>) -> Response {
     let max = st.opts.max_msg;
-    // Both limits matter: tungstenite reads a whole *frame* (default cap 16 MiB) before it
-    // checks the *message* limit, so set the frame limit too.
+    // Both limits matter: tungstenite checks a frame against `max_frame_size` (default
+    // 16 MiB) and only the assembled message against `max_message_size`.
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(socket, st))

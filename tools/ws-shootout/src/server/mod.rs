@@ -25,8 +25,10 @@ use clap::ValueEnum;
 /// The server-side WebSocket implementations under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Impl {
-    /// `axum::extract::ws` (tokio-tungstenite 0.29 underneath) — the baseline.
+    /// `axum::extract::ws` (tokio-tungstenite 0.29 underneath) — the baseline, defaults.
     Axum,
+    /// Same as `axum` but with `read_buffer_size` lowered from 128 KiB to 8 KiB.
+    AxumTuned,
     /// `fastwebsockets` 0.10 on a hyper upgrade.
     Fastws,
     /// `tokio-websockets` 0.13 on a hyper upgrade.
@@ -37,12 +39,19 @@ pub enum Impl {
 
 impl Impl {
     /// All candidates, baseline first.
-    pub const ALL: [Impl; 4] = [Impl::Axum, Impl::Fastws, Impl::Tokiows, Impl::Tungstenite];
+    pub const ALL: [Impl; 5] = [
+        Impl::Axum,
+        Impl::AxumTuned,
+        Impl::Fastws,
+        Impl::Tokiows,
+        Impl::Tungstenite,
+    ];
 
     /// Stable CLI/report name.
     pub fn name(self) -> &'static str {
         match self {
             Impl::Axum => "axum",
+            Impl::AxumTuned => "axum-tuned",
             Impl::Fastws => "fastws",
             Impl::Tokiows => "tokiows",
             Impl::Tungstenite => "tungstenite",
@@ -52,7 +61,8 @@ impl Impl {
     /// Crate (and version) as shown in reports.
     pub fn label(self) -> &'static str {
         match self {
-            Impl::Axum => "axum 0.8 ws (tungstenite 0.29)",
+            Impl::Axum => "axum 0.8 ws (tungstenite 0.29), defaults",
+            Impl::AxumTuned => "axum 0.8 ws, read_buffer_size 8 KiB",
             Impl::Fastws => "fastwebsockets 0.10",
             Impl::Tokiows => "tokio-websockets 0.13",
             Impl::Tungstenite => "tokio-tungstenite 0.30 (raw)",
@@ -92,6 +102,7 @@ pub fn run(imp: Impl, port: u16, opts: ServerOpts, max_secs: u64) -> anyhow::Res
         let state = Arc::new(app::AnyState::new(opts));
         let router = match imp {
             Impl::Axum => Router::new().route("/ws", get(axum_ws::handler)),
+            Impl::AxumTuned => Router::new().route("/ws", get(axum_ws::handler_tuned)),
             Impl::Fastws => Router::new().route("/ws", get(fastws::handler)),
             Impl::Tokiows => Router::new().route("/ws", get(tokiows::handler)),
             Impl::Tungstenite => Router::new().route("/ws", get(tungstenite_raw::handler)),

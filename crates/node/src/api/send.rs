@@ -1,0 +1,35 @@
+//! `POST /api/send {"to":"bob","data":…,"id":…}` → 202 `{"ok":true}`: a
+//! server-side direct message (`from` is null).
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use wsring_protocol::validate_user;
+
+use super::body::{SendBody, check_id, parse};
+use crate::error::ApiError;
+use crate::node::Node;
+
+pub(super) async fn handle(
+    State(node): State<Arc<Node>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let b: SendBody = parse(body)?;
+    validate_user(&b.to).map_err(|e| ApiError::bad_request(format!("`to`: {e}")))?;
+    check_id(b.id.as_deref())?;
+    let dedup = b.id.map(|id| format!("api:{id}"));
+    let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
+}
+
+/// The 202 body: `{"ok":true}`, plus `seq` in durable mode.
+pub(super) fn accepted(seq: Option<u64>) -> Value {
+    match seq {
+        Some(seq) => json!({ "ok": true, "seq": seq }),
+        None => json!({ "ok": true }),
+    }
+}

@@ -1,0 +1,86 @@
+//! Typed node configuration. Every field documents its default; the `wsring`
+//! binary fills it from flags, `WSRING_*` environment variables and the TOML
+//! file.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How messages find sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// Consistent hashing: each user lives on its ring owner; a direct message
+    /// goes to that one node. The default.
+    #[default]
+    Hash,
+    /// Sessions land anywhere; direct messages fan out to every node.
+    Broadcast,
+}
+
+impl Routing {
+    /// `"hash"` or `"broadcast"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Hash => "hash",
+            Routing::Broadcast => "broadcast",
+        }
+    }
+}
+
+impl std::str::FromStr for Routing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hash" => Ok(Routing::Hash),
+            "broadcast" => Ok(Routing::Broadcast),
+            other => Err(format!("unknown routing {other:?}; use hash or broadcast")),
+        }
+    }
+}
+
+/// Everything a node needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Node id, unique among live nodes: 1–64 of `[A-Za-z0-9_-]`. No default.
+    pub id: String,
+    /// URL other processes and clients use to reach `/ws`. Default: derived
+    /// from the bound listener, `ws://<listen addr>/ws`.
+    pub advertise: Option<String>,
+    /// Routing mode. Default: [`Routing::Hash`].
+    pub routing: Routing,
+    /// Largest accepted client message; larger ones close the session with
+    /// 1009. Default: 65536.
+    pub max_message_bytes: usize,
+    /// Spread of rebalance closes: the i-th of n moved sessions is closed at
+    /// `i/n * drain_window`. Default: 0 (all at once).
+    pub drain_window: Duration,
+    /// Outbound frames buffered per session before it is closed as a slow
+    /// consumer (1008). Default: 1024.
+    pub session_queue: usize,
+    /// Server ping period; a session silent for 2.5 periods is closed.
+    /// Default: 20 s.
+    pub ping_interval: Duration,
+    /// How long a connect may wait for this node to catch up with the epoch
+    /// the gateway routed it by. Default: 2 s.
+    pub epoch_wait: Duration,
+    /// Durable mode: append every direct and room message to its stream before
+    /// acknowledging it. Default: off.
+    pub durable: bool,
+}
+
+impl NodeConfig {
+    /// Defaults for node `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        NodeConfig {
+            id: id.into(),
+            advertise: None,
+            routing: Routing::Hash,
+            max_message_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            drain_window: Duration::ZERO,
+            session_queue: 1024,
+            ping_interval: Duration::from_secs(20),
+            epoch_wait: Duration::from_secs(2),
+            durable: false,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! A wsring node: the process (or, in `wsring dev`, the task group) that holds
+//! WebSocket sessions.
+//!
+//! A node serves `/ws` and the HTTP API on one port, joins the cluster through
+//! [`wsring_cluster::Membership`], subscribes to its own broker topic and the
+//! cluster topic, and from then on:
+//! * delivers messages to its local sessions ([`node`]),
+//! * moves sessions whose user the ring gave to another node ([`rebalance`]),
+//! * catches up from durable streams after a broker outage ([`inbound`]).
+//!
+//! # Layout
+//! * [`config`]: [`NodeConfig`] and [`Routing`].
+//! * `node`: shared state and the routing rules (where a message goes, when it
+//!   is acknowledged).
+//! * `ws`: the `/ws` upgrade and its pre-upgrade checks.
+//! * `session`: one task per connection; `session/cursor` for durable delivery.
+//! * `cmd/`: one file per client frame kind.
+//! * [`api`]: one file per HTTP route.
+//! * `rebalance`, `inbound`: reactions to membership and broker events.
+//! * [`serve`]: the accept loop (shared with the gateway).
+//! * [`error`]: [`NodeError`], [`ApiError`], [`RouteError`].
+
+pub mod api;
+mod cmd;
+pub mod config;
+mod durable;
+pub mod error;
+mod inbound;
+mod node;
+mod rebalance;
+pub mod serve;
+mod session;
+mod sessions;
+mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use wsring_cluster::{Broker, Inbox, Membership, StreamStore, Topic};
+use wsring_protocol::ErrorCode;
+
+pub use config::{NodeConfig, Routing};
+pub use error::{ApiError, NodeError, RouteError};
+pub use node::{Accepted, Node};
+pub use ws::EPOCH_HEADER;
+
+/// The backends a node runs on.
+pub struct NodeDeps {
+    /// Started (not yet joined) membership handle; its tasks must stop with `kill`.
+    pub membership: Arc<Membership>,
+    /// The node's broker connection.
+    pub broker: Arc<dyn Broker>,
+    /// The broker connection's inbox.
+    pub inbox: Inbox,
+    /// Stream store; required when `NodeConfig::durable` is set.
+    pub streams: Option<Arc<dyn StreamStore>>,
+    /// Stops every task of this node (crash, or the end of a drain).
+    pub kill: CancellationToken,
+}
+
+/// A running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    node: Arc<Node>,
+    addr: SocketAddr,
+}
+
+/// Starts a node on `listener`: subscribes to its topics, starts serving, then
+/// joins the ring (so it is reachable before anyone routes to it).
+pub async fn start(
+    cfg: NodeConfig,
+    listener: TcpListener,
+    deps: NodeDeps,
+) -> Result<NodeHandle, NodeError> {
+    wsring_protocol::validate_node_id(&cfg.id)?;
+    let addr = listener.local_addr()?;
+    let url = cfg
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("ws://{addr}/ws"));
+    let streams = if cfg.durable { deps.streams } else { None };
+    let kill = deps.kill;
+    let node = Arc::new(Node::new(
+        cfg,
+        url.clone(),
+        deps.membership,
+        deps.broker,
+        streams,
+        kill.clone(),
+    ));
+    let result = async {
+        // Subscribe before joining: once we are on the ring, directed
+        // messages for our users must reach us.
+        node.broker.subscribe(&Topic::Node(node.id().to_owned())).await?;
+        node.broker.subscribe(&Topic::Cluster).await?;
+        tokio::spawn(inbound::run(Arc::clone(&node), deps.inbox));
+        tokio::spawn(serve::serve(listener, router(Arc::clone(&node)), kill.clone()));
+        tokio::spawn(rebalance::run(Arc::clone(&node)));
+        let weak = Arc::downgrade(&node);
+        let stats = Arc::new(move || weak.upgrade().map(|n| n.stats()).unwrap_or_default());
+        node.membership.join(node.id(), &url, stats).await
+    }
+    .await;
+    if let Err(e) = result {
+        kill.cancel();
+        node.broker.close().await;
+        return Err(e.into());
+    }
+    node.joined.store(true, Ordering::Relaxed);
+    info!(node = %node.id(), %url, routing = node.cfg.routing.as_str(), durable = node.streams.is_some(), "node serving");
+    Ok(NodeHandle { node, addr })
+}
+
+/// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers.
+fn router(node: Arc<Node>) -> Router {
+    let limit = node.cfg.max_message_bytes;
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .merge(api::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(node)
+}
+
+/// JSON 404 for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// JSON 405 for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "method not allowed on this route",
+    )
+}
+
+impl NodeHandle {
+    /// The node id.
+    pub fn id(&self) -> &str {
+        self.node.id()
+    }
+
+    /// The advertised `/ws` URL.
+    pub fn url(&self) -> &str {
+        &self.node.url
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Number of open sessions.
+    pub fn connections(&self) -> usize {
+        self.node.table.len()
+    }
+
+    /// The shared node state (for embedding and tests).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Whether the node has stopped (crashed or drained).
+    pub fn is_stopped(&self) -> bool {
+        self.node.kill.is_cancelled()
+    }
+
+    /// Stops abruptly, as a crash would: no deregistration, no close frames,
+    /// sockets dropped. The rest of the cluster notices through the heartbeat
+    /// TTL.
+    pub async fn crash(&self) {
+        warn!(node = %self.id(), "crashing (simulated)");
+        self.node.kill.cancel();
+        self.node.broker.close().await;
+    }
+
+    /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
+    /// `moved` + 1012 (spread over the drain window), then deregistered and
+    /// stopped.
+    pub async fn drain(&self) {
+        let node = &self.node;
+        if node.leaving.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        info!(node = %node.id(), "draining");
+        if let Err(e) = node.membership.set_draining().await {
+            // Without the registry the ring cannot change; move sessions
+            // anyway and let the TTL remove us.
+            warn!(error = %e, "could not mark draining; moving sessions regardless");
+            rebalance::rebalance(node, &node.membership.view());
+        }
+        let deadline =
+            tokio::time::Instant::now() + node.cfg.drain_window + rebalance::DRAIN_GRACE;
+        while node.table.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = node.membership.leave().await {
+            warn!(error = %e, "deregistration failed; the heartbeat TTL will remove us");
+        }
+        node.kill.cancel();
+        node.broker.close().await;
+        info!(node = %node.id(), "drained");
+    }
+}

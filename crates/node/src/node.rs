@@ -1,0 +1,330 @@
+//! The shared state of one node and the routing rules: where a message goes
+//! in each mode, when it is acknowledged, and how it reaches local sessions.
+//!
+//! Ack point: a message is acknowledged once the cluster has taken it — in
+//! durable mode after it was appended to its stream *and* handed to the broker
+//! (or delivered locally); otherwise after the hand-off alone. A failure
+//! anywhere returns an error and no ack, so a client retry (with the same id,
+//! deduplicated in durable mode) is always safe.
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use wsring_cluster::view::MovedReport;
+use wsring_cluster::{
+    Appended, Broker, MemberState, Membership, NodeStats, StreamName, StreamStore, Topic, View,
+};
+use wsring_protocol::{Envelope, MessageFrame, Target};
+
+use crate::config::{NodeConfig, Routing};
+use crate::durable;
+use crate::error::RouteError;
+use crate::sessions::{Outbound, SessionHandle, SessionTable, StreamMsg};
+
+/// Counters published in heartbeats and `/metrics`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub msgs_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub moved: Mutex<VecDeque<MovedReport>>,
+}
+
+/// Everything a node's tasks share.
+pub struct Node {
+    pub(crate) cfg: NodeConfig,
+    /// The advertised `/ws` URL.
+    pub(crate) url: String,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) streams: Option<Arc<dyn StreamStore>>,
+    pub(crate) table: SessionTable,
+    /// Serialises room subscribe/unsubscribe transitions so a join racing a
+    /// leave cannot leave the broker subscription in the wrong state.
+    pub(crate) room_lock: tokio::sync::Mutex<()>,
+    pub(crate) counters: Counters,
+    /// Cancelled on crash and at the very end of a drain: every task stops.
+    pub(crate) kill: CancellationToken,
+    /// Set when the node starts leaving (drain or shutdown).
+    pub(crate) leaving: AtomicBool,
+    /// Set once the node is on the ring; rebalancing waits for it.
+    pub(crate) joined: AtomicBool,
+    pub(crate) http: reqwest::Client,
+    next_session: AtomicU64,
+}
+
+/// What the cluster accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    /// Durable mode: the message's stream position.
+    pub seq: Option<u64>,
+}
+
+impl Node {
+    pub(crate) fn new(
+        cfg: NodeConfig,
+        url: String,
+        membership: Arc<Membership>,
+        broker: Arc<dyn Broker>,
+        streams: Option<Arc<dyn StreamStore>>,
+        kill: CancellationToken,
+    ) -> Node {
+        Node {
+            cfg,
+            url,
+            membership,
+            broker,
+            streams,
+            table: SessionTable::default(),
+            room_lock: tokio::sync::Mutex::new(()),
+            counters: Counters::default(),
+            kill,
+            leaving: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()
+                .unwrap_or_default(),
+            next_session: AtomicU64::new(0),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// A cluster-unique, opaque session id.
+    pub(crate) fn new_session_id(&self) -> Arc<str> {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let salt: u32 = rand::random();
+        format!("{}-{n:x}-{salt:08x}", self.cfg.id).into()
+    }
+
+    /// Whether this node should hold sessions of `user` under `view`.
+    pub(crate) fn owns(&self, view: &View, user: &str) -> bool {
+        if self.leaving.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.cfg.routing {
+            Routing::Hash => view.owner(user) == Some(self.id()),
+            Routing::Broadcast => view
+                .member(self.id())
+                .is_some_and(|m| m.state == MemberState::Up),
+        }
+    }
+
+    /// Live stats for heartbeats.
+    pub(crate) fn stats(&self) -> NodeStats {
+        NodeStats {
+            connections: self.table.len() as u64,
+            msgs_in: self.counters.msgs_in.load(Ordering::Relaxed),
+            msgs_out: self.counters.msgs_out.load(Ordering::Relaxed),
+            ready: self.ready().is_ok(),
+            moved: self
+                .counters
+                .moved
+                .lock()
+                .map(|m| m.iter().copied().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Readiness: every backend reachable, on the ring, not leaving.
+    pub(crate) fn ready(&self) -> Result<(), String> {
+        let mut why = Vec::new();
+        if !self.membership.healthy() {
+            why.push("registry unreachable");
+        }
+        if !self.broker.healthy() {
+            why.push("broker unreachable");
+        }
+        if !self.joined.load(Ordering::Relaxed) {
+            why.push("not joined");
+        }
+        if self.leaving.load(Ordering::Relaxed) {
+            why.push("draining");
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join(", "))
+        }
+    }
+
+    pub(crate) fn record_moved(&self, epoch: u64, count: u64) {
+        if let Ok(mut m) = self.counters.moved.lock() {
+            m.push_back(MovedReport { epoch, count });
+            while m.len() > 16 {
+                m.pop_front();
+            }
+        }
+        metrics::counter!("wsring_sessions_moved_total", "node" => self.cfg.id.clone())
+            .increment(count);
+    }
+
+    /// Sends a direct message to every session of `to`.
+    pub async fn send_direct(
+        &self,
+        from: Option<&str>,
+        to: &str,
+        data: &RawValue,
+        dedup: Option<String>,
+    ) -> Result<Accepted, RouteError> {
+        let (frame, pos) = match &self.streams {
+            Some(store) => {
+                let stored = durable::encode(from, Some(to), None, data);
+                let a = store
+                    .append(&StreamName::User(to.to_owned()), stored, dedup.as_deref())
+                    .await?;
+                let frame = MessageFrame::direct(from, to, data)
+                    .with_seq(a.seq, &a.epoch)
+                    .render();
+                (frame, Some(a))
+            }
+            None => (MessageFrame::direct(from, to, data).render(), None),
+        };
+        let env = envelope(Target::User { user: to.to_owned() }, frame, pos.as_ref());
+        match self.cfg.routing {
+            Routing::Hash => {
+                let view = self.membership.view();
+                match view.owner(to) {
+                    Some(owner) if owner == self.id() => self.deliver_local(env),
+                    Some(owner) => {
+                        self.broker
+                            .publish(&Topic::Node(owner.to_owned()), env.encode())
+                            .await?;
+                    }
+                    // Durable: it is stored; the user gets it on connect.
+                    None if pos.is_some() => {}
+                    None => return Err(RouteError::NoOwner(to.to_owned())),
+                }
+            }
+            Routing::Broadcast => self.broker.publish(&Topic::Cluster, env.encode()).await?,
+        }
+        Ok(Accepted {
+            seq: pos.map(|a| a.seq),
+        })
+    }
+
+    /// Publishes to a room: only nodes with members receive it.
+    pub async fn publish_room(
+        &self,
+        from: Option<&str>,
+        room: &str,
+        data: &RawValue,
+        dedup: Option<String>,
+    ) -> Result<Accepted, RouteError> {
+        let (frame, pos) = match &self.streams {
+            Some(store) => {
+                let stored = durable::encode(from, None, Some(room), data);
+                let a = store
+                    .append(&StreamName::Room(room.to_owned()), stored, dedup.as_deref())
+                    .await?;
+                let frame = MessageFrame::room(from, room, data)
+                    .with_seq(a.seq, &a.epoch)
+                    .render();
+                (frame, Some(a))
+            }
+            None => (MessageFrame::room(from, room, data).render(), None),
+        };
+        let env = envelope(Target::Room { room: room.to_owned() }, frame, pos.as_ref());
+        self.broker
+            .publish(&Topic::Room(room.to_owned()), env.encode())
+            .await?;
+        Ok(Accepted {
+            seq: pos.map(|a| a.seq),
+        })
+    }
+
+    /// Sends to every session in the cluster (not durable).
+    pub async fn broadcast(&self, data: &RawValue) -> Result<Accepted, RouteError> {
+        let frame = MessageFrame::broadcast(data).render();
+        let env = envelope(Target::All, frame, None);
+        self.broker.publish(&Topic::Cluster, env.encode()).await?;
+        Ok(Accepted::default())
+    }
+
+    /// Hands an envelope to the local sessions it targets.
+    pub(crate) fn deliver_local(&self, env: Envelope) {
+        let Ok(frame) = Utf8Bytes::try_from(env.frame) else {
+            warn!("dropping envelope with a non-UTF-8 frame");
+            return;
+        };
+        let (targets, stream) = match env.target {
+            Target::User { user } => (self.table.user_sessions(&user), StreamName::User(user)),
+            Target::Room { room } => (self.table.room_sessions(&room), StreamName::Room(room)),
+            Target::All => (self.table.all(), StreamName::User(String::new())),
+        };
+        if targets.is_empty() {
+            debug!(?stream, "no local recipients");
+            return;
+        }
+        let item = match (env.seq, env.stream_epoch) {
+            (Some(seq), Some(epoch)) => Outbound::Stream(Arc::new(StreamMsg {
+                stream,
+                seq,
+                epoch: epoch.into(),
+                frame,
+            })),
+            _ => Outbound::Frame(frame),
+        };
+        for h in targets {
+            h.offer(item.clone());
+        }
+    }
+
+    /// Adds a session to a room, subscribing the node to the room's topic if
+    /// it is the first local member. Returns once messages will arrive.
+    pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<(), RouteError> {
+        let _guard = self.room_lock.lock().await;
+        if self.table.join(session, room) {
+            if let Err(e) = self.broker.subscribe(&Topic::Room(room.to_owned())).await {
+                self.table.leave(session, room);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a session from a room, unsubscribing if it was the last member.
+    pub(crate) async fn leave_room(&self, session: &str, room: &str) {
+        let _guard = self.room_lock.lock().await;
+        if self.table.leave(session, room) {
+            self.unsubscribe_room(room).await;
+        }
+    }
+
+    /// Forgets a finished session.
+    pub(crate) async fn remove_session(&self, handle: &SessionHandle) {
+        let _guard = self.room_lock.lock().await;
+        for room in self.table.remove(&handle.id) {
+            self.unsubscribe_room(&room).await;
+        }
+    }
+
+    async fn unsubscribe_room(&self, room: &str) {
+        // A session may have joined between the table update and here; the
+        // room lock is held, so has_room is authoritative.
+        if self.table.has_room(room) {
+            return;
+        }
+        if let Err(e) = self.broker.unsubscribe(&Topic::Room(room.to_owned())).await {
+            // Harmless: extra room messages find no local member and are dropped.
+            debug!(room, error = %e, "room unsubscribe failed");
+        }
+    }
+}
+
+fn envelope(target: Target, frame: String, pos: Option<&Appended>) -> Envelope {
+    Envelope {
+        target,
+        seq: pos.map(|a| a.seq),
+        stream_epoch: pos.map(|a| a.epoch.clone()),
+        frame: Bytes::from(frame),
+    }
+}

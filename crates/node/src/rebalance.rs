@@ -1,0 +1,100 @@
+//! Reacting to membership changes: when the ring moves users away from this
+//! node, their sessions get `moved` + close 1012 so they reconnect (through
+//! the gateway) to the new owner. Sessions of users still owned here are never
+//! touched.
+//!
+//! The closes can be spread over `drain_window` (the i-th of n at
+//! `i/n * window`), and each `moved` frame carries a jittered
+//! `retry_after_ms`, so a deploy does not turn into a reconnect storm. Each
+//! spread close re-checks ownership against the latest view first, in case the
+//! ring moved the user back meanwhile.
+
+use rand::Rng;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tracing::{info, warn};
+use wsring_cluster::View;
+
+use crate::node::Node;
+use crate::sessions::{Outbound, SessionHandle};
+
+/// Largest suggested reconnect delay when closes are not spread by a window.
+const MAX_RETRY_SPREAD_MS: u64 = 5_000;
+
+/// Follows the membership view until the node stops.
+pub(crate) async fn run(node: Arc<Node>) {
+    let mut rx = node.membership.subscribe();
+    loop {
+        tokio::select! {
+            _ = node.kill.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let view = rx.borrow_and_update().clone();
+        rebalance(&node, &view);
+    }
+}
+
+/// Moves every local session this node no longer should hold under `view`.
+pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
+    if !node.joined.load(Ordering::Relaxed) {
+        return;
+    }
+    if view.member(node.id()).is_none() && !node.leaving.load(Ordering::Relaxed) {
+        // We were dropped while alive (reaped during a pause, or the registry
+        // lost its data). The heartbeat loop is re-adding us; moving everyone
+        // now would cause exactly the reconnect storm we want to avoid.
+        warn!(epoch = view.epoch(), "this node is missing from the view; waiting to rejoin");
+        return;
+    }
+    let moving: Vec<SessionHandle> = node
+        .table
+        .all()
+        .into_iter()
+        .filter(|h| !node.owns(view, &h.user))
+        .collect();
+    if moving.is_empty() {
+        return;
+    }
+    let n = moving.len() as u64;
+    let epoch = view.epoch();
+    info!(epoch, sessions = n, "moving sessions to their new owners");
+    node.record_moved(epoch, n);
+    let window = node.cfg.drain_window;
+    if window.is_zero() {
+        // Everything closes now; spread the reconnects instead: 2 ms per moved
+        // session, between 50 ms and 5 s.
+        let spread = (n * 2).clamp(50, MAX_RETRY_SPREAD_MS);
+        let mut rng = rand::rng();
+        for h in moving {
+            h.offer(Outbound::Moved {
+                epoch,
+                retry_after_ms: rng.random_range(0..=spread),
+            });
+        }
+        return;
+    }
+    let node = Arc::clone(node);
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for (i, h) in moving.into_iter().enumerate() {
+            let at = start + window.mul_f64(i as f64 / n as f64);
+            tokio::select! {
+                _ = node.kill.cancelled() => return,
+                _ = tokio::time::sleep_until(at) => {}
+            }
+            let latest = node.membership.view();
+            if node.owns(&latest, &h.user) {
+                continue;
+            }
+            let retry_after_ms = rand::rng().random_range(0..=100);
+            h.offer(Outbound::Moved {
+                epoch: latest.epoch(),
+                retry_after_ms,
+            });
+        }
+    });
+}
+
+/// How long a drain waits for its sessions to go after the window.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,311 @@
+//! One task per WebSocket session: reads client frames and dispatches them to
+//! [`crate::cmd`], writes whatever the node queues for it, keeps the
+//! connection alive with pings, and (durable mode) keeps per-stream cursors so
+//! that every message is delivered exactly once and in order, filling any gap
+//! from the stream store.
+//!
+//! Bad input never ends a session except where RFC 6455 says it must:
+//! malformed JSON and binary frames get an `error` frame; an oversized message
+//! closes with 1009 and invalid UTF-8 with 1007.
+
+mod cursor;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span};
+use wsring_cluster::StreamName;
+use wsring_protocol::{ClientFrame, ErrorCode, ServerFrame, close};
+
+use crate::cmd;
+use crate::node::Node;
+use crate::sessions::{Outbound, SessionHandle};
+
+pub(crate) use cursor::Cursor;
+
+/// A resume request from the connect URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    pub seq: u64,
+    pub epoch: String,
+}
+
+/// Why a session ended; the session is gone either way.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client closed or the socket failed.
+    Gone,
+    /// We closed it (moved, slow, bad input).
+    Closed,
+    /// The node crashed or stopped: drop the socket without a close frame.
+    Killed,
+}
+
+/// Per-session state owned by the session task.
+pub(crate) struct Session {
+    pub node: Arc<Node>,
+    pub handle: SessionHandle,
+    sink: SplitSink<WebSocket, Message>,
+    dirty: bool,
+    /// Durable mode: position of every stream this session follows.
+    pub cursors: HashMap<StreamName, Cursor>,
+    /// For scheduling a retry of a failed gap fill.
+    retry_tx: mpsc::Sender<Outbound>,
+}
+
+/// Runs a session to completion.
+pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Option<Resume>) {
+    let (tx, rx) = mpsc::channel(node.cfg.session_queue);
+    let handle = SessionHandle {
+        id: node.new_session_id(),
+        user: user.into(),
+        tx: tx.clone(),
+        kick: CancellationToken::new(),
+    };
+    let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
+    node.table.insert(handle.clone());
+    metrics::gauge!("wsring_sessions", "node" => node.cfg.id.clone()).increment(1.0);
+    let (sink, stream) = ws.split();
+    let mut s = Session {
+        node: Arc::clone(&node),
+        handle: handle.clone(),
+        sink,
+        dirty: false,
+        cursors: HashMap::new(),
+        retry_tx: tx,
+    };
+    let end = s.main(stream, rx, resume).instrument(span.clone()).await;
+    span.in_scope(|| debug!(?end, "session ended"));
+    node.remove_session(&handle).await;
+    metrics::gauge!("wsring_sessions", "node" => node.cfg.id.clone()).decrement(1.0);
+}
+
+impl Session {
+    async fn main(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut rx: mpsc::Receiver<Outbound>,
+        resume: Option<Resume>,
+    ) -> End {
+        if let Err(end) = self.start(resume).await {
+            return end;
+        }
+        let ping_every = self.node.cfg.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let mut last_heard = Instant::now();
+        let kill = self.node.kill.clone();
+        let kick = self.handle.kick.clone();
+        loop {
+            if self.dirty {
+                self.dirty = false;
+                if self.sink.flush().await.is_err() {
+                    return End::Gone;
+                }
+            }
+            let step = tokio::select! {
+                biased;
+                _ = kill.cancelled() => Err(End::Killed),
+                _ = kick.cancelled() => self.close(close::POLICY_VIOLATION, close::REASON_SLOW).await,
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    self.on_client(msg).await
+                }
+                Some(out) = rx.recv() => self.on_outbound(out).await,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > ping_every.mul_f32(2.5) {
+                        debug!("no traffic from client; closing");
+                        Err(End::Gone)
+                    } else {
+                        self.write(Message::Ping(bytes::Bytes::new())).await
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Welcome, ownership re-check and (durable) user-stream resume.
+    async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
+        let user_stream = StreamName::User(self.handle.user.to_string());
+        let pos = match &self.node.streams {
+            Some(store) => match store.head(&user_stream).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    debug!(error = %e, "stream store unavailable at connect");
+                    self.close(close::TRY_AGAIN_LATER, "stream store unavailable")
+                        .await?;
+                    return Err(End::Closed);
+                }
+            },
+            None => None,
+        };
+        let view = self.node.membership.view();
+        let welcome = ServerFrame::Welcome {
+            user: &self.handle.user,
+            node: self.node.id(),
+            session: &self.handle.id,
+            epoch: view.epoch(),
+            seq: pos.as_ref().map(|p| p.seq),
+            stream_epoch: pos.as_ref().map(|p| p.epoch.as_str()),
+        };
+        self.write_text(welcome.to_json()).await?;
+        // The ring may have changed between the upgrade check and our entry
+        // in the session table, after the rebalancer's last pass.
+        if !self.node.owns(&view, &self.handle.user) {
+            return self.moved(view.epoch(), 0).await;
+        }
+        match (pos, resume) {
+            (Some(head), Some(r)) => {
+                let cursor = Cursor::resume(&head, &r);
+                self.cursors.insert(user_stream.clone(), cursor);
+                self.catch_up(&user_stream, true).await?;
+            }
+            (Some(head), None) => {
+                self.cursors.insert(user_stream, Cursor::at(&head));
+            }
+            (None, Some(_)) => {
+                // Not durable: nothing can be replayed; say so honestly.
+                let f = ServerFrame::Resumed {
+                    stream: "user",
+                    complete: false,
+                    seq: 0,
+                    epoch: "",
+                };
+                self.write_text(f.to_json()).await?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    async fn on_client(
+        &mut self,
+        msg: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
+        match msg {
+            None => Err(End::Gone),
+            Some(Ok(Message::Text(text))) => {
+                self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
+                match ClientFrame::parse(text.as_str()) {
+                    Ok(frame) => cmd::apply(self, frame).await,
+                    Err(e) => {
+                        self.error(ErrorCode::BadRequest, &e.message, e.id.as_ref())
+                            .await
+                    }
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
+                self.error(
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported; send JSON text frames",
+                    None,
+                )
+                .await
+            }
+            // tungstenite answers pings and close frames itself; after a close
+            // the stream ends on the next read.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => Ok(()),
+            Some(Err(e)) => match classify(e) {
+                Some((code, reason)) => self.close(code, reason).await,
+                None => Err(End::Gone),
+            },
+        }
+    }
+
+    async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Frame(text) => self.write(Message::Text(text)).await,
+            Outbound::Stream(m) => self.on_stream(&m).await,
+            Outbound::Moved {
+                epoch,
+                retry_after_ms,
+            } => self.moved(epoch, retry_after_ms).await,
+            Outbound::Resync => {
+                let streams: Vec<StreamName> = self.cursors.keys().cloned().collect();
+                for s in streams {
+                    self.catch_up(&s, false).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `moved` and closes 1012; the session ends.
+    async fn moved(&mut self, epoch: u64, retry_after_ms: u64) -> Result<(), End> {
+        let f = ServerFrame::Moved {
+            epoch,
+            retry_after_ms,
+        };
+        self.write_text(f.to_json()).await?;
+        self.close(close::SERVICE_RESTART, close::REASON_MOVED).await
+    }
+
+    /// Queues a frame for writing (flushed before the next wait).
+    pub(crate) async fn write(&mut self, msg: Message) -> Result<(), End> {
+        let counted = matches!(msg, Message::Text(_));
+        if self.sink.feed(msg).await.is_err() {
+            return Err(End::Gone);
+        }
+        if counted {
+            self.node.counters.msgs_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub(crate) async fn write_text(&mut self, text: String) -> Result<(), End> {
+        self.write(Message::Text(Utf8Bytes::from(text))).await
+    }
+
+    pub(crate) async fn error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        id: Option<&wsring_protocol::MsgId>,
+    ) -> Result<(), End> {
+        let f = ServerFrame::Error { code, message, id };
+        self.write_text(f.to_json()).await
+    }
+
+    /// Sends a close frame and ends the session.
+    pub(crate) async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        Err(End::Closed)
+    }
+
+    /// Asks the session task to retry a stream catch-up shortly (the store was
+    /// unreachable).
+    pub(crate) fn schedule_resync(&self) {
+        let tx = self.retry_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let _ = tx.try_send(Outbound::Resync);
+        });
+    }
+}
+
+/// Maps a read error to the close code RFC 6455 prescribes, if any.
+fn classify(e: axum::Error) -> Option<(u16, &'static str)> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => {
+            Some((close::MESSAGE_TOO_BIG, "message too big"))
+        }
+        Some(tungstenite::Error::Utf8(_)) => Some((close::INVALID_PAYLOAD, "invalid UTF-8")),
+        Some(tungstenite::Error::Protocol(_)) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}

@@ -1,0 +1,247 @@
+//! The node's table of local sessions, indexed by user and by room.
+//!
+//! One std `Mutex` guards all three indexes: every operation is a few hash
+//! map updates, far shorter than any await, and a single lock keeps them
+//! consistent (a session is never in a room index without being in the
+//! session index). Fan-out clones the recipients' handles under the lock and
+//! sends outside it.
+
+use axum::extract::ws::Utf8Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wsring_cluster::StreamName;
+
+/// A durable message on its way to a session: its stream position decides
+/// whether it is delivered, dropped as a duplicate, or triggers a gap fill.
+#[derive(Debug)]
+pub(crate) struct StreamMsg {
+    pub stream: StreamName,
+    pub seq: u64,
+    pub epoch: Arc<str>,
+    pub frame: Utf8Bytes,
+}
+
+/// Work for a session task.
+#[derive(Debug, Clone)]
+pub(crate) enum Outbound {
+    /// A ready frame (non-durable messages, broadcasts).
+    Frame(Utf8Bytes),
+    /// A durable message.
+    Stream(Arc<StreamMsg>),
+    /// The user moved: send `moved`, close 1012.
+    Moved { epoch: u64, retry_after_ms: u64 },
+    /// The broker reconnected: re-read streams from the store after the cursors.
+    Resync,
+}
+
+/// A handle to one live session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHandle {
+    pub id: Arc<str>,
+    pub user: Arc<str>,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the session's queue overflows (slow consumer).
+    pub kick: CancellationToken,
+}
+
+impl SessionHandle {
+    /// Queues work without waiting. A full queue means the client cannot keep
+    /// up; it is closed (1008) rather than allowed to hold memory or stall
+    /// fan-out for everyone else. In durable mode it resumes without loss.
+    pub fn offer(&self, item: Outbound) -> bool {
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kick.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+struct Entry {
+    handle: SessionHandle,
+    rooms: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Tables {
+    sessions: HashMap<Arc<str>, Entry>,
+    users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    rooms: HashMap<String, HashSet<Arc<str>>>,
+}
+
+/// All local sessions of a node.
+#[derive(Default)]
+pub(crate) struct SessionTable {
+    inner: Mutex<Tables>,
+}
+
+impl SessionTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, handle: SessionHandle) {
+        let mut t = self.lock();
+        t.users
+            .entry(Arc::clone(&handle.user))
+            .or_default()
+            .insert(Arc::clone(&handle.id));
+        t.sessions.insert(
+            Arc::clone(&handle.id),
+            Entry {
+                handle,
+                rooms: HashSet::new(),
+            },
+        );
+    }
+
+    /// Removes a session; returns the rooms that now have no local member.
+    pub fn remove(&self, id: &str) -> Vec<String> {
+        let mut t = self.lock();
+        let Some(entry) = t.sessions.remove(id) else {
+            return Vec::new();
+        };
+        if let Some(set) = t.users.get_mut(&entry.handle.user) {
+            set.remove(id);
+            if set.is_empty() {
+                t.users.remove(&entry.handle.user);
+            }
+        }
+        let mut emptied = Vec::new();
+        for room in entry.rooms {
+            if let Some(set) = t.rooms.get_mut(&room) {
+                set.remove(id);
+                if set.is_empty() {
+                    t.rooms.remove(&room);
+                    emptied.push(room);
+                }
+            }
+        }
+        emptied
+    }
+
+    /// Adds a session to a room; true if it is the room's first local member.
+    pub fn join(&self, id: &str, room: &str) -> bool {
+        let mut t = self.lock();
+        let Some(entry) = t.sessions.get_mut(id) else {
+            return false;
+        };
+        entry.rooms.insert(room.to_owned());
+        let sid = Arc::clone(&entry.handle.id);
+        let set = t.rooms.entry(room.to_owned()).or_default();
+        let first = set.is_empty();
+        set.insert(sid);
+        first
+    }
+
+    /// Removes a session from a room; true if the room has no local member left.
+    pub fn leave(&self, id: &str, room: &str) -> bool {
+        let mut t = self.lock();
+        let was_member = t
+            .sessions
+            .get_mut(id)
+            .is_some_and(|e| e.rooms.remove(room));
+        if !was_member {
+            return false;
+        }
+        let Some(set) = t.rooms.get_mut(room) else {
+            return false;
+        };
+        set.remove(id);
+        let empty = set.is_empty();
+        if empty {
+            t.rooms.remove(room);
+        }
+        empty
+    }
+
+    /// Whether the room currently has a local member.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.lock().rooms.contains_key(room)
+    }
+
+    fn handles<'a>(t: &'a Tables, ids: impl Iterator<Item = &'a Arc<str>>) -> Vec<SessionHandle> {
+        ids.filter_map(|id| t.sessions.get(id).map(|e| e.handle.clone()))
+            .collect()
+    }
+
+    pub fn user_sessions(&self, user: &str) -> Vec<SessionHandle> {
+        let t = self.lock();
+        t.users
+            .get(user)
+            .map(|ids| Self::handles(&t, ids.iter()))
+            .unwrap_or_default()
+    }
+
+    pub fn room_sessions(&self, room: &str) -> Vec<SessionHandle> {
+        let t = self.lock();
+        t.rooms
+            .get(room)
+            .map(|ids| Self::handles(&t, ids.iter()))
+            .unwrap_or_default()
+    }
+
+    pub fn all(&self) -> Vec<SessionHandle> {
+        self.lock()
+            .sessions
+            .values()
+            .map(|e| e.handle.clone())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(id: &str, user: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(1);
+        (
+            SessionHandle {
+                id: id.into(),
+                user: user.into(),
+                tx,
+                kick: CancellationToken::new(),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn indexes_stay_consistent() {
+        let t = SessionTable::default();
+        let (a, _ra) = handle("s1", "alice");
+        let (b, _rb) = handle("s2", "alice");
+        t.insert(a);
+        t.insert(b);
+        assert_eq!(t.user_sessions("alice").len(), 2);
+        assert!(t.join("s1", "lobby"));
+        assert!(!t.join("s2", "lobby"));
+        assert_eq!(t.room_sessions("lobby").len(), 2);
+        assert!(!t.leave("s1", "lobby"));
+        assert!(!t.leave("s1", "lobby"), "leaving twice is a no-op");
+        assert_eq!(t.remove("s2"), vec!["lobby".to_string()]);
+        assert!(!t.has_room("lobby"));
+        assert_eq!(t.user_sessions("alice").len(), 1);
+        t.remove("s1");
+        assert_eq!(t.len(), 0);
+        assert!(t.user_sessions("alice").is_empty());
+    }
+
+    #[test]
+    fn full_queue_kicks_the_session() {
+        let (h, _rx) = handle("s", "u");
+        assert!(h.offer(Outbound::Resync));
+        assert!(!h.offer(Outbound::Resync));
+        assert!(h.kick.is_cancelled());
+    }
+}

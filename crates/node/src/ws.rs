@@ -1,0 +1,95 @@
+//! `GET /ws?user=…`: validates the connect request *before* the upgrade (bad
+//! input gets HTTP 400 with a JSON body, a misrouted user 421), then hands the
+//! socket to a session task.
+//!
+//! In hash mode a node accepts only users it owns. The gateway sends the
+//! epoch it routed by in `x-wsring-epoch`; if this node has not seen that
+//! epoch yet it waits briefly for it, so a gateway that learned of a change
+//! first does not bounce clients.
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wsring_protocol::{ConnectParams, ErrorCode};
+
+use crate::config::Routing;
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::session::{self, Resume};
+
+/// Header carrying the ring epoch the gateway routed by.
+pub const EPOCH_HEADER: &str = "x-wsring-epoch";
+
+pub(crate) async fn upgrade(
+    State(node): State<Arc<Node>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let params = match ConnectParams::parse(query.as_deref()) {
+        Ok(p) => p,
+        Err(msg) => return ApiError::bad_request(msg).into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                rejection.status(),
+                ErrorCode::BadRequest,
+                format!("not a WebSocket upgrade: {}", rejection.body_text()),
+            )
+            .into_response();
+        }
+    };
+    if node.leaving.load(Ordering::Relaxed) || !node.joined.load(Ordering::Relaxed) {
+        return ApiError::unavailable("node is not accepting sessions (starting or draining)")
+            .into_response();
+    }
+    if node.cfg.routing == Routing::Hash {
+        let wanted = headers
+            .get(EPOCH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut view = node.membership.view();
+        if wanted > view.epoch() {
+            view = node
+                .membership
+                .wait_for_epoch(wanted, node.cfg.epoch_wait)
+                .await;
+        }
+        match view.owner(&params.user) {
+            Some(owner) if owner == node.id() => {}
+            Some(owner) => {
+                let url = view.member(owner).map(|m| m.url.clone()).unwrap_or_default();
+                return ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    ErrorCode::WrongNode,
+                    format!(
+                        "user {:?} is owned by node {owner} at epoch {}; connect through the gateway",
+                        params.user,
+                        view.epoch()
+                    ),
+                )
+                .with("node", owner)
+                .with("url", url)
+                .with("epoch", view.epoch())
+                .into_response();
+            }
+            None => return ApiError::unavailable("no node is up").into_response(),
+        }
+    }
+    let max = node.cfg.max_message_bytes;
+    let resume = params.resume.map(|(seq, epoch)| Resume { seq, epoch });
+    let user = params.user;
+    ws
+        // Frames up to twice the message limit are read whole before being
+        // refused, so the 1009 close is not followed by a TCP reset caused by
+        // unread data; larger frames are cut off at the header.
+        .max_frame_size(max.saturating_mul(2).max(64 * 1024))
+        .max_message_size(max)
+        .on_upgrade(move |socket| session::run(node, socket, user, resume))
+}

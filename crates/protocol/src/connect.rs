@@ -1,0 +1,97 @@
+//! The connect URL's query string: `?user=<id>[&resume=<seq>&epoch=<epoch>]`.
+//! Parsed identically by the gateway (to route) and the node (to accept), so
+//! both reject the same inputs with the same messages, before the upgrade.
+
+use crate::ids::validate_user;
+
+/// Parsed and validated connect parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectParams {
+    /// The user id.
+    pub user: String,
+    /// Durable resume point: the last user-stream seq the client saw and the
+    /// stream epoch it belongs to.
+    pub resume: Option<(u64, String)>,
+}
+
+/// Longest accepted stream epoch.
+pub const MAX_EPOCH_LEN: usize = 64;
+
+impl ConnectParams {
+    /// Parses a raw query string (without the `?`).
+    pub fn parse(query: Option<&str>) -> Result<ConnectParams, String> {
+        let mut user = None;
+        let mut resume = None;
+        let mut epoch = None;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "user" => &mut user,
+                "resume" => &mut resume,
+                "epoch" => &mut epoch,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(format!("`{k}` is given more than once"));
+            }
+            *slot = Some(v.into_owned());
+        }
+        let user = user.ok_or("missing query parameter `user`")?;
+        validate_user(&user).map_err(|e| e.to_string())?;
+        let resume = match (resume, epoch) {
+            (None, None) => None,
+            (Some(seq), Some(epoch)) => {
+                let seq = seq.parse::<u64>().map_err(|_| {
+                    format!("`resume` must be a non-negative integer, got {seq:?}")
+                })?;
+                let ok = !epoch.is_empty()
+                    && epoch.len() <= MAX_EPOCH_LEN
+                    && epoch
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !ok {
+                    return Err(format!(
+                        "`epoch` must be 1-{MAX_EPOCH_LEN} characters from [A-Za-z0-9_-]"
+                    ));
+                }
+                Some((seq, epoch))
+            }
+            (Some(_), None) => return Err("`resume` requires `epoch`".into()),
+            (None, Some(_)) => return Err("`epoch` requires `resume`".into()),
+        };
+        Ok(ConnectParams { user, resume })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid() {
+        let p = ConnectParams::parse(Some("user=alice%40x&resume=12&epoch=ab-1")).expect("ok");
+        assert_eq!(p.user, "alice@x");
+        assert_eq!(p.resume, Some((12, "ab-1".into())));
+        assert_eq!(
+            ConnectParams::parse(Some("user=bob&other=1")).expect("ok").resume,
+            None
+        );
+    }
+
+    #[test]
+    fn invalid() {
+        for q in [
+            None,
+            Some(""),
+            Some("user="),
+            Some("user=a b"),
+            Some("user=a&user=b"),
+            Some("user=a&resume=x&epoch=e"),
+            Some("user=a&resume=-1&epoch=e"),
+            Some("user=a&resume=1"),
+            Some("user=a&epoch=e"),
+            Some("user=a&resume=1&epoch=a.b"),
+        ] {
+            assert!(ConnectParams::parse(q).is_err(), "{q:?}");
+        }
+    }
+}
