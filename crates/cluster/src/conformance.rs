@@ -16,12 +16,12 @@ use std::time::Duration;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::ClusterError;
 use crate::broker::{Broker, BrokerEvent, Inbox, Topic};
 use crate::membership::{Membership, MembershipConfig};
 use crate::registry::Registry;
 use crate::stream::{Retention, StreamName, StreamStore};
 use crate::view::NodeStats;
-use crate::ClusterError;
 
 /// Builds backend instances inside a namespace.
 #[async_trait]
@@ -110,7 +110,10 @@ pub async fn broker_directed(h: &dyn Harness) {
     assert_eq!(got_b.len(), 1, "b got {got_b:?}");
     assert_eq!(got_b[0].0, Topic::Node("b".into()));
     assert_eq!(got_b[0].1.as_ref(), b"for-b");
-    assert!(until_marker(&mut ia, b"end").await.is_empty(), "a got b's message");
+    assert!(
+        until_marker(&mut ia, b"end").await.is_empty(),
+        "a got b's message"
+    );
     a.close().await;
     b.close().await;
 }
@@ -151,7 +154,9 @@ pub async fn broker_rooms(h: &dyn Harness) {
         br.subscribe(&Topic::Node(id.into())).await.expect("sub");
     }
     a.subscribe(&room).await.expect("sub room");
-    b.publish(&room, Bytes::from_static(b"r1")).await.expect("pub");
+    b.publish(&room, Bytes::from_static(b"r1"))
+        .await
+        .expect("pub");
     for id in ["a", "b"] {
         b.publish(&Topic::Node(id.into()), Bytes::from_static(b"end"))
             .await
@@ -161,11 +166,16 @@ pub async fn broker_rooms(h: &dyn Harness) {
     assert_eq!(got, vec![(room.clone(), Bytes::from_static(b"r1"))]);
     assert!(until_marker(&mut ib, b"end").await.is_empty());
     // A room name that differs only by a character must not match.
-    b.publish(&Topic::Room("lobby.v2:x@z".into()), Bytes::from_static(b"other"))
+    b.publish(
+        &Topic::Room("lobby.v2:x@z".into()),
+        Bytes::from_static(b"other"),
+    )
+    .await
+    .expect("pub");
+    a.unsubscribe(&room).await.expect("unsub");
+    b.publish(&room, Bytes::from_static(b"r2"))
         .await
         .expect("pub");
-    a.unsubscribe(&room).await.expect("unsub");
-    b.publish(&room, Bytes::from_static(b"r2")).await.expect("pub");
     b.publish(&Topic::Node("a".into()), Bytes::from_static(b"end"))
         .await
         .expect("pub");
@@ -204,7 +214,9 @@ pub async fn registry_cas(h: &dyn Harness) {
         .expect("store")
         .expect("first create wins");
     assert_eq!(
-        r.store(None, Bytes::from_static(b"{\"v\":9}")).await.expect("store"),
+        r.store(None, Bytes::from_static(b"{\"v\":9}"))
+            .await
+            .expect("store"),
         None,
         "second create must lose"
     );
@@ -215,7 +227,9 @@ pub async fn registry_cas(h: &dyn Harness) {
         .expect("update at current version wins");
     assert_ne!(v1, v2);
     assert_eq!(
-        r.store(Some(v1), Bytes::from_static(b"{\"v\":3}")).await.expect("store"),
+        r.store(Some(v1), Bytes::from_static(b"{\"v\":3}"))
+            .await
+            .expect("store"),
         None,
         "stale version must lose"
     );
@@ -231,8 +245,16 @@ pub async fn registry_heartbeat_ttl(h: &dyn Harness) {
     let ttl = Duration::from_millis(1200);
     let r = need!(h.registry(&ns, ttl).await, "registry");
     let ids = vec!["n1".to_string(), "n2".to_string()];
-    assert!(r.claim("n1", Bytes::from_static(b"{}"), ttl).await.expect("claim"));
-    assert!(!r.claim("n1", Bytes::from_static(b"{}"), ttl).await.expect("claim"));
+    assert!(
+        r.claim("n1", Bytes::from_static(b"{}"), ttl)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !r.claim("n1", Bytes::from_static(b"{}"), ttl)
+            .await
+            .expect("claim")
+    );
     r.refresh("n2", Bytes::from_static(b"{\"x\":1}"), ttl)
         .await
         .expect("refresh");
@@ -250,7 +272,11 @@ pub async fn registry_heartbeat_ttl(h: &dyn Harness) {
         assert!(tokio::time::Instant::now() < deadline, "n1 never expired");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(r.claim("n1", Bytes::from_static(b"{}"), ttl).await.expect("reclaim"));
+    assert!(
+        r.claim("n1", Bytes::from_static(b"{}"), ttl)
+            .await
+            .expect("reclaim")
+    );
 }
 
 /// The change notification fires after a store.
@@ -259,7 +285,9 @@ pub async fn registry_watch(h: &dyn Harness) {
     let ns = unique_ns("conf");
     let r = need!(h.registry(&ns, Duration::from_secs(2)).await, "registry");
     let mut changes = r.watch().await.expect("watch");
-    r.store(None, Bytes::from_static(b"{}")).await.expect("store");
+    r.store(None, Bytes::from_static(b"{}"))
+        .await
+        .expect("store");
     timeout(WAIT, changes.next())
         .await
         .expect("notified")
@@ -399,7 +427,10 @@ pub async fn membership_duplicate_id(h: &dyn Harness) {
         .join("dup", "ws://127.0.0.1:2/ws", no_stats())
         .await
         .expect_err("duplicate id must be refused");
-    assert!(matches!(err, ClusterError::NodeIdTaken(ref id) if id == "dup"), "{err}");
+    assert!(
+        matches!(err, ClusterError::NodeIdTaken(ref id) if id == "dup"),
+        "{err}"
+    );
     cancel.cancel();
 }
 
@@ -420,7 +451,13 @@ pub async fn streams_append_read(h: &dyn Harness) {
         assert_eq!(a.epoch, head.epoch, "epoch stable");
         assert!(!a.duplicate);
     }
-    assert_eq!(s.append(&room, Bytes::from_static(b"r"), None).await.expect("append").seq, 1);
+    assert_eq!(
+        s.append(&room, Bytes::from_static(b"r"), None)
+            .await
+            .expect("append")
+            .seq,
+        1
+    );
     let batch = s.read_after(&user, 2, 100).await.expect("read");
     assert_eq!(batch.epoch, head.epoch);
     assert_eq!((batch.first_seq, batch.last_seq), (1, 5));
@@ -455,7 +492,9 @@ pub async fn streams_retention(h: &dyn Harness) {
     );
     let st = StreamName::User("u".into());
     for i in 1..=8u64 {
-        s.append(&st, Bytes::from(i.to_string()), None).await.expect("append");
+        s.append(&st, Bytes::from(i.to_string()), None)
+            .await
+            .expect("append");
     }
     let b = s.read_after(&st, 0, 100).await.expect("read");
     assert_eq!(b.last_seq, 8);
@@ -480,19 +519,27 @@ pub async fn streams_age(h: &dyn Harness) {
         "stream store"
     );
     let st = StreamName::Room("aging".into());
-    s.append(&st, Bytes::from_static(b"old"), None).await.expect("append");
+    s.append(&st, Bytes::from_static(b"old"), None)
+        .await
+        .expect("append");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Keep the stream active so it ages entries rather than resetting.
-        let a = s.append(&st, Bytes::from_static(b"new"), None).await.expect("append");
+        let a = s
+            .append(&st, Bytes::from_static(b"new"), None)
+            .await
+            .expect("append");
         let b = s.read_after(&st, 0, 100).await.expect("read");
         if b.entries.iter().all(|(_, p)| p.as_ref() != b"old") {
             assert!(b.first_seq > 1);
             assert_eq!(b.last_seq, a.seq);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "old entry never aged out");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "old entry never aged out"
+        );
     }
 }
 
@@ -501,13 +548,25 @@ pub async fn streams_dedup(h: &dyn Harness) {
     let ns = unique_ns("conf");
     let s = need!(h.streams(&ns, Retention::default()).await, "stream store");
     let st = StreamName::User("d".into());
-    let a = s.append(&st, Bytes::from_static(b"x"), Some("k1")).await.expect("append");
-    let b = s.append(&st, Bytes::from_static(b"x"), Some("k1")).await.expect("append");
+    let a = s
+        .append(&st, Bytes::from_static(b"x"), Some("k1"))
+        .await
+        .expect("append");
+    let b = s
+        .append(&st, Bytes::from_static(b"x"), Some("k1"))
+        .await
+        .expect("append");
     assert_eq!((a.seq, a.duplicate), (1, false));
     assert_eq!((b.seq, b.duplicate), (1, true));
-    let c = s.append(&st, Bytes::from_static(b"y"), Some("k2")).await.expect("append");
+    let c = s
+        .append(&st, Bytes::from_static(b"y"), Some("k2"))
+        .await
+        .expect("append");
     assert_eq!(c.seq, 2);
-    assert_eq!(s.read_after(&st, 0, 10).await.expect("read").entries.len(), 2);
+    assert_eq!(
+        s.read_after(&st, 0, 10).await.expect("read").entries.len(),
+        2
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async

@@ -15,12 +15,12 @@
 //! same and why the in-memory backend ([`memory`]) is tiny.
 //!
 //! # Layout
-//! * [`error`]: [`ClusterError`], the one error type at the trait boundary.
-//! * [`registry`], [`broker`], [`stream`]: the three traits and their types.
-//! * [`view`]: the membership document and the derived [`View`] (ring + epoch).
-//! * [`membership`]: the protocol: [`Membership`].
-//! * [`memory`]: the embedded backend used by `wsring dev`.
-//! * [`backoff`]: exponential backoff with full jitter, shared by backends.
+//! * [`error`] — [`ClusterError`], the one error type at the trait boundary.
+//! * [`registry`], [`broker`], [`stream`] — the three traits and their types.
+//! * [`view`] — the membership document and the derived [`View`] (ring + epoch).
+//! * [`membership`] — the protocol: [`Membership`].
+//! * [`memory`] — the embedded backend used by `wsring dev`.
+//! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass.
 
 pub mod backoff;

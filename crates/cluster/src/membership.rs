@@ -274,7 +274,10 @@ impl Membership {
             // and the document starts over.
             next.epoch = doc.epoch.max(self.view().epoch()) + 1;
             let bytes = Bytes::from(serde_json::to_vec(&next).unwrap_or_default());
-            if self.track(self.registry.store(version, bytes).await)?.is_some() {
+            if self
+                .track(self.registry.store(version, bytes).await)?
+                .is_some()
+            {
                 debug!(epoch = next.epoch, "membership document updated");
                 self.apply(next);
                 return Ok(self.view());
@@ -429,9 +432,7 @@ impl Membership {
                 return;
             };
             let value = encode_stats(&stats());
-            if let Err(e) = self
-                .track(self.registry.refresh(&id, value, self.cfg.ttl).await)
-            {
+            if let Err(e) = self.track(self.registry.refresh(&id, value, self.cfg.ttl).await) {
                 warn!(node = %id, error = %e, "heartbeat failed");
                 continue;
             }

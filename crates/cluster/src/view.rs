@@ -122,7 +122,10 @@ mod tests {
 
     #[test]
     fn api_base_from_ws_url() {
-        assert_eq!(api_base_of("ws://127.0.0.1:7001/ws"), "http://127.0.0.1:7001");
+        assert_eq!(
+            api_base_of("ws://127.0.0.1:7001/ws"),
+            "http://127.0.0.1:7001"
+        );
         assert_eq!(api_base_of("wss://example.com/ws"), "https://example.com");
     }
 

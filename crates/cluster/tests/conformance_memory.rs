@@ -1,8 +1,8 @@
 //! The backend conformance suite against the in-memory backend.
 
 use async_trait::async_trait;
-use std::sync::{Arc, Mutex};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsring_cluster::conformance::Harness;
 use wsring_cluster::memory::MemoryBackend;

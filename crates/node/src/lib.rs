@@ -9,16 +9,16 @@
 //! * catches up from durable streams after a broker outage ([`inbound`]).
 //!
 //! # Layout
-//! * [`config`]: [`NodeConfig`] and [`Routing`].
+//! * [`config`] — [`NodeConfig`] and [`Routing`].
 //! * `node`: shared state and the routing rules (where a message goes, when it
 //!   is acknowledged).
 //! * `ws`: the `/ws` upgrade and its pre-upgrade checks.
 //! * `session`: one task per connection; `session/cursor` for durable delivery.
 //! * `cmd/`: one file per client frame kind.
-//! * [`api`]: one file per HTTP route.
+//! * [`api`] — one file per HTTP route.
 //! * `rebalance`, `inbound`: reactions to membership and broker events.
-//! * [`serve`]: the accept loop (shared with the gateway).
-//! * [`error`]: [`NodeError`], [`ApiError`], [`RouteError`].
+//! * [`serve`] — the accept loop (shared with the gateway).
+//! * [`error`] — [`NodeError`], [`ApiError`], [`RouteError`].
 
 pub mod api;
 mod cmd;
@@ -98,10 +98,16 @@ pub async fn start(
     let result = async {
         // Subscribe before joining: once we are on the ring, directed
         // messages for our users must reach us.
-        node.broker.subscribe(&Topic::Node(node.id().to_owned())).await?;
+        node.broker
+            .subscribe(&Topic::Node(node.id().to_owned()))
+            .await?;
         node.broker.subscribe(&Topic::Cluster).await?;
         tokio::spawn(inbound::run(Arc::clone(&node), deps.inbox));
-        tokio::spawn(serve::serve(listener, router(Arc::clone(&node)), kill.clone()));
+        tokio::spawn(serve::serve(
+            listener,
+            router(Arc::clone(&node)),
+            kill.clone(),
+        ));
         tokio::spawn(rebalance::run(Arc::clone(&node)));
         let weak = Arc::downgrade(&node);
         let stats = Arc::new(move || weak.upgrade().map(|n| n.stats()).unwrap_or_default());
@@ -184,6 +190,31 @@ impl NodeHandle {
         self.node.broker.close().await;
     }
 
+    /// Stops for good as part of a whole-cluster shutdown: sessions get close
+    /// 1001 (going away; there is nowhere to move them), then the node
+    /// deregisters and stops.
+    pub async fn stop(&self) {
+        let node = &self.node;
+        if node.leaving.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for h in node.table.all() {
+            h.offer(sessions::Outbound::Close(
+                wsring_protocol::close::GOING_AWAY,
+                "server shutting down",
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while node.table.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = node.membership.leave().await {
+            warn!(error = %e, "deregistration failed; the heartbeat TTL will remove us");
+        }
+        node.kill.cancel();
+        node.broker.close().await;
+    }
+
     /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
     /// `moved` + 1012 (spread over the drain window), then deregistered and
     /// stopped.
@@ -199,8 +230,7 @@ impl NodeHandle {
             warn!(error = %e, "could not mark draining; moving sessions regardless");
             rebalance::rebalance(node, &node.membership.view());
         }
-        let deadline =
-            tokio::time::Instant::now() + node.cfg.drain_window + rebalance::DRAIN_GRACE;
+        let deadline = tokio::time::Instant::now() + node.cfg.drain_window + rebalance::DRAIN_GRACE;
         while node.table.len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -188,7 +188,13 @@ impl Node {
             }
             None => (MessageFrame::direct(from, to, data).render(), None),
         };
-        let env = envelope(Target::User { user: to.to_owned() }, frame, pos.as_ref());
+        let env = envelope(
+            Target::User {
+                user: to.to_owned(),
+            },
+            frame,
+            pos.as_ref(),
+        );
         match self.cfg.routing {
             Routing::Hash => {
                 let view = self.membership.view();
@@ -232,7 +238,13 @@ impl Node {
             }
             None => (MessageFrame::room(from, room, data).render(), None),
         };
-        let env = envelope(Target::Room { room: room.to_owned() }, frame, pos.as_ref());
+        let env = envelope(
+            Target::Room {
+                room: room.to_owned(),
+            },
+            frame,
+            pos.as_ref(),
+        );
         self.broker
             .publish(&Topic::Room(room.to_owned()), env.encode())
             .await?;

@@ -44,7 +44,10 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
         // We were dropped while alive (reaped during a pause, or the registry
         // lost its data). The heartbeat loop is re-adding us; moving everyone
         // now would cause exactly the reconnect storm we want to avoid.
-        warn!(epoch = view.epoch(), "this node is missing from the view; waiting to rejoin");
+        warn!(
+            epoch = view.epoch(),
+            "this node is missing from the view; waiting to rejoin"
+        );
         return;
     }
     let moving: Vec<SessionHandle> = node

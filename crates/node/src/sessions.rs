@@ -34,6 +34,8 @@ pub(crate) enum Outbound {
     Moved { epoch: u64, retry_after_ms: u64 },
     /// The broker reconnected: re-read streams from the store after the cursors.
     Resync,
+    /// Close with this code and reason (server shutdown).
+    Close(u16, &'static str),
 }
 
 /// A handle to one live session.
@@ -142,10 +144,7 @@ impl SessionTable {
     /// Removes a session from a room; true if the room has no local member left.
     pub fn leave(&self, id: &str, room: &str) -> bool {
         let mut t = self.lock();
-        let was_member = t
-            .sessions
-            .get_mut(id)
-            .is_some_and(|e| e.rooms.remove(room));
+        let was_member = t.sessions.get_mut(id).is_some_and(|e| e.rooms.remove(room));
         if !was_member {
             return false;
         }

@@ -64,7 +64,10 @@ pub(crate) async fn upgrade(
         match view.owner(&params.user) {
             Some(owner) if owner == node.id() => {}
             Some(owner) => {
-                let url = view.member(owner).map(|m| m.url.clone()).unwrap_or_default();
+                let url = view
+                    .member(owner)
+                    .map(|m| m.url.clone())
+                    .unwrap_or_default();
                 return ApiError::new(
                     StatusCode::MISDIRECTED_REQUEST,
                     ErrorCode::WrongNode,

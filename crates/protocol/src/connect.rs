@@ -40,9 +40,9 @@ impl ConnectParams {
         let resume = match (resume, epoch) {
             (None, None) => None,
             (Some(seq), Some(epoch)) => {
-                let seq = seq.parse::<u64>().map_err(|_| {
-                    format!("`resume` must be a non-negative integer, got {seq:?}")
-                })?;
+                let seq = seq
+                    .parse::<u64>()
+                    .map_err(|_| format!("`resume` must be a non-negative integer, got {seq:?}"))?;
                 let ok = !epoch.is_empty()
                     && epoch.len() <= MAX_EPOCH_LEN
                     && epoch
@@ -72,7 +72,9 @@ mod tests {
         assert_eq!(p.user, "alice@x");
         assert_eq!(p.resume, Some((12, "ab-1".into())));
         assert_eq!(
-            ConnectParams::parse(Some("user=bob&other=1")).expect("ok").resume,
+            ConnectParams::parse(Some("user=bob&other=1"))
+                .expect("ok")
+                .resume,
             None
         );
     }

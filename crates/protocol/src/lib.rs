@@ -3,18 +3,18 @@
 //! is its executable form.
 //!
 //! # Layout
-//! * [`ids`]: validation of user ids, room names and node ids.
-//! * [`client`]: frames a client sends ([`ClientFrame`]), parsed with precise
+//! * [`ids`] — validation of user ids, room names and node ids.
+//! * [`client`] — frames a client sends ([`ClientFrame`]), parsed with precise
 //!   `bad_request` errors.
-//! * [`server`]: frames the server sends ([`ServerFrame`]) and the fast path
+//! * [`server`] — frames the server sends ([`ServerFrame`]) and the fast path
 //!   that renders a `message` frame once for many recipients.
-//! * [`connect`]: the connect URL query (`user`, `resume`, `epoch`).
-//! * [`close`]: the RFC 6455 close codes wsring uses and why.
-//! * [`envelope`]: what travels between nodes through the broker.
+//! * [`connect`] — the connect URL query (`user`, `resume`, `epoch`).
+//! * [`close`] — the RFC 6455 close codes wsring uses and why.
+//! * [`envelope`] — what travels between nodes through the broker.
 
 pub mod client;
-pub mod connect;
 pub mod close;
+pub mod connect;
 pub mod envelope;
 pub mod ids;
 pub mod server;

@@ -26,7 +26,10 @@ fn main() {
             "pod names",
             (0..10).map(|i| format!("wsring-7f9c4d-{i:05}")).collect(),
         ),
-        ("IPs", (0..10).map(|i| format!("10.0.0.{}", i + 10)).collect()),
+        (
+            "IPs",
+            (0..10).map(|i| format!("10.0.0.{}", i + 10)).collect(),
+        ),
     ];
     println!("| vnodes/node | worst busiest/mean (10 nodes, 1M keys) | per id shape |");
     println!("|---:|---:|---|");

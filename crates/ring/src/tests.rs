@@ -19,7 +19,9 @@ fn random_keys(count: usize, seed: u64) -> Vec<String> {
 fn max_over_mean(ring: &Ring, keys: &[String]) -> f64 {
     let mut counts = std::collections::HashMap::new();
     for k in keys {
-        *counts.entry(ring.owner(k).expect("non-empty")).or_insert(0usize) += 1;
+        *counts
+            .entry(ring.owner(k).expect("non-empty"))
+            .or_insert(0usize) += 1;
     }
     let mean = keys.len() as f64 / ring.len() as f64;
     counts.values().copied().max().unwrap_or(0) as f64 / mean
@@ -58,9 +60,12 @@ fn shares_sum_to_one_and_track_key_counts() {
     assert!((total - 1.0).abs() < 1e-9, "total {total}");
     let keys = random_keys(100_000, 7);
     for (node, share) in ring.shares() {
-        let got = keys.iter().filter(|k| ring.owner(k) == Some(node)).count() as f64
-            / keys.len() as f64;
-        assert!((got - share).abs() < 0.01, "{node}: keys {got} share {share}");
+        let got =
+            keys.iter().filter(|k| ring.owner(k) == Some(node)).count() as f64 / keys.len() as f64;
+        assert!(
+            (got - share).abs() < 0.01,
+            "{node}: keys {got} share {share}"
+        );
     }
 }
 
@@ -105,8 +110,7 @@ fn arcs_cover_the_circle() {
 }
 
 fn member_set() -> impl Strategy<Value = Vec<String>> {
-    proptest::collection::btree_set("[a-z0-9-]{1,12}", 1..16)
-        .prop_map(|s| s.into_iter().collect())
+    proptest::collection::btree_set("[a-z0-9-]{1,12}", 1..16).prop_map(|s| s.into_iter().collect())
 }
 
 proptest! {

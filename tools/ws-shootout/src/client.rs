@@ -80,6 +80,12 @@ pub struct RunResult {
     /// Server CPU seconds per 100k messages (NaN without a server pid).
     pub cpu_per_100k: f64,
     pub server_rss_mib: f64,
+    /// CPU seconds used by this (client) process during the window.
+    pub client_cpu_s: f64,
+    /// CPU seconds used by everything else on the machine during the window (noise).
+    pub other_cpu_s: f64,
+    /// CPU seconds stolen by the hypervisor during the window (noise).
+    pub steal_s: f64,
     /// Fan-out frames published but never received (dropped or still queued at the end).
     pub lost: u64,
     pub errors: u64,
@@ -135,19 +141,48 @@ async fn connect_many(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Ws>> {
     Ok(out)
 }
 
-/// Samples server CPU at the window start and end.
-async fn cpu_window(pid: Option<u32>, t0: Instant, t1: Instant) -> (f64, f64) {
-    let Some(pid) = pid else {
-        return (f64::NAN, f64::NAN);
+/// CPU accounting over the measured window.
+#[derive(Clone, Copy, Debug)]
+struct CpuWindow {
+    server_s: f64,
+    server_rss_mib: f64,
+    client_s: f64,
+    other_s: f64,
+    steal_s: f64,
+}
+
+/// Samples server, client and whole-machine CPU at the window start and end.
+async fn cpu_window(pid: Option<u32>, t0: Instant, t1: Instant) -> CpuWindow {
+    let me = std::process::id();
+    let sample = || {
+        let server = pid
+            .map(|p| stats::proc_cpu_secs(p).unwrap_or(f64::NAN))
+            .unwrap_or(f64::NAN);
+        let client = stats::proc_cpu_secs(me).unwrap_or(f64::NAN);
+        let (busy, steal) = stats::machine_cpu_secs().unwrap_or((f64::NAN, f64::NAN));
+        (server, client, busy, steal)
     };
     tokio::time::sleep_until(t0).await;
-    let a = stats::proc_cpu_secs(pid).unwrap_or(f64::NAN);
+    let a = sample();
     tokio::time::sleep_until(t1).await;
-    let b = stats::proc_cpu_secs(pid).unwrap_or(f64::NAN);
-    let rss = stats::proc_rss_kib(pid)
+    let b = sample();
+    let rss = pid
+        .and_then(stats::proc_rss_kib)
         .map(|k| k as f64 / 1024.0)
         .unwrap_or(f64::NAN);
-    (b - a, rss)
+    let (server_s, client_s) = (b.0 - a.0, b.1 - a.1);
+    let known = if server_s.is_finite() {
+        server_s + client_s
+    } else {
+        client_s
+    };
+    CpuWindow {
+        server_s,
+        server_rss_mib: rss,
+        client_s,
+        other_s: (b.2 - a.2 - known).max(0.0),
+        steal_s: b.3 - a.3,
+    }
 }
 
 /// Runs one workload against a server and returns the measurements.
@@ -183,8 +218,8 @@ async fn run_rpc(cfg: &LoadCfg) -> anyhow::Result<RunResult> {
         errors += e;
         hist.add(h)?;
     }
-    let (cpu_s, rss) = cpu.await?;
-    Ok(finish(msgs, errors, 0, &hist, cfg.secs, cpu_s, rss))
+    let cpu = cpu.await?;
+    Ok(finish(msgs, errors, 0, &hist, cfg.secs, cpu))
 }
 
 fn finish(
@@ -193,9 +228,9 @@ fn finish(
     lost: u64,
     hist: &Histogram<u64>,
     secs: Duration,
-    cpu_s: f64,
-    rss: f64,
+    cpu: CpuWindow,
 ) -> RunResult {
+    let cpu_s = cpu.server_s;
     let window_secs = secs.as_secs_f64();
     RunResult {
         msgs,
@@ -208,7 +243,10 @@ fn finish(
         } else {
             f64::NAN
         },
-        server_rss_mib: rss,
+        server_rss_mib: cpu.server_rss_mib,
+        client_cpu_s: cpu.client_s,
+        other_cpu_s: cpu.other_s,
+        steal_s: cpu.steal_s,
         lost,
         errors,
     }
@@ -344,12 +382,12 @@ async fn run_fanout(cfg: &LoadCfg) -> anyhow::Result<RunResult> {
         hist.add(h)?;
     }
     let _ = timeout(Duration::from_millis(500), publisher.close(None)).await;
-    let (cpu_s, rss) = cpu.await?;
+    let cpu = cpu.await?;
     let lost = (seq * n as u64).saturating_sub(received.load(Ordering::Relaxed));
     if seq == 0 {
         return Err(anyhow!("publisher never published"));
     }
-    Ok(finish(msgs, errors, lost, &hist, cfg.secs, cpu_s, rss))
+    Ok(finish(msgs, errors, lost, &hist, cfg.secs, cpu))
 }
 
 /// One subscriber: count and time every event until `drain_until`, then close.

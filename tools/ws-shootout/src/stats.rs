@@ -25,6 +25,24 @@ pub fn proc_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Whole-machine CPU seconds from `/proc/stat`: (busy = user+nice+system+irq+softirq, steal).
+pub fn machine_cpu_secs() -> anyhow::Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat
+        .lines()
+        .next()
+        .ok_or_else(|| anyhow!("empty /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    Ok((busy as f64 / clock_ticks(), get(7) as f64 / clock_ticks()))
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions; a non-positive answer falls back to the usual 100.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -7,9 +7,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::lock;
@@ -98,7 +98,9 @@ impl MemoryBroker {
 impl Broker for MemoryBroker {
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError> {
         if !self.up.load(Ordering::SeqCst) {
-            return Err(ClusterError::unavailable("memory broker connection severed"));
+            return Err(ClusterError::unavailable(
+                "memory broker connection severed",
+            ));
         }
         let targets: Vec<_> = lock(&self.hub.topics)
             .get(topic)

@@ -49,15 +49,16 @@ pub fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
             ApiError::bad_request(r.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Checks an optional idempotency key.
 pub fn check_id(id: Option<&str>) -> Result<(), ApiError> {
     match id {
-        Some(id) if id.is_empty() || id.len() > wsring_protocol::client::MAX_ID_LEN => Err(
-            ApiError::bad_request("`id` must be 1-128 bytes"),
-        ),
+        Some(id) if id.is_empty() || id.len() > wsring_protocol::client::MAX_ID_LEN => {
+            Err(ApiError::bad_request("`id` must be 1-128 bytes"))
+        }
         _ => Ok(()),
     }
 }

@@ -11,5 +11,9 @@ use crate::node::Node;
 
 pub(super) async fn handle(State(node): State<Arc<Node>>) -> Json<Value> {
     let view = node.membership.view();
-    Json(views::nodes(&view, &node.membership.stats(), node.cfg.routing))
+    Json(views::nodes(
+        &view,
+        &node.membership.stats(),
+        node.cfg.routing,
+    ))
 }

@@ -98,12 +98,12 @@ impl Session {
                     return Ok(());
                 }
             };
-            let c = self
-                .cursors
-                .get_mut(stream)
-                .ok_or(End::Closed)?;
+            let c = self.cursors.get_mut(stream).ok_or(End::Closed)?;
             if *c.epoch != *batch.epoch {
-                debug!(?stream, "stream epoch changed; restarting from its beginning");
+                debug!(
+                    ?stream,
+                    "stream epoch changed; restarting from its beginning"
+                );
                 *c = Cursor {
                     epoch: batch.epoch.as_str().into(),
                     seq: 0,
@@ -125,7 +125,9 @@ impl Session {
             for (seq, payload) in batch.entries {
                 match durable::render(&payload, seq, &epoch) {
                     Ok(text) => self.write_text(text).await?,
-                    Err(e) => warn!(?stream, seq, error = %e, "skipping undecodable stored message"),
+                    Err(e) => {
+                        warn!(?stream, seq, error = %e, "skipping undecodable stored message")
+                    }
                 }
                 if let Some(c) = self.cursors.get_mut(stream) {
                     c.seq = seq;

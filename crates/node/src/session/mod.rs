@@ -186,10 +186,7 @@ impl Session {
         Ok(())
     }
 
-    async fn on_client(
-        &mut self,
-        msg: Option<Result<Message, axum::Error>>,
-    ) -> Result<(), End> {
+    async fn on_client(&mut self, msg: Option<Result<Message, axum::Error>>) -> Result<(), End> {
         match msg {
             None => Err(End::Gone),
             Some(Ok(Message::Text(text))) => {
@@ -229,6 +226,7 @@ impl Session {
                 epoch,
                 retry_after_ms,
             } => self.moved(epoch, retry_after_ms).await,
+            Outbound::Close(code, reason) => self.close(code, reason).await,
             Outbound::Resync => {
                 let streams: Vec<StreamName> = self.cursors.keys().cloned().collect();
                 for s in streams {
@@ -246,7 +244,8 @@ impl Session {
             retry_after_ms,
         };
         self.write_text(f.to_json()).await?;
-        self.close(close::SERVICE_RESTART, close::REASON_MOVED).await
+        self.close(close::SERVICE_RESTART, close::REASON_MOVED)
+            .await
     }
 
     /// Queues a frame for writing (flushed before the next wait).
@@ -301,9 +300,7 @@ impl Session {
 fn classify(e: axum::Error) -> Option<(u16, &'static str)> {
     let inner = e.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => {
-            Some((close::MESSAGE_TOO_BIG, "message too big"))
-        }
+        Some(tungstenite::Error::Capacity(_)) => Some((close::MESSAGE_TOO_BIG, "message too big")),
         Some(tungstenite::Error::Utf8(_)) => Some((close::INVALID_PAYLOAD, "invalid UTF-8")),
         Some(tungstenite::Error::Protocol(_)) => Some((1002, "protocol error")),
         _ => None,

@@ -1,0 +1,64 @@
+//! Read-only routes, answered from the gateway's own view with the same view
+//! functions nodes use: `/api/nodes`, `/api/route`, `/api/ring`,
+//! `/api/presence` (gathered from every node), `/api/info`, health, metrics.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use wsring_node::ApiError;
+use wsring_node::api::{presence, query_param, views};
+
+use crate::Gateway;
+
+pub(super) async fn nodes(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let view = gw.membership.view();
+    Json(views::nodes(&view, &gw.membership.stats(), gw.cfg.routing))
+}
+
+pub(super) async fn route(
+    State(gw): State<Arc<Gateway>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    views::route(&gw.membership.view(), query_param(q.as_deref(), "user")).map(Json)
+}
+
+pub(super) async fn ring(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Json<Value> {
+    let arcs = query_param(q.as_deref(), "arcs").is_some_and(|v| v == "1" || v == "true");
+    Json(views::ring(&gw.membership.view(), arcs))
+}
+
+pub(super) async fn presence(
+    State(gw): State<Arc<Gateway>>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let user = query_param(q.as_deref(), "user")
+        .ok_or_else(|| ApiError::bad_request("missing query parameter `user`"))?;
+    wsring_protocol::validate_user(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let view = gw.membership.view();
+    Ok(Json(presence::gather(&gw.http, &view, &user, None).await))
+}
+
+pub(super) async fn info(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    Json(super::info_body(&gw))
+}
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({ "ok": true }))
+}
+
+pub(super) async fn readyz(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>, ApiError> {
+    if !gw.membership.healthy() {
+        return Err(ApiError::unavailable("not ready: registry unreachable"));
+    }
+    if gw.membership.view().ring.is_empty() {
+        return Err(ApiError::unavailable("not ready: no node is up"));
+    }
+    Ok(Json(json!({ "ok": true })))
+}
+
+pub(super) async fn metrics() -> String {
+    wsring_node::api::prometheus_handle()
+        .map(|h| h.render())
+        .unwrap_or_default()
+}

@@ -1,0 +1,33 @@
+//! Typed gateway configuration with documented defaults.
+
+use std::time::Duration;
+use wsring_node::Routing;
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Must match the nodes' routing mode. Default: hash.
+    pub routing: Routing,
+    /// Reported by `/api/info` so the dashboard knows resume is available.
+    /// Default: false.
+    pub durable: bool,
+    /// Time allowed to open a TCP connection to a node and get its upgrade
+    /// answer; past it the client gets 503. Default: 2 s.
+    pub connect_timeout: Duration,
+    /// Largest accepted API body. Default: 65536.
+    pub max_body_bytes: usize,
+    /// `"dev"` when embedded in the dev launcher, `"gateway"` otherwise.
+    pub mode: &'static str,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            routing: Routing::Hash,
+            durable: false,
+            connect_timeout: Duration::from_secs(2),
+            max_body_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            mode: "gateway",
+        }
+    }
+}

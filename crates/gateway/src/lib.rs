@@ -1,0 +1,149 @@
+//! The wsring gateway: the one address clients connect to.
+//!
+//! It holds no sessions. It watches membership like every node does (so all
+//! gateways route identically), forwards each WebSocket upgrade to the right
+//! node and then only tunnels bytes ([`proxy`]). It also answers the HTTP API
+//! cluster-wide ([`api`]): reads from its own view, writes forwarded to a node,
+//! presence gathered from all nodes, plus the live dashboard feed ([`events`])
+//! and, under `wsring dev`, node controls through a [`Launcher`].
+//!
+//! # Layout
+//! * [`config`] — [`GatewayConfig`].
+//! * `proxy`: upgrade forwarding and the byte tunnel.
+//! * `api/`: one file per route group.
+//! * [`events`] — membership event log and the SSE feed.
+//! * `dashboard`: the embedded browser dashboard.
+//! * [`launcher`] — the dev-mode node control trait.
+
+mod api;
+pub mod config;
+mod dashboard;
+pub mod events;
+pub mod launcher;
+mod proxy;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use wsring_cluster::Membership;
+
+pub use config::GatewayConfig;
+pub use launcher::{LaunchError, Launched, Launcher, RemoveMode};
+
+/// Shared gateway state.
+pub struct Gateway {
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) launcher: Option<Arc<dyn Launcher>>,
+    pub(crate) http: reqwest::Client,
+    /// Open tunnels per node, for least-connections routing.
+    tunnels: Mutex<HashMap<String, u64>>,
+    pub(crate) events: events::Events,
+    pub(crate) stop: CancellationToken,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    gateway: Arc<Gateway>,
+    addr: SocketAddr,
+}
+
+impl GatewayHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Total open tunnels.
+    pub fn tunnels(&self) -> u64 {
+        self.gateway.tunnel_counts().values().sum()
+    }
+}
+
+/// Starts serving on `listener` until `stop` fires.
+pub async fn start(
+    cfg: GatewayConfig,
+    listener: TcpListener,
+    membership: Arc<Membership>,
+    launcher: Option<Arc<dyn Launcher>>,
+    stop: CancellationToken,
+) -> std::io::Result<GatewayHandle> {
+    let addr = listener.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        cfg,
+        membership,
+        launcher,
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap_or_default(),
+        tunnels: Mutex::new(HashMap::new()),
+        events: events::Events::default(),
+        stop: stop.clone(),
+    });
+    tokio::spawn(events::run(Arc::clone(&gateway)));
+    let app = router(Arc::clone(&gateway));
+    tokio::spawn(wsring_node::serve::serve(listener, app, stop));
+    info!(%addr, routing = gateway.cfg.routing.as_str(), "gateway serving");
+    Ok(GatewayHandle { gateway, addr })
+}
+
+fn router(gw: Arc<Gateway>) -> Router {
+    let limit = gw.cfg.max_body_bytes;
+    Router::new()
+        .route("/ws", get(proxy::ws))
+        .merge(api::routes())
+        .merge(dashboard::routes())
+        .fallback(wsring_node::not_found)
+        .method_not_allowed_fallback(wsring_node::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gw)
+}
+
+impl Gateway {
+    fn lock_tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.tunnels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn tunnel_counts(&self) -> HashMap<String, u64> {
+        self.lock_tunnels().clone()
+    }
+
+    /// Joins the client and node sides of an upgraded connection.
+    pub(crate) fn spawn_tunnel(
+        self: &Arc<Self>,
+        node: String,
+        client: hyper::upgrade::OnUpgrade,
+        upstream: hyper::upgrade::OnUpgrade,
+    ) {
+        *self.lock_tunnels().entry(node.clone()).or_default() += 1;
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let joined = tokio::time::timeout(proxy::UPGRADE_TIMEOUT, async {
+                tokio::try_join!(client, upstream)
+            })
+            .await;
+            if let Ok(Ok((c, u))) = joined {
+                let mut c = hyper_util::rt::TokioIo::new(c);
+                let mut u = hyper_util::rt::TokioIo::new(u);
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+                    _ = gw.stop.cancelled() => {}
+                }
+            }
+            let mut t = gw.lock_tunnels();
+            if let Some(n) = t.get_mut(&node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    t.remove(&node);
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,202 @@
+//! `GET /ws`: pick the node, forward the upgrade, then tunnel raw bytes.
+//!
+//! The gateway is a layer-4-after-handshake proxy: it validates the connect
+//! request (400 before any upgrade), forwards the client's upgrade request to
+//! the chosen node over a fresh TCP connection, relays the node's answer, and
+//! after a 101 copies bytes both ways without looking at WebSocket frames.
+//! Compression, close codes and pings pass through untouched.
+//!
+//! Node choice: in hash mode the ring owner of `user`; in broadcast mode the
+//! up node with the fewest connections (the larger of its heartbeat count and
+//! this gateway's own open tunnels, so a burst of connects spreads before the
+//! next heartbeat). A node that refuses with 421 (it knows a newer epoch) gets
+//! one retry after this gateway catches up to that epoch.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use rand::seq::IndexedRandom;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+use wsring_cluster::{MemberState, View};
+use wsring_node::{ApiError, EPOCH_HEADER, Routing};
+use wsring_protocol::ConnectParams;
+
+use crate::Gateway;
+
+/// Largest non-101 answer body relayed from a node.
+const MAX_RELAYED_BODY: usize = 64 * 1024;
+
+enum Forwarded {
+    Upgraded(Response<Body>, hyper::upgrade::OnUpgrade),
+    /// 421 from the node: it has seen a newer epoch than we routed by.
+    Misrouted(u64, Response<Body>),
+    Refused(Response<Body>),
+}
+
+pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<Body> {
+    let params = match ConnectParams::parse(req.uri().query()) {
+        Ok(p) => p,
+        Err(msg) => return ApiError::bad_request(msg).into_response(),
+    };
+    if !is_upgrade(req.headers()) {
+        return ApiError::bad_request("expected a WebSocket upgrade request").into_response();
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    // Keep only what forwarding needs: the body type is not `Sync`, so a
+    // borrowed request cannot be held across awaits.
+    let (parts, _) = req.into_parts();
+    for attempt in 0..2 {
+        let view = gw.membership.view();
+        let Some(target) = gw.pick(&view, &params.user) else {
+            return ApiError::unavailable("no node is up").into_response();
+        };
+        let Some(member) = view.member(&target) else {
+            return ApiError::unavailable("no node is up").into_response();
+        };
+        match forward(&gw, &parts, &member.url, view.epoch()).await {
+            Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
+                gw.spawn_tunnel(target, client_upgrade, node_upgrade);
+                return resp;
+            }
+            Ok(Forwarded::Misrouted(epoch, resp)) => {
+                if attempt == 1 {
+                    return resp;
+                }
+                debug!(node = %target, epoch, "node has a newer epoch; catching up and rerouting");
+                gw.membership
+                    .wait_for_epoch(epoch, gw.cfg.connect_timeout)
+                    .await;
+            }
+            Ok(Forwarded::Refused(resp)) => return resp,
+            Err(e) => {
+                warn!(node = %target, error = %e, "node unreachable");
+                return ApiError::unavailable(format!("node {target} is unreachable: {e}"))
+                    .with("node", target)
+                    .into_response();
+            }
+        }
+    }
+    ApiError::unavailable("routing did not converge").into_response()
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        h.get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+impl Gateway {
+    /// The node a new session of `user` should go to.
+    pub(crate) fn pick(&self, view: &View, user: &str) -> Option<String> {
+        match self.cfg.routing {
+            Routing::Hash => view.owner(user).map(str::to_owned),
+            Routing::Broadcast => {
+                let stats = self.membership.stats();
+                let tunnels = self.tunnel_counts();
+                let load = |id: &str| {
+                    let hb = stats.get(id).map_or(0, |s| s.connections);
+                    hb.max(tunnels.get(id).copied().unwrap_or(0))
+                };
+                let up: Vec<&String> = view
+                    .doc
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.state == MemberState::Up)
+                    .map(|(id, _)| id)
+                    .collect();
+                let least = up.iter().map(|id| load(id)).min()?;
+                let best: Vec<&&String> = up.iter().filter(|id| load(id) == least).collect();
+                best.choose(&mut rand::rng()).map(|id| id.to_string())
+            }
+        }
+    }
+}
+
+async fn forward(
+    gw: &Gateway,
+    req: &axum::http::request::Parts,
+    node_url: &str,
+    epoch: u64,
+) -> Result<Forwarded, String> {
+    let uri: Uri = node_url
+        .parse()
+        .map_err(|e| format!("bad node URL {node_url:?}: {e}"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("node URL {node_url:?} has no host"))?
+        .clone();
+    let path_and_query = match req.uri.query() {
+        Some(q) => format!("{}?{q}", uri.path()),
+        None => uri.path().to_owned(),
+    };
+    let limit = gw.cfg.connect_timeout;
+    let tcp = tokio::time::timeout(limit, TcpStream::connect(authority.as_str()))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        // Ends when the upgraded tunnel (or a refused request) is done.
+        let _ = conn.with_upgrades().await;
+    });
+    let mut out = Request::builder()
+        .method(req.method.clone())
+        .uri(path_and_query)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    for (name, value) in &req.headers {
+        if name != header::HOST {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let headers = out.headers_mut();
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        headers.insert(header::HOST, host);
+    }
+    headers.insert(EPOCH_HEADER, HeaderValue::from(epoch));
+    let mut resp = tokio::time::timeout(limit, sender.send_request(out))
+        .await
+        .map_err(|_| "no upgrade answer in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let node_upgrade = hyper::upgrade::on(&mut resp);
+        let mut client = Response::new(Body::empty());
+        *client.status_mut() = status;
+        *client.headers_mut() = resp.headers().clone();
+        return Ok(Forwarded::Upgraded(client, node_upgrade));
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = Limited::new(body, MAX_RELAYED_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let relayed = Response::from_parts(parts, Body::from(bytes.clone()));
+    if status == StatusCode::MISDIRECTED_REQUEST {
+        let epoch = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["epoch"].as_u64())
+            .unwrap_or(epoch + 1);
+        return Ok(Forwarded::Misrouted(epoch, relayed));
+    }
+    Ok(Forwarded::Refused(relayed))
+}
+
+/// How long an idle-looking tunnel may take to finish its upgrade.
+pub(crate) const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,132 @@
+//! Command-line interface. Every flag can also come from a `WSRING_*`
+//! environment variable and from the TOML file given with `--config`;
+//! precedence is flag > environment > file > built-in default (resolved in
+//! [`crate::settings`]). Flags are `Option`s here precisely so that "not
+//! given" can fall through to the file.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use wsring_node::Routing;
+
+/// wsring: a clustered WebSocket server.
+#[derive(Debug, Parser)]
+#[command(name = "wsring", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// TOML file with settings (keys are the long flag names in snake_case).
+    #[arg(long, global = true, env = "WSRING_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "WSRING_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// The roles of the binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// A whole cluster (gateway + N nodes) in one command.
+    Dev(DevArgs),
+    /// One node, joined to a cluster through Redis or NATS.
+    Node(NodeArgs),
+    /// One gateway in front of a cluster's nodes.
+    Gateway(GatewayArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Settings shared by every role.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Routing mode: `hash` (consistent hashing, default) or `broadcast`.
+    #[arg(long, env = "WSRING_ROUTING")]
+    pub routing: Option<Routing>,
+    /// Prefix of every key, channel, subject, exchange and queue [default: wsring].
+    #[arg(long, env = "WSRING_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// One URL used as both registry and broker (redis://, nats://).
+    #[arg(long, env = "WSRING_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Durable mode: append messages to streams before acknowledging them.
+    #[arg(long, env = "WSRING_DURABLE", num_args = 0..=1, default_missing_value = "true")]
+    pub durable: Option<bool>,
+    /// Messages kept per stream in durable mode [default: 1000].
+    #[arg(long, env = "WSRING_HISTORY_SIZE")]
+    pub history_size: Option<u64>,
+    /// Age after which stream entries are dropped [default: 10m].
+    #[arg(long, env = "WSRING_HISTORY_TTL", value_parser = duration)]
+    pub history_ttl: Option<Duration>,
+    /// A node silent this long is removed from the ring [default: 2s].
+    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_parser = duration)]
+    pub heartbeat_ttl: Option<Duration>,
+    /// Largest client message; larger ones close the session with 1009 [default: 65536].
+    #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Spread rebalance/drain closes over this window [default: 0s, all at once].
+    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_parser = duration)]
+    pub drain_window: Option<Duration>,
+    /// Frames buffered per session before it is closed as too slow [default: 1024].
+    #[arg(long, env = "WSRING_SESSION_QUEUE")]
+    pub session_queue: Option<usize>,
+    /// Server ping period [default: 20s].
+    #[arg(long, env = "WSRING_PING_INTERVAL", value_parser = duration)]
+    pub ping_interval: Option<Duration>,
+}
+
+/// `wsring dev`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DevArgs {
+    /// Number of nodes to start [default: 3].
+    #[arg(long, env = "WSRING_NODES")]
+    pub nodes: Option<usize>,
+    /// Gateway and API port [default: 7000].
+    #[arg(long, env = "WSRING_PORT")]
+    pub port: Option<u16>,
+    /// Address to bind everything to [default: 127.0.0.1].
+    #[arg(long, env = "WSRING_HOST")]
+    pub host: Option<String>,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `wsring node`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// Node id, unique among live nodes (1-64 of A-Z a-z 0-9 _ -).
+    #[arg(long, env = "WSRING_ID")]
+    pub id: Option<String>,
+    /// Address to listen on, e.g. 0.0.0.0:7001.
+    #[arg(long, env = "WSRING_LISTEN")]
+    pub listen: Option<String>,
+    /// URL clients and gateways use to reach this node's /ws [default: ws://<listen>/ws].
+    #[arg(long, env = "WSRING_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Registry URL: redis://… or nats://….
+    #[arg(long, env = "WSRING_REGISTRY")]
+    pub registry: Option<String>,
+    /// Broker URL: redis://…, nats://… or amqp://….
+    #[arg(long, env = "WSRING_BROKER")]
+    pub broker: Option<String>,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `wsring gateway`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on, e.g. 0.0.0.0:7000.
+    #[arg(long, env = "WSRING_LISTEN")]
+    pub listen: Option<String>,
+    /// Registry URL: redis://… or nats://….
+    #[arg(long, env = "WSRING_REGISTRY")]
+    pub registry: Option<String>,
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}

@@ -1,0 +1,211 @@
+//! `wsring dev` on the embedded in-memory backend: a gateway and N nodes as
+//! task groups inside one process, sharing one [`MemoryBackend`].
+//!
+//! Nodes here are real nodes — their own listener, membership handle and
+//! broker connection — so everything the cluster does across machines happens
+//! here too, over loopback. The launcher lets the HTTP API add, drain and
+//! crash nodes: a crash cancels every task of the node at once (no
+//! deregistration, no close frames), and the rest of the cluster only finds
+//! out through the heartbeat TTL, exactly as with a killed process.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use wsring_cluster::memory::MemoryBackend;
+use wsring_cluster::{Membership, StreamStore};
+use wsring_gateway::{GatewayConfig, GatewayHandle, LaunchError, Launched, Launcher, RemoveMode};
+use wsring_node::{NodeDeps, NodeError, NodeHandle};
+
+use crate::settings::Common;
+
+/// Why the dev cluster could not start.
+#[derive(Debug, Error)]
+pub enum DevError {
+    /// Binding a listener failed (port in use?).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node failed to start.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The backend failed.
+    #[error(transparent)]
+    Cluster(#[from] wsring_cluster::ClusterError),
+}
+
+/// Options of an in-process dev cluster.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Address everything binds to. Default: 127.0.0.1.
+    pub host: String,
+    /// Gateway port (0: any free port). Default: 7000.
+    pub port: u16,
+    /// Initial node count. Default: 3.
+    pub nodes: usize,
+    /// Shared settings.
+    pub common: Common,
+}
+
+/// The nodes of a dev cluster; also its [`Launcher`].
+pub struct DevNodes {
+    backend: MemoryBackend,
+    opts: DevOptions,
+    nodes: Mutex<BTreeMap<String, NodeHandle>>,
+    next: AtomicU64,
+}
+
+/// A running in-process dev cluster.
+pub struct DevCluster {
+    /// The nodes.
+    pub nodes: Arc<DevNodes>,
+    gateway: GatewayHandle,
+    stop: CancellationToken,
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, DevError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| DevError::Bind { addr, source })
+}
+
+impl DevNodes {
+    /// Starts one more node with the next free id (`n1`, `n2`, …).
+    pub async fn add(&self) -> Result<NodeHandle, DevError> {
+        let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = format!("n{n}");
+        let listener = bind(&self.opts.host, 0).await?;
+        let kill = CancellationToken::new();
+        let membership = Membership::start(
+            self.backend.registry.clone(),
+            self.opts.common.membership.clone(),
+            kill.clone(),
+        )
+        .await?;
+        let (broker, inbox) = self.backend.hub.connect();
+        let streams: Arc<dyn StreamStore> = self.backend.streams.clone();
+        let handle = wsring_node::start(
+            self.opts.common.node_config(&id),
+            listener,
+            NodeDeps {
+                membership,
+                broker,
+                inbox,
+                streams: Some(streams),
+                kill,
+            },
+        )
+        .await?;
+        self.nodes.lock().await.insert(id, handle.clone());
+        Ok(handle)
+    }
+
+    /// Live nodes by id.
+    pub async fn handles(&self) -> BTreeMap<String, NodeHandle> {
+        self.nodes.lock().await.clone()
+    }
+
+    /// The shared memory backend (for tests that inject faults).
+    pub fn backend(&self) -> &MemoryBackend {
+        &self.backend
+    }
+}
+
+#[async_trait]
+impl Launcher for DevNodes {
+    async fn add(&self) -> Result<Launched, LaunchError> {
+        let h = DevNodes::add(self)
+            .await
+            .map_err(|e| LaunchError::Failed(e.to_string()))?;
+        Ok(Launched {
+            id: h.id().to_owned(),
+            url: h.url().to_owned(),
+        })
+    }
+
+    async fn remove(&self, id: &str, mode: RemoveMode) -> Result<(), LaunchError> {
+        let handle = self
+            .nodes
+            .lock()
+            .await
+            .remove(id)
+            .ok_or_else(|| LaunchError::NotFound(id.to_owned()))?;
+        match mode {
+            RemoveMode::Crash => handle.crash().await,
+            RemoveMode::Drain => {
+                tokio::spawn(async move { handle.drain().await });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DevCluster {
+    /// Starts the gateway and the initial nodes.
+    pub async fn start(opts: DevOptions) -> Result<DevCluster, DevError> {
+        let listener = bind(&opts.host, opts.port).await?;
+        let stop = CancellationToken::new();
+        let backend = MemoryBackend::new(opts.common.retention);
+        let nodes = Arc::new(DevNodes {
+            backend: backend.clone(),
+            opts: opts.clone(),
+            nodes: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+        });
+        for _ in 0..opts.nodes {
+            nodes.add().await?;
+        }
+        let membership = Membership::start(
+            backend.registry.clone(),
+            opts.common.membership.clone(),
+            stop.clone(),
+        )
+        .await?;
+        let cfg = GatewayConfig {
+            routing: opts.common.routing,
+            durable: opts.common.durable,
+            max_body_bytes: opts.common.max_message_bytes,
+            mode: "dev",
+            ..GatewayConfig::default()
+        };
+        let launcher: Arc<dyn Launcher> = nodes.clone();
+        let gateway =
+            wsring_gateway::start(cfg, listener, membership, Some(launcher), stop.clone())
+                .await
+                .map_err(|source| DevError::Bind {
+                    addr: format!("{}:{}", opts.host, opts.port),
+                    source,
+                })?;
+        Ok(DevCluster {
+            nodes,
+            gateway,
+            stop,
+        })
+    }
+
+    /// The gateway's `/ws` URL.
+    pub fn gateway_url(&self) -> String {
+        format!("ws://{}/ws", self.gateway.addr())
+    }
+
+    /// The gateway's HTTP base URL (API and dashboard).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.gateway.addr())
+    }
+
+    /// Stops everything: sessions get 1001, nodes deregister.
+    pub async fn shutdown(&self) {
+        let handles = self.nodes.handles().await;
+        futures::future::join_all(handles.values().map(|h| h.stop())).await;
+        self.stop.cancel();
+    }
+}

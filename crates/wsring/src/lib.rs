@@ -1,0 +1,88 @@
+//! The `wsring` binary's library half: settings resolution, the dev launcher
+//! and the glue that starts each role. `main.rs` only parses the command line
+//! and calls [`run`].
+//!
+//! # Layout
+//! * [`cli`] — clap definitions.
+//! * [`settings`] — flag > env > file > default resolution.
+//! * [`dev`] — the in-process dev cluster on the memory backend.
+//! * [`logging`] — tracing setup.
+
+pub mod cli;
+pub mod dev;
+pub mod logging;
+pub mod settings;
+
+use anyhow::Context;
+use cli::{Cli, Command, DevArgs};
+use settings::{Common, FileConfig};
+
+/// Runs the role selected on the command line until it is told to stop.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Dev(args) => run_dev(args, &file).await,
+        Command::Node(_) | Command::Gateway(_) => {
+            anyhow::bail!(
+                "`wsring node` and `wsring gateway` need a Redis or NATS backend; not built yet"
+            )
+        }
+    }
+}
+
+async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let common = Common::resolve(&args.common, file)?;
+    let opts = dev::DevOptions {
+        host: args
+            .host
+            .or(file.host.clone())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        port: args.port.or(file.port).unwrap_or(7000),
+        nodes: args.nodes.or(file.nodes).unwrap_or(3),
+        common,
+    };
+    let cluster = dev::DevCluster::start(opts.clone())
+        .await
+        .context("starting the dev cluster")?;
+    println!(
+        "wsring dev: {} nodes, routing={}, durable={}, backend=memory",
+        opts.nodes,
+        opts.common.routing.as_str(),
+        opts.common.durable
+    );
+    println!(
+        "  gateway    {}   (dashboard {}/)",
+        cluster.gateway_url(),
+        cluster.http_url()
+    );
+    for (id, h) in cluster.nodes.handles().await {
+        println!("  node {id:<5} {}", h.url());
+    }
+    println!("Ctrl-C to stop.");
+    shutdown_signal().await;
+    println!("stopping…");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

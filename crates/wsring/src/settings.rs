@@ -1,0 +1,242 @@
+//! Resolved settings: flag > environment (both via clap) > TOML file >
+//! default. The file uses the long flag names in snake_case and rejects
+//! unknown keys, so a typo is an error rather than a silently ignored line.
+
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+use wsring_cluster::{MembershipConfig, Retention};
+use wsring_node::{NodeConfig, Routing};
+
+use crate::cli::CommonArgs;
+
+/// A settings problem, reported before anything starts.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A duration in the file could not be parsed.
+    #[error("invalid duration for `{key}`: {value:?} ({reason})")]
+    Duration {
+        /// The key.
+        key: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A required setting is missing.
+    #[error("missing required setting `{0}` (flag --{1}, env WSRING_{2}, or config file)")]
+    Missing(&'static str, &'static str, &'static str),
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--routing`.
+    pub routing: Option<Routing>,
+    /// See `--namespace`.
+    pub namespace: Option<String>,
+    /// See `--cluster`.
+    pub cluster: Option<String>,
+    /// See `--durable`.
+    pub durable: Option<bool>,
+    /// See `--history-size`.
+    pub history_size: Option<u64>,
+    /// See `--history-ttl` (e.g. "10m").
+    pub history_ttl: Option<String>,
+    /// See `--heartbeat-ttl` (e.g. "2s").
+    pub heartbeat_ttl: Option<String>,
+    /// See `--max-message-bytes`.
+    pub max_message_bytes: Option<usize>,
+    /// See `--drain-window`.
+    pub drain_window: Option<String>,
+    /// See `--session-queue`.
+    pub session_queue: Option<usize>,
+    /// See `--ping-interval`.
+    pub ping_interval: Option<String>,
+    /// See `--nodes` (dev).
+    pub nodes: Option<usize>,
+    /// See `--port` (dev).
+    pub port: Option<u16>,
+    /// See `--host` (dev).
+    pub host: Option<String>,
+    /// See `--id` (node).
+    pub id: Option<String>,
+    /// See `--listen` (node, gateway).
+    pub listen: Option<String>,
+    /// See `--advertise` (node).
+    pub advertise: Option<String>,
+    /// See `--registry`.
+    pub registry: Option<String>,
+    /// See `--broker`.
+    pub broker: Option<String>,
+}
+
+impl FileConfig {
+    /// Loads the file, or the empty config when no file is given.
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, SettingsError> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: shown,
+            source,
+        })
+    }
+}
+
+fn file_duration(key: &'static str, v: &Option<String>) -> Result<Option<Duration>, SettingsError> {
+    v.as_deref()
+        .map(|s| {
+            humantime::parse_duration(s).map_err(|e| SettingsError::Duration {
+                key,
+                value: s.to_owned(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Settings every role shares, resolved.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Routing mode. Default: hash.
+    pub routing: Routing,
+    /// Key/channel/subject prefix. Default: `wsring`.
+    pub namespace: String,
+    /// `--cluster` URL, if any.
+    pub cluster: Option<String>,
+    /// Durable mode. Default: off.
+    pub durable: bool,
+    /// Stream retention. Default: 1000 entries, 10 minutes.
+    pub retention: Retention,
+    /// Membership timing. Default: 2 s TTL.
+    pub membership: MembershipConfig,
+    /// Largest client message. Default: 65536.
+    pub max_message_bytes: usize,
+    /// Rebalance spread. Default: 0.
+    pub drain_window: Duration,
+    /// Per-session queue. Default: 1024.
+    pub session_queue: usize,
+    /// Server ping period. Default: 20 s.
+    pub ping_interval: Duration,
+}
+
+impl Common {
+    /// Merges flags/env with the file and defaults.
+    pub fn resolve(a: &CommonArgs, f: &FileConfig) -> Result<Common, SettingsError> {
+        let defaults = NodeConfig::new("");
+        let retention_default = Retention::default();
+        let ttl = a
+            .heartbeat_ttl
+            .or(file_duration("heartbeat_ttl", &f.heartbeat_ttl)?)
+            .unwrap_or(Duration::from_secs(2));
+        Ok(Common {
+            routing: a.routing.or(f.routing).unwrap_or_default(),
+            namespace: a
+                .namespace
+                .clone()
+                .or(f.namespace.clone())
+                .unwrap_or_else(|| "wsring".into()),
+            cluster: a.cluster.clone().or(f.cluster.clone()),
+            durable: a.durable.or(f.durable).unwrap_or(false),
+            retention: Retention {
+                max_len: a
+                    .history_size
+                    .or(f.history_size)
+                    .unwrap_or(retention_default.max_len),
+                max_age: a
+                    .history_ttl
+                    .or(file_duration("history_ttl", &f.history_ttl)?)
+                    .unwrap_or(retention_default.max_age),
+            },
+            membership: MembershipConfig::with_ttl(ttl),
+            max_message_bytes: a
+                .max_message_bytes
+                .or(f.max_message_bytes)
+                .unwrap_or(defaults.max_message_bytes),
+            drain_window: a
+                .drain_window
+                .or(file_duration("drain_window", &f.drain_window)?)
+                .unwrap_or(defaults.drain_window),
+            session_queue: a
+                .session_queue
+                .or(f.session_queue)
+                .unwrap_or(defaults.session_queue),
+            ping_interval: a
+                .ping_interval
+                .or(file_duration("ping_interval", &f.ping_interval)?)
+                .unwrap_or(defaults.ping_interval),
+        })
+    }
+
+    /// A node configuration for node `id` with these settings.
+    pub fn node_config(&self, id: &str) -> NodeConfig {
+        NodeConfig {
+            routing: self.routing,
+            max_message_bytes: self.max_message_bytes,
+            drain_window: self.drain_window,
+            session_queue: self.session_queue,
+            ping_interval: self.ping_interval,
+            durable: self.durable,
+            ..NodeConfig::new(id)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let file: FileConfig = toml::from_str(
+            "routing = \"broadcast\"\nhistory_size = 5\nhistory_ttl = \"30s\"\nnamespace = \"fromfile\"",
+        )
+        .expect("toml");
+        let args = CommonArgs {
+            namespace: Some("fromflag".into()),
+            ..Default::default()
+        };
+        let c = Common::resolve(&args, &file).expect("resolve");
+        assert_eq!(c.namespace, "fromflag");
+        assert_eq!(c.routing, Routing::Broadcast);
+        assert_eq!(c.retention.max_len, 5);
+        assert_eq!(c.retention.max_age, Duration::from_secs(30));
+        assert_eq!(c.max_message_bytes, 65536);
+        assert_eq!(c.membership.ttl, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("histroy_size = 5").is_err());
+    }
+
+    #[test]
+    fn bad_durations_are_errors() {
+        let file: FileConfig = toml::from_str("drain_window = \"soon\"").expect("toml");
+        assert!(Common::resolve(&CommonArgs::default(), &file).is_err());
+    }
+}
