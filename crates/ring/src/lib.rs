@@ -40,13 +40,20 @@ pub fn hash_key(key: &str) -> u64 {
 
 /// The position of virtual node `index` of `node` on the ring.
 pub fn vnode_point(node: &str, index: u32) -> u64 {
+    let mut buf = Vec::with_capacity(node.len() + 5);
+    vnode_point_with(&mut buf, node, index)
+}
+
+/// [`vnode_point`] reusing `buf`, so a rebuild allocates once per node rather
+/// than once per virtual node.
+fn vnode_point_with(buf: &mut Vec<u8>, node: &str, index: u32) -> u64 {
     // `id || 0xFF || index (LE)`: 0xFF never occurs in UTF-8, so distinct
     // (id, index) pairs can never produce the same input bytes.
-    let mut buf = Vec::with_capacity(node.len() + 5);
+    buf.clear();
     buf.extend_from_slice(node.as_bytes());
     buf.push(0xFF);
     buf.extend_from_slice(&index.to_le_bytes());
-    xxh3_64(&buf)
+    xxh3_64(buf)
 }
 
 /// A consistent-hash ring over a set of node ids.
@@ -94,10 +101,11 @@ impl Ring {
         nodes.sort_unstable();
         nodes.dedup();
         let mut points = Vec::with_capacity(nodes.len() * vnodes as usize);
+        let mut buf = Vec::new();
         for (idx, node) in nodes.iter().enumerate() {
             // Node counts are bounded far below u32::MAX by the registry.
             let idx = u32::try_from(idx).unwrap_or(u32::MAX);
-            points.extend((0..vnodes).map(|i| (vnode_point(node, i), idx)));
+            points.extend((0..vnodes).map(|i| (vnode_point_with(&mut buf, node, i), idx)));
         }
         points.sort_unstable();
         Ring {
