@@ -32,6 +32,20 @@ pub trait Harness: Send + Sync {
     async fn broker(&self, ns: &str, node: &str) -> Option<(Arc<dyn Broker>, Inbox)>;
     /// A stream store in namespace `ns`, if supported.
     async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>>;
+    /// The server's address, for fault injection through a
+    /// [`FaultProxy`](crate::fault::FaultProxy); `None` for in-process backends.
+    fn server_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+    /// A broker connection to the server at `addr` (a proxy in front of it).
+    async fn broker_at(
+        &self,
+        _addr: std::net::SocketAddr,
+        _ns: &str,
+        _node: &str,
+    ) -> Option<(Arc<dyn Broker>, Inbox)> {
+        None
+    }
 }
 
 /// Reports an unreachable service: prints `SKIPPED: <why>` (so the test passes
@@ -199,6 +213,63 @@ pub async fn broker_order(h: &dyn Harness) {
         let (_, p) = next_message(&mut ib).await;
         assert_eq!(p, Bytes::from(i.to_string()));
     }
+    a.close().await;
+    b.close().await;
+}
+
+/// A broker whose connection drops reports it, reconnects by itself,
+/// resubscribes, reports that, and receives again, all without being recreated.
+pub async fn broker_recovers_after_connection_loss(h: &dyn Harness) {
+    let server = need!(h.server_addr(), "network server");
+    let ns = unique_ns("conf");
+    let proxy = crate::fault::FaultProxy::start(server).await.expect("proxy");
+    let (a, mut ia) = need!(h.broker_at(proxy.addr(), &ns, "a").await, "broker");
+    let (b, _ib) = need!(h.broker(&ns, "b").await, "broker");
+    let room = Topic::Room("recover".into());
+    a.subscribe(&Topic::Node("a".into())).await.expect("sub");
+    a.subscribe(&room).await.expect("sub");
+    b.publish(&Topic::Node("a".into()), Bytes::from_static(b"before"))
+        .await
+        .expect("pub");
+    assert_eq!(next_message(&mut ia).await.1.as_ref(), b"before");
+    let connections = proxy.accepted();
+    proxy.cut();
+    // The loss is reported…
+    loop {
+        match timeout(WAIT, ia.recv()).await.expect("disconnect reported") {
+            Some(BrokerEvent::Disconnected) => break,
+            Some(_) => continue,
+            None => panic!("inbox closed"),
+        }
+    }
+    // …then the recovery, after which both topics work again.
+    loop {
+        match timeout(Duration::from_secs(15), ia.recv())
+            .await
+            .expect("resubscription reported")
+        {
+            Some(BrokerEvent::Resubscribed) => break,
+            Some(_) => continue,
+            None => panic!("inbox closed"),
+        }
+    }
+    assert!(proxy.accepted() > connections, "reconnected through the proxy");
+    assert!(a.healthy());
+    b.publish(&Topic::Node("a".into()), Bytes::from_static(b"after"))
+        .await
+        .expect("pub");
+    b.publish(&room, Bytes::from_static(b"room-after"))
+        .await
+        .expect("pub");
+    let mut got = vec![
+        next_message(&mut ia).await.1,
+        next_message(&mut ia).await.1,
+    ];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![Bytes::from_static(b"after"), Bytes::from_static(b"room-after")]
+    );
     a.close().await;
     b.close().await;
 }
@@ -576,6 +647,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             broker_directed, broker_fanout, broker_rooms, broker_order,
+            broker_recovers_after_connection_loss,
             registry_cas, registry_heartbeat_ttl, registry_watch,
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,
             streams_append_read, streams_retention, streams_age, streams_dedup);

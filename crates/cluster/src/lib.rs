@@ -21,13 +21,16 @@
 //! * [`membership`] — the protocol: [`Membership`].
 //! * [`memory`] — the embedded backend used by `wsring dev`.
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
-//! * `conformance` (feature `conformance`): one test suite every backend must pass.
+//! * `conformance` (feature `conformance`): one test suite every backend must pass,
+//!   and `fault`, a TCP proxy that cuts connections on demand.
 
 pub mod backoff;
 pub mod broker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+#[cfg(feature = "conformance")]
+pub mod fault;
 pub mod membership;
 pub mod memory;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! ws-shootout: measures server-side WebSocket crates for wsring nodes (see README/RESULTS.md).
+//! ws-shootout: measures server-side WebSocket crates for wsring nodes (see RESULTS.md).
 
 mod bench;
 mod client;

@@ -1,0 +1,1 @@
+//! RabbitMQ broker backend for wsring (work in progress).

@@ -1,0 +1,1 @@
+//! NATS backend for wsring (work in progress).
