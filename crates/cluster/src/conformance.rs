@@ -222,7 +222,9 @@ pub async fn broker_order(h: &dyn Harness) {
 pub async fn broker_recovers_after_connection_loss(h: &dyn Harness) {
     let server = need!(h.server_addr(), "network server");
     let ns = unique_ns("conf");
-    let proxy = crate::fault::FaultProxy::start(server).await.expect("proxy");
+    let proxy = crate::fault::FaultProxy::start(server)
+        .await
+        .expect("proxy");
     let (a, mut ia) = need!(h.broker_at(proxy.addr(), &ns, "a").await, "broker");
     let (b, _ib) = need!(h.broker(&ns, "b").await, "broker");
     let room = Topic::Room("recover".into());
@@ -253,7 +255,10 @@ pub async fn broker_recovers_after_connection_loss(h: &dyn Harness) {
             None => panic!("inbox closed"),
         }
     }
-    assert!(proxy.accepted() > connections, "reconnected through the proxy");
+    assert!(
+        proxy.accepted() > connections,
+        "reconnected through the proxy"
+    );
     assert!(a.healthy());
     b.publish(&Topic::Node("a".into()), Bytes::from_static(b"after"))
         .await
@@ -261,14 +266,14 @@ pub async fn broker_recovers_after_connection_loss(h: &dyn Harness) {
     b.publish(&room, Bytes::from_static(b"room-after"))
         .await
         .expect("pub");
-    let mut got = vec![
-        next_message(&mut ia).await.1,
-        next_message(&mut ia).await.1,
-    ];
+    let mut got = vec![next_message(&mut ia).await.1, next_message(&mut ia).await.1];
     got.sort();
     assert_eq!(
         got,
-        vec![Bytes::from_static(b"after"), Bytes::from_static(b"room-after")]
+        vec![
+            Bytes::from_static(b"after"),
+            Bytes::from_static(b"room-after")
+        ]
     );
     a.close().await;
     b.close().await;

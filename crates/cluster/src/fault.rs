@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -16,6 +17,7 @@ pub struct FaultProxy {
     generation: watch::Sender<u64>,
     refusing: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    upstreams: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl FaultProxy {
@@ -26,7 +28,12 @@ impl FaultProxy {
         let (generation, gen_rx) = watch::channel(0u64);
         let refusing = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (r, a) = (Arc::clone(&refusing), Arc::clone(&accepted));
+        let upstreams = Arc::new(Mutex::new(Vec::new()));
+        let (r, a, u) = (
+            Arc::clone(&refusing),
+            Arc::clone(&accepted),
+            Arc::clone(&upstreams),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -39,14 +46,22 @@ impl FaultProxy {
                 a.fetch_add(1, Ordering::SeqCst);
                 let mut gen_rx = gen_rx.clone();
                 let born = *gen_rx.borrow_and_update();
+                let u = Arc::clone(&u);
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    let local = server.local_addr().ok();
+                    if let Some(l) = local {
+                        lock(&u).push(l);
+                    }
                     let mut client = client;
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = gen_rx.wait_for(|g| *g != born) => {}
+                    }
+                    if let Some(l) = local {
+                        lock(&u).retain(|a| *a != l);
                     }
                 });
             }
@@ -56,6 +71,7 @@ impl FaultProxy {
             generation,
             refusing,
             accepted,
+            upstreams,
         })
     }
 
@@ -74,8 +90,18 @@ impl FaultProxy {
         self.refusing.store(on, Ordering::SeqCst);
     }
 
+    /// Local addresses of the proxy's open connections to the upstream, i.e.
+    /// the client addresses the server sees (for `CLIENT KILL ADDR …`).
+    pub fn upstream_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.upstreams).clone()
+    }
+
     /// Connections accepted so far (a reconnect shows up here).
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

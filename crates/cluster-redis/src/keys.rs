@@ -1,0 +1,124 @@
+//! Every Redis key and channel name wsring uses, in one place.
+//!
+//! | what | name |
+//! |---|---|
+//! | membership document (hash: `v` version, `d` JSON) | `{<ns>}:doc` |
+//! | heartbeat of node `id` (string, `PX` = TTL) | `{<ns>}:hb:<id>` |
+//! | membership change notification (channel) | `<ns>:membership` |
+//! | directed delivery to node `id` (channel) | `<ns>:node:<id>` |
+//! | cluster fan-out (channel) | `<ns>:cluster` |
+//! | room `r` (channel) | `<ns>:room:<r>` |
+//! | stream meta (hash: `e` epoch, `s` last seq) | `{<ns>:u:<user>}:m` / `{<ns>:r:<room>}:m` |
+//! | stream entries (Redis Stream, id `<seq>-0`) | `{<ns>:u:<user>}:x` / `{<ns>:r:<room>}:x` |
+//! | dedup marker of key `k` (string, `PX`) | `{<ns>:u:<user>}:d:<k>` |
+//!
+//! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
+//! with one `MGET`); each stream's keys share their own tag, so streams spread
+//! over a Redis Cluster while every script stays within one slot.
+
+use wsring_cluster::{ClusterError, StreamName, Topic};
+
+/// Key and channel names for one namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Validates the namespace (1–64 of `[A-Za-z0-9_-]`).
+    pub fn new(ns: &str) -> Result<Keys, ClusterError> {
+        let ok = !ns.is_empty()
+            && ns.len() <= 64
+            && ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(ClusterError::InvalidUrl {
+                url: ns.to_owned(),
+                reason: "namespace must be 1-64 characters from [A-Za-z0-9_-]".into(),
+            });
+        }
+        Ok(Keys { ns: ns.to_owned() })
+    }
+
+    /// The membership document.
+    pub fn doc(&self) -> String {
+        format!("{{{}}}:doc", self.ns)
+    }
+
+    /// A node's heartbeat.
+    pub fn heartbeat(&self, node: &str) -> String {
+        format!("{{{}}}:hb:{node}", self.ns)
+    }
+
+    /// The membership change channel.
+    pub fn membership_channel(&self) -> String {
+        format!("{}:membership", self.ns)
+    }
+
+    /// The channel of a broker topic.
+    pub fn channel(&self, topic: &Topic) -> String {
+        match topic {
+            Topic::Node(id) => format!("{}:node:{id}", self.ns),
+            Topic::Cluster => format!("{}:cluster", self.ns),
+            Topic::Room(r) => format!("{}:room:{r}", self.ns),
+        }
+    }
+
+    /// The topic of a channel (inverse of [`channel`](Self::channel)).
+    pub fn topic(&self, channel: &str) -> Option<Topic> {
+        let rest = channel.strip_prefix(&self.ns)?.strip_prefix(':')?;
+        if rest == "cluster" {
+            return Some(Topic::Cluster);
+        }
+        if let Some(id) = rest.strip_prefix("node:") {
+            return Some(Topic::Node(id.to_owned()));
+        }
+        rest.strip_prefix("room:")
+            .map(|r| Topic::Room(r.to_owned()))
+    }
+
+    fn stream_tag(&self, s: &StreamName) -> String {
+        format!("{{{}:{}}}", self.ns, s.key())
+    }
+
+    /// A stream's meta hash.
+    pub fn stream_meta(&self, s: &StreamName) -> String {
+        format!("{}:m", self.stream_tag(s))
+    }
+
+    /// A stream's entries.
+    pub fn stream_entries(&self, s: &StreamName) -> String {
+        format!("{}:x", self.stream_tag(s))
+    }
+
+    /// A stream's dedup marker for `key`.
+    pub fn stream_dedup(&self, s: &StreamName, key: &str) -> String {
+        format!("{}:d:{key}", self.stream_tag(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let k = Keys::new("t1").expect("ns");
+        assert_eq!(k.doc(), "{t1}:doc");
+        assert_eq!(k.heartbeat("n1"), "{t1}:hb:n1");
+        let s = StreamName::Room("a.b".into());
+        assert_eq!(k.stream_entries(&s), "{t1:r:a.b}:x");
+        assert_eq!(k.stream_dedup(&s, "ws:u:s:1"), "{t1:r:a.b}:d:ws:u:s:1");
+        for t in [
+            Topic::Cluster,
+            Topic::Node("n-1".into()),
+            Topic::Room("x:y@z.w".into()),
+        ] {
+            assert_eq!(k.topic(&k.channel(&t)), Some(t));
+        }
+        assert_eq!(k.topic("other:cluster"), None);
+        assert!(Keys::new("bad ns").is_err());
+        assert!(Keys::new("").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Redis backend for wsring: all three cluster traits on one Redis.
+//!
+//! * [`registry`]: the membership document in a hash changed by a Lua
+//!   compare-and-set that also publishes a change notification; heartbeats
+//!   are plain keys with a millisecond expiry (`SET … PX`), so Redis's own
+//!   expiry is the failure detector.
+//! * [`broker`]: pub/sub channels per node, per room and for the cluster, on a
+//!   dedicated subscriber connection with its own reconnect-and-resubscribe
+//!   loop; publishes go over an auto-reconnecting multiplexed connection.
+//! * [`streams`]: Redis Streams with wsring's own per-stream seq as the entry
+//!   id, trimmed by length and age inside Lua scripts.
+//!
+//! Key layout is in [`keys`]; every key and channel starts with the
+//! namespace, and keys carry a `{…}` hash tag so that each script touches a
+//! single cluster slot.
+//!
+//! Every connection announces itself with `CLIENT SETINFO LIB-NAME
+//! wsring:<namespace>:<node>:<role>`, so `CLIENT LIST` shows which node owns
+//! which connection (and tests can `CLIENT KILL` exactly one).
+
+pub mod broker;
+pub mod keys;
+pub mod registry;
+pub mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+
+pub use keys::Keys;
+
+/// Start-up connection timeout: fail fast rather than hang.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects a registry in `namespace`. `ttl` is unused here (each heartbeat
+/// carries its own expiry) but kept for symmetry with other backends.
+pub async fn connect_registry(
+    url: &str,
+    namespace: &str,
+    _ttl: Duration,
+) -> Result<Arc<dyn Registry>, ClusterError> {
+    let keys = Keys::new(namespace)?;
+    let client = open(url, namespace, "registry", "registry")?;
+    Ok(Arc::new(
+        registry::RedisRegistry::connect(client, keys).await?,
+    ))
+}
+
+/// Connects node `node`'s broker in `namespace`.
+pub async fn connect_broker(
+    url: &str,
+    namespace: &str,
+    node: &str,
+) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+    let keys = Keys::new(namespace)?;
+    let client = open(url, namespace, node, "broker")?;
+    let (b, inbox) = broker::RedisBroker::connect(client, keys).await?;
+    Ok((b, inbox))
+}
+
+/// Connects the durable stream store in `namespace`.
+pub async fn connect_streams(
+    url: &str,
+    namespace: &str,
+    retention: Retention,
+) -> Result<Arc<dyn StreamStore>, ClusterError> {
+    let keys = Keys::new(namespace)?;
+    let client = open(url, namespace, "streams", "streams")?;
+    Ok(Arc::new(
+        streams::RedisStreams::connect(client, keys, retention).await?,
+    ))
+}
+
+/// Opens a client whose connections identify themselves in `CLIENT LIST`.
+fn open(url: &str, namespace: &str, who: &str, role: &str) -> Result<redis::Client, ClusterError> {
+    let invalid = |reason: String| ClusterError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    if !(url.starts_with("redis://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+    {
+        return Err(invalid("expected redis://host:port[/db]".into()));
+    }
+    let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
+    let info = client.get_connection_info().clone();
+    let settings = info.redis_settings().clone().set_lib_name(
+        format!("wsring:{namespace}:{who}:{role}"),
+        env!("CARGO_PKG_VERSION"),
+    );
+    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.to_string()))
+}
+
+/// Classifies a Redis error: connection-level problems are transient.
+pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        ClusterError::unavailable(e)
+    } else {
+        ClusterError::backend(e)
+    }
+}
+
+/// Runs `fut` with the start-up timeout.
+pub(crate) async fn at_startup<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(ClusterError::unavailable(format!(
+            "{what}: no answer from Redis within {CONNECT_TIMEOUT:?}"
+        ))),
+    }
+}
