@@ -178,10 +178,10 @@ fn entries(v: Value) -> Result<Vec<(u64, Bytes)>, ClusterError> {
         let mut payload = None;
         let mut fields = items(fields)?.into_iter();
         while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
-            if matches!(&k, Value::BulkString(b) if b.as_slice() == b"p") {
-                if let Value::BulkString(b) = v {
-                    payload = Some(Bytes::from(b));
-                }
+            if let (Value::BulkString(k), Value::BulkString(v)) = (k, v)
+                && k.as_slice() == b"p"
+            {
+                payload = Some(Bytes::from(v));
             }
         }
         out.push((seq, payload.ok_or_else(|| corrupt("entry payload"))?));

@@ -294,11 +294,11 @@ impl Node {
     /// it is the first local member. Returns once messages will arrive.
     pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<(), RouteError> {
         let _guard = self.room_lock.lock().await;
-        if self.table.join(session, room) {
-            if let Err(e) = self.broker.subscribe(&Topic::Room(room.to_owned())).await {
-                self.table.leave(session, room);
-                return Err(e.into());
-            }
+        if self.table.join(session, room)
+            && let Err(e) = self.broker.subscribe(&Topic::Room(room.to_owned())).await
+        {
+            self.table.leave(session, room);
+            return Err(e.into());
         }
         Ok(())
     }

@@ -172,7 +172,8 @@ pub fn run(cfg: &BenchCfg) -> anyhow::Result<String> {
         ));
     }
     md.push_str(&summary_section(cfg, &runs));
-    md.push_str(&ratio_section(cfg, &runs));
+    md.push_str(&ratio_section(cfg, &runs, false));
+    md.push_str(&ratio_section(cfg, &runs, true));
     let _ = writeln!(
         md,
         "\n_Total shootout wall time: {:.0} s._",
@@ -362,29 +363,42 @@ fn summary_section(cfg: &BenchCfg, runs: &[Run]) -> String {
 }
 
 /// Ratios against the axum baseline, paired within each repetition (same session, adjacent
-/// runs), then median [min–max] over repetitions.
-fn ratio_section(cfg: &BenchCfg, runs: &[Run]) -> String {
-    let mut md = String::from(
-        "\n### Ratio vs axum baseline (paired per repetition): median [min–max]\n\nmsgs/s: higher is better; latency, CPU and RSS: lower is better.\n\n| workload | impl |",
+/// runs), then median [min–max] over repetitions. With `quiet_only`, a pair counts only if
+/// neither run saw other processes use more than `NOISE_FRACTION` of the machine.
+fn ratio_section(cfg: &BenchCfg, runs: &[Run], quiet_only: bool) -> String {
+    let limit = NOISE_FRACTION * noise_capacity(cfg);
+    let title = if quiet_only {
+        "Ratio vs axum baseline, quiet pairs only (other CPU ≤ 10% in both runs)"
+    } else {
+        "Ratio vs axum baseline (paired per repetition, all runs)"
+    };
+    let mut md = format!(
+        "\n### {title}: median [min–max]\n\nmsgs/s: higher is better; latency, CPU and RSS: lower is better.\n\n| workload | impl | pairs |",
     );
     for (name, _) in METRICS {
         let _ = write!(md, " {name} |");
     }
-    md.push_str("\n|---|---|---|---|---|---|---|\n");
+    md.push_str("\n|---|---|---|---|---|---|---|---|\n");
     for &mode in &cfg.modes {
         for &imp in &cfg.impls {
-            let _ = write!(md, "| {} | {} |", mode.name(), imp.name());
-            for (_, f) in METRICS {
-                let mut ratios = Vec::new();
-                for rep in 0..cfg.reps {
+            let pairs: Vec<(&RunResult, &RunResult)> = (0..cfg.reps)
+                .filter_map(|rep| {
                     let get = |i: Impl| {
                         runs.iter()
                             .find(|r| r.rep == rep && r.mode == mode && r.imp == i)
-                            .map(|r| f(&r.r))
+                            .map(|r| &r.r)
                     };
-                    if let (Some(x), Some(b)) = (get(imp), get(Impl::Axum)) {
-                        ratios.push(x / b);
-                    }
+                    let (x, b) = (get(imp)?, get(Impl::Axum)?);
+                    let quiet = x.other_cpu_s <= limit && b.other_cpu_s <= limit;
+                    (quiet || !quiet_only).then_some((x, b))
+                })
+                .collect();
+            let _ = write!(md, "| {} | {} | {} |", mode.name(), imp.name(), pairs.len());
+            for (_, f) in METRICS {
+                let ratios: Vec<f64> = pairs.iter().map(|(x, b)| f(x) / f(b)).collect();
+                if ratios.is_empty() {
+                    md.push_str(" n/a |");
+                    continue;
                 }
                 let (lo, hi) = min_max(&ratios);
                 let _ = write!(md, " {:.2} [{:.2}–{:.2}] |", median(&ratios), lo, hi);

@@ -80,7 +80,7 @@ impl MemoryStreams {
         let r = self.retention;
         let mut st = lock(&self.state);
         st.ops += 1;
-        if st.ops % 4096 == 0 {
+        if st.ops.is_multiple_of(4096) {
             st.streams
                 .retain(|_, log| now.duration_since(log.touched) <= r.max_age);
         }
@@ -106,14 +106,12 @@ impl StreamStore for MemoryStreams {
     ) -> Result<Appended, ClusterError> {
         let r = self.retention;
         Ok(self.with_log(stream, |log, now| {
-            if let Some(key) = dedup {
-                if let Some((seq, _)) = log.dedup.get(key) {
-                    return Appended {
-                        seq: *seq,
-                        epoch: log.epoch.clone(),
-                        duplicate: true,
-                    };
-                }
+            if let Some((seq, _)) = dedup.and_then(|key| log.dedup.get(key)) {
+                return Appended {
+                    seq: *seq,
+                    epoch: log.epoch.clone(),
+                    duplicate: true,
+                };
             }
             log.last_seq += 1;
             log.touched = now;

@@ -109,11 +109,9 @@ async fn relay(gw: &Gateway, path: &str, bytes: Bytes, prefer: Option<String>) -
         .map(|(id, m)| (id.clone(), m.api_base()))
         .collect();
     targets.shuffle(&mut rand::rng());
-    if let Some(p) = prefer {
-        if let Some(i) = targets.iter().position(|(id, _)| *id == p) {
-            let t = targets.remove(i);
-            targets.insert(0, t);
-        }
+    if let Some(i) = prefer.and_then(|p| targets.iter().position(|(id, _)| *id == p)) {
+        let t = targets.remove(i);
+        targets.insert(0, t);
     }
     for (id, base) in targets {
         let sent = gw

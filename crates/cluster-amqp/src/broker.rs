@@ -1,0 +1,697 @@
+//! The RabbitMQ [`Broker`]: one AMQP connection with one exclusive queue and
+//! one consumer, plus a supervisor task that pumps deliveries into the inbox
+//! and owns the reconnect-and-rebind loop.
+//!
+//! State is split so the hot path stays cheap: `publish` only clones the
+//! current [`Session`] out of a std mutex, while `subscribe`, `unsubscribe`
+//! and the reconnect serialize on an async mutex around the set of wanted
+//! topics. That mutex is what makes a reconnect and a concurrent subscribe
+//! agree: either the subscribe binds on the new session, or the reconnect
+//! binds the topic the subscribe remembered, never neither.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, Event,
+    ExchangeKind,
+};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tracing::{debug, info, warn};
+use wsring_cluster::backoff::Backoff;
+use wsring_cluster::broker::INBOX_CAPACITY;
+use wsring_cluster::{Broker, BrokerEvent, ClusterError, Inbox, Topic};
+
+use crate::CONNECT_TIMEOUT;
+use crate::names::{ExchangeType, Names, unique_suffix};
+
+/// First reconnect delay ceiling (full jitter: the real delay is 0..=this).
+pub const RECONNECT_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnect delay ceiling.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
+/// Longest wait for a publisher confirm. A broker under a resource alarm
+/// stops confirming; callers get `Unavailable` instead of hanging.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a bind or unbind; past it the connection counts as dead.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a clean `connection.close` handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a broker connection needs to (re)connect.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server URI, with heartbeat and timeout filled in.
+    pub uri: AMQPUri,
+    /// The namespace's exchange and queue names.
+    pub names: Names,
+    /// This node's id (queue name, consumer tag, connection name).
+    pub node: String,
+    /// `host:port/vhost` for logs.
+    pub endpoint: String,
+}
+
+/// A RabbitMQ broker connection for one node. Created by
+/// [`connect_broker`](crate::connect_broker).
+pub struct AmqpBroker {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the handle and the supervisor task.
+struct Shared {
+    cfg: Config,
+    /// Topics the node wants. Held across bind/unbind and across a reconnect's
+    /// rebinding, so both see the same set.
+    wanted: tokio::sync::Mutex<BTreeSet<Topic>>,
+    /// The session in use, `None` while disconnected.
+    live: Mutex<Option<Arc<Session>>>,
+    healthy: AtomicBool,
+    /// Set once by `close` or drop; every task watches it.
+    closed: watch::Sender<bool>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    generations: AtomicU64,
+}
+
+/// One AMQP connection and what was declared on it.
+struct Session {
+    generation: u64,
+    conn: Connection,
+    /// Confirm-mode channel for publishes.
+    publish: Channel,
+    /// Declarations, bindings and the consumer.
+    control: Channel,
+    queue: ShortString,
+    /// Signalled by any task that saw an operation on this session fail.
+    failed: Notify,
+}
+
+impl AmqpBroker {
+    /// Connects, declares the namespace's exchanges and this connection's
+    /// queue, starts the consumer and the supervisor. Fails within
+    /// [`CONNECT_TIMEOUT`] if RabbitMQ is unreachable.
+    pub async fn connect(cfg: Config) -> Result<(AmqpBroker, Inbox), ClusterError> {
+        let opened = timeout(CONNECT_TIMEOUT, Session::open(&cfg, 0)).await;
+        let (session, consumer, events) = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e.into_startup_error()),
+            Err(_) => {
+                return Err(ClusterError::unavailable(format!(
+                    "RabbitMQ at {} not reachable within {CONNECT_TIMEOUT:?}",
+                    cfg.endpoint
+                )));
+            }
+        };
+        let session = Arc::new(session);
+        info!(
+            namespace = cfg.names.namespace(),
+            node = %cfg.node,
+            endpoint = %cfg.endpoint,
+            generation = 0,
+            queue = %session.queue,
+            "rabbitmq connected"
+        );
+        let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let shared = Arc::new(Shared {
+            cfg,
+            wanted: tokio::sync::Mutex::new(BTreeSet::new()),
+            live: Mutex::new(Some(Arc::clone(&session))),
+            healthy: AtomicBool::new(true),
+            closed: watch::channel(false).0,
+            supervisor: Mutex::new(None),
+            generations: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(supervise(
+            Arc::clone(&shared),
+            session,
+            consumer,
+            events,
+            tx,
+        ));
+        *lock(&shared.supervisor) = Some(task);
+        Ok((AmqpBroker { shared }, inbox))
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError> {
+        let (exchange, key) = amqp_route(&self.shared.cfg.names, topic)?;
+        let session = self.shared.current()?;
+        if session.conn.status().blocked() {
+            // A resource alarm: publishes would only queue up unconfirmed.
+            return Err(ClusterError::unavailable(
+                "RabbitMQ has blocked publishing (resource alarm)",
+            ));
+        }
+        let confirmed = timeout(PUBLISH_TIMEOUT, async {
+            session
+                .publish
+                .basic_publish(
+                    exchange,
+                    key,
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default(),
+                )
+                .await?
+                .await
+        })
+        .await;
+        match confirmed {
+            Ok(Ok(Confirmation::Ack(_))) => Ok(()),
+            Ok(Ok(Confirmation::Nack(_))) => Err(ClusterError::unavailable(
+                "RabbitMQ rejected the message (publisher nack)",
+            )),
+            Ok(Ok(Confirmation::NotRequested)) => Err(ClusterError::backend(
+                "publisher confirms are not enabled on the publish channel",
+            )),
+            Ok(Err(e)) => {
+                session.fail("publish failed", &e);
+                Err(ClusterError::unavailable(e))
+            }
+            Err(_) => Err(ClusterError::unavailable(format!(
+                "publish not confirmed within {PUBLISH_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
+        let (exchange, key) = amqp_route(&self.shared.cfg.names, topic)?;
+        let mut wanted = self.shared.wanted.lock().await;
+        if *self.shared.closed.borrow() {
+            return Err(ClusterError::Closed);
+        }
+        if wanted.contains(topic) {
+            return Ok(());
+        }
+        let Some(session) = self.shared.live() else {
+            // Like the in-memory backend while severed: remember it; the
+            // reconnect binds it before reporting `Resubscribed`.
+            debug!(?topic, "not connected; topic will be bound on reconnect");
+            wanted.insert(topic.clone());
+            return Ok(());
+        };
+        session
+            .with_timeout("queue.bind", session.bind(exchange, key))
+            .await?;
+        wanted.insert(topic.clone());
+        debug!(?topic, queue = %session.queue, "subscribed");
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
+        let (exchange, key) = amqp_route(&self.shared.cfg.names, topic)?;
+        let mut wanted = self.shared.wanted.lock().await;
+        if !wanted.remove(topic) {
+            return Ok(());
+        }
+        // Removed first: if the unbind fails, the connection is torn down and
+        // the fresh queue of the reconnect simply never gets this binding.
+        let Some(session) = self.shared.live() else {
+            return Ok(());
+        };
+        session
+            .with_timeout("queue.unbind", session.unbind(exchange, key))
+            .await?;
+        debug!(?topic, queue = %session.queue, "unsubscribed");
+        Ok(())
+    }
+
+    fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::SeqCst)
+    }
+
+    async fn close(&self) {
+        let already = self.shared.closed.send_replace(true);
+        self.shared.healthy.store(false, Ordering::SeqCst);
+        // The supervisor closes the connection and drops the inbox sender on
+        // its way out; wait for it so the inbox has ended when we return.
+        let task = lock(&self.shared.supervisor).take();
+        if let Some(task) = task {
+            let _ = timeout(CLOSE_TIMEOUT * 2, task).await;
+        }
+        let leftover = lock(&self.shared.live).take();
+        if let Some(session) = leftover {
+            session.shutdown().await;
+        }
+        if !already {
+            info!(
+                namespace = self.shared.cfg.names.namespace(),
+                node = %self.shared.cfg.node,
+                "rabbitmq broker closed"
+            );
+        }
+    }
+}
+
+impl Drop for AmqpBroker {
+    fn drop(&mut self) {
+        // Stops the supervisor, which closes the connection; without this a
+        // dropped handle would keep reconnecting forever.
+        self.shared.closed.send_replace(true);
+    }
+}
+
+impl Shared {
+    fn live(&self) -> Option<Arc<Session>> {
+        lock(&self.live).clone()
+    }
+
+    fn current(&self) -> Result<Arc<Session>, ClusterError> {
+        if *self.closed.borrow() {
+            return Err(ClusterError::Closed);
+        }
+        self.live().ok_or_else(|| {
+            ClusterError::unavailable(format!(
+                "not connected to RabbitMQ at {}; reconnecting",
+                self.cfg.endpoint
+            ))
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+}
+
+/// Why a session could not be opened.
+#[derive(Debug)]
+enum OpenError {
+    Lapin(lapin::Error),
+    Other(ClusterError),
+}
+
+impl OpenError {
+    /// At start-up a refusal by RabbitMQ (credentials, vhost, an exchange of
+    /// the same name but another type) is a misconfiguration, not an outage.
+    fn into_startup_error(self) -> ClusterError {
+        match self {
+            OpenError::Lapin(e) if is_refusal(&e) => ClusterError::backend(e),
+            OpenError::Lapin(e) => ClusterError::unavailable(e),
+            OpenError::Other(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Lapin(e) => e.fmt(f),
+            OpenError::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<lapin::Error> for OpenError {
+    fn from(e: lapin::Error) -> Self {
+        OpenError::Lapin(e)
+    }
+}
+
+impl From<ClusterError> for OpenError {
+    fn from(e: ClusterError) -> Self {
+        OpenError::Other(e)
+    }
+}
+
+/// AMQP reply codes that mean "you are not allowed / this clashes", which no
+/// amount of retrying fixes: 402 invalid path, 403 access refused, 404 not
+/// found, 406 precondition failed, 530 not allowed (e.g. unknown vhost).
+fn is_refusal(e: &lapin::Error) -> bool {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => {
+            matches!(amqp.get_id(), 402 | 403 | 404 | 406 | 530)
+        }
+        lapin::ErrorKind::AuthProviderError(_) => true,
+        _ => false,
+    }
+}
+
+type Events = BoxStream<'static, Event>;
+
+impl Session {
+    /// Connects and declares everything except the topic bindings: the
+    /// namespace's exchanges, this connection's queue and its consumer.
+    async fn open(cfg: &Config, generation: u64) -> Result<(Session, Consumer, Events), OpenError> {
+        let ns = cfg.names.namespace();
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("wsring:{ns}:{}:broker", cfg.node).into());
+        let conn = Connection::connect_uri(cfg.uri.clone(), props).await?;
+        // Listen before anything else can go wrong, so no event is missed.
+        let events = conn.events_listener().boxed();
+        let publish = conn.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let control = conn.create_channel().await?;
+        for (name, kind) in cfg.names.exchanges() {
+            let kind = match kind {
+                ExchangeType::Direct => ExchangeKind::Direct,
+                ExchangeType::Fanout => ExchangeKind::Fanout,
+            };
+            control
+                .exchange_declare(
+                    short(name)?,
+                    kind,
+                    ExchangeDeclareOptions {
+                        durable: false,
+                        auto_delete: false,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let queue = short(cfg.names.queue(&cfg.node, &unique_suffix())?)?;
+        control
+            .queue_declare(
+                queue.clone(),
+                QueueDeclareOptions {
+                    durable: false,
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let consumer = control
+            .basic_consume(
+                queue.clone(),
+                short(format!("wsring.{}", cfg.node))?,
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let session = Session {
+            generation,
+            conn,
+            publish,
+            control,
+            queue,
+            failed: Notify::new(),
+        };
+        Ok((session, consumer, events))
+    }
+
+    async fn bind(&self, exchange: ShortString, key: ShortString) -> Result<(), lapin::Error> {
+        self.control
+            .queue_bind(
+                self.queue.clone(),
+                exchange,
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    async fn unbind(&self, exchange: ShortString, key: ShortString) -> Result<(), lapin::Error> {
+        self.control
+            .queue_unbind(
+                self.queue.clone(),
+                exchange,
+                key,
+                FieldTable::default(),
+            )
+            .await
+    }
+
+    /// Binds every wanted topic (after a reconnect).
+    async fn bind_all(&self, names: &Names, wanted: &BTreeSet<Topic>) -> Result<(), ClusterError> {
+        for topic in wanted {
+            let (exchange, key) = amqp_route(names, topic)?;
+            self.with_timeout("queue.bind", self.bind(exchange, key))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a control operation with [`OP_TIMEOUT`]; a failure or timeout
+    /// marks the session failed, so the supervisor rebuilds the connection.
+    async fn with_timeout(
+        &self,
+        what: &'static str,
+        op: impl Future<Output = Result<(), lapin::Error>>,
+    ) -> Result<(), ClusterError> {
+        match timeout(OP_TIMEOUT, op).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.fail(what, &e);
+                Err(ClusterError::unavailable(e))
+            }
+            Err(_) => {
+                let msg = format!("{what} not answered within {OP_TIMEOUT:?}");
+                self.fail(what, &msg);
+                Err(ClusterError::unavailable(msg))
+            }
+        }
+    }
+
+    /// Asks the supervisor to rebuild the connection. Any failed operation
+    /// does: a closed channel never reopens by itself, and one recovery path
+    /// (the tested one) beats patching channels individually.
+    fn fail(&self, what: &str, error: &dyn std::fmt::Display) {
+        debug!(generation = self.generation, what, %error, "rabbitmq operation failed");
+        self.failed.notify_one();
+    }
+
+    /// Best-effort clean close (which also deletes the exclusive queue).
+    async fn shutdown(&self) {
+        if self.conn.status().connected() {
+            let closing = self.conn.close(200, "wsring broker closing".into());
+            if let Err(e) = timeout(CLOSE_TIMEOUT, closing)
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+            {
+                debug!(generation = self.generation, error = %e, "rabbitmq close was not clean");
+            }
+        }
+    }
+}
+
+/// The supervisor: pumps deliveries; on loss reports `Disconnected`,
+/// reconnects with backoff, rebinds, reports `Resubscribed`; repeats until
+/// closed. Owns the inbox sender, so the inbox ends when it returns.
+async fn supervise(
+    shared: Arc<Shared>,
+    mut session: Arc<Session>,
+    mut consumer: Consumer,
+    mut events: Events,
+    tx: mpsc::Sender<BrokerEvent>,
+) {
+    let mut closed = shared.closed.subscribe();
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
+    let ns = shared.cfg.names.namespace().to_owned();
+    let node = shared.cfg.node.clone();
+    loop {
+        let Some(reason) = pump(&shared, &session, &mut consumer, &mut events, &tx, &mut closed).await
+        else {
+            break;
+        };
+        {
+            let mut live = lock(&shared.live);
+            if live.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)) {
+                *live = None;
+            }
+        }
+        shared.healthy.store(false, Ordering::SeqCst);
+        warn!(
+            namespace = %ns,
+            node = %node,
+            generation = session.generation,
+            %reason,
+            "rabbitmq connection lost; reconnecting"
+        );
+        let lost_at = Instant::now();
+        // The queue may still exist if only a channel died: close the
+        // connection so RabbitMQ deletes it and stops routing to it.
+        session.shutdown().await;
+        if !send(&tx, BrokerEvent::Disconnected, &mut closed).await {
+            break;
+        }
+        let Some((next, next_consumer, next_events)) =
+            reconnect(&shared, &mut backoff, &mut closed).await
+        else {
+            break;
+        };
+        (session, consumer, events) = (next, next_consumer, next_events);
+        info!(
+            namespace = %ns,
+            node = %node,
+            generation = session.generation,
+            queue = %session.queue,
+            outage_ms = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "rabbitmq reconnected and resubscribed"
+        );
+        if !send(&tx, BrokerEvent::Resubscribed, &mut closed).await {
+            break;
+        }
+    }
+    shared.healthy.store(false, Ordering::SeqCst);
+    let leftover = lock(&shared.live).take();
+    if let Some(s) = leftover {
+        s.shutdown().await;
+    }
+    debug!(namespace = %ns, node = %node, "rabbitmq supervisor stopped");
+}
+
+/// Forwards deliveries until the session fails (returns why) or the broker is
+/// closed (returns `None`).
+async fn pump(
+    shared: &Shared,
+    session: &Session,
+    consumer: &mut Consumer,
+    events: &mut Events,
+    tx: &mpsc::Sender<BrokerEvent>,
+    closed: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return None,
+            () = session.failed.notified() => {
+                return Some("a channel operation failed".to_owned());
+            }
+            event = events.next() => {
+                match event {
+                    Some(Event::Error(e)) => return Some(format!("connection error: {e}")),
+                    Some(Event::ConnectionBlocked(why)) => warn!(
+                        generation = session.generation,
+                        reason = %why,
+                        "rabbitmq blocked publishing (resource alarm)"
+                    ),
+                    Some(Event::ConnectionUnblocked) => info!(
+                        generation = session.generation,
+                        "rabbitmq unblocked publishing"
+                    ),
+                    Some(_) => {}
+                    None => return Some("connection event stream ended".to_owned()),
+                }
+                continue;
+            }
+            delivery = consumer.next() => match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return Some(format!("consumer error: {e}")),
+                None => return Some("consumer cancelled".to_owned()),
+            },
+        };
+        let Some(topic) = shared
+            .cfg
+            .names
+            .topic_of(delivery.exchange.as_str(), delivery.routing_key.as_str())
+        else {
+            warn!(
+                exchange = %delivery.exchange,
+                routing_key = %delivery.routing_key,
+                "dropping delivery from a foreign exchange"
+            );
+            continue;
+        };
+        let event = BrokerEvent::Message {
+            topic,
+            payload: Bytes::from(delivery.data),
+        };
+        if !send(tx, event, closed).await {
+            return None;
+        }
+    }
+}
+
+/// Opens sessions with backoff until one is fully rebound; `None` if closed.
+async fn reconnect(
+    shared: &Shared,
+    backoff: &mut Backoff,
+    closed: &mut watch::Receiver<bool>,
+) -> Option<(Arc<Session>, Consumer, Events)> {
+    loop {
+        let delay = backoff.next_delay();
+        let attempt = backoff.attempt();
+        tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let generation = shared.generations.fetch_add(1, Ordering::Relaxed);
+        debug!(generation, attempt, ?delay, "rabbitmq reconnect attempt");
+        let opened = tokio::select! {
+            biased;
+            _ = closed.wait_for(|c| *c) => return None,
+            r = timeout(CONNECT_TIMEOUT, Session::open(&shared.cfg, generation)) => r,
+        };
+        let (session, consumer, events) = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                warn!(generation, attempt, error = %e, "rabbitmq reconnect failed");
+                continue;
+            }
+            Err(_) => {
+                warn!(generation, attempt, "rabbitmq reconnect timed out");
+                continue;
+            }
+        };
+        let session = Arc::new(session);
+        let wanted = shared.wanted.lock().await;
+        if shared.is_closed() {
+            session.shutdown().await;
+            return None;
+        }
+        if let Err(e) = session.bind_all(&shared.cfg.names, &wanted).await {
+            warn!(generation, attempt, error = %e, "rabbitmq rebinding failed");
+            drop(wanted);
+            session.shutdown().await;
+            continue;
+        }
+        *lock(&shared.live) = Some(Arc::clone(&session));
+        shared.healthy.store(true, Ordering::SeqCst);
+        backoff.reset();
+        debug!(generation, topics = wanted.len(), "rabbitmq topics rebound");
+        return Some((session, consumer, events));
+    }
+}
+
+/// Sends to the inbox, waiting while it is full (backpressure); returns
+/// `false` if the broker was closed meanwhile. A dropped inbox is ignored,
+/// like RabbitMQ ignores a consumer that stopped reading.
+async fn send(
+    tx: &mpsc::Sender<BrokerEvent>,
+    event: BrokerEvent,
+    closed: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = closed.wait_for(|c| *c) => false,
+        _ = tx.send(event) => true,
+    }
+}
+
+/// A topic's exchange and routing key as AMQP short strings.
+fn amqp_route(names: &Names, topic: &Topic) -> Result<(ShortString, ShortString), ClusterError> {
+    let (exchange, key) = names.route(topic)?;
+    Ok((short(exchange)?, short(key)?))
+}
+
+/// A checked AMQP short string (lapin's `From` impls panic past 255 bytes).
+fn short(s: impl Into<String>) -> Result<ShortString, ClusterError> {
+    ShortString::try_new(s).map_err(ClusterError::backend)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
