@@ -11,11 +11,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Error)]
 pub enum ClusterError {
     /// The backend cannot be reached right now; callers retry with backoff.
+    // The source's text is part of the message, so it is deliberately not
+    // also exposed as `source()`: error chains would print it twice.
     #[error("backend unavailable: {0}")]
-    Unavailable(#[source] BoxError),
+    Unavailable(BoxError),
     /// The backend answered something unexpected.
     #[error("backend error: {0}")]
-    Backend(#[source] BoxError),
+    Backend(BoxError),
     /// A backend URL that cannot be used.
     #[error("invalid backend URL {url:?}: {reason}")]
     InvalidUrl {

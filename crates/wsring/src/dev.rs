@@ -1,5 +1,9 @@
-//! `wsring dev` on the embedded in-memory backend: a gateway and N nodes as
-//! task groups inside one process, sharing one [`MemoryBackend`].
+//! `wsring dev`: a gateway and N nodes in one command.
+//!
+//! On the embedded in-memory backend (the default) the nodes are task groups
+//! inside this process, sharing one [`MemoryBackend`]. With `--cluster URL`
+//! they are `wsring node` child processes on that backend
+//! ([`crate::processes`]); the gateway stays in this process either way.
 //!
 //! Nodes here are real nodes — their own listener, membership handle and
 //! broker connection — so everything the cluster does across machines happens
@@ -21,6 +25,7 @@ use wsring_cluster::{Membership, StreamStore};
 use wsring_gateway::{GatewayConfig, GatewayHandle, LaunchError, Launched, Launcher, RemoveMode};
 use wsring_node::{NodeDeps, NodeError, NodeHandle};
 
+use crate::processes::ProcessNodes;
 use crate::settings::Common;
 
 /// Why the dev cluster could not start.
@@ -40,6 +45,9 @@ pub enum DevError {
     /// The backend failed.
     #[error(transparent)]
     Cluster(#[from] wsring_cluster::ClusterError),
+    /// A node process failed to start.
+    #[error("{0}")]
+    Launch(String),
 }
 
 /// Options of an in-process dev cluster.
@@ -63,11 +71,20 @@ pub struct DevNodes {
     next: AtomicU64,
 }
 
-/// A running in-process dev cluster.
+/// Where the nodes of a dev cluster run.
+pub enum Nodes {
+    /// Task groups in this process, on the memory backend.
+    Memory(Arc<DevNodes>),
+    /// Child processes on a real backend.
+    Processes(Arc<ProcessNodes>),
+}
+
+/// A running dev cluster.
 pub struct DevCluster {
     /// The nodes.
-    pub nodes: Arc<DevNodes>,
+    pub nodes: Nodes,
     gateway: GatewayHandle,
+    membership: Arc<Membership>,
     stop: CancellationToken,
 }
 
@@ -152,6 +169,13 @@ impl Launcher for DevNodes {
 impl DevCluster {
     /// Starts the gateway and the initial nodes.
     pub async fn start(opts: DevOptions) -> Result<DevCluster, DevError> {
+        match opts.common.cluster.clone() {
+            Some(url) => Self::start_processes(opts, url).await,
+            None => Self::start_memory(opts).await,
+        }
+    }
+
+    async fn start_memory(opts: DevOptions) -> Result<DevCluster, DevError> {
         let listener = bind(&opts.host, opts.port).await?;
         let stop = CancellationToken::new();
         let backend = MemoryBackend::new(opts.common.retention);
@@ -170,26 +194,82 @@ impl DevCluster {
             stop.clone(),
         )
         .await?;
-        let cfg = GatewayConfig {
-            routing: opts.common.routing,
-            durable: opts.common.durable,
-            max_body_bytes: opts.common.max_message_bytes,
-            mode: "dev",
-            ..GatewayConfig::default()
-        };
         let launcher: Arc<dyn Launcher> = nodes.clone();
-        let gateway =
-            wsring_gateway::start(cfg, listener, membership, Some(launcher), stop.clone())
-                .await
-                .map_err(|source| DevError::Bind {
-                    addr: format!("{}:{}", opts.host, opts.port),
-                    source,
-                })?;
+        let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
         Ok(DevCluster {
-            nodes,
+            nodes: Nodes::Memory(nodes),
             gateway,
+            membership,
             stop,
         })
+    }
+
+    async fn start_processes(opts: DevOptions, url: String) -> Result<DevCluster, DevError> {
+        if url.starts_with("amqp://") {
+            return Err(DevError::Cluster(
+                wsring_cluster::ClusterError::InvalidUrl {
+                    url,
+                    reason: "RabbitMQ is a broker only; `--cluster` needs redis:// or nats://"
+                        .into(),
+                },
+            ));
+        }
+        let listener = bind(&opts.host, opts.port).await?;
+        let stop = CancellationToken::new();
+        let c = &opts.common;
+        let registry = crate::backends::registry(&url, &c.namespace, c.membership.ttl).await?;
+        let membership = Membership::start(registry, c.membership.clone(), stop.clone()).await?;
+        let exe = std::env::current_exe().map_err(|source| DevError::Bind {
+            addr: "current executable".into(),
+            source,
+        })?;
+        let procs = Arc::new(ProcessNodes::new(
+            exe,
+            child_args(c, &url),
+            opts.host.clone(),
+            Arc::clone(&membership),
+        ));
+        for _ in 0..opts.nodes {
+            procs
+                .spawn()
+                .await
+                .map_err(|e| DevError::Launch(e.to_string()))?;
+        }
+        let launcher: Arc<dyn Launcher> = procs.clone();
+        let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
+        Ok(DevCluster {
+            nodes: Nodes::Processes(procs),
+            gateway,
+            membership,
+            stop,
+        })
+    }
+
+    /// The in-process nodes (memory backend only).
+    pub fn memory(&self) -> Option<&Arc<DevNodes>> {
+        match &self.nodes {
+            Nodes::Memory(n) => Some(n),
+            Nodes::Processes(_) => None,
+        }
+    }
+
+    /// The node processes (`--cluster` only).
+    pub fn processes(&self) -> Option<&Arc<ProcessNodes>> {
+        match &self.nodes {
+            Nodes::Processes(p) => Some(p),
+            Nodes::Memory(_) => None,
+        }
+    }
+
+    /// `(id, url)` of every member, from the gateway's view.
+    pub fn members(&self) -> Vec<(String, String)> {
+        self.membership
+            .view()
+            .doc
+            .members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.url.clone()))
+            .collect()
     }
 
     /// The gateway's `/ws` URL.
@@ -202,10 +282,75 @@ impl DevCluster {
         format!("http://{}", self.gateway.addr())
     }
 
-    /// Stops everything: sessions get 1001, nodes deregister.
+    /// Stops everything: in-process sessions get 1001 and nodes deregister;
+    /// node processes get SIGTERM (they drain) and are reaped.
     pub async fn shutdown(&self) {
-        let handles = self.nodes.handles().await;
-        futures::future::join_all(handles.values().map(|h| h.stop())).await;
+        match &self.nodes {
+            Nodes::Memory(n) => {
+                let handles = n.handles().await;
+                futures::future::join_all(handles.values().map(|h| h.stop())).await;
+            }
+            Nodes::Processes(p) => p.shutdown().await,
+        }
         self.stop.cancel();
     }
+}
+
+async fn start_gateway(
+    opts: &DevOptions,
+    listener: TcpListener,
+    membership: &Arc<Membership>,
+    launcher: Arc<dyn Launcher>,
+    stop: &CancellationToken,
+) -> Result<GatewayHandle, DevError> {
+    let cfg = GatewayConfig {
+        routing: opts.common.routing,
+        durable: opts.common.durable,
+        max_body_bytes: opts.common.max_message_bytes,
+        mode: "dev",
+        ..GatewayConfig::default()
+    };
+    wsring_gateway::start(
+        cfg,
+        listener,
+        Arc::clone(membership),
+        Some(launcher),
+        stop.clone(),
+    )
+    .await
+    .map_err(|source| DevError::Bind {
+        addr: format!("{}:{}", opts.host, opts.port),
+        source,
+    })
+}
+
+/// Flags that reproduce `c` on a `wsring node` command line.
+fn child_args(c: &Common, url: &str) -> Vec<String> {
+    let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
+    vec![
+        "--registry".into(),
+        url.into(),
+        "--broker".into(),
+        url.into(),
+        "--namespace".into(),
+        c.namespace.clone(),
+        "--routing".into(),
+        c.routing.as_str().into(),
+        "--durable".into(),
+        c.durable.to_string(),
+        "--history-size".into(),
+        c.retention.max_len.to_string(),
+        "--history-ttl".into(),
+        d(c.retention.max_age),
+        "--heartbeat-ttl".into(),
+        d(c.membership.ttl),
+        "--max-message-bytes".into(),
+        c.max_message_bytes.to_string(),
+        "--drain-window".into(),
+        d(c.drain_window),
+        "--session-queue".into(),
+        c.session_queue.to_string(),
+        "--ping-interval".into(),
+        d(c.ping_interval),
+    ]
 }

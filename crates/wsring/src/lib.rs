@@ -5,12 +5,18 @@
 //! # Layout
 //! * [`cli`] — clap definitions.
 //! * [`settings`] — flag > env > file > default resolution.
-//! * [`dev`] — the in-process dev cluster on the memory backend.
+//! * [`dev`] — `wsring dev`: in-process on the memory backend, or
+//!   [`processes`] on a real one.
+//! * [`roles`] — `wsring node` and `wsring gateway`.
+//! * [`backends`] — URL scheme → backend crate.
 //! * [`logging`] — tracing setup.
 
+pub mod backends;
 pub mod cli;
 pub mod dev;
 pub mod logging;
+pub mod processes;
+pub mod roles;
 pub mod settings;
 
 use anyhow::Context;
@@ -22,11 +28,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
         Command::Dev(args) => run_dev(args, &file).await,
-        Command::Node(_) | Command::Gateway(_) => {
-            anyhow::bail!(
-                "`wsring node` and `wsring gateway` need a Redis or NATS backend; not built yet"
-            )
-        }
+        Command::Node(args) => roles::run_node(args, &file).await,
+        Command::Gateway(args) => roles::run_gateway(args, &file).await,
     }
 }
 
@@ -45,18 +48,19 @@ async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
         .await
         .context("starting the dev cluster")?;
     println!(
-        "wsring dev: {} nodes, routing={}, durable={}, backend=memory",
+        "wsring dev: {} nodes, routing={}, durable={}, backend={}",
         opts.nodes,
         opts.common.routing.as_str(),
-        opts.common.durable
+        opts.common.durable,
+        opts.common.cluster.as_deref().unwrap_or("memory")
     );
     println!(
         "  gateway    {}   (dashboard {}/)",
         cluster.gateway_url(),
         cluster.http_url()
     );
-    for (id, h) in cluster.nodes.handles().await {
-        println!("  node {id:<5} {}", h.url());
+    for (id, url) in cluster.members() {
+        println!("  node {id:<5} {url}");
     }
     println!("Ctrl-C to stop.");
     shutdown_signal().await;

@@ -1,13 +1,29 @@
-//! The `wsring` binary: parses the command line, sets up logging, and runs
-//! the chosen role. Everything else lives in the library crates.
+//! The `wsring` binary: parses the command line, sets up logging, runs the
+//! chosen role, and turns a start-up failure into one line on stderr and a
+//! non-zero exit. Everything else lives in the library crates.
 
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = wsring::cli::Cli::parse();
     wsring::logging::init(cli.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(wsring::run(cli))
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wsring: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(wsring::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the error chain on one line.
+            eprintln!("wsring: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

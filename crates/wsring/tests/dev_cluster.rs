@@ -82,7 +82,7 @@ async fn rooms_reach_members_across_nodes_and_only_their_nodes() {
             .await;
         assert_eq!(cl.next().await, json!({"type":"ack","id":"j"}));
     }
-    let hub = c.nodes.backend().hub.clone();
+    let hub = c.memory().expect("memory").backend().hub.clone();
     assert_eq!(
         hub.subscribers(&Topic::Room("lobby".into())),
         2,
@@ -186,7 +186,7 @@ async fn welcome_node_equals_api_route_and_presence_is_cluster_wide() {
     want.sort_by_key(|x| x["session"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got, want);
     // Every node answers the same.
-    for (_, h) in c.nodes.handles().await {
+    for (_, h) in c.memory().expect("memory").handles().await {
         let node_api = Api::new(format!("http://{}", h.addr()));
         assert_eq!(
             node_api.get("/api/presence?user=pres").await.1["sessions"]
@@ -370,7 +370,7 @@ async fn bad_connects_and_api_calls_get_json_errors() {
     let c = dev(3, hash()).await;
     let api = Api::new(c.http_url());
     let gw = c.gateway_url();
-    let nodes = c.nodes.handles().await;
+    let nodes = c.memory().expect("memory").handles().await;
     let n1 = nodes.get("n1").expect("n1");
     for base in [gw.clone(), n1.url().to_owned()] {
         for q in [

@@ -1,0 +1,104 @@
+//! Backend selection by URL scheme: `redis://` and `nats://` registries;
+//! `redis://`, `nats://` and `amqp://` brokers; durable streams from the
+//! registry's engine (RabbitMQ has no stream store, so with an `amqp://`
+//! broker the streams live in the Redis or NATS used as registry). Each
+//! backend is a cargo feature (all on by default); a URL whose feature is not
+//! compiled in is a clear error, not a panic.
+
+use std::sync::Arc;
+use std::time::Duration;
+use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+
+fn unsupported(url: &str, what: &str) -> ClusterError {
+    ClusterError::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("unsupported {what} URL scheme (use {})", schemes(what)),
+    }
+}
+
+fn schemes(what: &str) -> &'static str {
+    if what == "broker" {
+        "redis://, nats:// or amqp://"
+    } else {
+        "redis:// or nats://"
+    }
+}
+
+fn not_built(url: &str, feature: &str) -> ClusterError {
+    ClusterError::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("this wsring was built without the `{feature}` feature"),
+    }
+}
+
+/// Connects the membership registry.
+#[allow(unused_variables)]
+pub async fn registry(
+    url: &str,
+    namespace: &str,
+    ttl: Duration,
+) -> Result<Arc<dyn Registry>, ClusterError> {
+    if url.starts_with("redis://") {
+        #[cfg(feature = "redis")]
+        return wsring_cluster_redis::connect_registry(url, namespace, ttl).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(url, "redis"));
+    }
+    if url.starts_with("nats://") {
+        #[cfg(feature = "nats")]
+        return wsring_cluster_nats::connect_registry(url, namespace, ttl).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built(url, "nats"));
+    }
+    Err(unsupported(url, "registry"))
+}
+
+/// Connects node `node`'s broker.
+#[allow(unused_variables)]
+pub async fn broker(
+    url: &str,
+    namespace: &str,
+    node: &str,
+) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+    if url.starts_with("redis://") {
+        #[cfg(feature = "redis")]
+        return wsring_cluster_redis::connect_broker(url, namespace, node).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(url, "redis"));
+    }
+    if url.starts_with("nats://") {
+        #[cfg(feature = "nats")]
+        return wsring_cluster_nats::connect_broker(url, namespace, node).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built(url, "nats"));
+    }
+    if url.starts_with("amqp://") {
+        #[cfg(feature = "amqp")]
+        return wsring_cluster_amqp::connect_broker(url, namespace, node).await;
+        #[cfg(not(feature = "amqp"))]
+        return Err(not_built(url, "amqp"));
+    }
+    Err(unsupported(url, "broker"))
+}
+
+/// Connects the durable stream store (on the registry's engine).
+#[allow(unused_variables)]
+pub async fn streams(
+    registry_url: &str,
+    namespace: &str,
+    retention: Retention,
+) -> Result<Arc<dyn StreamStore>, ClusterError> {
+    if registry_url.starts_with("redis://") {
+        #[cfg(feature = "redis")]
+        return wsring_cluster_redis::connect_streams(registry_url, namespace, retention).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(registry_url, "redis"));
+    }
+    if registry_url.starts_with("nats://") {
+        #[cfg(feature = "nats")]
+        return wsring_cluster_nats::connect_streams(registry_url, namespace, retention).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built(registry_url, "nats"));
+    }
+    Err(unsupported(registry_url, "registry"))
+}

@@ -1,0 +1,133 @@
+//! `wsring node` and `wsring gateway`: one role per process, joined to a
+//! cluster through Redis or NATS (and, for brokers, RabbitMQ).
+//!
+//! Start-up fails fast with a one-line error for a bad setting, an invalid
+//! URL, an unreachable server or a node id already held by a live node. Once
+//! running, backend outages are survived (reconnect with backoff) rather than
+//! fatal. SIGTERM or Ctrl-C on a node drains it: deregister at once, move
+//! sessions with 1012, exit 0.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wsring_cluster::Membership;
+use wsring_gateway::GatewayConfig;
+use wsring_node::NodeDeps;
+
+use crate::backends;
+use crate::cli::{GatewayArgs, NodeArgs};
+use crate::settings::{Common, FileConfig, SettingsError};
+
+fn pick(flag: Option<String>, file: Option<&String>, fallback: Option<&String>) -> Option<String> {
+    flag.or_else(|| file.cloned()).or_else(|| fallback.cloned())
+}
+
+/// The default advertised URL for a bound address: refuse wildcard
+/// addresses, which other machines cannot dial.
+fn default_advertise(addr: SocketAddr) -> anyhow::Result<String> {
+    if addr.ip().is_unspecified() {
+        anyhow::bail!(
+            "--advertise is required when listening on {} (other processes cannot dial a wildcard address)",
+            addr.ip()
+        );
+    }
+    Ok(format!("ws://{addr}/ws"))
+}
+
+/// Runs one node until SIGTERM/Ctrl-C, then drains it.
+pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let common = Common::resolve(&args.common, file)?;
+    let id =
+        pick(args.id, file.id.as_ref(), None).ok_or(SettingsError::Missing("id", "id", "ID"))?;
+    wsring_protocol::validate_node_id(&id).map_err(|e| anyhow::anyhow!("invalid --id: {e}"))?;
+    let listen = pick(args.listen, file.listen.as_ref(), None)
+        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
+    let registry_url = pick(
+        args.registry,
+        file.registry.as_ref(),
+        common.cluster.as_ref(),
+    )
+    .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    let broker_url = pick(args.broker, file.broker.as_ref(), common.cluster.as_ref())
+        .ok_or(SettingsError::Missing("broker", "broker", "BROKER"))?;
+    let ns = &common.namespace;
+
+    let registry = backends::registry(&registry_url, ns, common.membership.ttl)
+        .await
+        .context("registry")?;
+    let (broker, inbox) = backends::broker(&broker_url, ns, &id)
+        .await
+        .context("broker")?;
+    let streams = if common.durable {
+        Some(
+            backends::streams(&registry_url, ns, common.retention)
+                .await
+                .context("stream store")?,
+        )
+    } else {
+        None
+    };
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let mut cfg = common.node_config(&id);
+    cfg.advertise = match pick(args.advertise, file.advertise.as_ref(), None) {
+        Some(url) => Some(url),
+        None => Some(default_advertise(listener.local_addr()?)?),
+    };
+    let kill = CancellationToken::new();
+    let membership = Membership::start(registry, common.membership.clone(), kill.clone())
+        .await
+        .context("registry")?;
+    let handle = wsring_node::start(
+        cfg,
+        listener,
+        NodeDeps {
+            membership,
+            broker,
+            inbox,
+            streams,
+            kill,
+        },
+    )
+    .await?;
+    println!("wsring node {id} serving {}", handle.url());
+    crate::shutdown_signal().await;
+    handle.drain().await;
+    Ok(())
+}
+
+/// Runs one gateway until SIGTERM/Ctrl-C.
+pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let common = Common::resolve(&args.common, file)?;
+    let listen = pick(args.listen, file.listen.as_ref(), None)
+        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
+    let registry_url = pick(
+        args.registry,
+        file.registry.as_ref(),
+        common.cluster.as_ref(),
+    )
+    .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    let stop = CancellationToken::new();
+    let registry = backends::registry(&registry_url, &common.namespace, common.membership.ttl)
+        .await
+        .context("registry")?;
+    let membership = Membership::start(registry, common.membership.clone(), stop.clone())
+        .await
+        .context("registry")?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let cfg = GatewayConfig {
+        routing: common.routing,
+        durable: common.durable,
+        max_body_bytes: common.max_message_bytes,
+        ..GatewayConfig::default()
+    };
+    let gw = wsring_gateway::start(cfg, listener, membership, None, stop.clone()).await?;
+    println!("wsring gateway listening on {}", gw.addr());
+    crate::shutdown_signal().await;
+    stop.cancel();
+    Ok(())
+}
