@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod procs;
+
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::future::Future;

@@ -1,0 +1,199 @@
+//! Child processes of the real `wsring` binary for multi-process tests, and
+//! the backends those tests run against.
+
+#![allow(dead_code)]
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use wsring_cluster::conformance::skip_or_fail;
+
+/// A running `wsring` child process (killed on drop).
+pub struct Proc {
+    pub child: Child,
+    /// The first line it printed on stdout (its readiness line).
+    pub ready_line: String,
+}
+
+impl Proc {
+    /// Starts `wsring <args>` and waits (up to 30 s) for its readiness line.
+    pub async fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wsring");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("wsring {args:?} printed nothing within 30 s"))
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("wsring {args:?} exited during start-up"));
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Proc {
+            child,
+            ready_line: line,
+        }
+    }
+
+    /// Runs `wsring <args>` to completion (up to `limit`), returning its exit
+    /// status and stderr.
+    pub async fn run(args: &[&str], limit: Duration) -> (ExitStatus, String) {
+        let out = tokio::time::timeout(
+            limit,
+            Command::new(env!("CARGO_BIN_EXE_wsring"))
+                .args(args)
+                .env("RUST_LOG", "off")
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("wsring {args:?} did not exit within {limit:?}"))
+        .expect("run wsring");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The last whitespace-separated word of the readiness line (a URL or address).
+    pub fn announced(&self) -> &str {
+        self.ready_line
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .expect("running")
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig).expect("signal");
+    }
+
+    pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("process exits in time")
+            .expect("wait")
+    }
+}
+
+/// A backend combination to run multi-process tests on.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: &'static str,
+    pub registry: String,
+    pub broker: String,
+    /// The broker server's address, for fault injection.
+    pub broker_addr: &'static str,
+}
+
+async fn reachable(name: &str, addr: &str) -> bool {
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(_) => true,
+        Err(e) => {
+            skip_or_fail(&format!("{name} not reachable at {addr}: {e}"));
+            false
+        }
+    }
+}
+
+/// Redis as registry and broker.
+pub async fn redis() -> Option<Backend> {
+    reachable("Redis", "127.0.0.1:6379").await.then(|| Backend {
+        name: "redis",
+        registry: "redis://127.0.0.1:6379/".into(),
+        broker: "redis://127.0.0.1:6379/".into(),
+        broker_addr: "127.0.0.1:6379",
+    })
+}
+
+/// NATS as registry and broker.
+pub async fn nats() -> Option<Backend> {
+    reachable("NATS", "127.0.0.1:4222").await.then(|| Backend {
+        name: "nats",
+        registry: "nats://127.0.0.1:4222".into(),
+        broker: "nats://127.0.0.1:4222".into(),
+        broker_addr: "127.0.0.1:4222",
+    })
+}
+
+/// Redis as registry, RabbitMQ as broker.
+pub async fn amqp() -> Option<Backend> {
+    if !reachable("Redis", "127.0.0.1:6379").await {
+        return None;
+    }
+    reachable("RabbitMQ", "127.0.0.1:5672")
+        .await
+        .then(|| Backend {
+            name: "amqp",
+            registry: "redis://127.0.0.1:6379/".into(),
+            broker: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            broker_addr: "127.0.0.1:5672",
+        })
+}
+
+impl Backend {
+    /// The broker URL with its host:port replaced (to go through a proxy).
+    pub fn broker_via(&self, addr: &str) -> String {
+        self.broker.replace(self.broker_addr, addr)
+    }
+
+    /// Starts node `id`.
+    pub async fn node(&self, ns: &str, id: &str, extra: &[&str]) -> Proc {
+        self.node_with_broker(ns, id, &self.broker.clone(), extra)
+            .await
+    }
+
+    /// Starts node `id` with a specific broker URL.
+    pub async fn node_with_broker(&self, ns: &str, id: &str, broker: &str, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            "node",
+            "--id",
+            id,
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &self.registry,
+            "--broker",
+            broker,
+            "--namespace",
+            ns,
+        ];
+        args.extend_from_slice(extra);
+        let p = Proc::start(&args).await;
+        assert!(p.ready_line.contains("serving"), "{}", p.ready_line);
+        p
+    }
+
+    /// Starts a gateway; returns it and its HTTP base URL.
+    pub async fn gateway(&self, ns: &str, extra: &[&str]) -> (Proc, String) {
+        let mut args = vec![
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &self.registry,
+            "--namespace",
+            ns,
+        ];
+        args.extend_from_slice(extra);
+        let p = Proc::start(&args).await;
+        assert!(p.ready_line.contains("listening on"), "{}", p.ready_line);
+        let base = format!("http://{}", p.announced());
+        (p, base)
+    }
+}
