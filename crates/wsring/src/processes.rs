@@ -121,10 +121,10 @@ impl ProcessNodes {
 }
 
 fn signal(child: &Child, sig: Signal) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        if let Err(e) = kill(Pid::from_raw(pid), sig) {
-            warn!(pid, signal = %sig, error = %e, "signal failed");
-        }
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok())
+        && let Err(e) = kill(Pid::from_raw(pid), sig)
+    {
+        warn!(pid, signal = %sig, error = %e, "signal failed");
     }
 }
 
