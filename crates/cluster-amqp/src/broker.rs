@@ -3,7 +3,7 @@
 //! and owns the reconnect-and-rebind loop.
 //!
 //! State is split so the hot path stays cheap: `publish` only clones the
-//! current [`Session`] out of a std mutex, while `subscribe`, `unsubscribe`
+//! current `Session` out of a std mutex, while `subscribe`, `unsubscribe`
 //! and the reconnect serialize on an async mutex around the set of wanted
 //! topics. That mutex is what makes a reconnect and a concurrent subscribe
 //! agree: either the subscribe binds on the new session, or the reconnect
@@ -11,8 +11,9 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
@@ -51,17 +52,18 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a clean `connection.close` handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What a broker connection needs to (re)connect.
+/// What a broker connection needs to (re)connect; built (and validated) by
+/// [`connect_broker`](crate::connect_broker).
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Server URI, with heartbeat and timeout filled in.
-    pub uri: AMQPUri,
+    pub(crate) uri: AMQPUri,
     /// The namespace's exchange and queue names.
-    pub names: Names,
+    pub(crate) names: Names,
     /// This node's id (queue name, consumer tag, connection name).
-    pub node: String,
+    pub(crate) node: String,
     /// `host:port/vhost` for logs.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 /// A RabbitMQ broker connection for one node. Created by
@@ -102,7 +104,7 @@ impl AmqpBroker {
     /// Connects, declares the namespace's exchanges and this connection's
     /// queue, starts the consumer and the supervisor. Fails within
     /// [`CONNECT_TIMEOUT`] if RabbitMQ is unreachable.
-    pub async fn connect(cfg: Config) -> Result<(AmqpBroker, Inbox), ClusterError> {
+    pub(crate) async fn connect(cfg: Config) -> Result<(AmqpBroker, Inbox), ClusterError> {
         let opened = timeout(CONNECT_TIMEOUT, Session::open(&cfg, 0)).await;
         let (session, consumer, events) = match opened {
             Ok(Ok(s)) => s,
@@ -424,12 +426,7 @@ impl Session {
 
     async fn unbind(&self, exchange: ShortString, key: ShortString) -> Result<(), lapin::Error> {
         self.control
-            .queue_unbind(
-                self.queue.clone(),
-                exchange,
-                key,
-                FieldTable::default(),
-            )
+            .queue_unbind(self.queue.clone(), exchange, key, FieldTable::default())
             .await
     }
 
@@ -501,7 +498,15 @@ async fn supervise(
     let ns = shared.cfg.names.namespace().to_owned();
     let node = shared.cfg.node.clone();
     loop {
-        let Some(reason) = pump(&shared, &session, &mut consumer, &mut events, &tx, &mut closed).await
+        let Some(reason) = pump(
+            &shared,
+            &session,
+            &mut consumer,
+            &mut events,
+            &tx,
+            &mut closed,
+        )
+        .await
         else {
             break;
         };
@@ -520,10 +525,11 @@ async fn supervise(
             "rabbitmq connection lost; reconnecting"
         );
         let lost_at = Instant::now();
+        let reported = send(&tx, BrokerEvent::Disconnected, &mut closed).await;
         // The queue may still exist if only a channel died: close the
         // connection so RabbitMQ deletes it and stops routing to it.
         session.shutdown().await;
-        if !send(&tx, BrokerEvent::Disconnected, &mut closed).await {
+        if !reported {
             break;
         }
         let Some((next, next_consumer, next_events)) =
@@ -562,56 +568,106 @@ async fn pump(
     tx: &mpsc::Sender<BrokerEvent>,
     closed: &mut watch::Receiver<bool>,
 ) -> Option<String> {
+    /// What woke the pump up.
+    #[expect(
+        clippy::large_enum_variant,
+        reason = "lives briefly on the stack; boxing would allocate per message"
+    )]
+    enum Step {
+        Deliver(Delivery),
+        Failed(String),
+        Other,
+    }
     loop {
-        let delivery = tokio::select! {
+        // Failure signals come before deliveries so a steady stream of
+        // messages cannot starve them; `drain` then rescues what was
+        // already received.
+        let step = tokio::select! {
             biased;
             _ = closed.wait_for(|c| *c) => return None,
-            () = session.failed.notified() => {
-                return Some("a channel operation failed".to_owned());
-            }
-            event = events.next() => {
-                match event {
-                    Some(Event::Error(e)) => return Some(format!("connection error: {e}")),
-                    Some(Event::ConnectionBlocked(why)) => warn!(
+            () = session.failed.notified() => Step::Failed("a channel operation failed".to_owned()),
+            event = events.next() => match event {
+                Some(Event::Error(e)) => Step::Failed(format!("connection error: {e}")),
+                Some(Event::ConnectionBlocked(why)) => {
+                    warn!(
                         generation = session.generation,
                         reason = %why,
                         "rabbitmq blocked publishing (resource alarm)"
-                    ),
-                    Some(Event::ConnectionUnblocked) => info!(
-                        generation = session.generation,
-                        "rabbitmq unblocked publishing"
-                    ),
-                    Some(_) => {}
-                    None => return Some("connection event stream ended".to_owned()),
+                    );
+                    Step::Other
                 }
-                continue;
-            }
+                Some(Event::ConnectionUnblocked) => {
+                    info!(generation = session.generation, "rabbitmq unblocked publishing");
+                    Step::Other
+                }
+                Some(_) => Step::Other,
+                None => Step::Failed("connection event stream ended".to_owned()),
+            },
             delivery = consumer.next() => match delivery {
-                Some(Ok(d)) => d,
+                Some(Ok(d)) => Step::Deliver(d),
+                // The consumer's own end: nothing left in it to drain.
                 Some(Err(e)) => return Some(format!("consumer error: {e}")),
                 None => return Some("consumer cancelled".to_owned()),
             },
         };
-        let Some(topic) = shared
-            .cfg
-            .names
-            .topic_of(delivery.exchange.as_str(), delivery.routing_key.as_str())
-        else {
-            warn!(
-                exchange = %delivery.exchange,
-                routing_key = %delivery.routing_key,
-                "dropping delivery from a foreign exchange"
-            );
-            continue;
+        match step {
+            Step::Deliver(d) => {
+                if !forward(shared, d, tx, closed).await {
+                    return None;
+                }
+            }
+            Step::Failed(reason) => return drain(shared, consumer, tx, closed, reason).await,
+            Step::Other => {}
+        }
+    }
+}
+
+/// Forwards the deliveries the consumer had already received when the
+/// session failed: RabbitMQ considers them delivered (auto-ack), so dropping
+/// them would lose messages that did reach us. Bounded, in case the session
+/// is still streaming. Returns `reason`, or `None` if closed meanwhile.
+async fn drain(
+    shared: &Shared,
+    consumer: &mut Consumer,
+    tx: &mpsc::Sender<BrokerEvent>,
+    closed: &mut watch::Receiver<bool>,
+    reason: String,
+) -> Option<String> {
+    for _ in 0..INBOX_CAPACITY {
+        let Some(Some(Ok(delivery))) = consumer.next().now_or_never() else {
+            break;
         };
-        let event = BrokerEvent::Message {
-            topic,
-            payload: Bytes::from(delivery.data),
-        };
-        if !send(tx, event, closed).await {
+        if !forward(shared, delivery, tx, closed).await {
             return None;
         }
     }
+    Some(reason)
+}
+
+/// Turns a delivery into an inbox message; `false` if closed meanwhile.
+async fn forward(
+    shared: &Shared,
+    delivery: Delivery,
+    tx: &mpsc::Sender<BrokerEvent>,
+    closed: &mut watch::Receiver<bool>,
+) -> bool {
+    let Some(topic) = shared
+        .cfg
+        .names
+        .topic_of(delivery.exchange.as_str(), delivery.routing_key.as_str())
+    else {
+        warn!(
+            exchange = %delivery.exchange,
+            routing_key = %delivery.routing_key,
+            "dropping delivery from a foreign exchange"
+        );
+        return true;
+    };
+    let event = BrokerEvent::Message {
+        topic,
+        payload: Bytes::from(delivery.data),
+    };
+    send(tx, event, closed).await
 }
 
 /// Opens sessions with backoff until one is fully rebound; `None` if closed.

@@ -169,8 +169,8 @@ mod tests {
 
     #[test]
     fn url_parameters_win_over_defaults() {
-        let uri = parse_url("amqp://u:p@h:1234/v?heartbeat=3&connection_timeout=700")
-            .expect("valid");
+        let uri =
+            parse_url("amqp://u:p@h:1234/v?heartbeat=3&connection_timeout=700").expect("valid");
         assert_eq!(uri.query.heartbeat, Some(3));
         assert_eq!(uri.query.connection_timeout, Some(700));
         assert_eq!(uri.vhost, "v");
@@ -224,7 +224,11 @@ mod tests {
         // Port 1 on loopback refuses connections immediately.
         let started = std::time::Instant::now();
         let res = connect_broker("amqp://guest:guest@127.0.0.1:1/%2f", "ns", "n").await;
-        assert!(matches!(res, Err(ClusterError::Unavailable(_))), "{:?}", res.err());
+        assert!(
+            matches!(res, Err(ClusterError::Unavailable(_))),
+            "{:?}",
+            res.err()
+        );
         assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(1));
     }
 }

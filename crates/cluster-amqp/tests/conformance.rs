@@ -50,10 +50,7 @@ impl Harness for Rabbit {
         ns: &str,
         node: &str,
     ) -> Option<(Arc<dyn Broker>, Inbox)> {
-        self.namespaces
-            .lock()
-            .expect("lock")
-            .insert(ns.to_owned());
+        self.namespaces.lock().expect("lock").insert(ns.to_owned());
         // A server that answered the reachability probe must accept us: a
         // failure here is a test failure, not "not applicable".
         Some(
@@ -68,16 +65,20 @@ impl Drop for Rabbit {
     /// Deletes the exchanges of every namespace the case used. Drop cannot be
     /// async, so the cleanup runs on its own thread and runtime.
     fn drop(&mut self) {
-        let namespaces = std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
+        let namespaces =
+            std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
         if namespaces.is_empty() {
             return;
         }
         let url = url(self.server);
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
+            // No panics here: this may run while a failed case unwinds.
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("cleanup runtime");
+            else {
+                return;
+            };
             rt.block_on(async move {
                 let work = delete_exchanges(&url, &namespaces);
                 if let Err(e) = tokio::time::timeout(Duration::from_secs(10), work).await {

@@ -1,1 +1,115 @@
-//! NATS backend for wsring (work in progress).
+//! NATS backend for wsring: the membership [`Registry`] on JetStream KV, the
+//! [`Broker`] on core NATS pub/sub, and the durable [`StreamStore`] on a
+//! JetStream stream. It implements the three traits of [`wsring_cluster`]
+//! and passes its shared conformance suite against nats-server 2.9 or later
+//! (no per-message TTL, KV per-key TTL or delete markers are needed).
+//!
+//! The binary calls [`connect_registry`], [`connect_broker`] and
+//! [`connect_streams`]; each opens its own NATS connection, so a slow durable
+//! append never delays broker traffic.
+//!
+//! # Layout on the server
+//!
+//! Every name starts with the namespace (`[A-Za-z0-9_-]{1,64}`), so several
+//! clusters or test runs share one server. User-supplied names (node ids,
+//! rooms, users) are escaped into single subject tokens / KV keys (see
+//! `names.rs`): `.` becomes `~2E` in subjects and `=2E` in KV keys.
+//!
+//! | what | NATS object | details |
+//! | --- | --- | --- |
+//! | membership document | KV bucket `{ns}_members` (stream `KV_{ns}_members`), key `doc` | history 1, no TTL; KV revision = CAS version |
+//! | heartbeats | KV bucket `{ns}_heartbeats` (stream `KV_{ns}_heartbeats`), key = escaped node id | history 1, `max_age` = membership TTL (the failure detector) |
+//! | directed delivery | subject `{ns}.node.{node}` | core NATS |
+//! | broadcast | subject `{ns}.cluster` | core NATS |
+//! | room fan-out | subject `{ns}.room.{room}` | core NATS |
+//! | durable streams | stream `{ns}_streams`, subjects `{ns}.s.>` | `max_msgs_per_subject = max_len + 1`, `max_age`, duplicate window `min(max_age, 2 min)`, direct get on |
+//! | user stream | subject `{ns}.s.u.{user}` | one subject per wsring stream |
+//! | room stream | subject `{ns}.s.r.{room}` | |
+//! | broker message header | `Wsring-Order: {publisher}.{counter}` | restores each publisher's order across topics |
+//! | stream message headers | `Wsring-Seq`, `Wsring-Epoch` | seq 0 with an empty payload is the epoch marker |
+//! | dedup | `Nats-Msg-Id: {subject}\|{escaped key}` | |
+//!
+//! # Modules
+//! * `connect`: URL parsing, client options (fail fast at start-up, reconnect
+//!   forever after), connection-state logging, error mapping.
+//! * `names`: the naming scheme above and header parsing.
+//! * `order`: keeping each publisher's broker messages in order across topics.
+//! * `setup`: creating or reconciling buckets and streams.
+//! * `registry`, `broker`, `streams`: the three trait implementations
+//!   ([`NatsRegistry`], [`NatsBroker`], [`NatsStreams`]).
+
+mod broker;
+mod connect;
+mod names;
+mod order;
+mod registry;
+mod setup;
+mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+
+pub use broker::NatsBroker;
+pub use registry::NatsRegistry;
+pub use streams::NatsStreams;
+
+use connect::Role;
+
+/// Connects the membership registry of `namespace` at `url`
+/// (`nats://[user:pass@]host:port`), with heartbeat TTL `ttl`.
+///
+/// Creates the two KV buckets if needed; an existing heartbeats bucket with
+/// another TTL is updated to `ttl`. Fails fast (within about 5 s) when the
+/// server is unreachable; afterwards the connection reconnects by itself.
+pub async fn connect_registry(
+    url: &str,
+    namespace: &str,
+    ttl: Duration,
+) -> Result<Arc<dyn Registry>, ClusterError> {
+    let client = connect::connect(url, role("registry", namespace, None), None).await?;
+    Ok(Arc::new(NatsRegistry::open(client, namespace, ttl).await?))
+}
+
+/// Connects node `node`'s broker connection in `namespace` at `url`, and
+/// returns it with its inbox.
+///
+/// The inbox receives messages of subscribed topics and
+/// [`BrokerEvent::Disconnected`](wsring_cluster::BrokerEvent::Disconnected) /
+/// [`BrokerEvent::Resubscribed`](wsring_cluster::BrokerEvent::Resubscribed)
+/// around reconnects; it ends after [`Broker::close`].
+pub async fn connect_broker(
+    url: &str,
+    namespace: &str,
+    node: &str,
+) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = connect::connect(url, role("broker", namespace, Some(node)), Some(tx)).await?;
+    let (broker, inbox) = NatsBroker::new(client, namespace, node, rx);
+    Ok((Arc::new(broker), inbox))
+}
+
+/// Connects the durable stream store of `namespace` at `url`, with
+/// `retention` applied to every stream.
+///
+/// Creates the namespace's JetStream stream if needed; an existing one with
+/// other limits is updated to `retention`.
+pub async fn connect_streams(
+    url: &str,
+    namespace: &str,
+    retention: Retention,
+) -> Result<Arc<dyn StreamStore>, ClusterError> {
+    let client = connect::connect(url, role("streams", namespace, None), None).await?;
+    Ok(Arc::new(
+        NatsStreams::open(client, namespace, retention).await?,
+    ))
+}
+
+fn role(kind: &'static str, namespace: &str, node: Option<&str>) -> Role {
+    Role {
+        kind,
+        namespace: namespace.to_owned(),
+        node: node.map(str::to_owned),
+    }
+}

@@ -45,10 +45,16 @@ pub type Inbox = mpsc::Receiver<BrokerEvent>;
 
 /// Capacity of a broker inbox. Generous: a full inbox applies backpressure to
 /// the backend's reader task, which for Redis and NATS means the server starts
-/// buffering (and eventually drops a slow subscriber), so keep the node fast.
+/// buffering (and eventually drops a slow subscriber); RabbitMQ deliveries
+/// (auto-ack) then buffer in the node's own memory instead. Keep the node fast.
 pub const INBOX_CAPACITY: usize = 65_536;
 
 /// A live broker connection for one node.
+///
+/// Ordering: messages from one publisher connection arrive in publish order,
+/// also across different topics (a node relies on it, e.g. a room message
+/// followed by a direct one; the conformance suite checks it with marker
+/// messages). Nothing is promised across publishers.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Publishes `payload` to `topic`. Succeeds once the broker has taken the

@@ -18,12 +18,16 @@ fn unsupported(url: &str, what: &str) -> ClusterError {
 
 fn schemes(what: &str) -> &'static str {
     if what == "broker" {
-        "redis://, nats:// or amqp://"
+        "redis://, nats://, tls:// (NATS over TLS) or amqp://"
     } else {
-        "redis:// or nats://"
+        "redis://, nats:// or tls:// (NATS over TLS)"
     }
 }
 
+#[cfg_attr(
+    all(feature = "redis", feature = "nats", feature = "amqp"),
+    allow(dead_code)
+)]
 fn not_built(url: &str, feature: &str) -> ClusterError {
     ClusterError::InvalidUrl {
         url: url.to_owned(),
@@ -44,7 +48,7 @@ pub async fn registry(
         #[cfg(not(feature = "redis"))]
         return Err(not_built(url, "redis"));
     }
-    if url.starts_with("nats://") {
+    if url.starts_with("nats://") || url.starts_with("tls://") {
         #[cfg(feature = "nats")]
         return wsring_cluster_nats::connect_registry(url, namespace, ttl).await;
         #[cfg(not(feature = "nats"))]
@@ -66,7 +70,7 @@ pub async fn broker(
         #[cfg(not(feature = "redis"))]
         return Err(not_built(url, "redis"));
     }
-    if url.starts_with("nats://") {
+    if url.starts_with("nats://") || url.starts_with("tls://") {
         #[cfg(feature = "nats")]
         return wsring_cluster_nats::connect_broker(url, namespace, node).await;
         #[cfg(not(feature = "nats"))]
@@ -94,7 +98,7 @@ pub async fn streams(
         #[cfg(not(feature = "redis"))]
         return Err(not_built(registry_url, "redis"));
     }
-    if registry_url.starts_with("nats://") {
+    if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
         #[cfg(feature = "nats")]
         return wsring_cluster_nats::connect_streams(registry_url, namespace, retention).await;
         #[cfg(not(feature = "nats"))]

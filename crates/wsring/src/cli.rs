@@ -112,6 +112,10 @@ pub struct NodeArgs {
     /// Broker URL: redis://…, nats://… or amqp://….
     #[arg(long, env = "WSRING_BROKER")]
     pub broker: Option<String>,
+    /// Drain and exit when the parent process dies (set by `wsring dev
+    /// --cluster` for its children, so a killed launcher leaves no orphans).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
     /// Shared settings.
     #[command(flatten)]
     pub common: CommonArgs,

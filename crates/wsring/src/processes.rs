@@ -51,7 +51,7 @@ impl ProcessNodes {
         let fail = |m: String| LaunchError::Failed(m);
         let id = format!("n{}", self.next.fetch_add(1, Ordering::SeqCst) + 1);
         let mut child = Command::new(&self.exe)
-            .arg("node")
+            .args(["node", "--exit-with-parent"])
             .args(["--id", &id, "--listen", &format!("{}:0", self.host)])
             .args(&self.args)
             .stdin(Stdio::null())

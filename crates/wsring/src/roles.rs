@@ -93,7 +93,14 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
     )
     .await?;
     println!("wsring node {id} serving {}", handle.url());
-    crate::shutdown_signal().await;
+    if args.exit_with_parent {
+        tokio::select! {
+            _ = crate::shutdown_signal() => {}
+            _ = parent_gone() => tracing::warn!("parent process exited; draining"),
+        }
+    } else {
+        crate::shutdown_signal().await;
+    }
     handle.drain().await;
     Ok(())
 }
@@ -130,4 +137,15 @@ pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result
     crate::shutdown_signal().await;
     stop.cancel();
     Ok(())
+}
+
+/// Resolves when this process is re-parented (its launcher died).
+async fn parent_gone() {
+    let parent = nix::unistd::getppid();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if nix::unistd::getppid() != parent {
+            return;
+        }
+    }
 }

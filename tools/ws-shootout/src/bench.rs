@@ -51,7 +51,7 @@ impl ServerProc {
         cmd.args(["server", "--impl", imp.name(), "--port", "0"])
             .args(["--max-msg", &opts.max_msg.to_string()])
             .args(["--queue", &opts.queue.to_string()])
-            .args(["--max-secs", "300"]);
+            .args(["--max-secs", "300", "--exit-on-stdin-eof"]);
         if !opts.app_close {
             cmd.arg("--no-app-close");
         }

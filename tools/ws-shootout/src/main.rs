@@ -70,7 +70,7 @@ struct LoadArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve `/ws` on 127.0.0.1 with one candidate; prints `LISTENING <addr>`; exits on stdin EOF.
+    /// Serve `/ws` on 127.0.0.1 with one candidate; prints `LISTENING <addr>`.
     Server {
         #[arg(long = "impl", value_enum)]
         imp: Impl,
@@ -80,6 +80,9 @@ enum Cmd {
         /// Hard lifetime limit, seconds.
         #[arg(long, default_value_t = 300)]
         max_secs: u64,
+        /// Also exit when stdin reaches EOF (used by `bench`, which holds the pipe open).
+        #[arg(long)]
+        exit_on_stdin_eof: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -135,8 +138,9 @@ fn main() -> anyhow::Result<()> {
             imp,
             port,
             max_secs,
+            exit_on_stdin_eof,
             server,
-        } => server::run(imp, port, server.opts(), max_secs),
+        } => server::run(imp, port, server.opts(), max_secs, exit_on_stdin_eof),
         Cmd::Client {
             addr,
             mode,

@@ -21,9 +21,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `wsring <args>` and waits (up to 30 s) for its readiness line.
     pub async fn start(args: &[&str]) -> Proc {
+        Self::start_until(args, "").await
+    }
+
+    /// Starts `wsring <args>` and waits for the first stdout line containing
+    /// `needle`.
+    pub async fn start_until(args: &[&str], needle: &str) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,lapin=off")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -32,11 +38,17 @@ impl Proc {
             .expect("spawn wsring");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("wsring {args:?} printed nothing within 30 s"))
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("wsring {args:?} exited during start-up"));
+        let line = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(l)) if l.contains(needle) => return l,
+                    Ok(Some(_)) => continue,
+                    other => panic!("wsring {args:?} exited during start-up: {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("wsring {args:?} printed no {needle:?} line within 30 s"));
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Proc {
             child,

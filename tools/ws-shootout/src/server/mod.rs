@@ -82,10 +82,17 @@ pub struct ServerOpts {
     pub app_close: bool,
 }
 
-/// Runs the server until stdin reaches EOF (parent gone) or `max_secs` elapse.
+/// Runs the server until `max_secs` elapse or, with `watch_stdin`, stdin reaches EOF (the
+/// parent orchestrator closed it or died).
 ///
 /// Prints `LISTENING <addr>` on stdout once bound, so a parent process can use an ephemeral port.
-pub fn run(imp: Impl, port: u16, opts: ServerOpts, max_secs: u64) -> anyhow::Result<()> {
+pub fn run(
+    imp: Impl,
+    port: u16,
+    opts: ServerOpts,
+    max_secs: u64,
+    watch_stdin: bool,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,25 +122,30 @@ pub fn run(imp: Impl, port: u16, opts: ServerOpts, max_secs: u64) -> anyhow::Res
             out.flush()?;
         }
 
-        // Stop when the parent closes our stdin, or at the hard time limit.
+        // Stop when the parent closes our stdin (if asked to watch it), or at the time limit.
+        // A dropped sender simply disables that branch of the select below.
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            let mut line = String::new();
-            // Bounded: returns on EOF or error; each line read is just discarded.
-            while stdin
-                .lock()
-                .read_line(&mut line)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {
-                line.clear();
-            }
-            let _ = stop_tx.send(());
-        });
+        if watch_stdin {
+            std::thread::spawn(move || {
+                let stdin = std::io::stdin();
+                let mut line = String::new();
+                // Bounded: returns on EOF or error; each line read is just discarded.
+                while stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    line.clear();
+                }
+                let _ = stop_tx.send(());
+            });
+        } else {
+            drop(stop_tx);
+        }
         let shutdown = async move {
             tokio::select! {
-                _ = stop_rx => {}
+                Ok(()) = stop_rx => {}
                 _ = tokio::time::sleep(Duration::from_secs(max_secs)) => {
                     eprintln!("server: max lifetime {max_secs}s reached, exiting");
                 }

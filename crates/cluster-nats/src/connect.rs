@@ -1,0 +1,381 @@
+//! Connecting to NATS: URL and namespace validation, the client options every
+//! wsring connection uses, connection-state logging, and the mapping of
+//! async-nats errors onto [`ClusterError`].
+//!
+//! Start-up fails fast: one connection attempt, bounded by
+//! [`STARTUP_TIMEOUT`], so a misconfigured node exits instead of hanging.
+//! Once connected, async-nats reconnects by itself forever (exponential
+//! backoff with full jitter, [`RECONNECT_BASE`] to [`RECONNECT_CAP`]) and
+//! re-sends every core subscription; the broker turns the resulting
+//! connection events into [`wsring_cluster::BrokerEvent`]s.
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr};
+use rand::Rng;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use wsring_cluster::{BoxError, ClusterError};
+
+use crate::names::validate_namespace;
+
+/// Upper bound on the initial connection (TCP, TLS, INFO/CONNECT handshake).
+pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// First reconnect delay ceiling; doubles per failed attempt.
+pub(crate) const RECONNECT_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnect delay ceiling. Short, because a node that cannot reach
+/// the broker cannot route: it should be back within seconds of the server.
+pub(crate) const RECONNECT_CAP: Duration = Duration::from_secs(2);
+/// Client-to-server PING period; a half-open connection is declared dead
+/// after two unanswered PINGs, so this bounds detection of silent losses.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Per-attempt handshake timeout, a little under [`STARTUP_TIMEOUT`] so the
+/// client's own error (which says what failed) wins over ours.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+/// Timeout of JetStream API requests and publish acks.
+pub(crate) const JS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A backend error with the operation that produced it, so logs say what
+/// was being attempted and not only what the client library reported.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {cause}")]
+pub(crate) struct OpError {
+    op: String,
+    cause: BoxError,
+}
+
+/// Maps a failed operation onto [`ClusterError`]: a timeout, or any failure
+/// while the client is not connected, is transient
+/// ([`ClusterError::Unavailable`]); anything else means the server answered
+/// something unexpected ([`ClusterError::Backend`]).
+pub(crate) fn fail(
+    client: &Client,
+    op: impl Into<String>,
+    timed_out: bool,
+    e: impl Into<BoxError>,
+) -> ClusterError {
+    let err = OpError {
+        op: op.into(),
+        cause: e.into(),
+    };
+    if timed_out || client.connection_state() != State::Connected {
+        ClusterError::unavailable(err)
+    } else {
+        ClusterError::backend(err)
+    }
+}
+
+/// A backend error that is not a client library error.
+pub(crate) fn backend_msg(msg: impl Into<String>) -> ClusterError {
+    ClusterError::backend(msg.into())
+}
+
+/// A validated server URL, split into the address (credentials removed, so
+/// they never reach a log line) and the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    addr: ServerAddr,
+    user: Option<String>,
+    pass: Option<String>,
+}
+
+impl Target {
+    /// `scheme://host:port`, safe to log.
+    pub(crate) fn display(&self) -> String {
+        format!(
+            "{}://{}:{}",
+            self.addr.scheme(),
+            self.addr.host(),
+            self.addr.port()
+        )
+    }
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> ClusterError {
+    ClusterError::InvalidUrl {
+        url: redact(url),
+        reason: reason.into(),
+    }
+}
+
+/// `url` with any password or token replaced by `***`: errors end up in logs.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end]
+        .rfind('@')
+        .map(|i| scheme_end + i)
+    else {
+        return url.to_owned();
+    };
+    let userinfo = &url[scheme_end..at];
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{shown}{}", &url[..scheme_end], &url[at..])
+}
+
+/// Decodes `%XX` escapes of URL userinfo (`url` keeps them encoded).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            // Two hex digits always fit in a byte.
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses `nats://[user:pass@]host[:port]` (also `tls://`). A user without a
+/// password is sent as a token, like the other NATS clients do.
+pub(crate) fn parse_url(url: &str) -> Result<Target, ClusterError> {
+    let addr = ServerAddr::from_str(url).map_err(|e| invalid(url, e.to_string()))?;
+    if addr.is_websocket() {
+        return Err(invalid(
+            url,
+            "websocket URLs are not supported; use nats:// or tls://",
+        ));
+    }
+    if addr.host().is_empty() {
+        return Err(invalid(url, "missing host"));
+    }
+    let user = addr.username().map(percent_decode);
+    let pass = addr.password().map(percent_decode);
+    let mut bare = addr.into_inner();
+    // Cannot fail for nats:// and tls:// URLs, which have a host.
+    let _ = bare.set_password(None);
+    let _ = bare.set_username("");
+    let addr = ServerAddr::from_url(bare).map_err(|e| invalid(url, e.to_string()))?;
+    Ok(Target { addr, user, pass })
+}
+
+/// Validates the namespace, reporting a bad one as a configuration error.
+pub(crate) fn check_namespace(url: &str, ns: &str) -> Result<(), ClusterError> {
+    validate_namespace(ns).map_err(|reason| invalid(url, reason))
+}
+
+/// Reconnect delay before attempt `attempts` (1-based): full jitter under an
+/// exponentially growing ceiling, so a fleet of nodes that lost the same
+/// server does not reconnect in lock-step.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let ceiling = RECONNECT_BASE.saturating_mul(1 << exp).min(RECONNECT_CAP);
+    let max_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=max_ms))
+}
+
+/// Who a connection belongs to, for logs and the client name the server shows.
+#[derive(Debug, Clone)]
+pub(crate) struct Role {
+    /// `registry`, `broker` or `streams`.
+    pub kind: &'static str,
+    /// The wsring namespace.
+    pub namespace: String,
+    /// The node id, for broker connections.
+    pub node: Option<String>,
+}
+
+/// Connects one client. Every connection-state change is logged; with
+/// `events`, the raw events are also forwarded (the broker needs them).
+pub(crate) async fn connect(
+    url: &str,
+    role: Role,
+    events: Option<mpsc::UnboundedSender<Event>>,
+) -> Result<Client, ClusterError> {
+    let target = parse_url(url)?;
+    check_namespace(url, &role.namespace)?;
+    let server = target.display();
+    let name = match &role.node {
+        Some(n) => format!("wsring-{}-{}-{n}", role.kind, role.namespace),
+        None => format!("wsring-{}-{}", role.kind, role.namespace),
+    };
+    let mut opts = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(ATTEMPT_TIMEOUT)
+        .ping_interval(PING_INTERVAL)
+        .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
+        .event_callback({
+            let (role, server) = (role.clone(), server.clone());
+            move |event| {
+                log_event(&role, &server, &event);
+                if let Some(tx) = &events {
+                    // The receiver is gone only once its owner shut down.
+                    let _ = tx.send(event);
+                }
+                std::future::ready(())
+            }
+        });
+    opts = match (target.user.clone(), target.pass.clone()) {
+        (Some(user), Some(pass)) => opts.user_and_password(user, pass),
+        (Some(token), None) => opts.token(token),
+        _ => opts,
+    };
+    // `retry_on_initial_connect` stays off: start-up makes one attempt and
+    // reports failure; reconnects after that are unlimited.
+    let connected = tokio::time::timeout(STARTUP_TIMEOUT, opts.connect(target.addr.clone())).await;
+    let client = match connected {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            let kind = e.kind();
+            warn!(role = role.kind, namespace = %role.namespace, %server, error = %e, "NATS connection failed");
+            return Err(match kind {
+                ConnectErrorKind::ServerParse => invalid(url, e.to_string()),
+                ConnectErrorKind::Authentication
+                | ConnectErrorKind::AuthorizationViolation
+                | ConnectErrorKind::Tls => ClusterError::backend(OpError {
+                    op: format!("connecting to {server}"),
+                    cause: e.into(),
+                }),
+                _ => ClusterError::unavailable(OpError {
+                    op: format!("connecting to {server}"),
+                    cause: e.into(),
+                }),
+            });
+        }
+        Err(_) => {
+            warn!(role = role.kind, namespace = %role.namespace, %server, "NATS connection timed out");
+            return Err(ClusterError::unavailable(format!(
+                "connecting to {server}: no answer within {STARTUP_TIMEOUT:?}"
+            )));
+        }
+    };
+    Ok(client)
+}
+
+fn log_event(role: &Role, server: &str, event: &Event) {
+    let (kind, ns) = (role.kind, role.namespace.as_str());
+    let node = role.node.as_deref().unwrap_or("");
+    match event {
+        Event::Connected => info!(role = kind, namespace = ns, node, server, "NATS connected"),
+        Event::Disconnected => {
+            warn!(
+                role = kind,
+                namespace = ns,
+                node,
+                server,
+                "NATS connection lost; reconnecting"
+            )
+        }
+        Event::Closed => info!(
+            role = kind,
+            namespace = ns,
+            node,
+            server,
+            "NATS connection closed"
+        ),
+        Event::Draining => info!(
+            role = kind,
+            namespace = ns,
+            node,
+            server,
+            "NATS connection draining"
+        ),
+        Event::LameDuckMode => {
+            warn!(
+                role = kind,
+                namespace = ns,
+                node,
+                server,
+                "NATS server entering lame duck mode"
+            )
+        }
+        Event::SlowConsumer(sid) => {
+            warn!(
+                role = kind,
+                namespace = ns,
+                node,
+                server,
+                sid,
+                "NATS slow consumer: messages dropped"
+            )
+        }
+        Event::ServerError(e) => {
+            warn!(role = kind, namespace = ns, node, server, error = %e, "NATS server error")
+        }
+        Event::ClientError(e) => {
+            warn!(role = kind, namespace = ns, node, server, error = %e, "NATS client error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("nats://127.0.0.1:4222").expect("plain");
+        assert_eq!(t.display(), "nats://127.0.0.1:4222");
+        assert_eq!((t.user, t.pass), (None, None));
+
+        let t = parse_url("nats://al%40ce:p%3Ass@example.com:1234").expect("creds");
+        assert_eq!(t.user.as_deref(), Some("al@ce"));
+        assert_eq!(t.pass.as_deref(), Some("p:ss"));
+        assert_eq!(t.display(), "nats://example.com:1234");
+        assert!(!t.addr.as_url_str().contains("p%3Ass"));
+
+        let t = parse_url("nats://s3cr3t@example.com").expect("token");
+        assert_eq!(t.user.as_deref(), Some("s3cr3t"));
+        assert_eq!(t.display(), "nats://example.com:4222");
+
+        for bad in [
+            "http://x:4222",
+            "ws://x:80",
+            "nats://",
+            "nats://:4222",
+            "::::",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ClusterError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_are_not_echoed() {
+        let err = parse_url("http://u:hunter2@x").expect_err("bad scheme");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(redact("nats://u:p@h:1/x@y"), "nats://u:***@h:1/x@y");
+        assert_eq!(redact("nats://tok@h"), "nats://***@h");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("h@x"), "h@x");
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn reconnect_delays() {
+        for attempt in 0..40 {
+            let d = reconnect_delay(attempt);
+            assert!(d <= RECONNECT_CAP, "{attempt}: {d:?}");
+        }
+        assert!(reconnect_delay(1) <= RECONNECT_BASE);
+    }
+}

@@ -1,0 +1,214 @@
+//! The membership [`Registry`] on JetStream KV.
+//!
+//! * Bucket `{ns}_members` (history 1, no TTL) holds the membership document
+//!   under key `doc`. The KV revision (the stream sequence of the key's last
+//!   write) is the CAS version: `create` for "must not exist yet", `update`
+//!   with the expected revision otherwise. Deleted or purged means absent.
+//! * Bucket `{ns}_heartbeats` holds one key per node (the node id, escaped
+//!   with [`kv_key`]) and has `max_age = ttl`: JetStream itself deletes a
+//!   heartbeat that was not refreshed within the TTL, so the bucket's expiry
+//!   *is* the failure detector, whoever looks. `claim` is `create` (fails on a
+//!   live key), `refresh` is `put`, `release` is `purge`.
+//!
+//! The TTL is a property of the bucket, not of each write: the `ttl` passed to
+//! [`connect_registry`](crate::connect_registry) sets it (and corrects an
+//! existing bucket with another one); the per-call `ttl` arguments of the
+//! trait are ignored. nats-server 2.9 has no per-message TTL, and wsring uses
+//! one TTL per cluster anyway.
+//!
+//! Expiry promptness: nats-server 2.9.10 removes expired messages from a
+//! timer armed for the oldest message's deadline, so a heartbeat disappears
+//! within a few tens of milliseconds after `max_age` (measured 1–35 ms for
+//! TTLs of 0.8–2 s; the `heartbeat_expiry_is_prompt` test keeps checking it).
+//! That is well inside the protocol's slack (reaping waits TTL + one reap
+//! period), so no client-side timestamp comparison is layered on top: it
+//! would need the server's clock and add a second source of truth.
+
+use async_nats::Client;
+use async_nats::jetstream::kv::{
+    self, CreateErrorKind, EntryErrorKind, Operation, UpdateErrorKind,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::time::Duration;
+use tracing::debug;
+use wsring_cluster::{ClusterError, Registry, Versioned};
+
+use crate::connect::fail;
+use crate::names::{heartbeats_bucket, kv_key, members_bucket};
+use crate::setup::{context, ensure_kv};
+
+/// The key of the membership document in the members bucket.
+const DOC_KEY: &str = "doc";
+
+/// Membership storage in two JetStream KV buckets of one namespace.
+pub struct NatsRegistry {
+    client: Client,
+    members: kv::Store,
+    beats: kv::Store,
+}
+
+impl NatsRegistry {
+    /// Opens (creating or reconciling) both buckets of `namespace` on
+    /// `client`, with heartbeat TTL `ttl`.
+    pub(crate) async fn open(
+        client: Client,
+        namespace: &str,
+        ttl: Duration,
+    ) -> Result<NatsRegistry, ClusterError> {
+        if ttl.is_zero() {
+            return Err(ClusterError::backend(
+                "registry TTL must be greater than zero (a zero max_age never expires)",
+            ));
+        }
+        let js = context(&client);
+        let members = ensure_kv(
+            &js,
+            &client,
+            &members_bucket(namespace),
+            format!("wsring membership document ({namespace})"),
+            Duration::ZERO,
+        )
+        .await?;
+        let beats = ensure_kv(
+            &js,
+            &client,
+            &heartbeats_bucket(namespace),
+            format!("wsring node heartbeats ({namespace}); max_age is the TTL"),
+            ttl,
+        )
+        .await?;
+        Ok(NatsRegistry {
+            client,
+            members,
+            beats,
+        })
+    }
+}
+
+#[async_trait]
+impl Registry for NatsRegistry {
+    async fn load(&self) -> Result<Option<Versioned<Bytes>>, ClusterError> {
+        match self.members.entry(DOC_KEY).await {
+            Ok(Some(e)) if e.operation == Operation::Put => Ok(Some(Versioned {
+                version: e.revision,
+                value: e.value,
+            })),
+            Ok(_) => Ok(None),
+            Err(e) => Err(fail(
+                &self.client,
+                "reading the membership document",
+                e.kind() == EntryErrorKind::TimedOut,
+                e,
+            )),
+        }
+    }
+
+    async fn store(&self, expected: Option<u64>, doc: Bytes) -> Result<Option<u64>, ClusterError> {
+        match expected {
+            // `create` also succeeds over a deleted or purged document.
+            None => match self.members.create(DOC_KEY, doc).await {
+                Ok(rev) => Ok(Some(rev)),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(fail(
+                    &self.client,
+                    "creating the membership document",
+                    e.kind() == CreateErrorKind::Publish,
+                    e,
+                )),
+            },
+            Some(rev) => match self.members.update(DOC_KEY, doc, rev).await {
+                Ok(rev) => Ok(Some(rev)),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) => Err(fail(
+                    &self.client,
+                    "updating the membership document",
+                    e.kind() == UpdateErrorKind::TimedOut,
+                    e,
+                )),
+            },
+        }
+    }
+
+    async fn claim(&self, node: &str, value: Bytes, _ttl: Duration) -> Result<bool, ClusterError> {
+        let key = kv_key(node);
+        // `create` succeeds over an absent, expired, deleted or purged key
+        // and fails only when a live value is there.
+        match self.beats.create(&key, value).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(fail(
+                &self.client,
+                format!("claiming heartbeat {key}"),
+                e.kind() == CreateErrorKind::Publish,
+                e,
+            )),
+        }
+    }
+
+    async fn refresh(&self, node: &str, value: Bytes, _ttl: Duration) -> Result<(), ClusterError> {
+        let key = kv_key(node);
+        self.beats.put(&key, value).await.map(drop).map_err(|e| {
+            fail(
+                &self.client,
+                format!("refreshing heartbeat {key}"),
+                false,
+                e,
+            )
+        })
+    }
+
+    async fn release(&self, node: &str) -> Result<(), ClusterError> {
+        let key = kv_key(node);
+        self.beats.purge(&key).await.map_err(|e| {
+            fail(
+                &self.client,
+                format!("releasing heartbeat {key}"),
+                e.kind() == UpdateErrorKind::TimedOut,
+                e,
+            )
+        })
+    }
+
+    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+        // One direct get per node, concurrently: a reap pass costs one round
+        // trip, not one per member.
+        futures::future::try_join_all(nodes.iter().map(|node| async move {
+            let key = kv_key(node);
+            match self.beats.entry(key.as_str()).await {
+                Ok(Some(e)) if e.operation == Operation::Put => Ok(Some(e.value)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(fail(
+                    &self.client,
+                    format!("reading heartbeat {key}"),
+                    e.kind() == EntryErrorKind::TimedOut,
+                    e,
+                )),
+            }
+        }))
+        .await
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError> {
+        let watch = self.members.watch(DOC_KEY).await.map_err(|e| {
+            fail(
+                &self.client,
+                "watching the membership document",
+                e.kind() == kv::WatchErrorKind::TimedOut,
+                e,
+            )
+        })?;
+        // An error ends the stream; the caller re-watches (and reloads).
+        Ok(watch
+            .take_while(|item| {
+                if let Err(e) = item {
+                    debug!(error = %e, "membership watch ended");
+                }
+                std::future::ready(item.is_ok())
+            })
+            .map(drop)
+            .boxed())
+    }
+}

@@ -1,0 +1,507 @@
+//! The durable [`StreamStore`] on JetStream.
+//!
+//! One JetStream stream per namespace, `{ns}_streams`, captures `{ns}.s.>`;
+//! each wsring stream is one subject in it (`{ns}.s.u.{user}`,
+//! `{ns}.s.r.{room}`). JetStream enforces the retention per subject:
+//! `max_msgs_per_subject = max_len + 1` and `max_age`.
+//!
+//! JetStream's sequence is stream-wide, so wsring's per-stream seq (+1 per
+//! append, no gaps) and the stream epoch travel in headers (`Wsring-Seq`,
+//! `Wsring-Epoch`). An append reads the subject's last message (a direct get)
+//! and publishes `seq + 1` with `Nats-Expected-Last-Subject-Sequence` set to
+//! that message's stream sequence, so of two racing appenders exactly one
+//! wins and the other re-reads and retries: seqs stay dense without locks.
+//!
+//! A subject without messages (a new stream, or one idle past `max_age`
+//! whose messages all aged out) is (re)created by publishing an **epoch
+//! marker**: empty payload, `Wsring-Seq: 0`, a fresh epoch, expected last
+//! subject sequence 0, so concurrent creators race safely and everyone adopts
+//! the winner's epoch. The marker is why the per-subject limit is
+//! `max_len + 1`; reads skip seq 0. The marker ages out like any message:
+//! a stream idle longer than the retention age starts over with a new epoch,
+//! as in the memory and Redis backends. `head` creates the marker too, so the
+//! epoch it hands to a client is the one later appends use.
+//!
+//! Dedup keys become `Nats-Msg-Id`s (see [`dedup_id`]); JetStream drops a
+//! repeat inside the stream's duplicate window (`min(max_age, 2 min)`: the
+//! server requires it to be at most `max_age`, and a longer window only costs
+//! server memory) and acks with the original's stream sequence, whose headers
+//! give the original wsring seq.
+//!
+//! Reads: a snapshot is the subject's last message (its stream sequence `L`,
+//! seq and epoch) plus its first retained message. Retention only ever drops
+//! the oldest messages, so the retained seqs are a contiguous range and the
+//! wanted entries are a contiguous run. The first wanted message is located
+//! by bisection over stream sequences with "next message of this subject at
+//! or after" direct gets, then the run is walked message by message, never
+//! past `L`, so entries, `last_seq` and `epoch` all describe the same
+//! snapshot. Anything inconsistent (the snapshot trimmed away mid-read) makes
+//! the read start over, a bounded number of times.
+
+use async_nats::Client;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::{
+    self, DirectGetErrorKind, DiscardPolicy, RetentionPolicy, StorageType, Stream,
+};
+use async_nats::jetstream::{self};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::time::Duration;
+use tracing::debug;
+use wsring_cluster::backoff::Backoff;
+use wsring_cluster::stream::new_epoch;
+use wsring_cluster::{
+    Appended, ClusterError, ReadBatch, Retention, StreamName, StreamPos, StreamStore,
+};
+
+use crate::connect::{backend_msg, fail};
+use crate::names::{
+    HDR_EPOCH, HDR_SEQ, dedup_id, parse_meta, stream_subject, streams_filter, streams_stream,
+};
+use crate::setup::{context, ensure_stream};
+
+/// Longest duplicate window: JetStream keeps every message id of the window
+/// in memory.
+const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Appends that lose the race this often in a row report the store as busy.
+const APPEND_ATTEMPTS: u32 = 64;
+/// Reads restarted this often in a row (the stream changing faster than a
+/// read) report the store as busy.
+const READ_ATTEMPTS: u32 = 8;
+/// Search probes: stream sequences are u64 and every other probe bisects,
+/// so 128 always suffice.
+const MAX_PROBES: u32 = 128;
+
+/// One stored message, decoded.
+#[derive(Debug, Clone)]
+struct Stored {
+    /// JetStream's stream-wide sequence.
+    stream_seq: u64,
+    /// wsring's per-stream seq (0: the epoch marker).
+    seq: u64,
+    epoch: String,
+    payload: Bytes,
+}
+
+/// Durable streams of one namespace in one JetStream stream.
+pub struct NatsStreams {
+    client: Client,
+    js: jetstream::Context,
+    stream: Stream,
+    namespace: String,
+    max_len: u64,
+}
+
+/// The JetStream stream configuration for `retention`.
+fn stream_config(namespace: &str, retention: Retention) -> stream::Config {
+    let duplicate_window = if retention.max_age.is_zero() {
+        MAX_DUPLICATE_WINDOW
+    } else {
+        retention.max_age.min(MAX_DUPLICATE_WINDOW)
+    };
+    stream::Config {
+        name: streams_stream(namespace),
+        description: Some(format!("wsring durable streams ({namespace})")),
+        subjects: vec![streams_filter(namespace)],
+        retention: RetentionPolicy::Limits,
+        // +1: the epoch marker.
+        max_messages_per_subject: i64::try_from(retention.max_len.saturating_add(1))
+            .unwrap_or(i64::MAX),
+        max_age: retention.max_age,
+        duplicate_window,
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        num_replicas: 1,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+impl NatsStreams {
+    /// Opens (creating or reconciling) the namespace's stream on `client`.
+    pub(crate) async fn open(
+        client: Client,
+        namespace: &str,
+        retention: Retention,
+    ) -> Result<NatsStreams, ClusterError> {
+        let js = context(&client);
+        let stream = ensure_stream(&js, &client, stream_config(namespace, retention)).await?;
+        Ok(NatsStreams {
+            client,
+            js,
+            stream,
+            namespace: namespace.to_owned(),
+            max_len: retention.max_len,
+        })
+    }
+
+    fn decode(&self, msg: StreamMessage) -> Result<Stored, ClusterError> {
+        let header = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_owned());
+        let (seq, epoch) = parse_meta(header(HDR_SEQ).as_deref(), header(HDR_EPOCH).as_deref())
+            .map_err(|e| {
+                backend_msg(format!(
+                    "message {} on {} is not a wsring stream entry: {e}",
+                    msg.sequence, msg.subject
+                ))
+            })?;
+        Ok(Stored {
+            stream_seq: msg.sequence,
+            seq,
+            epoch,
+            payload: msg.payload,
+        })
+    }
+
+    /// Maps a direct get result: not found is `None`.
+    fn found(
+        &self,
+        what: &str,
+        r: Result<StreamMessage, stream::DirectGetError>,
+    ) -> Result<Option<Stored>, ClusterError> {
+        match r {
+            Ok(msg) => self.decode(msg).map(Some),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                let timed_out = e.kind() == DirectGetErrorKind::TimedOut;
+                Err(fail(&self.client, what, timed_out, e))
+            }
+        }
+    }
+
+    /// The subject's last message.
+    async fn last(&self, subject: &str) -> Result<Option<Stored>, ClusterError> {
+        let r = self.stream.direct_get_last_for_subject(subject).await;
+        self.found(&format!("reading the head of {subject}"), r)
+    }
+
+    /// The subject's first message with stream sequence `from` or later
+    /// (`None`: from the beginning).
+    async fn next_from(
+        &self,
+        subject: &str,
+        from: Option<u64>,
+    ) -> Result<Option<Stored>, ClusterError> {
+        let r = self.stream.direct_get_next_for_subject(subject, from).await;
+        self.found(&format!("reading {subject}"), r)
+    }
+
+    /// The message at stream sequence `seq`.
+    async fn at(&self, seq: u64) -> Result<Option<Stored>, ClusterError> {
+        let r = self.stream.direct_get(seq).await;
+        self.found(&format!("reading stream message {seq}"), r)
+    }
+
+    /// Publishes with an expected last subject sequence. `Ok(None)`: another
+    /// writer got there first.
+    async fn publish(
+        &self,
+        subject: &str,
+        msg: PublishMessage,
+        expected: u64,
+    ) -> Result<Option<PublishAck>, ClusterError> {
+        let msg = msg.expected_last_subject_sequence(expected);
+        let what = || format!("appending to {subject}");
+        let ack = match self.js.send_publish(subject.to_owned(), msg).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) => Ok(Some(ack)),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+            Err(e) => {
+                let timed_out = matches!(
+                    e.kind(),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                );
+                Err(fail(&self.client, what(), timed_out, e))
+            }
+        }
+    }
+
+    /// The subject's last message, creating the epoch marker if there is none.
+    async fn ensure(&self, subject: &str) -> Result<Stored, ClusterError> {
+        for _ in 0..APPEND_ATTEMPTS {
+            if let Some(last) = self.last(subject).await? {
+                return Ok(last);
+            }
+            let epoch = new_epoch();
+            let marker = PublishMessage::build()
+                .payload(Bytes::new())
+                .header(HDR_SEQ, "0")
+                .header(HDR_EPOCH, epoch.as_str());
+            // Expected 0: only succeeds while the subject is still empty.
+            if let Some(ack) = self.publish(subject, marker, 0).await? {
+                debug!(%subject, %epoch, "stream (re)started with a new epoch");
+                return Ok(Stored {
+                    stream_seq: ack.sequence,
+                    seq: 0,
+                    epoch,
+                    payload: Bytes::new(),
+                });
+            }
+        }
+        Err(busy(subject))
+    }
+
+    /// Reads a consistent batch, or `None` when the stream changed under the
+    /// read and it must start over.
+    async fn try_read(
+        &self,
+        subject: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<ReadBatch>, ClusterError> {
+        let last = self.ensure(subject).await?;
+        let first = match self.next_from(subject, None).await? {
+            Some(f) if f.stream_seq <= last.stream_seq && f.epoch == last.epoch => f,
+            // The snapshot's messages were trimmed (or reset) meanwhile.
+            _ => return Ok(None),
+        };
+        // The marker (seq 0) is not an entry; while it is retained, so is 1.
+        // Once the marker is evicted JetStream keeps max_len + 1 entries, one
+        // more than wsring promises: the oldest is not reported.
+        let first_real = first
+            .seq
+            .max(1)
+            .max(last.seq.saturating_sub(self.max_len).saturating_add(1));
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        let start = after.saturating_add(1).max(first_real);
+        let end = after.saturating_add(limit).min(last.seq);
+        let mut batch = ReadBatch {
+            epoch: last.epoch.clone(),
+            first_seq: first_real,
+            last_seq: last.seq,
+            entries: Vec::new(),
+        };
+        if start > end {
+            return Ok(Some(batch));
+        }
+        let found = if start == first.seq {
+            Some(first)
+        } else if start == last.seq {
+            Some(last.clone())
+        } else if start == first.seq + 1 {
+            self.next_from(subject, Some(first.stream_seq + 1)).await?
+        } else {
+            self.seek(subject, start, &first, &last).await?
+        };
+        let Some(mut cur) = found else {
+            return Ok(None);
+        };
+        if cur.stream_seq > last.stream_seq || cur.seq < start || cur.seq > last.seq {
+            return Ok(None);
+        }
+        if cur.seq > start {
+            // `start` was trimmed after the snapshot: history now begins here.
+            batch.first_seq = cur.seq;
+        }
+        loop {
+            if cur.epoch != last.epoch {
+                return Ok(None);
+            }
+            let (seq, stream_seq) = (cur.seq, cur.stream_seq);
+            batch.entries.push((seq, cur.payload));
+            if seq >= end || stream_seq >= last.stream_seq {
+                break;
+            }
+            cur = match self.next_from(subject, Some(stream_seq + 1)).await? {
+                Some(next) if next.stream_seq <= last.stream_seq && next.seq == seq + 1 => next,
+                _ => return Ok(None),
+            };
+        }
+        Ok(Some(batch))
+    }
+
+    /// The first message of `subject` whose seq is at least `target`, given
+    /// `lo` (seq below `target`) and `hi` (seq at least `target`). Searches
+    /// stream sequences, alternating interpolation (seqs are dense, so with
+    /// evenly interleaved subjects the guess is usually right at once) with
+    /// bisection (which bounds the worst case to twice log2 of the range).
+    /// `None` if the stream changed.
+    async fn seek(
+        &self,
+        subject: &str,
+        target: u64,
+        lo: &Stored,
+        hi: &Stored,
+    ) -> Result<Option<Stored>, ClusterError> {
+        // Invariant: the subject's first message at or after stream sequence
+        // `lo` has seq `lo_seq` < `target`; the one at or after `hi` is
+        // `found`, with a seq of at least `target`.
+        let (mut lo, mut lo_seq) = (lo.stream_seq, lo.seq);
+        let (mut hi, mut found) = (hi.stream_seq, hi.clone());
+        for probe in 0..MAX_PROBES {
+            // Seqs are unique in an epoch: a hit ends the search at once.
+            if hi - lo <= 1 || found.seq == target {
+                return Ok(Some(found));
+            }
+            let at = if probe % 2 == 0 {
+                interpolate(lo, lo_seq, hi, found.seq, target)
+            } else {
+                lo + (hi - lo) / 2
+            };
+            let Some(m) = self.next_from(subject, Some(at)).await? else {
+                return Ok(None);
+            };
+            if m.seq >= target {
+                (hi, found) = (at, m);
+            } else if m.stream_seq < hi {
+                // Nothing of this subject between `at` and `m`: skip it all.
+                (lo, lo_seq) = (m.stream_seq, m.seq);
+            } else {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Where between stream sequences `lo` and `hi` (holding seqs `lo_seq` and
+/// `hi_seq`) seq `target` probably is, assuming evenly spread messages;
+/// always strictly between the two so every probe narrows the range.
+fn interpolate(lo: u64, lo_seq: u64, hi: u64, hi_seq: u64, target: u64) -> u64 {
+    let span = u128::from(hi - lo);
+    let num = u128::from(target.saturating_sub(lo_seq)) * span;
+    let den = u128::from(hi_seq.saturating_sub(lo_seq)).max(1);
+    let guess = lo.saturating_add(u64::try_from(num / den).unwrap_or(u64::MAX));
+    guess.clamp(lo + 1, hi - 1)
+}
+
+fn busy(subject: &str) -> ClusterError {
+    ClusterError::unavailable(format!(
+        "{subject} is changing faster than it can be written or read; try again"
+    ))
+}
+
+#[async_trait]
+impl StreamStore for NatsStreams {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        payload: Bytes,
+        dedup: Option<&str>,
+    ) -> Result<Appended, ClusterError> {
+        let subject = stream_subject(&self.namespace, stream);
+        let msg_id = dedup.map(|key| dedup_id(&subject, key));
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+        for _ in 0..APPEND_ATTEMPTS {
+            let last = self.ensure(&subject).await?;
+            let seq = last.seq + 1;
+            let mut msg = PublishMessage::build()
+                .payload(payload.clone())
+                .header(HDR_SEQ, seq.to_string())
+                .header(HDR_EPOCH, last.epoch.as_str());
+            if let Some(id) = &msg_id {
+                msg = msg.message_id(id);
+            }
+            let Some(ack) = self.publish(&subject, msg, last.stream_seq).await? else {
+                // Lost a race with another appender: re-read, try again.
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            };
+            if !ack.duplicate {
+                return Ok(Appended {
+                    seq,
+                    epoch: last.epoch,
+                    duplicate: false,
+                });
+            }
+            // Seen before: report where the original went.
+            return Ok(match self.at(ack.sequence).await? {
+                Some(orig) => Appended {
+                    seq: orig.seq,
+                    epoch: orig.epoch,
+                    duplicate: true,
+                },
+                // The original was already trimmed (more than max_len appends
+                // since): its exact seq is gone; it is at or before the head.
+                None => Appended {
+                    seq: last.seq,
+                    epoch: last.epoch,
+                    duplicate: true,
+                },
+            });
+        }
+        Err(busy(&subject))
+    }
+
+    async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
+        let last = self
+            .ensure(&stream_subject(&self.namespace, stream))
+            .await?;
+        Ok(StreamPos {
+            seq: last.seq,
+            epoch: last.epoch,
+        })
+    }
+
+    async fn read_after(
+        &self,
+        stream: &StreamName,
+        after: u64,
+        limit: usize,
+    ) -> Result<ReadBatch, ClusterError> {
+        let subject = stream_subject(&self.namespace, stream);
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(batch) = self.try_read(&subject, after, limit).await? {
+                return Ok(batch);
+            }
+            debug!(%subject, "stream changed during a read; reading again");
+        }
+        Err(busy(&subject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation_stays_inside() {
+        // Evenly spread: exact.
+        assert_eq!(interpolate(100, 10, 200, 20, 15), 150);
+        // Always strictly between the bounds.
+        assert_eq!(interpolate(100, 10, 200, 20, 10), 101);
+        assert_eq!(interpolate(100, 10, 200, 20, 20), 199);
+        assert_eq!(interpolate(100, 10, 102, 11, 11), 101);
+        assert_eq!(
+            interpolate(0, 0, u64::MAX, u64::MAX, u64::MAX - 1),
+            u64::MAX - 1
+        );
+    }
+
+    #[test]
+    fn config_follows_retention() {
+        let c = stream_config(
+            "ns",
+            Retention {
+                max_len: 1000,
+                max_age: Duration::from_secs(600),
+            },
+        );
+        assert_eq!(c.name, "ns_streams");
+        assert_eq!(c.subjects, vec!["ns.s.>".to_owned()]);
+        assert_eq!(c.max_messages_per_subject, 1001);
+        assert_eq!(c.duplicate_window, MAX_DUPLICATE_WINDOW);
+        assert!(c.allow_direct);
+        let short = stream_config(
+            "ns",
+            Retention {
+                max_len: 5,
+                max_age: Duration::from_secs(1),
+            },
+        );
+        assert_eq!(short.duplicate_window, Duration::from_secs(1));
+        let forever = stream_config(
+            "ns",
+            Retention {
+                max_len: u64::MAX,
+                max_age: Duration::ZERO,
+            },
+        );
+        assert_eq!(forever.duplicate_window, MAX_DUPLICATE_WINDOW);
+        assert_eq!(forever.max_messages_per_subject, i64::MAX);
+    }
+}

@@ -1,0 +1,63 @@
+//! The backend conformance suite against the NATS server at 127.0.0.1:4222
+//! (JetStream enabled). Skipped when it is not reachable, unless
+//! `WSRING_REQUIRE_BROKERS=1`.
+
+mod common;
+
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use wsring_cluster::conformance::Harness;
+use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster_nats::{connect_broker, connect_registry, connect_streams};
+
+use common::Server;
+
+#[async_trait]
+impl Harness for Server {
+    async fn registry(&self, ns: &str, ttl: Duration) -> Option<Arc<dyn Registry>> {
+        self.track(ns);
+        Some(
+            connect_registry(&self.url(), ns, ttl)
+                .await
+                .expect("connect registry"),
+        )
+    }
+
+    async fn broker(&self, ns: &str, node: &str) -> Option<(Arc<dyn Broker>, Inbox)> {
+        Some(
+            connect_broker(&self.url(), ns, node)
+                .await
+                .expect("connect broker"),
+        )
+    }
+
+    async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>> {
+        self.track(ns);
+        Some(
+            connect_streams(&self.url(), ns, retention)
+                .await
+                .expect("connect streams"),
+        )
+    }
+
+    fn server_addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
+    }
+
+    async fn broker_at(
+        &self,
+        addr: SocketAddr,
+        ns: &str,
+        node: &str,
+    ) -> Option<(Arc<dyn Broker>, Inbox)> {
+        Some(
+            connect_broker(&format!("nats://{addr}"), ns, node)
+                .await
+                .expect("connect broker through proxy"),
+        )
+    }
+}
+
+wsring_cluster::conformance_suite!(common::server());
