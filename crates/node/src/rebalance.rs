@@ -32,7 +32,35 @@ pub(crate) async fn run(node: Arc<Node>) {
         }
         let view = rx.borrow_and_update().clone();
         rebalance(&node, &view);
+        if node.streams.is_some() {
+            schedule_resync_all(&node);
+        }
     }
+}
+
+/// How long after a ring change a peer may still route by its older view:
+/// registry notifications arrive within milliseconds, and the 1 s document
+/// poll is the fallback if one is missed.
+pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Durable mode: after a ring change, a message may have been appended and
+/// then published to a node that no longer holds the recipient (the sender
+/// routed by a stale view). It is safe in the stream but no live delivery
+/// will bring it; if no later message follows, only a catch-up pass does. So
+/// once views have settled, every session re-reads its streams after its
+/// cursors (usually an empty read).
+fn schedule_resync_all(node: &Arc<Node>) {
+    let node = Arc::clone(node);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = node.kill.cancelled() => {}
+            _ = tokio::time::sleep(SETTLE) => {
+                for h in node.table.all() {
+                    h.offer(Outbound::Resync);
+                }
+            }
+        }
+    });
 }
 
 /// Moves every local session this node no longer should hold under `view`.

@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use wsring_cluster::memory::MemoryBackend;
+use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
 use wsring_cluster::{Membership, StreamStore};
 use wsring_gateway::{GatewayConfig, GatewayHandle, LaunchError, Launched, Launcher, RemoveMode};
 use wsring_node::{NodeDeps, NodeError, NodeHandle};
@@ -61,11 +61,16 @@ pub struct DevOptions {
     pub nodes: usize,
     /// Shared settings.
     pub common: Common,
+    /// The `wsring` executable for node processes (`--cluster` only).
+    /// Default: this process's own executable.
+    pub exe: Option<std::path::PathBuf>,
 }
 
 /// The nodes of a dev cluster; also its [`Launcher`].
 pub struct DevNodes {
     backend: MemoryBackend,
+    /// Each node's broker connection, for fault injection.
+    brokers: Mutex<BTreeMap<String, Arc<MemoryBroker>>>,
     opts: DevOptions,
     nodes: Mutex<BTreeMap<String, NodeHandle>>,
     next: AtomicU64,
@@ -109,6 +114,10 @@ impl DevNodes {
         )
         .await?;
         let (broker, inbox) = self.backend.hub.connect();
+        self.brokers
+            .lock()
+            .await
+            .insert(id.clone(), Arc::clone(&broker));
         let streams: Arc<dyn StreamStore> = self.backend.streams.clone();
         let handle = wsring_node::start(
             self.opts.common.node_config(&id),
@@ -134,6 +143,11 @@ impl DevNodes {
     /// The shared memory backend (for tests that inject faults).
     pub fn backend(&self) -> &MemoryBackend {
         &self.backend
+    }
+
+    /// Node `id`'s broker connection (to sever and restore it in tests).
+    pub async fn broker(&self, id: &str) -> Option<Arc<MemoryBroker>> {
+        self.brokers.lock().await.get(id).cloned()
     }
 }
 
@@ -181,6 +195,7 @@ impl DevCluster {
         let backend = MemoryBackend::new(opts.common.retention);
         let nodes = Arc::new(DevNodes {
             backend: backend.clone(),
+            brokers: Mutex::new(BTreeMap::new()),
             opts: opts.clone(),
             nodes: Mutex::new(BTreeMap::new()),
             next: AtomicU64::new(0),
@@ -219,10 +234,13 @@ impl DevCluster {
         let c = &opts.common;
         let registry = crate::backends::registry(&url, &c.namespace, c.membership.ttl).await?;
         let membership = Membership::start(registry, c.membership.clone(), stop.clone()).await?;
-        let exe = std::env::current_exe().map_err(|source| DevError::Bind {
-            addr: "current executable".into(),
-            source,
-        })?;
+        let exe = match opts.exe.clone() {
+            Some(exe) => exe,
+            None => std::env::current_exe().map_err(|source| DevError::Bind {
+                addr: "current executable".into(),
+                source,
+            })?,
+        };
         let procs = Arc::new(ProcessNodes::new(
             exe,
             child_args(c, &url),

@@ -43,6 +43,7 @@ async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
         port: args.port.or(file.port).unwrap_or(7000),
         nodes: args.nodes.or(file.nodes).unwrap_or(3),
         common,
+        exe: None,
     };
     let cluster = dev::DevCluster::start(opts.clone())
         .await

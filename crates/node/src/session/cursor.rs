@@ -94,7 +94,7 @@ impl Session {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(?stream, error = %e, "stream read failed; will retry");
-                    self.schedule_resync();
+                    self.schedule_resync(std::time::Duration::from_secs(1));
                     return Ok(());
                 }
             };

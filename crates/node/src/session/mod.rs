@@ -162,6 +162,12 @@ impl Session {
         if !self.node.owns(&view, &self.handle.user) {
             return self.moved(view.epoch(), 0).await;
         }
+        if pos.is_some() {
+            // A peer routing by a view older than the one that sent this
+            // user here may publish to the previous owner; once views have
+            // settled, one catch-up pass picks up anything that went astray.
+            self.schedule_resync(crate::rebalance::SETTLE);
+        }
         match (pos, resume) {
             (Some(head), Some(r)) => {
                 let cursor = Cursor::resume(&head, &r);
@@ -285,12 +291,11 @@ impl Session {
         Err(End::Closed)
     }
 
-    /// Asks the session task to retry a stream catch-up shortly (the store was
-    /// unreachable).
-    pub(crate) fn schedule_resync(&self) {
+    /// Asks the session task for a stream catch-up pass after `delay`.
+    pub(crate) fn schedule_resync(&self, delay: std::time::Duration) {
         let tx = self.retry_tx.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tokio::time::sleep(delay).await;
             let _ = tx.try_send(Outbound::Resync);
         });
     }

@@ -37,6 +37,7 @@ pub async fn dev(nodes: usize, common: Common) -> DevCluster {
         port: 0,
         nodes,
         common,
+        exe: Some(env!("CARGO_BIN_EXE_wsring").into()),
     })
     .await
     .expect("dev cluster starts")

@@ -1,0 +1,192 @@
+//! Rust client for wsring.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wsring_client::ClientError> {
+//! let (client, mut events) = wsring_client::connect("ws://127.0.0.1:7000/ws", "alice").await?;
+//! client.join("lobby").await?;
+//! client.send("bob", serde_json::json!({"text": "hi"})).await?; // returns on ack
+//! while let Some(event) = events.next().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! What the client does for you:
+//! * **Reconnects** after any disconnect with exponential backoff and full
+//!   jitter; after a `moved` + 1012 it reconnects at once (plus the server's
+//!   suggested `retry_after_ms` and a small jitter), landing on the new owner
+//!   through the gateway.
+//! * **Resumes** (durable clusters): it tracks the last `seq`/`epoch` of the
+//!   user stream and of every joined room, reconnects with
+//!   `?resume=…&epoch=…`, re-joins rooms with `resume`, and drops nothing and
+//!   duplicates nothing across the switch. A `resumed{complete:false}` (the
+//!   history no longer covers the gap) is surfaced as [`Event::Resumed`] so
+//!   the application can reload its state.
+//! * **Retries requests**: `send`, `publish`, `join` and `leave` carry an id
+//!   and resolve on the server's `ack`; unacknowledged requests are resent
+//!   after a reconnect or an `unavailable` error, with the same id, which a
+//!   durable cluster deduplicates — so a message is stored exactly once.
+//!
+//! # Layout
+//! * [`config`] — [`ClientConfig`] and its defaults.
+//! * [`event`] — what the application receives.
+//! * `driver` — the connection task: reconnect, resume, request tracking.
+//! * [`error`] — [`ClientError`].
+
+pub mod config;
+mod driver;
+pub mod error;
+pub mod event;
+
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::ClientConfig;
+pub use error::ClientError;
+pub use event::{Event, Message};
+
+/// Counters of what the client had to handle.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) gaps: AtomicU64,
+    pub(crate) incomplete: AtomicU64,
+    pub(crate) resent: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Connections opened after the first one.
+    pub reconnects: u64,
+    /// Messages the server sent twice (dropped by the client; should be 0).
+    pub duplicates: u64,
+    /// Messages that skipped a seq without a `resumed` notice (should be 0).
+    pub gaps: u64,
+    /// `resumed{complete:false}` notices received.
+    pub incomplete: u64,
+    /// Requests resent after a reconnect or an `unavailable` error.
+    pub resent: u64,
+}
+
+pub(crate) enum Command {
+    Request {
+        frame: serde_json::Map<String, serde_json::Value>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Close,
+}
+
+/// A handle to a connection; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    cmd: mpsc::UnboundedSender<Command>,
+    stats: Arc<Stats>,
+    user: Arc<str>,
+}
+
+/// The stream of [`Event`]s of one client.
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` after [`Client::close`] (or a fatal error).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+}
+
+/// Connects `user` to `url` (the gateway's `ws://host:port/ws`) with default
+/// settings. Returns once the first `welcome` arrived.
+pub async fn connect(url: &str, user: &str) -> Result<(Client, Events), ClientError> {
+    connect_with(ClientConfig::new(url, user)).await
+}
+
+/// Connects with explicit settings.
+pub async fn connect_with(cfg: ClientConfig) -> Result<(Client, Events), ClientError> {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(cfg.event_buffer);
+    let stats = Arc::new(Stats::default());
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let user: Arc<str> = cfg.user.as_str().into();
+    tokio::spawn(driver::Driver::new(cfg, cmd_rx, ev_tx, Arc::clone(&stats)).run(ready_tx));
+    match ready_rx.await {
+        Ok(Ok(())) => Ok((
+            Client {
+                cmd: cmd_tx,
+                stats,
+                user,
+            },
+            Events { rx: ev_rx },
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ClientError::Closed),
+    }
+}
+
+impl Client {
+    /// The user this client connects as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    async fn request(
+        &self,
+        kind: &str,
+        fields: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+    ) -> Result<(), ClientError> {
+        let mut frame = serde_json::Map::new();
+        frame.insert("type".into(), kind.into());
+        frame.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Request { frame, reply })
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Sends `data` to every session of `to`; resolves on the cluster's ack.
+    pub async fn send(&self, to: &str, data: impl Serialize) -> Result<(), ClientError> {
+        let data = serde_json::to_value(data).map_err(ClientError::Encode)?;
+        self.request("send", [("to", to.into()), ("data", data)])
+            .await
+    }
+
+    /// Publishes `data` to a room; resolves on the cluster's ack.
+    pub async fn publish(&self, room: &str, data: impl Serialize) -> Result<(), ClientError> {
+        let data = serde_json::to_value(data).map_err(ClientError::Encode)?;
+        self.request("publish", [("room", room.into()), ("data", data)])
+            .await
+    }
+
+    /// Joins a room (and keeps it joined across reconnects).
+    pub async fn join(&self, room: &str) -> Result<(), ClientError> {
+        self.request("join", [("room", room.into())]).await
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
+        self.request("leave", [("room", room.into())]).await
+    }
+
+    /// Closes the connection for good; the event stream ends.
+    pub fn close(&self) {
+        let _ = self.cmd.send(Command::Close);
+    }
+
+    /// What the client has handled so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            reconnects: g(&self.stats.reconnects),
+            duplicates: g(&self.stats.duplicates),
+            gaps: g(&self.stats.gaps),
+            incomplete: g(&self.stats.incomplete),
+            resent: g(&self.stats.resent),
+        }
+    }
+}
