@@ -179,6 +179,19 @@ impl Driver {
                         Ended::Lost => self.backoff(&mut attempt),
                     }
                 }
+                Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_server_error() => {
+                    // The gateway suggests when to come back (it already held
+                    // the request while the ring converged).
+                    let hint = resp
+                        .body()
+                        .as_ref()
+                        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                        .and_then(|v| v["error"]["retry_after_ms"].as_u64());
+                    match hint {
+                        Some(ms) => Duration::from_millis(ms).min(self.cfg.backoff_cap),
+                        None => self.backoff(&mut attempt),
+                    }
+                }
                 Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_client_error() => {
                     // 4xx other than the transient ones is the caller's fault
                     // (an invalid user id): retrying cannot help.

@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
+use rand::Rng;
 use rand::seq::IndexedRandom;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,13 +53,21 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
     // Keep only what forwarding needs: the body type is not `Sync`, so a
     // borrowed request cannot be held across awaits.
     let (parts, _) = req.into_parts();
-    for attempt in 0..2 {
+    // If the owner is unreachable or refuses (crashed, starting, draining),
+    // hold the client's request until the ring changes instead of bouncing
+    // it: when a node dies, its clients get one answer the moment membership
+    // converges rather than a storm of retries against a dead owner.
+    let hold_until = tokio::time::Instant::now() + gw.cfg.reroute_wait;
+    for attempt in 0.. {
         let view = gw.membership.view();
         let Some(target) = gw.pick(&view, &params.user) else {
-            return ApiError::unavailable("no node is up").into_response();
+            if gw.wait_for_change(view.epoch(), hold_until).await {
+                continue;
+            }
+            return retry_later(ApiError::unavailable("no node is up"));
         };
         let Some(member) = view.member(&target) else {
-            return ApiError::unavailable("no node is up").into_response();
+            return retry_later(ApiError::unavailable("no node is up"));
         };
         match forward(&gw, &parts, &member.url, view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
@@ -66,7 +75,7 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
                 return resp;
             }
             Ok(Forwarded::Misrouted(epoch, resp)) => {
-                if attempt == 1 {
+                if attempt >= 3 {
                     return resp;
                 }
                 debug!(node = %target, epoch, "node has a newer epoch; catching up and rerouting");
@@ -74,16 +83,49 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
                     .wait_for_epoch(epoch, gw.cfg.connect_timeout)
                     .await;
             }
-            Ok(Forwarded::Refused(resp)) => return resp,
+            Ok(Forwarded::Refused(resp)) => {
+                let transient = resp.status() == StatusCode::SERVICE_UNAVAILABLE;
+                if transient && gw.wait_for_change(view.epoch(), hold_until).await {
+                    continue;
+                }
+                return resp;
+            }
             Err(e) => {
+                debug!(node = %target, error = %e, "owner unreachable; waiting for the ring to change");
+                if gw.wait_for_change(view.epoch(), hold_until).await {
+                    continue;
+                }
                 warn!(node = %target, error = %e, "node unreachable");
-                return ApiError::unavailable(format!("node {target} is unreachable: {e}"))
-                    .with("node", target)
-                    .into_response();
+                return retry_later(
+                    ApiError::unavailable(format!("node {target} is unreachable: {e}"))
+                        .with("node", target),
+                );
             }
         }
     }
-    ApiError::unavailable("routing did not converge").into_response()
+    retry_later(ApiError::unavailable("routing did not converge"))
+}
+
+/// A 503 with a jittered `retry_after_ms` hint, so refused clients do not
+/// come back in lockstep.
+fn retry_later(e: ApiError) -> Response<Body> {
+    let ms = rand::rng().random_range(250..=1000u64);
+    e.with("retry_after_ms", ms).into_response()
+}
+
+impl Gateway {
+    /// Waits until the view moves past `epoch` or `until`; true if it moved.
+    async fn wait_for_change(&self, epoch: u64, until: tokio::time::Instant) -> bool {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        self.membership
+            .wait_for_epoch(epoch + 1, left)
+            .await
+            .epoch()
+            > epoch
+    }
 }
 
 fn is_upgrade(h: &HeaderMap) -> bool {

@@ -325,6 +325,7 @@ async fn start_gateway(
         routing: opts.common.routing,
         durable: opts.common.durable,
         max_body_bytes: opts.common.max_message_bytes,
+        reroute_wait: opts.common.reroute_wait(),
         mode: "dev",
         ..GatewayConfig::default()
     };

@@ -130,6 +130,7 @@ pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result
         routing: common.routing,
         durable: common.durable,
         max_body_bytes: common.max_message_bytes,
+        reroute_wait: common.reroute_wait(),
         ..GatewayConfig::default()
     };
     let gw = wsring_gateway::start(cfg, listener, membership, None, stop.clone()).await?;

@@ -192,6 +192,12 @@ impl Common {
         })
     }
 
+    /// How long the gateway holds a connect whose owner is unreachable:
+    /// long enough for the owner's heartbeat to expire and be reaped.
+    pub fn reroute_wait(&self) -> Duration {
+        self.membership.ttl + self.membership.ttl / 2 + Duration::from_millis(500)
+    }
+
     /// A node configuration for node `id` with these settings.
     pub fn node_config(&self, id: &str) -> NodeConfig {
         NodeConfig {

@@ -1,0 +1,354 @@
+//! Zero loss, measured: 100 users receive a continuous numbered sequence
+//! (60 by direct send, 40 through 4 rooms) while the cluster changes under
+//! them — a node joins, a node drains, a node process is SIGKILLed, a node's
+//! broker connection is killed. Every user must end with every message exactly
+//! once and in order. Clients are the `wsring-client` SDK (reconnect + resume
+//! + idempotent retries); the cluster runs in durable mode.
+
+mod common;
+
+use common::{Api, dev};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use wsring::dev::DevCluster;
+use wsring_client::{Event, StatsSnapshot};
+use wsring_node::Routing;
+
+const DIRECT: usize = 60;
+const ROOM_USERS: usize = 40;
+const ROOMS: usize = 4;
+const SENDERS: usize = 4;
+const ROUNDS: u64 = 40;
+const ROUND_EVERY: Duration = Duration::from_millis(100);
+const FAULT_AT_ROUND: u64 = 10;
+
+type Log = Arc<Mutex<Vec<(u64, Instant)>>>;
+
+struct Receiver {
+    user: String,
+    log: Log,
+    client: wsring_client::Client,
+}
+
+fn durable_common(cluster: Option<String>) -> wsring::settings::Common {
+    let mut c = common::common(Routing::Hash);
+    c.durable = true;
+    c.cluster = cluster;
+    if c.cluster.is_some() {
+        c.namespace = wsring_cluster::conformance::unique_ns("zl");
+    }
+    c
+}
+
+async fn receiver(gw: &str, user: String, room: Option<String>) -> Receiver {
+    let (client, mut events) = wsring_client::connect(gw, &user).await.expect("connect");
+    if let Some(r) = &room {
+        client.join(r).await.expect("join");
+    }
+    let log: Log = Arc::default();
+    let l = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            if let Event::Message(m) = ev
+                && let Some(n) = m.data["n"].as_u64()
+            {
+                let mine = match &room {
+                    Some(r) => m.room.as_deref() == Some(r.as_str()),
+                    None => m.room.is_none(),
+                };
+                if mine {
+                    l.lock().expect("log").push((n, Instant::now()));
+                }
+            }
+        }
+    });
+    Receiver { user, log, client }
+}
+
+struct Report {
+    sent: u64,
+    delivered: u64,
+    max_gap: Duration,
+    reconnects: u64,
+    resent: u64,
+}
+
+async fn run<F, Fut>(name: &str, c: &DevCluster, fault: F) -> Report
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let gw = c.gateway_url();
+    let mut receivers = Vec::new();
+    for i in 0..DIRECT {
+        receivers.push(receiver(&gw, format!("d{i}"), None).await);
+    }
+    for i in 0..ROOM_USERS {
+        let room = format!("room{}", i % ROOMS);
+        receivers.push(receiver(&gw, format!("m{i}"), Some(room)).await);
+    }
+    let mut senders = Vec::new();
+    for k in 0..SENDERS {
+        let (client, _events) = wsring_client::connect(&gw, &format!("sender{k}"))
+            .await
+            .expect("sender");
+        senders.push((client, _events));
+    }
+    // Stream s (0..DIRECT: user d{s}; DIRECT..: room{s-DIRECT}) is fed by
+    // sender s % SENDERS, one message per round, acknowledged before the next.
+    let streams = DIRECT + ROOMS;
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for (k, (client, _)) in senders.iter().enumerate() {
+        let client = client.clone();
+        let mine: Vec<usize> = (0..streams).filter(|s| s % SENDERS == k).collect();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..ROUNDS {
+                tokio::time::sleep_until(start + ROUND_EVERY * n as u32).await;
+                for &s in &mine {
+                    let data = json!({ "n": n });
+                    let r = if s < DIRECT {
+                        client.send(&format!("d{s}"), data).await
+                    } else {
+                        client.publish(&format!("room{}", s - DIRECT), data).await
+                    };
+                    r.unwrap_or_else(|e| panic!("stream {s} message {n}: {e}"));
+                }
+            }
+        }));
+    }
+    tokio::time::sleep_until(start + ROUND_EVERY * FAULT_AT_ROUND as u32).await;
+    let fault_at = Instant::now();
+    fault().await;
+    for t in tasks {
+        t.await.expect("sender task");
+    }
+    // Wait (bounded) until every receiver has the whole sequence.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = receivers
+            .iter()
+            .all(|r| r.log.lock().expect("log").len() as u64 >= ROUNDS);
+        if done {
+            break;
+        }
+        if Instant::now() > deadline {
+            let short: Vec<(String, usize)> = receivers
+                .iter()
+                .map(|r| (r.user.clone(), r.log.lock().expect("log").len()))
+                .filter(|(_, n)| (*n as u64) < ROUNDS)
+                .collect();
+            panic!("{name}: receivers never caught up: {short:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut delivered = 0;
+    let mut max_gap = Duration::ZERO;
+    let mut totals = StatsSnapshot::default();
+    for r in &receivers {
+        let log = r.log.lock().expect("log").clone();
+        let got: Vec<u64> = log.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            got,
+            (0..ROUNDS).collect::<Vec<_>>(),
+            "{name}: {} must get every message exactly once, in order",
+            r.user
+        );
+        delivered += got.len() as u64;
+        for w in log.windows(2) {
+            if w[1].1 > fault_at {
+                max_gap = max_gap.max(w[1].1 - w[0].1);
+            }
+        }
+        let s = r.client.stats();
+        assert_eq!(
+            (s.duplicates, s.gaps),
+            (0, 0),
+            "{name}: {} stats {s:?}",
+            r.user
+        );
+        totals.reconnects += s.reconnects;
+        totals.incomplete += s.incomplete;
+    }
+    assert_eq!(totals.incomplete, 0, "{name}: no history was lost");
+    let resent: u64 = senders.iter().map(|(c, _)| c.stats().resent).sum();
+    let sent = ROUNDS * streams as u64;
+    let report = Report {
+        sent,
+        delivered,
+        max_gap,
+        reconnects: totals.reconnects,
+        resent,
+    };
+    println!(
+        "ZERO-LOSS {name}: sent={} delivered={} (expected {}) duplicates=0 out-of-order=0 \
+         max_delivery_gap_after_fault={:?} receiver_reconnects={} sender_resends={}",
+        report.sent,
+        report.delivered,
+        ROUNDS * (DIRECT + ROOM_USERS) as u64,
+        report.max_gap,
+        report.reconnects,
+        report.resent
+    );
+    for r in &receivers {
+        r.client.close();
+    }
+    report
+}
+
+async fn memory() -> DevCluster {
+    dev(3, durable_common(None)).await
+}
+
+async fn redis_processes() -> Option<DevCluster> {
+    let b = common::procs::redis().await?;
+    Some(dev(3, durable_common(Some(b.registry))).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_add_node() {
+    let c = memory().await;
+    let api = Api::new(c.http_url());
+    let r = run("memory/add-node", &c, || async {
+        assert_eq!(api.post("/api/nodes", json!({})).await.0, 201);
+    })
+    .await;
+    assert!(r.delivered > 0);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_drain_node() {
+    let c = memory().await;
+    let api = Api::new(c.http_url());
+    run("memory/drain-node", &c, || async {
+        assert_eq!(api.delete("/api/nodes/n2?mode=drain").await.0, 202);
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_broker_connection_lost() {
+    let c = memory().await;
+    let broker = c
+        .memory()
+        .expect("memory")
+        .broker("n2")
+        .await
+        .expect("n2 broker");
+    run("memory/broker-cut", &c, || async {
+        broker.sever().await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        broker.restore().await;
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_add_node() {
+    let Some(c) = redis_processes().await else {
+        return;
+    };
+    let api = Api::new(c.http_url());
+    run("redis/add-node", &c, || async {
+        assert_eq!(api.post("/api/nodes", json!({})).await.0, 201);
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_drain_node() {
+    let Some(c) = redis_processes().await else {
+        return;
+    };
+    let api = Api::new(c.http_url());
+    run("redis/drain-node", &c, || async {
+        assert_eq!(api.delete("/api/nodes/n2?mode=drain").await.0, 202);
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkill_node_process() {
+    let Some(c) = redis_processes().await else {
+        return;
+    };
+    let api = Api::new(c.http_url());
+    run("redis/sigkill-node", &c, || async {
+        assert_eq!(api.delete("/api/nodes/n2?mode=crash").await.0, 202);
+    })
+    .await;
+    c.shutdown().await;
+}
+
+/// Kills node `pid`'s Redis subscriber connection from the server side:
+/// its client ports come from `ss`, and `CLIENT LIST` tells which of them is
+/// the pub/sub connection.
+async fn kill_subscriber_of(pid: u32) {
+    let out = tokio::process::Command::new("ss")
+        .args(["-tnpH", "dst", "127.0.0.1:6379"])
+        .output()
+        .await
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ports: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .collect();
+    assert!(
+        !ports.is_empty(),
+        "no redis connections of pid {pid}: {text}"
+    );
+    let client = redis::Client::open("redis://127.0.0.1:6379/").expect("redis");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin");
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut admin)
+        .await
+        .expect("client list");
+    let mut killed = 0;
+    for line in list.lines() {
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(&format!("{k}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if ports.contains(&field("addr")) && field("sub") != "0" {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(field("id"))
+                .query_async(&mut admin)
+                .await
+                .expect("client kill");
+            killed += 1;
+        }
+    }
+    assert!(killed >= 1, "found no subscriber connection of pid {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_broker_connection_killed() {
+    let Some(c) = redis_processes().await else {
+        return;
+    };
+    let pids: BTreeMap<String, u32> = c.processes().expect("processes").pids().await;
+    let pid = pids["n2"];
+    run("redis/broker-kill", &c, || async move {
+        kill_subscriber_of(pid).await;
+    })
+    .await;
+    c.shutdown().await;
+}
