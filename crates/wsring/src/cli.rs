@@ -33,6 +33,56 @@ pub enum Command {
     Node(NodeArgs),
     /// One gateway in front of a cluster's nodes.
     Gateway(GatewayArgs),
+    /// Load generator: many WebSocket clients, latency histograms.
+    Bench(BenchArgs),
+}
+
+/// `wsring bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// WebSocket URL of a gateway (or a node).
+    #[arg(long, default_value = "ws://127.0.0.1:7000/ws")]
+    pub url: String,
+    /// Number of client connections.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// Traffic: direct (client i → user i+1), room, or broadcast (via the API).
+    #[arg(long, default_value = "direct")]
+    pub mode: wsring_bench::Mode,
+    /// Messages per second, all clients together.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long to send (after all clients connected).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Payload padding in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Members per room in room mode.
+    #[arg(long, default_value_t = 10)]
+    pub room_size: usize,
+    /// New connections per second while ramping up (0: unlimited).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
+    /// Worker processes (one process holds about 20k sockets).
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Comma-separated local source IPs (e.g. 127.0.0.1,127.0.0.2) to go past
+    /// ~28k ephemeral ports per address.
+    #[arg(long, value_delimiter = ',')]
+    pub source_ips: Vec<std::net::IpAddr>,
+    /// Internal: run as a worker and print a JSON report.
+    #[arg(long, hide = true)]
+    pub worker: bool,
+    /// Internal: index of this worker's first user.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub first: usize,
+    /// Internal: users across all workers.
+    #[arg(long, hide = true)]
+    pub total: Option<usize>,
+    /// Internal: user id prefix shared by all workers.
+    #[arg(long, hide = true)]
+    pub prefix: Option<String>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -9,9 +9,11 @@
 //!   [`processes`] on a real one.
 //! * [`roles`] — `wsring node` and `wsring gateway`.
 //! * [`backends`] — URL scheme → backend crate.
+//! * [`bench`] — `wsring bench`, splitting the load over worker processes.
 //! * [`logging`] — tracing setup.
 
 pub mod backends;
+pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod logging;
@@ -30,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => run_dev(args, &file).await,
         Command::Node(args) => roles::run_node(args, &file).await,
         Command::Gateway(args) => roles::run_gateway(args, &file).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -1,0 +1,95 @@
+//! `wsring bench`: a load generator that drives a wsring cluster with many
+//! real WebSocket clients and measures what users feel — connect time and
+//! end-to-end delivery latency — with HDR histograms.
+//!
+//! Every message carries its send time (Unix microseconds), so the receiver
+//! measures latency even when sender and receiver live in different worker
+//! processes (`--procs`, for connection counts above one process's file
+//! limit). Workers print their histograms as JSON and the parent merges them.
+//! Every loop is bounded by `--duration` (plus a short drain), and only
+//! loopback or operator-given addresses are contacted.
+//!
+//! # Layout
+//! * [`BenchConfig`] — what to run.
+//! * [`run`] — one worker: connect, send, receive, report.
+//! * [`Report`] — mergeable results and their rendering.
+
+mod report;
+mod worker;
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use thiserror::Error;
+
+pub use report::Report;
+pub use worker::run;
+
+/// Traffic shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Client i sends to user i+1: every message crosses the cluster's routing.
+    Direct,
+    /// Clients join rooms of `room_size`; each publish fans out to the room.
+    Room,
+    /// `POST /api/broadcast` at the given rate; every client receives each.
+    Broadcast,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "direct" => Ok(Mode::Direct),
+            "room" => Ok(Mode::Room),
+            "broadcast" => Ok(Mode::Broadcast),
+            o => Err(format!("unknown mode {o:?}; use direct, room or broadcast")),
+        }
+    }
+}
+
+/// A bench run (or one worker's share of it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchConfig {
+    /// WebSocket URL, e.g. `ws://127.0.0.1:7000/ws` (gateway or node).
+    pub url: String,
+    /// Connections (users) in this worker.
+    pub clients: usize,
+    /// Index of the first user of this worker (users are `<prefix>-<i>`).
+    pub first: usize,
+    /// Total users across all workers (for direct-mode pairing).
+    pub total: usize,
+    /// User id prefix (unique per run).
+    pub prefix: String,
+    /// Traffic shape.
+    pub mode: Mode,
+    /// Messages per second sent by this worker (all clients together).
+    pub rate: f64,
+    /// Sending time after all clients connected.
+    pub duration: Duration,
+    /// Payload padding in bytes.
+    pub payload: usize,
+    /// Members per room in room mode.
+    pub room_size: usize,
+    /// New connections per second while ramping up (0: as fast as possible).
+    pub connect_rate: f64,
+    /// Local source addresses to spread connections over (beyond ~28k
+    /// ephemeral ports per address).
+    pub source_ips: Vec<std::net::IpAddr>,
+}
+
+/// Why a bench could not run.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    /// The URL is not a usable `ws://host:port/path`.
+    #[error("invalid url {0:?}")]
+    Url(String),
+    /// Fewer than half of the clients could connect.
+    #[error("only {connected} of {wanted} clients connected")]
+    Connect {
+        /// Connected.
+        connected: usize,
+        /// Wanted.
+        wanted: usize,
+    },
+}

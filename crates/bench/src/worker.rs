@@ -1,0 +1,245 @@
+//! One bench worker: connects its share of clients, drives traffic for the
+//! configured duration, and measures connect time and delivery latency.
+//!
+//! Each client's socket is split: a sender task paced by a fixed interval
+//! (staggered across clients so the load is smooth, not bursty) and a reader
+//! task with its own histogram, merged at the end — no shared lock on the
+//! hot path.
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpSocket;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::debug;
+
+use crate::{BenchConfig, BenchError, Mode, Report};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long receivers keep listening after the last send.
+const DRAIN: Duration = Duration::from_millis(1500);
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+fn host_port(url: &str) -> Result<SocketAddr, BenchError> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| BenchError::Url(url.to_owned()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(authority)
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|_| BenchError::Url(url.to_owned()))
+}
+
+async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Option<Ws> {
+    let target = host_port(url).ok()?;
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .ok()?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0)).ok()?;
+    }
+    let tcp = socket.connect(target).await.ok()?;
+    let _ = tcp.set_nodelay(true);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let req = format!("{url}{sep}user={user}")
+        .into_client_request()
+        .ok()?;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp))
+        .await
+        .ok()?;
+    // Wait for the welcome: the session is established only then.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"welcome\"") => {
+                return Some(ws);
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Runs one worker to completion.
+pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
+    host_port(&cfg.url)?;
+    let mut report = Report::default();
+    let mut sockets = Vec::with_capacity(cfg.clients);
+    let pace = (cfg.connect_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.connect_rate));
+    let ramp = Instant::now();
+    for i in 0..cfg.clients {
+        if let Some(p) = pace {
+            tokio::time::sleep_until(ramp + p * i as u32).await;
+        }
+        let user = format!("{}-{}", cfg.prefix, cfg.first + i);
+        let source = (!cfg.source_ips.is_empty()).then(|| cfg.source_ips[i % cfg.source_ips.len()]);
+        let t0 = Instant::now();
+        match connect_one(&cfg.url, &user, source).await {
+            Some(ws) => {
+                let _ = report
+                    .connect_us
+                    .record(t0.elapsed().as_micros().max(1) as u64);
+                report.connected += 1;
+                sockets.push((cfg.first + i, ws));
+            }
+            None => report.connect_errors += 1,
+        }
+    }
+    if (report.connected as usize) < cfg.clients.div_ceil(2) {
+        return Err(BenchError::Connect {
+            connected: report.connected as usize,
+            wanted: cfg.clients,
+        });
+    }
+    if cfg.mode == Mode::Room {
+        for (idx, ws) in &mut sockets {
+            let room = format!("{}-room-{}", cfg.prefix, *idx / cfg.room_size.max(1));
+            let _ = ws
+                .send(Message::text(
+                    json!({"type":"join","room":room}).to_string(),
+                ))
+                .await;
+        }
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let padding = "x".repeat(cfg.payload);
+    let n = sockets.len().max(1);
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + cfg.duration;
+    let interval = if cfg.rate > 0.0 {
+        Duration::from_secs_f64(n as f64 / cfg.rate)
+    } else {
+        Duration::MAX
+    };
+    let mut readers = Vec::new();
+    let mut senders = Vec::new();
+    for (k, (idx, ws)) in sockets.into_iter().enumerate() {
+        let (mut sink, mut stream) = ws.split();
+        readers.push(tokio::spawn(async move {
+            let mut h = hist();
+            let mut received = 0u64;
+            let stop = end + DRAIN;
+            loop {
+                let next = tokio::time::timeout_at(stop, stream.next()).await;
+                let Ok(Some(Ok(Message::Text(t)))) = next else {
+                    if matches!(next, Ok(Some(Ok(_)))) {
+                        continue;
+                    }
+                    break;
+                };
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                if v["type"] == "message"
+                    && let Some(sent_at) = v["data"]["t"].as_u64()
+                {
+                    received += 1;
+                    let _ = h.record(now_us().saturating_sub(sent_at).max(1));
+                }
+            }
+            (h, received)
+        }));
+        if cfg.mode == Mode::Broadcast {
+            continue;
+        }
+        let (sent, errors, padding) = (Arc::clone(&sent), Arc::clone(&errors), padding.clone());
+        let cfg = cfg.clone();
+        senders.push(tokio::spawn(async move {
+            // Stagger clients across one interval so the load is smooth.
+            let mut next = start + interval.mul_f64(k as f64 / n as f64);
+            while next < end {
+                tokio::time::sleep_until(next).await;
+                next += interval;
+                let frame = match cfg.mode {
+                    Mode::Direct => json!({
+                        "type": "send",
+                        "to": format!("{}-{}", cfg.prefix, (idx + 1) % cfg.total.max(1)),
+                        "data": {"t": now_us(), "p": padding},
+                    }),
+                    _ => json!({
+                        "type": "publish",
+                        "room": format!("{}-room-{}", cfg.prefix, idx / cfg.room_size.max(1)),
+                        "data": {"t": now_us(), "p": padding},
+                    }),
+                };
+                if sink.send(Message::text(frame.to_string())).await.is_ok() {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+            // Keep the socket open for the drain, then close politely.
+            tokio::time::sleep_until(end + DRAIN).await;
+            let _ = sink.close().await;
+        }));
+    }
+    if cfg.mode == Mode::Broadcast {
+        let api = cfg
+            .url
+            .replacen("ws://", "http://", 1)
+            .trim_end_matches("/ws")
+            .to_owned();
+        let http = reqwest::Client::new();
+        let mut next = start;
+        while next < end {
+            tokio::time::sleep_until(next).await;
+            next += interval;
+            let body = json!({"data": {"t": now_us(), "p": padding}});
+            match http
+                .post(format!("{api}/api/broadcast"))
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                other => {
+                    debug!(?other, "broadcast failed");
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    for s in senders {
+        let _ = s.await;
+    }
+    for r in readers {
+        if let Ok((h, received)) = r.await {
+            let _ = report.latency_us.add(&h);
+            report.received += received;
+        }
+    }
+    report.sent = sent.load(Ordering::Relaxed);
+    report.send_errors = errors.load(Ordering::Relaxed);
+    report.seconds = cfg.duration.as_secs_f64();
+    Ok(report)
+}

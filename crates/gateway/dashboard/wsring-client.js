@@ -1,0 +1,569 @@
+// wsring-client.js — the browser (and Node ≥ 22) client for wsring, as a plain
+// ES module with no dependencies. It implements the same semantics as the Rust
+// SDK (crates/client/src/driver.rs), so an application written against either
+// behaves the same way through rebalances, crashes and durable resumes:
+//
+// * Requests (`send`, `join`, `leave`, `publish`) get an id and a Promise that
+//   resolves on the server's `ack` and rejects on a non-transient `error`.
+//   Until acked they stay pending and are resent, in order and with the SAME
+//   id, after every reconnect and after an `unavailable` error (a durable
+//   cluster deduplicates by id, so nothing is stored twice).
+// * Reconnects: exponential backoff with full jitter (100 ms base, 5 s cap)
+//   after a lost connection; after `moved` + close 1012 at once after the
+//   server's `retry_after_ms` plus 0–100 ms of jitter, so a rebalance's
+//   reconnects stay spread out the way the server planned them.
+// * Durable mode: the last (epoch, seq) of the user stream and of each joined
+//   room is tracked; reconnects resume from there (`?resume=&epoch=` and
+//   `join` with `resume`/`epoch`), and anything at or behind a cursor is a
+//   duplicate that is dropped and counted. Against a non-durable cluster no
+//   seq fields arrive, so no resume parameters are ever sent.
+//
+// Usage:
+//   import { connect } from "/wsring-client.js";
+//   const c = await connect({ url: "ws://127.0.0.1:7000/ws", user: "alice" });
+//   c.on("message", (m) => console.log(m.from, m.data));
+//   await c.send("bob", { text: "hi" });
+
+/** The user-id and room-name rule of the protocol (docs/PROTOCOL.md). */
+export const ID_RULE = /^[A-Za-z0-9_.:@-]{1,128}$/;
+
+/** Close code of a `moved` close: the user now belongs to another node. */
+export const CLOSE_MOVED = 1012;
+
+/** Connection states, in the order a client normally goes through them. */
+export const STATES = Object.freeze(["connecting", "connected", "reconnecting", "closed"]);
+
+const DEFAULTS = Object.freeze({
+  backoffBase: 100, // ms, first backoff step after a lost connection
+  backoffCap: 5000, // ms, backoff ceiling
+  movedJitter: 100, // ms, extra random delay on top of `retry_after_ms`
+  timeout: 30000, // ms, connect attempt limit and request acknowledgement limit
+  retryUnavailable: 250, // ms, resend delay after an `unavailable` error
+});
+
+/** An error from the server (`error` frame) or from the client itself. */
+export class WsringError extends Error {
+  /**
+   * @param {string} code  protocol error code (`bad_request`, …) or a client
+   *   code: `timeout` (no ack in time) or `closed` (the client was closed).
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = "WsringError";
+    this.code = code;
+  }
+}
+
+/** Uniform random integer in [0, max]: "full jitter". */
+function jitter(max) {
+  return Math.floor(Math.random() * (Math.max(0, max) + 1));
+}
+
+function randomHex8() {
+  const a = new Uint32Array(1);
+  globalThis.crypto.getRandomValues(a);
+  return a[0].toString(16).padStart(8, "0");
+}
+
+/**
+ * Closes `ws` without console noise: closing a socket that is still
+ * connecting makes browsers log "closed before the connection is
+ * established", so such a socket is closed as soon as it opens instead.
+ */
+function closeSocket(ws, code, reason) {
+  ws.onmessage = ws.onclose = null;
+  ws.onerror = () => {};
+  try {
+    if (ws.readyState === 0) ws.onopen = () => ws.close(code, reason);
+    else if (ws.readyState === 1) ws.close(code, reason);
+  } catch {
+    /* already closing */
+  }
+}
+
+function idKey(id) {
+  return typeof id === "string" ? id : JSON.stringify(id);
+}
+
+/**
+ * One logical connection of one user, kept alive across reconnects.
+ *
+ * Events (subscribe with `on(name, fn)`; `on` returns an unsubscribe function):
+ * * `state` `{state, previous}` — connecting → connected → reconnecting → … → closed
+ * * `connected` `{node, session, epoch}` — a `welcome` arrived
+ * * `message` `{from, to, room, data, seq, epoch}` — a delivered message
+ * * `moved` `{epoch, retry_after_ms}` — the server is moving this user (1012 follows)
+ * * `disconnected` `{code, reason}` — the socket closed (code 1006: dropped)
+ * * `reconnecting` `{delay, attempt, moved}` — the next attempt is scheduled
+ * * `resumed` `{stream, complete, seq}` — durable replay finished; `complete:false`
+ *   means history no longer covered the gap and the app should reload its state
+ * * `error` `{code, message}` — an `error` frame not tied to a pending request
+ */
+export class WsringClient {
+  /**
+   * @param {object} options
+   * @param {string} options.url   the gateway's WebSocket URL, e.g. `ws://host:7000/ws`
+   * @param {string} options.user  the user id
+   * @param {number} [options.backoffBase=100]
+   * @param {number} [options.backoffCap=5000]
+   * @param {number} [options.movedJitter=100]
+   * @param {number} [options.timeout=30000]
+   * @param {typeof WebSocket} [options.WebSocket] constructor to use (defaults to the global one)
+   * @param {boolean} [options.autoStart=true] start connecting immediately
+   */
+  constructor(options) {
+    const o = { ...DEFAULTS, ...options };
+    if (typeof o.url !== "string" || !o.url) throw new TypeError("wsring: `url` is required");
+    if (!ID_RULE.test(o.user ?? "")) {
+      // Browsers cannot read the body of a refused upgrade, so an invalid id
+      // would look like an endless transient failure: refuse it here.
+      throw new TypeError(`wsring: invalid user id ${JSON.stringify(o.user)}`);
+    }
+    this.options = o;
+    this.user = o.user;
+    this.url = o.url;
+    /** @type {"connecting"|"connected"|"reconnecting"|"closed"} */
+    this.state = "connecting";
+    /** The node holding the current session (kept while reconnecting: the last one). */
+    this.node = null;
+    this.session = null;
+    /** Ring epoch from the last `welcome`. */
+    this.epoch = null;
+    this.stats = { received: 0, duplicates: 0, gaps: 0, incomplete: 0, resent: 0, reconnects: 0, moves: 0 };
+
+    this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    this._listeners = new Map();
+    this._ws = null;
+    this._welcomed = false;
+    this._attempt = 0;
+    this._movedDelay = null; // ms from the last `moved` frame of this session
+    this._everConnected = false;
+    this._reconnectTimer = null;
+    this._connectTimer = null;
+    this._tickTimer = null;
+    this._instance = randomHex8();
+    this._nextId = 0;
+    /** stream key (`user` | `room:<r>`) → {epoch, seq} */
+    this._cursors = new Map();
+    /** Rooms the application joined, re-joined after every reconnect. */
+    this._rooms = new Set();
+    /** n → {n, frame, type, room, resolve, reject, deadline, retryAt}; Map keeps insertion order. */
+    this._pending = new Map();
+    /** Ids of internal room re-joins, whose acks are not the application's. */
+    this._internal = new Set();
+
+    if (o.autoStart !== false) this._open();
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /** Subscribes `fn` to `type`; returns a function that unsubscribes it. */
+  on(type, fn) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(fn);
+    return () => this.off(type, fn);
+  }
+
+  /** Unsubscribes `fn` from `type`. */
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+
+  _emit(type, detail) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(detail, this);
+      } catch (e) {
+        // A faulty listener must not break the connection logic; surface it
+        // asynchronously so it still reaches the console / pageerror.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+
+  _setState(state) {
+    if (this.state === state) return;
+    const previous = this.state;
+    this.state = state;
+    this._emit("state", { state, previous });
+  }
+
+  // -------------------------------------------------------------- requests
+
+  /** Sends a direct message to every session of user `to`. Resolves on `ack`. */
+  send(to, data) {
+    return this._request({ type: "send", to, data });
+  }
+
+  /** Joins `room` (re-joined automatically after reconnects). Resolves on `ack`. */
+  join(room) {
+    return this._request({ type: "join", room });
+  }
+
+  /** Leaves `room`. Resolves on `ack`. */
+  leave(room) {
+    return this._request({ type: "leave", room });
+  }
+
+  /** Publishes to `room` (membership not required). Resolves on `ack`. */
+  publish(room, data) {
+    return this._request({ type: "publish", room, data });
+  }
+
+  /** Rooms the application has joined (and not left). */
+  get rooms() {
+    return [...this._rooms];
+  }
+
+  /** Requests not yet acknowledged. */
+  get pendingCount() {
+    return this._pending.size;
+  }
+
+  _request(frame) {
+    if (this.state === "closed") return Promise.reject(new WsringError("closed", "client is closed"));
+    const n = this._nextId++;
+    frame.id = `${this._instance}-${n}`;
+    if (frame.type === "join") {
+      this._rooms.add(frame.room);
+    } else if (frame.type === "leave") {
+      this._rooms.delete(frame.room);
+      this._cursors.delete(`room:${frame.room}`);
+    }
+    return new Promise((resolve, reject) => {
+      const p = {
+        frame: JSON.stringify(frame),
+        type: frame.type,
+        room: frame.room,
+        resolve,
+        reject,
+        deadline: Date.now() + this.options.timeout,
+        retryAt: null,
+      };
+      this._pending.set(n, p);
+      // Sent now if a session is up; otherwise resent on the next welcome.
+      if (this._welcomed) this._sendRaw(p.frame);
+      this._scheduleTick();
+    });
+  }
+
+  _pendingNumber(id) {
+    const key = idKey(id);
+    const prefix = `${this._instance}-`;
+    if (!key.startsWith(prefix)) return null;
+    const n = Number(key.slice(prefix.length));
+    return Number.isInteger(n) && this._pending.has(n) ? n : null;
+  }
+
+  /** One timer per client, armed only while requests are pending, for
+   * timeouts and `unavailable` retries (no idle timers for 300 clients). */
+  _scheduleTick() {
+    if (this._tickTimer !== null || this._pending.size === 0) return;
+    this._tickTimer = setTimeout(() => {
+      this._tickTimer = null;
+      this._tick();
+    }, 200);
+  }
+
+  _tick() {
+    const now = Date.now();
+    for (const [n, p] of this._pending) {
+      if (p.deadline <= now) {
+        this._pending.delete(n);
+        p.reject(new WsringError("timeout", `no acknowledgement within ${this.options.timeout} ms`));
+      } else if (p.retryAt !== null && p.retryAt <= now && this._welcomed) {
+        p.retryAt = null;
+        this.stats.resent++;
+        this._sendRaw(p.frame);
+      }
+    }
+    this._scheduleTick();
+  }
+
+  // ------------------------------------------------------------ connection
+
+  /** The connect URL, with `resume`/`epoch` once the user stream is known. */
+  _connectUrl() {
+    const q = new URLSearchParams({ user: this.user });
+    const c = this._cursors.get("user");
+    if (c) {
+      q.set("resume", String(c.seq));
+      q.set("epoch", c.epoch);
+    }
+    return this.url + (this.url.includes("?") ? "&" : "?") + q.toString();
+  }
+
+  /** Starts connecting (only needed with `autoStart: false`). */
+  start() {
+    if (this._ws || this._reconnectTimer !== null || this.state === "closed") return;
+    this._open();
+  }
+
+  _open() {
+    this._welcomed = false;
+    this._movedDelay = null;
+    let ws;
+    try {
+      ws = new this._WebSocket(this._connectUrl());
+    } catch (e) {
+      // A malformed URL is the caller's bug; retrying would not help.
+      this._fail(new WsringError("bad_request", String(e?.message ?? e)));
+      return;
+    }
+    this._ws = ws;
+    // A connect (or its welcome) that hangs is abandoned and retried.
+    this._connectTimer = setTimeout(() => {
+      this._connectTimer = null;
+      if (this._ws === ws && !this._welcomed) this._drop(ws, "connect timeout");
+    }, this.options.timeout);
+    ws.onmessage = (ev) => {
+      if (this._ws === ws) this._onText(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (this._ws === ws) this._onClose(ev.code, ev.reason);
+    };
+    // `error` is always followed by `close`; handling it there is enough.
+    // A listener is still set so that the runtime does not report it as unhandled.
+    ws.onerror = () => {};
+  }
+
+  /** Abandons socket `ws` as if it had dropped (1006), then reconnects. */
+  _drop(ws, reason) {
+    closeSocket(ws, 1000, reason);
+    if (this._ws === ws) this._onClose(1006, reason);
+  }
+
+  _sendRaw(text) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    try {
+      ws.send(text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _onWelcome(f) {
+    this._welcomed = true;
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    this._attempt = 0;
+    this.node = f.node;
+    this.session = f.session;
+    this.epoch = f.epoch;
+    if (typeof f.seq === "number" && typeof f.stream_epoch === "string" && !this._cursors.has("user")) {
+      // First connect (or after a history loss): live from the head.
+      // Otherwise the server replays from our cursor.
+      this._cursors.set("user", { epoch: f.stream_epoch, seq: f.seq });
+    }
+    if (this._everConnected) this.stats.reconnects++;
+    this._everConnected = true;
+    this._setState("connected");
+    this._emit("connected", { node: f.node, session: f.session, epoch: f.epoch });
+    if (this._ws === null || !this._welcomed) return; // a listener closed us
+    // Re-join rooms (with their resume points) before resending anything, so
+    // resent publishes and sends land after the room is live again.
+    for (const room of this._rooms) {
+      if ([...this._pending.values()].some((p) => p.type === "join" && p.room === room)) continue;
+      const id = `${this._instance}-r${this._nextId++}`;
+      const frame = { type: "join", room, id };
+      const c = this._cursors.get(`room:${room}`);
+      if (c) {
+        frame.resume = c.seq;
+        frame.epoch = c.epoch;
+      }
+      this._internal.add(id);
+      this._sendRaw(JSON.stringify(frame));
+    }
+    if (this._pending.size > 0) {
+      this.stats.resent += this._pending.size;
+      for (const p of this._pending.values()) {
+        p.retryAt = null;
+        this._sendRaw(p.frame);
+      }
+    }
+  }
+
+  _onText(text) {
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return; // not JSON: ignore, as the protocol asks for unknown input
+    }
+    if (!this._welcomed) {
+      // The first frame of every session is `welcome`; anything else means
+      // the session is unusable.
+      if (f?.type === "welcome") this._onWelcome(f);
+      else this._drop(this._ws, "no welcome");
+      return;
+    }
+    switch (f.type) {
+      case "message":
+        return this._onMessage(f);
+      case "ack": {
+        if (this._internal.delete(idKey(f.id))) return;
+        const n = this._pendingNumber(f.id);
+        if (n !== null) {
+          const p = this._pending.get(n);
+          this._pending.delete(n);
+          p.resolve();
+        }
+        return;
+      }
+      case "error":
+        return this._onError(f);
+      case "resumed": {
+        if (typeof f.seq === "number" && typeof f.epoch === "string" && f.epoch !== "") {
+          // The server's position is authoritative after a resume.
+          this._cursors.set(f.stream, { epoch: f.epoch, seq: f.seq });
+        }
+        if (!f.complete) this.stats.incomplete++;
+        this._emit("resumed", { stream: f.stream, complete: !!f.complete, seq: f.seq ?? 0 });
+        return;
+      }
+      case "moved": {
+        const ms = Number(f.retry_after_ms) || 0;
+        this._movedDelay = ms;
+        this.stats.moves++;
+        this._emit("moved", { epoch: f.epoch, retry_after_ms: ms });
+        return;
+      }
+      default:
+        return; // welcome again, pong, or a frame type added later
+    }
+  }
+
+  _onMessage(f) {
+    const key = f.room != null ? `room:${f.room}` : "user";
+    if (typeof f.seq === "number" && typeof f.epoch === "string") {
+      // Broadcasts carry no seq; only stream messages are tracked.
+      const c = this._cursors.get(key);
+      if (c && c.epoch === f.epoch) {
+        if (f.seq <= c.seq) {
+          this.stats.duplicates++;
+          return;
+        }
+        if (f.seq > c.seq + 1) this.stats.gaps++;
+      }
+      if (f.to != null || f.room != null) this._cursors.set(key, { epoch: f.epoch, seq: f.seq });
+    }
+    this.stats.received++;
+    this._emit("message", {
+      from: f.from ?? null,
+      to: f.to ?? null,
+      room: f.room ?? null,
+      data: f.data,
+      seq: f.seq ?? null,
+      epoch: f.epoch ?? null,
+    });
+  }
+
+  _onError(f) {
+    const n = f.id != null ? this._pendingNumber(f.id) : null;
+    if (n !== null) {
+      const p = this._pending.get(n);
+      if (f.code === "unavailable") {
+        // Transient: nothing was acknowledged; resend soon with the same id.
+        p.retryAt = Date.now() + this.options.retryUnavailable;
+        this._scheduleTick();
+      } else {
+        this._pending.delete(n);
+        p.reject(new WsringError(f.code, f.message));
+      }
+      return;
+    }
+    if (f.id != null && this._internal.delete(idKey(f.id))) {
+      // A failed room re-join: the room stays in the set and is re-joined on
+      // the next reconnect; the app hears about it below.
+    }
+    this._emit("error", { code: f.code, message: f.message });
+  }
+
+  _onClose(code, reason) {
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    const wasWelcomed = this._welcomed;
+    this._ws = null;
+    this._welcomed = false;
+    this._internal.clear();
+    if (this.state === "closed") return;
+    if (wasWelcomed) this._emit("disconnected", { code, reason: reason || "" });
+    let delay;
+    const moved = code === CLOSE_MOVED;
+    if (moved) {
+      delay = (this._movedDelay ?? 0) + jitter(this.options.movedJitter);
+    } else {
+      // A refused upgrade (503 while the ring converges, 421…) also lands
+      // here as 1006: browsers hide the HTTP status and its retry hint, so
+      // the backoff stands in for `retry_after_ms`.
+      const exp = Math.min(this.options.backoffCap, this.options.backoffBase * 2 ** Math.min(this._attempt, 16));
+      this._attempt++;
+      delay = jitter(exp);
+    }
+    this._movedDelay = null;
+    this._setState(this._everConnected ? "reconnecting" : "connecting");
+    this._emit("reconnecting", { delay, attempt: this._attempt, moved });
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      if (this.state !== "closed") this._open();
+    }, delay);
+  }
+
+  _fail(err) {
+    this._setState("closed");
+    this._rejectAll(err);
+    this._emit("error", { code: err.code, message: err.message });
+  }
+
+  _rejectAll(err) {
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+
+  /** Closes the connection for good; pending requests reject with `closed`. */
+  close() {
+    if (this.state === "closed") return;
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._connectTimer);
+    clearTimeout(this._tickTimer);
+    this._reconnectTimer = this._connectTimer = this._tickTimer = null;
+    const ws = this._ws;
+    this._ws = null;
+    this._welcomed = false;
+    this._setState("closed");
+    if (ws) closeSocket(ws, 1000, "client closed");
+    this._rejectAll(new WsringError("closed", "client is closed"));
+  }
+}
+
+/**
+ * Connects `user` and resolves once the first `welcome` arrives (retrying
+ * with backoff meanwhile); rejects after `timeout` ms (default 30 s).
+ * @param {ConstructorParameters<typeof WsringClient>[0]} options
+ * @returns {Promise<WsringClient>}
+ */
+export function connect(options) {
+  const client = new WsringClient({ ...options, autoStart: false });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      client.close();
+      reject(new WsringError("timeout", `could not connect within ${client.options.timeout} ms`));
+    }, client.options.timeout);
+    const off = client.on("connected", () => {
+      clearTimeout(timer);
+      off();
+      resolve(client);
+    });
+    client.start();
+  });
+}

@@ -1,0 +1,120 @@
+//! `wsring bench`: runs the load generator in this process, or splits it over
+//! `--procs` worker processes (each prints a JSON report; histograms merge
+//! exactly) when one process's file-descriptor limit is not enough.
+
+use anyhow::Context;
+use std::process::Stdio;
+use tokio::process::Command;
+use wsring_bench::{BenchConfig, Report};
+
+use crate::cli::BenchArgs;
+
+fn config(a: &BenchArgs, clients: usize, first: usize, total: usize, prefix: &str) -> BenchConfig {
+    BenchConfig {
+        url: a.url.clone(),
+        clients,
+        first,
+        total,
+        prefix: prefix.to_owned(),
+        mode: a.mode,
+        rate: a.rate * clients as f64 / total.max(1) as f64,
+        duration: a.duration,
+        payload: a.payload,
+        room_size: a.room_size,
+        connect_rate: a.connect_rate * clients as f64 / total.max(1) as f64,
+        source_ips: a.source_ips.clone(),
+    }
+}
+
+/// Runs the bench and prints the report.
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let total = a.total.unwrap_or(a.clients);
+    let prefix = a
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("bench{:06x}", rand_suffix()));
+    if a.worker || a.procs <= 1 {
+        let report = wsring_bench::run(config(&a, a.clients, a.first, total, &prefix)).await?;
+        if a.worker {
+            println!("{}", report.to_json());
+        } else {
+            print_report(&a, &report);
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locating the wsring executable")?;
+    let per = a.clients.div_ceil(a.procs);
+    let mut children = Vec::new();
+    for w in 0..a.procs {
+        let first = w * per;
+        let clients = per.min(a.clients.saturating_sub(first));
+        if clients == 0 {
+            break;
+        }
+        let mut cmd = Command::new(&exe);
+        cmd.args(["bench", "--worker", "--url", &a.url])
+            .args(["--clients", &clients.to_string()])
+            .args([
+                "--first",
+                &first.to_string(),
+                "--total",
+                &a.clients.to_string(),
+            ])
+            .args(["--prefix", &prefix, "--mode", mode_name(a.mode)])
+            .args(["--rate", &a.rate.to_string()])
+            .args([
+                "--duration",
+                &humantime::format_duration(a.duration).to_string(),
+            ])
+            .args(["--payload", &a.payload.to_string()])
+            .args(["--room-size", &a.room_size.to_string()])
+            .args(["--connect-rate", &a.connect_rate.to_string()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        if !a.source_ips.is_empty() {
+            let ips: Vec<String> = a.source_ips.iter().map(ToString::to_string).collect();
+            cmd.args(["--source-ips", &ips.join(",")]);
+        }
+        children.push(cmd.spawn().context("starting a bench worker")?);
+    }
+    let mut merged = Report::default();
+    for child in children {
+        let out = child.wait_with_output().await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        let r = Report::from_json(line)
+            .with_context(|| format!("a bench worker failed ({})", out.status))?;
+        merged.merge(&r);
+    }
+    print_report(&a, &merged);
+    Ok(())
+}
+
+fn mode_name(m: wsring_bench::Mode) -> &'static str {
+    match m {
+        wsring_bench::Mode::Direct => "direct",
+        wsring_bench::Mode::Room => "room",
+        wsring_bench::Mode::Broadcast => "broadcast",
+    }
+}
+
+fn print_report(a: &BenchArgs, r: &Report) {
+    println!(
+        "wsring bench: {} clients, mode={}, rate={}/s, {:?}, payload={} B, procs={}\n",
+        a.clients,
+        mode_name(a.mode),
+        a.rate,
+        a.duration,
+        a.payload,
+        a.procs.max(1)
+    );
+    print!("{}", r.render());
+}
+
+fn rand_suffix() -> u32 {
+    std::process::id()
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0))
+}
