@@ -152,8 +152,10 @@ mod tests {
 
     #[test]
     fn json_round_trip_merges_exactly() {
-        let mut a = Report::default();
-        a.sent = 3;
+        let mut a = Report {
+            sent: 3,
+            ..Report::default()
+        };
         for v in [100, 200, 300] {
             a.latency_us.record(v).expect("record");
         }
