@@ -152,6 +152,28 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Deletes the three exchanges of `namespace` (decommissioning a cluster, or
+/// cleaning up after tests; queues die with their connections anyway).
+pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterError> {
+    use lapin::options::ExchangeDeleteOptions;
+    let names = names::Names::new(namespace)?;
+    let uri = parse_url(url)?;
+    let conn = lapin::Connection::connect_uri(uri, lapin::ConnectionProperties::default())
+        .await
+        .map_err(ClusterError::unavailable)?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(ClusterError::unavailable)?;
+    for (exchange, _) in names.exchanges() {
+        ch.exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(ClusterError::backend)?;
+    }
+    let _ = conn.close(200, "purged".into()).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,18 @@ fn role(kind: &'static str, namespace: &str, node: Option<&str>) -> Role {
         node: node.map(str::to_owned),
     }
 }
+
+/// Deletes the JetStream buckets and stream of `namespace` (decommissioning a
+/// cluster, or cleaning up after tests). Missing ones are not an error.
+pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterError> {
+    let client = connect::connect(url, role("admin", namespace, None), None).await?;
+    let js = async_nats::jetstream::new(client);
+    for stream in [
+        format!("KV_{namespace}_members"),
+        format!("KV_{namespace}_heartbeats"),
+        format!("{namespace}_streams"),
+    ] {
+        let _ = js.delete_stream(&stream).await;
+    }
+    Ok(())
+}

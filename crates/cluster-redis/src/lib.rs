@@ -113,3 +113,40 @@ pub(crate) async fn at_startup<T>(
         ))),
     }
 }
+
+/// Deletes every key of `namespace` (decommissioning a cluster, or cleaning
+/// up after tests). Channels need no cleanup. Returns the number of keys
+/// deleted.
+pub async fn purge_namespace(url: &str, namespace: &str) -> Result<u64, ClusterError> {
+    Keys::new(namespace)?;
+    let client = open(url, namespace, "admin", "purge")?;
+    let mut conn = at_startup("purge", client.get_multiplexed_async_connection()).await?;
+    let mut deleted = 0u64;
+    // Registry keys are tagged `{ns}`, stream keys `{ns:…}`.
+    for pattern in [format!("{{{namespace}}}:*"), format!("{{{namespace}:*")] {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            if !keys.is_empty() {
+                deleted += redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<u64>(&mut conn)
+                    .await
+                    .map_err(map_err)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(deleted)
+}

@@ -12,6 +12,15 @@ import { nodeColor } from "./colors.js";
 
 const MAX_LAST = 120; // characters of the last message kept for display
 
+/**
+ * WebSockets the simulator keeps open at once. Browsers cap WebSockets per
+ * page or profile (Chromium: 255 per renderer process and ~256 in its socket
+ * pool; Firefox: 200), and past the cap new sockets fail at once with a
+ * console error. Clients beyond this budget wait, marked "queued", and take
+ * the next free slot when a client is removed.
+ */
+export const SOCKET_BUDGET = 250;
+
 /** Renders message data for a one-line preview. */
 function preview(data) {
   if (data && typeof data === "object" && typeof data.text === "string") return data.text;
@@ -72,12 +81,13 @@ export class Simulator {
 
   _spawn(user) {
     const key = `c${this.nextKey++}`;
-    const client = new WsringClient({ url: this.wsUrl, user });
+    const client = new WsringClient({ url: this.wsUrl, user, autoStart: false });
     const rec = {
       key,
       user,
       client,
-      state: client.state,
+      started: false,
+      state: "queued",
       node: null,
       received: 0,
       last: null,
@@ -118,6 +128,22 @@ export class Simulator {
     });
     this.listChanged = true;
     this._touch(rec);
+    this._pump();
+  }
+
+  /** Starts queued clients while the socket budget allows. */
+  _pump() {
+    let active = 0;
+    for (const r of this.records.values()) if (r.started) active++;
+    if (active >= SOCKET_BUDGET) return;
+    for (const r of this.records.values()) {
+      if (r.started) continue;
+      r.started = true;
+      r.state = r.client.state;
+      r.client.start();
+      this._touch(r);
+      if (++active >= SOCKET_BUDGET) return;
+    }
   }
 
   remove(key) {
@@ -130,6 +156,7 @@ export class Simulator {
     if (this.selected === key) this.selected = null;
     this.listChanged = true;
     this._queue();
+    this._pump();
   }
 
   removeAll() {
@@ -212,8 +239,7 @@ export class Simulator {
     const last = el("div", "c-last", "no messages yet");
     last.dataset.testid = "client-last";
     root.append(top, mid, last);
-    root.addEventListener("animationend", () => root.classList.remove("flash", "got"));
-    return { root, from, node, state, moves, recv, last, shown: {} };
+    return { root, from, node, state, moves, recv, last, anim: null, shown: {} };
   }
 
   /** Writes only what changed since the card was last painted. */
@@ -223,6 +249,10 @@ export class Simulator {
     if (s.state !== rec.state) {
       c.root.dataset.state = rec.state;
       c.state.textContent = rec.state;
+      c.state.title =
+        rec.state === "queued"
+          ? `Waiting for a free WebSocket: browsers allow about ${SOCKET_BUDGET} per page`
+          : "";
       s.state = rec.state;
     }
     if (s.node !== rec.node) {
@@ -258,10 +288,20 @@ export class Simulator {
       s.selected = selected;
     }
     if (rec.flash) {
-      // Restart the animation even if it is still running.
-      c.root.classList.remove("flash", "got");
-      void c.root.offsetWidth;
-      c.root.classList.add(rec.flash);
+      // Web Animations rather than toggling a CSS class: restarting a class
+      // animation needs a forced reflow per card, which a broadcast to 250
+      // clients would turn into 250 layouts in one frame.
+      c.anim?.cancel();
+      c.anim =
+        rec.flash === "flash"
+          ? c.root.animate(
+              [{ boxShadow: `0 0 0 3px ${nodeColor(rec.node ?? "")}` }, { boxShadow: "0 0 0 0 transparent" }],
+              { duration: 1600, easing: "ease-out" },
+            )
+          : c.root.animate(
+              [{ boxShadow: "inset 0 0 0 999px rgba(37, 99, 235, 0.12)" }, { boxShadow: "inset 0 0 0 999px rgba(37, 99, 235, 0)" }],
+              { duration: 800, easing: "ease-out" },
+            );
       rec.flash = null;
     }
   }
@@ -271,12 +311,15 @@ export class Simulator {
     const perNode = new Map();
     let connected = 0;
     let reconnecting = 0;
+    let queued = 0;
     let moves = 0;
     let received = 0;
     for (const r of this.records.values()) {
       if (r.state === "connected") {
         connected++;
         perNode.set(r.node, (perNode.get(r.node) ?? 0) + 1);
+      } else if (r.state === "queued") {
+        queued++;
       } else if (r.state !== "closed") {
         reconnecting++;
       }
@@ -285,10 +328,12 @@ export class Simulator {
     }
     const sum = this.q("sim-summary");
     sum.textContent = total
-      ? `${total} client${total === 1 ? "" : "s"} · ${connected} connected · ${reconnecting} connecting · ${moves} moves · ${received} received`
+      ? `${total} client${total === 1 ? "" : "s"} · ${connected} connected · ${reconnecting} connecting` +
+        `${queued ? ` · ${queued} queued (browser limit ${SOCKET_BUDGET})` : ""} · ${moves} moves · ${received} received`
       : "no clients";
     sum.dataset.total = String(total);
     sum.dataset.connected = String(connected);
+    sum.dataset.queued = String(queued);
     this.q("clients-empty").hidden = total > 0;
 
     const bar = this.q("sim-distribution");

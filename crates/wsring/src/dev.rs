@@ -88,6 +88,7 @@ pub enum Nodes {
 pub struct DevCluster {
     /// The nodes.
     pub nodes: Nodes,
+    common: Common,
     gateway: GatewayHandle,
     membership: Arc<Membership>,
     stop: CancellationToken,
@@ -212,6 +213,7 @@ impl DevCluster {
         let launcher: Arc<dyn Launcher> = nodes.clone();
         let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
         Ok(DevCluster {
+            common: opts.common.clone(),
             nodes: Nodes::Memory(nodes),
             gateway,
             membership,
@@ -256,11 +258,17 @@ impl DevCluster {
         let launcher: Arc<dyn Launcher> = procs.clone();
         let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
         Ok(DevCluster {
+            common: opts.common.clone(),
             nodes: Nodes::Processes(procs),
             gateway,
             membership,
             stop,
         })
+    }
+
+    /// The settings the cluster runs with.
+    pub fn common(&self) -> &Common {
+        &self.common
     }
 
     /// The in-process nodes (memory backend only).

@@ -97,4 +97,5 @@ async fn dev_cluster_with_node_processes_on_redis() {
     let status = dev.wait(Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(children_alive(&ns).await, 0, "no node process outlives dev");
+    b.purge(&ns).await;
 }

@@ -123,6 +123,8 @@ async fn cluster_scenario(b: Backend) {
     await_nodes(&a, &["n1"]).await;
     let again = Client::connect(&ws_url(&base_a), &bob).await;
     assert_eq!(again.node(), "n1");
+    drop(nodes);
+    b.purge(&ns).await;
 }
 
 async fn broker_cut_scenario(b: Backend) {
@@ -267,6 +269,7 @@ async fn fail_fast(b: Backend) {
     .await;
     assert!(!st.success());
     assert!(err.contains("already held by a live node"), "{err}");
+    b.purge(&ns).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

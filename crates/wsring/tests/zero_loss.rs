@@ -199,6 +199,13 @@ where
     report
 }
 
+/// Removes what a Redis-backed run left on the shared server.
+async fn purge(c: &DevCluster) {
+    if let Some(url) = &c.common().cluster {
+        common::procs::purge(url, url, &c.common().namespace).await;
+    }
+}
+
 async fn memory() -> DevCluster {
     dev(3, durable_common(None)).await
 }
@@ -218,6 +225,7 @@ async fn memory_add_node() {
     .await;
     assert!(r.delivered > 0);
     c.shutdown().await;
+    purge(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,6 +237,7 @@ async fn memory_drain_node() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +256,7 @@ async fn memory_broker_connection_lost() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,6 +270,7 @@ async fn redis_add_node() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,6 +284,7 @@ async fn redis_drain_node() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,6 +298,7 @@ async fn redis_sigkill_node_process() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }
 
 /// Kills node `pid`'s Redis subscriber connection from the server side:
@@ -351,4 +364,5 @@ async fn redis_broker_connection_killed() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
 }

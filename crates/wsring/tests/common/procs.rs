@@ -76,6 +76,25 @@ impl Proc {
         )
     }
 
+    /// Like [`run`](Self::run), returning stdout instead of stderr.
+    pub async fn run_stdout(args: &[&str], limit: Duration) -> (ExitStatus, String) {
+        let out = tokio::time::timeout(
+            limit,
+            Command::new(env!("CARGO_BIN_EXE_wsring"))
+                .args(args)
+                .env("RUST_LOG", "off")
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("wsring {args:?} did not exit within {limit:?}"))
+        .expect("run wsring");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// The last whitespace-separated word of the readiness line (a URL or address).
     pub fn announced(&self) -> &str {
         self.ready_line
@@ -207,5 +226,29 @@ impl Backend {
         assert!(p.ready_line.contains("listening on"), "{}", p.ready_line);
         let base = format!("http://{}", p.announced());
         (p, base)
+    }
+}
+
+/// Deletes everything a test namespace left on the shared servers.
+pub async fn purge(registry: &str, broker: &str, ns: &str) {
+    #[cfg(feature = "redis")]
+    if registry.starts_with("redis://") {
+        let _ = wsring_cluster_redis::purge_namespace(registry, ns).await;
+    }
+    #[cfg(feature = "nats")]
+    if registry.starts_with("nats://") {
+        let _ = wsring_cluster_nats::purge_namespace(registry, ns).await;
+    }
+    #[cfg(feature = "amqp")]
+    if broker.starts_with("amqp://") {
+        let _ = wsring_cluster_amqp::purge_namespace(broker, ns).await;
+    }
+    let _ = broker;
+}
+
+impl Backend {
+    /// Deletes what namespace `ns` left on this backend's servers.
+    pub async fn purge(&self, ns: &str) {
+        purge(&self.registry, &self.broker, ns).await;
     }
 }
