@@ -140,6 +140,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-quic",
   ],
 });
 

@@ -22,7 +22,7 @@ use wsring_cluster::{ClusterError, Topic};
 
 /// Longest namespace accepted (keeps every derived name under AMQP's 255-byte
 /// short-string limit).
-pub const MAX_NAMESPACE_LEN: usize = 64;
+pub const MAX_NAMESPACE_LEN: usize = wsring_cluster::MAX_NAMESPACE_LEN;
 
 /// Longest node id accepted, for the same reason.
 pub const MAX_NODE_LEN: usize = 64;
@@ -43,19 +43,7 @@ pub struct Names {
 impl Names {
     /// Validates the namespace (1–64 of `[A-Za-z0-9_-]`).
     pub fn new(ns: &str) -> Result<Names, ClusterError> {
-        let ok = !ns.is_empty()
-            && ns.len() <= MAX_NAMESPACE_LEN
-            && ns
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ok {
-            return Err(ClusterError::InvalidUrl {
-                url: ns.to_owned(),
-                reason: format!(
-                    "namespace must be 1-{MAX_NAMESPACE_LEN} characters from [A-Za-z0-9_-]"
-                ),
-            });
-        }
+        wsring_cluster::validate_namespace(ns)?;
         Ok(Names {
             direct: format!("{ns}.direct"),
             fanout: format!("{ns}.fanout"),

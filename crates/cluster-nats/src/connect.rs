@@ -18,8 +18,6 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use wsring_cluster::{BoxError, ClusterError};
 
-use crate::names::validate_namespace;
-
 /// Upper bound on the initial connection (TCP, TLS, INFO/CONNECT handshake).
 pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// First reconnect delay ceiling; doubles per failed attempt.
@@ -166,11 +164,6 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, ClusterError> {
     Ok(Target { addr, user, pass })
 }
 
-/// Validates the namespace, reporting a bad one as a configuration error.
-pub(crate) fn check_namespace(url: &str, ns: &str) -> Result<(), ClusterError> {
-    validate_namespace(ns).map_err(|reason| invalid(url, reason))
-}
-
 /// Reconnect delay before attempt `attempts` (1-based): full jitter under an
 /// exponentially growing ceiling, so a fleet of nodes that lost the same
 /// server does not reconnect in lock-step.
@@ -202,7 +195,7 @@ pub(crate) async fn connect(
     events: Option<mpsc::UnboundedSender<Event>>,
 ) -> Result<Client, ClusterError> {
     let target = parse_url(url)?;
-    check_namespace(url, &role.namespace)?;
+    wsring_cluster::validate_namespace(&role.namespace)?;
     let server = target.display();
     let name = match &role.node {
         Some(n) => format!("wsring-{}-{}-{n}", role.kind, role.namespace),

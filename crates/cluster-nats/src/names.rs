@@ -18,30 +18,6 @@ pub(crate) const HDR_SEQ: &str = "Wsring-Seq";
 /// Header carrying the stream epoch the message belongs to.
 pub(crate) const HDR_EPOCH: &str = "Wsring-Epoch";
 
-/// Longest accepted namespace.
-const MAX_NAMESPACE: usize = 64;
-
-/// Checks that `ns` is 1–64 characters of `[A-Za-z0-9_-]`: it prefixes every
-/// subject, bucket and stream name, and those characters are valid in all of
-/// them. Returns a human-readable reason when it is not.
-pub(crate) fn validate_namespace(ns: &str) -> Result<(), String> {
-    if ns.is_empty() || ns.len() > MAX_NAMESPACE {
-        return Err(format!(
-            "namespace must be 1 to {MAX_NAMESPACE} characters, got {}",
-            ns.len()
-        ));
-    }
-    match ns
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        Some(c) => Err(format!(
-            "namespace {ns:?} contains {c:?}; only [A-Za-z0-9_-] is allowed"
-        )),
-        None => Ok(()),
-    }
-}
-
 /// Escapes `name` into bytes that are kept when `keep` says so, and `esc`
 /// followed by two upper-case hex digits otherwise. The empty name becomes a
 /// lone `esc`, which no non-empty name produces (escapes always carry digits),
@@ -169,12 +145,12 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        assert!(validate_namespace("conf-123_abc").is_ok());
-        assert!(validate_namespace(&"a".repeat(64)).is_ok());
-        assert!(validate_namespace("").is_err());
-        assert!(validate_namespace(&"a".repeat(65)).is_err());
+        assert!(wsring_cluster::validate_namespace("conf-123_abc").is_ok());
+        assert!(wsring_cluster::validate_namespace(&"a".repeat(64)).is_ok());
+        assert!(wsring_cluster::validate_namespace("").is_err());
+        assert!(wsring_cluster::validate_namespace(&"a".repeat(65)).is_err());
         for bad in ["a.b", "a b", "a*", "a>", "ä", "a/b", "a~b"] {
-            assert!(validate_namespace(bad).is_err(), "{bad}");
+            assert!(wsring_cluster::validate_namespace(bad).is_err(), "{bad}");
         }
     }
 

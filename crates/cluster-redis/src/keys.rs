@@ -27,17 +27,7 @@ pub struct Keys {
 impl Keys {
     /// Validates the namespace (1–64 of `[A-Za-z0-9_-]`).
     pub fn new(ns: &str) -> Result<Keys, ClusterError> {
-        let ok = !ns.is_empty()
-            && ns.len() <= 64
-            && ns
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ok {
-            return Err(ClusterError::InvalidUrl {
-                url: ns.to_owned(),
-                reason: "namespace must be 1-64 characters from [A-Za-z0-9_-]".into(),
-            });
-        }
+        wsring_cluster::validate_namespace(ns)?;
         Ok(Keys { ns: ns.to_owned() })
     }
 

@@ -26,6 +26,9 @@ pub enum ClusterError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A namespace that cannot prefix keys, subjects, exchanges and queues.
+    #[error("invalid namespace {0:?}: use 1-64 characters from [A-Za-z0-9_-]")]
+    InvalidNamespace(String),
     /// Another live node already holds this node id.
     #[error("node id {0:?} is already held by a live node")]
     NodeIdTaken(String),

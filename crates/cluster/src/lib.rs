@@ -38,6 +38,25 @@ pub mod stream;
 pub mod view;
 
 pub use broker::{Broker, BrokerEvent, Inbox, Topic};
+
+/// Longest namespace.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+
+/// Checks a namespace: 1–64 characters from `[A-Za-z0-9_-]`, the alphabet
+/// that is valid in every backend's names (Redis keys, NATS subjects and KV
+/// bucket names, AMQP exchange and queue names).
+pub fn validate_namespace(ns: &str) -> Result<(), ClusterError> {
+    let ok = !ns.is_empty()
+        && ns.len() <= MAX_NAMESPACE_LEN
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::InvalidNamespace(ns.to_owned()))
+    }
+}
 pub use error::{BoxError, ClusterError};
 pub use membership::{Membership, MembershipConfig};
 pub use registry::{Registry, Versioned};

@@ -509,7 +509,8 @@ function setup() {
   const status = $("action-status");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const sim = new Simulator({
-    root: document.querySelector(".sim-panel"),
+    // The cards live in the simulator panel, the forms in the messaging panel.
+    root: document.body,
     wsUrl: `${scheme}//${location.host}/ws`,
     status: (text, kind) => {
       status.textContent = text;

@@ -38,7 +38,7 @@ function el(tag, className, text) {
 export class Simulator {
   /**
    * @param {object} o
-   * @param {HTMLElement} o.root      the simulator panel
+   * @param {HTMLElement} o.root      the element holding the simulator cards and forms
    * @param {string} o.wsUrl          the gateway's WebSocket URL
    * @param {(text: string, kind?: "ok"|"error") => void} o.status  action feedback
    */

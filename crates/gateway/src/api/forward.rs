@@ -21,26 +21,34 @@ use wsring_node::api::body::{self, BroadcastBody, PublishBody, SendBody};
 
 use crate::Gateway;
 
+/// Parses and validates a body here (so bad input gets its 400 from the
+/// gateway), keeping the raw bytes to forward unchanged.
+fn accept<T: serde::de::DeserializeOwned>(
+    raw: Result<Bytes, BytesRejection>,
+    check: impl FnOnce(&T) -> Result<(), ApiError>,
+) -> Result<(Bytes, T), Box<ApiError>> {
+    let bytes = raw.map_err(|r| {
+        body::parse::<T>(Err(r))
+            .err()
+            .unwrap_or_else(|| ApiError::bad_request("unreadable body"))
+    })?;
+    let parsed: T = body::parse(Ok(bytes.clone()))?;
+    check(&parsed)?;
+    Ok((bytes, parsed))
+}
+
 pub(super) async fn send(
     State(gw): State<Arc<Gateway>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    let bytes = match raw {
-        Ok(b) => b,
-        Err(r) => {
-            return body::parse::<SendBody>(Err(r))
-                .map(|_| ())
-                .unwrap_err_response();
-        }
-    };
-    let parsed: SendBody = match body::parse(Ok(bytes.clone())) {
-        Ok(b) => b,
+    let (bytes, b) = match accept::<SendBody>(raw, |b| {
+        wsring_protocol::validate_user(&b.to)
+            .map_err(|e| ApiError::bad_request(format!("`to`: {e}")))
+    }) {
+        Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = wsring_protocol::validate_user(&parsed.to) {
-        return ApiError::bad_request(format!("`to`: {e}")).into_response();
-    }
-    let owner = gw.membership.view().owner(&parsed.to).map(str::to_owned);
+    let owner = gw.membership.view().owner(&b.to).map(str::to_owned);
     relay(&gw, "/api/send", bytes, owner).await
 }
 
@@ -48,54 +56,22 @@ pub(super) async fn publish(
     State(gw): State<Arc<Gateway>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    let bytes = match raw {
-        Ok(b) => b,
-        Err(r) => {
-            return body::parse::<PublishBody>(Err(r))
-                .map(|_| ())
-                .unwrap_err_response();
-        }
-    };
-    match body::parse::<PublishBody>(Ok(bytes.clone())) {
-        Ok(b) => {
-            if let Err(e) = wsring_protocol::validate_room(&b.room) {
-                return ApiError::bad_request(format!("`room`: {e}")).into_response();
-            }
-        }
-        Err(e) => return e.into_response(),
+    match accept::<PublishBody>(raw, |b| {
+        wsring_protocol::validate_room(&b.room)
+            .map_err(|e| ApiError::bad_request(format!("`room`: {e}")))
+    }) {
+        Ok((bytes, _)) => relay(&gw, "/api/publish", bytes, None).await,
+        Err(e) => e.into_response(),
     }
-    relay(&gw, "/api/publish", bytes, None).await
 }
 
 pub(super) async fn broadcast(
     State(gw): State<Arc<Gateway>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    let bytes = match raw {
-        Ok(b) => b,
-        Err(r) => {
-            return body::parse::<BroadcastBody>(Err(r))
-                .map(|_| ())
-                .unwrap_err_response();
-        }
-    };
-    if let Err(e) = body::parse::<BroadcastBody>(Ok(bytes.clone())) {
-        return e.into_response();
-    }
-    relay(&gw, "/api/broadcast", bytes, None).await
-}
-
-/// Turns a parse result that can only be an error into its response.
-trait ErrResponse {
-    fn unwrap_err_response(self) -> Response<Body>;
-}
-
-impl ErrResponse for Result<(), ApiError> {
-    fn unwrap_err_response(self) -> Response<Body> {
-        match self {
-            Ok(()) => ApiError::bad_request("unreadable body").into_response(),
-            Err(e) => e.into_response(),
-        }
+    match accept::<BroadcastBody>(raw, |_| Ok(())) {
+        Ok((bytes, _)) => relay(&gw, "/api/broadcast", bytes, None).await,
+        Err(e) => e.into_response(),
     }
 }
 

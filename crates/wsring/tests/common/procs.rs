@@ -59,17 +59,7 @@ impl Proc {
     /// Runs `wsring <args>` to completion (up to `limit`), returning its exit
     /// status and stderr.
     pub async fn run(args: &[&str], limit: Duration) -> (ExitStatus, String) {
-        let out = tokio::time::timeout(
-            limit,
-            Command::new(env!("CARGO_BIN_EXE_wsring"))
-                .args(args)
-                .env("RUST_LOG", "off")
-                .stdin(Stdio::null())
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("wsring {args:?} did not exit within {limit:?}"))
-        .expect("run wsring");
+        let out = Self::output(args, limit).await;
         (
             out.status,
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -78,7 +68,15 @@ impl Proc {
 
     /// Like [`run`](Self::run), returning stdout instead of stderr.
     pub async fn run_stdout(args: &[&str], limit: Duration) -> (ExitStatus, String) {
-        let out = tokio::time::timeout(
+        let out = Self::output(args, limit).await;
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    async fn output(args: &[&str], limit: Duration) -> std::process::Output {
+        tokio::time::timeout(
             limit,
             Command::new(env!("CARGO_BIN_EXE_wsring"))
                 .args(args)
@@ -88,11 +86,7 @@ impl Proc {
         )
         .await
         .unwrap_or_else(|_| panic!("wsring {args:?} did not exit within {limit:?}"))
-        .expect("run wsring");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        .expect("run wsring")
     }
 
     /// The last whitespace-separated word of the readiness line (a URL or address).
