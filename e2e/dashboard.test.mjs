@@ -9,72 +9,13 @@
 // timeout, never a fixed sleep. Screenshots go to artifacts/ at the repo
 // root. Exit status: 0 when every step passed, 1 otherwise.
 
-import { chromium } from "playwright-core";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { ARTIFACTS, ConsoleWatch, Steps, assert, dashboardUrl, launch, overallLimit, waitFor } from "./harness.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ARTIFACTS = path.resolve(HERE, "..", "artifacts");
-const URL_ = process.env.WSRING_DASHBOARD_URL;
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const WAIT_MS = Number(process.env.E2E_WAIT_MS || 15000);
-const OVERALL_MS = 240_000;
-
-if (!URL_) {
-  console.error("set WSRING_DASHBOARD_URL to the dashboard address, e.g. http://127.0.0.1:7000/");
-  process.exit(2);
-}
-fs.mkdirSync(ARTIFACTS, { recursive: true });
-
-// A stuck browser must not hang the cargo test run.
-const guard = setTimeout(() => {
-  console.error(`e2e: gave up after ${OVERALL_MS / 1000} s`);
-  process.exit(1);
-}, OVERALL_MS);
-guard.unref();
-
-// ------------------------------------------------------------ harness
-
-const results = [];
-let failed = false;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true, ms: Date.now() - t0 });
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed = true;
-    results.push({ name, ok: false, ms: Date.now() - t0 });
-    console.log(`FAIL ${name} (${Date.now() - t0} ms)\n     ${String(e?.stack ?? e).replace(/\n/g, "\n     ")}`);
-    throw e;
-  }
-}
-
-/** Polls `probe` until `accept(value)` holds; throws with the last value after `ms`. */
-async function waitFor(what, probe, accept = (v) => !!v, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await probe();
-      if (accept(last)) return last;
-    } catch (e) {
-      last = `probe threw: ${e.message}`;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
+const URL_ = dashboardUrl("dashboard.test.mjs");
+overallLimit(240_000);
+const steps = new Steps(9);
+const step = (name, fn) => steps.run(name, fn);
 
 // ------------------------------------------------------------ page probes
 
@@ -127,32 +68,11 @@ async function shot(page, name) {
 
 // ------------------------------------------------------------ browser
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "wsring-e2e-"));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-  ],
-});
-
-const problems = []; // console errors/warnings and uncaught page errors, from every page
-function watch(page, label) {
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") problems.push(`${label} console.${m.type()}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`${label} pageerror: ${e.message}`));
-  page.on("crash", () => problems.push(`${label} renderer crashed`));
-}
-const noProblems = (when) => assert(problems.length === 0, `no console errors ${when}:\n  ${problems.join("\n  ")}`);
+const browser = await launch({ width: 1280, height: 800 });
+const context = browser.context;
+const consoleWatch = new ConsoleWatch();
+const noProblems = (when) => consoleWatch.check(when);
+const watch = (page, label) => consoleWatch.watch(page, label);
 
 const page = context.pages()[0] ?? (await context.newPage());
 watch(page, "desktop");
@@ -393,12 +313,6 @@ try {
   // Already reported by step(); fall through to the summary.
 }
 
-await context.close().catch(() => {});
-fs.rmSync(userDataDir, { recursive: true, force: true });
-
-const passed = results.filter((r) => r.ok).length;
-const total = 9; // steps defined above
-const notRun = total - results.length;
-console.log(`\ne2e: ${passed} passed, ${results.length - passed + notRun} failed`);
-if (problems.length) console.log(`console problems:\n  ${problems.join("\n  ")}`);
-process.exit(failed || notRun > 0 ? 1 : 0);
+await browser.close();
+if (consoleWatch.problems.length) console.log(`console problems:\n  ${consoleWatch.problems.join("\n  ")}`);
+process.exit(steps.summary());

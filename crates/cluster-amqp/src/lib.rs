@@ -229,7 +229,7 @@ mod tests {
         let url = "amqp://guest:guest@127.0.0.1:1/%2f";
         assert!(matches!(
             connect_broker(url, "bad ns", "n").await,
-            Err(ClusterError::InvalidUrl { .. })
+            Err(ClusterError::InvalidNamespace(_))
         ));
         assert!(matches!(
             connect_broker(url, "ns", "").await,

@@ -170,7 +170,7 @@ mod tests {
         assert!(Names::new(&"x".repeat(64)).is_ok());
         for bad in ["", "a.b", "a b", "ä", &"x".repeat(65)] {
             assert!(
-                matches!(Names::new(bad), Err(ClusterError::InvalidUrl { .. })),
+                matches!(Names::new(bad), Err(ClusterError::InvalidNamespace(_))),
                 "{bad:?}"
             );
         }

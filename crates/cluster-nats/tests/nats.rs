@@ -65,7 +65,7 @@ async fn bad_configuration_is_rejected() {
             .err()
             .expect("invalid namespace");
         assert!(
-            matches!(err, ClusterError::InvalidUrl { .. }),
+            matches!(err, ClusterError::InvalidNamespace(_)),
             "{ns:?}: {err}"
         );
     }

@@ -41,6 +41,9 @@ const ASSETS: &[Asset] = &[
     asset!("/simulator.js", "simulator.js", JS),
     asset!("/wsring-client.js", "wsring-client.js", JS),
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
+    // Browsers ask for /favicon.ico on pages without an icon link (the JSON
+    // API pages): the same SVG spares them a 404 in the console.
+    asset!("/favicon.ico", "favicon.svg", "image/svg+xml"),
 ];
 
 /// The dashboard's routes. Generic over the router state because no handler

@@ -1,13 +1,18 @@
-//! The dashboard's browser end-to-end test, run by `cargo test --workspace`:
-//! starts the real `wsring dev` binary (3 nodes, short heartbeat TTL so the
-//! crash step is quick), then runs `node e2e/dashboard.test.mjs` against its
-//! dashboard. That script drives headless Chromium through playwright-core:
-//! load, 30 simulated clients, add node, crash node, messaging, 300 clients,
-//! phone layout, no console errors.
+//! The browser end-to-end tests, run by `cargo test --workspace`. Each starts
+//! the real `wsring dev` binary (3 nodes, a short heartbeat TTL so crash
+//! steps are quick) and runs one script from `e2e/` against its dashboard URL
+//! in headless Chromium (playwright-core):
 //!
-//! It needs `node`, `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
+//! * `e2e/dashboard.test.mjs` — the dashboard: load, 30 simulated clients,
+//!   add node, crash node, messaging, 300 clients, phone layout, no console
+//!   errors;
+//! * `e2e/client.test.mjs` — the JS client module against a `--durable`
+//!   cluster: resume after a crash, reconnect after `moved`, exactly-once
+//!   delivery to the application.
+//!
+//! They need `node`, `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
 //! `e2e/node_modules/playwright-core` (`.ci/browser` installs them). When one
-//! is missing the test prints `SKIPPED: <why>` and passes, unless
+//! is missing a test prints `SKIPPED: <why>` and passes, unless
 //! `WSRING_REQUIRE_BROWSER=1` (CI), which turns a skip into a failure.
 
 use nix::sys::signal::{Signal, kill};
@@ -57,8 +62,8 @@ async fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// Starts `wsring dev` and returns it with its dashboard URL.
-async fn start_dev() -> (Child, String) {
+/// Starts `wsring dev` (plus `extra` flags) and returns it with its dashboard URL.
+async fn start_dev(extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
         .args([
             "dev",
@@ -69,6 +74,7 @@ async fn start_dev() -> (Child, String) {
             "--heartbeat-ttl",
             "1200ms",
         ])
+        .args(extra)
         // The crash step makes the gateway warn about the dead node; that is
         // expected, so only errors reach the test output.
         .env("RUST_LOG", "error")
@@ -103,8 +109,12 @@ async fn start_dev() -> (Child, String) {
     (child, dashboard)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_in_headless_chromium() {
+/// One browser at a time: the tests in this file would otherwise run two
+/// Chromiums and two clusters at once on a 2-core machine.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `node e2e/<script>` against a fresh `wsring dev <extra>` cluster.
+async fn run_e2e(script: &str, extra: &[&str]) {
     if let Some(why) = missing_prerequisite().await {
         assert!(
             std::env::var("WSRING_REQUIRE_BROWSER").as_deref() != Ok("1"),
@@ -113,13 +123,14 @@ async fn dashboard_in_headless_chromium() {
         println!("SKIPPED: {why}");
         return;
     }
-    let (mut dev, dashboard) = start_dev().await;
-    println!("dashboard at {dashboard}");
+    let _one_at_a_time = BROWSER.lock().await;
+    let (mut dev, dashboard) = start_dev(extra).await;
+    println!("{script}: dashboard at {dashboard}");
 
     let run = tokio::time::timeout(
         E2E_LIMIT,
         Command::new("node")
-            .arg("e2e/dashboard.test.mjs")
+            .arg(format!("e2e/{script}"))
             .current_dir(repo_root())
             .env("WSRING_DASHBOARD_URL", &dashboard)
             .stdin(Stdio::null())
@@ -136,13 +147,23 @@ async fn dashboard_in_headless_chromium() {
     }
 
     let out = run
-        .unwrap_or_else(|_| panic!("e2e/dashboard.test.mjs did not finish within {E2E_LIMIT:?}"))
+        .unwrap_or_else(|_| panic!("e2e/{script} did not finish within {E2E_LIMIT:?}"))
         .expect("run node");
     println!("{}", String::from_utf8_lossy(&out.stdout));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
-        "e2e/dashboard.test.mjs failed ({}); screenshots are in artifacts/",
+        "e2e/{script} failed ({}); screenshots are in artifacts/",
         out.status
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    run_e2e("dashboard.test.mjs", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_durable_in_headless_chromium() {
+    run_e2e("client.test.mjs", &["--durable"]).await;
 }

@@ -43,10 +43,9 @@ async fn cross_node_direct_messages_arrive_exactly_once_on_every_session() {
     for i in 0..N {
         assert_eq!(a.next().await, json!({"type":"ack","id":format!("m{i}")}));
     }
-    let (status, body) = api
-        .post("/api/send", json!({"to": bob, "data": "from-api"}))
-        .await;
-    assert_eq!((status, body), (202, json!({"ok": true})));
+    // A final marker on the same path: order is kept per sender, so once it
+    // arrives, anything duplicated would have shown up before it.
+    a.send(json!({"type":"send","to":bob,"data":"end"})).await;
     for b in [&mut b1, &mut b2] {
         for i in 0..N {
             assert_eq!(
@@ -54,7 +53,13 @@ async fn cross_node_direct_messages_arrive_exactly_once_on_every_session() {
                 json!({"type":"message","from":alice,"to":bob,"data":{"n":i}})
             );
         }
-        // The API message comes last: nothing was duplicated before it.
+        assert_eq!(b.next().await["data"], "end");
+    }
+    let (status, body) = api
+        .post("/api/send", json!({"to": bob, "data": "from-api"}))
+        .await;
+    assert_eq!((status, body), (202, json!({"ok": true})));
+    for b in [&mut b1, &mut b2] {
         assert_eq!(
             b.next().await,
             json!({"type":"message","from":null,"to":bob,"data":"from-api"})

@@ -64,7 +64,10 @@ async fn cluster_scenario(b: Backend) {
             .await;
         assert_eq!(s_alice.next().await, json!({"type":"ack","id":i}));
     }
-    bb.post("/api/send", json!({"to":bob,"data":"end"})).await;
+    // The marker takes the same path, so per-sender order makes it last.
+    s_alice
+        .send(json!({"type":"send","to":bob,"data":"end"}))
+        .await;
     for s in [&mut bob1, &mut bob2] {
         for i in 0..30 {
             assert_eq!(s.next().await["data"], json!(i));
