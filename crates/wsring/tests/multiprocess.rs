@@ -152,6 +152,8 @@ async fn broker_cut_scenario(b: Backend) {
     assert_eq!(s_bob.next().await["data"], "before");
 
     let connections_before = proxy.accepted();
+    // Keep the node from reconnecting for a while, to see it report the outage.
+    proxy.refuse(true);
     if b.name == "redis" {
         // The literal server-side kill of this node's broker connections.
         let client = redis::Client::open(b.registry.as_str()).expect("redis");
@@ -171,6 +173,21 @@ async fn broker_cut_scenario(b: Backend) {
     } else {
         proxy.cut();
     }
+    let node_api = Api::new(format!("http://{}", n2_addr(&mut n2)));
+    wait_until("readyz reports the broker outage", || async {
+        node_api.get("/readyz").await.0 == 503
+    })
+    .await;
+    let (_, why) = node_api.get("/readyz").await;
+    assert!(
+        why["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("broker")),
+        "{why}"
+    );
+    // The node keeps serving its local sessions meanwhile.
+    s_bob.roundtrip("still-served").await;
+    proxy.refuse(false);
     let node_pid = n2.pid();
     // Messages flow again without restarting the node: keep sending until
     // one arrives (those sent during the outage may be lost; this cluster is
@@ -198,10 +215,10 @@ async fn broker_cut_scenario(b: Backend) {
         n2.child.try_wait().expect("status").is_none(),
         "node still running"
     );
-    let (s, _) = Api::new(format!("http://{}", n2_addr(&mut n2)))
-        .get("/readyz")
-        .await;
-    assert_eq!(s, 200, "node ready again");
+    wait_until("node ready again", || async {
+        node_api.get("/readyz").await.0 == 200
+    })
+    .await;
 }
 
 fn n2_addr(p: &mut Proc) -> String {
