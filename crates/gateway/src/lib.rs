@@ -75,6 +75,7 @@ pub async fn start(
     stop: CancellationToken,
 ) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
+    let _ = wsring_node::api::prometheus_handle();
     let gateway = Arc::new(Gateway {
         cfg,
         membership,

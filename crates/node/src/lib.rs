@@ -80,6 +80,8 @@ pub async fn start(
     deps: NodeDeps,
 ) -> Result<NodeHandle, NodeError> {
     wsring_protocol::validate_node_id(&cfg.id)?;
+    // Install the metrics recorder before anything records.
+    let _ = api::prometheus_handle();
     let addr = listener.local_addr()?;
     let url = cfg
         .advertise

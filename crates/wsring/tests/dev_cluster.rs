@@ -520,3 +520,42 @@ async fn broadcast_routing_spreads_sessions_and_fans_out() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_are_exported() {
+    let c = dev(3, hash()).await;
+    let api = Api::new(c.http_url());
+    let user = users_where(&api, "metric", 1, |n| n == "n1")
+        .await
+        .remove(0);
+    let mut cl = Client::connect(&c.gateway_url(), &user).await;
+    cl.roundtrip("count-me").await;
+    let n1 = c.memory().expect("memory").handles().await["n1"].addr();
+    let text = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let node = text(format!("http://{n1}/metrics")).await;
+    for series in [
+        "wsring_messages_in_total{node=\"n1\"}",
+        "wsring_messages_out_total{node=\"n1\"}",
+        "wsring_sessions{node=\"n1\"}",
+        "wsring_ring_epoch{node=\"n1\"} 3",
+        "wsring_ready{node=\"n1\"} 1",
+    ] {
+        assert!(node.contains(series), "missing {series} in:\n{node}");
+    }
+    let gw = text(format!("{}/metrics", c.http_url())).await;
+    for series in [
+        "wsring_cluster_epoch 3",
+        "wsring_cluster_nodes{state=\"up\"} 3",
+        "wsring_gateway_tunnels{node=\"n1\"} 1",
+    ] {
+        assert!(gw.contains(series), "missing {series} in:\n{gw}");
+    }
+    c.shutdown().await;
+}

@@ -57,8 +57,25 @@ pub(super) async fn readyz(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>
     Ok(Json(json!({ "ok": true })))
 }
 
-pub(super) async fn metrics() -> String {
-    wsring_node::api::prometheus_handle()
-        .map(|h| h.render())
-        .unwrap_or_default()
+/// Gateway series: `wsring_gateway_tunnels{node}`, `wsring_cluster_epoch`,
+/// `wsring_cluster_nodes{state}` and `wsring_cluster_connections{node}` (from
+/// the nodes' heartbeats), plus whatever nodes in this process export.
+pub(super) async fn metrics(State(gw): State<Arc<Gateway>>) -> String {
+    let Some(h) = wsring_node::api::prometheus_handle() else {
+        return String::new();
+    };
+    for (node, n) in gw.tunnel_counts() {
+        metrics::gauge!("wsring_gateway_tunnels", "node" => node).set(n as f64);
+    }
+    let view = gw.membership.view();
+    metrics::gauge!("wsring_cluster_epoch").set(view.epoch() as f64);
+    let up = view.ring.len();
+    metrics::gauge!("wsring_cluster_nodes", "state" => "up").set(up as f64);
+    metrics::gauge!("wsring_cluster_nodes", "state" => "draining")
+        .set((view.doc.members.len() - up) as f64);
+    for (node, s) in gw.membership.stats().iter() {
+        metrics::gauge!("wsring_cluster_connections", "node" => node.clone())
+            .set(s.connections as f64);
+    }
+    h.render()
 }

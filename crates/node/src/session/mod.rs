@@ -70,7 +70,6 @@ pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Op
     };
     let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
     node.table.insert(handle.clone());
-    metrics::gauge!("wsring_sessions", "node" => node.cfg.id.clone()).increment(1.0);
     let (sink, stream) = ws.split();
     let mut s = Session {
         node: Arc::clone(&node),
@@ -83,7 +82,6 @@ pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Op
     let end = s.main(stream, rx, resume).instrument(span.clone()).await;
     span.in_scope(|| debug!(?end, "session ended"));
     node.remove_session(&handle).await;
-    metrics::gauge!("wsring_sessions", "node" => node.cfg.id.clone()).decrement(1.0);
 }
 
 impl Session {
