@@ -267,17 +267,24 @@ impl Node {
             warn!("dropping envelope with a non-UTF-8 frame");
             return;
         };
+        // Broadcasts belong to no stream (they are not durable).
         let (targets, stream) = match env.target {
-            Target::User { user } => (self.table.user_sessions(&user), StreamName::User(user)),
-            Target::Room { room } => (self.table.room_sessions(&room), StreamName::Room(room)),
-            Target::All => (self.table.all(), StreamName::User(String::new())),
+            Target::User { user } => (
+                self.table.user_sessions(&user),
+                Some(StreamName::User(user)),
+            ),
+            Target::Room { room } => (
+                self.table.room_sessions(&room),
+                Some(StreamName::Room(room)),
+            ),
+            Target::All => (self.table.all(), None),
         };
         if targets.is_empty() {
             debug!(?stream, "no local recipients");
             return;
         }
-        let item = match (env.seq, env.stream_epoch) {
-            (Some(seq), Some(epoch)) => Outbound::Stream(Arc::new(StreamMsg {
+        let item = match (stream, env.seq, env.stream_epoch) {
+            (Some(stream), Some(seq), Some(epoch)) => Outbound::Stream(Arc::new(StreamMsg {
                 stream,
                 seq,
                 epoch: epoch.into(),
