@@ -90,6 +90,15 @@ struct Pending {
     retry_at: Option<Instant>,
 }
 
+/// What a frame asks the session loop to do.
+enum Action {
+    Continue,
+    /// `moved`: a 1012 follows; reconnect after this delay.
+    Moved(Duration),
+    /// A room could not be re-joined: reconnect (and re-join) with backoff.
+    Reconnect,
+}
+
 /// How a session ended.
 enum Ended {
     /// The application closed the client.
@@ -349,6 +358,8 @@ impl Driver {
         })
         .await;
         // Re-join rooms (with their resume points) before resending anything.
+        // Acks of an earlier connection's re-joins will never come.
+        self.internal.clear();
         let rooms: Vec<String> = self.rooms.iter().cloned().collect();
         for room in rooms {
             if self.pending_join(&room) {
@@ -382,11 +393,14 @@ impl Driver {
         loop {
             tokio::select! {
                 frame = ws.next() => match frame {
-                    Some(Ok(WsMessage::Text(t))) => {
-                        if let Some(d) = self.on_text(t.as_str()).await {
-                            moved_after = Some(d);
+                    Some(Ok(WsMessage::Text(t))) => match self.on_text(t.as_str()).await {
+                        Action::Continue => {}
+                        Action::Moved(d) => moved_after = Some(d),
+                        Action::Reconnect => {
+                            let _ = ws.close(None).await;
+                            return Ended::Lost;
                         }
-                    }
+                    },
                     Some(Ok(WsMessage::Close(f))) => {
                         let (code, reason) = f
                             .map(|f| (Some(u16::from(f.code)), f.reason.to_string()))
@@ -458,11 +472,11 @@ impl Driver {
         n.parse().ok()
     }
 
-    /// Handles one text frame; returns the `moved` delay if it was one.
-    async fn on_text(&mut self, text: &str) -> Option<Duration> {
+    /// Handles one text frame.
+    async fn on_text(&mut self, text: &str) -> Action {
         let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
             debug!(text, "ignoring unknown frame");
-            return None;
+            return Action::Continue;
         };
         match frame {
             Incoming::Message {
@@ -482,7 +496,7 @@ impl Driver {
                     if let Some(c) = self.cursors.get(&key) {
                         if c.epoch == *e && seq <= c.seq {
                             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                            return None;
+                            return Action::Continue;
                         }
                         if c.epoch == *e && seq > c.seq + 1 {
                             self.stats.gaps.fetch_add(1, Ordering::Relaxed);
@@ -510,7 +524,7 @@ impl Driver {
             }
             Incoming::Ack { id } => {
                 if self.internal.remove(&id_key(&id)) {
-                    return None;
+                    return Action::Continue;
                 }
                 if let Some(n) = self.pending_number(&id)
                     && let Some(r) = self.pending.remove(&n).and_then(|p| p.reply)
@@ -536,7 +550,10 @@ impl Driver {
                         if let Some(i) = &id
                             && self.internal.remove(&id_key(i))
                         {
+                            // A room we hold could not be re-joined; staying
+                            // connected would silently miss it.
                             debug!(code, message, "room re-join failed; reconnecting");
+                            return Action::Reconnect;
                         }
                         self.emit(Event::Error { code, message }).await;
                     }
@@ -574,11 +591,11 @@ impl Driver {
                     retry_after_ms: ms,
                 })
                 .await;
-                return Some(Duration::from_millis(ms));
+                return Action::Moved(Duration::from_millis(ms));
             }
             Incoming::Welcome { .. } | Incoming::Pong {} => {}
         }
-        None
+        Action::Continue
     }
 }
 

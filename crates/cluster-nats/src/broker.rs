@@ -152,6 +152,17 @@ async fn monitor(
                 }
                 // Lost again before confirming: the next `Connected` retries.
             }
+            Event::SlowConsumer(_) if !lost => {
+                // The client dropped messages for a full subscription
+                // buffer. Report it as a brief outage so the node catches up
+                // from its durable streams.
+                warn!(node = %node, "NATS slow consumer: messages were dropped; catching up");
+                if inbox.send(BrokerEvent::Disconnected).await.is_err()
+                    || inbox.send(BrokerEvent::Resubscribed).await.is_err()
+                {
+                    return;
+                }
+            }
             Event::Closed => return,
             _ => {}
         }

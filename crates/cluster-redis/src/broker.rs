@@ -33,6 +33,21 @@ use crate::{at_startup, map_err};
 /// connection would otherwise look healthy forever.
 const PING_EVERY: Duration = Duration::from_secs(5);
 
+/// Bound on a SUBSCRIBE/UNSUBSCRIBE round trip. The subscriber sink has no
+/// response timeout of its own, and callers hold locks around these calls.
+const SUB_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(SUB_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(ClusterError::unavailable(
+            "redis subscription command timed out",
+        )),
+    }
+}
+
 struct Subs {
     sink: Option<PubSubSink>,
     topics: BTreeSet<Topic>,
@@ -144,7 +159,7 @@ async fn resubscribe(shared: &Shared) -> Result<PubSubStream, ClusterError> {
     let mut subs = shared.subs.lock().await;
     let channels: Vec<String> = subs.topics.iter().map(|t| shared.keys.channel(t)).collect();
     if !channels.is_empty() {
-        sink.subscribe(&channels).await.map_err(map_err)?;
+        bounded(sink.subscribe(&channels)).await?;
     }
     subs.sink = Some(sink);
     Ok(stream)
@@ -194,9 +209,12 @@ impl Broker for RedisBroker {
                 "redis subscriber is reconnecting",
             ));
         };
-        sink.subscribe(self.shared.keys.channel(topic))
-            .await
-            .map_err(map_err)?;
+        if let Err(e) = bounded(sink.subscribe(self.shared.keys.channel(topic))).await {
+            // A stalled subscriber connection: have the reader replace it.
+            subs.sink = None;
+            self.shared.kick.notify_one();
+            return Err(e);
+        }
         subs.topics.insert(topic.clone());
         Ok(())
     }
@@ -207,10 +225,7 @@ impl Broker for RedisBroker {
             return Ok(());
         }
         match subs.sink.as_mut() {
-            Some(sink) => sink
-                .unsubscribe(self.shared.keys.channel(topic))
-                .await
-                .map_err(map_err),
+            Some(sink) => bounded(sink.unsubscribe(self.shared.keys.channel(topic))).await,
             // Forgotten topics are not restored on reconnect.
             None => Ok(()),
         }

@@ -319,10 +319,31 @@ impl Membership {
     }
 
     async fn reload(&self) -> Result<(), ClusterError> {
-        if let Some(v) = self.track(self.registry.load().await)? {
-            self.apply(decode_doc(&v.value)?);
+        match self.track(self.registry.load().await)? {
+            Some(v) => self.apply(decode_doc(&v.value)?),
+            None => self.document_lost(),
         }
         Ok(())
+    }
+
+    /// The registry has no document although we knew members: it lost its
+    /// data (a Redis restart without persistence, a purged bucket). Adopt
+    /// the empty membership at the current epoch, so live nodes notice they
+    /// are missing and re-add themselves (epochs continue upward), and dead
+    /// ones stay gone.
+    fn document_lost(&self) {
+        let view = self.view();
+        if view.doc.members.is_empty() {
+            return;
+        }
+        warn!(
+            epoch = view.epoch(),
+            "membership document missing from the registry; rebuilding"
+        );
+        self.apply(MembershipDoc {
+            epoch: view.epoch(),
+            members: Default::default(),
+        });
     }
 
     async fn watch_loop(self: Arc<Self>) {
@@ -377,6 +398,7 @@ impl Membership {
     /// heartbeat. Public so tests can drive it deterministically.
     pub async fn reap_once(&self) -> Result<(), ClusterError> {
         let Some(current) = self.track(self.registry.load().await)? else {
+            self.document_lost();
             return Ok(());
         };
         let doc = decode_doc(&current.value)?;

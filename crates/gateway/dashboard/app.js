@@ -28,6 +28,17 @@ const fmtRate = (r) => (r >= 100 ? Math.round(r).toString() : (Math.round(r * 10
 const fmtPct = (f) => `${(f * 100).toFixed(1)}%`;
 const fmtTime = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 
+/**
+ * Shows `text` in status line `el`. Successes fade after a few seconds, so
+ * the line reflects what just happened; errors stay until the next action.
+ */
+function setStatus(el, text, kind = "") {
+  clearTimeout(el._clear);
+  el.textContent = text;
+  el.className = `status-line${kind ? ` ${kind}` : ""}`;
+  if (kind !== "error") el._clear = setTimeout(() => (el.textContent = ""), 6000);
+}
+
 /** Shared UI state, filled from the feed. */
 const state = {
   info: null,
@@ -42,6 +53,8 @@ const state = {
   highlight: null,
   /** node ids with a control request in flight */
   busy: new Set(),
+  /** id → connections while the node was last "up" (a suspect's 0 means unknown; a draining node's count falls as it moves sessions) */
+  lastConnections: new Map(),
 };
 
 // ---------------------------------------------------------------- header
@@ -166,7 +179,7 @@ function patchRow(r, n, st) {
   const launcher = !!state.info?.launcher;
   const busy = state.busy.has(n.id);
   const enabled = launcher && !busy && (st === "up" || st === "suspect");
-  set("controls", `${launcher}:${busy}:${enabled}`, () => {
+  set("controls", `${launcher}:${busy}:${st}`, () => {
     r.drain.disabled = !enabled || st === "draining";
     r.crash.disabled = !launcher || busy || !live;
     r.drain.title = controlTitle("drain");
@@ -232,6 +245,9 @@ function onNodes(body) {
       state.gone.set(id, { row: n, state: crashed ? "down" : "left", since: Date.now() });
     }
   }
+  for (const n of body.nodes) {
+    if (n.state === "up") state.lastConnections.set(n.id, n.connections ?? 0);
+  }
   state.nodes = next;
   renderNodes();
 }
@@ -243,21 +259,17 @@ async function control(id, mode) {
   try {
     const r = await fetch(`/api/nodes/${encodeURIComponent(id)}?mode=${mode}`, { method: "DELETE" });
     if (r.ok) {
-      status.className = "status-line ok";
-      status.textContent =
-        mode === "crash" ? `Crashed ${id}: it vanishes from the ring when its heartbeat expires.` : `Draining ${id}.`;
+      setStatus(status, mode === "crash" ? `Crashed ${id}: it vanishes from the ring when its heartbeat expires.` : `Draining ${id}.`, "ok");
       if (mode === "crash") {
         // Remembered now, so the row turns "down" (not "left") when it vanishes.
         state.events.set(`pending:crash:${id}`, { node: id, kind: "crash", epoch: -1 });
       }
     } else {
       const j = await r.json().catch(() => ({}));
-      status.className = "status-line error";
-      status.textContent = `${mode} ${id}: ${r.status} ${j.error?.message ?? ""}`;
+      setStatus(status, `${mode} ${id}: ${r.status} ${j.error?.message ?? ""}`, "error");
     }
   } catch (e) {
-    status.className = "status-line error";
-    status.textContent = `${mode} ${id}: ${e.message}`;
+    setStatus(status, `${mode} ${id}: ${e.message}`, "error");
   } finally {
     state.busy.delete(id);
     renderNodes();
@@ -269,21 +281,17 @@ async function addNode() {
   const status = $("nodes-status");
   btn.disabled = true;
   btn.setAttribute("aria-busy", "true");
-  status.className = "status-line";
-  status.textContent = "Starting a node…";
+  setStatus(status, "Starting a node…");
   try {
     const r = await fetch("/api/nodes", { method: "POST" });
     const j = await r.json().catch(() => ({}));
     if (r.status === 201) {
-      status.className = "status-line ok";
-      status.textContent = `Started ${j.id} (${j.url}).`;
+      setStatus(status, `Started ${j.id} (${j.url}).`, "ok");
     } else {
-      status.className = "status-line error";
-      status.textContent = `Add node: ${r.status} ${j.error?.message ?? ""}`;
+      setStatus(status, `Add node: ${r.status} ${j.error?.message ?? ""}`, "error");
     }
   } catch (e) {
-    status.className = "status-line error";
-    status.textContent = `Add node: ${e.message}`;
+    setStatus(status, `Add node: ${e.message}`, "error");
   } finally {
     btn.removeAttribute("aria-busy");
     btn.disabled = !state.info?.launcher;
@@ -383,13 +391,26 @@ function eventKey(e) {
 }
 
 function renderEvent(e, li) {
-  const moved = e.moved ?? 0;
+  let moved = e.moved ?? 0;
+  li.dataset.movedReported = String(moved);
+  let note = "";
+  if ((e.kind === "crash" || e.kind === "drain") && moved === 0 && (state.lastConnections.get(e.node) ?? 0) > 0) {
+    // A crash or a drain moves every session the node held. The gateway
+    // takes that count from the node's heartbeats, which can vanish before
+    // it looks (a crashed node's expire; a drained node deregisters within
+    // a heartbeat period), and then reports 0. The node table's last count
+    // while the node was up (at most a second old) is the same quantity, so
+    // show that instead of a misleading zero; the title says so.
+    moved = state.lastConnections.get(e.node);
+    note = `from the node table just before the ${e.kind}`;
+  }
   li.dataset.moved = String(moved);
-  const movedText =
+  const el = li.querySelector(".ev-moved");
+  el.textContent =
     e.kind === "crash"
       ? `${moved} session${moved === 1 ? "" : "s"} cut off, reconnecting`
       : `${moved} session${moved === 1 ? "" : "s"} moved`;
-  li.querySelector(".ev-moved").textContent = movedText;
+  el.title = note;
 }
 
 function addEvent(e, fresh) {
@@ -464,7 +485,15 @@ function followFeed() {
       }
       fn(data);
     });
-  es.onopen = () => setFeed("live", "live");
+  es.onopen = () => {
+    setFeed("live", "live");
+    // (Re)connected: the initial items that follow are the whole truth, even
+    // if the gateway restarted with epochs counting from 1 again.
+    state.epoch = 0;
+    state.events.clear();
+    eventItems.clear();
+    $("events-log").replaceChildren();
+  };
   // EventSource reconnects by itself; the initial items after a reconnect
   // resynchronise everything.
   es.onerror = () => setFeed(es.readyState === EventSource.CLOSED ? "lost" : "connecting", "reconnecting");
@@ -512,10 +541,7 @@ function setup() {
     // The cards live in the simulator panel, the forms in the messaging panel.
     root: document.body,
     wsUrl: `${scheme}//${location.host}/ws`,
-    status: (text, kind) => {
-      status.textContent = text;
-      status.className = `status-line${kind ? ` ${kind}` : ""}`;
-    },
+    status: (text, kind) => setStatus(status, text, kind),
   });
   // Handy from the developer console; the tests read the DOM, not this.
   window.wsring = { sim, state };

@@ -117,9 +117,9 @@ export class Simulator {
     });
     client.on("message", (m) => {
       rec.received++;
-      const origin = m.from ?? "server";
-      const where = m.room ? ` @${m.room}` : m.to ? "" : " (broadcast)";
-      rec.last = `${origin}${where}: ${preview(m.data)}`;
+      // Short prefixes: the card is narrow and the text is what matters.
+      const origin = m.room ? `${m.from ?? "server"} @${m.room}` : m.to ? (m.from ?? "server") : "broadcast";
+      rec.last = `${origin}: ${preview(m.data)}`;
       rec.flash = rec.flash ?? "got";
       this._touch(rec);
     });
@@ -261,8 +261,10 @@ export class Simulator {
       if (rec.node) c.root.style.setProperty("--node", nodeColor(rec.node));
       s.node = rec.node;
     }
-    if (s.moves !== rec.moves) {
+    if (s.moves !== rec.moves || s.movedFrames !== rec.movedFrames) {
+      s.movedFrames = rec.movedFrames;
       c.root.dataset.moves = String(rec.moves);
+      c.root.dataset.movedFrames = String(rec.movedFrames);
       c.moves.textContent = rec.moves ? `↻${rec.moves}` : "";
       c.moves.title = rec.lastMove
         ? `Landed on another node ${rec.moves}× (${rec.movedFrames} told by a moved/1012 frame); last ${rec.lastMove.from} → ${rec.lastMove.to}`

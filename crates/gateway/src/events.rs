@@ -135,7 +135,10 @@ pub fn diff(
         match (prev.member(id).map(|p| p.state), m.state) {
             (None, MemberState::Up) => out.push(ev("join", id, 0)),
             (None | Some(MemberState::Up), MemberState::Draining) => {
-                out.push(ev("drain", id, 0));
+                // A drain moves every session the node holds; its own report
+                // often comes too late (it deregisters right after moving).
+                let moving = last_stats.get(id).map_or(0, |s| s.connections);
+                out.push(ev("drain", id, moving));
             }
             _ => {}
         }
@@ -158,7 +161,10 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
     let mut views = gw.membership.subscribe();
     let mut stats_rx = gw.membership.subscribe_stats();
     let mut prev = gw.membership.view();
-    let mut last_stats = gw.membership.stats();
+    // The last stats seen per node, kept until the membership diff has used
+    // them: the reaper drops a dead node's heartbeat before the view change
+    // that removes it arrives.
+    let mut last_stats: BTreeMap<String, NodeStats> = (*gw.membership.stats()).clone();
     let mut counted: HashSet<(String, u64)> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut prev_totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -170,8 +176,13 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                 if r.is_err() { return; }
                 let next = views.borrow_and_update().clone();
                 for e in diff(&prev, &next, &last_stats) {
+                    if matches!(e.kind, "drain" | "crash") {
+                        // Counted from the last stats; ignore the node's own report.
+                        counted.insert((e.node.clone(), e.epoch));
+                    }
                     gw.events.record(e);
                 }
+                last_stats.retain(|id, _| next.member(id).is_some());
                 gw.events.publish("ring", &views::ring(&next, true));
                 prev = next;
             }
@@ -179,13 +190,17 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                 if r.is_err() { return; }
                 let stats = stats_rx.borrow_and_update().clone();
                 for (node, s) in stats.iter() {
+                    last_stats.insert(node.clone(), s.clone());
                     for m in &s.moved {
                         if counted.insert((node.clone(), m.epoch)) {
                             gw.events.add_moved(m.epoch, m.count);
                         }
                     }
                 }
-                last_stats = stats;
+                // Nodes report their last 16 moves; older entries can go.
+                if let Some(oldest) = gw.events.recent().first().map(|e| e.epoch) {
+                    counted.retain(|(_, epoch)| *epoch >= oldest);
+                }
             }
             _ = tick.tick() => {
                 let dt = prev_tick.elapsed().as_secs_f64().max(0.001);
@@ -317,6 +332,9 @@ mod tests {
         };
         assert_eq!(kinds(&a, &b), vec![("join", "n3".to_string(), 0)]);
         assert_eq!(kinds(&b, &c), vec![("drain", "n2".to_string(), 0)]);
+        // A drain counts the sessions the node held when it started.
+        let busy = view(3, &[("n1", Draining), ("n2", Up), ("n3", Up)]);
+        assert_eq!(kinds(&b, &busy), vec![("drain", "n1".to_string(), 7)]);
         assert_eq!(kinds(&c, &d), vec![("leave", "n2".to_string(), 0)]);
         assert_eq!(kinds(&d, &e), vec![("crash", "n1".to_string(), 7)]);
     }

@@ -13,6 +13,7 @@
 //! one retry after this gateway catches up to that epoch.
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
@@ -21,6 +22,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 use rand::seq::IndexedRandom;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -33,6 +35,20 @@ use crate::Gateway;
 
 /// Largest non-101 answer body relayed from a node.
 const MAX_RELAYED_BODY: usize = 64 * 1024;
+
+/// Request headers passed to the node (lower case).
+const FORWARDED_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "origin",
+    "user-agent",
+    "cookie",
+    "authorization",
+];
 
 enum Forwarded {
     Upgraded(Response<Body>, hyper::upgrade::OnUpgrade),
@@ -201,12 +217,27 @@ async fn forward(
         .uri(path_and_query)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
+    // Forward only what the handshake and the application need; hop-by-hop
+    // and framing headers stay here.
     for (name, value) in &req.headers {
-        if name != header::HOST {
+        if FORWARDED_HEADERS.contains(&name.as_str()) {
             out.headers_mut().append(name.clone(), value.clone());
         }
     }
     let headers = out.headers_mut();
+    if let Some(ConnectInfo(peer)) = req.extensions.get::<ConnectInfo<SocketAddr>>() {
+        let xff = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+    }
     if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
         headers.insert(header::HOST, host);
     }

@@ -66,6 +66,9 @@ pub struct NodeConfig {
     /// Durable mode: append every direct and room message to its stream before
     /// acknowledging it. Default: off.
     pub durable: bool,
+    /// Rooms one session may be in at once; every room costs a broker
+    /// subscription and (durable) a cursor read on every catch-up. Default: 256.
+    pub max_rooms_per_session: usize,
 }
 
 impl NodeConfig {
@@ -81,6 +84,7 @@ impl NodeConfig {
             ping_interval: Duration::from_secs(20),
             epoch_wait: Duration::from_secs(2),
             durable: false,
+            max_rooms_per_session: 256,
         }
     }
 }

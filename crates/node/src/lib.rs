@@ -227,11 +227,14 @@ impl NodeHandle {
         }
         info!(node = %node.id(), "draining");
         if let Err(e) = node.membership.set_draining().await {
-            // Without the registry the ring cannot change; move sessions
-            // anyway and let the TTL remove us.
+            // Without the registry the ring cannot change; sessions move
+            // anyway and the TTL removes us.
             warn!(error = %e, "could not mark draining; moving sessions regardless");
-            rebalance::rebalance(node, &node.membership.view());
         }
+        // `leaving` makes this node own nothing, so this moves everyone even
+        // if the registry could not record the drain; sessions already
+        // moved by the view change are skipped.
+        rebalance::rebalance(node, &node.membership.view());
         let deadline = tokio::time::Instant::now() + node.cfg.drain_window + rebalance::DRAIN_GRACE;
         while node.table.len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -143,8 +143,14 @@ impl Node {
         if !self.broker.healthy() {
             why.push("broker unreachable");
         }
-        if !self.joined.load(Ordering::Relaxed) {
-            why.push("not joined");
+        let on_ring = self.joined.load(Ordering::Relaxed)
+            && self
+                .membership
+                .view()
+                .member(self.id())
+                .is_some_and(|m| m.state == MemberState::Up);
+        if !on_ring {
+            why.push("not on the ring");
         }
         if self.leaving.load(Ordering::Relaxed) {
             why.push("draining");
@@ -299,15 +305,17 @@ impl Node {
 
     /// Adds a session to a room, subscribing the node to the room's topic if
     /// it is the first local member. Returns once messages will arrive.
-    pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<(), RouteError> {
+    /// Returns whether the session was newly added (false: already a member).
+    pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<bool, RouteError> {
         let _guard = self.room_lock.lock().await;
-        if self.table.join(session, room)
+        let joined = self.table.join(session, room);
+        if joined.first_local
             && let Err(e) = self.broker.subscribe(&Topic::Room(room.to_owned())).await
         {
             self.table.leave(session, room);
             return Err(e.into());
         }
-        Ok(())
+        Ok(joined.added)
     }
 
     /// Removes a session from a room, unsubscribing if it was the last member.
@@ -320,8 +328,14 @@ impl Node {
 
     /// Forgets a finished session.
     pub(crate) async fn remove_session(&self, handle: &SessionHandle) {
+        let emptied = self.table.remove(&handle.id);
+        if emptied.is_empty() {
+            // Most sessions end without emptying a room: no lock needed.
+            return;
+        }
         let _guard = self.room_lock.lock().await;
-        for room in self.table.remove(&handle.id) {
+        for room in emptied {
+            // Re-checked under the lock: a join may have refilled it.
             self.unsubscribe_room(&room).await;
         }
     }

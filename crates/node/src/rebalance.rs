@@ -32,36 +32,15 @@ pub(crate) async fn run(node: Arc<Node>) {
         }
         let view = rx.borrow_and_update().clone();
         rebalance(&node, &view);
-        if node.streams.is_some() {
-            schedule_resync_all(&node);
-        }
     }
 }
 
 /// How long after a ring change a peer may still route by its older view:
 /// registry notifications arrive within milliseconds, and the 1 s document
-/// poll is the fallback if one is missed.
+/// poll is the fallback if one is missed. A session that starts on a node
+/// catches up once after this long, for messages such a peer published to
+/// the user's previous owner.
 pub(crate) const SETTLE: Duration = Duration::from_millis(1500);
-
-/// Durable mode: after a ring change, a message may have been appended and
-/// then published to a node that no longer holds the recipient (the sender
-/// routed by a stale view). It is safe in the stream but no live delivery
-/// will bring it; if no later message follows, only a catch-up pass does. So
-/// once views have settled, every session re-reads its streams after its
-/// cursors (usually an empty read).
-fn schedule_resync_all(node: &Arc<Node>) {
-    let node = Arc::clone(node);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = node.kill.cancelled() => {}
-            _ = tokio::time::sleep(SETTLE) => {
-                for h in node.table.all() {
-                    h.offer(Outbound::Resync);
-                }
-            }
-        }
-    });
-}
 
 /// Moves every local session this node no longer should hold under `view`.
 pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
@@ -83,6 +62,8 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
         .all()
         .into_iter()
         .filter(|h| !node.owns(view, &h.user))
+        // Each session is moved once, however many rebalances overlap.
+        .filter(|h| !h.moving.swap(true, Ordering::SeqCst))
         .collect();
     if moving.is_empty() {
         return;
@@ -116,6 +97,7 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
             }
             let latest = node.membership.view();
             if node.owns(&latest, &h.user) {
+                h.moving.store(false, Ordering::SeqCst);
                 continue;
             }
             let retry_after_ms = rand::rng().random_range(0..=100);

@@ -6,11 +6,12 @@
 //! against the stop token and simply drops it when the token fires.
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::warn;
 
 /// Serves `app` on `listener` until `stop` fires.
@@ -20,7 +21,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
             _ = stop.cancelled() => return,
             r = listener.accept() => r,
         };
-        let (tcp, _) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
@@ -30,7 +31,14 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
             }
         };
         let _ = tcp.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        // The peer address travels with each request (axum's `ConnectInfo`),
+        // for `X-Forwarded-For` and logs.
+        let app = app.clone();
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
         let stop = stop.clone();
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

@@ -46,6 +46,9 @@ pub(crate) struct SessionHandle {
     pub tx: mpsc::Sender<Outbound>,
     /// Cancelled when the session's queue overflows (slow consumer).
     pub kick: CancellationToken,
+    /// Set once a rebalance has told this session to move, so overlapping
+    /// rebalances (a drain and the view change it causes) move it once.
+    pub moving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SessionHandle {
@@ -62,6 +65,15 @@ impl SessionHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+}
+
+/// What a [`SessionTable::join`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Joined {
+    /// The session was not in the room before.
+    pub added: bool,
+    /// The room had no local member before: subscribe the node.
+    pub first_local: bool,
 }
 
 struct Entry {
@@ -127,18 +139,31 @@ impl SessionTable {
         emptied
     }
 
-    /// Adds a session to a room; true if it is the room's first local member.
-    pub fn join(&self, id: &str, room: &str) -> bool {
+    /// Adds a session to a room.
+    pub fn join(&self, id: &str, room: &str) -> Joined {
         let mut t = self.lock();
         let Some(entry) = t.sessions.get_mut(id) else {
-            return false;
+            return Joined::default();
         };
-        entry.rooms.insert(room.to_owned());
+        let added = entry.rooms.insert(room.to_owned());
         let sid = Arc::clone(&entry.handle.id);
         let set = t.rooms.entry(room.to_owned()).or_default();
-        let first = set.is_empty();
+        let first_local = set.is_empty();
         set.insert(sid);
-        first
+        Joined { added, first_local }
+    }
+
+    /// Whether a session is in a room.
+    pub fn is_in(&self, id: &str, room: &str) -> bool {
+        self.lock()
+            .sessions
+            .get(id)
+            .is_some_and(|e| e.rooms.contains(room))
+    }
+
+    /// Rooms a session is in.
+    pub fn room_count(&self, id: &str) -> usize {
+        self.lock().sessions.get(id).map_or(0, |e| e.rooms.len())
     }
 
     /// Removes a session from a room; true if the room has no local member left.
@@ -210,6 +235,7 @@ mod tests {
                 user: user.into(),
                 tx,
                 kick: CancellationToken::new(),
+                moving: Arc::default(),
             },
             rx,
         )
@@ -223,8 +249,15 @@ mod tests {
         t.insert(a);
         t.insert(b);
         assert_eq!(t.user_sessions("alice").len(), 2);
-        assert!(t.join("s1", "lobby"));
-        assert!(!t.join("s2", "lobby"));
+        assert!(t.join("s1", "lobby").first_local);
+        assert!(!t.join("s2", "lobby").first_local);
+        assert_eq!(
+            t.join("s2", "lobby"),
+            Joined {
+                added: false,
+                first_local: false
+            }
+        );
         assert_eq!(t.room_sessions("lobby").len(), 2);
         assert!(!t.leave("s1", "lobby"));
         assert!(!t.leave("s1", "lobby"), "leaving twice is a no-op");

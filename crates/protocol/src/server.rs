@@ -27,6 +27,8 @@ pub enum ErrorCode {
     NotSupported,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// A per-session limit was reached (e.g. rooms per session).
+    LimitExceeded,
     /// A bug or unexpected failure on the server side.
     Internal,
 }
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::WrongNode => "wrong_node",
             ErrorCode::NotSupported => "not_supported",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Internal => "internal",
         }
     }

@@ -125,6 +125,9 @@ pub struct CommonArgs {
     /// Server ping period [default: 20s].
     #[arg(long, env = "WSRING_PING_INTERVAL", value_parser = duration)]
     pub ping_interval: Option<Duration>,
+    /// Rooms one session may join at once [default: 256].
+    #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION")]
+    pub max_rooms_per_session: Option<usize>,
 }
 
 /// `wsring dev`.

@@ -379,5 +379,7 @@ fn child_args(c: &Common, url: &str) -> Vec<String> {
         c.session_queue.to_string(),
         "--ping-interval".into(),
         d(c.ping_interval),
+        "--max-rooms-per-session".into(),
+        c.max_rooms_per_session.to_string(),
     ]
 }

@@ -40,6 +40,9 @@ pub enum SettingsError {
         /// Why.
         reason: String,
     },
+    /// A value outside its allowed range.
+    #[error("invalid setting `{0}`: {1}")]
+    Invalid(&'static str, String),
     /// A required setting is missing.
     #[error("missing required setting `{0}` (flag --{1}, env WSRING_{2}, or config file)")]
     Missing(&'static str, &'static str, &'static str),
@@ -71,6 +74,8 @@ pub struct FileConfig {
     pub session_queue: Option<usize>,
     /// See `--ping-interval`.
     pub ping_interval: Option<String>,
+    /// See `--max-rooms-per-session`.
+    pub max_rooms_per_session: Option<usize>,
     /// See `--nodes` (dev).
     pub nodes: Option<usize>,
     /// See `--port` (dev).
@@ -142,6 +147,8 @@ pub struct Common {
     pub session_queue: usize,
     /// Server ping period. Default: 20 s.
     pub ping_interval: Duration,
+    /// Rooms per session. Default: 256.
+    pub max_rooms_per_session: usize,
 }
 
 impl Common {
@@ -153,7 +160,7 @@ impl Common {
             .heartbeat_ttl
             .or(file_duration("heartbeat_ttl", &f.heartbeat_ttl)?)
             .unwrap_or(Duration::from_secs(2));
-        Ok(Common {
+        Common {
             routing: a.routing.or(f.routing).unwrap_or_default(),
             namespace: a
                 .namespace
@@ -189,7 +196,40 @@ impl Common {
                 .ping_interval
                 .or(file_duration("ping_interval", &f.ping_interval)?)
                 .unwrap_or(defaults.ping_interval),
-        })
+            max_rooms_per_session: a
+                .max_rooms_per_session
+                .or(f.max_rooms_per_session)
+                .unwrap_or(defaults.max_rooms_per_session),
+        }
+        .validated()
+    }
+
+    /// Rejects values that cannot work (zero-sized queues, zero periods),
+    /// with a one-line reason, before anything starts.
+    fn validated(self) -> Result<Common, SettingsError> {
+        let bad = |k, why: &str| Err(SettingsError::Invalid(k, why.to_owned()));
+        if self.session_queue == 0 {
+            return bad("session_queue", "must be at least 1");
+        }
+        if self.ping_interval < Duration::from_millis(100) {
+            return bad("ping_interval", "must be at least 100ms");
+        }
+        if self.membership.ttl < Duration::from_millis(200) {
+            return bad("heartbeat_ttl", "must be at least 200ms");
+        }
+        if self.max_message_bytes < 256 {
+            return bad("max_message_bytes", "must be at least 256");
+        }
+        if self.retention.max_len == 0 {
+            return bad("history_size", "must be at least 1");
+        }
+        if self.retention.max_age < Duration::from_secs(1) {
+            return bad("history_ttl", "must be at least 1s");
+        }
+        if self.max_rooms_per_session == 0 {
+            return bad("max_rooms_per_session", "must be at least 1");
+        }
+        Ok(self)
     }
 
     /// How long the gateway holds a connect whose owner is unreachable:
@@ -207,6 +247,7 @@ impl Common {
             session_queue: self.session_queue,
             ping_interval: self.ping_interval,
             durable: self.durable,
+            max_rooms_per_session: self.max_rooms_per_session,
             ..NodeConfig::new(id)
         }
     }
@@ -238,6 +279,21 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("histroy_size = 5").is_err());
+    }
+
+    #[test]
+    fn unusable_values_are_errors() {
+        for toml in [
+            "session_queue = 0",
+            "ping_interval = \"0s\"",
+            "heartbeat_ttl = \"10ms\"",
+            "history_size = 0",
+            "max_rooms_per_session = 0",
+        ] {
+            let file: FileConfig = toml::from_str(toml).expect("toml");
+            let err = Common::resolve(&CommonArgs::default(), &file).expect_err(toml);
+            assert!(matches!(err, SettingsError::Invalid(..)), "{toml}: {err}");
+        }
     }
 
     #[test]

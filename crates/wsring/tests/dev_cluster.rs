@@ -559,3 +559,53 @@ async fn prometheus_metrics_are_exported() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_not_kept_forever() {
+    let mut settings = hash();
+    settings.session_queue = 16;
+    let c = dev(3, settings).await;
+    let api = Api::new(c.http_url());
+    // Connected, then never read again: its socket buffers fill up and
+    // every write to it blocks.
+    let stuck = Client::connect(&c.gateway_url(), "stuck").await;
+    let mut fine = Client::connect(&c.gateway_url(), "fine").await;
+    let big = "x".repeat(60_000);
+    for _ in 0..300 {
+        api.post("/api/send", json!({ "to": "stuck", "data": big }))
+            .await;
+    }
+    wait_until("the stuck session is gone", || async {
+        let (_, v) = api.get("/api/presence?user=stuck").await;
+        v["sessions"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    // Everyone else is unaffected.
+    fine.roundtrip("still-fine").await;
+    drop(stuck);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_per_session_are_capped() {
+    let mut settings = hash();
+    settings.max_rooms_per_session = 2;
+    let c = dev(3, settings).await;
+    let mut cl = Client::connect(&c.gateway_url(), "joiner").await;
+    for room in ["a", "b", "a"] {
+        cl.send(json!({"type":"join","room":room,"id":room})).await;
+        assert_eq!(cl.next().await["type"], "ack", "{room}");
+    }
+    cl.send(json!({"type":"join","room":"c","id":"c"})).await;
+    let v = cl.next().await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("limit_exceeded")),
+        "{v}"
+    );
+    cl.send(json!({"type":"leave","room":"a","id":"l"})).await;
+    assert_eq!(cl.next().await["type"], "ack");
+    cl.send(json!({"type":"join","room":"c","id":"c2"})).await;
+    assert_eq!(cl.next().await, json!({"type":"ack","id":"c2"}));
+    c.shutdown().await;
+}

@@ -44,6 +44,15 @@ impl State {
     }
 }
 
+impl MemoryRegistry {
+    /// Forgets everything, as a registry server that restarted without
+    /// persistence would (for tests of that failure).
+    pub fn wipe(&self) {
+        *lock(&self.state) = State::default();
+        let _ = self.changed.send(());
+    }
+}
+
 #[async_trait]
 impl Registry for MemoryRegistry {
     async fn load(&self) -> Result<Option<Versioned<Bytes>>, ClusterError> {

@@ -64,10 +64,14 @@ pub(super) async fn metrics(State(gw): State<Arc<Gateway>>) -> String {
     let Some(h) = wsring_node::api::prometheus_handle() else {
         return String::new();
     };
-    for (node, n) in gw.tunnel_counts() {
-        metrics::gauge!("wsring_gateway_tunnels", "node" => node).set(n as f64);
-    }
     let view = gw.membership.view();
+    let tunnels = gw.tunnel_counts();
+    // Every member gets a value (0 included), so a drained count never
+    // lingers at its last non-zero value.
+    for node in view.doc.members.keys() {
+        let n = tunnels.get(node).copied().unwrap_or(0);
+        metrics::gauge!("wsring_gateway_tunnels", "node" => node.clone()).set(n as f64);
+    }
     metrics::gauge!("wsring_cluster_epoch").set(view.epoch() as f64);
     let up = view.ring.len();
     metrics::gauge!("wsring_cluster_nodes", "state" => "up").set(up as f64);

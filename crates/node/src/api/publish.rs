@@ -22,7 +22,7 @@ pub(super) async fn handle(
     let b: PublishBody = parse(body)?;
     validate_room(&b.room).map_err(|e| ApiError::bad_request(format!("`room`: {e}")))?;
     check_id(b.id.as_deref())?;
-    let dedup = b.id.map(|id| format!("api:{id}"));
+    let dedup = b.id.map(|id| format!("api/{id}"));
     let ok = node.publish_room(None, &b.room, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }

@@ -21,7 +21,7 @@ pub(super) async fn handle(
     let b: SendBody = parse(body)?;
     validate_user(&b.to).map_err(|e| ApiError::bad_request(format!("`to`: {e}")))?;
     check_id(b.id.as_deref())?;
-    let dedup = b.id.map(|id| format!("api:{id}"));
+    let dedup = b.id.map(|id| format!("api/{id}"));
     let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }

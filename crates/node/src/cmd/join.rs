@@ -22,20 +22,41 @@ pub(super) async fn apply(
     epoch: Option<String>,
 ) -> Result<(), End> {
     let session = s.handle.id.clone();
-    if let Err(e) = s.node.join_room(&session, &room).await {
-        return s
-            .error(ErrorCode::Unavailable, &e.to_string(), id.as_ref())
-            .await;
+    let limit = s.node.cfg.max_rooms_per_session;
+    let stream = StreamName::Room(room);
+    let StreamName::Room(room) = &stream else {
+        return Ok(());
+    };
+    if !s.node.table.is_in(&session, room) && s.node.table.room_count(&session) >= limit {
+        let msg = format!("a session may be in at most {limit} rooms");
+        return s.error(ErrorCode::LimitExceeded, &msg, id.as_ref()).await;
     }
+    let added = match s.node.join_room(&session, room).await {
+        Ok(added) => added,
+        Err(e) => {
+            return s
+                .error(ErrorCode::Unavailable, &e.to_string(), id.as_ref())
+                .await;
+        }
+    };
     let Some(store) = s.node.streams.clone() else {
         return ack(s, id.as_ref()).await;
     };
-    let stream = StreamName::Room(room);
+    let following = s.cursors.contains_key(&stream);
+    if following && resume.is_none() {
+        // Already live in this room: keep the cursor (replacing it with the
+        // head would skip messages queued for this session right now).
+        ack(s, id.as_ref()).await?;
+        return s.catch_up(&stream, true).await;
+    }
     let head = match store.head(&stream).await {
         Ok(h) => h,
         Err(e) => {
+            // Undo only what this request did.
+            if added {
+                s.node.leave_room(&session, room).await;
+            }
             let msg = format!("stream store unavailable: {e}");
-            s.node.leave_room(&session, stream_room(&stream)).await;
             return s.error(ErrorCode::Unavailable, &msg, id.as_ref()).await;
         }
     };
@@ -49,20 +70,7 @@ pub(super) async fn apply(
         ),
         None => Cursor::at(&head),
     };
-    // Re-joining a room already followed keeps the further-along cursor.
-    let keep = s
-        .cursors
-        .get(&stream)
-        .is_some_and(|c| *c.epoch == *cursor.epoch && c.seq >= cursor.seq && resume.is_none());
-    if !keep {
-        s.cursors.insert(stream.clone(), cursor);
-    }
+    s.cursors.insert(stream.clone(), cursor);
     ack(s, id.as_ref()).await?;
     s.catch_up(&stream, true).await
-}
-
-fn stream_room(s: &StreamName) -> &str {
-    match s {
-        StreamName::Room(r) | StreamName::User(r) => r,
-    }
 }

@@ -32,8 +32,10 @@ pub(crate) async fn apply(s: &mut Session, frame: ClientFrame) -> Result<(), End
 }
 
 /// The idempotency key of a client request: per sender, per client id.
+/// `/` cannot occur in a user id, so the key is unambiguous even though user
+/// ids and request ids may both contain `:`.
 fn dedup_key(s: &Session, id: Option<&MsgId>) -> Option<String> {
-    id.map(|id| format!("ws:{}:{}", s.handle.user, id.key()))
+    id.map(|id| format!("ws/{}/{}", s.handle.user, id.key()))
 }
 
 /// Sends `ack` for an accepted request that carried an id.

@@ -27,6 +27,8 @@ pub(crate) struct Cursor {
     pub seq: u64,
     /// False once we know the client missed something we cannot replay.
     complete: bool,
+    /// A `resumed` frame is owed (its catch-up failed on the store).
+    owe_report: bool,
 }
 
 impl Cursor {
@@ -36,6 +38,7 @@ impl Cursor {
             epoch: head.epoch.as_str().into(),
             seq: head.seq,
             complete: true,
+            owe_report: false,
         }
     }
 
@@ -47,6 +50,7 @@ impl Cursor {
                 epoch: head.epoch.as_str().into(),
                 seq: r.seq,
                 complete: true,
+                owe_report: false,
             }
         } else {
             Cursor {
@@ -94,10 +98,15 @@ impl Session {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(?stream, error = %e, "stream read failed; will retry");
-                    self.schedule_resync(std::time::Duration::from_secs(1));
+                    if report && let Some(c) = self.cursors.get_mut(stream) {
+                        // The `resumed` this pass owed is sent by the retry.
+                        c.owe_report = true;
+                    }
+                    self.resync_failed();
                     return Ok(());
                 }
             };
+            self.resync_ok();
             let c = self.cursors.get_mut(stream).ok_or(End::Closed)?;
             if *c.epoch != *batch.epoch {
                 debug!(
@@ -108,6 +117,7 @@ impl Session {
                     epoch: batch.epoch.as_str().into(),
                     seq: 0,
                     complete: false,
+                    owe_report: c.owe_report,
                 };
                 continue;
             }
@@ -138,7 +148,8 @@ impl Session {
             return Ok(());
         };
         let complete = std::mem::replace(&mut c.complete, true);
-        if report || !complete {
+        let owed = std::mem::replace(&mut c.owe_report, false);
+        if report || owed || !complete {
             let (seq, epoch) = (c.seq, Arc::clone(&c.epoch));
             let name = stream.to_string();
             let f = ServerFrame::Resumed {

@@ -16,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -55,9 +56,21 @@ pub(crate) struct Session {
     dirty: bool,
     /// Durable mode: position of every stream this session follows.
     pub cursors: HashMap<StreamName, Cursor>,
-    /// For scheduling a retry of a failed gap fill.
-    retry_tx: mpsc::Sender<Outbound>,
+    /// When the next catch-up pass is due. One timer per session, however
+    /// many triggers (broker reconnects, failed reads) pile up.
+    resync_at: Option<Instant>,
+    /// Consecutive failed catch-up passes, for backoff.
+    resync_failures: u32,
 }
+
+/// A peer that accepts no bytes for this long is treated as gone: a blocked
+/// write must never pin a session (or a crash, or a drain) forever.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// After sending a close frame, read (and discard) for up to this long so the
+/// kernel does not answer the client's in-flight data with a reset that could
+/// destroy the close frame before the client reads it.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Runs a session to completion.
 pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Option<Resume>) {
@@ -65,8 +78,9 @@ pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Op
     let handle = SessionHandle {
         id: node.new_session_id(),
         user: user.into(),
-        tx: tx.clone(),
+        tx,
         kick: CancellationToken::new(),
+        moving: Arc::default(),
     };
     let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
     node.table.insert(handle.clone());
@@ -77,10 +91,13 @@ pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Op
         sink,
         dirty: false,
         cursors: HashMap::new(),
-        retry_tx: tx,
+        resync_at: None,
+        resync_failures: 0,
     };
     let end = s.main(stream, rx, resume).instrument(span.clone()).await;
     span.in_scope(|| debug!(?end, "session ended"));
+    // Release the socket before the bookkeeping.
+    drop(s);
     node.remove_session(&handle).await;
 }
 
@@ -89,6 +106,22 @@ impl Session {
         &mut self,
         mut stream: SplitStream<WebSocket>,
         mut rx: mpsc::Receiver<Outbound>,
+        resume: Option<Resume>,
+    ) -> End {
+        let end = self.serve(&mut stream, &mut rx, resume).await;
+        if matches!(end, End::Closed) {
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
+        end
+    }
+
+    async fn serve(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        rx: &mut mpsc::Receiver<Outbound>,
         resume: Option<Resume>,
     ) -> End {
         if let Err(end) = self.start(resume).await {
@@ -102,10 +135,11 @@ impl Session {
         loop {
             if self.dirty {
                 self.dirty = false;
-                if self.sink.flush().await.is_err() {
-                    return End::Gone;
+                if let Err(end) = self.io(|s| s.sink.flush()).await {
+                    return end;
                 }
             }
+            let resync_at = self.resync_at;
             let step = tokio::select! {
                 biased;
                 _ = kill.cancelled() => Err(End::Killed),
@@ -115,9 +149,15 @@ impl Session {
                     self.on_client(msg).await
                 }
                 Some(out) = rx.recv() => self.on_outbound(out).await,
+                _ = tokio::time::sleep_until(resync_at.unwrap_or_else(Instant::now)), if resync_at.is_some() => {
+                    self.resync_at = None;
+                    self.resync().await
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every.mul_f32(2.5) {
-                        debug!("no traffic from client; closing");
+                        // Not even a pong: the peer is presumed dead, so a
+                        // close frame would go nowhere.
+                        debug!("no traffic from client; dropping the connection");
                         Err(End::Gone)
                     } else {
                         self.write(Message::Ping(bytes::Bytes::new())).await
@@ -128,6 +168,34 @@ impl Session {
                 return end;
             }
         }
+    }
+
+    /// Runs a socket operation, giving up if the node stops, the session is
+    /// kicked, or the peer accepts nothing for [`WRITE_STALL`].
+    async fn io<'a, F, Fut>(&'a mut self, op: F) -> Result<(), End>
+    where
+        F: FnOnce(&'a mut Session) -> Fut,
+        Fut: std::future::Future<Output = Result<(), axum::Error>> + 'a,
+    {
+        let kill = self.node.kill.clone();
+        let kick = self.handle.kick.clone();
+        tokio::select! {
+            _ = kill.cancelled() => Err(End::Killed),
+            _ = kick.cancelled() => Err(End::Gone),
+            r = tokio::time::timeout(WRITE_STALL, op(self)) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(End::Gone),
+            },
+        }
+    }
+
+    /// One catch-up pass over every followed stream.
+    async fn resync(&mut self) -> Result<(), End> {
+        let streams: Vec<StreamName> = self.cursors.keys().cloned().collect();
+        for s in streams {
+            self.catch_up(&s, false).await?;
+        }
+        Ok(())
     }
 
     /// Welcome, ownership re-check and (durable) user-stream resume.
@@ -232,10 +300,7 @@ impl Session {
             } => self.moved(epoch, retry_after_ms).await,
             Outbound::Close(code, reason) => self.close(code, reason).await,
             Outbound::Resync => {
-                let streams: Vec<StreamName> = self.cursors.keys().cloned().collect();
-                for s in streams {
-                    self.catch_up(&s, false).await?;
-                }
+                self.schedule_resync(Duration::ZERO);
                 Ok(())
             }
         }
@@ -255,9 +320,7 @@ impl Session {
     /// Queues a frame for writing (flushed before the next wait).
     pub(crate) async fn write(&mut self, msg: Message) -> Result<(), End> {
         let counted = matches!(msg, Message::Text(_));
-        if self.sink.feed(msg).await.is_err() {
-            return Err(End::Gone);
-        }
+        self.io(|s| s.sink.feed(msg)).await?;
         if counted {
             self.node.counters.msgs_out.fetch_add(1, Ordering::Relaxed);
         }
@@ -285,17 +348,30 @@ impl Session {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        self.io(|s| s.sink.send(Message::Close(Some(frame))))
+            .await?;
         Err(End::Closed)
     }
 
-    /// Asks the session task for a stream catch-up pass after `delay`.
-    pub(crate) fn schedule_resync(&self, delay: std::time::Duration) {
-        let tx = self.retry_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.try_send(Outbound::Resync);
-        });
+    /// Arranges a catch-up pass within `delay` (coalesced with any pending).
+    pub(crate) fn schedule_resync(&mut self, delay: Duration) {
+        let at = Instant::now() + delay;
+        self.resync_at = Some(self.resync_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// A failed store read: retry with exponential backoff (1 s … 30 s).
+    pub(crate) fn resync_failed(&mut self) {
+        let delay =
+            Duration::from_secs(1 << self.resync_failures.min(5)).min(Duration::from_secs(30));
+        self.resync_failures = self.resync_failures.saturating_add(1);
+        if self.resync_at.is_none() {
+            self.resync_at = Some(Instant::now() + delay);
+        }
+    }
+
+    /// A successful store read resets the backoff.
+    pub(crate) fn resync_ok(&mut self) {
+        self.resync_failures = 0;
     }
 }
 

@@ -237,17 +237,14 @@ impl Client {
             match tokio::time::timeout(WAIT, self.ws.next()).await {
                 Err(_) => panic!("connection of {} did not end", self.user),
                 Ok(None) | Ok(Some(Err(_))) => return (frames, Ended::Abrupt),
-                Ok(Some(Ok(Message::Close(Some(f))))) => {
-                    return (
-                        frames,
-                        Ended::Close(u16::from(f.code), f.reason.to_string()),
-                    );
-                }
-                Ok(Some(Ok(Message::Close(None)))) => {
-                    return (
-                        frames,
-                        Ended::Close(u16::from(CloseCode::Status), String::new()),
-                    );
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    // Let tungstenite send the close reply, as a real client does.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.next()).await;
+                    let end = match f {
+                        Some(f) => Ended::Close(u16::from(f.code), f.reason.to_string()),
+                        None => Ended::Close(u16::from(CloseCode::Status), String::new()),
+                    };
+                    return (frames, end);
                 }
                 Ok(Some(Ok(Message::Text(t)))) => {
                     frames.push(serde_json::from_str(t.as_str()).expect("json frame"));
