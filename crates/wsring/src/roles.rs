@@ -23,6 +23,20 @@ fn pick(flag: Option<String>, file: Option<&String>, fallback: Option<&String>) 
     flag.or_else(|| file.cloned()).or_else(|| fallback.cloned())
 }
 
+/// `--listen` and the registry URL (`--registry`, else `--cluster`), both required.
+fn listen_and_registry(
+    listen: Option<String>,
+    registry: Option<String>,
+    file: &FileConfig,
+    common: &Common,
+) -> Result<(String, String), SettingsError> {
+    let listen = pick(listen, file.listen.as_ref(), None)
+        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
+    let registry = pick(registry, file.registry.as_ref(), common.cluster.as_ref())
+        .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    Ok((listen, registry))
+}
+
 /// The default advertised URL for a bound address: refuse wildcard
 /// addresses, which other machines cannot dial.
 fn default_advertise(addr: SocketAddr) -> anyhow::Result<String> {
@@ -41,14 +55,7 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let id =
         pick(args.id, file.id.as_ref(), None).ok_or(SettingsError::Missing("id", "id", "ID"))?;
     wsring_protocol::validate_node_id(&id).map_err(|e| anyhow::anyhow!("invalid --id: {e}"))?;
-    let listen = pick(args.listen, file.listen.as_ref(), None)
-        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
-    let registry_url = pick(
-        args.registry,
-        file.registry.as_ref(),
-        common.cluster.as_ref(),
-    )
-    .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    let (listen, registry_url) = listen_and_registry(args.listen, args.registry, file, &common)?;
     let broker_url = pick(args.broker, file.broker.as_ref(), common.cluster.as_ref())
         .ok_or(SettingsError::Missing("broker", "broker", "BROKER"))?;
     let ns = &common.namespace;
@@ -108,14 +115,7 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
 /// Runs one gateway until SIGTERM/Ctrl-C.
 pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result<()> {
     let common = Common::resolve(&args.common, file)?;
-    let listen = pick(args.listen, file.listen.as_ref(), None)
-        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
-    let registry_url = pick(
-        args.registry,
-        file.registry.as_ref(),
-        common.cluster.as_ref(),
-    )
-    .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    let (listen, registry_url) = listen_and_registry(args.listen, args.registry, file, &common)?;
     let stop = CancellationToken::new();
     let registry = backends::registry(&registry_url, &common.namespace, common.membership.ttl)
         .await

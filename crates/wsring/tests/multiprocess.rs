@@ -230,65 +230,43 @@ fn n2_addr(p: &mut Proc) -> String {
 
 async fn fail_fast(b: Backend) {
     let ns = unique_ns("ff");
-    let limit = Duration::from_secs(15);
-    let (st, err) = Proc::run(
-        &[
-            "node",
-            "--id",
-            "x1",
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster",
-            "bogus://x",
-        ],
-        limit,
-    )
-    .await;
-    assert!(!st.success());
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("invalid backend URL"), "{err}");
-    let dead = b
-        .registry
-        .replace(b.broker_addr, "127.0.0.1:1")
-        .replace("6379", "1");
-    let (st, err) = Proc::run(
-        &[
-            "node",
-            "--id",
-            "x1",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry",
-            &dead,
-            "--broker",
-            &dead,
-        ],
-        limit,
-    )
-    .await;
-    assert!(!st.success());
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("unavailable"), "{err}");
+    let dead = b.registry.replace(b.broker_addr, "127.0.0.1:1");
     let _first = b.node(&ns, "dup", &[]).await;
-    let (st, err) = Proc::run(
-        &[
+    let node = |id: &'static str, registry: String, broker: String, ns: String| async move {
+        let args = [
             "node",
             "--id",
-            "dup",
+            id,
             "--listen",
             "127.0.0.1:0",
             "--registry",
-            &b.registry,
+            &registry,
             "--broker",
-            &b.broker,
+            &broker,
             "--namespace",
             &ns,
-        ],
-        limit,
-    )
-    .await;
-    assert!(!st.success());
-    assert!(err.contains("already held by a live node"), "{err}");
+        ];
+        Proc::run(&args, Duration::from_secs(15)).await
+    };
+    let cases = [
+        (
+            node("x1", "bogus://x".into(), "bogus://x".into(), ns.clone()).await,
+            "invalid backend URL",
+        ),
+        (
+            node("x1", dead.clone(), dead.clone(), ns.clone()).await,
+            "unavailable",
+        ),
+        (
+            node("dup", b.registry.clone(), b.broker.clone(), ns.clone()).await,
+            "already held by a live node",
+        ),
+    ];
+    for ((status, err), want) in cases {
+        assert!(!status.success(), "{want}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(want), "{want}: {err}");
+    }
     b.purge(&ns).await;
 }
 
