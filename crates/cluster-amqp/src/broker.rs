@@ -2,12 +2,14 @@
 //! one consumer, plus a supervisor task that pumps deliveries into the inbox
 //! and owns the reconnect-and-rebind loop.
 //!
-//! State is split so the hot path stays cheap: `publish` only clones the
-//! current `Session` out of a std mutex, while `subscribe`, `unsubscribe`
-//! and the reconnect serialize on an async mutex around the set of wanted
-//! topics. That mutex is what makes a reconnect and a concurrent subscribe
-//! agree: either the subscribe binds on the new session, or the reconnect
-//! binds the topic the subscribe remembered, never neither.
+//! No lock is held across a network call: `publish` clones the current
+//! `Session` out of a std mutex; `subscribe` records the topic in the wanted
+//! set first and then binds on the session it found. A reconnect binds a
+//! snapshot of the wanted set and, before going live, binds whatever was
+//! added meanwhile, so a reconnect and a concurrent subscribe always agree:
+//! either the subscribe binds on the new session, or the reconnect binds the
+//! topic the subscribe remembered, never neither. Callers serialise
+//! subscribe/unsubscribe of one topic (the node's room reconciler does).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -27,7 +29,7 @@ use lapin::{
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -75,9 +77,10 @@ pub struct AmqpBroker {
 /// State shared by the handle and the supervisor task.
 struct Shared {
     cfg: Config,
-    /// Topics the node wants. Held across bind/unbind and across a reconnect's
-    /// rebinding, so both see the same set.
-    wanted: tokio::sync::Mutex<BTreeSet<Topic>>,
+    /// Topics the node wants, restored after a reconnect.
+    wanted: Mutex<BTreeSet<Topic>>,
+    /// Reconnect counter and health of this connection.
+    link: wsring_cluster::Link,
     /// The session in use, `None` while disconnected.
     live: Mutex<Option<Arc<Session>>>,
     healthy: AtomicBool,
@@ -128,7 +131,8 @@ impl AmqpBroker {
         let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
         let shared = Arc::new(Shared {
             cfg,
-            wanted: tokio::sync::Mutex::new(BTreeSet::new()),
+            wanted: Mutex::new(BTreeSet::new()),
+            link: wsring_cluster::Link::new("amqp", "broker"),
             live: Mutex::new(Some(Arc::clone(&session))),
             healthy: AtomicBool::new(true),
             closed: watch::channel(false).0,
@@ -192,32 +196,32 @@ impl Broker for AmqpBroker {
 
     async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
         let (exchange, key) = amqp_route(&self.shared.cfg.names, topic)?;
-        let mut wanted = self.shared.wanted.lock().await;
         if *self.shared.closed.borrow() {
             return Err(ClusterError::Closed);
         }
-        if wanted.contains(topic) {
+        if !lock(&self.shared.wanted).insert(topic.clone()) {
             return Ok(());
         }
         let Some(session) = self.shared.live() else {
-            // Like the in-memory backend while severed: remember it; the
+            // Like the in-memory backend while severed: remembered; the
             // reconnect binds it before reporting `Resubscribed`.
             debug!(?topic, "not connected; topic will be bound on reconnect");
-            wanted.insert(topic.clone());
             return Ok(());
         };
-        session
+        if let Err(e) = session
             .with_timeout("queue.bind", session.bind(exchange, key))
-            .await?;
-        wanted.insert(topic.clone());
+            .await
+        {
+            lock(&self.shared.wanted).remove(topic);
+            return Err(e);
+        }
         debug!(?topic, queue = %session.queue, "subscribed");
         Ok(())
     }
 
     async fn unsubscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
         let (exchange, key) = amqp_route(&self.shared.cfg.names, topic)?;
-        let mut wanted = self.shared.wanted.lock().await;
-        if !wanted.remove(topic) {
+        if !lock(&self.shared.wanted).remove(topic) {
             return Ok(());
         }
         // Removed first: if the unbind fails, the connection is torn down and
@@ -517,6 +521,7 @@ async fn supervise(
             }
         }
         shared.healthy.store(false, Ordering::SeqCst);
+        shared.link.lost();
         warn!(
             namespace = %ns,
             node = %node,
@@ -703,22 +708,44 @@ async fn reconnect(
             }
         };
         let session = Arc::new(session);
-        let wanted = shared.wanted.lock().await;
-        if shared.is_closed() {
-            session.shutdown().await;
-            return None;
+        let mut bound = BTreeSet::new();
+        let rebound = loop {
+            if shared.is_closed() {
+                session.shutdown().await;
+                return None;
+            }
+            // Bind what is wanted and not bound yet; go live only once a
+            // fresh look finds nothing new (a subscribe that saw no live
+            // session relies on this).
+            let missing: BTreeSet<Topic> = lock(&shared.wanted)
+                .iter()
+                .filter(|t| !bound.contains(*t))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                let topics = lock(&shared.wanted).len();
+                *lock(&shared.live) = Some(Arc::clone(&session));
+                break Ok(topics);
+            }
+            if let Err(e) = session.bind_all(&shared.cfg.names, &missing).await {
+                break Err(e);
+            }
+            bound.extend(missing);
+        };
+        match rebound {
+            Ok(topics) => {
+                shared.healthy.store(true, Ordering::SeqCst);
+                shared.link.ok();
+                backoff.reset();
+                debug!(generation, topics, "rabbitmq topics rebound");
+                return Some((session, consumer, events));
+            }
+            Err(e) => {
+                warn!(generation, attempt, error = %e, "rabbitmq rebinding failed");
+                session.shutdown().await;
+                continue;
+            }
         }
-        if let Err(e) = session.bind_all(&shared.cfg.names, &wanted).await {
-            warn!(generation, attempt, error = %e, "rabbitmq rebinding failed");
-            drop(wanted);
-            session.shutdown().await;
-            continue;
-        }
-        *lock(&shared.live) = Some(Arc::clone(&session));
-        shared.healthy.store(true, Ordering::SeqCst);
-        backoff.reset();
-        debug!(generation, topics = wanted.len(), "rabbitmq topics rebound");
-        return Some((session, consumer, events));
     }
 }
 
@@ -748,6 +775,4 @@ fn short(s: impl Into<String>) -> Result<ShortString, ClusterError> {
     ShortString::try_new(s).map_err(ClusterError::backend)
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use wsring_cluster::lock;

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use wsring_cluster::backoff::Backoff;
 use wsring_cluster::broker::INBOX_CAPACITY;
-use wsring_cluster::{Broker, BrokerEvent, ClusterError, Inbox, Topic};
+use wsring_cluster::{Broker, BrokerEvent, ClusterError, Inbox, Topic, lock};
 
 use crate::connect::fail;
 use crate::names::topic_subject;
@@ -80,12 +80,15 @@ pub struct NatsBroker {
     node: String,
     /// This handle's id in `Wsring-Order` stamps.
     publisher: u64,
-    /// Next stamp counter. An async mutex held across the enqueue, so counter
-    /// order is wire order even with concurrent publishers.
-    counter: tokio::sync::Mutex<u64>,
-    /// Topic to subscription id. An async mutex: subscribing awaits the
-    /// server, and concurrent calls for one topic must not both subscribe.
-    subs: tokio::sync::Mutex<HashMap<Topic, u64>>,
+    /// Next stamp counter. Sequential publishes (one returned before the
+    /// next began) get increasing stamps and are enqueued in that order, which
+    /// is the only order the broker contract promises; concurrent publishes
+    /// have no order to keep, so no lock is held across the enqueue.
+    counter: AtomicU64,
+    /// Topic to subscription id. Callers serialise subscribe/unsubscribe of
+    /// one topic (the node's room reconciler does), so the map is only
+    /// touched between network calls, never held across one.
+    subs: Mutex<HashMap<Topic, u64>>,
     next_sub: AtomicU64,
     /// Requests to the reader; `None` once closed.
     control: Mutex<Option<mpsc::UnboundedSender<Control>>>,
@@ -303,8 +306,8 @@ impl NatsBroker {
             namespace: namespace.to_owned(),
             node: node.to_owned(),
             publisher: rand::random(),
-            counter: tokio::sync::Mutex::new(0),
-            subs: tokio::sync::Mutex::new(HashMap::new()),
+            counter: AtomicU64::new(0),
+            subs: Mutex::new(HashMap::new()),
             next_sub: AtomicU64::new(0),
             control: Mutex::new(Some(control)),
             reader: Mutex::new(Some(reader)),
@@ -326,7 +329,7 @@ impl NatsBroker {
     }
 
     fn send(&self, cmd: Control) -> Result<(), ClusterError> {
-        let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let control = lock(&self.control);
         match control.as_ref() {
             Some(c) if c.send(cmd).is_ok() => Ok(()),
             _ => Err(ClusterError::Closed),
@@ -339,14 +342,24 @@ impl NatsBroker {
         let (done, acked) = oneshot::channel();
         if self.send(Control::Remove { id, done }).is_ok() {
             // An error means the reader is gone, which also stops forwarding.
-            let _ = acked.await;
+            // Bounded: a reader stuck on a stalled connection must not hold
+            // the caller (its subscription ends with that connection anyway).
+            let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, acked).await;
         }
     }
 }
 
 fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
-    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    lock(slot).take()
 }
+
+/// Bound on handing a publish to the client's connection task (its command
+/// channel is bounded, so a stalled connection could otherwise block the
+/// caller forever).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on sending a SUB (the round trip is bounded by the barrier).
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl Broker for NatsBroker {
@@ -358,33 +371,48 @@ impl Broker for NatsBroker {
             return Err(self.not_connected("publish"));
         }
         let subject = topic_subject(&self.namespace, topic);
-        let mut counter = self.counter.lock().await;
-        *counter += 1;
+        let counter = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
         let mut headers = HeaderMap::new();
-        headers.insert(HDR_ORDER, stamp(self.publisher, *counter));
-        self.client
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(|e| fail(&self.client, format!("publishing to {topic:?}"), false, e))
+        headers.insert(HDR_ORDER, stamp(self.publisher, counter));
+        match tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.client.publish_with_headers(subject, headers, payload),
+        )
+        .await
+        {
+            Ok(r) => {
+                r.map_err(|e| fail(&self.client, format!("publishing to {topic:?}"), false, e))
+            }
+            Err(_) => Err(ClusterError::unavailable(format!(
+                "publishing to {topic:?}: the NATS client took no command within {PUBLISH_TIMEOUT:?}"
+            ))),
+        }
     }
 
     async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
-        let mut subs = self.subs.lock().await;
         if self.closed.load(Ordering::SeqCst) {
             return Err(ClusterError::Closed);
         }
-        if subs.contains_key(topic) {
+        if lock(&self.subs).contains_key(topic) {
             return Ok(());
         }
         if !self.connected() {
             return Err(self.not_connected("subscribe"));
         }
         let subject = topic_subject(&self.namespace, topic);
-        let sub = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| fail(&self.client, format!("subscribing to {subject}"), false, e))?;
+        let sub =
+            match tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.client.subscribe(subject.clone()))
+                .await
+            {
+                Ok(r) => r.map_err(|e| {
+                    fail(&self.client, format!("subscribing to {subject}"), false, e)
+                })?,
+                Err(_) => {
+                    return Err(ClusterError::unavailable(format!(
+                        "subscribing to {subject}: no answer within {SUBSCRIBE_TIMEOUT:?}"
+                    )));
+                }
+            };
         let id = self.next_sub.fetch_add(1, Ordering::Relaxed);
         self.send(Control::Add {
             id,
@@ -398,12 +426,17 @@ impl Broker for NatsBroker {
             return Err(e);
         }
         debug!(node = %self.node, %subject, "subscribed");
-        subs.insert(topic.clone(), id);
+        let earlier = lock(&self.subs).insert(topic.clone(), id);
+        if let Some(earlier) = earlier {
+            // A concurrent subscribe of the same topic (outside the caller
+            // contract): keep one subscription, so nothing is delivered twice.
+            self.remove(earlier).await;
+        }
         Ok(())
     }
 
     async fn unsubscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
-        let id = self.subs.lock().await.remove(topic);
+        let id = lock(&self.subs).remove(topic);
         if let Some(id) = id {
             self.remove(id).await;
             debug!(node = %self.node, ?topic, "unsubscribed");
@@ -419,7 +452,7 @@ impl Broker for NatsBroker {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.subs.lock().await.clear();
+        lock(&self.subs).clear();
         // Dropping the control channel ends the reader, which unsubscribes
         // everything; if the inbox is full and nobody drains it, stop it
         // anyway (the subscriptions end with the connection below).

@@ -201,6 +201,7 @@ pub(crate) async fn connect(
         Some(n) => format!("wsring-{}-{}-{n}", role.kind, role.namespace),
         None => format!("wsring-{}-{}", role.kind, role.namespace),
     };
+    let link = std::sync::Arc::new(wsring_cluster::Link::new("nats", role.kind));
     let mut opts = ConnectOptions::new()
         .name(name)
         .connection_timeout(ATTEMPT_TIMEOUT)
@@ -210,6 +211,15 @@ pub(crate) async fn connect(
         .event_callback({
             let (role, server) = (role.clone(), server.clone());
             move |event| {
+                match event {
+                    Event::Disconnected => {
+                        link.lost();
+                    }
+                    Event::Connected => {
+                        link.ok();
+                    }
+                    _ => {}
+                }
                 log_event(&role, &server, &event);
                 if let Some(tx) = &events {
                     // The receiver is gone only once its owner shut down.

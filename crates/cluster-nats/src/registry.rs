@@ -7,8 +7,15 @@
 //! * Bucket `{ns}_heartbeats` holds one key per node (the node id, escaped
 //!   with [`kv_key`]) and has `max_age = ttl`: JetStream itself deletes a
 //!   heartbeat that was not refreshed within the TTL, so the bucket's expiry
-//!   *is* the failure detector, whoever looks. `claim` is `create` (fails on a
-//!   live key), `refresh` is `put`, `release` is `purge`.
+//!   *is* the failure detector, whoever looks. A record is
+//!   `<incarnation>\n<stats JSON>`. `claim` takes the next incarnation from
+//!   the counter key `incarnation` of the members bucket (a revision-checked
+//!   increment) and then `create`s the record (fails on a live key);
+//!   `refresh` reads the record and `update`s it at the revision it read, only
+//!   while the caller's incarnation holds it; `release` purges at the revision
+//!   it read, under the same condition. A write between the read and the
+//!   revision-checked write makes the latter fail, so nothing is ever written
+//!   over another incarnation's record.
 //!
 //! The TTL is a property of the bucket, not of each write: the `ttl` passed to
 //! [`connect_registry`](crate::connect_registry) sets it (and corrects an
@@ -34,7 +41,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::time::Duration;
 use tracing::debug;
-use wsring_cluster::{ClusterError, Registry, Versioned};
+use wsring_cluster::{ClusterError, Heartbeat, Lease, Registry, Versioned};
 
 use crate::connect::fail;
 use crate::names::{heartbeats_bucket, kv_key, members_bucket};
@@ -42,6 +49,36 @@ use crate::setup::{context, ensure_kv};
 
 /// The key of the membership document in the members bucket.
 const DOC_KEY: &str = "doc";
+
+/// The key of the incarnation counter in the members bucket.
+const INCARNATION_KEY: &str = "incarnation";
+
+/// Rounds of read-then-conditional-write before giving up on a contended
+/// record (each lost round means another writer got in between).
+const CAS_ROUNDS: usize = 16;
+
+fn encode_heartbeat(incarnation: u64, value: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(value.len() + 21);
+    out.extend_from_slice(incarnation.to_string().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(value);
+    Bytes::from(out)
+}
+
+/// Splits a record; one in another shape reads as incarnation 0.
+fn decode_heartbeat(raw: &Bytes) -> Heartbeat {
+    let parsed = raw.iter().position(|&b| b == b'\n').and_then(|i| {
+        let inc = std::str::from_utf8(&raw[..i]).ok()?.parse().ok()?;
+        Some(Heartbeat {
+            incarnation: inc,
+            value: raw.slice(i + 1..),
+        })
+    });
+    parsed.unwrap_or_else(|| Heartbeat {
+        incarnation: 0,
+        value: raw.clone(),
+    })
+}
 
 /// Membership storage in two JetStream KV buckets of one namespace.
 pub struct NatsRegistry {
@@ -85,6 +122,81 @@ impl NatsRegistry {
             members,
             beats,
         })
+    }
+}
+
+impl NatsRegistry {
+    /// The live record under `key` and its revision.
+    async fn live_beat(&self, key: &str) -> Result<Option<(Heartbeat, u64)>, ClusterError> {
+        match self.beats.entry(key).await {
+            Ok(Some(e)) if e.operation == Operation::Put => {
+                Ok(Some((decode_heartbeat(&e.value), e.revision)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(fail(
+                &self.client,
+                format!("reading heartbeat {key}"),
+                e.kind() == EntryErrorKind::TimedOut,
+                e,
+            )),
+        }
+    }
+
+    /// Takes the next incarnation from the counter (a revision-checked
+    /// increment, retried when another claim got in between).
+    async fn next_incarnation(&self) -> Result<u64, ClusterError> {
+        for _ in 0..CAS_ROUNDS {
+            let current = match self.members.entry(INCARNATION_KEY).await {
+                Ok(Some(e)) if e.operation == Operation::Put => {
+                    let n = std::str::from_utf8(&e.value)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    Some((n, e.revision))
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    return Err(fail(
+                        &self.client,
+                        "reading the incarnation counter",
+                        e.kind() == EntryErrorKind::TimedOut,
+                        e,
+                    ));
+                }
+            };
+            let next = current.map_or(1, |(n, _)| n + 1);
+            let value = Bytes::from(next.to_string());
+            let written = match current {
+                Some((_, rev)) => match self.members.update(INCARNATION_KEY, value, rev).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => false,
+                    Err(e) => {
+                        return Err(fail(
+                            &self.client,
+                            "advancing the incarnation counter",
+                            e.kind() == UpdateErrorKind::TimedOut,
+                            e,
+                        ));
+                    }
+                },
+                None => match self.members.create(INCARNATION_KEY, value).await {
+                    Ok(_) => true,
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => false,
+                    Err(e) => {
+                        return Err(fail(
+                            &self.client,
+                            "creating the incarnation counter",
+                            e.kind() == CreateErrorKind::Publish,
+                            e,
+                        ));
+                    }
+                },
+            };
+            if written {
+                return Ok(next);
+            }
+        }
+        Err(ClusterError::Contention(CAS_ROUNDS as u32))
     }
 }
 
@@ -132,13 +244,26 @@ impl Registry for NatsRegistry {
         }
     }
 
-    async fn claim(&self, node: &str, value: Bytes, _ttl: Duration) -> Result<bool, ClusterError> {
+    async fn claim(
+        &self,
+        node: &str,
+        value: Bytes,
+        _ttl: Duration,
+    ) -> Result<Option<u64>, ClusterError> {
         let key = kv_key(node);
+        if self.live_beat(&key).await?.is_some() {
+            return Ok(None);
+        }
+        let incarnation = self.next_incarnation().await?;
         // `create` succeeds over an absent, expired, deleted or purged key
         // and fails only when a live value is there.
-        match self.beats.create(&key, value).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+        match self
+            .beats
+            .create(&key, encode_heartbeat(incarnation, &value))
+            .await
+        {
+            Ok(_) => Ok(Some(incarnation)),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(fail(
                 &self.client,
                 format!("claiming heartbeat {key}"),
@@ -148,37 +273,69 @@ impl Registry for NatsRegistry {
         }
     }
 
-    async fn refresh(&self, node: &str, value: Bytes, _ttl: Duration) -> Result<(), ClusterError> {
+    async fn refresh(
+        &self,
+        node: &str,
+        incarnation: u64,
+        value: Bytes,
+        _ttl: Duration,
+    ) -> Result<Lease, ClusterError> {
         let key = kv_key(node);
-        self.beats.put(&key, value).await.map(drop).map_err(|e| {
-            fail(
-                &self.client,
-                format!("refreshing heartbeat {key}"),
-                false,
-                e,
-            )
-        })
+        let record = encode_heartbeat(incarnation, &value);
+        for _ in 0..CAS_ROUNDS {
+            let Some((beat, revision)) = self.live_beat(&key).await? else {
+                return Ok(Lease::Expired);
+            };
+            if beat.incarnation != incarnation {
+                return Ok(Lease::Taken(beat.incarnation));
+            }
+            match self.beats.update(&key, record.clone(), revision).await {
+                Ok(_) => return Ok(Lease::Held),
+                // Written meanwhile (a claim by a successor): look again.
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => {
+                    return Err(fail(
+                        &self.client,
+                        format!("refreshing heartbeat {key}"),
+                        e.kind() == UpdateErrorKind::TimedOut,
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(ClusterError::Contention(CAS_ROUNDS as u32))
     }
 
-    async fn release(&self, node: &str) -> Result<(), ClusterError> {
+    async fn release(&self, node: &str, incarnation: u64) -> Result<(), ClusterError> {
         let key = kv_key(node);
-        self.beats.purge(&key).await.map_err(|e| {
-            fail(
+        let Some((beat, revision)) = self.live_beat(&key).await? else {
+            return Ok(());
+        };
+        if beat.incarnation != incarnation {
+            return Ok(());
+        }
+        match self.beats.purge_expect_revision(&key, Some(revision)).await {
+            Ok(()) => Ok(()),
+            // Someone else wrote the record meanwhile: it is not ours to delete.
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(fail(
                 &self.client,
                 format!("releasing heartbeat {key}"),
                 e.kind() == UpdateErrorKind::TimedOut,
                 e,
-            )
-        })
+            )),
+        }
     }
 
-    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Heartbeat>>, ClusterError> {
         // One direct get per node, concurrently: a reap pass costs one round
         // trip, not one per member.
         futures::future::try_join_all(nodes.iter().map(|node| async move {
             let key = kv_key(node);
             match self.beats.entry(key.as_str()).await {
-                Ok(Some(e)) if e.operation == Operation::Put => Ok(Some(e.value)),
+                Ok(Some(e)) if e.operation == Operation::Put => {
+                    Ok(Some(decode_heartbeat(&e.value)))
+                }
                 Ok(_) => Ok(None),
                 Err(e) => Err(fail(
                     &self.client,

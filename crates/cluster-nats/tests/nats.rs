@@ -130,16 +130,17 @@ async fn heartbeat_expiry_is_prompt() {
         r.claim(&ids[0], Bytes::from_static(b"{}"), ttl)
             .await
             .expect("claim")
+            .is_some()
     );
     let claimed = Instant::now();
-    assert!(
-        r.claim(&ids[1], Bytes::from_static(b"{}"), ttl)
-            .await
-            .expect("claim")
-    );
+    let alive = r
+        .claim(&ids[1], Bytes::from_static(b"{}"), ttl)
+        .await
+        .expect("claim")
+        .expect("claimed");
     let mut gone = None;
     while claimed.elapsed() < ttl * 3 {
-        r.refresh(&ids[1], Bytes::from_static(b"{\"n\":1}"), ttl)
+        r.refresh(&ids[1], alive, Bytes::from_static(b"{\"n\":1}"), ttl)
             .await
             .expect("refresh");
         let beats = r.heartbeats(&ids).await.expect("beats");
@@ -161,12 +162,13 @@ async fn heartbeat_expiry_is_prompt() {
         "expired late: {gone:?}"
     );
     // Release is immediate and the id can be claimed again.
-    r.release(&ids[1]).await.expect("release");
+    r.release(&ids[1], alive).await.expect("release");
     assert!(r.heartbeats(&ids).await.expect("beats")[1].is_none());
     assert!(
         r.claim(&ids[1], Bytes::from_static(b"{}"), ttl)
             .await
             .expect("reclaim")
+            .is_some()
     );
 }
 
@@ -198,9 +200,17 @@ async fn heartbeat_ttl_follows_configuration() {
             .claim("n", Bytes::from_static(b"{}"), ttl)
             .await
             .expect("claim")
+            .is_some()
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(short.heartbeats(&["n".into()]).await.expect("beats")[0].is_none());
+    // The short TTL is in force: the record expires well before the old 30 s.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while short.heartbeats(&["n".into()]).await.expect("beats")[0].is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "heartbeat outlived the 700 ms TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The membership document is unaffected by the change.
     assert!(short.load().await.expect("load").is_none());
 }

@@ -41,6 +41,12 @@ impl Keys {
         format!("{{{}}}:hb:{node}", self.ns)
     }
 
+    /// The counter that hands out incarnations (fencing tokens). Same hash
+    /// tag as the heartbeats, so a claim is one single-slot script.
+    pub fn incarnations(&self) -> String {
+        format!("{{{}}}:incarnation", self.ns)
+    }
+
     /// The membership change channel.
     pub fn membership_channel(&self) -> String {
         format!("{}:membership", self.ns)

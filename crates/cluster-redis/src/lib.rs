@@ -25,7 +25,7 @@ pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, ClusterError, Inbox, Link, Registry, Retention, StreamStore};
 
 pub use keys::Keys;
 
@@ -98,6 +98,56 @@ pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
         ClusterError::unavailable(e)
     } else {
         ClusterError::backend(e)
+    }
+}
+
+/// Bound on one command round trip on a multiplexed connection, including
+/// the connection manager's own reconnect attempt.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A multiplexed, auto-reconnecting connection of one role, with its
+/// [`Link`]: every command through it is bounded by [`OP_TIMEOUT`] and its
+/// connection-level failures count as reconnects.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    manager: redis::aio::ConnectionManager,
+    link: Arc<Link>,
+}
+
+impl Conn {
+    /// Connects, failing fast if Redis is unreachable. `kind` labels the
+    /// reconnect counter (`registry`, `streams`, `publisher`).
+    pub(crate) async fn connect(
+        client: &redis::Client,
+        kind: &'static str,
+    ) -> Result<Conn, ClusterError> {
+        let manager = at_startup(
+            kind,
+            client.get_connection_manager_with_config(registry::manager_config()),
+        )
+        .await?;
+        Ok(Conn {
+            manager,
+            link: Arc::new(Link::new("redis", kind)),
+        })
+    }
+
+    /// Runs one command (`op` gets its own handle on the connection).
+    pub(crate) async fn call<T, F>(
+        &self,
+        what: &str,
+        op: impl FnOnce(redis::aio::ConnectionManager) -> F,
+    ) -> Result<T, ClusterError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let r = match tokio::time::timeout(OP_TIMEOUT, op(self.manager.clone())).await {
+            Ok(r) => r.map_err(map_err),
+            Err(_) => Err(ClusterError::unavailable(format!(
+                "redis {what}: no answer within {OP_TIMEOUT:?}"
+            ))),
+        };
+        self.link.track(r)
     }
 }
 

@@ -4,20 +4,23 @@
 //! compare-and-set that bumps the version and `PUBLISH`es the new version on
 //! the membership channel in the same atomic step, so a watcher can never
 //! miss a change that happened after it subscribed. Heartbeats are string keys
-//! with `PX` expiry: `SET NX PX` claims an id, `SET PX` refreshes it, and an
-//! expired key simply no longer exists for `MGET`.
+//! `<incarnation>\n<stats JSON>` with `PX` expiry, so an expired key simply
+//! no longer exists for `MGET`. Claim, refresh and release are Lua scripts:
+//! a claim takes the next incarnation from a counter key (`INCR`) only if no
+//! live record exists; refresh and release act only while the caller's
+//! incarnation holds the record. All of these keys share one hash tag, so
+//! every script touches one cluster slot.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::Script;
 use std::time::Duration;
-use wsring_cluster::{ClusterError, Registry, Versioned};
+use wsring_cluster::{ClusterError, Heartbeat, Lease, Registry, Versioned};
 
 use crate::keys::Keys;
-use crate::{at_startup, map_err};
+use crate::{Conn, at_startup, map_err};
 
 const CAS: &str = r"
 local cur = redis.call('HGET', KEYS[1], 'v')
@@ -32,12 +35,45 @@ redis.call('PUBLISH', ARGV[3], v)
 return v
 ";
 
+/// KEYS: heartbeat, incarnation counter. ARGV: stats, ttl ms.
+/// Returns the new incarnation, or false when a live record holds the id.
+const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local inc = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], inc .. '\n' .. ARGV[1], 'PX', ARGV[2])
+return inc
+";
+
+/// KEYS: heartbeat. ARGV: incarnation, stats, ttl ms.
+/// Returns 0 when refreshed, -1 when the record expired, or the incarnation
+/// that holds the id now.
+const REFRESH: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+local holder = tonumber(string.match(cur, '^(%d+)\n'))
+if holder ~= tonumber(ARGV[1]) then return holder or 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. ARGV[2], 'PX', ARGV[3])
+return 0
+";
+
+/// KEYS: heartbeat. ARGV: incarnation. Deletes the record if it holds it.
+const RELEASE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(string.match(cur, '^(%d+)\n')) == tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// Membership storage on Redis.
 pub struct RedisRegistry {
     client: redis::Client,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     cas: Script,
+    claim: Script,
+    refresh: Script,
+    release: Script,
 }
 
 /// Connection manager settings shared by this crate: quick, bounded retries
@@ -54,16 +90,15 @@ pub(crate) fn manager_config() -> redis::aio::ConnectionManagerConfig {
 impl RedisRegistry {
     /// Connects, failing fast if Redis is unreachable.
     pub async fn connect(client: redis::Client, keys: Keys) -> Result<Self, ClusterError> {
-        let conn = at_startup(
-            "registry",
-            client.get_connection_manager_with_config(manager_config()),
-        )
-        .await?;
+        let conn = Conn::connect(&client, "registry").await?;
         Ok(RedisRegistry {
             client,
             conn,
             keys,
             cas: Script::new(CAS),
+            claim: Script::new(CLAIM),
+            refresh: Script::new(REFRESH),
+            release: Script::new(RELEASE),
         })
     }
 }
@@ -71,14 +106,18 @@ impl RedisRegistry {
 #[async_trait]
 impl Registry for RedisRegistry {
     async fn load(&self) -> Result<Option<Versioned<Bytes>>, ClusterError> {
-        let mut c = self.conn.clone();
-        let (v, d): (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
-            .arg(self.keys.doc())
-            .arg("v")
-            .arg("d")
-            .query_async(&mut c)
-            .await
-            .map_err(map_err)?;
+        let doc = self.keys.doc();
+        let (v, d): (Option<u64>, Option<Vec<u8>>) = self
+            .conn
+            .call("HMGET", |mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(doc)
+                    .arg("v")
+                    .arg("d")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
         Ok(match (v, d) {
             (Some(version), Some(d)) => Some(Versioned {
                 version,
@@ -89,62 +128,81 @@ impl Registry for RedisRegistry {
     }
 
     async fn store(&self, expected: Option<u64>, doc: Bytes) -> Result<Option<u64>, ClusterError> {
-        let mut c = self.conn.clone();
-        self.cas
-            .key(self.keys.doc())
-            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+        let mut call = self.cas.key(self.keys.doc());
+        call.arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(doc.as_ref())
-            .arg(self.keys.membership_channel())
-            .invoke_async::<Option<u64>>(&mut c)
+            .arg(self.keys.membership_channel());
+        self.conn
+            .call("membership CAS", |mut c| async move {
+                call.invoke_async::<Option<u64>>(&mut c).await
+            })
             .await
-            .map_err(map_err)
     }
 
-    async fn claim(&self, node: &str, value: Bytes, ttl: Duration) -> Result<bool, ClusterError> {
-        let mut c = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.heartbeat(node))
+    async fn claim(
+        &self,
+        node: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>, ClusterError> {
+        let mut call = self.claim.key(self.keys.heartbeat(node));
+        call.key(self.keys.incarnations())
             .arg(value.as_ref())
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .query_async(&mut c)
+            .arg(ttl_ms(ttl));
+        self.conn
+            .call("heartbeat claim", |mut c| async move {
+                call.invoke_async::<Option<u64>>(&mut c).await
+            })
             .await
-            .map_err(map_err)?;
-        Ok(set.is_some())
     }
 
-    async fn refresh(&self, node: &str, value: Bytes, ttl: Duration) -> Result<(), ClusterError> {
-        let mut c = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.keys.heartbeat(node))
-            .arg(value.as_ref())
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(map_err)
+    async fn refresh(
+        &self,
+        node: &str,
+        incarnation: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<Lease, ClusterError> {
+        let mut call = self.refresh.key(self.keys.heartbeat(node));
+        call.arg(incarnation).arg(value.as_ref()).arg(ttl_ms(ttl));
+        let r: i64 = self
+            .conn
+            .call("heartbeat refresh", |mut c| async move {
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(match r {
+            0 => Lease::Held,
+            -1 => Lease::Expired,
+            holder => Lease::Taken(u64::try_from(holder).unwrap_or(0)),
+        })
     }
 
-    async fn release(&self, node: &str) -> Result<(), ClusterError> {
-        let mut c = self.conn.clone();
-        c.del::<_, ()>(self.keys.heartbeat(node))
+    async fn release(&self, node: &str, incarnation: u64) -> Result<(), ClusterError> {
+        let mut call = self.release.key(self.keys.heartbeat(node));
+        call.arg(incarnation);
+        self.conn
+            .call("heartbeat release", |mut c| async move {
+                call.invoke_async::<()>(&mut c).await
+            })
             .await
-            .map_err(map_err)
     }
 
-    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Heartbeat>>, ClusterError> {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
         let keys: Vec<String> = nodes.iter().map(|n| self.keys.heartbeat(n)).collect();
-        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut c)
-            .await
-            .map_err(map_err)?;
-        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+        let values: Vec<Option<Vec<u8>>> = self
+            .conn
+            .call("MGET", |mut c| async move {
+                redis::cmd("MGET").arg(&keys).query_async(&mut c).await
+            })
+            .await?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|v| parse_heartbeat(&v)))
+            .collect())
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError> {
@@ -157,6 +215,23 @@ impl Registry for RedisRegistry {
             .map_err(map_err)?;
         Ok(pubsub.into_on_message().map(|_| ()).boxed())
     }
+}
+
+/// Splits `<incarnation>\n<stats>`; a record in another shape (written by an
+/// incompatible version) reads as incarnation 0 with the whole value as stats.
+fn parse_heartbeat(raw: &[u8]) -> Option<Heartbeat> {
+    let split = raw.iter().position(|&b| b == b'\n');
+    let parsed = split.and_then(|i| {
+        let inc = std::str::from_utf8(&raw[..i]).ok()?.parse().ok()?;
+        Some(Heartbeat {
+            incarnation: inc,
+            value: Bytes::copy_from_slice(&raw[i + 1..]),
+        })
+    });
+    Some(parsed.unwrap_or_else(|| Heartbeat {
+        incarnation: 0,
+        value: Bytes::copy_from_slice(raw),
+    }))
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {

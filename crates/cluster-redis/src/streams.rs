@@ -14,7 +14,6 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use wsring_cluster::stream::new_epoch;
 use wsring_cluster::{
@@ -22,8 +21,8 @@ use wsring_cluster::{
 };
 
 use crate::keys::Keys;
-use crate::registry::manager_config;
-use crate::{at_startup, map_err};
+
+use crate::Conn;
 
 /// Shared Lua helpers: create-or-read the meta, and trim entries by age.
 const PRELUDE: &str = r"
@@ -93,7 +92,7 @@ return {e, first, last, entries}
 
 /// Durable streams on Redis.
 pub struct RedisStreams {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     retention: Retention,
     append: Script,
@@ -108,11 +107,7 @@ impl RedisStreams {
         keys: Keys,
         retention: Retention,
     ) -> Result<Self, ClusterError> {
-        let conn = at_startup(
-            "streams",
-            client.get_connection_manager_with_config(manager_config()),
-        )
-        .await?;
+        let conn = Conn::connect(&client, "streams").await?;
         let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Ok(RedisStreams {
             conn,
@@ -197,20 +192,20 @@ impl StreamStore for RedisStreams {
         payload: Bytes,
         dedup: Option<&str>,
     ) -> Result<Appended, ClusterError> {
-        let mut c = self.conn.clone();
-        let reply: Value = self
-            .append
-            .key(self.keys.stream_meta(stream))
-            .key(self.keys.stream_entries(stream))
+        let mut call = self.append.key(self.keys.stream_meta(stream));
+        call.key(self.keys.stream_entries(stream))
             .key(self.keys.stream_dedup(stream, dedup.unwrap_or("")))
             .arg(payload.as_ref())
             .arg(self.retention.max_len.max(1))
             .arg(self.ttl_ms())
             .arg(new_epoch())
-            .arg(if dedup.is_some() { "1" } else { "0" })
-            .invoke_async(&mut c)
-            .await
-            .map_err(map_err)?;
+            .arg(if dedup.is_some() { "1" } else { "0" });
+        let reply: Value = self
+            .conn
+            .call("stream append", |mut c| async move {
+                call.invoke_async(&mut c).await
+            })
+            .await?;
         let r = items(reply)?;
         let [seq, epoch, dup] = r.as_slice() else {
             return Err(corrupt("append reply"));
@@ -223,16 +218,16 @@ impl StreamStore for RedisStreams {
     }
 
     async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
-        let mut c = self.conn.clone();
-        let reply: Value = self
-            .head
-            .key(self.keys.stream_meta(stream))
-            .key(self.keys.stream_entries(stream))
+        let mut call = self.head.key(self.keys.stream_meta(stream));
+        call.key(self.keys.stream_entries(stream))
             .arg(new_epoch())
-            .arg(self.ttl_ms())
-            .invoke_async(&mut c)
-            .await
-            .map_err(map_err)?;
+            .arg(self.ttl_ms());
+        let reply: Value = self
+            .conn
+            .call("stream head", |mut c| async move {
+                call.invoke_async(&mut c).await
+            })
+            .await?;
         let r = items(reply)?;
         let [seq, epoch] = r.as_slice() else {
             return Err(corrupt("head reply"));
@@ -249,18 +244,18 @@ impl StreamStore for RedisStreams {
         after: u64,
         limit: usize,
     ) -> Result<ReadBatch, ClusterError> {
-        let mut c = self.conn.clone();
-        let reply: Value = self
-            .read
-            .key(self.keys.stream_meta(stream))
-            .key(self.keys.stream_entries(stream))
+        let mut call = self.read.key(self.keys.stream_meta(stream));
+        call.key(self.keys.stream_entries(stream))
             .arg(after)
             .arg(limit.max(1))
             .arg(new_epoch())
-            .arg(self.ttl_ms())
-            .invoke_async(&mut c)
-            .await
-            .map_err(map_err)?;
+            .arg(self.ttl_ms());
+        let reply: Value = self
+            .conn
+            .call("stream read", |mut c| async move {
+                call.invoke_async(&mut c).await
+            })
+            .await?;
         let mut r = items(reply)?.into_iter();
         let (Some(epoch), Some(first), Some(last), Some(list)) =
             (r.next(), r.next(), r.next(), r.next())

@@ -21,6 +21,7 @@
 //! * [`membership`] — the protocol: [`Membership`].
 //! * [`memory`] — the embedded backend used by `wsring dev`.
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
+//! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
 //!   and `fault`, a TCP proxy that cuts connections on demand.
 
@@ -31,6 +32,7 @@ pub mod conformance;
 pub mod error;
 #[cfg(feature = "conformance")]
 pub mod fault;
+pub mod link;
 pub mod membership;
 pub mod memory;
 pub mod registry;
@@ -38,6 +40,14 @@ pub mod stream;
 pub mod view;
 
 pub use broker::{Broker, BrokerEvent, Inbox, Topic};
+
+/// Locks a std mutex, recovering from poisoning. Every mutex in wsring guards
+/// plain state (sets, maps, handles) that a panicking holder cannot leave
+/// half-written in a harmful way, and no lock is held across an await, so
+/// one panicked task must not take the whole process down with it.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Longest namespace.
 pub const MAX_NAMESPACE_LEN: usize = 64;
@@ -58,7 +68,8 @@ pub fn validate_namespace(ns: &str) -> Result<(), ClusterError> {
     }
 }
 pub use error::{BoxError, ClusterError};
-pub use membership::{Membership, MembershipConfig};
-pub use registry::{Registry, Versioned};
+pub use link::Link;
+pub use membership::{Fenced, Membership, MembershipConfig, ReapPlan};
+pub use registry::{Heartbeat, Lease, Registry, Versioned};
 pub use stream::{Appended, ReadBatch, Retention, StreamName, StreamPos, StreamStore};
 pub use view::{Member, MemberState, MembershipDoc, NodeStats, View};

@@ -1,18 +1,30 @@
 //! The membership protocol, written once against [`Registry`].
 //!
 //! * **Join:** claim the heartbeat record (fails if a live node holds the id),
-//!   then add the member to the document by compare-and-set, bumping the epoch.
+//!   which hands out a new **incarnation** (fencing token), then add the
+//!   member with that incarnation to the document by compare-and-set, bumping
+//!   the epoch.
 //! * **Heartbeat:** refresh the record every `heartbeat_every`, carrying the
-//!   node's live [`NodeStats`]. If the node finds itself missing from the
-//!   document (it was reaped during a pause, or the registry lost its data), it
-//!   rejoins.
+//!   node's live [`NodeStats`], as a compare-and-set on `(id, incarnation)`.
+//!   If the node finds itself missing from the document (it was reaped during
+//!   a pause, or the registry lost its data), it rejoins. If its record
+//!   expired and nobody took the id, it claims it again. If **another
+//!   incarnation** holds the id, this process is stale: it is *fenced* and
+//!   must stop serving ([`Membership::fenced`]).
+//! * **Lease:** a node may act as itself only while its last confirmed
+//!   heartbeat is younger than the TTL ([`Membership::lease_valid`]). A
+//!   process that wakes from a stall first sees an expired lease and holds
+//!   its deliveries until the registry confirms or fences it.
 //! * **Reap:** every process (nodes and gateways) periodically checks that each
 //!   member still has a live heartbeat, and removes those that do not by
-//!   compare-and-set. Many processes may notice the same death; the CAS makes
-//!   exactly one of them bump the epoch. Detection time is at most `ttl` plus one
-//!   reap period (2 s + 0.5 s by default).
+//!   compare-and-set on `(id, incarnation)`: a member that rejoined between
+//!   the check and the removal carries a new incarnation and is kept. Many
+//!   processes may notice the same death; the CAS makes exactly one of them
+//!   bump the epoch. Detection time is at most `ttl` plus one reap period
+//!   (2 s + 0.5 s by default).
 //! * **Drain / leave:** mark the member `draining` (off the ring at once, still
-//!   listed), then remove it and delete its heartbeat.
+//!   listed), then remove it and delete its heartbeat (both only for its own
+//!   incarnation).
 //! * **Watch:** reload the document on every registry notification and on a
 //!   poll timer; apply it only if its epoch is newer, so views never go back.
 //!
@@ -32,7 +44,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::ClusterError;
-use crate::registry::Registry;
+use crate::registry::{Lease, Registry};
 use crate::view::{Member, MemberState, MembershipDoc, NodeStats, View};
 
 /// Timing and ring parameters of the membership protocol.
@@ -74,8 +86,42 @@ struct LocalNode {
     id: String,
     url: String,
     stats: StatsFn,
+    /// The fencing token of this process's claim.
+    incarnation: u64,
     /// Set once the node starts leaving, so the heartbeat loop stops rejoining.
     leaving: bool,
+}
+
+/// Why a node process must stop: another process holds its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    /// The node id.
+    pub node: String,
+    /// This process's incarnation.
+    pub ours: u64,
+    /// The incarnation that holds the id now, if known.
+    pub holder: Option<u64>,
+}
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node id {:?} was claimed by another process (incarnation {}) while this one (incarnation {}) was stalled; stopping",
+            self.node,
+            self.holder
+                .map_or_else(|| "?".to_owned(), |h| h.to_string()),
+            self.ours
+        )
+    }
+}
+
+/// A reap pass's finding: members without a live heartbeat, each with the
+/// incarnation the document listed when the pass looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapPlan {
+    /// `(node id, incarnation)` of each member found dead.
+    pub dead: Vec<(String, u64)>,
 }
 
 /// A process's membership handle: its current [`View`], the stats of every
@@ -87,6 +133,11 @@ pub struct Membership {
     stats_tx: watch::Sender<Arc<BTreeMap<String, NodeStats>>>,
     healthy: AtomicBool,
     local: Mutex<Option<LocalNode>>,
+    /// When this node's lease ends: the send time of the last confirmed
+    /// heartbeat plus the TTL. `None` before joining.
+    lease_tx: watch::Sender<Option<tokio::time::Instant>>,
+    /// Set once, when another incarnation took this node's id.
+    fenced_tx: watch::Sender<Option<Fenced>>,
     cancel: CancellationToken,
 }
 
@@ -115,6 +166,8 @@ impl Membership {
             stats_tx,
             healthy: AtomicBool::new(true),
             local: Mutex::new(None),
+            lease_tx: watch::channel(None).0,
+            fenced_tx: watch::channel(None).0,
             cancel,
         });
         tokio::spawn(Arc::clone(&m).watch_loop());
@@ -152,6 +205,91 @@ impl Membership {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Whether this node may act as itself now: its last confirmed heartbeat
+    /// is younger than the TTL and it has not been fenced. Always `false`
+    /// before joining.
+    pub fn lease_valid(&self) -> bool {
+        self.fenced_tx.borrow().is_none()
+            && self
+                .lease_tx
+                .borrow()
+                .is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    /// Waits until [`lease_valid`](Self::lease_valid) holds, or until this
+    /// node is fenced (then returns `false`).
+    pub async fn wait_lease(&self) -> bool {
+        let mut lease = self.lease_tx.subscribe();
+        let mut fenced = self.fenced_tx.subscribe();
+        loop {
+            if fenced.borrow_and_update().is_some() {
+                return false;
+            }
+            if self.lease_valid() {
+                return true;
+            }
+            tokio::select! {
+                r = lease.changed() => if r.is_err() { return false },
+                r = fenced.changed() => if r.is_err() { return false },
+                _ = self.cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Resolves once another process took this node's id (see the module
+    /// docs); the process must then close its sessions and exit.
+    pub async fn fenced(&self) -> Fenced {
+        let mut rx = self.fenced_tx.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(f) => f.clone().unwrap_or_else(|| self.fence_unknown()),
+            // The sender lives as long as `self`: unreachable in practice.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    fn fence_unknown(&self) -> Fenced {
+        Fenced {
+            node: String::new(),
+            ours: 0,
+            holder: None,
+        }
+    }
+
+    /// This node's incarnation, once joined.
+    pub fn incarnation(&self) -> Option<u64> {
+        lock(&self.local).as_ref().map(|l| l.incarnation)
+    }
+
+    fn fence(&self, node: &str, ours: u64, holder: Option<u64>) {
+        let f = Fenced {
+            node: node.to_owned(),
+            ours,
+            holder,
+        };
+        if self.fenced_tx.borrow().is_none() {
+            warn!(
+                node,
+                ours,
+                ?holder,
+                "another process holds this node id: fenced"
+            );
+            self.fenced_tx.send_replace(Some(f));
+        }
+        // Stop heartbeating and never write for this id again.
+        *lock(&self.local) = None;
+    }
+
+    fn extend_lease(&self, sent: tokio::time::Instant) {
+        let until = sent + self.cfg.ttl;
+        self.lease_tx.send_if_modified(|l| match l {
+            Some(cur) if *cur >= until => false,
+            _ => {
+                *l = Some(until);
+                true
+            }
+        });
+    }
+
     /// Waits until the view's epoch is at least `epoch`, up to `timeout`.
     /// Returns the view either way.
     pub async fn wait_for_epoch(&self, epoch: u64, timeout: Duration) -> Arc<View> {
@@ -170,24 +308,27 @@ impl Membership {
         stats: StatsFn,
     ) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + self.cfg.ttl + self.cfg.ttl / 2;
-        loop {
+        let incarnation = loop {
             let value = encode_stats(&stats());
-            if self.registry.claim(id, value, self.cfg.ttl).await? {
-                break;
+            let sent = tokio::time::Instant::now();
+            if let Some(inc) = self.registry.claim(id, value, self.cfg.ttl).await? {
+                self.extend_lease(sent);
+                break inc;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClusterError::NodeIdTaken(id.to_owned()));
             }
             tokio::time::sleep(self.cfg.heartbeat_every).await;
-        }
+        };
         *lock(&self.local) = Some(LocalNode {
             id: id.to_owned(),
             url: url.to_owned(),
             stats,
+            incarnation,
             leaving: false,
         });
         self.add_self().await?;
-        info!(node = %id, epoch = self.view().epoch(), "joined cluster");
+        info!(node = %id, incarnation, epoch = self.view().epoch(), "joined cluster");
         tokio::spawn(Arc::clone(self).heartbeat_loop());
         Ok(())
     }
@@ -195,11 +336,11 @@ impl Membership {
     /// Marks this node `draining`: it leaves the ring at once (a new epoch) but
     /// stays listed until [`leave`](Self::leave).
     pub async fn set_draining(&self) -> Result<(), ClusterError> {
-        let Some(id) = self.local_id(true) else {
+        let Some((id, inc)) = self.local_id(true) else {
             return Ok(());
         };
         self.update(|doc| match doc.members.get_mut(&id) {
-            Some(m) if m.state != MemberState::Draining => {
+            Some(m) if m.incarnation == inc && m.state != MemberState::Draining => {
                 m.state = MemberState::Draining;
                 true
             }
@@ -211,46 +352,63 @@ impl Membership {
 
     /// Removes this node from the document and deletes its heartbeat.
     pub async fn leave(&self) -> Result<(), ClusterError> {
-        let Some(id) = self.local_id(true) else {
+        let Some((id, inc)) = self.local_id(true) else {
             return Ok(());
         };
-        self.update(|doc| doc.members.remove(&id).is_some()).await?;
+        self.update(|doc| {
+            let ours = doc.members.get(&id).is_some_and(|m| m.incarnation == inc);
+            ours && doc.members.remove(&id).is_some()
+        })
+        .await?;
         // Stop the heartbeat loop before deleting the record, so it does not
         // recreate it.
         *lock(&self.local) = None;
-        self.registry.release(&id).await?;
-        info!(node = %id, "left cluster");
+        self.registry.release(&id, inc).await?;
+        info!(node = %id, incarnation = inc, "left cluster");
         Ok(())
     }
 
-    fn local_id(&self, leaving: bool) -> Option<String> {
+    fn local_id(&self, leaving: bool) -> Option<(String, u64)> {
         let mut local = lock(&self.local);
         let l = local.as_mut()?;
         l.leaving |= leaving;
-        Some(l.id.clone())
+        Some((l.id.clone(), l.incarnation))
     }
 
     async fn add_self(&self) -> Result<(), ClusterError> {
-        let Some((id, url)) = lock(&self.local)
+        let Some((id, url, inc)) = lock(&self.local)
             .as_ref()
             .filter(|l| !l.leaving)
-            .map(|l| (l.id.clone(), l.url.clone()))
+            .map(|l| (l.id.clone(), l.url.clone(), l.incarnation))
         else {
             return Ok(());
         };
         let member = Member {
             url,
             state: MemberState::Up,
+            incarnation: inc,
         };
+        let mut newer = None;
         self.update(|doc| {
-            if doc.members.get(&id) == Some(&member) {
-                return false;
+            newer = None;
+            match doc.members.get(&id) {
+                Some(m) if m == &member => false,
+                // A later incarnation added itself: we are the stale one.
+                Some(m) if m.incarnation > inc => {
+                    newer = Some(m.incarnation);
+                    false
+                }
+                _ => {
+                    doc.members.insert(id.clone(), member.clone());
+                    true
+                }
             }
-            doc.members.insert(id.clone(), member.clone());
-            true
         })
-        .await
-        .map(drop)
+        .await?;
+        if let Some(holder) = newer {
+            self.fence(&id, inc, Some(holder));
+        }
+        Ok(())
     }
 
     /// Applies `change` to the document by compare-and-set, bumping the epoch
@@ -397,9 +555,17 @@ impl Membership {
     /// One reap pass: refresh stats, and remove members without a live
     /// heartbeat. Public so tests can drive it deterministically.
     pub async fn reap_once(&self) -> Result<(), ClusterError> {
+        let plan = self.reap_plan().await?;
+        self.reap_apply(&plan).await
+    }
+
+    /// The first half of a reap pass: read the document and the heartbeats,
+    /// publish the stats, and list the members found dead with the
+    /// incarnation the document gave them.
+    pub async fn reap_plan(&self) -> Result<ReapPlan, ClusterError> {
         let Some(current) = self.track(self.registry.load().await)? else {
             self.document_lost();
-            return Ok(());
+            return Ok(ReapPlan::default());
         };
         let doc = decode_doc(&current.value)?;
         self.apply(doc.clone());
@@ -410,23 +576,32 @@ impl Membership {
         for (id, beat) in ids.into_iter().zip(beats) {
             match beat {
                 Some(b) => {
-                    stats.insert(id, serde_json::from_slice(&b).unwrap_or_default());
+                    stats.insert(id, serde_json::from_slice(&b.value).unwrap_or_default());
                 }
-                None => dead.push(id),
+                None => {
+                    let inc = doc.members.get(&id).map_or(0, |m| m.incarnation);
+                    dead.push((id, inc));
+                }
             }
         }
         self.stats_tx.send_replace(Arc::new(stats));
-        if dead.is_empty() {
+        Ok(ReapPlan { dead })
+    }
+
+    /// The second half of a reap pass: removes the members of `plan`, each
+    /// only if the document still lists the incarnation the plan saw. A
+    /// member that rejoined meanwhile carries a new incarnation and stays.
+    pub async fn reap_apply(&self, plan: &ReapPlan) -> Result<(), ClusterError> {
+        if plan.dead.is_empty() {
             return Ok(());
         }
-        // Re-check inside the CAS loop: a member may have rejoined (a new
-        // document version) since we read its heartbeat.
         let mut removed = Vec::new();
         let view = self
             .update(|doc| {
                 removed.clear();
-                for id in &dead {
-                    if doc.members.remove(id).is_some() {
+                for (id, inc) in &plan.dead {
+                    if doc.members.get(id).is_some_and(|m| m.incarnation == *inc) {
+                        doc.members.remove(id);
                         removed.push(id.clone());
                     }
                 }
@@ -447,25 +622,62 @@ impl Membership {
                 _ = self.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Some((id, stats, leaving)) = lock(&self.local)
+            let Some((id, stats, leaving, inc)) = lock(&self.local)
                 .as_ref()
-                .map(|l| (l.id.clone(), Arc::clone(&l.stats), l.leaving))
+                .map(|l| (l.id.clone(), Arc::clone(&l.stats), l.leaving, l.incarnation))
             else {
                 return;
             };
             let value = encode_stats(&stats());
-            if let Err(e) = self.track(self.registry.refresh(&id, value, self.cfg.ttl).await) {
-                warn!(node = %id, error = %e, "heartbeat failed");
-                continue;
+            let sent = tokio::time::Instant::now();
+            match self.track(
+                self.registry
+                    .refresh(&id, inc, value.clone(), self.cfg.ttl)
+                    .await,
+            ) {
+                Ok(Lease::Held) => self.extend_lease(sent),
+                Ok(Lease::Taken(holder)) => {
+                    self.fence(&id, inc, Some(holder));
+                    return;
+                }
+                Ok(Lease::Expired) => {
+                    // Stalled past the TTL, but nobody took the id: claim it
+                    // again like a newcomer (a new incarnation).
+                    match self.track(self.registry.claim(&id, value, self.cfg.ttl).await) {
+                        Ok(Some(next)) => {
+                            warn!(node = %id, old = inc, new = next, "heartbeat had expired; claimed the id again");
+                            if let Some(l) = lock(&self.local).as_mut() {
+                                l.incarnation = next;
+                            }
+                            self.extend_lease(sent);
+                        }
+                        Ok(None) => {
+                            self.fence(&id, inc, None);
+                            return;
+                        }
+                        Err(e) => {
+                            warn!(node = %id, error = %e, "heartbeat failed");
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(node = %id, error = %e, "heartbeat failed");
+                    continue;
+                }
             }
             if leaving {
                 // Draining nodes keep their heartbeat (they are still listed)
                 // but must not re-add themselves.
                 continue;
             }
-            if self.view().member(&id).is_none() {
+            let listed = self
+                .incarnation()
+                .and_then(|inc| self.view().member(&id).map(|m| m.incarnation == inc));
+            if listed != Some(true) {
                 // Reaped while alive (a long pause, a partition, or the
-                // registry lost its data): come back.
+                // registry lost its data), or listed under the incarnation
+                // we had before a re-claim: come back.
                 warn!(node = %id, "not in the membership document; rejoining");
                 if let Err(e) = self.add_self().await {
                     warn!(node = %id, error = %e, "rejoin failed");
@@ -486,8 +698,4 @@ fn encode_stats(stats: &NodeStats) -> Bytes {
     Bytes::from(serde_json::to_vec(stats).unwrap_or_default())
 }
 
-/// Locks a std mutex, recovering from poisoning (the data is plain state that
-/// a panicking holder cannot leave half-written in a harmful way).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::lock;

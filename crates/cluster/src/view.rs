@@ -23,6 +23,11 @@ pub struct Member {
     pub url: String,
     /// Up or draining.
     pub state: MemberState,
+    /// The incarnation (fencing token) of the process that added itself;
+    /// reaping and leaving remove a member only for the incarnation they saw.
+    /// `0` in documents written before incarnations existed.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl Member {
@@ -141,6 +146,7 @@ mod tests {
                 Member {
                     url: format!("ws://{id}/ws"),
                     state,
+                    incarnation: 1,
                 },
             );
         }

@@ -69,9 +69,7 @@ impl Default for Events {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use wsring_cluster::lock;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -302,6 +300,7 @@ mod tests {
                 Member {
                     url: String::new(),
                     state: *state,
+                    incarnation: 1,
                 },
             );
         }

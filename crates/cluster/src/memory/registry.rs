@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::lock;
 use crate::error::ClusterError;
-use crate::registry::{Registry, Versioned};
+use crate::registry::{Heartbeat, Lease, Registry, Versioned};
 
 /// Membership storage for a single process.
 pub struct MemoryRegistry {
@@ -23,7 +23,11 @@ pub struct MemoryRegistry {
 #[derive(Default)]
 struct State {
     doc: Option<Versioned<Bytes>>,
-    beats: HashMap<String, (Bytes, Instant)>,
+    beats: HashMap<String, (Heartbeat, Instant)>,
+    /// The last incarnation handed out. Survives [`MemoryRegistry::wipe`]
+    /// like a real registry's counter would not; fencing tokens must only
+    /// grow within one process anyway.
+    incarnations: u64,
 }
 
 impl Default for MemoryRegistry {
@@ -36,7 +40,7 @@ impl Default for MemoryRegistry {
 }
 
 impl State {
-    fn live(&self, node: &str, now: Instant) -> Option<&Bytes> {
+    fn live(&self, node: &str, now: Instant) -> Option<&Heartbeat> {
         self.beats
             .get(node)
             .filter(|(_, deadline)| *deadline > now)
@@ -48,7 +52,13 @@ impl MemoryRegistry {
     /// Forgets everything, as a registry server that restarted without
     /// persistence would (for tests of that failure).
     pub fn wipe(&self) {
-        *lock(&self.state) = State::default();
+        let mut st = lock(&self.state);
+        let incarnations = st.incarnations;
+        *st = State {
+            incarnations,
+            ..State::default()
+        };
+        drop(st);
         let _ = self.changed.send(());
     }
 }
@@ -75,29 +85,61 @@ impl Registry for MemoryRegistry {
         Ok(Some(version))
     }
 
-    async fn claim(&self, node: &str, value: Bytes, ttl: Duration) -> Result<bool, ClusterError> {
+    async fn claim(
+        &self,
+        node: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<Option<u64>, ClusterError> {
         let now = Instant::now();
         let mut st = lock(&self.state);
         if st.live(node, now).is_some() {
-            return Ok(false);
+            return Ok(None);
         }
-        st.beats.insert(node.to_owned(), (value, now + ttl));
-        Ok(true)
+        st.incarnations += 1;
+        let incarnation = st.incarnations;
+        st.beats.insert(
+            node.to_owned(),
+            (Heartbeat { incarnation, value }, now + ttl),
+        );
+        Ok(Some(incarnation))
     }
 
-    async fn refresh(&self, node: &str, value: Bytes, ttl: Duration) -> Result<(), ClusterError> {
-        lock(&self.state)
+    async fn refresh(
+        &self,
+        node: &str,
+        incarnation: u64,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<Lease, ClusterError> {
+        let now = Instant::now();
+        let mut st = lock(&self.state);
+        match st.live(node, now).map(|h| h.incarnation) {
+            None => Ok(Lease::Expired),
+            Some(holder) if holder != incarnation => Ok(Lease::Taken(holder)),
+            Some(_) => {
+                st.beats.insert(
+                    node.to_owned(),
+                    (Heartbeat { incarnation, value }, now + ttl),
+                );
+                Ok(Lease::Held)
+            }
+        }
+    }
+
+    async fn release(&self, node: &str, incarnation: u64) -> Result<(), ClusterError> {
+        let mut st = lock(&self.state);
+        if st
             .beats
-            .insert(node.to_owned(), (value, Instant::now() + ttl));
+            .get(node)
+            .is_some_and(|(h, _)| h.incarnation == incarnation)
+        {
+            st.beats.remove(node);
+        }
         Ok(())
     }
 
-    async fn release(&self, node: &str) -> Result<(), ClusterError> {
-        lock(&self.state).beats.remove(node);
-        Ok(())
-    }
-
-    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Bytes>>, ClusterError> {
+    async fn heartbeats(&self, nodes: &[String]) -> Result<Vec<Option<Heartbeat>>, ClusterError> {
         let now = Instant::now();
         let mut st = lock(&self.state);
         st.beats.retain(|_, (_, deadline)| *deadline > now);
