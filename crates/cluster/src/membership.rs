@@ -11,10 +11,12 @@
 //!   expired and nobody took the id, it claims it again. If **another
 //!   incarnation** holds the id, this process is stale: it is *fenced* and
 //!   must stop serving ([`Membership::fenced`]).
-//! * **Lease:** a node may act as itself only while its last confirmed
-//!   heartbeat is younger than the TTL ([`Membership::lease_valid`]). A
-//!   process that wakes from a stall first sees an expired lease and holds
-//!   its deliveries until the registry confirms or fences it.
+//! * **Stalls:** a node that notices it was stalled for longer than the TTL
+//!   (its own clock jumped past a whole TTL between two ticks, as after
+//!   SIGSTOP or a frozen VM) may have been replaced meanwhile, so it holds
+//!   its deliveries ([`Membership::may_act`]) until a heartbeat sent after
+//!   the stall confirms its claim, or fences it. A registry outage is not a
+//!   stall: the process keeps serving its sessions while it retries.
 //! * **Reap:** every process (nodes and gateways) periodically checks that each
 //!   member still has a live heartbeat, and removes those that do not by
 //!   compare-and-set on `(id, incarnation)`: a member that rejoined between
@@ -138,6 +140,11 @@ pub struct Membership {
     lease_tx: watch::Sender<Option<tokio::time::Instant>>,
     /// Set once, when another incarnation took this node's id.
     fenced_tx: watch::Sender<Option<Fenced>>,
+    /// Last tick of the stall detector; `None` until joined.
+    last_tick: Mutex<Option<tokio::time::Instant>>,
+    /// Set when a stall longer than the TTL was seen; cleared by a heartbeat
+    /// confirmed after it.
+    suspect_tx: watch::Sender<Option<tokio::time::Instant>>,
     cancel: CancellationToken,
 }
 
@@ -168,6 +175,8 @@ impl Membership {
             local: Mutex::new(None),
             lease_tx: watch::channel(None).0,
             fenced_tx: watch::channel(None).0,
+            last_tick: Mutex::new(None),
+            suspect_tx: watch::channel(None).0,
             cancel,
         });
         tokio::spawn(Arc::clone(&m).watch_loop());
@@ -216,23 +225,74 @@ impl Membership {
                 .is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
-    /// Waits until [`lease_valid`](Self::lease_valid) holds, or until this
-    /// node is fenced (then returns `false`).
-    pub async fn wait_lease(&self) -> bool {
-        let mut lease = self.lease_tx.subscribe();
+    /// Whether this node may deliver as itself now: it is not fenced, and it
+    /// has not been stalled past the TTL without a heartbeat confirming its
+    /// claim since. Cheap (a clock read); call it before acting on a broker
+    /// message. Always `true` for processes that never joined.
+    pub fn may_act(&self) -> bool {
+        if self.fenced_tx.borrow().is_some() {
+            return false;
+        }
+        self.check_stall();
+        self.suspect_tx.borrow().is_none()
+    }
+
+    /// Waits until [`may_act`](Self::may_act) holds; `false` if this node was
+    /// fenced (or stopped) meanwhile.
+    pub async fn wait_may_act(&self) -> bool {
+        let mut suspect = self.suspect_tx.subscribe();
         let mut fenced = self.fenced_tx.subscribe();
         loop {
             if fenced.borrow_and_update().is_some() {
                 return false;
             }
-            if self.lease_valid() {
+            if self.may_act() {
                 return true;
             }
             tokio::select! {
-                r = lease.changed() => if r.is_err() { return false },
+                r = suspect.changed() => if r.is_err() { return false },
                 r = fenced.changed() => if r.is_err() { return false },
                 _ = self.cancel.cancelled() => return false,
             }
+        }
+    }
+
+    /// Compares the clock with the stall detector's last tick: a gap of more
+    /// than the TTL means this process did not run for that long.
+    fn check_stall(&self) {
+        let now = tokio::time::Instant::now();
+        let gap = {
+            let mut last = lock(&self.last_tick);
+            let Some(prev) = *last else { return };
+            *last = Some(now);
+            now.saturating_duration_since(prev)
+        };
+        if gap > self.cfg.ttl {
+            let fresh = self.suspect_tx.send_if_modified(|s| {
+                if s.is_none() {
+                    *s = Some(now);
+                    true
+                } else {
+                    false
+                }
+            });
+            if fresh {
+                warn!(stalled = ?gap, ttl = ?self.cfg.ttl, "this process was stalled past the heartbeat TTL; holding deliveries until the registry confirms this node");
+            }
+        }
+    }
+
+    async fn stall_loop(self: Arc<Self>) {
+        let period = self.cfg.heartbeat_every / 2;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if lock(&self.local).is_none() {
+                return;
+            }
+            self.check_stall();
         }
     }
 
@@ -240,8 +300,12 @@ impl Membership {
     /// docs); the process must then close its sessions and exit.
     pub async fn fenced(&self) -> Fenced {
         let mut rx = self.fenced_tx.subscribe();
-        match rx.wait_for(Option::is_some).await {
-            Ok(f) => f.clone().unwrap_or_else(|| self.fence_unknown()),
+        let found = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|f| f.clone().unwrap_or_else(|| self.fence_unknown()));
+        match found {
+            Ok(f) => f,
             // The sender lives as long as `self`: unreachable in practice.
             Err(_) => std::future::pending().await,
         }
@@ -280,6 +344,14 @@ impl Membership {
     }
 
     fn extend_lease(&self, sent: tokio::time::Instant) {
+        // A claim confirmed by a heartbeat sent after a stall clears it.
+        self.suspect_tx.send_if_modified(|s| match s {
+            Some(since) if sent >= *since => {
+                *s = None;
+                true
+            }
+            _ => false,
+        });
         let until = sent + self.cfg.ttl;
         self.lease_tx.send_if_modified(|l| match l {
             Some(cur) if *cur >= until => false,
@@ -329,6 +401,8 @@ impl Membership {
         });
         self.add_self().await?;
         info!(node = %id, incarnation, epoch = self.view().epoch(), "joined cluster");
+        *lock(&self.last_tick) = Some(tokio::time::Instant::now());
+        tokio::spawn(Arc::clone(self).stall_loop());
         tokio::spawn(Arc::clone(self).heartbeat_loop());
         Ok(())
     }

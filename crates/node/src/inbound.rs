@@ -18,10 +18,18 @@ pub(crate) async fn run(node: Arc<Node>, mut inbox: Inbox) {
         };
         match event {
             None => return,
-            Some(BrokerEvent::Message { payload, .. }) => match Envelope::decode(payload) {
-                Ok(env) => node.deliver_local(env),
-                Err(e) => warn!(error = %e, "dropping undecodable broker message"),
-            },
+            Some(BrokerEvent::Message { payload, .. }) => {
+                // After a stall past the TTL another process may hold our id
+                // and our channel: hold deliveries until the registry
+                // confirms us (or fences us, and we stop).
+                if !node.membership.may_act() && !node.membership.wait_may_act().await {
+                    return;
+                }
+                match Envelope::decode(payload) {
+                    Ok(env) => node.deliver_local(env),
+                    Err(e) => warn!(error = %e, "dropping undecodable broker message"),
+                }
+            }
             Some(BrokerEvent::Disconnected) => {
                 warn!(node = %node.id(), "broker connection lost; serving local sessions, reconnecting");
             }

@@ -17,6 +17,7 @@
 //! * `cmd/`: one file per client frame kind.
 //! * [`api`] — one file per HTTP route.
 //! * `rebalance`, `inbound`: reactions to membership and broker events.
+//! * `rooms`: room topic subscriptions, reconciled with the session table.
 //! * [`serve`] — the accept loop (shared with the gateway).
 //! * [`error`] — [`NodeError`], [`ApiError`], [`RouteError`].
 
@@ -28,6 +29,7 @@ pub mod error;
 mod inbound;
 mod node;
 mod rebalance;
+mod rooms;
 pub mod serve;
 mod session;
 mod sessions;
@@ -111,6 +113,7 @@ pub async fn start(
             kill.clone(),
         ));
         tokio::spawn(rebalance::run(Arc::clone(&node)));
+        tokio::spawn(stop_when_fenced(Arc::clone(&node)));
         let weak = Arc::downgrade(&node);
         let stats = Arc::new(move || weak.upgrade().map(|n| n.stats()).unwrap_or_default());
         node.membership.join(node.id(), &url, stats).await
@@ -124,6 +127,31 @@ pub async fn start(
     node.joined.store(true, Ordering::Relaxed);
     info!(node = %node.id(), %url, routing = node.cfg.routing.as_str(), durable = node.streams.is_some(), "node serving");
     Ok(NodeHandle { node, addr })
+}
+
+/// Stops the node for good once another process holds its id: sessions are
+/// closed with 1012 (their clients reconnect through the gateway to the
+/// current owner), and nothing is written to the registry, which belongs to
+/// the successor now.
+async fn stop_when_fenced(node: Arc<Node>) {
+    let fenced = tokio::select! {
+        _ = node.kill.cancelled() => return,
+        f = node.membership.fenced() => f,
+    };
+    tracing::error!(node = %node.id(), reason = %fenced, "fenced: closing sessions and stopping");
+    node.leaving.store(true, Ordering::SeqCst);
+    for h in node.table.all() {
+        h.offer(sessions::Outbound::Close(
+            wsring_protocol::close::SERVICE_RESTART,
+            "node replaced",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while node.table.len() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.kill.cancel();
+    node.broker.close().await;
 }
 
 /// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers.
@@ -176,6 +204,18 @@ impl NodeHandle {
     /// The shared node state (for embedding and tests).
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Resolves once another process took this node's id; the node then
+    /// stops by itself (sessions closed with 1012), and a node process should
+    /// exit non-zero with this reason.
+    pub async fn fenced(&self) -> wsring_cluster::Fenced {
+        self.node.membership.fenced().await
+    }
+
+    /// Resolves once every task of the node was told to stop.
+    pub async fn stopped(&self) {
+        self.node.kill.cancelled().await
     }
 
     /// Whether the node has stopped (crashed or drained).

@@ -24,6 +24,7 @@ use wsring_protocol::{Envelope, MessageFrame, Target};
 use crate::config::{NodeConfig, Routing};
 use crate::durable;
 use crate::error::RouteError;
+use crate::rooms::RoomSubs;
 use crate::sessions::{Outbound, SessionHandle, SessionTable, StreamMsg};
 
 /// Counters published in heartbeats and `/metrics`.
@@ -42,10 +43,10 @@ pub struct Node {
     pub(crate) membership: Arc<Membership>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) streams: Option<Arc<dyn StreamStore>>,
-    pub(crate) table: SessionTable,
-    /// Serialises room subscribe/unsubscribe transitions so a join racing a
-    /// leave cannot leave the broker subscription in the wrong state.
-    pub(crate) room_lock: tokio::sync::Mutex<()>,
+    pub(crate) table: Arc<SessionTable>,
+    /// Room topic subscriptions, reconciled with the table in the background
+    /// (no lock is held across a broker call).
+    pub(crate) rooms: Arc<RoomSubs>,
     pub(crate) counters: Counters,
     /// Cancelled on crash and at the very end of a drain: every task stops.
     pub(crate) kill: CancellationToken,
@@ -73,14 +74,16 @@ impl Node {
         streams: Option<Arc<dyn StreamStore>>,
         kill: CancellationToken,
     ) -> Node {
+        let table = Arc::new(SessionTable::default());
+        let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
         Node {
             cfg,
             url,
             membership,
             broker,
             streams,
-            table: SessionTable::default(),
-            room_lock: tokio::sync::Mutex::new(()),
+            table,
+            rooms,
             counters: Counters::default(),
             kill,
             leaving: AtomicBool::new(false),
@@ -307,48 +310,28 @@ impl Node {
     /// it is the first local member. Returns once messages will arrive.
     /// Returns whether the session was newly added (false: already a member).
     pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<bool, RouteError> {
-        let _guard = self.room_lock.lock().await;
         let joined = self.table.join(session, room);
-        if joined.first_local
-            && let Err(e) = self.broker.subscribe(&Topic::Room(room.to_owned())).await
-        {
-            self.table.leave(session, room);
+        if let Err(e) = self.rooms.ensure(room).await {
+            if joined.added && self.table.leave(session, room) {
+                self.rooms.nudge(room);
+            }
             return Err(e.into());
         }
         Ok(joined.added)
     }
 
-    /// Removes a session from a room, unsubscribing if it was the last member.
+    /// Removes a session from a room; the room's topic is unsubscribed in
+    /// the background if it was the last local member.
     pub(crate) async fn leave_room(&self, session: &str, room: &str) {
-        let _guard = self.room_lock.lock().await;
         if self.table.leave(session, room) {
-            self.unsubscribe_room(room).await;
+            self.rooms.nudge(room);
         }
     }
 
     /// Forgets a finished session.
     pub(crate) async fn remove_session(&self, handle: &SessionHandle) {
-        let emptied = self.table.remove(&handle.id);
-        if emptied.is_empty() {
-            // Most sessions end without emptying a room: no lock needed.
-            return;
-        }
-        let _guard = self.room_lock.lock().await;
-        for room in emptied {
-            // Re-checked under the lock: a join may have refilled it.
-            self.unsubscribe_room(&room).await;
-        }
-    }
-
-    async fn unsubscribe_room(&self, room: &str) {
-        // A session may have joined between the table update and here; the
-        // room lock is held, so has_room is authoritative.
-        if self.table.has_room(room) {
-            return;
-        }
-        if let Err(e) = self.broker.unsubscribe(&Topic::Room(room.to_owned())).await {
-            // Harmless: extra room messages find no local member and are dropped.
-            debug!(room, error = %e, "room unsubscribe failed");
+        for room in self.table.remove(&handle.id) {
+            self.rooms.nudge(&room);
         }
     }
 }

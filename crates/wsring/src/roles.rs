@@ -5,7 +5,9 @@
 //! URL, an unreachable server or a node id already held by a live node. Once
 //! running, backend outages are survived (reconnect with backoff) rather than
 //! fatal. SIGTERM or Ctrl-C on a node drains it: deregister at once, move
-//! sessions with 1012, exit 0.
+//! sessions with 1012, exit 0. A node whose id another process claimed while
+//! it was stalled (it was *fenced*) closes its sessions with 1012 and exits
+//! non-zero with a one-line error.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -100,13 +102,23 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
     )
     .await?;
     println!("wsring node {id} serving {}", handle.url());
-    if args.exit_with_parent {
-        tokio::select! {
-            _ = crate::shutdown_signal() => {}
-            _ = parent_gone() => tracing::warn!("parent process exited; draining"),
+    let parent = async {
+        if args.exit_with_parent {
+            parent_gone().await;
+            tracing::warn!("parent process exited; draining");
+        } else {
+            std::future::pending::<()>().await;
         }
-    } else {
-        crate::shutdown_signal().await;
+    };
+    tokio::select! {
+        _ = crate::shutdown_signal() => {}
+        _ = parent => {}
+        fenced = handle.fenced() => {
+            // The node stops itself (sessions closed with 1012); wait for it
+            // so the close frames go out, then fail.
+            handle.stopped().await;
+            anyhow::bail!("{fenced}");
+        }
     }
     handle.drain().await;
     Ok(())
