@@ -31,7 +31,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
@@ -128,7 +128,7 @@ impl AmqpBroker {
             queue = %session.queue,
             "rabbitmq connected"
         );
-        let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let (tx, inbox) = wsring_cluster::broker::inbox();
         let shared = Arc::new(Shared {
             cfg,
             wanted: Mutex::new(BTreeSet::new()),
@@ -495,7 +495,7 @@ async fn supervise(
     mut session: Arc<Session>,
     mut consumer: Consumer,
     mut events: Events,
-    tx: mpsc::Sender<BrokerEvent>,
+    tx: wsring_cluster::InboxSender,
 ) {
     let mut closed = shared.closed.subscribe();
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
@@ -570,7 +570,7 @@ async fn pump(
     session: &Session,
     consumer: &mut Consumer,
     events: &mut Events,
-    tx: &mpsc::Sender<BrokerEvent>,
+    tx: &wsring_cluster::InboxSender,
     closed: &mut watch::Receiver<bool>,
 ) -> Option<String> {
     /// What woke the pump up.
@@ -634,7 +634,7 @@ async fn pump(
 async fn drain(
     shared: &Shared,
     consumer: &mut Consumer,
-    tx: &mpsc::Sender<BrokerEvent>,
+    tx: &wsring_cluster::InboxSender,
     closed: &mut watch::Receiver<bool>,
     reason: String,
 ) -> Option<String> {
@@ -653,7 +653,7 @@ async fn drain(
 async fn forward(
     shared: &Shared,
     delivery: Delivery,
-    tx: &mpsc::Sender<BrokerEvent>,
+    tx: &wsring_cluster::InboxSender,
     closed: &mut watch::Receiver<bool>,
 ) -> bool {
     let Some(topic) = shared
@@ -753,7 +753,7 @@ async fn reconnect(
 /// `false` if the broker was closed meanwhile. A dropped inbox is ignored,
 /// like RabbitMQ ignores a consumer that stopped reading.
 async fn send(
-    tx: &mpsc::Sender<BrokerEvent>,
+    tx: &wsring_cluster::InboxSender,
     event: BrokerEvent,
     closed: &mut watch::Receiver<bool>,
 ) -> bool {

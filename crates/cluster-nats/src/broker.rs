@@ -120,7 +120,7 @@ async fn monitor(
     client: Client,
     node: String,
     mut events: mpsc::UnboundedReceiver<Event>,
-    inbox: mpsc::Sender<BrokerEvent>,
+    inbox: wsring_cluster::InboxSender,
 ) {
     // The first `Connected` is the initial connection: nothing to report.
     let mut lost = false;
@@ -245,7 +245,7 @@ fn event(id: u64, topic: &Topic, msg: Message) -> Collected<BrokerEvent> {
 /// dropped. Must run `unconstrained`: it polls channels with its own wakers
 /// and relies on an empty poll meaning an empty channel, which tokio's
 /// cooperative budget would otherwise break.
-async fn reader(mut control: mpsc::UnboundedReceiver<Control>, inbox: mpsc::Sender<BrokerEvent>) {
+async fn reader(mut control: mpsc::UnboundedReceiver<Control>, inbox: wsring_cluster::InboxSender) {
     let ready = Arc::new(Ready::default());
     let mut subs: HashMap<u64, Sub> = HashMap::new();
     loop {
@@ -297,7 +297,7 @@ impl NatsBroker {
         node: &str,
         events: mpsc::UnboundedReceiver<Event>,
     ) -> (NatsBroker, Inbox) {
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (tx, rx) = wsring_cluster::broker::inbox();
         let (control, control_rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(tokio::task::unconstrained(reader(control_rx, tx.clone())));
         let monitor = tokio::spawn(monitor(client.clone(), node.to_owned(), events, tx));

@@ -24,11 +24,10 @@ use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use wsring_cluster::backoff::Backoff;
-use wsring_cluster::broker::INBOX_CAPACITY;
 use wsring_cluster::{Broker, BrokerEvent, ClusterError, Inbox, Link, Topic};
 
 use crate::keys::Keys;
@@ -111,14 +110,14 @@ impl RedisBroker {
             closed: CancellationToken::new(),
             subscriber: Link::new("redis", "broker"),
         });
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (tx, rx) = wsring_cluster::broker::inbox();
         tokio::spawn(reader(Arc::clone(&shared), stream, tx));
         tokio::spawn(pinger(Arc::clone(&shared)));
         Ok((Arc::new(RedisBroker { shared, publisher }), rx))
     }
 }
 
-async fn reader(shared: Arc<Shared>, mut stream: PubSubStream, tx: mpsc::Sender<BrokerEvent>) {
+async fn reader(shared: Arc<Shared>, mut stream: PubSubStream, tx: wsring_cluster::InboxSender) {
     loop {
         loop {
             let msg = tokio::select! {

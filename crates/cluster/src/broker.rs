@@ -8,7 +8,8 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::ClusterError;
 
@@ -40,14 +41,99 @@ pub enum BrokerEvent {
     Resubscribed,
 }
 
-/// The receiving half of a broker connection.
-pub type Inbox = mpsc::Receiver<BrokerEvent>;
-
-/// Capacity of a broker inbox. Generous: a full inbox applies backpressure to
-/// the backend's reader task, which for Redis and NATS means the server starts
-/// buffering (and eventually drops a slow subscriber); RabbitMQ deliveries
-/// (auto-ack) then buffer in the node's own memory instead. Keep the node fast.
+/// Capacity of a broker inbox in messages. Generous: a full inbox applies
+/// backpressure to the backend's reader task, which for Redis and NATS means
+/// the server starts buffering (and eventually drops a slow subscriber);
+/// RabbitMQ deliveries (auto-ack) then wait in the client. Keep the node fast.
 pub const INBOX_CAPACITY: usize = 65_536;
+
+/// Capacity of a broker inbox in payload bytes (64 MiB): the inbox is full
+/// when either bound is reached, so a burst of large messages cannot grow a
+/// node's memory past this, whatever their count.
+pub const INBOX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A new inbox: the sending half for the backend, the receiving half for the
+/// node. Bounded by [`INBOX_CAPACITY`] messages and [`INBOX_BYTES`] bytes.
+pub fn inbox() -> (InboxSender, Inbox) {
+    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    let bytes = Arc::new(Semaphore::new(INBOX_BYTES));
+    (
+        InboxSender {
+            tx,
+            bytes: Arc::clone(&bytes),
+        },
+        Inbox { rx, bytes },
+    )
+}
+
+/// The bytes an event holds against the inbox budget.
+fn weight(ev: &BrokerEvent) -> u32 {
+    match ev {
+        // A single message larger than the whole budget still fits alone.
+        BrokerEvent::Message { payload, .. } => {
+            u32::try_from(payload.len().min(INBOX_BYTES)).unwrap_or(u32::MAX)
+        }
+        _ => 0,
+    }
+}
+
+/// The inbox is gone (the node dropped it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxClosed;
+
+/// The backend's half of an inbox.
+#[derive(Clone, Debug)]
+pub struct InboxSender {
+    tx: mpsc::Sender<BrokerEvent>,
+    bytes: Arc<Semaphore>,
+}
+
+impl InboxSender {
+    /// Queues `ev`, waiting while the inbox is full (by count or by bytes).
+    pub async fn send(&self, ev: BrokerEvent) -> Result<(), InboxClosed> {
+        let w = weight(&ev);
+        if w > 0 {
+            self.bytes
+                .acquire_many(w)
+                .await
+                .map_err(|_| InboxClosed)?
+                .forget();
+        }
+        if self.tx.send(ev).await.is_err() {
+            self.bytes.add_permits(w as usize);
+            return Err(InboxClosed);
+        }
+        Ok(())
+    }
+
+    /// Whether the node dropped its inbox.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The receiving half of a broker connection.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<BrokerEvent>,
+    bytes: Arc<Semaphore>,
+}
+
+impl Inbox {
+    /// The next event; `None` once the broker connection is closed for good.
+    pub async fn recv(&mut self) -> Option<BrokerEvent> {
+        let ev = self.rx.recv().await?;
+        self.bytes.add_permits(weight(&ev) as usize);
+        Some(ev)
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<BrokerEvent> {
+        let ev = self.rx.try_recv().ok()?;
+        self.bytes.add_permits(weight(&ev) as usize);
+        Some(ev)
+    }
+}
 
 /// A live broker connection for one node.
 ///

@@ -39,7 +39,7 @@ pub mod registry;
 pub mod stream;
 pub mod view;
 
-pub use broker::{Broker, BrokerEvent, Inbox, Topic};
+pub use broker::{Broker, BrokerEvent, Inbox, InboxSender, Topic};
 
 /// Locks a std mutex, recovering from poisoning. Every mutex in wsring guards
 /// plain state (sets, maps, handles) that a panicking holder cannot leave

@@ -57,6 +57,11 @@ pub struct NodeConfig {
     /// Outbound frames buffered per session before it is closed as a slow
     /// consumer (1008). Default: 1024.
     pub session_queue: usize,
+    /// Outbound bytes (frame payloads) buffered per session before it is
+    /// closed as a slow consumer (1008). With the socket's write buffer
+    /// ([`WRITE_BUFFER_MAX`](crate::config::WRITE_BUFFER_MAX) at most) this
+    /// bounds what one slow reader can hold. Default: 1 MiB.
+    pub session_queue_bytes: usize,
     /// Server ping period; a session silent for 2.5 periods is closed.
     /// Default: 20 s.
     pub ping_interval: Duration,
@@ -71,6 +76,14 @@ pub struct NodeConfig {
     pub max_rooms_per_session: usize,
 }
 
+/// Bytes tungstenite may hold in a session's write buffer beyond the frame
+/// being written: writes past it fail, and the session ends, rather than
+/// buffering without bound behind a reader that does not read.
+pub const WRITE_BUFFER_MAX: usize = 256 * 1024;
+
+/// The write buffer is flushed to the socket once it holds this much.
+pub const WRITE_BUFFER: usize = 8 * 1024;
+
 impl NodeConfig {
     /// Defaults for node `id`.
     pub fn new(id: impl Into<String>) -> Self {
@@ -81,6 +94,7 @@ impl NodeConfig {
             max_message_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             drain_window: Duration::ZERO,
             session_queue: 1024,
+            session_queue_bytes: 1024 * 1024,
             ping_interval: Duration::from_secs(20),
             epoch_wait: Duration::from_secs(2),
             durable: false,

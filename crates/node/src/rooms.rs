@@ -191,9 +191,7 @@ mod tests {
     use crate::sessions::SessionHandle;
     use async_trait::async_trait;
     use bytes::Bytes;
-    use std::sync::atomic::AtomicBool;
     use tokio::sync::mpsc;
-    use tokio_util::sync::CancellationToken;
     use wsring_cluster::memory::MemoryHub;
 
     /// A broker whose subscribe to room "stuck" never answers.
@@ -223,13 +221,7 @@ mod tests {
 
     fn session(table: &SessionTable, id: &str) {
         let (tx, _rx) = mpsc::channel(1);
-        table.insert(SessionHandle {
-            id: id.into(),
-            user: "u".into(),
-            tx,
-            kick: CancellationToken::new(),
-            moving: Arc::new(AtomicBool::new(false)),
-        });
+        table.insert(SessionHandle::new(id.into(), "u".into(), tx, 1024));
     }
 
     async fn settled(subs: &RoomSubs, room: &str, want: bool) {

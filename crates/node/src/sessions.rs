@@ -8,6 +8,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,17 @@ pub(crate) enum Outbound {
     Close(u16, &'static str),
 }
 
+impl Outbound {
+    /// The payload bytes this item holds while queued.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Outbound::Frame(f) => f.len(),
+            Outbound::Stream(m) => m.frame.len(),
+            Outbound::Moved { .. } | Outbound::Resync | Outbound::Close(..) => 0,
+        }
+    }
+}
+
 /// A handle to one live session.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
@@ -49,21 +61,57 @@ pub(crate) struct SessionHandle {
     /// Set once a rebalance has told this session to move, so overlapping
     /// rebalances (a drain and the view change it causes) move it once.
     pub moving: Arc<std::sync::atomic::AtomicBool>,
+    /// Payload bytes queued and not yet taken by the session task.
+    pub queued: Arc<AtomicUsize>,
+    /// Most bytes that may be queued ([`NodeConfig::session_queue_bytes`](crate::NodeConfig)).
+    pub budget: usize,
 }
 
 impl SessionHandle {
-    /// Queues work without waiting. A full queue means the client cannot keep
-    /// up; it is closed (1008) rather than allowed to hold memory or stall
-    /// fan-out for everyone else. In durable mode it resumes without loss.
+    /// A handle whose queue is `tx`, holding at most `budget` bytes.
+    pub fn new(id: Arc<str>, user: Arc<str>, tx: mpsc::Sender<Outbound>, budget: usize) -> Self {
+        SessionHandle {
+            id,
+            user,
+            tx,
+            kick: CancellationToken::new(),
+            moving: Arc::default(),
+            queued: Arc::default(),
+            budget,
+        }
+    }
+
+    /// Queues work without waiting. A full queue (by frames or by bytes)
+    /// means the client cannot keep up; it is closed (1008) rather than
+    /// allowed to hold memory or stall fan-out for everyone else. In durable
+    /// mode it resumes without loss.
     pub fn offer(&self, item: Outbound) -> bool {
+        let n = item.bytes();
+        if n > 0 {
+            let before = self.queued.fetch_add(n, Ordering::AcqRel);
+            if before + n > self.budget {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                self.kick.cancel();
+                return false;
+            }
+        }
         match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
                 self.kick.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+                false
+            }
         }
+    }
+
+    /// The session task took `item` off the queue.
+    pub fn taken(&self, item: &Outbound) {
+        self.queued.fetch_sub(item.bytes(), Ordering::AcqRel);
     }
 }
 
@@ -228,17 +276,47 @@ mod tests {
     use super::*;
 
     fn handle(id: &str, user: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(1);
-        (
-            SessionHandle {
-                id: id.into(),
-                user: user.into(),
-                tx,
-                kick: CancellationToken::new(),
-                moving: Arc::default(),
-            },
-            rx,
-        )
+        let (tx, rx) = mpsc::channel(4);
+        (SessionHandle::new(id.into(), user.into(), tx, 100), rx)
+    }
+
+    fn frame(n: usize) -> Outbound {
+        Outbound::Frame(Utf8Bytes::from("x".repeat(n)))
+    }
+
+    #[test]
+    fn the_byte_budget_closes_a_slow_reader() {
+        let (h, mut rx) = handle("s1", "alice");
+        assert!(h.offer(frame(60)));
+        assert!(h.offer(frame(40)), "exactly at the budget fits");
+        assert!(!h.kick.is_cancelled());
+        assert!(!h.offer(frame(1)), "one byte past the budget is refused");
+        assert!(
+            h.kick.is_cancelled(),
+            "and the session is told to close (1008)"
+        );
+        assert_eq!(h.queued.load(Ordering::Acquire), 100);
+        // What the session takes off the queue frees budget.
+        let item = rx.try_recv().expect("queued");
+        h.taken(&item);
+        assert_eq!(h.queued.load(Ordering::Acquire), 40);
+        // Control items cost nothing.
+        assert!(h.offer(Outbound::Resync));
+    }
+
+    #[test]
+    fn the_frame_cap_still_applies() {
+        let (h, _rx) = handle("s1", "alice");
+        for _ in 0..4 {
+            assert!(h.offer(frame(1)));
+        }
+        assert!(!h.offer(frame(1)));
+        assert!(h.kick.is_cancelled());
+        assert_eq!(
+            h.queued.load(Ordering::Acquire),
+            4,
+            "a refused item holds nothing"
+        );
     }
 
     #[test]
@@ -267,13 +345,5 @@ mod tests {
         t.remove("s1");
         assert_eq!(t.len(), 0);
         assert!(t.user_sessions("alice").is_empty());
-    }
-
-    #[test]
-    fn full_queue_kicks_the_session() {
-        let (h, _rx) = handle("s", "u");
-        assert!(h.offer(Outbound::Resync));
-        assert!(!h.offer(Outbound::Resync));
-        assert!(h.kick.is_cancelled());
     }
 }

@@ -93,6 +93,11 @@ pub(crate) async fn upgrade(
         // every read; 8 KiB cut server CPU per message by about a third and
         // memory per idle session by ~120 KiB (tools/ws-shootout/RESULTS.md).
         .read_buffer_size(8 * 1024)
+        // Flush small, and never let one socket's write buffer grow past a
+        // fixed bound behind a peer that does not read: the per-session byte
+        // budget bounds what waits before it.
+        .write_buffer_size(crate::config::WRITE_BUFFER)
+        .max_write_buffer_size(crate::config::WRITE_BUFFER_MAX + max.saturating_mul(2))
         // Frames up to twice the message limit are read whole before being
         // refused, so the 1009 close is not followed by a TCP reset caused by
         // unread data; larger frames are cut off at the header.

@@ -122,6 +122,9 @@ pub struct CommonArgs {
     /// Frames buffered per session before it is closed as too slow [default: 1024].
     #[arg(long, env = "WSRING_SESSION_QUEUE")]
     pub session_queue: Option<usize>,
+    /// Outbound bytes buffered per session before it is closed as too slow (1008) [default: 1048576].
+    #[arg(long, env = "WSRING_SESSION_QUEUE_BYTES")]
+    pub session_queue_bytes: Option<usize>,
     /// Server ping period [default: 20s].
     #[arg(long, env = "WSRING_PING_INTERVAL", value_parser = duration)]
     pub ping_interval: Option<Duration>,

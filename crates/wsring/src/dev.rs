@@ -377,6 +377,8 @@ fn child_args(c: &Common, url: &str) -> Vec<String> {
         d(c.drain_window),
         "--session-queue".into(),
         c.session_queue.to_string(),
+        "--session-queue-bytes".into(),
+        c.session_queue_bytes.to_string(),
         "--ping-interval".into(),
         d(c.ping_interval),
         "--max-rooms-per-session".into(),

@@ -72,6 +72,8 @@ pub struct FileConfig {
     pub drain_window: Option<String>,
     /// See `--session-queue`.
     pub session_queue: Option<usize>,
+    /// See `--session-queue-bytes`.
+    pub session_queue_bytes: Option<usize>,
     /// See `--ping-interval`.
     pub ping_interval: Option<String>,
     /// See `--max-rooms-per-session`.
@@ -145,6 +147,8 @@ pub struct Common {
     pub drain_window: Duration,
     /// Per-session queue. Default: 1024.
     pub session_queue: usize,
+    /// Per-session queue in bytes. Default: 1 MiB.
+    pub session_queue_bytes: usize,
     /// Server ping period. Default: 20 s.
     pub ping_interval: Duration,
     /// Rooms per session. Default: 256.
@@ -192,6 +196,10 @@ impl Common {
                 .session_queue
                 .or(f.session_queue)
                 .unwrap_or(defaults.session_queue),
+            session_queue_bytes: a
+                .session_queue_bytes
+                .or(f.session_queue_bytes)
+                .unwrap_or(defaults.session_queue_bytes),
             ping_interval: a
                 .ping_interval
                 .or(file_duration("ping_interval", &f.ping_interval)?)
@@ -210,6 +218,12 @@ impl Common {
         let bad = |k, why: &str| Err(SettingsError::Invalid(k, why.to_owned()));
         if self.session_queue == 0 {
             return bad("session_queue", "must be at least 1");
+        }
+        if self.session_queue_bytes < self.max_message_bytes {
+            return bad(
+                "session_queue_bytes",
+                "must be at least max_message_bytes (one largest message must fit)",
+            );
         }
         if self.ping_interval < Duration::from_millis(100) {
             return bad("ping_interval", "must be at least 100ms");
@@ -245,6 +259,7 @@ impl Common {
             max_message_bytes: self.max_message_bytes,
             drain_window: self.drain_window,
             session_queue: self.session_queue,
+            session_queue_bytes: self.session_queue_bytes,
             ping_interval: self.ping_interval,
             durable: self.durable,
             max_rooms_per_session: self.max_rooms_per_session,

@@ -10,13 +10,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::mpsc;
 
 use super::lock;
-use crate::broker::{Broker, BrokerEvent, INBOX_CAPACITY, Inbox, Topic};
+use crate::broker::{Broker, BrokerEvent, Inbox, Topic};
 use crate::error::ClusterError;
 
-type Subscribers = HashMap<u64, mpsc::Sender<BrokerEvent>>;
+type Subscribers = HashMap<u64, crate::broker::InboxSender>;
 
 /// The shared pub/sub hub of one process.
 #[derive(Default)]
@@ -28,7 +27,7 @@ pub struct MemoryHub {
 impl MemoryHub {
     /// Opens a connection: a broker handle and its inbox.
     pub fn connect(self: &Arc<Self>) -> (Arc<MemoryBroker>, Inbox) {
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (tx, rx) = crate::broker::inbox();
         let broker = MemoryBroker {
             hub: Arc::clone(self),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -39,7 +38,7 @@ impl MemoryHub {
         (Arc::new(broker), rx)
     }
 
-    fn add(&self, topic: &Topic, id: u64, tx: &mpsc::Sender<BrokerEvent>) {
+    fn add(&self, topic: &Topic, id: u64, tx: &crate::broker::InboxSender) {
         lock(&self.topics)
             .entry(topic.clone())
             .or_default()
@@ -66,7 +65,7 @@ impl MemoryHub {
 pub struct MemoryBroker {
     hub: Arc<MemoryHub>,
     id: u64,
-    tx: mpsc::Sender<BrokerEvent>,
+    tx: crate::broker::InboxSender,
     topics: Mutex<BTreeSet<Topic>>,
     up: AtomicBool,
 }

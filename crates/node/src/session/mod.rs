@@ -19,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span};
 use wsring_cluster::StreamName;
 use wsring_protocol::{ClientFrame, ErrorCode, ServerFrame, close};
@@ -75,13 +74,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Runs a session to completion.
 pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Option<Resume>) {
     let (tx, rx) = mpsc::channel(node.cfg.session_queue);
-    let handle = SessionHandle {
-        id: node.new_session_id(),
-        user: user.into(),
+    let handle = SessionHandle::new(
+        node.new_session_id(),
+        user.into(),
         tx,
-        kick: CancellationToken::new(),
-        moving: Arc::default(),
-    };
+        node.cfg.session_queue_bytes,
+    );
     let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
     node.table.insert(handle.clone());
     let (sink, stream) = ws.split();
@@ -148,7 +146,10 @@ impl Session {
                     last_heard = Instant::now();
                     self.on_client(msg).await
                 }
-                Some(out) = rx.recv() => self.on_outbound(out).await,
+                Some(out) = rx.recv() => {
+                    self.handle.taken(&out);
+                    self.on_outbound(out).await
+                }
                 _ = tokio::time::sleep_until(resync_at.unwrap_or_else(Instant::now)), if resync_at.is_some() => {
                     self.resync_at = None;
                     self.resync().await
