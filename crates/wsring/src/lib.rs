@@ -28,6 +28,12 @@ use settings::{Common, FileConfig};
 /// Runs the role selected on the command line until it is told to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
+    if !matches!(cli.command, Command::Bench(_)) {
+        // Install the metrics recorder before any backend connects: series
+        // registered at connect time (the reconnect counters) would
+        // otherwise go to no recorder and be missing from `/metrics`.
+        let _ = wsring_node::api::prometheus_handle();
+    }
     match cli.command {
         Command::Dev(args) => run_dev(args, &file).await,
         Command::Node(args) => roles::run_node(args, &file).await,

@@ -34,6 +34,7 @@ impl MemoryHub {
             tx,
             topics: Mutex::new(BTreeSet::new()),
             up: AtomicBool::new(true),
+            link: crate::Link::new("memory", "broker"),
         };
         (Arc::new(broker), rx)
     }
@@ -68,6 +69,7 @@ pub struct MemoryBroker {
     tx: crate::broker::InboxSender,
     topics: Mutex<BTreeSet<Topic>>,
     up: AtomicBool,
+    link: crate::Link,
 }
 
 impl MemoryBroker {
@@ -75,6 +77,7 @@ impl MemoryBroker {
     /// publishes fail until [`restore`](Self::restore).
     pub async fn sever(&self) {
         if self.up.swap(false, Ordering::SeqCst) {
+            self.link.lost();
             for t in lock(&self.topics).iter() {
                 self.hub.remove(t, self.id);
             }
@@ -85,6 +88,7 @@ impl MemoryBroker {
     /// Simulates the reconnect: resubscribes everything, then reports it.
     pub async fn restore(&self) {
         if !self.up.swap(true, Ordering::SeqCst) {
+            self.link.ok();
             for t in lock(&self.topics).iter() {
                 self.hub.add(t, self.id, &self.tx);
             }

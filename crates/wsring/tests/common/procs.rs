@@ -6,6 +6,7 @@
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -16,6 +17,9 @@ pub struct Proc {
     pub child: Child,
     /// The first line it printed on stdout (its readiness line).
     pub ready_line: String,
+    /// Every line it wrote to stderr (its log at `RUST_LOG=warn`), also
+    /// echoed to the test's own stderr.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
@@ -31,11 +35,24 @@ impl Proc {
             .args(args)
             .env("RUST_LOG", "warn,lapin=off")
             .stdin(Stdio::null())
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn wsring");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stderr = child.stderr.take().expect("stderr");
+        tokio::spawn({
+            let log = Arc::clone(&log);
+            async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    eprintln!("{l}");
+                    log.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(30), async {
@@ -53,7 +70,19 @@ impl Proc {
         Proc {
             child,
             ready_line: line,
+            log,
         }
+    }
+
+    /// The WARN and ERROR lines it logged so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+            .cloned()
+            .collect()
     }
 
     /// Runs `wsring <args>` to completion (up to `limit`), returning its exit
