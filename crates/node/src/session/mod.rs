@@ -141,7 +141,11 @@ impl Session {
             let step = tokio::select! {
                 biased;
                 _ = kill.cancelled() => Err(End::Killed),
-                _ = kick.cancelled() => self.close(close::POLICY_VIOLATION, close::REASON_SLOW).await,
+                _ = kick.cancelled() => {
+                    metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
+                        .increment(1);
+                    self.close(close::POLICY_VIOLATION, close::REASON_SLOW).await
+                }
                 msg = stream.next() => {
                     last_heard = Instant::now();
                     self.on_client(msg).await
