@@ -11,7 +11,12 @@ use wsring_node::Routing;
 
 /// wsring: a clustered WebSocket server.
 #[derive(Debug, Parser)]
-#[command(name = "wsring", version, about, propagate_version = true)]
+#[command(
+    name = "wsring",
+    version,
+    about = "a clustered WebSocket server: dev cluster, node, gateway and load generator in one binary",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
