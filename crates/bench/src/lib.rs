@@ -85,11 +85,17 @@ pub enum BenchError {
     #[error("invalid url {0:?}")]
     Url(String),
     /// Fewer than half of the clients could connect.
-    #[error("only {connected} of {wanted} clients connected")]
+    #[error(
+        "only {connected} of {wanted} clients connected; first failure: {first_failure}; check that a wsring gateway or node serves {url}"
+    )]
     Connect {
         /// Connected.
         connected: usize,
         /// Wanted.
         wanted: usize,
+        /// Why the first client that failed could not connect.
+        first_failure: String,
+        /// The URL dialled.
+        url: String,
     },
 }

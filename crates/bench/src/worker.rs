@@ -54,34 +54,46 @@ fn host_port(url: &str) -> Result<SocketAddr, BenchError> {
         .map_err(|_| BenchError::Url(url.to_owned()))
 }
 
-async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Option<Ws> {
-    let target = host_port(url).ok()?;
+/// Connects one client and waits for its `welcome`; on failure, says why
+/// (the first reason is reported if too few clients connect).
+async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+    let target = host_port(url).map_err(|e| e.to_string())?;
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .ok()?;
+    .map_err(|e| format!("cannot create a socket: {e}"))?;
     if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0)).ok()?;
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("cannot bind source address {ip}: {e}"))?;
     }
-    let tcp = socket.connect(target).await.ok()?;
+    let tcp = socket
+        .connect(target)
+        .await
+        .map_err(|e| format!("connecting to {target}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let sep = if url.contains('?') { '&' } else { '?' };
     let req = format!("{url}{sep}user={user}")
         .into_client_request()
-        .ok()?;
+        .map_err(|e| format!("invalid request URL: {e}"))?;
     let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp))
         .await
-        .ok()?;
+        .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
     // Wait for the welcome: the session is established only then.
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"welcome\"") => {
-                return Some(ws);
+                return Ok(ws);
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Err(format!("closed before welcome: {frame:?}"));
             }
             Ok(Some(Ok(_))) => continue,
-            _ => return None,
+            Ok(Some(Err(e))) => return Err(format!("before welcome: {e}")),
+            Ok(None) => return Err("connection ended before welcome".into()),
+            Err(_) => return Err("no welcome within 10 s".into()),
         }
     }
 }
@@ -93,6 +105,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
     let mut sockets = Vec::with_capacity(cfg.clients);
     let pace = (cfg.connect_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / cfg.connect_rate));
     let ramp = Instant::now();
+    let mut first_failure = None;
     for i in 0..cfg.clients {
         if let Some(p) = pace {
             tokio::time::sleep_until(ramp + p * i as u32).await;
@@ -101,20 +114,25 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
         let source = (!cfg.source_ips.is_empty()).then(|| cfg.source_ips[i % cfg.source_ips.len()]);
         let t0 = Instant::now();
         match connect_one(&cfg.url, &user, source).await {
-            Some(ws) => {
+            Ok(ws) => {
                 let _ = report
                     .connect_us
                     .record(t0.elapsed().as_micros().max(1) as u64);
                 report.connected += 1;
                 sockets.push((cfg.first + i, ws));
             }
-            None => report.connect_errors += 1,
+            Err(why) => {
+                report.connect_errors += 1;
+                first_failure.get_or_insert(why);
+            }
         }
     }
     if (report.connected as usize) < cfg.clients.div_ceil(2) {
         return Err(BenchError::Connect {
             connected: report.connected as usize,
             wanted: cfg.clients,
+            first_failure: first_failure.unwrap_or_else(|| "none recorded".into()),
+            url: cfg.url.clone(),
         });
     }
     if cfg.mode == Mode::Room {

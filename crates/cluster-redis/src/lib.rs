@@ -41,8 +41,11 @@ pub async fn connect_registry(
 ) -> Result<Arc<dyn Registry>, ClusterError> {
     let keys = Keys::new(namespace)?;
     let client = open(url, namespace, "registry", "registry")?;
+    let at = shown_url(&client);
     Ok(Arc::new(
-        registry::RedisRegistry::connect(client, keys).await?,
+        registry::RedisRegistry::connect(client, keys)
+            .await
+            .map_err(|e| at_url(&at, e))?,
     ))
 }
 
@@ -54,7 +57,10 @@ pub async fn connect_broker(
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
     let keys = Keys::new(namespace)?;
     let client = open(url, namespace, node, "broker")?;
-    let (b, inbox) = broker::RedisBroker::connect(client, keys).await?;
+    let at = shown_url(&client);
+    let (b, inbox) = broker::RedisBroker::connect(client, keys)
+        .await
+        .map_err(|e| at_url(&at, e))?;
     Ok((b, inbox))
 }
 
@@ -66,8 +72,11 @@ pub async fn connect_streams(
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
     let keys = Keys::new(namespace)?;
     let client = open(url, namespace, "streams", "streams")?;
+    let at = shown_url(&client);
     Ok(Arc::new(
-        streams::RedisStreams::connect(client, keys, retention).await?,
+        streams::RedisStreams::connect(client, keys, retention)
+            .await
+            .map_err(|e| at_url(&at, e))?,
     ))
 }
 
@@ -90,6 +99,52 @@ fn open(url: &str, namespace: &str, who: &str, role: &str) -> Result<redis::Clie
         env!("CARGO_PKG_VERSION"),
     );
     redis::Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.to_string()))
+}
+
+/// The server a client talks to, as `redis://host:port/db`, without the
+/// credentials a URL may carry (this ends up in error messages and logs).
+fn shown_url(client: &redis::Client) -> String {
+    let info = client.get_connection_info();
+    match info.addr() {
+        redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}", path.display()),
+        addr => match info.redis_settings().db() {
+            0 => format!("redis://{addr}/"),
+            db => format!("redis://{addr}/{db}"),
+        },
+    }
+}
+
+/// Rewrites a start-up failure so that it names the server, in one line,
+/// and says plainly when the other end does not speak Redis at all (the
+/// client library reports that as a multi-line parse error).
+fn at_url(url: &str, e: ClusterError) -> ClusterError {
+    let one_line = |e: &dyn std::fmt::Display| {
+        e.to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match e {
+        ClusterError::Unavailable(cause) | ClusterError::Backend(cause)
+            if cause
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(|r| r.kind() == redis::ErrorKind::Parse) =>
+        {
+            ClusterError::backend(format!(
+                "not a Redis server at {url} (it answered something that is not the Redis protocol)"
+            ))
+        }
+        ClusterError::Unavailable(cause) => ClusterError::unavailable(format!(
+            "cannot connect to Redis at {url}: {}",
+            one_line(&cause)
+        )),
+        ClusterError::Backend(cause) => {
+            ClusterError::backend(format!("Redis at {url}: {}", one_line(&cause)))
+        }
+        other => other,
+    }
 }
 
 /// Classifies a Redis error: connection-level problems are transient.

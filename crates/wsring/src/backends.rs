@@ -9,6 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
 
+/// A start-up failure of the backend behind `flags` (e.g. `--registry or
+/// --cluster`), as one line that ends with what to do about it.
+pub fn startup_error(what: &str, flags: &str, e: &ClusterError) -> String {
+    let hint = match e {
+        ClusterError::Unavailable(_) => {
+            format!("check that the server is running and reachable, or correct {flags}")
+        }
+        ClusterError::Backend(_) => format!("check that {flags} points at the right server"),
+        ClusterError::InvalidUrl { .. } => format!("correct {flags}"),
+        ClusterError::NodeIdTaken(_) => "choose another --id, or stop the node that has it".into(),
+        ClusterError::InvalidNamespace(_) => "correct --namespace".into(),
+        _ => String::new(),
+    };
+    if hint.is_empty() {
+        format!("{what}: {e}")
+    } else {
+        format!("{what}: {e}; {hint}")
+    }
+}
+
 fn unsupported(url: &str, what: &str) -> ClusterError {
     ClusterError::InvalidUrl {
         url: url.to_owned(),

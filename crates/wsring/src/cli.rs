@@ -11,7 +11,12 @@ use wsring_node::Routing;
 
 /// wsring: a clustered WebSocket server.
 #[derive(Debug, Parser)]
-#[command(name = "wsring", version, about, propagate_version = true)]
+#[command(
+    name = "wsring",
+    version,
+    about = "a clustered WebSocket server: dev cluster, node, gateway and load generator in one binary",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -35,6 +40,34 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Load generator: many WebSocket clients, latency histograms.
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Bash: `wsring completions bash > ~/.local/share/bash-completion/completions/wsring`;
+    /// zsh: `wsring completions zsh > "${fpath[1]}/_wsring"`;
+    /// fish: `wsring completions fish > ~/.config/fish/completions/wsring.fish`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per subcommand.
+    ///
+    /// `wsring man | man -l -` reads it; `wsring man --out-dir DIR` writes
+    /// wsring.1, wsring-dev.1, … for installing under a man1 directory.
+    Man(ManArgs),
+}
+
+/// `wsring completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `wsring man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write wsring.1 and one page per subcommand into this directory
+    /// instead of printing wsring.1 to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `wsring bench`.

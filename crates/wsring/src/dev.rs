@@ -32,13 +32,17 @@ use crate::settings::Common;
 #[derive(Debug, Error)]
 pub enum DevError {
     /// Binding a listener failed (port in use?).
-    #[error("cannot listen on {addr}: {source}")]
+    // The cause is in the message, not a `source()`: a chain would repeat it.
+    #[error("cannot listen on {addr}: {reason}")]
     Bind {
         /// The address.
         addr: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why, and what to do about it.
+        reason: String,
     },
+    /// The launcher cannot find its own executable to start node processes.
+    #[error("cannot locate the wsring executable to start node processes: {0}")]
+    Exe(std::io::Error),
     /// A node failed to start.
     #[error(transparent)]
     Node(#[from] NodeError),
@@ -96,9 +100,17 @@ pub struct DevCluster {
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, DevError> {
     let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| DevError::Bind { addr, source })
+    // Only the gateway's fixed port is the user's to change; node ports are
+    // ephemeral, so a failure there is about the host.
+    let flag = if port == 0 {
+        "--host"
+    } else {
+        "--port or --host"
+    };
+    TcpListener::bind(&addr).await.map_err(|e| DevError::Bind {
+        reason: crate::roles::bind_reason(&e, flag),
+        addr,
+    })
 }
 
 impl DevNodes {
@@ -234,14 +246,18 @@ impl DevCluster {
         let listener = bind(&opts.host, opts.port).await?;
         let stop = CancellationToken::new();
         let c = &opts.common;
-        let registry = crate::backends::registry(&url, &c.namespace, c.membership.ttl).await?;
-        let membership = Membership::start(registry, c.membership.clone(), stop.clone()).await?;
+        let backend_error = |e: wsring_cluster::ClusterError| {
+            DevError::Launch(crate::backends::startup_error("registry", "--cluster", &e))
+        };
+        let registry = crate::backends::registry(&url, &c.namespace, c.membership.ttl)
+            .await
+            .map_err(backend_error)?;
+        let membership = Membership::start(registry, c.membership.clone(), stop.clone())
+            .await
+            .map_err(backend_error)?;
         let exe = match opts.exe.clone() {
             Some(exe) => exe,
-            None => std::env::current_exe().map_err(|source| DevError::Bind {
-                addr: "current executable".into(),
-                source,
-            })?,
+            None => std::env::current_exe().map_err(DevError::Exe)?,
         };
         let procs = Arc::new(ProcessNodes::new(
             exe,
@@ -345,9 +361,9 @@ async fn start_gateway(
         stop.clone(),
     )
     .await
-    .map_err(|source| DevError::Bind {
+    .map_err(|e| DevError::Bind {
         addr: format!("{}:{}", opts.host, opts.port),
-        source,
+        reason: e.to_string(),
     })
 }
 

@@ -11,22 +11,48 @@
 //! * [`backends`] — URL scheme → backend crate.
 //! * [`bench`] — `wsring bench`, splitting the load over worker processes.
 //! * [`logging`] — tracing setup.
+//! * [`manual`] — shell completions and manual pages.
 
 pub mod backends;
 pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod logging;
+pub mod manual;
 pub mod processes;
 pub mod roles;
 pub mod settings;
 
 use anyhow::Context;
 use cli::{Cli, Command, DevArgs};
-use settings::{Common, FileConfig};
+use settings::{Common, FileConfig, SettingsError};
 
 /// Runs the role selected on the command line until it is told to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // These two only describe the command line: they must work even when
+    // WSRING_CONFIG points at a file that does not load.
+    match &cli.command {
+        Command::Completions(args) => {
+            manual::completions(args.shell, &mut std::io::stdout().lock());
+            return Ok(());
+        }
+        Command::Man(args) => {
+            match &args.out_dir {
+                Some(dir) => {
+                    let written = manual::man_pages_to(dir).with_context(|| {
+                        format!("cannot write manual pages into {}", dir.display())
+                    })?;
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                }
+                None => manual::man_page(&mut std::io::stdout().lock())
+                    .context("cannot write the manual page to stdout")?,
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let file = FileConfig::load(cli.config.as_deref())?;
     if !matches!(cli.command, Command::Bench(_)) {
         // Install the metrics recorder before any backend connects: series
@@ -39,21 +65,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => roles::run_node(args, &file).await,
         Command::Gateway(args) => roles::run_gateway(args, &file).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
 
-async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
+/// The resolved options of `wsring dev`: flags/env > file > defaults, with
+/// the dev-only settings validated like the shared ones.
+pub fn dev_options(args: DevArgs, file: &FileConfig) -> Result<dev::DevOptions, SettingsError> {
     let common = Common::resolve(&args.common, file)?;
-    let opts = dev::DevOptions {
+    let nodes = args.nodes.or(file.nodes).unwrap_or(3);
+    if nodes == 0 {
+        // A cluster without nodes answers 503 to everyone, forever.
+        return Err(SettingsError::Invalid(
+            "nodes",
+            "must be at least 1 (add more later with POST /api/nodes)".into(),
+        ));
+    }
+    Ok(dev::DevOptions {
         host: args
             .host
             .or(file.host.clone())
             .unwrap_or_else(|| "127.0.0.1".into()),
         port: args.port.or(file.port).unwrap_or(7000),
-        nodes: args.nodes.or(file.nodes).unwrap_or(3),
+        nodes,
         common,
         exe: None,
-    };
+    })
+}
+
+/// An error chain as the one line `main` prints: causes joined with `: `,
+/// a cause already contained in the text before it dropped (some library
+/// errors repeat their source in their own message), and line breaks inside
+/// a cause folded so the result is always one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let opts = dev_options(args, file)?;
     let cluster = dev::DevCluster::start(opts.clone())
         .await
         .context("starting the dev cluster")?;
@@ -98,5 +164,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_repeated_causes_and_folds_lines() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(io)
+            .context("cannot listen on 127.0.0.1:7000: Address already in use");
+        assert_eq!(
+            one_line(&e),
+            "cannot listen on 127.0.0.1:7000: Address already in use"
+        );
+        let e = anyhow::anyhow!("Parse error at 1\nUnexpected `84`\n").context("registry");
+        assert_eq!(one_line(&e), "registry: Parse error at 1 / Unexpected `84`");
     }
 }

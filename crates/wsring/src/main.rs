@@ -21,8 +21,7 @@ fn main() -> ExitCode {
     match runtime.block_on(wsring::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` joins the error chain on one line.
-            eprintln!("wsring: error: {e:#}");
+            eprintln!("wsring: error: {}", wsring::one_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,7 @@
 //! `wsring dev --cluster URL`: the dev cluster as real OS processes. Each node
 //! is a `wsring node` child process on the given backend; the HTTP API's
-//! add/drain/crash start it, send it SIGTERM, or SIGKILL it — the reference
-//! design started and stopped Docker containers for the same purpose.
+//! add/drain/crash start it, send it SIGTERM, or SIGKILL it, so failures
+//! can be tried on a real backend without a container engine.
 
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill};

@@ -9,7 +9,7 @@
 //! it was stalled (it was *fenced*) closes its sessions with 1012 and exits
 //! non-zero with a one-line error.
 
-use anyhow::Context;
+use anyhow::anyhow;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,11 @@ use wsring_cluster::Membership;
 use wsring_gateway::GatewayConfig;
 use wsring_node::NodeDeps;
 
-use crate::backends;
+use crate::backends::{self, startup_error};
+
+/// The settings that choose each backend, named in start-up errors.
+const REGISTRY_FLAGS: &str = "--registry or --cluster";
+const BROKER_FLAGS: &str = "--broker or --cluster";
 use crate::cli::{GatewayArgs, NodeArgs};
 use crate::settings::{Common, FileConfig, SettingsError};
 
@@ -34,9 +38,56 @@ fn listen_and_registry(
 ) -> Result<(String, String), SettingsError> {
     let listen = pick(listen, file.listen.as_ref(), None)
         .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
+    check_listen(&listen)?;
     let registry = pick(registry, file.registry.as_ref(), common.cluster.as_ref())
         .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
     Ok((listen, registry))
+}
+
+/// `--listen` must be HOST:PORT. Checked before anything connects, because
+/// the socket library's own complaint ("invalid socket address") does not
+/// say what was expected.
+fn check_listen(listen: &str) -> Result<(), SettingsError> {
+    let ok = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid(
+            "listen",
+            format!(
+                "{listen:?} is not HOST:PORT; use e.g. 127.0.0.1:7001, 0.0.0.0:7001 or [::1]:7001"
+            ),
+        ))
+    }
+}
+
+/// Why a listener could not be bound, and what to do about it (`flag` is
+/// the setting that chose the address).
+pub(crate) fn bind_reason(e: &std::io::Error, flag: &str) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "address already in use; stop the process that holds it, or choose another with {flag}"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("no such address on this machine; choose one of its own with {flag}")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "permission denied (ports below 1024 need privileges); choose another with {flag}"
+        ),
+        ErrorKind::InvalidInput => {
+            format!("not a valid HOST:PORT address; correct {flag}")
+        }
+        _ => format!("{e}; check {flag}"),
+    }
+}
+
+async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {}", bind_reason(&e, "--listen")))
 }
 
 /// The default advertised URL for a bound address: refuse wildcard
@@ -64,22 +115,20 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
 
     let registry = backends::registry(&registry_url, ns, common.membership.ttl)
         .await
-        .context("registry")?;
+        .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let (broker, inbox) = backends::broker(&broker_url, ns, &id)
         .await
-        .context("broker")?;
+        .map_err(|e| anyhow!(startup_error("broker", BROKER_FLAGS, &e)))?;
     let streams = if common.durable {
         Some(
             backends::streams(&registry_url, ns, common.retention)
                 .await
-                .context("stream store")?,
+                .map_err(|e| anyhow!(startup_error("stream store", REGISTRY_FLAGS, &e)))?,
         )
     } else {
         None
     };
-    let listener = TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(&listen).await?;
     let mut cfg = common.node_config(&id);
     cfg.advertise = match pick(args.advertise, file.advertise.as_ref(), None) {
         Some(url) => Some(url),
@@ -88,7 +137,7 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let kill = CancellationToken::new();
     let membership = Membership::start(registry, common.membership.clone(), kill.clone())
         .await
-        .context("registry")?;
+        .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let handle = wsring_node::start(
         cfg,
         listener,
@@ -131,13 +180,11 @@ pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result
     let stop = CancellationToken::new();
     let registry = backends::registry(&registry_url, &common.namespace, common.membership.ttl)
         .await
-        .context("registry")?;
+        .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let membership = Membership::start(registry, common.membership.clone(), stop.clone())
         .await
-        .context("registry")?;
-    let listener = TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
+    let listener = bind(&listen).await?;
     let cfg = GatewayConfig {
         routing: common.routing,
         durable: common.durable,

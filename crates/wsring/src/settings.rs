@@ -2,7 +2,7 @@
 //! default. The file uses the long flag names in snake_case and rejects
 //! unknown keys, so a typo is an error rather than a silently ignored line.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
@@ -15,20 +15,24 @@ use crate::cli::CommonArgs;
 #[derive(Debug, Error)]
 pub enum SettingsError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is part of the message and deliberately not a `source()`:
+    // an error chain would print it twice.
+    #[error("cannot read config file {path}: {reason}; check the --config path (or WSRING_CONFIG)")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why, e.g. "no such file".
+        reason: String,
     },
     /// The config file is not valid TOML of the expected shape.
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}{at}: {reason} (see wsring.example.toml for every key)")]
     Parse {
         /// The file.
         path: String,
-        /// Why.
-        source: toml::de::Error,
+        /// ` at line N, column M`, when known.
+        at: String,
+        /// The parser's message, on one line.
+        reason: String,
     },
     /// A duration in the file could not be parsed.
     #[error("invalid duration for `{key}`: {value:?} ({reason})")]
@@ -48,8 +52,9 @@ pub enum SettingsError {
     Missing(&'static str, &'static str, &'static str),
 }
 
-/// The TOML file: every key optional.
-#[derive(Debug, Default, Deserialize)]
+/// The TOML file: every key optional. `wsring.example.toml` at the
+/// repository root lists them all with their defaults (a test keeps it so).
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// See `--routing`.
@@ -103,14 +108,51 @@ impl FileConfig {
             return Ok(FileConfig::default());
         };
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read {
             path: shown.clone(),
-            source,
+            reason: io_reason(&e),
         })?;
-        toml::from_str(&text).map_err(|source| SettingsError::Parse {
-            path: shown,
-            source,
+        Self::parse(&text).map_err(|e| match e {
+            SettingsError::Parse { at, reason, .. } => SettingsError::Parse {
+                path: shown,
+                at,
+                reason,
+            },
+            other => other,
         })
+    }
+
+    /// Parses TOML text (reporting errors for a file called `<text>`).
+    pub fn parse(text: &str) -> Result<FileConfig, SettingsError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            // toml's Display draws a multi-line snippet; keep the message
+            // and turn the span into a line/column.
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(" at line {line}, column {column}")
+                })
+                .unwrap_or_default();
+            SettingsError::Parse {
+                path: "<text>".into(),
+                at,
+                reason: e.message().trim().replace('\n', " "),
+            }
+        })
+    }
+}
+
+/// An I/O error in words, without the "(os error N)" suffix for the common
+/// cases a user can act on.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        _ => e.to_string(),
     }
 }
 
@@ -293,7 +335,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        assert!(toml::from_str::<FileConfig>("histroy_size = 5").is_err());
+        let err = FileConfig::parse("routing = \"hash\"\nhistroy_size = 5").expect_err("typo");
+        let msg = err.to_string();
+        assert!(msg.contains("at line 2, column 1"), "{msg}");
+        assert!(msg.contains("histroy_size"), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
     }
 
     #[test]
@@ -315,5 +361,60 @@ mod tests {
     fn bad_durations_are_errors() {
         let file: FileConfig = toml::from_str("drain_window = \"soon\"").expect("toml");
         assert!(Common::resolve(&CommonArgs::default(), &file).is_err());
+    }
+
+    /// `wsring.example.toml` must list every key with a comment, and the keys
+    /// it sets must be exactly the defaults.
+    #[test]
+    fn example_file_lists_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wsring.example.toml");
+        let text = std::fs::read_to_string(&path).expect("wsring.example.toml");
+
+        // As shipped: loads, and resolves to the same settings as no file.
+        let shipped = FileConfig::load(Some(&path)).expect("the example loads");
+        let none = FileConfig::default();
+        let resolved = Common::resolve(&CommonArgs::default(), &shipped).expect("resolves");
+        let defaults = Common::resolve(&CommonArgs::default(), &none).expect("defaults");
+        assert_eq!(format!("{resolved:?}"), format!("{defaults:?}"));
+        let dev = crate::dev_options(Default::default(), &shipped).expect("dev options");
+        let dev_defaults = crate::dev_options(Default::default(), &none).expect("dev defaults");
+        assert_eq!(
+            (dev.host, dev.port, dev.nodes),
+            (dev_defaults.host, dev_defaults.port, dev_defaults.nodes)
+        );
+
+        // Keys without a default are present as `# key = value`: with those
+        // uncommented the file still loads and sets every key there is.
+        let mut full = String::new();
+        let mut previous = "";
+        for line in text.lines() {
+            let uncommented = line.strip_prefix("# ").filter(|rest| {
+                rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            });
+            let setting = uncommented.unwrap_or(line);
+            if setting.contains(" = ") && !setting.starts_with('#') {
+                assert!(
+                    previous.starts_with('#'),
+                    "`{setting}` needs a comment line above it"
+                );
+            }
+            full.push_str(setting);
+            full.push('\n');
+            previous = line;
+        }
+        let every = FileConfig::parse(&full).expect("the example with every key uncommented");
+        let json = serde_json::to_value(&every).expect("serialize");
+        let fields = json.as_object().expect("an object");
+        let missing: Vec<&String> = fields
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from the example: {missing:?}"
+        );
     }
 }

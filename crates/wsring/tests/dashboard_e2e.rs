@@ -10,21 +10,31 @@
 //!   cluster: resume after a crash, reconnect after `moved`, exactly-once
 //!   delivery to the application.
 //!
-//! They need `node`, `/usr/bin/chromium` (or `CHROMIUM_PATH`) and
-//! `e2e/node_modules/playwright-core` (`.ci/browser` installs them). When one
-//! is missing a test prints `SKIPPED: <why>` and passes, unless
-//! `WSRING_REQUIRE_BROWSER=1` (CI), which turns a skip into a failure.
+//! They need Node.js, `e2e/node_modules/playwright-core` and Debian's
+//! Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`). So that the plain
+//! `cargo test --workspace` runs them on a fresh machine, the first test to
+//! start installs what is missing: `npm ci` in `e2e/` (from its lock file),
+//! and, when running as root, `apt-get install chromium` (never a browser
+//! build of playwright's own). `WSRING_BROWSER_INSTALL=0` turns that off.
+//! When a prerequisite is still missing the tests print `SKIPPED: <why>` and
+//! the one command that fixes it straight to the terminal (not through the
+//! captured test output, so the skip is visible in a normal run) and pass,
+//! unless `WSRING_REQUIRE_BROWSER=1` (CI), which makes a skip a failure.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
 
 /// Upper bound for the whole browser run (the script itself gives up at 240 s).
 const E2E_LIMIT: Duration = Duration::from_secs(300);
+/// Upper bound for installing a prerequisite (apt may wait for its lock).
+const INSTALL_LIMIT: Duration = Duration::from_secs(900);
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -36,30 +46,143 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
-/// Why the browser test cannot run here, if it cannot.
-async fn missing_prerequisite() -> Option<String> {
-    let node = Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    match node {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => return Some(format!("`node --version` failed: {}", out.status)),
-        Err(e) => return Some(format!("node is not installed ({e})")),
+/// Writes to the real stderr, bypassing the test harness's output capture,
+/// so that installs and skips show in a plain `cargo test` run.
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "dashboard_e2e: {msg}");
+}
+
+/// Runs a command to completion with its output collected; `Err` says what
+/// failed, with the tail of its output.
+async fn run(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
+    let out = tokio::time::timeout(
+        INSTALL_LIMIT,
+        Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("`{program} {}` took over {INSTALL_LIMIT:?}", args.join(" ")))?
+    .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
     }
-    let chromium = chromium();
-    if !chromium.exists() {
-        return Some(format!("{} is missing", chromium.display()));
+    let text = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    Err(format!(
+        "`{program} {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+    ))
+}
+
+fn installing_allowed() -> bool {
+    std::env::var("WSRING_BROWSER_INSTALL").as_deref() != Ok("0")
+}
+
+/// Installs Debian's chromium with apt (root only); `apt-get update` only
+/// if the package cannot be found without it.
+async fn install_chromium() -> Result<(), String> {
+    const FIX: &str = "run `sudo apt-get install chromium` (Debian's package, /usr/bin/chromium)";
+    if !installing_allowed() {
+        return Err(format!("{} is missing; {FIX}", chromium().display()));
     }
-    let pw = repo_root().join("e2e/node_modules/playwright-core");
-    if !pw.exists() {
-        return Some(format!(
-            "{} is missing (run .ci/browser or `npm ci` in e2e/)",
-            pw.display()
+    if std::env::var_os("CHROMIUM_PATH").is_some() {
+        return Err(format!(
+            "CHROMIUM_PATH={} does not exist",
+            chromium().display()
         ));
     }
-    None
+    // /proc/self belongs to the process's effective user.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !root {
+        return Err(format!("/usr/bin/chromium is missing; {FIX}"));
+    }
+    say("installing chromium (apt-get install chromium) for the browser tests…");
+    let root = Path::new("/");
+    let install = [
+        "-o",
+        "DPkg::Lock::Timeout=600",
+        "install",
+        "-y",
+        "-qq",
+        "chromium",
+    ];
+    if run("apt-get", &install, root).await.is_err() {
+        run(
+            "apt-get",
+            &["-o", "DPkg::Lock::Timeout=600", "update", "-qq"],
+            root,
+        )
+        .await?;
+        run("apt-get", &install, root).await?;
+    }
+    say("chromium installed");
+    Ok(())
+}
+
+/// Installs e2e/'s locked npm dependencies (playwright-core only).
+async fn install_npm_deps(e2e: &Path) -> Result<(), String> {
+    const FIX: &str = "run `npm ci --prefix e2e`";
+    if !installing_allowed() {
+        return Err(format!(
+            "e2e/node_modules/playwright-core is missing; {FIX}"
+        ));
+    }
+    say("installing e2e's npm dependencies (npm ci in e2e/)…");
+    run(
+        "npm",
+        &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        e2e,
+    )
+    .await
+    .map_err(|e| format!("{e}; {FIX}"))?;
+    say("npm dependencies installed");
+    Ok(())
+}
+
+/// Makes the browser tests runnable here, once per test process: returns
+/// why they cannot run, if they cannot.
+async fn prerequisites() -> Option<String> {
+    static READY: OnceCell<Option<String>> = OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let node = Command::new("node")
+                .arg("--version")
+                .stdin(Stdio::null())
+                .output()
+                .await;
+            match node {
+                Ok(out) if out.status.success() => {}
+                _ => {
+                    return Some(
+                        "Node.js is not installed; run `sudo apt-get install nodejs npm` (Node 20 or later)"
+                            .into(),
+                    );
+                }
+            }
+            let e2e = repo_root().join("e2e");
+            if !e2e.join("node_modules/playwright-core").exists()
+                && let Err(why) = install_npm_deps(&e2e).await
+            {
+                return Some(why);
+            }
+            if !chromium().exists()
+                && let Err(why) = install_chromium().await
+            {
+                return Some(why);
+            }
+            None
+        })
+        .await
+        .clone()
 }
 
 /// Starts `wsring dev` (plus `extra` flags) and returns it with its dashboard URL.
@@ -115,12 +238,12 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `node e2e/<script>` against a fresh `wsring dev <extra>` cluster.
 async fn run_e2e(script: &str, extra: &[&str]) {
-    if let Some(why) = missing_prerequisite().await {
+    if let Some(why) = prerequisites().await {
         assert!(
             std::env::var("WSRING_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "browser e2e required (WSRING_REQUIRE_BROWSER=1) but {why}"
         );
-        println!("SKIPPED: {why}");
+        say(&format!("SKIPPED e2e/{script}: {why}"));
         return;
     }
     let _one_at_a_time = BROWSER.lock().await;

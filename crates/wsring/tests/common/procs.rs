@@ -12,6 +12,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use wsring_cluster::conformance::skip_or_fail;
 
+/// Reports a skip on the real stderr as well: the harness captures what
+/// `skip_or_fail` prints, so a plain `cargo test` would not show it.
+fn skip_visibly(why: &str) {
+    skip_or_fail(why);
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
+}
+
 /// A running `wsring` child process (killed on drop).
 pub struct Proc {
     pub child: Child,
@@ -159,7 +167,7 @@ async fn reachable(name: &str, addr: &str) -> bool {
     match tokio::net::TcpStream::connect(addr).await {
         Ok(_) => true,
         Err(e) => {
-            skip_or_fail(&format!("{name} not reachable at {addr}: {e}"));
+            skip_visibly(&format!("{name} not reachable at {addr}: {e}"));
             false
         }
     }
