@@ -54,7 +54,7 @@ pub fn skip_or_fail(why: &str) {
     if std::env::var("WSRING_REQUIRE_BROKERS").is_ok_and(|v| v == "1") {
         panic!("required service unavailable (WSRING_REQUIRE_BROKERS=1): {why}");
     }
-    println!("SKIPPED: {why}");
+    eprintln!("SKIPPED: {why}");
 }
 
 /// A namespace unique to this process and call.

@@ -66,6 +66,10 @@ pub(crate) struct Session {
 /// write must never pin a session (or a crash, or a drain) forever.
 const WRITE_STALL: Duration = Duration::from_secs(10);
 
+/// Queued deliveries written per turn of the session loop before it looks
+/// at the client's frames again.
+const OUTBOUND_BATCH: usize = 64;
+
 /// After sending a close frame, read (and discard) for up to this long so the
 /// kernel does not answer the client's in-flight data with a reset that could
 /// destroy the close frame before the client reads it.
@@ -131,6 +135,20 @@ impl Session {
         let kill = self.node.kill.clone();
         let kick = self.handle.kick.clone();
         loop {
+            // Deliveries first, a bounded batch per turn: a client that keeps
+            // sending must not starve its own queue (it would fill and the
+            // client would be closed as a slow consumer although it reads
+            // everything), and a busy queue must not starve reading.
+            for _ in 0..OUTBOUND_BATCH {
+                if kick.is_cancelled() || kill.is_cancelled() {
+                    break;
+                }
+                let Ok(out) = rx.try_recv() else { break };
+                self.handle.taken(&out);
+                if let Err(end) = self.on_outbound(out).await {
+                    return end;
+                }
+            }
             if self.dirty {
                 self.dirty = false;
                 if let Err(end) = self.io(|s| s.sink.flush()).await {

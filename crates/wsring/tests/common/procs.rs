@@ -41,7 +41,10 @@ impl Proc {
     pub async fn start_until(args: &[&str], needle: &str) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
             .args(args)
-            .env("RUST_LOG", "warn,lapin=off")
+            .env(
+                "RUST_LOG",
+                std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into()),
+            )
             .stdin(Stdio::null())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -1,0 +1,551 @@
+//! The chaos suite: a durable cluster of three `wsring node` processes and
+//! two `wsring gateway` processes on a real backend takes one fault after
+//! another while 100 users receive numbered streams and four senders (the
+//! Rust SDK, which retries until acknowledged) keep sending:
+//!
+//! * `kill`: SIGKILL a node and start it again;
+//! * `stall`: SIGSTOP a node past the heartbeat TTL, start a successor under
+//!   its id, SIGCONT the stale one, which must exit non-zero, fenced;
+//! * `rolling`: SIGTERM and restart every node, one at a time (a deploy);
+//! * `broker-cut`: a node's broker connection cut, and refused for 1 s;
+//! * `registry-outage`: every registry connection cut, and refused for 3 s;
+//! * `gateway`: SIGKILL a gateway and start it again on its port.
+//!
+//! After each fault both gateways must agree on the same ring of three up
+//! nodes, each id served by exactly one live process. At the end every
+//! receiver must hold its whole stream exactly once and in order. The order
+//! of the faults and their victims come from a seed, printed at the start;
+//! `WSRING_CHAOS_SEED=N` replays a run. Per fault the suite prints the
+//! longest delivery gap, the client reconnects and the duplicates the SDK
+//! suppressed (BENCHMARKS.md records them).
+
+mod common;
+
+use common::procs::{self, Backend, Proc};
+use common::{Api, wait_until};
+use nix::sys::signal::Signal;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use wsring_client::{ClientConfig, Event};
+use wsring_cluster::conformance::unique_ns;
+use wsring_cluster::fault::FaultProxy;
+
+const DIRECT: usize = 60;
+const ROOM_USERS: usize = 40;
+const ROOMS: usize = 4;
+const SENDERS: usize = 4;
+const ROUND_EVERY: Duration = Duration::from_millis(200);
+const TTL: &str = "1500ms";
+const IDS: [&str; 3] = ["n1", "n2", "n3"];
+
+type Log = Arc<Mutex<Vec<(u64, Instant)>>>;
+
+struct Receiver {
+    user: String,
+    log: Log,
+    client: wsring_client::Client,
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.rsplit('@').next())
+        .and_then(|r| r.split('/').next())
+        .expect("host:port in url");
+    hostport.parse().expect("socket address")
+}
+
+struct Cluster {
+    #[allow(dead_code)]
+    b: Backend,
+    ns: String,
+    registry: FaultProxy,
+    registry_url: String,
+    brokers: BTreeMap<&'static str, (FaultProxy, String)>,
+    nodes: BTreeMap<&'static str, Proc>,
+    gateways: Vec<(Proc, String)>,
+}
+
+impl Cluster {
+    async fn start(b: Backend) -> Cluster {
+        let ns = unique_ns("chaos");
+        let registry = FaultProxy::start(addr_of(&b.registry))
+            .await
+            .expect("proxy");
+        let registry_url = b.registry.replace(
+            &addr_of(&b.registry).to_string(),
+            &registry.addr().to_string(),
+        );
+        let mut brokers = BTreeMap::new();
+        for id in IDS {
+            let p = FaultProxy::start(b.broker_addr.parse().expect("addr"))
+                .await
+                .expect("proxy");
+            let url = b.broker_via(&p.addr().to_string());
+            brokers.insert(id, (p, url));
+        }
+        let mut c = Cluster {
+            b,
+            ns,
+            registry,
+            registry_url,
+            brokers,
+            nodes: BTreeMap::new(),
+            gateways: Vec::new(),
+        };
+        for id in IDS {
+            let p = c.start_node(id).await;
+            c.nodes.insert(id, p);
+        }
+        for _ in 0..2 {
+            let g = c.start_gateway("127.0.0.1:0").await;
+            c.gateways.push(g);
+        }
+        c.converged().await;
+        c
+    }
+
+    async fn start_node(&self, id: &'static str) -> Proc {
+        let broker = &self.brokers[id].1;
+        let args = [
+            "node",
+            "--id",
+            id,
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &self.registry_url,
+            "--broker",
+            broker,
+            "--namespace",
+            &self.ns,
+            "--durable",
+            "--heartbeat-ttl",
+            TTL,
+        ];
+        let p = Proc::start(&args).await;
+        assert!(p.ready_line.contains("serving"), "{}", p.ready_line);
+        p
+    }
+
+    async fn start_gateway(&self, listen: &str) -> (Proc, String) {
+        let args = [
+            "gateway",
+            "--listen",
+            listen,
+            "--registry",
+            &self.registry_url,
+            "--namespace",
+            &self.ns,
+            "--durable",
+            "--heartbeat-ttl",
+            TTL,
+        ];
+        let p = Proc::start(&args).await;
+        assert!(p.ready_line.contains("listening on"), "{}", p.ready_line);
+        let addr = p.announced().to_owned();
+        (p, addr)
+    }
+
+    fn ws(&self, k: usize) -> String {
+        format!("ws://{}/ws", self.gateways[k].1)
+    }
+
+    fn api(&self, k: usize) -> Api {
+        Api::new(format!("http://{}", self.gateways[k].1))
+    }
+
+    /// Both gateways list n1..n3, all up, at the same epoch, each at the
+    /// URL of the one process now serving that id.
+    async fn converged(&self) {
+        let want: BTreeMap<String, String> = self
+            .nodes
+            .iter()
+            .map(|(id, p)| ((*id).to_owned(), p.announced().to_owned()))
+            .collect();
+        let apis = [self.api(0), self.api(1)];
+        wait_until("both gateways agree on the ring", || {
+            let apis = &apis;
+            let want = &want;
+            async move {
+                let mut epochs = Vec::new();
+                for api in apis {
+                    let (status, v) = api.get("/api/nodes").await;
+                    if status != 200 {
+                        return false;
+                    }
+                    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+                    let got: BTreeMap<String, String> = nodes
+                        .iter()
+                        .filter(|n| n["state"] == "up")
+                        .map(|n| {
+                            (
+                                n["id"].as_str().unwrap_or_default().to_owned(),
+                                n["url"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect();
+                    if nodes.len() != 3 || &got != want {
+                        return false;
+                    }
+                    epochs.push(v["epoch"].as_u64());
+                }
+                epochs.windows(2).all(|w| w[0] == w[1])
+            }
+        })
+        .await;
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        self.nodes.values().map(Proc::pid).collect()
+    }
+}
+
+async fn receiver(url: &str, user: String, room: Option<String>) -> Receiver {
+    let mut cfg = ClientConfig::new(url, &user);
+    cfg.backoff_cap = Duration::from_secs(1);
+    cfg.timeout = Duration::from_secs(60);
+    let (client, mut events) = wsring_client::connect_with(cfg).await.expect("connect");
+    if let Some(r) = &room {
+        client.join(r).await.expect("join");
+    }
+    let log: Log = Arc::default();
+    let l = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            if let Event::Message(m) = ev
+                && let Some(n) = m.data["n"].as_u64()
+            {
+                let mine = match &room {
+                    Some(r) => m.room.as_deref() == Some(r.as_str()),
+                    None => m.room.is_none(),
+                };
+                if mine {
+                    l.lock().expect("log").push((n, Instant::now()));
+                }
+            }
+        }
+    });
+    Receiver { user, log, client }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Kill,
+    Stall,
+    Rolling,
+    BrokerCut,
+    RegistryOutage,
+    Gateway,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill -9 + restart",
+            Fault::Stall => "SIGSTOP past TTL, successor, SIGCONT (fenced)",
+            Fault::Rolling => "rolling restart (SIGTERM, one at a time)",
+            Fault::BrokerCut => "broker connection cut (1 s refused)",
+            Fault::RegistryOutage => "registry outage (3 s)",
+            Fault::Gateway => "gateway kill -9 + restart",
+        }
+    }
+}
+
+async fn inject(c: &mut Cluster, fault: Fault, rng: &mut impl Rng) {
+    let victim = IDS[rng.random_range(0..IDS.len())];
+    match fault {
+        Fault::Kill => {
+            c.nodes[victim].signal(Signal::SIGKILL);
+            let mut old = c.nodes.remove(victim).expect("node");
+            old.wait(Duration::from_secs(10)).await;
+            let p = c.start_node(victim).await;
+            c.nodes.insert(victim, p);
+        }
+        Fault::Stall => {
+            c.nodes[victim].signal(Signal::SIGSTOP);
+            let api = c.api(0);
+            wait_until("the stalled node reaped", || async {
+                let (_, v) = api.get("/api/nodes").await;
+                !v["nodes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|n| n["id"] == victim))
+            })
+            .await;
+            let successor = c.start_node(victim).await;
+            let mut stale = c.nodes.insert(victim, successor).expect("stale node");
+            c.converged().await;
+            stale.signal(Signal::SIGCONT);
+            let status = stale.wait(Duration::from_secs(15)).await;
+            assert!(!status.success(), "a fenced node exits non-zero: {status}");
+            let log = stale.log.lock().expect("log").join("\n");
+            assert!(
+                log.contains("claimed by another process"),
+                "the stale node says why it stopped:\n{log}"
+            );
+        }
+        Fault::Rolling => {
+            for id in IDS {
+                c.nodes[id].signal(Signal::SIGTERM);
+                let mut old = c.nodes.remove(id).expect("node");
+                let status = old.wait(Duration::from_secs(20)).await;
+                assert!(status.success(), "a drained node exits 0: {status}");
+                let p = c.start_node(id).await;
+                c.nodes.insert(id, p);
+                c.converged().await;
+            }
+        }
+        Fault::BrokerCut => {
+            let proxy = &c.brokers[victim].0;
+            proxy.refuse(true);
+            proxy.cut();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            proxy.refuse(false);
+        }
+        Fault::RegistryOutage => {
+            c.registry.refuse(true);
+            c.registry.cut();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            c.registry.refuse(false);
+        }
+        Fault::Gateway => {
+            let k = rng.random_range(0..2);
+            let addr = c.gateways[k].1.clone();
+            c.gateways[k].0.signal(Signal::SIGKILL);
+            c.gateways[k].0.wait(Duration::from_secs(10)).await;
+            let g = c.start_gateway(&addr).await;
+            assert_eq!(g.1, addr, "the gateway is back on its port");
+            c.gateways[k] = g;
+        }
+    }
+    c.converged().await;
+}
+
+struct Window {
+    fault: Fault,
+    start: Instant,
+    reconnects: u64,
+    duplicates: u64,
+    resent: u64,
+}
+
+async fn chaos(b: Backend) {
+    let seed: u64 = std::env::var("WSRING_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!(
+        "CHAOS {}: seed {seed} (replay with WSRING_CHAOS_SEED={seed})",
+        b.name
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut c = Cluster::start(b.clone()).await;
+
+    let mut receivers = Vec::new();
+    for i in 0..DIRECT {
+        receivers.push(receiver(&c.ws(i % 2), format!("d{i}"), None).await);
+    }
+    for i in 0..ROOM_USERS {
+        let room = format!("room{}", i % ROOMS);
+        receivers.push(receiver(&c.ws(i % 2), format!("m{i}"), Some(room)).await);
+    }
+    let streams = DIRECT + ROOMS;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; streams]));
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for k in 0..SENDERS {
+        let mut cfg = ClientConfig::new(c.ws(k % 2), format!("sender{k}"));
+        cfg.backoff_cap = Duration::from_secs(1);
+        cfg.timeout = Duration::from_secs(60);
+        let (client, _events) = wsring_client::connect_with(cfg).await.expect("sender");
+        let mine: Vec<usize> = (0..streams).filter(|s| s % SENDERS == k).collect();
+        let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+        let sender = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let _events = _events;
+            let start = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep_until(start + ROUND_EVERY * n as u32).await;
+                for &s in &mine {
+                    let data = json!({ "n": n });
+                    let r = if s < DIRECT {
+                        sender.send(&format!("d{s}"), data).await
+                    } else {
+                        sender.publish(&format!("room{}", s - DIRECT), data).await
+                    };
+                    r.unwrap_or_else(|e| panic!("stream {s} message {n}: {e}"));
+                    sent.lock().expect("sent")[s] = n + 1;
+                }
+                n += 1;
+            }
+        }));
+        senders.push(client);
+    }
+
+    let totals = |receivers: &[Receiver], senders: &[wsring_client::Client]| {
+        let (mut re, mut du) = (0, 0);
+        for r in receivers {
+            let s = r.client.stats();
+            re += s.reconnects;
+            du += s.duplicates;
+        }
+        let resent = senders.iter().map(|c| c.stats().resent).sum::<u64>();
+        (re, du, resent)
+    };
+
+    let mut faults = vec![
+        Fault::Kill,
+        Fault::Stall,
+        Fault::Rolling,
+        Fault::BrokerCut,
+        Fault::RegistryOutage,
+        Fault::Gateway,
+    ];
+    faults.shuffle(&mut rng);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut windows = Vec::new();
+    for fault in faults {
+        let (reconnects, duplicates, resent) = totals(&receivers, &senders);
+        windows.push(Window {
+            fault,
+            start: Instant::now(),
+            reconnects,
+            duplicates,
+            resent,
+        });
+        println!("CHAOS {}: {}", b.name, fault.name());
+        inject(&mut c, fault, &mut rng).await;
+        let before = c.pids();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(before, c.pids());
+    }
+    let end_of_faults = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let sent = sent.lock().expect("sent").clone();
+
+    // Every receiver ends with its whole stream, exactly once, in order.
+    let expected_of = |i: usize| -> u64 {
+        if i < DIRECT {
+            sent[i]
+        } else {
+            sent[DIRECT + (i - DIRECT) % ROOMS]
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = receivers
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.log.lock().expect("log").len() as u64 >= expected_of(i));
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut delivered = 0u64;
+    for (i, r) in receivers.iter().enumerate() {
+        let got: Vec<u64> = r.log.lock().expect("log").iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            got,
+            (0..expected_of(i)).collect::<Vec<_>>(),
+            "{}: {} must hold every acknowledged message exactly once, in order (seed {seed})",
+            b.name,
+            r.user
+        );
+        delivered += got.len() as u64;
+        let s = r.client.stats();
+        assert_eq!(s.gaps, 0, "{}: {} {s:?}", b.name, r.user);
+        assert_eq!(s.incomplete, 0, "{}: {} lost history {s:?}", b.name, r.user);
+    }
+    let (reconnects, duplicates, resent) = totals(&receivers, &senders);
+    println!(
+        "CHAOS {}: sent {} messages on {} streams, {} deliveries, all exactly once and in order; \
+         {} reconnects, {} duplicates suppressed by the SDK, {} sends retried",
+        b.name,
+        sent.iter().sum::<u64>(),
+        streams,
+        delivered,
+        reconnects,
+        duplicates,
+        resent
+    );
+    // Per fault: the longest gap any receiver saw between two deliveries
+    // arriving inside the window, and what the clients did meanwhile.
+    let mut rows = Vec::new();
+    for (k, w) in windows.iter().enumerate() {
+        let until = windows.get(k + 1).map_or(end_of_faults, |n| n.start);
+        let mut gap = Duration::ZERO;
+        for r in &receivers {
+            let log = r.log.lock().expect("log");
+            for pair in log.windows(2) {
+                if pair[1].1 > w.start && pair[1].1 <= until {
+                    gap = gap.max(pair[1].1 - pair[0].1);
+                }
+            }
+        }
+        let (re, du, rs) = windows
+            .get(k + 1)
+            .map_or((reconnects, duplicates, resent), |n| {
+                (n.reconnects, n.duplicates, n.resent)
+            });
+        rows.push(format!(
+            "| {} | {} | {:.2} s | {} | {} | {} |",
+            b.name,
+            w.fault.name(),
+            gap.as_secs_f64(),
+            re - w.reconnects,
+            du - w.duplicates,
+            rs - w.resent
+        ));
+    }
+    println!("CHAOS {} table (seed {seed}):\n{}", b.name, rows.join("\n"));
+    for r in &receivers {
+        r.client.close();
+    }
+    for s in &senders {
+        s.close();
+    }
+    drop(c.gateways);
+    drop(c.nodes);
+    b.purge(&c.ns).await;
+}
+
+/// One backend at a time: each run is a whole cluster on two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_redis() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::redis().await else {
+        return;
+    };
+    chaos(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_nats() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::nats().await else { return };
+    chaos(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_amqp() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::amqp().await else { return };
+    chaos(b).await;
+}
