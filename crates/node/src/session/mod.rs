@@ -45,6 +45,8 @@ pub(crate) enum End {
     Closed,
     /// The node crashed or stopped: drop the socket without a close frame.
     Killed,
+    /// The outbound queue overflowed (slow consumer): close with 1008.
+    Kicked,
 }
 
 /// Per-session state owned by the session task.
@@ -110,7 +112,24 @@ impl Session {
         mut rx: mpsc::Receiver<Outbound>,
         resume: Option<Resume>,
     ) -> End {
-        let end = self.serve(&mut stream, &mut rx, resume).await;
+        let end = match self.serve(&mut stream, &mut rx, resume).await {
+            End::Kicked => {
+                // Whatever the session was doing, even a write blocked on a
+                // peer that reads nothing: queued deliveries are dropped and
+                // the close frame goes out after what the socket already
+                // holds, if the peer reads again within the write-stall bound.
+                metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
+                    .increment(1);
+                match self
+                    .close(close::POLICY_VIOLATION, close::REASON_SLOW)
+                    .await
+                {
+                    Err(end) => end,
+                    Ok(()) => End::Closed,
+                }
+            }
+            end => end,
+        };
         if matches!(end, End::Closed) {
             let _ = tokio::time::timeout(CLOSE_LINGER, async {
                 while let Some(Ok(_)) = stream.next().await {}
@@ -159,11 +178,7 @@ impl Session {
             let step = tokio::select! {
                 biased;
                 _ = kill.cancelled() => Err(End::Killed),
-                _ = kick.cancelled() => {
-                    metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
-                        .increment(1);
-                    self.close(close::POLICY_VIOLATION, close::REASON_SLOW).await
-                }
+                _ = kick.cancelled() => Err(End::Kicked),
                 msg = stream.next() => {
                     last_heard = Instant::now();
                     self.on_client(msg).await
@@ -204,7 +219,7 @@ impl Session {
         let kick = self.handle.kick.clone();
         tokio::select! {
             _ = kill.cancelled() => Err(End::Killed),
-            _ = kick.cancelled() => Err(End::Gone),
+            _ = kick.cancelled() => Err(End::Kicked),
             r = tokio::time::timeout(WRITE_STALL, op(self)) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) | Err(_) => Err(End::Gone),
@@ -371,9 +386,16 @@ impl Session {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        self.io(|s| s.sink.send(Message::Close(Some(frame))))
-            .await?;
-        Err(End::Closed)
+        // Not through `io`: a kicked session must still get its close frame
+        // out, so only a node stop or the write-stall bound cut this short.
+        let kill = self.node.kill.clone();
+        tokio::select! {
+            _ = kill.cancelled() => Err(End::Killed),
+            r = tokio::time::timeout(WRITE_STALL, self.sink.send(Message::Close(Some(frame)))) => match r {
+                Ok(Ok(())) => Err(End::Closed),
+                Ok(Err(_)) | Err(_) => Err(End::Gone),
+            },
+        }
     }
 
     /// Arranges a catch-up pass within `delay` (coalesced with any pending).
