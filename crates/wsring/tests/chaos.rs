@@ -22,6 +22,7 @@
 mod common;
 
 use common::procs::{self, Backend, Proc};
+use common::receiver::{Receiver, receiver};
 use common::{Api, wait_until};
 use nix::sys::signal::Signal;
 use rand::seq::SliceRandom;
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use wsring_client::{ClientConfig, Event};
+use wsring_client::ClientConfig;
 use wsring_cluster::conformance::unique_ns;
 use wsring_cluster::fault::FaultProxy;
 
@@ -44,14 +45,6 @@ const SENDERS: usize = 4;
 const ROUND_EVERY: Duration = Duration::from_millis(200);
 const TTL: &str = "1500ms";
 const IDS: [&str; 3] = ["n1", "n2", "n3"];
-
-type Log = Arc<Mutex<Vec<(u64, Instant)>>>;
-
-struct Receiver {
-    user: String,
-    log: Log,
-    client: wsring_client::Client,
-}
 
 fn addr_of(url: &str) -> SocketAddr {
     let hostport = url
@@ -209,32 +202,13 @@ impl Cluster {
     }
 }
 
-async fn receiver(url: &str, user: String, room: Option<String>) -> Receiver {
-    let mut cfg = ClientConfig::new(url, &user);
+/// SDK settings for chaos: reconnect quickly (gateways come back within
+/// seconds) and let requests wait out the longest fault.
+fn client_cfg(url: String, user: String) -> ClientConfig {
+    let mut cfg = ClientConfig::new(url, user);
     cfg.backoff_cap = Duration::from_secs(1);
     cfg.timeout = Duration::from_secs(60);
-    let (client, mut events) = wsring_client::connect_with(cfg).await.expect("connect");
-    if let Some(r) = &room {
-        client.join(r).await.expect("join");
-    }
-    let log: Log = Arc::default();
-    let l = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Some(ev) = events.next().await {
-            if let Event::Message(m) = ev
-                && let Some(n) = m.data["n"].as_u64()
-            {
-                let mine = match &room {
-                    Some(r) => m.room.as_deref() == Some(r.as_str()),
-                    None => m.room.is_none(),
-                };
-                if mine {
-                    l.lock().expect("log").push((n, Instant::now()));
-                }
-            }
-        }
-    });
-    Receiver { user, log, client }
+    cfg
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,11 +325,11 @@ async fn chaos(b: Backend) {
 
     let mut receivers = Vec::new();
     for i in 0..DIRECT {
-        receivers.push(receiver(&c.ws(i % 2), format!("d{i}"), None).await);
+        receivers.push(receiver(client_cfg(c.ws(i % 2), format!("d{i}")), None).await);
     }
     for i in 0..ROOM_USERS {
         let room = format!("room{}", i % ROOMS);
-        receivers.push(receiver(&c.ws(i % 2), format!("m{i}"), Some(room)).await);
+        receivers.push(receiver(client_cfg(c.ws(i % 2), format!("m{i}")), Some(room)).await);
     }
     let streams = DIRECT + ROOMS;
     let stop = Arc::new(AtomicBool::new(false));
@@ -363,9 +337,7 @@ async fn chaos(b: Backend) {
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
     for k in 0..SENDERS {
-        let mut cfg = ClientConfig::new(c.ws(k % 2), format!("sender{k}"));
-        cfg.backoff_cap = Duration::from_secs(1);
-        cfg.timeout = Duration::from_secs(60);
+        let cfg = client_cfg(c.ws(k % 2), format!("sender{k}"));
         let (client, _events) = wsring_client::connect_with(cfg).await.expect("sender");
         let mine: Vec<usize> = (0..streams).filter(|s| s % SENDERS == k).collect();
         let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));

@@ -7,14 +7,14 @@
 
 mod common;
 
+use common::receiver::receiver;
 use common::{Api, dev};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use wsring::dev::DevCluster;
-use wsring_client::{Event, StatsSnapshot};
+use wsring_client::{ClientConfig, StatsSnapshot};
 use wsring_node::Routing;
 
 const DIRECT: usize = 60;
@@ -25,14 +25,6 @@ const ROUNDS: u64 = 40;
 const ROUND_EVERY: Duration = Duration::from_millis(100);
 const FAULT_AT_ROUND: u64 = 10;
 
-type Log = Arc<Mutex<Vec<(u64, Instant)>>>;
-
-struct Receiver {
-    user: String,
-    log: Log,
-    client: wsring_client::Client,
-}
-
 fn durable_common(cluster: Option<String>) -> wsring::settings::Common {
     let mut c = common::common(Routing::Hash);
     c.durable = true;
@@ -41,31 +33,6 @@ fn durable_common(cluster: Option<String>) -> wsring::settings::Common {
         c.namespace = wsring_cluster::conformance::unique_ns("zl");
     }
     c
-}
-
-async fn receiver(gw: &str, user: String, room: Option<String>) -> Receiver {
-    let (client, mut events) = wsring_client::connect(gw, &user).await.expect("connect");
-    if let Some(r) = &room {
-        client.join(r).await.expect("join");
-    }
-    let log: Log = Arc::default();
-    let l = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Some(ev) = events.next().await {
-            if let Event::Message(m) = ev
-                && let Some(n) = m.data["n"].as_u64()
-            {
-                let mine = match &room {
-                    Some(r) => m.room.as_deref() == Some(r.as_str()),
-                    None => m.room.is_none(),
-                };
-                if mine {
-                    l.lock().expect("log").push((n, Instant::now()));
-                }
-            }
-        }
-    });
-    Receiver { user, log, client }
 }
 
 struct Report {
@@ -84,11 +51,11 @@ where
     let gw = c.gateway_url();
     let mut receivers = Vec::new();
     for i in 0..DIRECT {
-        receivers.push(receiver(&gw, format!("d{i}"), None).await);
+        receivers.push(receiver(ClientConfig::new(gw.as_str(), format!("d{i}")), None).await);
     }
     for i in 0..ROOM_USERS {
         let room = format!("room{}", i % ROOMS);
-        receivers.push(receiver(&gw, format!("m{i}"), Some(room)).await);
+        receivers.push(receiver(ClientConfig::new(gw.as_str(), format!("m{i}")), Some(room)).await);
     }
     let mut senders = Vec::new();
     for k in 0..SENDERS {
