@@ -183,7 +183,7 @@ struct ReadyInner {
 
 impl Ready {
     fn lock(&self) -> std::sync::MutexGuard<'_, ReadyInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        wsring_cluster::lock(&self.inner)
     }
 
     /// Marks subscription `id` ready and wakes the reader.

@@ -76,14 +76,17 @@ pub async fn start(
 ) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
     let _ = wsring_node::api::prometheus_handle();
+    // Forwarded API calls must never hang: build the client with its timeout
+    // or refuse to start (a default client would have none).
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(std::io::Error::other)?;
     let gateway = Arc::new(Gateway {
         cfg,
         membership,
         launcher,
-        http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap_or_default(),
+        http,
         tunnels: Mutex::new(HashMap::new()),
         events: events::Events::default(),
         stop: stop.clone(),
@@ -109,7 +112,7 @@ fn router(gw: Arc<Gateway>) -> Router {
 
 impl Gateway {
     fn lock_tunnels(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.tunnels.lock().unwrap_or_else(|e| e.into_inner())
+        wsring_cluster::lock(&self.tunnels)
     }
 
     pub(crate) fn tunnel_counts(&self) -> HashMap<String, u64> {

@@ -22,6 +22,11 @@ pub enum NodeError {
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The HTTP client for peer calls could not be built (TLS backend or
+    /// resolver initialisation); a default client would silently drop the
+    /// request timeout, so the node refuses to start instead.
+    #[error("http client: {0}")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 /// Why a message was not accepted. Nothing was acknowledged; retrying with the

@@ -98,7 +98,7 @@ pub async fn start(
         deps.broker,
         streams,
         kill.clone(),
-    ));
+    )?);
     let result = async {
         // Subscribe before joining: once we are on the ring, directed
         // messages for our users must reach us.

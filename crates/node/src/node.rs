@@ -73,10 +73,15 @@ impl Node {
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
         kill: CancellationToken,
-    ) -> Node {
+    ) -> Result<Node, reqwest::Error> {
+        // Peer calls (presence fan-out) must never hang a request: build the
+        // client with its timeout or fail start-up.
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
         let table = Arc::new(SessionTable::default());
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
-        Node {
+        Ok(Node {
             cfg,
             url,
             membership,
@@ -88,12 +93,9 @@ impl Node {
             kill,
             leaving: AtomicBool::new(false),
             joined: AtomicBool::new(false),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(3))
-                .build()
-                .unwrap_or_default(),
+            http,
             next_session: AtomicU64::new(0),
-        }
+        })
     }
 
     /// This node's id.

@@ -144,7 +144,7 @@ pub(crate) struct SessionTable {
 
 impl SessionTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        wsring_cluster::lock(&self.inner)
     }
 
     pub fn insert(&self, handle: SessionHandle) {
