@@ -20,6 +20,8 @@
 //! * [`view`] — the membership document and the derived [`View`] (ring + epoch).
 //! * [`membership`] — the protocol: [`Membership`].
 //! * [`memory`] — the embedded backend used by `wsring dev`.
+//! * [`report`] — the JSON reports every process serves from its view
+//!   (`/api/nodes`, `/api/route`, `/api/ring`, merging `/api/presence`).
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
@@ -36,6 +38,7 @@ pub mod link;
 pub mod membership;
 pub mod memory;
 pub mod registry;
+pub mod report;
 pub mod stream;
 pub mod view;
 

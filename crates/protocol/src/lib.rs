@@ -11,7 +11,9 @@
 //! * [`connect`] — the connect URL query (`user`, `resume`, `epoch`).
 //! * [`close`] — the RFC 6455 close codes wsring uses and why.
 //! * [`envelope`] — what travels between nodes through the broker.
+//! * [`api`] — the HTTP contract: routing mode, epoch header, API request bodies.
 
+pub mod api;
 pub mod client;
 pub mod close;
 pub mod connect;
@@ -19,6 +21,7 @@ pub mod envelope;
 pub mod ids;
 pub mod server;
 
+pub use api::{BroadcastBody, EPOCH_HEADER, InvalidBody, PublishBody, Routing, SendBody};
 pub use client::{ClientFrame, MsgId, ParseError};
 pub use connect::ConnectParams;
 pub use envelope::{Envelope, EnvelopeError, Target};

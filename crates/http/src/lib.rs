@@ -1,0 +1,27 @@
+//! HTTP plumbing shared by the two server roles of wsring, nodes and
+//! gateways. They serve the same HTTP contract (`docs/PROTOCOL.md`) but are
+//! siblings that never import each other, so what both need lives here:
+//!
+//! * [`error`] — [`ApiError`], the JSON error answer
+//!   `{"error":{"code":..,"message":..}}`, and the status of each code.
+//! * [`serve`] — the accept loop, which a crash or drain can cut at once.
+//! * [`fallback`] — the JSON 404 and 405 answers for unknown routes.
+//! * [`request`] — query parameters, and JSON bodies with JSON rejections.
+//! * [`peers`] — concurrent GETs to other cluster members, each bounded by a
+//!   timeout (the transport of presence queries).
+//! * [`metrics`] — the process-wide Prometheus exporter handle.
+//!
+//! Nothing here knows about sessions, membership or backends.
+
+pub mod error;
+pub mod fallback;
+pub mod metrics;
+pub mod peers;
+pub mod request;
+pub mod serve;
+
+pub use error::{ApiError, status_for};
+pub use fallback::{method_not_allowed, not_found};
+pub use metrics::prometheus_handle;
+pub use request::{parse_body, query_param, rejection};
+pub use serve::serve;

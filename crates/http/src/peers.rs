@@ -1,0 +1,77 @@
+//! Asking other cluster members over HTTP: one GET per member, all at once,
+//! each bounded by its own timeout. A member that does not answer in time,
+//! answers with an error status or with something that is not JSON yields
+//! `None`, so one dead member cannot fail or stall the whole answer.
+//!
+//! This is only the transport; which members to ask and what their answers
+//! mean belongs to the caller (presence: `wsring_cluster::report`).
+
+use futures::future::join_all;
+use serde_json::Value;
+use std::time::Duration;
+
+/// GETs every `(id, url)` concurrently; answers come back in input order.
+pub async fn get_json_all(
+    http: &reqwest::Client,
+    targets: Vec<(String, String)>,
+    timeout: Duration,
+) -> Vec<(String, Option<Value>)> {
+    let calls = targets.into_iter().map(|(id, url)| async move {
+        let resp = http.get(url).timeout(timeout).send().await;
+        let body = match resp {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            _ => None,
+        };
+        (id, body)
+    });
+    join_all(calls).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use serde_json::json;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn answers_in_order_and_failures_are_none() {
+        let app = Router::new()
+            .route(
+                "/ok",
+                get(|| async { axum::Json(json!({ "sessions": [] })) }),
+            )
+            .route("/err", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+            .route("/text", get(|| async { "not json" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::serve(listener, app, stop.clone()));
+        // Accepts connections but never answers: only the timeout ends it.
+        let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let silent_url = format!("http://{}/x", silent.local_addr().expect("addr"));
+
+        let http = reqwest::Client::new();
+        let targets = vec![
+            ("a".to_string(), format!("{base}/ok")),
+            ("b".to_string(), format!("{base}/err")),
+            ("c".to_string(), format!("{base}/text")),
+            ("d".to_string(), silent_url),
+        ];
+        let got = get_json_all(&http, targets, Duration::from_millis(200)).await;
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), Some(json!({ "sessions": [] }))),
+                ("b".to_string(), None),
+                ("c".to_string(), None),
+                ("d".to_string(), None),
+            ]
+        );
+        stop.cancel();
+        drop(silent);
+    }
+}
