@@ -1,7 +1,7 @@
 //! Typed gateway configuration with documented defaults.
 
 use std::time::Duration;
-use wsring_node::Routing;
+use wsring_protocol::Routing;
 
 /// Gateway settings.
 #[derive(Debug, Clone)]

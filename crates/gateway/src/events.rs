@@ -19,8 +19,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
+use wsring_cluster::report;
 use wsring_cluster::{MemberState, NodeStats, View};
-use wsring_node::api::views;
 
 use crate::Gateway;
 
@@ -181,7 +181,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
                     gw.events.record(e);
                 }
                 last_stats.retain(|id, _| next.member(id).is_some());
-                gw.events.publish("ring", &views::ring(&next, true));
+                gw.events.publish("ring", &report::ring(&next, true));
                 prev = next;
             }
             r = stats_rx.changed() => {
@@ -214,7 +214,7 @@ pub(crate) async fn run(gw: Arc<Gateway>) {
 fn nodes_with_rates(gw: &Gateway, prev: &mut BTreeMap<String, (u64, u64)>, dt: f64) -> Value {
     let view = gw.membership.view();
     let stats = gw.membership.stats();
-    let mut body = views::nodes(&view, &stats, gw.cfg.routing);
+    let mut body = report::nodes(&view, &stats, gw.cfg.routing);
     if let Some(nodes) = body["nodes"].as_array_mut() {
         for n in nodes {
             let id = n["id"].as_str().unwrap_or_default().to_owned();
@@ -249,11 +249,11 @@ pub(crate) async fn sse(
     let view = gw.membership.view();
     let mut nodes = lock(&gw.events.last_nodes).clone();
     if nodes.is_null() {
-        nodes = views::nodes(&view, &gw.membership.stats(), gw.cfg.routing);
+        nodes = report::nodes(&view, &gw.membership.stats(), gw.cfg.routing);
     }
     let initial = vec![
         ("info", crate::api::info_body(&gw).to_string()),
-        ("ring", views::ring(&view, true).to_string()),
+        ("ring", report::ring(&view, true).to_string()),
         ("nodes", nodes.to_string()),
         (
             "events",

@@ -14,6 +14,11 @@
 //! * [`events`] — membership event log and the SSE feed.
 //! * `dashboard`: the embedded browser dashboard.
 //! * [`launcher`] — the dev-mode node control trait.
+//!
+//! The gateway is a sibling of the node, not a kind of node: it never
+//! imports `wsring-node`. What both serve identically comes from the crates
+//! below them: wire types and API bodies from `wsring-protocol`, the JSON
+//! reports from `wsring_cluster::report`, HTTP plumbing from `wsring-http`.
 
 mod api;
 pub mod config;
@@ -75,7 +80,7 @@ pub async fn start(
     stop: CancellationToken,
 ) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
-    let _ = wsring_node::api::prometheus_handle();
+    let _ = wsring_http::prometheus_handle();
     // Forwarded API calls must never hang: build the client with its timeout
     // or refuse to start (a default client would have none).
     let http = reqwest::Client::builder()
@@ -93,7 +98,7 @@ pub async fn start(
     });
     tokio::spawn(events::run(Arc::clone(&gateway)));
     let app = router(Arc::clone(&gateway));
-    tokio::spawn(wsring_node::serve::serve(listener, app, stop));
+    tokio::spawn(wsring_http::serve(listener, app, stop));
     info!(%addr, routing = gateway.cfg.routing.as_str(), "gateway serving");
     Ok(GatewayHandle { gateway, addr })
 }
@@ -104,8 +109,8 @@ fn router(gw: Arc<Gateway>) -> Router {
         .route("/ws", get(proxy::ws))
         .merge(api::routes())
         .merge(dashboard::routes())
-        .fallback(wsring_node::not_found)
-        .method_not_allowed_fallback(wsring_node::method_not_allowed)
+        .fallback(wsring_http::not_found)
+        .method_not_allowed_fallback(wsring_http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gw)
 }

@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use wsring_cluster::{MemberState, View};
-use wsring_node::{ApiError, EPOCH_HEADER, Routing};
-use wsring_protocol::ConnectParams;
+use wsring_http::ApiError;
+use wsring_protocol::{ConnectParams, EPOCH_HEADER, Routing};
 
 use crate::Gateway;
 

@@ -2,41 +2,9 @@
 //! binary fills it from flags, `WSRING_*` environment variables and the TOML
 //! file.
 
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// How messages find sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Routing {
-    /// Consistent hashing: each user lives on its ring owner; a direct message
-    /// goes to that one node. The default.
-    #[default]
-    Hash,
-    /// Sessions land anywhere; direct messages fan out to every node.
-    Broadcast,
-}
-
-impl Routing {
-    /// `"hash"` or `"broadcast"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Routing::Hash => "hash",
-            Routing::Broadcast => "broadcast",
-        }
-    }
-}
-
-impl std::str::FromStr for Routing {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "hash" => Ok(Routing::Hash),
-            "broadcast" => Ok(Routing::Broadcast),
-            other => Err(format!("unknown routing {other:?}; use hash or broadcast")),
-        }
-    }
-}
+pub use wsring_protocol::Routing;
 
 /// Everything a node needs to know about itself.
 #[derive(Debug, Clone)]

@@ -18,8 +18,11 @@
 //! * [`api`] — one file per HTTP route.
 //! * `rebalance`, `inbound`: reactions to membership and broker events.
 //! * `rooms`: room topic subscriptions, reconciled with the session table.
-//! * [`serve`] — the accept loop (shared with the gateway).
-//! * [`error`] — [`NodeError`], [`ApiError`], [`RouteError`].
+//! * [`error`] — [`NodeError`], [`RouteError`].
+//!
+//! The HTTP plumbing (JSON errors, the accept loop, fallbacks) comes from
+//! `wsring-http`, shared with the gateway; the wire types from
+//! `wsring-protocol`. A node never imports the gateway, nor the gateway a node.
 
 pub mod api;
 mod cmd;
@@ -30,7 +33,6 @@ mod inbound;
 mod node;
 mod rebalance;
 mod rooms;
-pub mod serve;
 mod session;
 mod sessions;
 mod ws;
@@ -46,12 +48,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wsring_cluster::{Broker, Inbox, Membership, StreamStore, Topic};
-use wsring_protocol::ErrorCode;
 
 pub use config::{NodeConfig, Routing};
-pub use error::{ApiError, NodeError, RouteError};
+pub use error::{NodeError, RouteError};
 pub use node::{Accepted, Node};
-pub use ws::EPOCH_HEADER;
 
 /// The backends a node runs on.
 pub struct NodeDeps {
@@ -83,7 +83,7 @@ pub async fn start(
 ) -> Result<NodeHandle, NodeError> {
     wsring_protocol::validate_node_id(&cfg.id)?;
     // Install the metrics recorder before anything records.
-    let _ = api::prometheus_handle();
+    let _ = wsring_http::prometheus_handle();
     let addr = listener.local_addr()?;
     let url = cfg
         .advertise
@@ -107,7 +107,7 @@ pub async fn start(
             .await?;
         node.broker.subscribe(&Topic::Cluster).await?;
         tokio::spawn(inbound::run(Arc::clone(&node), deps.inbox));
-        tokio::spawn(serve::serve(
+        tokio::spawn(wsring_http::serve(
             listener,
             router(Arc::clone(&node)),
             kill.clone(),
@@ -160,24 +160,10 @@ fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(api::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(wsring_http::not_found)
+        .method_not_allowed_fallback(wsring_http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node)
-}
-
-/// JSON 404 for unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
-}
-
-/// JSON 405 for a known path with the wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::BadRequest,
-        "method not allowed on this route",
-    )
 }
 
 impl NodeHandle {

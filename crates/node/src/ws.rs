@@ -13,15 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use wsring_protocol::{ConnectParams, ErrorCode};
+use wsring_protocol::{ConnectParams, EPOCH_HEADER, ErrorCode};
 
 use crate::config::Routing;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::session::{self, Resume};
-
-/// Header carrying the ring epoch the gateway routed by.
-pub const EPOCH_HEADER: &str = "x-wsring-epoch";
 
 pub(crate) async fn upgrade(
     State(node): State<Arc<Node>>,

@@ -7,8 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use wsring_node::ApiError;
-use wsring_node::api::query_param;
+use wsring_http::{ApiError, query_param};
 use wsring_protocol::ErrorCode;
 
 use crate::Gateway;

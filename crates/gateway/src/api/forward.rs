@@ -16,8 +16,8 @@ use rand::seq::SliceRandom;
 use std::sync::Arc;
 use tracing::debug;
 use wsring_cluster::MemberState;
-use wsring_node::ApiError;
-use wsring_node::api::body::{self, BroadcastBody, PublishBody, SendBody};
+use wsring_http::{ApiError, parse_body, rejection};
+use wsring_protocol::{BroadcastBody, InvalidBody, PublishBody, SendBody};
 
 use crate::Gateway;
 
@@ -25,15 +25,11 @@ use crate::Gateway;
 /// gateway), keeping the raw bytes to forward unchanged.
 fn accept<T: serde::de::DeserializeOwned>(
     raw: Result<Bytes, BytesRejection>,
-    check: impl FnOnce(&T) -> Result<(), ApiError>,
+    check: impl FnOnce(&T) -> Result<(), InvalidBody>,
 ) -> Result<(Bytes, T), Box<ApiError>> {
-    let bytes = raw.map_err(|r| {
-        body::parse::<T>(Err(r))
-            .err()
-            .unwrap_or_else(|| ApiError::bad_request("unreadable body"))
-    })?;
-    let parsed: T = body::parse(Ok(bytes.clone()))?;
-    check(&parsed)?;
+    let bytes = raw.map_err(rejection)?;
+    let parsed: T = parse_body(Ok(bytes.clone()))?;
+    check(&parsed).map_err(ApiError::from)?;
     Ok((bytes, parsed))
 }
 
@@ -41,10 +37,8 @@ pub(super) async fn send(
     State(gw): State<Arc<Gateway>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    let (bytes, b) = match accept::<SendBody>(raw, |b| {
-        wsring_protocol::validate_user(&b.to)
-            .map_err(|e| ApiError::bad_request(format!("`to`: {e}")))
-    }) {
+    // The recipient is checked here; the node checks the rest.
+    let (bytes, b) = match accept::<SendBody>(raw, SendBody::check_recipient) {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -56,10 +50,7 @@ pub(super) async fn publish(
     State(gw): State<Arc<Gateway>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
-    match accept::<PublishBody>(raw, |b| {
-        wsring_protocol::validate_room(&b.room)
-            .map_err(|e| ApiError::bad_request(format!("`room`: {e}")))
-    }) {
+    match accept::<PublishBody>(raw, PublishBody::check_room) {
         Ok((bytes, _)) => relay(&gw, "/api/publish", bytes, None).await,
         Err(e) => e.into_response(),
     }

@@ -1,42 +1,50 @@
-//! Read-only routes, answered from the gateway's own view with the same view
-//! functions nodes use: `/api/nodes`, `/api/route`, `/api/ring`,
+//! Read-only routes, answered from the gateway's own view with the same
+//! report functions nodes use (`wsring_cluster::report`): `/api/nodes`, `/api/route`, `/api/ring`,
 //! `/api/presence` (gathered from every node), `/api/info`, health, metrics.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use wsring_node::ApiError;
-use wsring_node::api::{presence, query_param, views};
+use wsring_cluster::report::{self, PRESENCE_PEER_TIMEOUT, QueryError};
+use wsring_http::{ApiError, peers, query_param};
 
 use crate::Gateway;
 
 pub(super) async fn nodes(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let view = gw.membership.view();
-    Json(views::nodes(&view, &gw.membership.stats(), gw.cfg.routing))
+    Json(report::nodes(&view, &gw.membership.stats(), gw.cfg.routing))
 }
 
 pub(super) async fn route(
     State(gw): State<Arc<Gateway>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    views::route(&gw.membership.view(), query_param(q.as_deref(), "user")).map(Json)
+    report::route(&gw.membership.view(), query_param(q.as_deref(), "user"))
+        .map(Json)
+        .map_err(query_error)
 }
 
 pub(super) async fn ring(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) -> Json<Value> {
     let arcs = query_param(q.as_deref(), "arcs").is_some_and(|v| v == "1" || v == "true");
-    Json(views::ring(&gw.membership.view(), arcs))
+    Json(report::ring(&gw.membership.view(), arcs))
 }
 
 pub(super) async fn presence(
     State(gw): State<Arc<Gateway>>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let user = query_param(q.as_deref(), "user")
-        .ok_or_else(|| ApiError::bad_request("missing query parameter `user`"))?;
-    wsring_protocol::validate_user(&user).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let view = gw.membership.view();
-    Ok(Json(presence::gather(&gw.http, &view, &user, None).await))
+    let user = report::user_param(query_param(q.as_deref(), "user")).map_err(query_error)?;
+    // The gateway holds no sessions: every node is asked.
+    let targets = report::presence_peers(&gw.membership.view(), &user, None);
+    let answers = peers::get_json_all(&gw.http, targets, PRESENCE_PEER_TIMEOUT).await;
+    Ok(Json(report::presence(&user, None, answers)))
+}
+
+/// The answer for a `user` query that cannot be served: 400 for the
+/// caller's mistakes, 503 when no node is up.
+fn query_error(e: QueryError) -> ApiError {
+    ApiError::from_code(e.code(), e.to_string())
 }
 
 pub(super) async fn info(State(gw): State<Arc<Gateway>>) -> Json<Value> {
@@ -61,7 +69,7 @@ pub(super) async fn readyz(State(gw): State<Arc<Gateway>>) -> Result<Json<Value>
 /// `wsring_cluster_nodes{state}` and `wsring_cluster_connections{node}` (from
 /// the nodes' heartbeats), plus whatever nodes in this process export.
 pub(super) async fn metrics(State(gw): State<Arc<Gateway>>) -> String {
-    let Some(h) = wsring_node::api::prometheus_handle() else {
+    let Some(h) = wsring_http::prometheus_handle() else {
         return String::new();
     };
     let view = gw.membership.view();

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use wsring_http::parse_body;
+use wsring_protocol::BroadcastBody;
 
-use super::body::{BroadcastBody, parse};
 use crate::error::ApiError;
 use crate::node::Node;
 
@@ -18,7 +19,7 @@ pub(super) async fn handle(
     State(node): State<Arc<Node>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: BroadcastBody = parse(body)?;
+    let b: BroadcastBody = parse_body(body)?;
     node.broadcast(&b.data).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "ok": true }))))
 }

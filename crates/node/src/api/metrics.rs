@@ -6,17 +6,7 @@
 //! `wsring_messages_out_total`, `wsring_sessions_moved_total` (counters),
 //! `wsring_ring_epoch`, `wsring_ready` (gauges).
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
-
-/// The process's Prometheus handle, installing the recorder on first use
-/// (`None` if another recorder was installed first).
-pub fn prometheus_handle() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .as_ref()
-}
+use wsring_http::prometheus_handle;
 
 pub(super) async fn handle(
     axum::extract::State(node): axum::extract::State<std::sync::Arc<crate::Node>>,

@@ -1,26 +1,25 @@
-//! The HTTP API, one file per route. Nodes serve all of it; the gateway
-//! reuses the read-only views ([`views`]), body parsing ([`body`]) and
-//! presence gathering ([`presence`]) so both answer identically.
+//! The HTTP API, one file per route. The read-only bodies come from
+//! `wsring_cluster::report` and request parsing from `wsring-http`, the
+//! same code the gateway answers with, so both give identical answers.
 
-pub mod body;
 mod broadcast;
 mod health;
 mod metrics;
 mod nodes;
-pub mod presence;
+mod presence;
 mod publish;
 mod ring;
 mod route;
 mod send;
-pub mod views;
 
 use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
+use crate::error::ApiError;
 use crate::node::Node;
 
-pub use metrics::prometheus_handle;
+pub use wsring_http::prometheus_handle;
 
 /// The node's API routes.
 pub(crate) fn routes() -> Router<Arc<Node>> {
@@ -37,9 +36,8 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/metrics", get(metrics::handle))
 }
 
-/// A named query parameter from a raw query string.
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+/// The answer for a `user` query that cannot be served: 400 for the
+/// caller's mistakes, 503 when no node is up.
+fn query_error(e: wsring_cluster::report::QueryError) -> ApiError {
+    ApiError::from_code(e.code(), e.to_string())
 }

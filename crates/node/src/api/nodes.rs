@@ -5,13 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
 use std::sync::Arc;
+use wsring_cluster::report;
 
-use super::views;
 use crate::node::Node;
 
 pub(super) async fn handle(State(node): State<Arc<Node>>) -> Json<Value> {
     let view = node.membership.view();
-    Json(views::nodes(
+    Json(report::nodes(
         &view,
         &node.membership.stats(),
         node.cfg.routing,

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
-use wsring_protocol::validate_room;
+use wsring_http::parse_body;
+use wsring_protocol::PublishBody;
 
-use super::body::{PublishBody, check_id, parse};
 use super::send::accepted;
 use crate::error::ApiError;
 use crate::node::Node;
@@ -19,9 +19,8 @@ pub(super) async fn handle(
     State(node): State<Arc<Node>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: PublishBody = parse(body)?;
-    validate_room(&b.room).map_err(|e| ApiError::bad_request(format!("`room`: {e}")))?;
-    check_id(b.id.as_deref())?;
+    let b: PublishBody = parse_body(body)?;
+    b.validate()?;
     let dedup = b.id.map(|id| format!("api/{id}"));
     let ok = node.publish_room(None, &b.room, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))

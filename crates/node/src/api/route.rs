@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde_json::Value;
 use std::sync::Arc;
+use wsring_cluster::report;
+use wsring_http::query_param;
 
-use super::{query_param, views};
 use crate::error::ApiError;
 use crate::node::Node;
 
@@ -14,5 +15,7 @@ pub(super) async fn handle(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let view = node.membership.view();
-    views::route(&view, query_param(q.as_deref(), "user")).map(Json)
+    report::route(&view, query_param(q.as_deref(), "user"))
+        .map(Json)
+        .map_err(super::query_error)
 }

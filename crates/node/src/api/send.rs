@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use wsring_protocol::validate_user;
+use wsring_http::parse_body;
+use wsring_protocol::SendBody;
 
-use super::body::{SendBody, check_id, parse};
 use crate::error::ApiError;
 use crate::node::Node;
 
@@ -18,9 +18,8 @@ pub(super) async fn handle(
     State(node): State<Arc<Node>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: SendBody = parse(body)?;
-    validate_user(&b.to).map_err(|e| ApiError::bad_request(format!("`to`: {e}")))?;
-    check_id(b.id.as_deref())?;
+    let b: SendBody = parse_body(body)?;
+    b.validate()?;
     let dedup = b.id.map(|id| format!("api/{id}"));
     let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
