@@ -1,0 +1,300 @@
+//! The crate graph is a design decision, so it is tested: every workspace
+//! crate has a place in the layering below, and no crate depends (normally,
+//! for tests or for builds) on a workspace crate its layer must not see.
+//! `docs/ARCHITECTURE.md` draws the same graph.
+//!
+//! The graph comes from `cargo metadata --no-deps`, which lists each
+//! package's declared dependencies without resolving anything.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+/// One crate's place: the workspace crates it may depend on, and those it
+/// must never depend on with the reason (the message a violation prints).
+struct Rule {
+    krate: &'static str,
+    may: &'static [&'static str],
+    never: &'static [(&'static str, &'static str)],
+}
+
+const PROTOCOL: &str = "wsring-protocol";
+const RING: &str = "wsring-ring";
+const CLUSTER: &str = "wsring-cluster";
+const REDIS: &str = "wsring-cluster-redis";
+const NATS: &str = "wsring-cluster-nats";
+const AMQP: &str = "wsring-cluster-amqp";
+const HTTP: &str = "wsring-http";
+const NODE: &str = "wsring-node";
+const GATEWAY: &str = "wsring-gateway";
+const CLIENT: &str = "wsring-client";
+const BENCH: &str = "wsring-bench";
+const BINARY: &str = "wsring";
+
+const LEAF: &str = "wire types and the ring are leaves: every other crate builds on them";
+const CORE: &str =
+    "the cluster core is backend-neutral and knows nothing of HTTP or the roles above it";
+const BACKEND: &str = "a backend implements the cluster traits and nothing else";
+const PLUMBING: &str = "wsring-http is role-neutral plumbing, beneath both node and gateway";
+const SIBLINGS: &str =
+    "gateway and node are siblings; what both need belongs in protocol, cluster or http";
+const SDK: &str =
+    "the client SDK and the bench speak only the wire protocol, like any external client";
+
+const ALL_BACKENDS: [(&str, &str); 3] = [(REDIS, BACKEND), (NATS, BACKEND), (AMQP, BACKEND)];
+
+const RULES: &[Rule] = &[
+    Rule {
+        krate: PROTOCOL,
+        may: &[],
+        never: &[
+            (RING, LEAF),
+            (CLUSTER, LEAF),
+            (HTTP, LEAF),
+            (NODE, LEAF),
+            (GATEWAY, LEAF),
+        ],
+    },
+    Rule {
+        krate: RING,
+        may: &[],
+        never: &[
+            (PROTOCOL, LEAF),
+            (CLUSTER, LEAF),
+            (HTTP, LEAF),
+            (NODE, LEAF),
+            (GATEWAY, LEAF),
+        ],
+    },
+    Rule {
+        krate: CLUSTER,
+        may: &[PROTOCOL, RING],
+        never: &[
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+            (HTTP, CORE),
+            (NODE, CORE),
+            (GATEWAY, CORE),
+        ],
+    },
+    Rule {
+        krate: REDIS,
+        may: &[CLUSTER, PROTOCOL, RING],
+        never: &[
+            (NATS, BACKEND),
+            (AMQP, BACKEND),
+            (HTTP, BACKEND),
+            (NODE, BACKEND),
+            (GATEWAY, BACKEND),
+        ],
+    },
+    Rule {
+        krate: NATS,
+        may: &[CLUSTER, PROTOCOL, RING],
+        never: &[
+            (REDIS, BACKEND),
+            (AMQP, BACKEND),
+            (HTTP, BACKEND),
+            (NODE, BACKEND),
+            (GATEWAY, BACKEND),
+        ],
+    },
+    Rule {
+        krate: AMQP,
+        may: &[CLUSTER, PROTOCOL, RING],
+        never: &[
+            (REDIS, BACKEND),
+            (NATS, BACKEND),
+            (HTTP, BACKEND),
+            (NODE, BACKEND),
+            (GATEWAY, BACKEND),
+        ],
+    },
+    Rule {
+        krate: HTTP,
+        may: &[PROTOCOL],
+        never: &[
+            (CLUSTER, PLUMBING),
+            (NODE, PLUMBING),
+            (GATEWAY, PLUMBING),
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+        ],
+    },
+    Rule {
+        krate: NODE,
+        may: &[PROTOCOL, RING, CLUSTER, HTTP],
+        never: &[
+            (GATEWAY, SIBLINGS),
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+        ],
+    },
+    Rule {
+        krate: GATEWAY,
+        may: &[PROTOCOL, RING, CLUSTER, HTTP],
+        never: &[
+            (NODE, SIBLINGS),
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+        ],
+    },
+    Rule {
+        krate: CLIENT,
+        may: &[PROTOCOL],
+        never: &[
+            (NODE, SDK),
+            (GATEWAY, SDK),
+            (CLUSTER, SDK),
+            (REDIS, SDK),
+            (NATS, SDK),
+            (AMQP, SDK),
+            (HTTP, SDK),
+        ],
+    },
+    Rule {
+        krate: BENCH,
+        may: &[PROTOCOL, CLIENT],
+        never: &[
+            (NODE, SDK),
+            (GATEWAY, SDK),
+            (CLUSTER, SDK),
+            (REDIS, SDK),
+            (NATS, SDK),
+            (AMQP, SDK),
+            (HTTP, SDK),
+        ],
+    },
+    Rule {
+        // The binary wires everything together.
+        krate: BINARY,
+        may: &[
+            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, NODE, GATEWAY, CLIENT, BENCH,
+        ],
+        never: &[],
+    },
+];
+
+/// Workspace crate → the workspace crates it declares as dependencies, with
+/// the kinds (`normal`, `dev`, `build`) of each edge.
+fn workspace_graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .args(["--manifest-path", manifest])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let names: BTreeSet<String> = packages
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    let mut graph = BTreeMap::new();
+    for p in packages {
+        let from = p["name"].as_str().expect("package name").to_owned();
+        let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for d in p["dependencies"].as_array().expect("dependencies") {
+            let to = d["name"].as_str().expect("dependency name");
+            // A crate may list itself (with extra features) for its tests.
+            if to == from || !names.contains(to) {
+                continue;
+            }
+            let kind = d["kind"].as_str().unwrap_or("normal").to_owned();
+            deps.entry(to.to_owned()).or_default().insert(kind);
+        }
+        graph.insert(from, deps);
+    }
+    graph
+}
+
+fn rule(krate: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.krate == krate)
+}
+
+#[test]
+fn every_workspace_crate_has_a_place_in_the_layering() {
+    let graph = workspace_graph();
+    let unplaced: Vec<&String> = graph.keys().filter(|k| rule(k).is_none()).collect();
+    assert!(
+        unplaced.is_empty(),
+        "crates without a layering rule in crates/wsring/tests/layering.rs \
+         (add one, and a line in docs/ARCHITECTURE.md): {unplaced:?}"
+    );
+    let stale: Vec<&str> = RULES
+        .iter()
+        .map(|r| r.krate)
+        .filter(|k| !graph.contains_key(*k))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rules for crates that no longer exist: {stale:?}"
+    );
+}
+
+#[test]
+fn rules_do_not_contradict_themselves() {
+    for r in RULES {
+        for (to, _) in r.never {
+            assert!(
+                !r.may.contains(to),
+                "{} lists {to} both as allowed and as forbidden",
+                r.krate
+            );
+        }
+    }
+}
+
+#[test]
+fn no_crate_depends_on_what_its_layer_must_not_see() {
+    let graph = workspace_graph();
+    let mut violations = Vec::new();
+    for (from, deps) in &graph {
+        let Some(r) = rule(from) else { continue };
+        for (to, kinds) in deps {
+            let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+            if let Some((_, why)) = r.never.iter().find(|(n, _)| n == to) {
+                violations.push(format!(
+                    "forbidden edge {from} -> {to} ({} dependency): {why}",
+                    kinds.join("+")
+                ));
+            } else if !r.may.contains(&to.as_str()) {
+                violations.push(format!(
+                    "forbidden edge {from} -> {to} ({} dependency): not in the layering; \
+                     {from} may depend only on {:?}",
+                    kinds.join("+"),
+                    r.may
+                ));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn gateway_and_node_are_siblings() {
+    // Spelled out on its own because it is the edge most tempting to add.
+    let graph = workspace_graph();
+    for (a, b) in [(GATEWAY, NODE), (NODE, GATEWAY)] {
+        assert!(
+            !graph.get(a).is_some_and(|d| d.contains_key(b)),
+            "forbidden edge {a} -> {b}: {SIBLINGS}"
+        );
+    }
+}
