@@ -51,3 +51,45 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    #[tokio::test]
+    async fn stop_cuts_keep_alive_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let app = Router::new().route("/", get(|| async { "hi" }));
+        let server = tokio::spawn(serve(listener, app, stop.clone()));
+
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let mut buf = vec![0u8; 1024];
+        // The answer may arrive in several reads; the body ends it.
+        while !answer.ends_with(b"hi") {
+            let n = tcp.read(&mut buf).await.expect("answer");
+            assert!(n > 0, "closed before answering");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+
+        // The connection is idle and kept alive; stopping must close it.
+        stop.cancel();
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("closed promptly");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("accept loop ends")
+            .expect("accept loop does not panic");
+    }
+}
