@@ -12,6 +12,8 @@
 //!   calls, compared in constant time.
 //! * [`ConnectAuth`] and [`Origins`]: the connect decision (token or, in
 //!   open mode, `?user=`) and the `Origin` allow-list with its CORS answer.
+//! * [`RateLimiter`]: per-connection message and byte budgets, and when a
+//!   client that ignores `rate_limited` is closed.
 //!
 //! Every error is an [`AuthError`] whose message is safe to show the caller:
 //! it never repeats the token or the key.
@@ -21,9 +23,11 @@ mod connect;
 mod error;
 mod jwt;
 mod pattern;
+mod rate;
 
 pub use api_key::{ApiKeyId, ApiKeys, bearer};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
+pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
