@@ -25,6 +25,7 @@ const REDIS: &str = "wsring-cluster-redis";
 const NATS: &str = "wsring-cluster-nats";
 const AMQP: &str = "wsring-cluster-amqp";
 const HTTP: &str = "wsring-http";
+const AUTH: &str = "wsring-auth";
 const NODE: &str = "wsring-node";
 const GATEWAY: &str = "wsring-gateway";
 const CLIENT: &str = "wsring-client";
@@ -36,6 +37,8 @@ const CORE: &str =
     "the cluster core is backend-neutral and knows nothing of HTTP or the roles above it";
 const BACKEND: &str = "a backend implements the cluster traits and nothing else";
 const PLUMBING: &str = "wsring-http is role-neutral plumbing, beneath both node and gateway";
+const POLICY: &str =
+    "wsring-auth is policy over the wire types: the roles call it, it calls nothing of theirs";
 const SIBLINGS: &str =
     "gateway and node are siblings; what both need belongs in protocol, cluster or http";
 const SDK: &str =
@@ -124,8 +127,21 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        krate: AUTH,
+        may: &[PROTOCOL],
+        never: &[
+            (CLUSTER, POLICY),
+            (HTTP, POLICY),
+            (NODE, POLICY),
+            (GATEWAY, POLICY),
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+        ],
+    },
+    Rule {
         krate: NODE,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP],
+        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH],
         never: &[
             (GATEWAY, SIBLINGS),
             ALL_BACKENDS[0],
@@ -135,7 +151,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: GATEWAY,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP],
+        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH],
         never: &[
             (NODE, SIBLINGS),
             ALL_BACKENDS[0],
@@ -173,7 +189,7 @@ const RULES: &[Rule] = &[
         // The binary wires everything together.
         krate: BINARY,
         may: &[
-            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, NODE, GATEWAY, CLIENT, BENCH,
+            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, NODE, GATEWAY, CLIENT, BENCH,
         ],
         never: &[],
     },
