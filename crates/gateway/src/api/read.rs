@@ -1,6 +1,7 @@
 //! Read-only routes, answered from the gateway's own view with the same
-//! report functions nodes use (`wsring_cluster::report`): `/api/nodes`, `/api/route`, `/api/ring`,
-//! `/api/presence` (gathered from every node), `/api/info`, health, metrics.
+//! report functions nodes use (`wsring_cluster::report`): `/api/nodes`,
+//! `/api/route`, `/api/ring`, `/api/presence` (gathered from every node),
+//! `/api/info`, health, metrics.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
