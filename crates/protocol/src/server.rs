@@ -77,6 +77,14 @@ impl ErrorCode {
     }
 }
 
+/// The `stream` of a `resumed` frame for the user's own stream.
+pub const USER_STREAM: &str = "user";
+
+/// The `stream` of a `resumed` frame for a room's stream: `room:<name>`.
+pub fn room_stream(room: &str) -> String {
+    format!("room:{room}")
+}
+
 /// A control frame from server to client.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
