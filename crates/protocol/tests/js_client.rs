@@ -39,7 +39,9 @@ fn missing_node() -> Option<String> {
         .and_then(|m| m.parse::<u32>().ok());
     match major {
         Some(m) if m >= 20 => None,
-        _ => Some(format!("Node.js {version} is too old; 20 or later is needed")),
+        _ => Some(format!(
+            "Node.js {version} is too old; 20 or later is needed"
+        )),
     }
 }
 
@@ -50,7 +52,10 @@ fn js_client_handles_every_documented_frame() {
             std::env::var("WSRING_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "JS tests required (WSRING_REQUIRE_BROWSER=1) but {why}"
         );
-        let _ = writeln!(std::io::stderr().lock(), "js_client: SKIPPED {SCRIPT}: {why}");
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "js_client: SKIPPED {SCRIPT}: {why}"
+        );
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
