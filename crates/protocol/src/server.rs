@@ -45,11 +45,28 @@ pub enum ErrorCode {
     LimitExceeded,
     /// A bug or unexpected failure on the server side.
     Internal,
+    /// Missing or invalid credentials: a connect token, or an API key (HTTP
+    /// 401).
+    Unauthorized,
+    /// The credentials do not allow this: a room outside the token's `rooms`
+    /// claim, a direct send with `send: false`, a page from an origin not
+    /// allowed.
+    Forbidden,
+    /// Too many messages or bytes per second on this connection; the message
+    /// was dropped.
+    RateLimited,
+    /// The request body is not `application/json` (HTTP 415).
+    UnsupportedMediaType,
+    /// A code this build does not know (sent by a newer server). Parsing
+    /// maps it here so an older client still fails the request instead of
+    /// ignoring the error; never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation checks.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
@@ -59,6 +76,10 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::LimitExceeded,
         ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+        ErrorCode::UnsupportedMediaType,
     ];
 
     /// The snake_case string form.
@@ -73,6 +94,11 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }
@@ -499,7 +525,12 @@ mod tests {
                 code
             );
         }
-        assert!(serde_json::from_str::<ErrorCode>("\"teapot\"").is_err());
+        // A newer server's code still parses, as `Unknown`, so a client
+        // fails the request instead of dropping the error.
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("\"teapot\"").expect("parse"),
+            ErrorCode::Unknown
+        );
     }
 
     #[test]
