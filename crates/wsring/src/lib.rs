@@ -30,8 +30,8 @@ use cli::{Cli, Command};
 /// Runs the role selected on the command line (see [`Cli::load`]) until it
 /// is told to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // These two only describe the command line: they must work even when
-    // WSRING_CONFIG points at a file that does not load.
+    // These two only describe the command line (and `Cli::load` does not
+    // read the config file for them).
     match &cli.command {
         Command::Completions(args) => {
             manual::completions(args.shell, &mut std::io::stdout().lock());
