@@ -77,7 +77,7 @@ pub struct NodeConfig {
     /// closing every moved session at once.
     ///
     /// The i-th of n moved sessions is closed at `i/n * drain_window`.
-    #[arg(long, env = "WSRING_DRAIN_WINDOW", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub drain_window: Duration,
     /// Outbound frames buffered per session before it is closed as a slow
@@ -93,7 +93,7 @@ pub struct NodeConfig {
     pub session_queue_bytes: usize,
     /// Server ping period; a session silent for 2.5 periods is dropped (at
     /// least 100ms).
-    #[arg(long, env = "WSRING_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_PING_INTERVAL", value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub ping_interval: Duration,
     /// How long a connect may wait for this node to catch up with the epoch

@@ -25,7 +25,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// TOML file with settings (keys are the long flag names in snake_case).
-    #[arg(long, global = true, env = "WSRING_CONFIG")]
+    #[arg(long, global = true, env = "WSRING_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "WSRING_LOG_JSON")]
@@ -168,10 +168,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on, as HOST:PORT (e.g. 0.0.0.0:7001). Required.
-    #[arg(long, env = "WSRING_LISTEN")]
+    #[arg(long, env = "WSRING_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<String>,
     /// Membership registry: redis://… or nats://…. Defaults to --cluster.
-    #[arg(long, env = "WSRING_REGISTRY")]
+    #[arg(long, env = "WSRING_REGISTRY", value_name = "URL")]
     pub registry: Option<String>,
 }
 
@@ -186,11 +186,11 @@ pub struct NodeArgs {
     pub serve: ServeArgs,
     /// URL clients and gateways use to reach this node's /ws. Defaults to
     /// `ws://<listen>/ws`; required when listening on a wildcard address.
-    #[arg(long, env = "WSRING_ADVERTISE")]
+    #[arg(long, env = "WSRING_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
     /// Message broker: redis://…, nats://… or amqp://…. Defaults to
     /// --cluster.
-    #[arg(long, env = "WSRING_BROKER")]
+    #[arg(long, env = "WSRING_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// Drain and exit when the parent process dies (set by `wsring dev
     /// --cluster` for its children, so a killed launcher leaves no orphans).

@@ -93,7 +93,7 @@ pub struct Common {
     ///
     /// Without it `wsring dev` runs in-process on the embedded memory
     /// backend; `node` and `gateway` need it (or --registry and --broker).
-    #[arg(long, env = "WSRING_CLUSTER")]
+    #[arg(long, env = "WSRING_CLUSTER", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Durable mode: messages kept per user or room stream (at least 1).
@@ -101,12 +101,12 @@ pub struct Common {
     pub history_size: u64,
     /// Durable mode: age limit of stream entries; idle streams reset after
     /// it (at least 1s).
-    #[arg(long, env = "WSRING_HISTORY_TTL", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub history_ttl: Duration,
     /// A node silent this long is removed from the ring; heartbeats are sent
     /// every heartbeat_ttl / 4 (at least 200ms).
-    #[arg(long, env = "WSRING_HEARTBEAT_TTL", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub heartbeat_ttl: Duration,
     /// The session settings.
