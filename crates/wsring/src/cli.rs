@@ -52,11 +52,11 @@ impl Cli {
             .get_one::<PathBuf>("config")
             .map(|path| FileConfig::load(path, &Cli::command()))
             .transpose()?;
-        Self::from_matches_with_file(&args, file.as_ref())
+        Self::parse_with_file(&args, file.as_ref())
     }
 
     /// Parses `args` with `file`'s values as the defaults of every role.
-    pub fn from_matches_with_file<T: Into<OsString> + Clone>(
+    pub fn parse_with_file<T: Into<OsString> + Clone>(
         args: &[T],
         file: Option<&FileConfig>,
     ) -> Result<Cli, SettingsError> {

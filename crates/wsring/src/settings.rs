@@ -437,7 +437,7 @@ mod tests {
         let argv: Vec<&str> = std::iter::once("wsring")
             .chain(args.split_whitespace())
             .collect();
-        Cli::from_matches_with_file(&argv, Some(&file))
+        Cli::parse_with_file(&argv, Some(&file))
     }
 
     fn dev(file: &str, args: &str) -> crate::dev::DevOptions {
@@ -555,7 +555,7 @@ mod tests {
         let args = c.to_args();
         let mut argv = vec!["wsring".to_owned(), "node".to_owned()];
         argv.extend(args);
-        let cli = Cli::from_matches_with_file(&argv, None).expect("node accepts them");
+        let cli = Cli::parse_with_file(&argv, None).expect("node accepts them");
         let Role::Node(node) = cli.command else {
             panic!("not node")
         };

@@ -111,7 +111,7 @@ fn settings(file: Option<&FileConfig>) -> Vec<String> {
     FILE_ROLES
         .iter()
         .map(|role| {
-            let cli = Cli::from_matches_with_file(&["wsring", role], file).expect("parses");
+            let cli = Cli::parse_with_file(&["wsring", role], file).expect("parses");
             format!("{:?}", cli.command)
         })
         .collect()
