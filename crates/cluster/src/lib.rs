@@ -24,6 +24,7 @@
 //!   (`/api/nodes`, `/api/route`, `/api/ring`, merging `/api/presence`).
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
+//! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
 //!   and `fault`, a TCP proxy that cuts connections on demand.
 
@@ -40,6 +41,7 @@ pub mod memory;
 pub mod registry;
 pub mod report;
 pub mod stream;
+pub mod tls;
 pub mod view;
 
 pub use broker::{Broker, BrokerEvent, Inbox, InboxSender, Topic};

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use thiserror::Error;
-use wsring_protocol::{ErrorCode, IdError, Routing};
+use wsring_protocol::{IdError, Routing};
 
 use crate::view::{MemberState, NodeStats, View};
 
@@ -47,7 +47,9 @@ pub fn nodes(view: &View, stats: &BTreeMap<String, NodeStats>, routing: Routing)
     json!({ "epoch": view.epoch(), "routing": routing.as_str(), "nodes": nodes })
 }
 
-/// Why a `user` query (`/api/route`, `/api/presence`) cannot be answered.
+/// Why a `user` query (`/api/route`, `/api/presence`) cannot be answered:
+/// the caller's mistake (400) or, for [`QueryError::NoNodeUp`], the
+/// cluster's state (503).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QueryError {
     /// No `user` parameter.
@@ -59,17 +61,6 @@ pub enum QueryError {
     /// The ring is empty: nobody owns anyone.
     #[error("no node is up")]
     NoNodeUp,
-}
-
-impl QueryError {
-    /// The API error code to answer with (`bad_request` for the caller's
-    /// mistakes, `unavailable` for an empty ring).
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            QueryError::MissingUser | QueryError::InvalidUser(_) => ErrorCode::BadRequest,
-            QueryError::NoNodeUp => ErrorCode::Unavailable,
-        }
-    }
 }
 
 /// Checks the `user` query parameter: present and a valid user id.
@@ -216,14 +207,14 @@ mod tests {
         let body = route(&view(), Some("bob".into())).expect("owner");
         assert_eq!(body, json!({ "user": "bob", "node": "a", "epoch": 7 }));
         let missing = route(&view(), None).expect_err("no user");
+        assert_eq!(missing, QueryError::MissingUser);
         assert_eq!(missing.to_string(), "missing query parameter `user`");
-        assert_eq!(missing.code(), ErrorCode::BadRequest);
         let invalid = route(&view(), Some("a b".into())).expect_err("bad user");
-        assert_eq!(invalid.code(), ErrorCode::BadRequest);
+        assert!(matches!(invalid, QueryError::InvalidUser(_)), "{invalid:?}");
         let empty = View::new(MembershipDoc::default(), 16);
         let none = route(&empty, Some("bob".into())).expect_err("empty ring");
+        assert_eq!(none, QueryError::NoNodeUp);
         assert_eq!(none.to_string(), "no node is up");
-        assert_eq!(none.code(), ErrorCode::Unavailable);
     }
 
     #[test]

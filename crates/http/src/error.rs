@@ -24,22 +24,6 @@ pub struct ApiError {
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// The HTTP status that goes with an error code when nothing more specific
-/// applies (`docs/PROTOCOL.md` lists them).
-pub fn status_for(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::WrongNode => StatusCode::MISDIRECTED_REQUEST,
-        ErrorCode::NotSupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
@@ -51,24 +35,23 @@ impl ApiError {
         }
     }
 
-    /// An error with the usual status for `code` ([`status_for`]).
-    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(status_for(code), code, message)
-    }
-
     /// 400 `bad_request`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::from_code(ErrorCode::BadRequest, message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::from_code(ErrorCode::NotFound, message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 503 `unavailable`.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::from_code(ErrorCode::Unavailable, message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
     }
 
     /// Adds a field to the `error` object.
@@ -174,24 +157,6 @@ pub(crate) mod tests {
             h.get(header::RETRY_AFTER).map(HeaderValue::as_bytes),
             Some(&b"1"[..])
         );
-    }
-
-    #[test]
-    fn status_for_every_code() {
-        let cases = [
-            (ErrorCode::BadRequest, 400),
-            (ErrorCode::Unavailable, 503),
-            (ErrorCode::NotFound, 404),
-            (ErrorCode::Conflict, 409),
-            (ErrorCode::WrongNode, 421),
-            (ErrorCode::NotSupported, 501),
-            (ErrorCode::PayloadTooLarge, 413),
-            (ErrorCode::LimitExceeded, 429),
-            (ErrorCode::Internal, 500),
-        ];
-        for (code, status) in cases {
-            assert_eq!(status_for(code).as_u16(), status, "{}", code.as_str());
-        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! siblings that never import each other, so what both need lives here:
 //!
 //! * [`error`] — [`ApiError`], the JSON error answer
-//!   `{"error":{"code":..,"message":..}}`, and the status of each code.
+//!   `{"error":{"code":..,"message":..}}`.
 //! * [`serve`] — the accept loop, which a crash or drain can cut at once.
 //! * [`fallback`] — the JSON 404 and 405 answers for unknown routes.
 //! * [`request`] — query parameters, and JSON bodies with JSON rejections.
@@ -20,7 +20,7 @@ pub mod peers;
 pub mod request;
 pub mod serve;
 
-pub use error::{ApiError, status_for};
+pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};
 pub use metrics::prometheus_handle;
 pub use request::{parse_body, query_param, rejection};

@@ -314,3 +314,18 @@ fn gateway_and_node_are_siblings() {
         );
     }
 }
+
+#[test]
+fn siblings_agree_on_shared_defaults() {
+    // The gateway cannot read the node's defaults (it never imports the
+    // node), so it restates them from their declarations; this holds the
+    // two to the same values.
+    let node = wsring_node::NodeConfig::new("n1");
+    let gateway = wsring_gateway::GatewayConfig::default();
+    assert_eq!(gateway.routing, node.routing, "routing");
+    assert_eq!(gateway.durable, node.durable, "durable");
+    assert_eq!(
+        gateway.max_body_bytes, node.max_message_bytes,
+        "largest API body vs largest client message"
+    );
+}

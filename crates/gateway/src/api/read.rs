@@ -45,7 +45,12 @@ pub(super) async fn presence(
 /// The answer for a `user` query that cannot be served: 400 for the
 /// caller's mistakes, 503 when no node is up.
 fn query_error(e: QueryError) -> ApiError {
-    ApiError::from_code(e.code(), e.to_string())
+    match e {
+        QueryError::NoNodeUp => ApiError::unavailable(e.to_string()),
+        QueryError::MissingUser | QueryError::InvalidUser(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+    }
 }
 
 pub(super) async fn info(State(gw): State<Arc<Gateway>>) -> Json<Value> {

@@ -16,6 +16,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
+use wsring_cluster::report::QueryError;
+
 use crate::error::ApiError;
 use crate::node::Node;
 
@@ -38,6 +40,11 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
 
 /// The answer for a `user` query that cannot be served: 400 for the
 /// caller's mistakes, 503 when no node is up.
-fn query_error(e: wsring_cluster::report::QueryError) -> ApiError {
-    ApiError::from_code(e.code(), e.to_string())
+fn query_error(e: QueryError) -> ApiError {
+    match e {
+        QueryError::NoNodeUp => ApiError::unavailable(e.to_string()),
+        QueryError::MissingUser | QueryError::InvalidUser(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+    }
 }
