@@ -367,6 +367,8 @@ pub(crate) mod testing {
     struct Switchable {
         inner: Arc<dyn StreamStore>,
         down: Arc<AtomicBool>,
+        /// Reads that fail before reads work again.
+        failing_reads: Arc<AtomicU64>,
     }
 
     impl Switchable {
@@ -401,6 +403,12 @@ pub(crate) mod testing {
             limit: usize,
         ) -> Result<ReadBatch, ClusterError> {
             self.check()?;
+            let failing =
+                self.failing_reads
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(ClusterError::unavailable("stream read failed (test)"));
+            }
             self.inner.read_after(stream, after, limit).await
         }
     }
@@ -410,6 +418,7 @@ pub(crate) mod testing {
         pub node: Arc<Node>,
         pub backend: MemoryBackend,
         down: Arc<AtomicBool>,
+        failing_reads: Arc<AtomicU64>,
     }
 
     impl TestNode {
@@ -439,10 +448,12 @@ pub(crate) mod testing {
             .expect("membership");
             let (broker, inbox) = backend.hub.connect();
             let down = Arc::new(AtomicBool::new(false));
+            let failing_reads = Arc::new(AtomicU64::new(0));
             let streams = cfg.durable.then(|| {
                 Arc::new(Switchable {
                     inner: Arc::clone(&backend.streams) as _,
                     down: Arc::clone(&down),
+                    failing_reads: Arc::clone(&failing_reads),
                 }) as Arc<dyn StreamStore>
             });
             let url = "ws://test.invalid/ws".to_owned();
@@ -467,6 +478,7 @@ pub(crate) mod testing {
                 node,
                 backend,
                 down,
+                failing_reads,
             }
         }
 
@@ -517,6 +529,11 @@ pub(crate) mod testing {
         /// Makes every stream store call fail from now on.
         pub fn streams_down(&self) {
             self.down.store(true, Ordering::Relaxed);
+        }
+
+        /// Makes the next `n` stream reads fail.
+        pub fn fail_reads(&self, n: u64) {
+            self.failing_reads.store(n, Ordering::Relaxed);
         }
 
         /// Appends `n` messages (`data` 1..=n, from `sender`) to `stream`;

@@ -20,6 +20,8 @@ mod conn;
 pub(crate) mod cursor;
 mod replay;
 pub(crate) mod state;
+#[cfg(test)]
+mod tests;
 
 use axum::extract::ws::WebSocket;
 use futures::StreamExt;
