@@ -124,6 +124,24 @@ mod tests {
         ["a", "b", "c", "d"].iter().map(|u| t.session(u)).collect()
     }
 
+    /// A node with four sessions that starts draining over `window`.
+    async fn drain(
+        window: Duration,
+    ) -> (
+        TestNode,
+        Vec<(SessionHandle, mpsc::Receiver<Outbound>)>,
+        Instant,
+    ) {
+        let mut cfg = TestNode::config();
+        cfg.drain_window = window;
+        let t = TestNode::start(cfg).await;
+        let rxs = sessions(&t);
+        t.node.leaving.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        rebalance(&t.node, &t.node.membership.view());
+        (t, rxs, start)
+    }
+
     /// How many sessions have been told to move so far; checks each order.
     fn moved(rxs: &mut [(SessionHandle, mpsc::Receiver<Outbound>)], max_retry_ms: u64) -> usize {
         let mut n = 0;
@@ -143,13 +161,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_drain_window_spreads_the_closes_evenly() {
-        let mut cfg = TestNode::config();
-        cfg.drain_window = Duration::from_secs(4);
-        let t = TestNode::start(cfg).await;
-        let mut rxs = sessions(&t);
-        t.node.leaving.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        rebalance(&t.node, &t.node.membership.view());
+        let (t, mut rxs, start) = drain(Duration::from_secs(4)).await;
         // The i-th of 4 closes at i/4 of the window: check between the slots.
         let mut seen = 0;
         for slot in 0..4u32 {
@@ -167,13 +179,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_whose_user_came_back_is_not_moved() {
-        let mut cfg = TestNode::config();
-        cfg.drain_window = Duration::from_secs(4);
-        let t = TestNode::start(cfg).await;
-        let mut rxs = sessions(&t);
-        t.node.leaving.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        rebalance(&t.node, &t.node.membership.view());
+        let (t, mut rxs, start) = drain(Duration::from_secs(4)).await;
         tokio::time::sleep_until(start + Duration::from_millis(1500)).await;
         assert_eq!(moved(&mut rxs, 100), 2);
         // The node owns its users again before the remaining closes are due.
@@ -192,10 +198,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_window_everyone_moves_at_once_with_spread_retries() {
-        let t = TestNode::start(TestNode::config()).await;
-        let mut rxs = sessions(&t);
-        t.node.leaving.store(true, Ordering::SeqCst);
-        rebalance(&t.node, &t.node.membership.view());
+        let (t, mut rxs, _) = drain(Duration::ZERO).await;
         // 2 ms per session, at least 50 ms.
         assert_eq!(moved(&mut rxs, 50), 4);
         let epochs = t.node.counters.moved.lock().map(|m| m.len()).unwrap_or(0);
