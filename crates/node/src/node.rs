@@ -356,7 +356,7 @@ pub(crate) mod testing {
     use async_trait::async_trait;
     use std::time::Duration;
     use tokio::sync::mpsc;
-    use wsring_cluster::memory::MemoryBackend;
+    use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
     use wsring_cluster::{
         ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, StreamPos,
     };
@@ -417,6 +417,8 @@ pub(crate) mod testing {
     pub(crate) struct TestNode {
         pub node: Arc<Node>,
         pub backend: MemoryBackend,
+        /// The node's broker connection, to sever and restore.
+        pub broker: Arc<MemoryBroker>,
         down: Arc<AtomicBool>,
         failing_reads: Arc<AtomicU64>,
     }
@@ -458,8 +460,15 @@ pub(crate) mod testing {
             });
             let url = "ws://test.invalid/ws".to_owned();
             let node = Arc::new(
-                Node::new(cfg, url.clone(), membership, broker, streams, kill)
-                    .expect("http client"),
+                Node::new(
+                    cfg,
+                    url.clone(),
+                    membership,
+                    Arc::clone(&broker) as _,
+                    streams,
+                    kill,
+                )
+                .expect("http client"),
             );
             let id = node.id().to_owned();
             node.broker
@@ -477,6 +486,7 @@ pub(crate) mod testing {
             TestNode {
                 node,
                 backend,
+                broker,
                 down,
                 failing_reads,
             }
