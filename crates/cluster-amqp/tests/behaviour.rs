@@ -81,6 +81,7 @@ async fn outage_is_reported_once_and_subscriptions_made_meanwhile_survive() {
     a.subscribe(&Topic::Node("a".into())).await.expect("sub");
 
     proxy.refuse(true);
+    let refused_before = proxy.refused();
     let cut_at = Instant::now();
     proxy.cut();
     assert!(matches!(
@@ -99,7 +100,9 @@ async fn outage_is_reported_once_and_subscriptions_made_meanwhile_survive() {
     a.subscribe(&room).await.expect("sub while down");
     a.subscribe(&Topic::Cluster).await.expect("sub while down");
     // Let several reconnect attempts fail.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy
+        .wait_refused(refused_before, 3, Duration::from_secs(30))
+        .await;
     assert!(!a.healthy());
     proxy.refuse(false);
     let refused_until = Instant::now();

@@ -272,7 +272,16 @@ async fn broker_backlog_loses_nothing() {
             .await
             .expect("pub");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the reader has filled the inbox and stalls behind it.
+    let start = Instant::now();
+    while ia.len() < fill as usize {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "inbox never filled: {} of {fill}",
+            ia.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..extra {
         for (k, t) in topics.iter().enumerate() {
             b.publish(t, Bytes::from(format!("{k} {}", fill * (1 - k as u32) + i)))
@@ -280,7 +289,8 @@ async fn broker_backlog_loses_nothing() {
                 .expect("pub");
         }
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Nobody has read the full inbox yet, so whatever the server already
+    // delivered is backed up behind it; everything must still arrive.
     // Everything arrives, each topic in order.
     let mut next = [0u32; 2];
     let total = fill + 2 * extra;
@@ -309,6 +319,7 @@ async fn broker_refuses_while_disconnected() {
     a.subscribe(&Topic::Node("a".into())).await.expect("sub");
     assert!(a.healthy());
     proxy.refuse(true);
+    let refused_before = proxy.refused();
     proxy.cut();
     loop {
         match timeout(Duration::from_secs(5), ia.recv())
@@ -332,7 +343,9 @@ async fn broker_refuses_while_disconnected() {
         .expect_err("subscribe while disconnected");
     assert!(matches!(err, ClusterError::Unavailable(_)), "{err}");
     // Still down after a few reconnect attempts; then the server is back.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy
+        .wait_refused(refused_before, 2, Duration::from_secs(30))
+        .await;
     assert!(!a.healthy());
     proxy.refuse(false);
     loop {
@@ -484,8 +497,19 @@ async fn idle_stream_resets_with_new_epoch() {
         .await
         .expect("append");
     assert_eq!((a.seq, a.epoch.as_str()), (1, h1.epoch.as_str()));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let b = s.read_after(&st, 0, 10).await.expect("read");
+    // The stream ages out on the server's clock: poll until it has.
+    let start = Instant::now();
+    let b = loop {
+        let b = s.read_after(&st, 0, 10).await.expect("read");
+        if b.epoch != h1.epoch {
+            break b;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "stream never aged out"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_ne!(b.epoch, h1.epoch, "aged-out stream starts a new epoch");
     assert_eq!((b.first_seq, b.last_seq, b.entries.len()), (1, 0, 0));
     let a = s

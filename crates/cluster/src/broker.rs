@@ -127,6 +127,16 @@ impl Inbox {
         Some(ev)
     }
 
+    /// Events queued and not yet received.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<BrokerEvent> {
         let ev = self.rx.try_recv().ok()?;

@@ -217,6 +217,35 @@ pub async fn broker_order(h: &dyn Harness) {
     b.close().await;
 }
 
+/// Messages from one publisher arrive in publish order also across topics:
+/// a session that gets a sender's room message and then its direct message
+/// (two topics) must see them in that order.
+pub async fn broker_order_across_topics(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let (a, _ia) = need!(h.broker(&ns, "a").await, "broker");
+    let (b, mut ib) = need!(h.broker(&ns, "b").await, "broker");
+    let topics = [
+        Topic::Node("b".into()),
+        Topic::Room("r1".into()),
+        Topic::Room("r2".into()),
+        Topic::Cluster,
+    ];
+    for t in &topics {
+        b.subscribe(t).await.expect("sub");
+    }
+    // An irregular topic pattern, so no per-topic batching can hide a swap.
+    for i in 0..600u32 {
+        let t = &topics[(i as usize * 7 + i as usize / 5) % topics.len()];
+        a.publish(t, Bytes::from(i.to_string())).await.expect("pub");
+    }
+    for i in 0..600u32 {
+        let (t, p) = next_message(&mut ib).await;
+        assert_eq!(p, Bytes::from(i.to_string()), "out of order on {t:?}");
+    }
+    a.close().await;
+    b.close().await;
+}
+
 /// A broker whose connection drops reports it, reconnects by itself,
 /// resubscribes, reports that, and receives again, all without being recreated.
 pub async fn broker_recovers_after_connection_loss(h: &dyn Harness) {
@@ -949,7 +978,7 @@ pub async fn streams_dedup(h: &dyn Harness) {
 macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
-            broker_directed, broker_fanout, broker_rooms, broker_order,
+            broker_directed, broker_fanout, broker_rooms, broker_order, broker_order_across_topics,
             broker_recovers_after_connection_loss,
             registry_cas, registry_heartbeat_ttl, registry_fencing, registry_watch,
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,

@@ -17,6 +17,7 @@ pub struct FaultProxy {
     generation: watch::Sender<u64>,
     refusing: Arc<AtomicBool>,
     accepted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
     upstreams: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
@@ -28,10 +29,12 @@ impl FaultProxy {
         let (generation, gen_rx) = watch::channel(0u64);
         let refusing = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
         let upstreams = Arc::new(Mutex::new(Vec::new()));
-        let (r, a, u) = (
+        let (r, a, f, u) = (
             Arc::clone(&refusing),
             Arc::clone(&accepted),
+            Arc::clone(&refused),
             Arc::clone(&upstreams),
         );
         tokio::spawn(async move {
@@ -40,6 +43,7 @@ impl FaultProxy {
                     return;
                 };
                 if r.load(Ordering::SeqCst) {
+                    f.fetch_add(1, Ordering::SeqCst);
                     drop(client);
                     continue;
                 }
@@ -71,6 +75,7 @@ impl FaultProxy {
             generation,
             refusing,
             accepted,
+            refused,
             upstreams,
         })
     }
@@ -99,6 +104,27 @@ impl FaultProxy {
     /// Connections accepted so far (a reconnect shows up here).
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connection attempts turned away while [`FaultProxy::refuse`] was on:
+    /// each failed reconnect attempt of a client shows up here.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` more connection attempts than `since` were
+    /// refused, polling; panics after `limit`. Tests use it to let a client's
+    /// reconnect loop fail several times instead of sleeping a fixed time.
+    pub async fn wait_refused(&self, since: u64, n: u64, limit: std::time::Duration) {
+        let start = tokio::time::Instant::now();
+        while self.refused() < since + n {
+            assert!(
+                start.elapsed() < limit,
+                "only {} reconnect attempts in {limit:?}",
+                self.refused() - since
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 

@@ -1,0 +1,25 @@
+//! Who may connect, and what they may do once connected.
+//!
+//! Three pieces, shared by the gateway and the node (a node verifies again,
+//! since nodes can be reached directly):
+//! * [`Verifier`]: checks a connect token (a JWT: HS256 secrets, RS256/ES256
+//!   PEM public keys or a JWKS file, several at once for rotation) and turns
+//!   it into an [`Identity`]: the user id (`sub`), the rooms it may join or
+//!   publish to (`rooms` claim) and whether it may send direct messages
+//!   (`send` claim).
+//! * [`RoomPolicy`]: the `rooms` claim's names and `*`-patterns.
+//! * [`ApiKeys`]: the keys that unlock the HTTP API's write and control
+//!   calls, compared in constant time.
+//!
+//! Every error is an [`AuthError`] whose message is safe to show the caller:
+//! it never repeats the token or the key.
+
+mod api_key;
+mod error;
+mod jwt;
+mod pattern;
+
+pub use api_key::{ApiKeyId, ApiKeys, bearer};
+pub use error::{AuthError, KeyError};
+pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
+pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
