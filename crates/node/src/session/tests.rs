@@ -229,6 +229,28 @@ async fn bad_input_is_answered_and_the_session_goes_on() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_room_cap_is_answered_in_band() {
+    let mut cfg = TestNode::config();
+    cfg.max_rooms_per_session = 1;
+    let t = TestNode::start(cfg).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    c.text(r#"{"type":"join","room":"a","id":1}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":1}));
+    c.text(r#"{"type":"join","room":"b","id":2}"#).await;
+    let f = c.frame().await;
+    assert_eq!(
+        (f["code"].as_str(), &f["id"]),
+        (Some("limit_exceeded"), &json!(2))
+    );
+    // Leaving frees a slot; the session never closed.
+    c.text(r#"{"type":"leave","room":"a"}"#).await;
+    c.text(r#"{"type":"join","room":"b","id":3}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":3}));
+    assert_eq!(c.end().await, End::Gone);
+}
+
+#[tokio::test(start_paused = true)]
 async fn read_errors_close_with_the_code_rfc_6455_prescribes() {
     let t = TestNode::start(TestNode::config()).await;
     for (err, code, reason) in [
