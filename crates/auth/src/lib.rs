@@ -10,16 +10,24 @@
 //! * [`RoomPolicy`]: the `rooms` claim's names and `*`-patterns.
 //! * [`ApiKeys`]: the keys that unlock the HTTP API's write and control
 //!   calls, compared in constant time.
+//! * [`ConnectAuth`] and [`Origins`]: the connect decision (token or, in
+//!   open mode, `?user=`) and the `Origin` allow-list with its CORS answer.
+//! * [`RateLimiter`]: per-connection message and byte budgets, and when a
+//!   client that ignores `rate_limited` is closed.
 //!
 //! Every error is an [`AuthError`] whose message is safe to show the caller:
 //! it never repeats the token or the key.
 
 mod api_key;
+mod connect;
 mod error;
 mod jwt;
 mod pattern;
+mod rate;
 
 pub use api_key::{ApiKeyId, ApiKeys, bearer};
+pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
+pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};

@@ -60,6 +60,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Config {
     /// Server URI, with heartbeat and timeout filled in.
     pub(crate) uri: AMQPUri,
+    /// PEM of a private CA for `amqps://` (`cacertfile`).
+    pub(crate) ca: Option<String>,
     /// The namespace's exchange and queue names.
     pub(crate) names: Names,
     /// This node's id (queue name, consumer tag, connection name).
@@ -355,7 +357,7 @@ impl Session {
         let ns = cfg.names.namespace();
         let props = ConnectionProperties::default()
             .with_connection_name(format!("wsring:{ns}:{}:broker", cfg.node).into());
-        let conn = Connection::connect_uri(cfg.uri.clone(), props).await?;
+        let conn = crate::open_connection(cfg.uri.clone(), cfg.ca.as_deref(), props).await?;
         // Listen before anything else can go wrong, so no event is missed.
         let events = conn.events_listener().boxed();
         let publish = conn.create_channel().await?;

@@ -87,10 +87,11 @@ pub async fn connect_broker(
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
     let names = Names::new(namespace)?;
     names::validate_node(node)?;
-    let uri = parse_url(url)?;
+    let (uri, ca) = parse_target(url)?;
     let endpoint = endpoint(&uri);
     let (broker, inbox) = AmqpBroker::connect(broker::Config {
         uri,
+        ca,
         names,
         node: node.to_owned(),
         endpoint: endpoint.clone(),
@@ -100,9 +101,50 @@ pub async fn connect_broker(
     Ok((Arc::new(broker), inbox))
 }
 
-/// Parses and checks an `amqp://` URL, filling in wsring's defaults for the
-/// heartbeat and the connection timeout.
+/// Parses and checks an `amqp://` or `amqps://` URL, filling in wsring's
+/// defaults for the heartbeat and the connection timeout.
 pub fn parse_url(url: &str) -> Result<AMQPUri, ClusterError> {
+    parse_target(url).map(|(uri, _)| uri)
+}
+
+/// Like [`parse_url`], also returning the PEM of the CA named by a
+/// `cacertfile` query parameter (`amqps://` only; without it the system
+/// roots are trusted).
+pub fn parse_target(url: &str) -> Result<(AMQPUri, Option<String>), ClusterError> {
+    let split = wsring_cluster::tls::BackendUrl::parse(url);
+    let ca = split
+        .ca_pem(&redact(url))?
+        .map(|pem| String::from_utf8_lossy(&pem).into_owned());
+    let uri = parse_plain(&split.url)?;
+    if ca.is_some() && uri.scheme != AMQPScheme::AMQPS {
+        return Err(ClusterError::InvalidUrl {
+            url: redact(url),
+            reason: "cacertfile needs an amqps:// URL".to_owned(),
+        });
+    }
+    Ok((uri, ca))
+}
+
+/// Opens one connection, over TLS with the custom CA when one is given.
+pub(crate) async fn open_connection(
+    uri: AMQPUri,
+    ca: Option<&str>,
+    props: lapin::ConnectionProperties,
+) -> lapin::Result<lapin::Connection> {
+    match ca {
+        None => lapin::Connection::connect_uri(uri, props).await,
+        Some(pem) => {
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(pem.to_owned()),
+            };
+            let runtime = lapin::runtime::default_runtime()?;
+            lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await
+        }
+    }
+}
+
+fn parse_plain(url: &str) -> Result<AMQPUri, ClusterError> {
     let invalid = |reason: String| ClusterError::InvalidUrl {
         // Never echo a password back into logs or error messages.
         url: redact(url),
@@ -114,11 +156,6 @@ pub fn parse_url(url: &str) -> Result<AMQPUri, ClusterError> {
         ));
     }
     let mut uri: AMQPUri = url.parse().map_err(invalid)?;
-    if uri.scheme == AMQPScheme::AMQPS {
-        return Err(invalid(
-            "amqps:// (TLS) is not supported by this build; use amqp://".to_owned(),
-        ));
-    }
     if uri.authority.host.is_empty() {
         return Err(invalid("missing host".to_owned()));
     }
@@ -157,8 +194,8 @@ fn redact(url: &str) -> String {
 pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterError> {
     use lapin::options::ExchangeDeleteOptions;
     let names = names::Names::new(namespace)?;
-    let uri = parse_url(url)?;
-    let conn = lapin::Connection::connect_uri(uri, lapin::ConnectionProperties::default())
+    let (uri, ca) = parse_target(url)?;
+    let conn = open_connection(uri, ca.as_deref(), lapin::ConnectionProperties::default())
         .await
         .map_err(ClusterError::unavailable)?;
     let ch = conn
@@ -202,7 +239,7 @@ mod tests {
     fn rejects_bad_urls_without_leaking_the_password() {
         for bad in [
             "redis://127.0.0.1",
-            "amqps://u:secret@h/%2f",
+            "amqp://u:secret@h/%2f?cacertfile=/nonexistent/ca.pem",
             "amqp://u:secret@h:notaport/%2f",
             "",
             "127.0.0.1:5672",
@@ -214,6 +251,15 @@ mod tests {
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn amqps_is_accepted() {
+        let (uri, ca) = parse_target("amqps://u:p@h/%2f").expect("valid");
+        assert_eq!(
+            (uri.scheme, uri.authority.port, ca),
+            (AMQPScheme::AMQPS, 5671, None)
+        );
     }
 
     #[test]

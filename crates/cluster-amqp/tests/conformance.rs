@@ -4,13 +4,17 @@
 //! applicable". Each case works in its own namespace; queues are exclusive and
 //! vanish with their connections, and the harness deletes the namespace's
 //! exchanges when the case ends, so a shared server accumulates nothing.
+//! The suite runs twice: plaintext (`amqp://`) and over TLS (`amqps://`
+//! through a TLS-terminating proxy with a throwaway CA named by
+//! `cacertfile`).
 
 use async_trait::async_trait;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wsring_cluster::conformance::{Harness, skip_or_fail};
+use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
+use wsring_cluster::fault::{TestPki, TlsProxy};
 use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
 use wsring_cluster_amqp::{Names, connect_broker};
 
@@ -21,9 +25,26 @@ fn url(addr: SocketAddr) -> String {
 }
 
 struct Rabbit {
+    /// Where clients connect: the server, or the TLS proxy in front of it.
     server: SocketAddr,
+    /// The server itself (cleanup goes there directly).
+    plain: SocketAddr,
+    /// Set for the TLS run.
+    tls: Option<(TestPki, TlsProxy)>,
     /// Namespaces used by this case, cleaned up on drop.
     namespaces: Mutex<BTreeSet<String>>,
+}
+
+impl Rabbit {
+    fn url(&self, addr: SocketAddr) -> String {
+        match &self.tls {
+            None => url(addr),
+            Some((pki, _)) => format!(
+                "amqps://guest:guest@{addr}/%2f?cacertfile={}",
+                pki.ca_file.display()
+            ),
+        }
+    }
 }
 
 #[async_trait]
@@ -54,7 +75,7 @@ impl Harness for Rabbit {
         // A server that answered the reachability probe must accept us: a
         // failure here is a test failure, not "not applicable".
         Some(
-            connect_broker(&url(addr), ns, node)
+            connect_broker(&self.url(addr), ns, node)
                 .await
                 .expect("connect to RabbitMQ"),
         )
@@ -70,7 +91,7 @@ impl Drop for Rabbit {
         if namespaces.is_empty() {
             return;
         }
-        let url = url(self.server);
+        let url = url(self.plain);
         let cleanup = std::thread::spawn(move || {
             // No panics here: this may run while a failed case unwinds.
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -126,6 +147,8 @@ async fn rabbit() -> Option<Rabbit> {
     match probe {
         Ok(Ok(_)) => Some(Rabbit {
             server,
+            plain: server,
+            tls: None,
             namespaces: Mutex::new(BTreeSet::new()),
         }),
         Ok(Err(e)) => {
@@ -140,3 +163,37 @@ async fn rabbit() -> Option<Rabbit> {
 }
 
 wsring_cluster::conformance_suite!(rabbit());
+
+/// The same suite over TLS.
+mod tls {
+    use super::*;
+
+    async fn rabbit_tls() -> Option<Rabbit> {
+        let mut r = rabbit().await?;
+        let pki = TestPki::generate();
+        let proxy = TlsProxy::start(r.plain, &pki).await.expect("tls proxy");
+        r.server = proxy.addr();
+        r.tls = Some((pki, proxy));
+        Some(r)
+    }
+
+    wsring_cluster::conformance_suite!(rabbit_tls());
+
+    /// The TLS run really is TLS, and an untrusted server is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn amqps_verifies_the_server() {
+        let Some(h) = rabbit_tls().await else { return };
+        let ns = unique_ns("tls");
+        let (b, _inbox) = h.broker(&ns, "a").await.expect("broker");
+        assert!(b.healthy());
+        let proxy = &h.tls.as_ref().expect("tls").1;
+        assert!(proxy.handshakes() > 0, "no TLS handshake happened");
+        let untrusted = format!("amqps://guest:guest@{}/%2f", proxy.addr());
+        let err = connect_broker(&untrusted, &ns, "b")
+            .await
+            .err()
+            .expect("an untrusted server must be refused");
+        eprintln!("untrusted CA: {err}");
+        b.close().await;
+    }
+}

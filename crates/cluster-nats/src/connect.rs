@@ -76,6 +76,8 @@ pub(crate) struct Target {
     addr: ServerAddr,
     user: Option<String>,
     pass: Option<String>,
+    /// A private CA to verify the server with (`cacertfile`); implies TLS.
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -141,9 +143,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses `nats://[user:pass@]host[:port]` (also `tls://`). A user without a
-/// password is sent as a token, like the other NATS clients do.
+/// Parses `nats://[user:pass@]host[:port]` (also `tls://`, and a
+/// `?cacertfile=PATH` naming a private CA, which implies TLS). A user without
+/// a password is sent as a token, like the other NATS clients do.
 pub(crate) fn parse_url(url: &str) -> Result<Target, ClusterError> {
+    let split = wsring_cluster::tls::BackendUrl::parse(url);
+    if let Some(ca) = &split.ca
+        && !ca.is_file()
+    {
+        return Err(invalid(
+            url,
+            format!("cacertfile {}: no such file", ca.display()),
+        ));
+    }
+    let ca = split.ca;
+    let url = split.url.as_str();
     let addr = ServerAddr::from_str(url).map_err(|e| invalid(url, e.to_string()))?;
     if addr.is_websocket() {
         return Err(invalid(
@@ -161,7 +175,12 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, ClusterError> {
     let _ = bare.set_password(None);
     let _ = bare.set_username("");
     let addr = ServerAddr::from_url(bare).map_err(|e| invalid(url, e.to_string()))?;
-    Ok(Target { addr, user, pass })
+    Ok(Target {
+        addr,
+        user,
+        pass,
+        ca,
+    })
 }
 
 /// Reconnect delay before attempt `attempts` (1-based): full jitter under an
@@ -228,6 +247,9 @@ pub(crate) async fn connect(
                 std::future::ready(())
             }
         });
+    if let Some(ca) = &target.ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
     opts = match (target.user.clone(), target.pass.clone()) {
         (Some(user), Some(pass)) => opts.user_and_password(user, pass),
         (Some(token), None) => opts.token(token),

@@ -1,6 +1,7 @@
 //! The backend conformance suite against the NATS server at 127.0.0.1:4222
-//! (JetStream enabled). Skipped when it is not reachable, unless
-//! `WSRING_REQUIRE_BROKERS=1`.
+//! (JetStream enabled), and again over TLS (`tls://` with a throwaway CA
+//! named by `cacertfile`) against a private nats-server the test starts.
+//! Skipped when a server is not reachable, unless `WSRING_REQUIRE_BROKERS=1`.
 
 mod common;
 
@@ -53,7 +54,7 @@ impl Harness for Server {
         node: &str,
     ) -> Option<(Arc<dyn Broker>, Inbox)> {
         Some(
-            connect_broker(&format!("nats://{addr}"), ns, node)
+            connect_broker(&self.url_at(addr), ns, node)
                 .await
                 .expect("connect broker through proxy"),
         )
@@ -61,3 +62,27 @@ impl Harness for Server {
 }
 
 wsring_cluster::conformance_suite!(common::server());
+
+/// The same suite over TLS.
+mod tls {
+    use super::*;
+
+    wsring_cluster::conformance_suite!(common::tls_server());
+
+    /// Without the CA, the TLS server is refused at start-up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_verifies_the_server() {
+        let Some(s) = common::tls_server().await else {
+            return;
+        };
+        let ns = wsring_cluster::conformance::unique_ns("tls");
+        let (b, _inbox) = connect_broker(&s.url(), &ns, "a").await.expect("broker");
+        assert!(b.healthy());
+        let err = connect_broker(&format!("tls://{}", s.addr), &ns, "b")
+            .await
+            .err()
+            .expect("an untrusted server must be refused");
+        eprintln!("untrusted CA: {err}");
+        b.close().await;
+    }
+}

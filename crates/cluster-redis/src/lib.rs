@@ -81,24 +81,42 @@ pub async fn connect_streams(
 }
 
 /// Opens a client whose connections identify themselves in `CLIENT LIST`.
+/// `rediss://` uses TLS, verified against the system roots or the CA named
+/// by `cacertfile` ([`wsring_cluster::tls`]).
 fn open(url: &str, namespace: &str, who: &str, role: &str) -> Result<redis::Client, ClusterError> {
     let invalid = |reason: String| ClusterError::InvalidUrl {
         url: url.to_owned(),
         reason,
     };
     if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
         || url.starts_with("redis+unix://")
         || url.starts_with("unix://"))
     {
-        return Err(invalid("expected redis://host:port[/db]".into()));
+        return Err(invalid(
+            "expected redis://host:port[/db] or rediss://host:port[/db] (TLS)".into(),
+        ));
     }
-    let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
+    let parsed = wsring_cluster::tls::BackendUrl::parse(url);
+    let ca = parsed.ca_pem(url)?;
+    let client = redis::Client::open(parsed.url.as_str()).map_err(|e| invalid(e.to_string()))?;
     let info = client.get_connection_info().clone();
     let settings = info.redis_settings().clone().set_lib_name(
         format!("wsring:{namespace}:{who}:{role}"),
         env!("CARGO_PKG_VERSION"),
     );
-    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.to_string()))
+    let info = info.set_redis_settings(settings);
+    match ca {
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        ),
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| invalid(e.to_string()))
 }
 
 /// The server a client talks to, as `redis://host:port/db`, without the
@@ -107,10 +125,16 @@ fn shown_url(client: &redis::Client) -> String {
     let info = client.get_connection_info();
     match info.addr() {
         redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}", path.display()),
-        addr => match info.redis_settings().db() {
-            0 => format!("redis://{addr}/"),
-            db => format!("redis://{addr}/{db}"),
-        },
+        addr => {
+            let scheme = match addr {
+                redis::ConnectionAddr::TcpTls { .. } => "rediss",
+                _ => "redis",
+            };
+            match info.redis_settings().db() {
+                0 => format!("{scheme}://{addr}/"),
+                db => format!("{scheme}://{addr}/{db}"),
+            }
+        }
     }
 }
 

@@ -1,45 +1,63 @@
-//! The backend conformance suite against the Redis on 127.0.0.1:6379.
+//! The backend conformance suite against the Redis on 127.0.0.1:6379, once
+//! in plaintext (`redis://`) and once over TLS (`rediss://` through a
+//! TLS-terminating proxy with a throwaway CA named by `cacertfile`).
 
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::conformance::{Harness, skip_or_fail};
+use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
+use wsring_cluster::fault::{TestPki, TlsProxy};
 use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
 
 const ADDR: &str = "127.0.0.1:6379";
 
-struct Redis;
+struct Redis {
+    /// Set for the TLS run: the CA and the proxy in front of the server.
+    tls: Option<(TestPki, TlsProxy)>,
+}
 
-fn url(addr: &str) -> String {
-    format!("redis://{addr}/")
+impl Redis {
+    fn url(&self, addr: &str) -> String {
+        match &self.tls {
+            None => format!("redis://{addr}/"),
+            Some((pki, _)) => format!("rediss://{addr}/?cacertfile={}", pki.ca_file.display()),
+        }
+    }
+
+    fn addr(&self) -> String {
+        match &self.tls {
+            None => ADDR.to_owned(),
+            Some((_, proxy)) => proxy.addr().to_string(),
+        }
+    }
 }
 
 #[async_trait]
 impl Harness for Redis {
     async fn registry(&self, ns: &str, ttl: Duration) -> Option<Arc<dyn Registry>> {
         Some(
-            wsring_cluster_redis::connect_registry(&url(ADDR), ns, ttl)
+            wsring_cluster_redis::connect_registry(&self.url(&self.addr()), ns, ttl)
                 .await
                 .expect("registry"),
         )
     }
     async fn broker(&self, ns: &str, node: &str) -> Option<(Arc<dyn Broker>, Inbox)> {
         Some(
-            wsring_cluster_redis::connect_broker(&url(ADDR), ns, node)
+            wsring_cluster_redis::connect_broker(&self.url(&self.addr()), ns, node)
                 .await
                 .expect("broker"),
         )
     }
     async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>> {
         Some(
-            wsring_cluster_redis::connect_streams(&url(ADDR), ns, retention)
+            wsring_cluster_redis::connect_streams(&self.url(&self.addr()), ns, retention)
                 .await
                 .expect("streams"),
         )
     }
     fn server_addr(&self) -> Option<SocketAddr> {
-        ADDR.parse().ok()
+        self.addr().parse().ok()
     }
     async fn broker_at(
         &self,
@@ -48,21 +66,69 @@ impl Harness for Redis {
         node: &str,
     ) -> Option<(Arc<dyn Broker>, Inbox)> {
         Some(
-            wsring_cluster_redis::connect_broker(&url(&addr.to_string()), ns, node)
+            wsring_cluster_redis::connect_broker(&self.url(&addr.to_string()), ns, node)
                 .await
                 .expect("broker"),
         )
     }
 }
 
-async fn redis() -> Option<Redis> {
+async fn reachable() -> bool {
     match tokio::net::TcpStream::connect(ADDR).await {
-        Ok(_) => Some(Redis),
+        Ok(_) => true,
         Err(e) => {
             skip_or_fail(&format!("Redis not reachable at {ADDR}: {e}"));
-            None
+            false
         }
     }
 }
 
+async fn redis() -> Option<Redis> {
+    reachable().await.then_some(Redis { tls: None })
+}
+
+async fn redis_tls() -> Option<Redis> {
+    if !reachable().await {
+        return None;
+    }
+    let pki = TestPki::generate();
+    let proxy = TlsProxy::start(ADDR.parse().expect("addr"), &pki)
+        .await
+        .expect("tls proxy");
+    Some(Redis {
+        tls: Some((pki, proxy)),
+    })
+}
+
 wsring_cluster::conformance_suite!(redis());
+
+/// The same suite over TLS.
+mod tls {
+    use super::*;
+
+    wsring_cluster::conformance_suite!(redis_tls());
+
+    /// The TLS run really is TLS, and a server whose CA is not trusted is
+    /// refused at start-up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_verifies_the_server() {
+        let Some(h) = redis_tls().await else { return };
+        let ns = unique_ns("tls");
+        let (b, _inbox) = h.broker(&ns, "a").await.expect("broker");
+        assert!(b.healthy());
+        let proxy = &h.tls.as_ref().expect("tls").1;
+        assert!(proxy.handshakes() > 0, "no TLS handshake happened");
+        let untrusted = format!("rediss://{}/", proxy.addr());
+        let err = wsring_cluster_redis::connect_broker(&untrusted, &ns, "b")
+            .await
+            .err()
+            .expect("an untrusted server must be refused");
+        eprintln!("untrusted CA: {err}");
+        let missing = format!("rediss://{}/?cacertfile=/nonexistent/ca.pem", proxy.addr());
+        assert!(matches!(
+            wsring_cluster_redis::connect_broker(&missing, &ns, "c").await,
+            Err(wsring_cluster::ClusterError::InvalidUrl { .. })
+        ));
+        b.close().await;
+    }
+}

@@ -2,6 +2,10 @@
 //! and its server, then [`cut`](FaultProxy::cut) every connection at once to
 //! simulate a dropped broker or registry connection, without touching the
 //! shared server other tests are using.
+//!
+//! Also here for TLS tests: [`TestPki`], a throwaway CA and server
+//! certificate, and [`TlsProxy`], which puts TLS in front of a plaintext
+//! test server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,3 +133,131 @@ impl FaultProxy {
 }
 
 use crate::lock;
+
+/// A throwaway PKI for TLS tests: a CA and a server certificate for
+/// `localhost` and `127.0.0.1`, written as PEM files into a fresh directory.
+pub struct TestPki {
+    /// The directory holding the files.
+    pub dir: std::path::PathBuf,
+    /// The CA certificate (what clients trust).
+    pub ca_file: std::path::PathBuf,
+    /// The server certificate, signed by the CA.
+    pub cert_file: std::path::PathBuf,
+    /// The server's private key (PKCS#8).
+    pub key_file: std::path::PathBuf,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl TestPki {
+    /// Generates the CA and the server certificate.
+    pub fn generate() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "wsring test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        let dir = std::env::temp_dir().join(format!(
+            "wsring-pki-{}-{}",
+            std::process::id(),
+            PKI_SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        let write = |name: &str, body: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, body).expect("write pem");
+            p
+        };
+        TestPki {
+            ca_file: write("ca.pem", ca_cert.pem()),
+            cert_file: write("cert.pem", cert.pem()),
+            key_file: write("key.pem", key.serialize_pem()),
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+            dir,
+        }
+    }
+
+    /// A rustls server configuration presenting the server certificate.
+    pub fn server_config(&self) -> std::sync::Arc<tokio_rustls::rustls::ServerConfig> {
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
+            .expect("server config");
+        std::sync::Arc::new(cfg)
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+static PKI_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A TLS-terminating proxy: accepts TLS with a [`TestPki`] certificate and
+/// forwards the plaintext to `upstream`, so a plaintext test server can be
+/// reached as `rediss://` or `amqps://`.
+pub struct TlsProxy {
+    addr: SocketAddr,
+    /// Accepted TLS handshakes.
+    handshakes: Arc<AtomicU64>,
+}
+
+impl TlsProxy {
+    /// Listens on an ephemeral loopback port.
+    pub async fn start(upstream: SocketAddr, pki: &TestPki) -> std::io::Result<TlsProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&handshakes);
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, count) = (acceptor.clone(), Arc::clone(&count));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                });
+            }
+        });
+        Ok(TlsProxy { addr, handshakes })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// TLS handshakes completed so far: proof a client really used TLS.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+}

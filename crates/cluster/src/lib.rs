@@ -22,6 +22,7 @@
 //! * [`memory`] — the embedded backend used by `wsring dev`.
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
+//! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
 //!   and `fault`, a TCP proxy that cuts connections on demand.
 
@@ -37,6 +38,7 @@ pub mod membership;
 pub mod memory;
 pub mod registry;
 pub mod stream;
+pub mod tls;
 pub mod view;
 
 pub use broker::{Broker, BrokerEvent, Inbox, InboxSender, Topic};

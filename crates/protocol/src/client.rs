@@ -97,6 +97,17 @@ impl ClientFrame {
     /// Parses one text frame. Every failure is a [`ParseError`] that the node
     /// turns into an `error` frame with code `bad_request`.
     pub fn parse(text: &str) -> Result<ClientFrame, ParseError> {
+        // Before parsing: `data` is relayed verbatim, and a nesting bomb
+        // must not reach the parser or the recipients.
+        if let Err(depth) = crate::depth::check_depth(text.as_bytes(), crate::MAX_JSON_DEPTH) {
+            return Err(ParseError {
+                message: format!(
+                    "JSON nested deeper than {} levels (at least {depth})",
+                    crate::MAX_JSON_DEPTH
+                ),
+                id: None,
+            });
+        }
         let raw: RawFrame<'_> = serde_json::from_str(text).map_err(|e| ParseError {
             message: format!("invalid frame: {e}"),
             id: None,

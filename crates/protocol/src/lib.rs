@@ -9,18 +9,21 @@
 //! * [`server`] — frames the server sends ([`ServerFrame`]) and the fast path
 //!   that renders a `message` frame once for many recipients.
 //! * [`connect`] — the connect URL query (`user`, `resume`, `epoch`).
+//! * [`depth`] — the nesting limit on client JSON.
 //! * [`close`] — the RFC 6455 close codes wsring uses and why.
 //! * [`envelope`] — what travels between nodes through the broker.
 
 pub mod client;
 pub mod close;
 pub mod connect;
+pub mod depth;
 pub mod envelope;
 pub mod ids;
 pub mod server;
 
 pub use client::{ClientFrame, MsgId, ParseError};
 pub use connect::ConnectParams;
+pub use depth::{MAX_JSON_DEPTH, check_depth};
 pub use envelope::{Envelope, EnvelopeError, Target};
 pub use ids::{IdError, validate_node_id, validate_room, validate_user};
 pub use server::{ErrorCode, MessageFrame, ServerFrame};

@@ -1,5 +1,7 @@
 //! Backend selection by URL scheme: `redis://` and `nats://` registries;
-//! `redis://`, `nats://` and `amqp://` brokers; durable streams from the
+//! `redis://`, `nats://` and `amqp://` brokers (each also over TLS:
+//! `rediss://`, `tls://`, `amqps://`, with an optional `cacertfile=` query
+//! parameter naming a private CA); durable streams from the
 //! registry's engine (RabbitMQ has no stream store, so with an `amqp://`
 //! broker the streams live in the Redis or NATS used as registry). Each
 //! backend is a cargo feature (all on by default); a URL whose feature is not
@@ -29,6 +31,11 @@ pub fn startup_error(what: &str, flags: &str, e: &ClusterError) -> String {
     }
 }
 
+/// `redis://` or `rediss://` (TLS).
+fn is_redis(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
 fn unsupported(url: &str, what: &str) -> ClusterError {
     ClusterError::InvalidUrl {
         url: url.to_owned(),
@@ -38,9 +45,9 @@ fn unsupported(url: &str, what: &str) -> ClusterError {
 
 fn schemes(what: &str) -> &'static str {
     if what == "broker" {
-        "redis://, nats://, tls:// (NATS over TLS) or amqp://"
+        "redis://, rediss://, nats://, tls:// (NATS over TLS), amqp:// or amqps://"
     } else {
-        "redis://, nats:// or tls:// (NATS over TLS)"
+        "redis://, rediss://, nats:// or tls:// (NATS over TLS)"
     }
 }
 
@@ -62,7 +69,7 @@ pub async fn registry(
     namespace: &str,
     ttl: Duration,
 ) -> Result<Arc<dyn Registry>, ClusterError> {
-    if url.starts_with("redis://") {
+    if is_redis(url) {
         #[cfg(feature = "redis")]
         return wsring_cluster_redis::connect_registry(url, namespace, ttl).await;
         #[cfg(not(feature = "redis"))]
@@ -84,7 +91,7 @@ pub async fn broker(
     namespace: &str,
     node: &str,
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
-    if url.starts_with("redis://") {
+    if is_redis(url) {
         #[cfg(feature = "redis")]
         return wsring_cluster_redis::connect_broker(url, namespace, node).await;
         #[cfg(not(feature = "redis"))]
@@ -96,7 +103,7 @@ pub async fn broker(
         #[cfg(not(feature = "nats"))]
         return Err(not_built(url, "nats"));
     }
-    if url.starts_with("amqp://") {
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
         #[cfg(feature = "amqp")]
         return wsring_cluster_amqp::connect_broker(url, namespace, node).await;
         #[cfg(not(feature = "amqp"))]
@@ -112,7 +119,7 @@ pub async fn streams(
     namespace: &str,
     retention: Retention,
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
-    if registry_url.starts_with("redis://") {
+    if is_redis(registry_url) {
         #[cfg(feature = "redis")]
         return wsring_cluster_redis::connect_streams(registry_url, namespace, retention).await;
         #[cfg(not(feature = "redis"))]

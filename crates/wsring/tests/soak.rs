@@ -67,19 +67,9 @@ async fn processes(b: &Backend, ns: &str) -> Cluster {
 }
 
 async fn dev_process() -> Cluster {
-    let mut args = vec!["dev", "--port", "0", "--nodes", "3"];
+    let mut args = vec!["--nodes", "3"];
     args.extend_from_slice(TIMERS);
-    let p = Proc::start_until(&args, "gateway").await;
-    let ws = p
-        .ready_line
-        .split_whitespace()
-        .nth(1)
-        .expect("gateway url")
-        .to_owned();
-    let base = ws
-        .replace("ws://", "http://")
-        .trim_end_matches("/ws")
-        .to_owned();
+    let (p, ws, base) = common::procs::dev_process(&args).await;
     let api = Api::new(base.clone());
     wait_until("3 nodes", || async { api.node_ids().await.len() == 3 }).await;
     Cluster {

@@ -15,12 +15,37 @@ pub struct Server {
     /// Its address.
     pub addr: SocketAddr,
     namespaces: Mutex<Vec<String>>,
+    /// Set for a private TLS server ([`tls_server`]).
+    tls: Option<TlsServer>,
+}
+
+/// A nats-server of the test's own, with TLS (a throwaway CA) and
+/// JetStream, on a random port; killed and its store removed on drop.
+pub struct TlsServer {
+    child: std::process::Child,
+    /// The CA and certificate the server presents.
+    pub pki: wsring_cluster::fault::TestPki,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Server {
-    /// `nats://host:port`.
+    /// `nats://host:port`, or `tls://host:port?cacertfile=…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("nats://{}", self.addr)
+        self.url_at(self.addr)
+    }
+
+    /// The URL for reaching this server at `addr` (e.g. through a proxy).
+    pub fn url_at(&self, addr: SocketAddr) -> String {
+        match &self.tls {
+            None => format!("nats://{addr}"),
+            Some(t) => format!("tls://{addr}?cacertfile={}", t.pki.ca_file.display()),
+        }
     }
 
     /// Remembers `ns` for clean-up.
@@ -53,7 +78,8 @@ impl Drop for Server {
     fn drop(&mut self) {
         let namespaces =
             std::mem::take(&mut *self.namespaces.lock().unwrap_or_else(|e| e.into_inner()));
-        if namespaces.is_empty() || std::thread::panicking() {
+        // A private server's state dies with it.
+        if namespaces.is_empty() || std::thread::panicking() || self.tls.is_some() {
             // After a failure, leave the state for inspection.
             return;
         }
@@ -125,5 +151,67 @@ pub async fn server() -> Option<Server> {
     Some(Server {
         addr,
         namespaces: Mutex::new(Vec::new()),
+        tls: None,
+    })
+}
+
+/// Starts a private nats-server with TLS and JetStream (`None` after
+/// [`skip_or_fail`] when the binary is missing).
+///
+/// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+#[allow(dead_code)] // shared plumbing: only the conformance tests use it
+pub async fn tls_server() -> Option<Server> {
+    use std::io::{BufRead, BufReader};
+    let bin = [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "nats-server",
+    ]
+    .into_iter()
+    .find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok()
+    });
+    let Some(bin) = bin else {
+        wsring_cluster::conformance::skip_or_fail("nats-server binary not found");
+        return None;
+    };
+    let pki = wsring_cluster::fault::TestPki::generate();
+    let store = pki.dir.join("store");
+    let mut child = std::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+        .arg(&store)
+        .arg("--tls")
+        .arg("--tlscert")
+        .arg(&pki.cert_file)
+        .arg("--tlskey")
+        .arg(&pki.key_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start nats-server");
+    let stderr = child.stderr.take().expect("stderr");
+    // The log line that announces the port is the readiness signal.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("Listening for client connections on ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+        .await
+        .expect("join")
+        .expect("nats-server announces its port");
+    Some(Server {
+        addr: addr.parse().expect("address"),
+        namespaces: Mutex::new(Vec::new()),
+        tls: Some(TlsServer { child, pki }),
     })
 }

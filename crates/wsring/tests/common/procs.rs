@@ -20,6 +20,25 @@ fn skip_visibly(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }
 
+/// Starts `wsring dev --port 0 <args>` and returns it with its gateway's
+/// WebSocket URL (`ws://…/ws`) and HTTP base URL (`http://host:port`).
+pub async fn dev_process(args: &[&str]) -> (Proc, String, String) {
+    let mut all = vec!["dev", "--port", "0"];
+    all.extend_from_slice(args);
+    let p = Proc::start_until(&all, "gateway").await;
+    let ws = p
+        .ready_line
+        .split_whitespace()
+        .nth(1)
+        .expect("gateway url")
+        .to_owned();
+    let base = ws
+        .replace("ws://", "http://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    (p, ws, base)
+}
+
 /// A running `wsring` child process (killed on drop).
 pub struct Proc {
     pub child: Child,

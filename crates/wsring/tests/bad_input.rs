@@ -1,0 +1,423 @@
+//! Hostile and malformed input against a running `wsring dev`, byte by byte
+//! over raw TCP: each case gets its exact outcome (an error frame, an RFC 6455
+//! close code, or an HTTP 4xx with a JSON body), and a healthy client on the
+//! same node keeps working throughout.
+
+mod common;
+
+use common::procs::Proc;
+use common::{Api, Client, wait_until};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+struct Dev {
+    _proc: Proc,
+    /// `host:port` of the gateway.
+    addr: String,
+    ws: String,
+}
+
+async fn dev() -> Dev {
+    let (p, ws, base) = common::procs::dev_process(&["--nodes", "1"]).await;
+    let api = Api::new(base.clone());
+    wait_until("1 node", || async { api.node_ids().await.len() == 1 }).await;
+    Dev {
+        _proc: p,
+        addr: base.trim_start_matches("http://").to_owned(),
+        ws,
+    }
+}
+
+/// A WebSocket connection driven by hand, to send what no library would.
+struct Raw {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    /// The HTTP response's `content-length`, once its head was read.
+    want: Option<usize>,
+}
+
+/// What the server did to a raw connection.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// A text frame.
+    Text(String),
+    /// A close frame with this code.
+    Close(u16),
+    /// The TCP connection ended without a close frame.
+    Eof,
+}
+
+impl Raw {
+    /// Upgrades `/ws?user=…` with the given extra request lines.
+    async fn connect(addr: &str, user: &str) -> Raw {
+        let (status, raw) = Raw::handshake(
+            addr,
+            &format!("/ws?user={user}"),
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        )
+        .await;
+        assert_eq!(status, 101, "upgrade");
+        let mut raw = raw;
+        // Skip the welcome frame.
+        assert!(matches!(raw.next().await, Seen::Text(t) if t.contains("welcome")));
+        raw
+    }
+
+    /// Sends an upgrade request for `path` with `headers`; returns the HTTP
+    /// status and the connection (positioned after the response head).
+    async fn handshake(addr: &str, path: &str, headers: &str) -> (u16, Raw) {
+        Raw::request(
+            addr,
+            path,
+            &format!("Upgrade: websocket\r\nConnection: Upgrade\r\n{headers}"),
+        )
+        .await
+    }
+
+    async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 4);
+                return head;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = timeout(LIMIT, self.tcp.read(&mut chunk))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(n > 0, "closed before a response");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Writes one frame; `mask` as a client must (RFC 6455 §5.3).
+    async fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8], mask: bool) {
+        self.frame_header(fin, opcode, payload.len() as u64, mask)
+            .await;
+        let key = [0x12u8, 0x34, 0x56, 0x78];
+        let body: Vec<u8> = if mask {
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect()
+        } else {
+            payload.to_vec()
+        };
+        // The server may close mid-frame; that is the point of some cases.
+        let _ = self.tcp.write_all(&body).await;
+    }
+
+    /// Writes a frame header announcing `len` payload bytes (masked with a
+    /// fixed key when `mask`), without the payload.
+    async fn frame_header(&mut self, fin: bool, opcode: u8, len: u64, mask: bool) {
+        let mut h = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        let m = if mask { 0x80 } else { 0 };
+        if len < 126 {
+            h.push(m | len as u8);
+        } else if len <= u16::MAX as u64 {
+            h.push(m | 126);
+            h.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            h.push(m | 127);
+            h.extend_from_slice(&len.to_be_bytes());
+        }
+        if mask {
+            h.extend_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+        }
+        let _ = self.tcp.write_all(&h).await;
+    }
+
+    async fn text(&mut self, s: &str) {
+        self.frame(true, 0x1, s.as_bytes(), true).await;
+    }
+
+    /// The next frame the server sends (pongs are skipped).
+    async fn next(&mut self) -> Seen {
+        loop {
+            while self.buf.len() < 2 {
+                if !self.fill().await {
+                    return Seen::Eof;
+                }
+            }
+            let opcode = self.buf[0] & 0x0f;
+            let mut len = (self.buf[1] & 0x7f) as usize;
+            let mut at = 2;
+            if len == 126 || len == 127 {
+                let n = if len == 126 { 2 } else { 8 };
+                while self.buf.len() < 2 + n {
+                    if !self.fill().await {
+                        return Seen::Eof;
+                    }
+                }
+                len = self.buf[2..2 + n]
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+                at += n;
+            }
+            while self.buf.len() < at + len {
+                if !self.fill().await {
+                    return Seen::Eof;
+                }
+            }
+            let payload: Vec<u8> = self.buf[at..at + len].to_vec();
+            self.buf.drain(..at + len);
+            match opcode {
+                0x1 => return Seen::Text(String::from_utf8_lossy(&payload).into_owned()),
+                0x8 => {
+                    let code = if payload.len() >= 2 {
+                        u16::from_be_bytes([payload[0], payload[1]])
+                    } else {
+                        1005
+                    };
+                    return Seen::Close(code);
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads more bytes; false at EOF or on a reset.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match timeout(LIMIT, self.tcp.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("the server neither answered nor closed within {LIMIT:?}"),
+        }
+    }
+
+    /// Frames until a close frame or the end of the connection.
+    async fn until_end(&mut self) -> Seen {
+        loop {
+            match self.next().await {
+                Seen::Text(_) => continue,
+                end => return end,
+            }
+        }
+    }
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_violations_get_their_close_codes_and_others_keep_working() {
+    let d = dev().await;
+    let mut healthy = Client::connect(&d.ws, "healthy").await;
+
+    // A control frame longer than 125 bytes: protocol error.
+    let mut r = Raw::connect(&d.addr, "ctl").await;
+    r.frame(true, 0x9, &[0u8; 126], true).await;
+    assert_eq!(r.until_end().await, Seen::Close(1002), "long ping");
+
+    // An unmasked client frame: protocol error.
+    let mut r = Raw::connect(&d.addr, "unmasked").await;
+    r.frame(true, 0x1, br#"{"type":"ping"}"#, false).await;
+    assert_eq!(r.until_end().await, Seen::Close(1002), "unmasked");
+
+    // A fragmented message that grows past the message limit: 1009, without
+    // the server buffering the rest.
+    let mut r = Raw::connect(&d.addr, "frag").await;
+    r.frame(false, 0x1, &[b' '; 16 * 1024], true).await;
+    let mut end = None;
+    for _ in 0..64 {
+        r.frame(false, 0x0, &[b' '; 16 * 1024], true).await;
+        if let Ok(seen) = timeout(Duration::from_millis(1), r.next()).await {
+            end = Some(seen);
+            break;
+        }
+    }
+    let end = match end {
+        Some(Seen::Text(_)) | None => r.until_end().await,
+        Some(seen) => seen,
+    };
+    assert_eq!(end, Seen::Close(1009), "fragment flood");
+
+    // A frame header announcing 100 MiB: refused on the header alone.
+    let mut r = Raw::connect(&d.addr, "huge").await;
+    r.frame_header(true, 0x2, 100 * 1024 * 1024, true).await;
+    let _ = r.tcp.write_all(&[0u8; 64 * 1024]).await;
+    assert_eq!(r.until_end().await, Seen::Close(1009), "100 MiB frame");
+
+    // A 1 MiB text message (above the 64 KiB default): 1009.
+    let mut r = Raw::connect(&d.addr, "mib").await;
+    r.frame(true, 0x1, &vec![b'x'; 1024 * 1024], true).await;
+    assert_eq!(r.until_end().await, Seen::Close(1009), "1 MiB frame");
+
+    // Invalid UTF-8 in a fragmented text message: 1007.
+    let mut r = Raw::connect(&d.addr, "utf8").await;
+    r.frame(false, 0x1, b"{\"type\":", true).await;
+    r.frame(true, 0x0, &[0xc3, 0x28], true).await;
+    assert_eq!(r.until_end().await, Seen::Close(1007), "invalid UTF-8");
+
+    // A continuation frame with nothing to continue: protocol error.
+    let mut r = Raw::connect(&d.addr, "cont").await;
+    r.frame(true, 0x0, b"x", true).await;
+    assert_eq!(r.until_end().await, Seen::Close(1002), "stray continuation");
+
+    // A reserved opcode: protocol error.
+    let mut r = Raw::connect(&d.addr, "opcode").await;
+    r.frame(true, 0x3, b"x", true).await;
+    assert_eq!(r.until_end().await, Seen::Close(1002), "reserved opcode");
+
+    healthy.roundtrip("after-protocol-violations").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_gets_bad_request_and_the_session_stays() {
+    let d = dev().await;
+    let mut r = Raw::connect(&d.addr, "json").await;
+    let deep = format!("{}{}", "[".repeat(32_000), "]".repeat(32_000));
+    let nested = format!(r#"{{"type":"send","to":"bob","data":{deep}}}"#);
+    let deep_obj = format!(
+        r#"{{"type":"publish","room":"r","data":{}1{}}}"#,
+        r#"{"a":"#.repeat(100),
+        "}".repeat(100)
+    );
+    for bad in [
+        "{",
+        "[]",
+        "null",
+        r#"{"type":1}"#,
+        r#"{"type":"send","to":"bob","data":1,"id":{"x":1}}"#,
+        nested.as_str(),
+        deep_obj.as_str(),
+    ] {
+        r.text(bad).await;
+        match r.next().await {
+            Seen::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                assert_eq!(
+                    (v["type"].as_str(), v["code"].as_str()),
+                    (Some("error"), Some("bad_request")),
+                    "{:.60}",
+                    bad
+                );
+            }
+            other => panic!("{:.60}: {other:?}", bad),
+        }
+    }
+    // Still serving this very connection.
+    r.text(r#"{"type":"ping","id":"p"}"#).await;
+    assert_eq!(
+        r.next().await,
+        Seen::Text(r#"{"type":"pong","id":"p"}"#.into())
+    );
+}
+
+/// A raw `GET path` (no client-side path normalisation) and its JSON body.
+async fn raw_get(addr: &str, path: &str, headers: &str) -> (u16, Value) {
+    let (status, mut raw) = Raw::request(addr, path, headers).await;
+    let body = raw.body().await;
+    (status, body)
+}
+
+impl Raw {
+    /// Sends `GET path` with `headers` as is (no client-side path
+    /// normalisation); returns the status and the connection, positioned
+    /// after the response head.
+    async fn request(addr: &str, path: &str, headers: &str) -> (u16, Raw) {
+        let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n");
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Raw {
+            tcp,
+            buf: Vec::new(),
+            want: None,
+        };
+        let head = raw.read_head().await;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad response head {head:?}"));
+        raw.want = content_length(&head);
+        (status, raw)
+    }
+
+    /// The response body (by `content-length`, or up to EOF), as JSON
+    /// (`Value::Null` when it is not JSON).
+    async fn body(&mut self) -> Value {
+        loop {
+            if self.want.is_some_and(|n| self.buf.len() >= n) {
+                break;
+            }
+            let mut chunk = [0u8; 4096];
+            match timeout(LIMIT, self.tcp.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => panic!("response body not finished within {LIMIT:?}"),
+            }
+        }
+        serde_json::from_slice(&self.buf).unwrap_or(Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upgrades_and_paths_get_json_errors() {
+    let d = dev().await;
+    let mut healthy = Client::connect(&d.ws, "healthy").await;
+    const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    const PLAIN: &str = "Connection: close\r\n";
+    let long_user = format!("/ws?user={}", "u".repeat(5000));
+    let cases: Vec<(&str, String, u16)> = vec![
+        // No key.
+        (
+            "/ws?user=a",
+            format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n"),
+            400,
+        ),
+        // Unsupported version.
+        (
+            "/ws?user=a",
+            format!("{UPGRADE}Sec-WebSocket-Version: 8\r\n{KEY}"),
+            400,
+        ),
+        // Not an upgrade at all.
+        ("/ws?user=a", PLAIN.into(), 400),
+        // An oversized user id.
+        (
+            &long_user,
+            format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n{KEY}"),
+            400,
+        ),
+        // A user id with a path in it.
+        (
+            "/ws?user=..%2F..%2Fetc",
+            format!("{UPGRADE}Sec-WebSocket-Version: 13\r\n{KEY}"),
+            400,
+        ),
+        // Path traversal against the dashboard's assets: never a file.
+        ("/../../../../etc/passwd", PLAIN.into(), 404),
+        ("/%2e%2e/%2e%2e/etc/passwd", PLAIN.into(), 404),
+        ("/..%2f..%2fCargo.toml", PLAIN.into(), 404),
+        ("/app.js/../../../etc/passwd", PLAIN.into(), 404),
+        ("/dashboard/..%5c..%5cCargo.toml", PLAIN.into(), 404),
+    ];
+    for (path, headers, want) in cases {
+        let (status, body) = raw_get(&d.addr, path, &headers).await;
+        assert_eq!(status, want, "{path:.60}: {body}");
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{path:.60}: not a JSON error body: {body}"
+        );
+    }
+    healthy.roundtrip("after-bad-upgrades").await;
+}
