@@ -4,11 +4,13 @@
 //! Each client's socket is split: a sender task paced by a fixed interval
 //! (staggered across clients so the load is smooth, not bursty) and a reader
 //! task with its own histogram, merged at the end — no shared lock on the
-//! hot path.
+//! hot path. Frames are the protocol crate's types, so the bench speaks
+//! exactly the documented wire format.
 
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::value::to_raw_value;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::debug;
+use wsring_protocol::{ClientFrame, ConnectParams, OwnedServerFrame};
 
 use crate::{BenchConfig, BenchError, Mode, Report};
 
@@ -32,6 +35,28 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+/// What every bench message carries: its send time, for the receiver to
+/// measure latency across processes, and padding to the configured size.
+#[derive(Serialize)]
+struct Payload<'a> {
+    /// Send time, Unix microseconds.
+    t: u64,
+    /// Padding.
+    p: &'a str,
+}
+
+/// The part of a received [`Payload`] the reader needs.
+#[derive(Deserialize)]
+struct Stamp {
+    t: u64,
+}
+
+/// The body of `POST /api/broadcast`.
+#[derive(Serialize)]
+struct BroadcastBody<'a> {
+    data: Payload<'a>,
 }
 
 fn hist() -> Histogram<u64> {
@@ -74,8 +99,12 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
         .await
         .map_err(|e| format!("connecting to {target}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let req = format!("{url}{sep}user={user}")
+    let params = ConnectParams {
+        user: user.to_owned(),
+        resume: None,
+    };
+    let req = params
+        .url(url)
         .into_client_request()
         .map_err(|e| format!("invalid request URL: {e}"))?;
     let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp))
@@ -84,7 +113,12 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
     // Wait for the welcome: the session is established only then.
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"welcome\"") => {
+            Ok(Some(Ok(Message::Text(t))))
+                if matches!(
+                    OwnedServerFrame::parse(t.as_str()),
+                    Ok(OwnedServerFrame::Welcome { .. })
+                ) =>
+            {
                 return Ok(ws);
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
@@ -138,11 +172,13 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
     if cfg.mode == Mode::Room {
         for (idx, ws) in &mut sockets {
             let room = format!("{}-room-{}", cfg.prefix, *idx / cfg.room_size.max(1));
-            let _ = ws
-                .send(Message::text(
-                    json!({"type":"join","room":room}).to_string(),
-                ))
-                .await;
+            let join = ClientFrame::Join {
+                room,
+                id: None,
+                resume: None,
+                epoch: None,
+            };
+            let _ = ws.send(Message::text(join.to_json())).await;
         }
     }
     let sent = Arc::new(AtomicU64::new(0));
@@ -172,11 +208,9 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
                     }
                     break;
                 };
-                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                    continue;
-                };
-                if v["type"] == "message"
-                    && let Some(sent_at) = v["data"]["t"].as_u64()
+                if let Ok(OwnedServerFrame::Message { data, .. }) =
+                    OwnedServerFrame::parse(t.as_str())
+                    && let Ok(Stamp { t: sent_at }) = Stamp::deserialize(&data)
                 {
                     received += 1;
                     let _ = h.record(now_us().saturating_sub(sent_at).max(1));
@@ -195,19 +229,28 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
             while next < end {
                 tokio::time::sleep_until(next).await;
                 next += interval;
-                let frame = match cfg.mode {
-                    Mode::Direct => json!({
-                        "type": "send",
-                        "to": format!("{}-{}", cfg.prefix, (idx + 1) % cfg.total.max(1)),
-                        "data": {"t": now_us(), "p": padding},
-                    }),
-                    _ => json!({
-                        "type": "publish",
-                        "room": format!("{}-room-{}", cfg.prefix, idx / cfg.room_size.max(1)),
-                        "data": {"t": now_us(), "p": padding},
-                    }),
+                let payload = Payload {
+                    t: now_us(),
+                    p: &padding,
                 };
-                if sink.send(Message::text(frame.to_string())).await.is_ok() {
+                // Serialising a struct of a number and a string cannot fail.
+                let Ok(data) = to_raw_value(&payload) else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                };
+                let frame = match cfg.mode {
+                    Mode::Direct => ClientFrame::Send {
+                        to: format!("{}-{}", cfg.prefix, (idx + 1) % cfg.total.max(1)),
+                        data,
+                        id: None,
+                    },
+                    _ => ClientFrame::Publish {
+                        room: format!("{}-room-{}", cfg.prefix, idx / cfg.room_size.max(1)),
+                        data,
+                        id: None,
+                    },
+                };
+                if sink.send(Message::text(frame.to_json())).await.is_ok() {
                     sent.fetch_add(1, Ordering::Relaxed);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +273,12 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
         while next < end {
             tokio::time::sleep_until(next).await;
             next += interval;
-            let body = json!({"data": {"t": now_us(), "p": padding}});
+            let body = BroadcastBody {
+                data: Payload {
+                    t: now_us(),
+                    p: &padding,
+                },
+            };
             match http
                 .post(format!("{api}/api/broadcast"))
                 .json(&body)

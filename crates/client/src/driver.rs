@@ -14,8 +14,7 @@
 
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +25,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use tracing::debug;
+use wsring_protocol::server::{USER_STREAM, room_stream};
+use wsring_protocol::{ClientFrame, ConnectParams, ErrorCode, MsgId, OwnedServerFrame, close};
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
@@ -37,45 +38,6 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How often pending requests are checked for retries and timeouts.
 const TICK: Duration = Duration::from_millis(200);
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Incoming {
-    Welcome {
-        node: String,
-        session: String,
-        epoch: u64,
-        seq: Option<u64>,
-        stream_epoch: Option<String>,
-    },
-    Ack {
-        id: Value,
-    },
-    Pong {},
-    Message {
-        from: Option<String>,
-        to: Option<String>,
-        room: Option<String>,
-        data: Value,
-        seq: Option<u64>,
-        epoch: Option<String>,
-    },
-    Error {
-        code: String,
-        message: String,
-        id: Option<Value>,
-    },
-    Moved {
-        epoch: u64,
-        retry_after_ms: Option<u64>,
-    },
-    Resumed {
-        stream: String,
-        complete: bool,
-        seq: Option<u64>,
-        epoch: Option<String>,
-    },
-}
-
 #[derive(Debug, Clone)]
 struct Cursor {
     epoch: String,
@@ -83,7 +45,8 @@ struct Cursor {
 }
 
 struct Pending {
-    frame: String,
+    /// The request, with its id.
+    frame: ClientFrame,
     reply: Option<oneshot::Sender<Result<(), ClientError>>>,
     deadline: Instant,
     /// Set by an `unavailable` error: resend at this time.
@@ -93,7 +56,7 @@ struct Pending {
 /// What a frame asks the session loop to do.
 enum Action {
     Continue,
-    /// `moved`: a 1012 follows; reconnect after this delay.
+    /// `moved`: a close `SERVICE_RESTART` follows; reconnect after this delay.
     Moved(Duration),
     /// A room could not be re-joined: reconnect (and re-join) with backoff.
     Reconnect,
@@ -103,7 +66,7 @@ enum Action {
 enum Ended {
     /// The application closed the client.
     Closed,
-    /// `moved` + 1012: reconnect after this delay.
+    /// `moved` + close `SERVICE_RESTART`: reconnect after this delay.
     Moved(Duration),
     /// Anything else: reconnect with backoff.
     Lost,
@@ -128,10 +91,10 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=ms))
 }
 
-fn id_key(id: &Value) -> String {
+fn id_key(id: &MsgId) -> String {
     match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        MsgId::Str(s) => s.clone(),
+        MsgId::Int(i) => i.to_string(),
     }
 }
 
@@ -163,14 +126,14 @@ impl Driver {
 
     /// The connect URL, with `resume`/`epoch` once the user stream is known.
     fn url(&self) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("user", &self.cfg.user);
-        if let Some(c) = self.cursors.get("user") {
-            q.append_pair("resume", &c.seq.to_string());
-            q.append_pair("epoch", &c.epoch);
+        ConnectParams {
+            user: self.cfg.user.clone(),
+            resume: self
+                .cursors
+                .get(USER_STREAM)
+                .map(|c| (c.seq, c.epoch.clone())),
         }
-        let sep = if self.cfg.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}{}", self.cfg.url, q.finish())
+        .url(&self.cfg.url)
     }
 
     pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
@@ -269,31 +232,24 @@ impl Driver {
         }
     }
 
-    fn enqueue(
-        &mut self,
-        mut frame: Map<String, Value>,
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    ) {
+    fn enqueue(&mut self, mut frame: ClientFrame, reply: oneshot::Sender<Result<(), ClientError>>) {
         let n = self.next_id;
         self.next_id += 1;
-        frame.insert("id".into(), json!(self.request_id(n)));
-        match (
-            frame.get("type").and_then(Value::as_str),
-            frame.get("room").and_then(Value::as_str),
-        ) {
-            (Some("join"), Some(room)) => {
-                self.rooms.insert(room.to_owned());
+        frame.set_id(Some(MsgId::Str(self.request_id(n))));
+        match &frame {
+            ClientFrame::Join { room, .. } => {
+                self.rooms.insert(room.clone());
             }
-            (Some("leave"), Some(room)) => {
+            ClientFrame::Leave { room, .. } => {
                 self.rooms.remove(room);
-                self.cursors.remove(&format!("room:{room}"));
+                self.cursors.remove(&room_stream(room));
             }
             _ => {}
         }
         self.pending.insert(
             n,
             Pending {
-                frame: Value::Object(frame).to_string(),
+                frame,
                 reply: Some(reply),
                 deadline: Instant::now() + self.cfg.timeout,
                 retry_at: None,
@@ -328,15 +284,16 @@ impl Driver {
     ) -> Ended {
         // The first frame is `welcome`.
         let welcome = match tokio::time::timeout(self.cfg.timeout, next_text(&mut ws)).await {
-            Ok(Some(text)) => serde_json::from_str::<Incoming>(&text).ok(),
+            Ok(Some(text)) => OwnedServerFrame::parse(&text).ok(),
             _ => None,
         };
-        let Some(Incoming::Welcome {
+        let Some(OwnedServerFrame::Welcome {
             node,
             session,
             epoch,
             seq,
             stream_epoch,
+            ..
         }) = welcome
         else {
             return Ended::Lost;
@@ -345,7 +302,7 @@ impl Driver {
             // First connect (or a reconnect after a history loss): live from
             // the head. Otherwise the server replays from our cursor.
             self.cursors
-                .entry("user".into())
+                .entry(USER_STREAM.into())
                 .or_insert(Cursor { epoch: e, seq });
         }
         if let Some(r) = ready.take() {
@@ -367,17 +324,19 @@ impl Driver {
             }
             let id = format!("{}-r{}", self.instance, self.next_id);
             self.next_id += 1;
-            let mut frame = json!({"type":"join","room":room,"id":id});
-            if let Some(c) = self.cursors.get(&format!("room:{room}")) {
-                frame["resume"] = json!(c.seq);
-                frame["epoch"] = json!(c.epoch);
-            }
+            let cursor = self.cursors.get(&room_stream(&room));
+            let frame = ClientFrame::Join {
+                room,
+                id: Some(MsgId::Str(id.clone())),
+                resume: cursor.map(|c| c.seq),
+                epoch: cursor.map(|c| c.epoch.clone()),
+            };
             self.internal.insert(id);
-            if ws.send(WsMessage::text(frame.to_string())).await.is_err() {
+            if ws.send(WsMessage::text(frame.to_json())).await.is_err() {
                 return Ended::Lost;
             }
         }
-        let resend: Vec<String> = self.pending.values().map(|p| p.frame.clone()).collect();
+        let resend: Vec<String> = self.pending.values().map(|p| p.frame.to_json()).collect();
         if !resend.is_empty() {
             self.stats
                 .resent
@@ -407,8 +366,8 @@ impl Driver {
                             .unwrap_or((None, String::new()));
                         self.emit(Event::Disconnected { code, reason }).await;
                         return match (code, moved_after) {
-                            (Some(1012), Some(d)) => Ended::Moved(d),
-                            (Some(1012), None) => Ended::Moved(Duration::ZERO),
+                            (Some(close::SERVICE_RESTART), Some(d)) => Ended::Moved(d),
+                            (Some(close::SERVICE_RESTART), None) => Ended::Moved(Duration::ZERO),
                             _ => Ended::Lost,
                         };
                     }
@@ -430,7 +389,7 @@ impl Driver {
                     Some(Command::Request { frame, reply }) => {
                         let n = self.next_id;
                         self.enqueue(frame, reply);
-                        let text = self.pending.get(&n).map(|p| p.frame.clone()).unwrap_or_default();
+                        let text = self.pending.get(&n).map(|p| p.frame.to_json()).unwrap_or_default();
                         if ws.send(WsMessage::text(text)).await.is_err() {
                             return Ended::Lost;
                         }
@@ -445,7 +404,7 @@ impl Driver {
                         .filter(|p| p.retry_at.is_some_and(|t| t <= now))
                         .map(|p| {
                             p.retry_at = None;
-                            p.frame.clone()
+                            p.frame.to_json()
                         })
                         .collect();
                     for frame in due {
@@ -460,13 +419,12 @@ impl Driver {
     }
 
     fn pending_join(&self, room: &str) -> bool {
-        self.pending.values().any(|p| {
-            serde_json::from_str::<Value>(&p.frame)
-                .is_ok_and(|v| v["type"] == "join" && v["room"] == room)
-        })
+        self.pending
+            .values()
+            .any(|p| matches!(&p.frame, ClientFrame::Join { room: r, .. } if r == room))
     }
 
-    fn pending_number(&self, id: &Value) -> Option<u64> {
+    fn pending_number(&self, id: &MsgId) -> Option<u64> {
         let key = id_key(id);
         let n = key.strip_prefix(&self.instance)?.strip_prefix('-')?;
         n.parse().ok()
@@ -474,12 +432,12 @@ impl Driver {
 
     /// Handles one text frame.
     async fn on_text(&mut self, text: &str) -> Action {
-        let Ok(frame) = serde_json::from_str::<Incoming>(text) else {
+        let Ok(frame) = OwnedServerFrame::parse(text) else {
             debug!(text, "ignoring unknown frame");
             return Action::Continue;
         };
         match frame {
-            Incoming::Message {
+            OwnedServerFrame::Message {
                 from,
                 to,
                 room,
@@ -488,8 +446,8 @@ impl Driver {
                 epoch,
             } => {
                 let key = match &room {
-                    Some(r) => format!("room:{r}"),
-                    None => "user".to_owned(),
+                    Some(r) => room_stream(r),
+                    None => USER_STREAM.to_owned(),
                 };
                 if let (Some(seq), Some(e)) = (seq, &epoch) {
                     // Broadcasts carry no seq; only stream messages are tracked.
@@ -522,7 +480,7 @@ impl Driver {
                 }))
                 .await;
             }
-            Incoming::Ack { id } => {
+            OwnedServerFrame::Ack { id } => {
                 if self.internal.remove(&id_key(&id)) {
                     return Action::Continue;
                 }
@@ -532,10 +490,10 @@ impl Driver {
                     let _ = r.send(Ok(()));
                 }
             }
-            Incoming::Error { code, message, id } => {
+            OwnedServerFrame::Error { code, message, id } => {
                 let pending = id.as_ref().and_then(|i| self.pending_number(i));
                 match pending {
-                    Some(n) if code == "unavailable" => {
+                    Some(n) if code == ErrorCode::Unavailable => {
                         // Transient: nothing was acknowledged; resend soon.
                         if let Some(p) = self.pending.get_mut(&n) {
                             p.retry_at = Some(Instant::now() + Duration::from_millis(250));
@@ -543,7 +501,10 @@ impl Driver {
                     }
                     Some(n) => {
                         if let Some(r) = self.pending.remove(&n).and_then(|p| p.reply) {
-                            let _ = r.send(Err(ClientError::Server { code, message }));
+                            let _ = r.send(Err(ClientError::Server {
+                                code: code.as_str().to_owned(),
+                                message,
+                            }));
                         }
                     }
                     None => {
@@ -552,22 +513,27 @@ impl Driver {
                         {
                             // A room we hold could not be re-joined; staying
                             // connected would silently miss it.
-                            debug!(code, message, "room re-join failed; reconnecting");
+                            debug!(
+                                code = code.as_str(),
+                                message, "room re-join failed; reconnecting"
+                            );
                             return Action::Reconnect;
                         }
-                        self.emit(Event::Error { code, message }).await;
+                        self.emit(Event::Error {
+                            code: code.as_str().to_owned(),
+                            message,
+                        })
+                        .await;
                     }
                 }
             }
-            Incoming::Resumed {
+            OwnedServerFrame::Resumed {
                 stream,
                 complete,
                 seq,
                 epoch,
             } => {
-                if let (Some(seq), Some(epoch)) = (seq, epoch)
-                    && !epoch.is_empty()
-                {
+                if !epoch.is_empty() {
                     // The server's position is authoritative after a resume.
                     self.cursors.insert(stream.clone(), Cursor { epoch, seq });
                 }
@@ -577,23 +543,22 @@ impl Driver {
                 self.emit(Event::Resumed {
                     stream,
                     complete,
-                    seq: seq.unwrap_or(0),
+                    seq,
                 })
                 .await;
             }
-            Incoming::Moved {
+            OwnedServerFrame::Moved {
                 epoch,
                 retry_after_ms,
             } => {
-                let ms = retry_after_ms.unwrap_or(0);
                 self.emit(Event::Moved {
                     epoch,
-                    retry_after_ms: ms,
+                    retry_after_ms,
                 })
                 .await;
-                return Action::Moved(Duration::from_millis(ms));
+                return Action::Moved(Duration::from_millis(retry_after_ms));
             }
-            Incoming::Welcome { .. } | Incoming::Pong {} => {}
+            OwnedServerFrame::Welcome { .. } | OwnedServerFrame::Pong { .. } => {}
         }
         Action::Continue
     }

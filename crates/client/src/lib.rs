@@ -32,6 +32,9 @@
 //! * [`event`] — what the application receives.
 //! * `driver` — the connection task: reconnect, resume, request tracking.
 //! * [`error`] — [`ClientError`].
+//!
+//! Frames, error codes and close codes come from `wsring-protocol`, the
+//! crate the server uses, so the two cannot disagree on the wire format.
 
 pub mod config;
 mod driver;
@@ -39,9 +42,11 @@ pub mod error;
 pub mod event;
 
 use serde::Serialize;
+use serde_json::value::{RawValue, to_raw_value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
+use wsring_protocol::ClientFrame;
 
 pub use config::ClientConfig;
 pub use error::ClientError;
@@ -74,7 +79,8 @@ pub struct StatsSnapshot {
 
 pub(crate) enum Command {
     Request {
-        frame: serde_json::Map<String, serde_json::Value>,
+        /// The frame without its id; the driver assigns one.
+        frame: ClientFrame,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Close,
@@ -134,14 +140,7 @@ impl Client {
         &self.user
     }
 
-    async fn request(
-        &self,
-        kind: &str,
-        fields: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
-    ) -> Result<(), ClientError> {
-        let mut frame = serde_json::Map::new();
-        frame.insert("type".into(), kind.into());
-        frame.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    async fn request(&self, frame: ClientFrame) -> Result<(), ClientError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Request { frame, reply })
@@ -151,26 +150,42 @@ impl Client {
 
     /// Sends `data` to every session of `to`; resolves on the cluster's ack.
     pub async fn send(&self, to: &str, data: impl Serialize) -> Result<(), ClientError> {
-        let data = serde_json::to_value(data).map_err(ClientError::Encode)?;
-        self.request("send", [("to", to.into()), ("data", data)])
-            .await
+        self.request(ClientFrame::Send {
+            to: to.to_owned(),
+            data: payload(data)?,
+            id: None,
+        })
+        .await
     }
 
     /// Publishes `data` to a room; resolves on the cluster's ack.
     pub async fn publish(&self, room: &str, data: impl Serialize) -> Result<(), ClientError> {
-        let data = serde_json::to_value(data).map_err(ClientError::Encode)?;
-        self.request("publish", [("room", room.into()), ("data", data)])
-            .await
+        self.request(ClientFrame::Publish {
+            room: room.to_owned(),
+            data: payload(data)?,
+            id: None,
+        })
+        .await
     }
 
     /// Joins a room (and keeps it joined across reconnects).
     pub async fn join(&self, room: &str) -> Result<(), ClientError> {
-        self.request("join", [("room", room.into())]).await
+        self.request(ClientFrame::Join {
+            room: room.to_owned(),
+            id: None,
+            resume: None,
+            epoch: None,
+        })
+        .await
     }
 
     /// Leaves a room.
     pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
-        self.request("leave", [("room", room.into())]).await
+        self.request(ClientFrame::Leave {
+            room: room.to_owned(),
+            id: None,
+        })
+        .await
     }
 
     /// Closes the connection for good; the event stream ends.
@@ -189,4 +204,9 @@ impl Client {
             resent: g(&self.stats.resent),
         }
     }
+}
+
+/// Encodes an application payload once, as the raw JSON the frame carries.
+fn payload(data: impl Serialize) -> Result<Box<RawValue>, ClientError> {
+    to_raw_value(&data).map_err(ClientError::Encode)
 }

@@ -18,6 +18,10 @@
 //   duplicate that is dropped and counted. Against a non-durable cluster no
 //   seq fields arrive, so no resume parameters are ever sent.
 //
+// Every server frame documented in docs/PROTOCOL.md is fed through this module
+// by e2e/protocol.test.mjs, which also compares the frames it sends with the
+// documented client frames.
+//
 // Usage:
 //   import { connect } from "/wsring-client.js";
 //   const c = await connect({ url: "ws://127.0.0.1:7000/ws", user: "alice" });

@@ -1,38 +1,69 @@
-//! Typed gateway configuration with documented defaults.
+//! Typed gateway configuration with documented defaults. The gateway has no
+//! settings of its own on the command line: the `wsring` binary derives
+//! every field from the shared settings (routing, durable mode, largest
+//! message, heartbeat TTL), and the defaults here follow the same
+//! declarations.
 
 use std::time::Duration;
-use wsring_node::Routing;
+use wsring_cluster::MembershipConfig;
+use wsring_node::{NodeConfig, Routing};
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Must match the nodes' routing mode. Default: hash.
+    /// Must match the nodes' routing mode. Default: the nodes' default (hash).
     pub routing: Routing,
     /// Reported by `/api/info` so the dashboard knows resume is available.
-    /// Default: false.
+    /// Default: the nodes' default (false).
     pub durable: bool,
     /// Time allowed to open a TCP connection to a node and get its upgrade
     /// answer; past it the client gets 503. Default: 2 s.
     pub connect_timeout: Duration,
     /// How long a connect whose owner is unreachable (or refusing) is held
     /// while waiting for the ring to change, before answering 503. Default:
-    /// 3.5 s (enough for a 2 s heartbeat TTL to expire and be noticed).
+    /// [`GatewayConfig::reroute_wait_for`] the default heartbeat TTL (3.5 s
+    /// for 2 s).
     pub reroute_wait: Duration,
-    /// Largest accepted API body. Default: 65536.
+    /// Largest accepted API body. Default: the nodes' largest client message
+    /// (65536).
     pub max_body_bytes: usize,
     /// `"dev"` when embedded in the dev launcher, `"gateway"` otherwise.
     pub mode: &'static str,
 }
 
+impl GatewayConfig {
+    /// The reroute wait for a cluster whose heartbeat TTL is `ttl`: long
+    /// enough for a dead owner's heartbeat to expire and be reaped.
+    pub fn reroute_wait_for(ttl: Duration) -> Duration {
+        ttl + ttl / 2 + Duration::from_millis(500)
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let node = NodeConfig::new("");
         GatewayConfig {
-            routing: Routing::Hash,
-            durable: false,
+            routing: node.routing,
+            durable: node.durable,
             connect_timeout: Duration::from_secs(2),
-            reroute_wait: Duration::from_millis(3500),
-            max_body_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            reroute_wait: Self::reroute_wait_for(MembershipConfig::default().ttl),
+            max_body_bytes: node.max_message_bytes,
             mode: "gateway",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_shared_settings() {
+        let c = GatewayConfig::default();
+        assert_eq!(c.routing, Routing::Hash);
+        assert!(!c.durable);
+        assert_eq!(c.reroute_wait, Duration::from_millis(3500));
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.mode, "gateway");
     }
 }

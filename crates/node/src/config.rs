@@ -1,8 +1,10 @@
-//! Typed node configuration. Every field documents its default; the `wsring`
-//! binary fills it from flags, `WSRING_*` environment variables and the TOML
-//! file.
+//! Typed node configuration, declared once for the library and for the
+//! command line: the `wsring` binary fills [`NodeConfig`] from flags,
+//! `WSRING_*` environment variables and its TOML file through the clap
+//! attributes on the fields, which also hold the defaults.
 
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How messages find sessions.
@@ -39,40 +41,79 @@ impl std::str::FromStr for Routing {
 }
 
 /// Everything a node needs to know about itself.
-#[derive(Debug, Clone)]
+///
+/// The session settings are declared here once: each field's doc comment is
+/// its `--help` text, its `#[arg]` attribute names the flag, the `WSRING_*`
+/// environment variable and the default, and the `wsring` binary reuses the
+/// same declaration for its TOML file (key = field name), for the arguments
+/// `wsring dev` passes to node processes (through `Serialize`) and for
+/// docs/CONFIGURATION.md. [`NodeConfig::new`] takes its defaults from the
+/// same attributes.
+#[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct NodeConfig {
-    /// Node id, unique among live nodes: 1–64 of `[A-Za-z0-9_-]`. No default.
+    /// Node id, unique among live nodes: 1–64 of `[A-Za-z0-9_-]`. No default:
+    /// `wsring node` declares its own `--id`, `wsring dev` numbers its nodes.
+    #[arg(skip)]
+    #[serde(skip)]
     pub id: String,
     /// URL other processes and clients use to reach `/ws`. Default: derived
-    /// from the bound listener, `ws://<listen addr>/ws`.
+    /// from the bound listener, `ws://<listen addr>/ws` (`wsring node`
+    /// declares its own `--advertise`).
+    #[arg(skip)]
+    #[serde(skip)]
     pub advertise: Option<String>,
-    /// Routing mode. Default: [`Routing::Hash`].
+    /// Routing mode: `hash` (each user lives on the node that owns its id on
+    /// the consistent-hash ring) or `broadcast` (any node; direct messages fan
+    /// out to every node).
+    ///
+    /// All nodes and gateways of one cluster must agree.
+    #[arg(long, env = "WSRING_ROUTING", default_value = Routing::default().as_str())]
     pub routing: Routing,
-    /// Largest accepted client message; larger ones close the session with
-    /// 1009. Default: 65536.
+    /// Largest client message in bytes; a larger one closes the session with
+    /// 1009 (at least 256).
+    #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES", default_value_t = wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
-    /// Spread of rebalance closes: the i-th of n moved sessions is closed at
-    /// `i/n * drain_window`. Default: 0 (all at once).
+    /// Spread the closes of a rebalance or drain over this window instead of
+    /// closing every moved session at once.
+    ///
+    /// The i-th of n moved sessions is closed at `i/n * drain_window`.
+    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
     pub drain_window: Duration,
     /// Outbound frames buffered per session before it is closed as a slow
-    /// consumer (1008). Default: 1024.
+    /// consumer with 1008 (at least 1).
+    #[arg(long, env = "WSRING_SESSION_QUEUE", default_value_t = 1024)]
     pub session_queue: usize,
-    /// Outbound bytes (frame payloads) buffered per session before it is
-    /// closed as a slow consumer (1008). With the socket's write buffer
-    /// ([`WRITE_BUFFER_MAX`](crate::config::WRITE_BUFFER_MAX) at most) this
-    /// bounds what one slow reader can hold. Default: 1 MiB.
+    /// Outbound bytes (message payloads) buffered per session before it is
+    /// closed as a slow consumer with 1008 (at least max_message_bytes).
+    ///
+    /// Together with the socket's write buffer (`WRITE_BUFFER_MAX` at most)
+    /// this bounds what one slow reader can hold.
+    #[arg(long, env = "WSRING_SESSION_QUEUE_BYTES", default_value_t = 1024 * 1024)]
     pub session_queue_bytes: usize,
-    /// Server ping period; a session silent for 2.5 periods is closed.
-    /// Default: 20 s.
+    /// Server ping period; a session silent for 2.5 periods is dropped (at
+    /// least 100ms).
+    #[arg(long, env = "WSRING_PING_INTERVAL", value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
     pub ping_interval: Duration,
     /// How long a connect may wait for this node to catch up with the epoch
-    /// the gateway routed it by. Default: 2 s.
+    /// the gateway routed it by. Default: 2 s; not a command-line setting.
+    #[arg(skip = Duration::from_secs(2))]
+    #[serde(skip)]
     pub epoch_wait: Duration,
-    /// Durable mode: append every direct and room message to its stream before
-    /// acknowledging it. Default: off.
+    /// Durable mode: append every direct and room message to a bounded stream
+    /// before acknowledging it, so clients resume after a reconnect with no
+    /// gap.
+    // `--durable` alone means true; `--durable false` is accepted too, so a
+    // generated command line can spell out either value.
+    #[arg(long, env = "WSRING_DURABLE", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub durable: bool,
-    /// Rooms one session may be in at once; every room costs a broker
-    /// subscription and (durable) a cursor read on every catch-up. Default: 256.
+    /// Rooms one session may be in at once; one more gets an `error` frame
+    /// with code `limit_exceeded` (at least 1).
+    ///
+    /// Every room costs a broker subscription and, in durable mode, a cursor
+    /// read on every catch-up.
+    #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION", default_value_t = 256)]
     pub max_rooms_per_session: usize,
 }
 
@@ -85,20 +126,63 @@ pub const WRITE_BUFFER_MAX: usize = 256 * 1024;
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
 impl NodeConfig {
-    /// Defaults for node `id`.
+    /// Defaults for node `id`: the defaults declared on the fields.
     pub fn new(id: impl Into<String>) -> Self {
+        static DEFAULTS: OnceLock<NodeConfig> = OnceLock::new();
+        let defaults = DEFAULTS.get_or_init(|| {
+            declared_defaults().expect("NodeConfig's declared defaults parse (a unit test checks)")
+        });
         NodeConfig {
             id: id.into(),
-            advertise: None,
-            routing: Routing::Hash,
-            max_message_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
-            drain_window: Duration::ZERO,
-            session_queue: 1024,
-            session_queue_bytes: 1024 * 1024,
-            ping_interval: Duration::from_secs(20),
-            epoch_wait: Duration::from_secs(2),
-            durable: false,
-            max_rooms_per_session: 256,
+            ..defaults.clone()
         }
+    }
+}
+
+/// The value of every setting of `T` when nothing is given: `T` parsed from
+/// an empty command line with its environment variables ignored, so the
+/// `default_value…` attributes on its fields are the only source of its
+/// defaults.
+pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, clap::Error> {
+    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|a| a.env(None::<&'static str>));
+    T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
+}
+
+/// A duration in the syntax its flag accepts ("1s 200ms"), for
+/// `#[serde(serialize_with)]`: a serialized settings struct is turned back
+/// into command-line flags.
+pub fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_defaults_are_the_documented_ones() {
+        let c = NodeConfig::new("n1");
+        assert_eq!(c.id, "n1");
+        assert_eq!(c.advertise, None);
+        assert_eq!(c.routing, Routing::Hash);
+        assert_eq!(c.max_message_bytes, 65536);
+        assert_eq!(c.drain_window, Duration::ZERO);
+        assert_eq!(c.session_queue, 1024);
+        assert_eq!(c.session_queue_bytes, 1024 * 1024);
+        assert_eq!(c.ping_interval, Duration::from_secs(20));
+        assert_eq!(c.epoch_wait, Duration::from_secs(2));
+        assert!(!c.durable);
+        assert_eq!(c.max_rooms_per_session, 256);
+    }
+
+    #[test]
+    fn serializes_durations_in_flag_syntax() {
+        let mut c = NodeConfig::new("n1");
+        c.ping_interval = Duration::from_millis(1200);
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(json["ping_interval"], "1s 200ms");
+        assert_eq!(json["routing"], "hash");
+        assert!(json.get("id").is_none() && json.get("epoch_wait").is_none());
     }
 }

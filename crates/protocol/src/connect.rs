@@ -1,6 +1,8 @@
 //! The connect URL's query string: `?user=<id>[&resume=<seq>&epoch=<epoch>]`.
 //! Parsed identically by the gateway (to route) and the node (to accept), so
-//! both reject the same inputs with the same messages, before the upgrade.
+//! both reject the same inputs with the same messages, before the upgrade;
+//! rendered by the clients (the Rust SDK, the bench tool) with
+//! [`ConnectParams::url`].
 
 use crate::ids::validate_user;
 
@@ -60,6 +62,25 @@ impl ConnectParams {
         };
         Ok(ConnectParams { user, resume })
     }
+
+    /// The query string (without the `?`) that [`ConnectParams::parse`]
+    /// reads back as `self`.
+    pub fn to_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("user", &self.user);
+        if let Some((seq, epoch)) = &self.resume {
+            q.append_pair("resume", &seq.to_string());
+            q.append_pair("epoch", epoch);
+        }
+        q.finish()
+    }
+
+    /// `base` (a `ws://host:port/ws` URL, possibly with a query already)
+    /// with these parameters appended.
+    pub fn url(&self, base: &str) -> String {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{}", self.to_query())
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +97,34 @@ mod tests {
                 .expect("ok")
                 .resume,
             None
+        );
+    }
+
+    #[test]
+    fn renders_what_it_parses() {
+        for p in [
+            ConnectParams {
+                user: "alice@x:1".into(),
+                resume: None,
+            },
+            ConnectParams {
+                user: "bob".into(),
+                resume: Some((42, "k2m9x0q1p7ab".into())),
+            },
+        ] {
+            assert_eq!(ConnectParams::parse(Some(&p.to_query())), Ok(p.clone()));
+        }
+        let p = ConnectParams {
+            user: "bob".into(),
+            resume: Some((42, "e1".into())),
+        };
+        assert_eq!(
+            p.url("ws://h:1/ws"),
+            "ws://h:1/ws?user=bob&resume=42&epoch=e1"
+        );
+        assert_eq!(
+            p.url("ws://h:1/ws?x=1"),
+            "ws://h:1/ws?x=1&user=bob&resume=42&epoch=e1"
         );
     }
 

@@ -4,14 +4,19 @@
 //!
 //! # Layout
 //! * [`ids`] — validation of user ids, room names and node ids.
-//! * [`client`] — frames a client sends ([`ClientFrame`]), parsed with precise
-//!   `bad_request` errors.
-//! * [`server`] — frames the server sends ([`ServerFrame`]) and the fast path
-//!   that renders a `message` frame once for many recipients.
+//! * [`client`] — frames a client sends ([`ClientFrame`]), serialised by
+//!   clients and parsed by nodes with precise `bad_request` errors.
+//! * [`server`] — frames the server sends: borrowed [`ServerFrame`] and
+//!   [`MessageFrame`] (the node's allocation-free send path, rendering a
+//!   `message` frame once for many recipients) and [`OwnedServerFrame`]
+//!   (what clients parse; it serialises through the borrowed types).
 //! * [`connect`] — the connect URL query (`user`, `resume`, `epoch`).
 //! * [`depth`] — the nesting limit on client JSON.
 //! * [`close`] — the RFC 6455 close codes wsring uses and why.
 //! * [`envelope`] — what travels between nodes through the broker.
+//!
+//! `docs/PROTOCOL.md`'s frame examples are parsed and re-serialised by
+//! `tests/protocol_doc.rs`, so the document and these types cannot drift.
 
 pub mod client;
 pub mod close;
@@ -26,7 +31,7 @@ pub use connect::ConnectParams;
 pub use depth::{MAX_JSON_DEPTH, check_depth};
 pub use envelope::{Envelope, EnvelopeError, Target};
 pub use ids::{IdError, validate_node_id, validate_room, validate_user};
-pub use server::{ErrorCode, MessageFrame, ServerFrame};
+pub use server::{ErrorCode, MessageFrame, OwnedServerFrame, ServerFrame};
 
 /// Largest client frame accepted unless `--max-message-bytes` says otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;

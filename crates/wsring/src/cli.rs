@@ -1,13 +1,16 @@
-//! Command-line interface. Every flag can also come from a `WSRING_*`
-//! environment variable and from the TOML file given with `--config`;
-//! precedence is flag > environment > file > built-in default (resolved in
-//! [`crate::settings`]). Flags are `Option`s here precisely so that "not
-//! given" can fall through to the file.
+//! Command-line interface. Every setting of `dev`, `node` and `gateway` can
+//! also come from a `WSRING_*` environment variable and from the TOML file
+//! given with `--config`; precedence is flag > environment > file > built-in
+//! default, all applied by clap ([`Cli::load`], [`crate::settings`]). Only
+//! settings without a default are `Option`s.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
-use wsring_node::Routing;
+
+use crate::dev::DevOptions;
+use crate::settings::{Common, FILE_ROLES, FileConfig, SettingsError};
 
 /// wsring: a clustered WebSocket server.
 #[derive(Debug, Parser)]
@@ -22,18 +25,57 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// TOML file with settings (keys are the long flag names in snake_case).
-    #[arg(long, global = true, env = "WSRING_CONFIG")]
+    #[arg(long, global = true, env = "WSRING_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "WSRING_LOG_JSON")]
     pub log_json: bool,
 }
 
+impl Cli {
+    /// Parses this process's command line with the config file applied.
+    pub fn load() -> Result<Cli, SettingsError> {
+        Self::load_from(std::env::args_os().collect::<Vec<_>>())
+    }
+
+    /// Parses `args` (program name first) with the config file applied: a
+    /// first parse finds the role and `--config`, then the file's values
+    /// become the roles' defaults and the command line is parsed again.
+    /// `completions` and `man` never read the file, so a broken
+    /// `WSRING_CONFIG` cannot stop them.
+    pub fn load_from(args: Vec<OsString>) -> Result<Cli, SettingsError> {
+        let first = Cli::command().try_get_matches_from(&args)?;
+        if matches!(first.subcommand_name(), Some("completions" | "man")) {
+            return Ok(Cli::from_arg_matches(&first)?);
+        }
+        let file = first
+            .get_one::<PathBuf>("config")
+            .map(|path| FileConfig::load(path, &Cli::command()))
+            .transpose()?;
+        Self::parse_with_file(&args, file.as_ref())
+    }
+
+    /// Parses `args` with `file`'s values as the defaults of every role.
+    pub fn parse_with_file<T: Into<OsString> + Clone>(
+        args: &[T],
+        file: Option<&FileConfig>,
+    ) -> Result<Cli, SettingsError> {
+        let mut cmd = Cli::command();
+        if let Some(file) = file {
+            for role in FILE_ROLES {
+                cmd = file.apply(cmd, role);
+            }
+        }
+        let matches = cmd.try_get_matches_from(args.iter().cloned())?;
+        Ok(Cli::from_arg_matches(&matches)?)
+    }
+}
+
 /// The roles of the binary.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// A whole cluster (gateway + N nodes) in one command.
-    Dev(DevArgs),
+    Dev(DevOptions),
     /// One node, joined to a cluster through Redis or NATS.
     Node(NodeArgs),
     /// One gateway in front of a cluster's nodes.
@@ -122,84 +164,33 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Settings shared by every role.
-#[derive(Debug, Clone, Default, Args)]
-pub struct CommonArgs {
-    /// Routing mode: `hash` (consistent hashing, default) or `broadcast`.
-    #[arg(long, env = "WSRING_ROUTING")]
-    pub routing: Option<Routing>,
-    /// Prefix of every key, channel, subject, exchange and queue [default: wsring].
-    #[arg(long, env = "WSRING_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// One URL used as both registry and broker (redis://, nats://).
-    #[arg(long, env = "WSRING_CLUSTER")]
-    pub cluster: Option<String>,
-    /// Durable mode: append messages to streams before acknowledging them.
-    #[arg(long, env = "WSRING_DURABLE", num_args = 0..=1, default_missing_value = "true")]
-    pub durable: Option<bool>,
-    /// Messages kept per stream in durable mode [default: 1000].
-    #[arg(long, env = "WSRING_HISTORY_SIZE")]
-    pub history_size: Option<u64>,
-    /// Age after which stream entries are dropped [default: 10m].
-    #[arg(long, env = "WSRING_HISTORY_TTL", value_parser = duration)]
-    pub history_ttl: Option<Duration>,
-    /// A node silent this long is removed from the ring [default: 2s].
-    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_parser = duration)]
-    pub heartbeat_ttl: Option<Duration>,
-    /// Largest client message; larger ones close the session with 1009 [default: 65536].
-    #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// Spread rebalance/drain closes over this window [default: 0s, all at once].
-    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_parser = duration)]
-    pub drain_window: Option<Duration>,
-    /// Frames buffered per session before it is closed as too slow [default: 1024].
-    #[arg(long, env = "WSRING_SESSION_QUEUE")]
-    pub session_queue: Option<usize>,
-    /// Outbound bytes buffered per session before it is closed as too slow (1008) [default: 1048576].
-    #[arg(long, env = "WSRING_SESSION_QUEUE_BYTES")]
-    pub session_queue_bytes: Option<usize>,
-    /// Server ping period [default: 20s].
-    #[arg(long, env = "WSRING_PING_INTERVAL", value_parser = duration)]
-    pub ping_interval: Option<Duration>,
-    /// Rooms one session may join at once [default: 256].
-    #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION")]
-    pub max_rooms_per_session: Option<usize>,
-}
-
-/// `wsring dev`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct DevArgs {
-    /// Number of nodes to start [default: 3].
-    #[arg(long, env = "WSRING_NODES")]
-    pub nodes: Option<usize>,
-    /// Gateway and API port [default: 7000].
-    #[arg(long, env = "WSRING_PORT")]
-    pub port: Option<u16>,
-    /// Address to bind everything to [default: 127.0.0.1].
-    #[arg(long, env = "WSRING_HOST")]
-    pub host: Option<String>,
-    /// Shared settings.
-    #[command(flatten)]
-    pub common: CommonArgs,
+/// Where a `wsring node` or `wsring gateway` listens and finds the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, as HOST:PORT (e.g. 0.0.0.0:7001). Required.
+    #[arg(long, env = "WSRING_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Membership registry: redis://… or nats://…. Defaults to --cluster.
+    #[arg(long, env = "WSRING_REGISTRY", value_name = "URL")]
+    pub registry: Option<String>,
 }
 
 /// `wsring node`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// Node id, unique among live nodes (1-64 of A-Z a-z 0-9 _ -).
+    /// Node id, unique among live nodes (1-64 of A-Z a-z 0-9 _ -). Required.
     #[arg(long, env = "WSRING_ID")]
     pub id: Option<String>,
-    /// Address to listen on, e.g. 0.0.0.0:7001.
-    #[arg(long, env = "WSRING_LISTEN")]
-    pub listen: Option<String>,
-    /// URL clients and gateways use to reach this node's /ws [default: ws://<listen>/ws].
-    #[arg(long, env = "WSRING_ADVERTISE")]
+    /// Listener and registry.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// URL clients and gateways use to reach this node's /ws. Defaults to
+    /// `ws://<listen>/ws`; required when listening on a wildcard address.
+    #[arg(long, env = "WSRING_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
-    /// Registry URL: redis://… or nats://….
-    #[arg(long, env = "WSRING_REGISTRY")]
-    pub registry: Option<String>,
-    /// Broker URL: redis://…, nats://… or amqp://….
-    #[arg(long, env = "WSRING_BROKER")]
+    /// Message broker: redis://…, nats://… or amqp://…. Defaults to
+    /// --cluster.
+    #[arg(long, env = "WSRING_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// Drain and exit when the parent process dies (set by `wsring dev
     /// --cluster` for its children, so a killed launcher leaves no orphans).
@@ -207,19 +198,16 @@ pub struct NodeArgs {
     pub exit_with_parent: bool,
     /// Shared settings.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub common: Common,
 }
 
 /// `wsring gateway`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GatewayArgs {
-    /// Address to listen on, e.g. 0.0.0.0:7000.
-    #[arg(long, env = "WSRING_LISTEN")]
-    pub listen: Option<String>,
-    /// Registry URL: redis://… or nats://….
-    #[arg(long, env = "WSRING_REGISTRY")]
-    pub registry: Option<String>,
+    /// Listener and registry.
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// Shared settings.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub common: Common,
 }

@@ -22,11 +22,11 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
 use wsring_cluster::{Membership, StreamStore};
-use wsring_gateway::{GatewayConfig, GatewayHandle, LaunchError, Launched, Launcher, RemoveMode};
+use wsring_gateway::{GatewayHandle, LaunchError, Launched, Launcher, RemoveMode};
 use wsring_node::{NodeDeps, NodeError, NodeHandle};
 
 use crate::processes::ProcessNodes;
-use crate::settings::Common;
+use crate::settings::{Common, SettingsError};
 
 /// Why the dev cluster could not start.
 #[derive(Debug, Error)]
@@ -54,20 +54,42 @@ pub enum DevError {
     Launch(String),
 }
 
-/// Options of an in-process dev cluster.
-#[derive(Debug, Clone)]
+/// `wsring dev`: the options of a dev cluster.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DevOptions {
-    /// Address everything binds to. Default: 127.0.0.1.
-    pub host: String,
-    /// Gateway port (0: any free port). Default: 7000.
-    pub port: u16,
-    /// Initial node count. Default: 3.
+    /// Number of nodes to start (at least 1; add more later with POST
+    /// /api/nodes).
+    #[arg(long, env = "WSRING_NODES", default_value_t = 3)]
     pub nodes: usize,
+    /// Port of the dev gateway: WebSocket endpoint, HTTP API and dashboard
+    /// (0: any free port).
+    #[arg(long, env = "WSRING_PORT", default_value_t = 7000)]
+    pub port: u16,
+    /// Address `wsring dev` binds the gateway and its nodes to.
+    #[arg(long, env = "WSRING_HOST", default_value = "127.0.0.1")]
+    pub host: String,
     /// Shared settings.
+    #[command(flatten)]
     pub common: Common,
     /// The `wsring` executable for node processes (`--cluster` only).
     /// Default: this process's own executable.
+    #[arg(skip)]
     pub exe: Option<std::path::PathBuf>,
+}
+
+impl DevOptions {
+    /// Rejects settings a dev cluster cannot run with.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.common.validate()?;
+        if self.nodes == 0 {
+            // A cluster without nodes answers 503 to everyone, forever.
+            return Err(SettingsError::Invalid(
+                "nodes",
+                "must be at least 1 (add more later with POST /api/nodes)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The nodes of a dev cluster; also its [`Launcher`].
@@ -122,7 +144,7 @@ impl DevNodes {
         let kill = CancellationToken::new();
         let membership = Membership::start(
             self.backend.registry.clone(),
-            self.opts.common.membership.clone(),
+            self.opts.common.membership(),
             kill.clone(),
         )
         .await?;
@@ -205,7 +227,7 @@ impl DevCluster {
     async fn start_memory(opts: DevOptions) -> Result<DevCluster, DevError> {
         let listener = bind(&opts.host, opts.port).await?;
         let stop = CancellationToken::new();
-        let backend = MemoryBackend::new(opts.common.retention);
+        let backend = MemoryBackend::new(opts.common.retention());
         let nodes = Arc::new(DevNodes {
             backend: backend.clone(),
             brokers: Mutex::new(BTreeMap::new()),
@@ -218,7 +240,7 @@ impl DevCluster {
         }
         let membership = Membership::start(
             backend.registry.clone(),
-            opts.common.membership.clone(),
+            opts.common.membership(),
             stop.clone(),
         )
         .await?;
@@ -249,10 +271,10 @@ impl DevCluster {
         let backend_error = |e: wsring_cluster::ClusterError| {
             DevError::Launch(crate::backends::startup_error("registry", "--cluster", &e))
         };
-        let registry = crate::backends::registry(&url, &c.namespace, c.membership.ttl)
+        let registry = crate::backends::registry(&url, &c.namespace, c.heartbeat_ttl)
             .await
             .map_err(backend_error)?;
-        let membership = Membership::start(registry, c.membership.clone(), stop.clone())
+        let membership = Membership::start(registry, c.membership(), stop.clone())
             .await
             .map_err(backend_error)?;
         let exe = match opts.exe.clone() {
@@ -345,14 +367,7 @@ async fn start_gateway(
     launcher: Arc<dyn Launcher>,
     stop: &CancellationToken,
 ) -> Result<GatewayHandle, DevError> {
-    let cfg = GatewayConfig {
-        routing: opts.common.routing,
-        durable: opts.common.durable,
-        max_body_bytes: opts.common.max_message_bytes,
-        reroute_wait: opts.common.reroute_wait(),
-        mode: "dev",
-        ..GatewayConfig::default()
-    };
+    let cfg = opts.common.gateway_config("dev");
     wsring_gateway::start(
         cfg,
         listener,
@@ -367,37 +382,17 @@ async fn start_gateway(
     })
 }
 
-/// Flags that reproduce `c` on a `wsring node` command line.
+/// Flags that give a `wsring node` child the cluster's settings. The
+/// backend URL goes in as registry and broker explicitly, so that
+/// `WSRING_REGISTRY` or `WSRING_BROKER` inherited from this process's
+/// environment cannot point a child elsewhere.
 fn child_args(c: &Common, url: &str) -> Vec<String> {
-    let d = |x: std::time::Duration| humantime::format_duration(x).to_string();
-    vec![
-        "--registry".into(),
-        url.into(),
-        "--broker".into(),
-        url.into(),
-        "--namespace".into(),
-        c.namespace.clone(),
-        "--routing".into(),
-        c.routing.as_str().into(),
-        "--durable".into(),
-        c.durable.to_string(),
-        "--history-size".into(),
-        c.retention.max_len.to_string(),
-        "--history-ttl".into(),
-        d(c.retention.max_age),
-        "--heartbeat-ttl".into(),
-        d(c.membership.ttl),
-        "--max-message-bytes".into(),
-        c.max_message_bytes.to_string(),
-        "--drain-window".into(),
-        d(c.drain_window),
-        "--session-queue".into(),
-        c.session_queue.to_string(),
-        "--session-queue-bytes".into(),
-        c.session_queue_bytes.to_string(),
-        "--ping-interval".into(),
-        d(c.ping_interval),
-        "--max-rooms-per-session".into(),
-        c.max_rooms_per_session.to_string(),
-    ]
+    let mut args = vec![
+        "--registry".to_owned(),
+        url.to_owned(),
+        "--broker".to_owned(),
+        url.to_owned(),
+    ];
+    args.extend(c.to_args());
+    args
 }

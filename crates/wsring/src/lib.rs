@@ -3,15 +3,16 @@
 //! and calls [`run`].
 //!
 //! # Layout
-//! * [`cli`] — clap definitions.
-//! * [`settings`] — flag > env > file > default resolution.
+//! * [`cli`] — clap definitions and parsing with the config file.
+//! * [`settings`] — the shared settings, the TOML file, validation.
 //! * [`dev`] — `wsring dev`: in-process on the memory backend, or
 //!   [`processes`] on a real one.
 //! * [`roles`] — `wsring node` and `wsring gateway`.
 //! * [`backends`] — URL scheme → backend crate.
 //! * [`bench`] — `wsring bench`, splitting the load over worker processes.
 //! * [`logging`] — tracing setup.
-//! * [`manual`] — shell completions and manual pages.
+//! * [`manual`] — shell completions, manual pages and the configuration
+//!   reference (docs/CONFIGURATION.md).
 
 pub mod backends;
 pub mod bench;
@@ -24,13 +25,13 @@ pub mod roles;
 pub mod settings;
 
 use anyhow::Context;
-use cli::{Cli, Command, DevArgs};
-use settings::{Common, FileConfig, SettingsError};
+use cli::{Cli, Command};
 
-/// Runs the role selected on the command line until it is told to stop.
+/// Runs the role selected on the command line (see [`Cli::load`]) until it
+/// is told to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // These two only describe the command line: they must work even when
-    // WSRING_CONFIG points at a file that does not load.
+    // These two only describe the command line (and `Cli::load` does not
+    // read the config file for them).
     match &cli.command {
         Command::Completions(args) => {
             manual::completions(args.shell, &mut std::io::stdout().lock());
@@ -53,7 +54,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let file = FileConfig::load(cli.config.as_deref())?;
     if !matches!(cli.command, Command::Bench(_)) {
         // Install the metrics recorder before any backend connects: series
         // registered at connect time (the reconnect counters) would
@@ -61,36 +61,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = wsring_node::api::prometheus_handle();
     }
     match cli.command {
-        Command::Dev(args) => run_dev(args, &file).await,
-        Command::Node(args) => roles::run_node(args, &file).await,
-        Command::Gateway(args) => roles::run_gateway(args, &file).await,
+        Command::Dev(opts) => run_dev(opts).await,
+        Command::Node(args) => roles::run_node(args).await,
+        Command::Gateway(args) => roles::run_gateway(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
-}
-
-/// The resolved options of `wsring dev`: flags/env > file > defaults, with
-/// the dev-only settings validated like the shared ones.
-pub fn dev_options(args: DevArgs, file: &FileConfig) -> Result<dev::DevOptions, SettingsError> {
-    let common = Common::resolve(&args.common, file)?;
-    let nodes = args.nodes.or(file.nodes).unwrap_or(3);
-    if nodes == 0 {
-        // A cluster without nodes answers 503 to everyone, forever.
-        return Err(SettingsError::Invalid(
-            "nodes",
-            "must be at least 1 (add more later with POST /api/nodes)".into(),
-        ));
-    }
-    Ok(dev::DevOptions {
-        host: args
-            .host
-            .or(file.host.clone())
-            .unwrap_or_else(|| "127.0.0.1".into()),
-        port: args.port.or(file.port).unwrap_or(7000),
-        nodes,
-        common,
-        exe: None,
-    })
 }
 
 /// An error chain as the one line `main` prints: causes joined with `: `,
@@ -118,16 +94,16 @@ pub fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-async fn run_dev(args: DevArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let opts = dev_options(args, file)?;
+async fn run_dev(opts: dev::DevOptions) -> anyhow::Result<()> {
+    opts.validate()?;
     let cluster = dev::DevCluster::start(opts.clone())
         .await
         .context("starting the dev cluster")?;
     println!(
         "wsring dev: {} nodes, routing={}, durable={}, backend={}",
         opts.nodes,
-        opts.common.routing.as_str(),
-        opts.common.durable,
+        opts.common.node.routing.as_str(),
+        opts.common.node.durable,
         opts.common.cluster.as_deref().unwrap_or("memory")
     );
     println!(

@@ -2,11 +2,20 @@
 //! chosen role, and turns a start-up failure into one line on stderr and a
 //! non-zero exit. Everything else lives in the library crates.
 
-use clap::Parser;
 use std::process::ExitCode;
+use wsring::settings::SettingsError;
 
 fn main() -> ExitCode {
-    let cli = wsring::cli::Cli::parse();
+    let cli = match wsring::cli::Cli::load() {
+        Ok(cli) => cli,
+        // Usage errors, --help and --version: clap prints and exits (status
+        // 2 for errors, 0 for help) exactly as a plain parse would.
+        Err(SettingsError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("wsring: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     wsring::logging::init(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

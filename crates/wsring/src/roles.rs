@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wsring_cluster::Membership;
-use wsring_gateway::GatewayConfig;
 use wsring_node::NodeDeps;
 
 use crate::backends::{self, startup_error};
@@ -22,25 +21,20 @@ use crate::backends::{self, startup_error};
 /// The settings that choose each backend, named in start-up errors.
 const REGISTRY_FLAGS: &str = "--registry or --cluster";
 const BROKER_FLAGS: &str = "--broker or --cluster";
-use crate::cli::{GatewayArgs, NodeArgs};
-use crate::settings::{Common, FileConfig, SettingsError};
-
-fn pick(flag: Option<String>, file: Option<&String>, fallback: Option<&String>) -> Option<String> {
-    flag.or_else(|| file.cloned()).or_else(|| fallback.cloned())
-}
+use crate::cli::{GatewayArgs, NodeArgs, ServeArgs};
+use crate::settings::{Common, SettingsError};
 
 /// `--listen` and the registry URL (`--registry`, else `--cluster`), both required.
 fn listen_and_registry(
-    listen: Option<String>,
-    registry: Option<String>,
-    file: &FileConfig,
+    serve: ServeArgs,
     common: &Common,
 ) -> Result<(String, String), SettingsError> {
-    let listen = pick(listen, file.listen.as_ref(), None)
-        .ok_or(SettingsError::Missing("listen", "listen", "LISTEN"))?;
+    let listen = serve.listen.ok_or(SettingsError::Missing("listen"))?;
     check_listen(&listen)?;
-    let registry = pick(registry, file.registry.as_ref(), common.cluster.as_ref())
-        .ok_or(SettingsError::Missing("registry", "registry", "REGISTRY"))?;
+    let registry = serve
+        .registry
+        .or_else(|| common.cluster.clone())
+        .ok_or(SettingsError::Missing("registry"))?;
     Ok((listen, registry))
 }
 
@@ -103,25 +97,27 @@ fn default_advertise(addr: SocketAddr) -> anyhow::Result<String> {
 }
 
 /// Runs one node until SIGTERM/Ctrl-C, then drains it.
-pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let common = Common::resolve(&args.common, file)?;
-    let id =
-        pick(args.id, file.id.as_ref(), None).ok_or(SettingsError::Missing("id", "id", "ID"))?;
+pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let common = args.common;
+    common.validate()?;
+    let id = args.id.ok_or(SettingsError::Missing("id"))?;
     wsring_protocol::validate_node_id(&id).map_err(|e| anyhow::anyhow!("invalid --id: {e}"))?;
-    let (listen, registry_url) = listen_and_registry(args.listen, args.registry, file, &common)?;
-    let broker_url = pick(args.broker, file.broker.as_ref(), common.cluster.as_ref())
-        .ok_or(SettingsError::Missing("broker", "broker", "BROKER"))?;
+    let (listen, registry_url) = listen_and_registry(args.serve, &common)?;
+    let broker_url = args
+        .broker
+        .or_else(|| common.cluster.clone())
+        .ok_or(SettingsError::Missing("broker"))?;
     let ns = &common.namespace;
 
-    let registry = backends::registry(&registry_url, ns, common.membership.ttl)
+    let registry = backends::registry(&registry_url, ns, common.heartbeat_ttl)
         .await
         .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let (broker, inbox) = backends::broker(&broker_url, ns, &id)
         .await
         .map_err(|e| anyhow!(startup_error("broker", BROKER_FLAGS, &e)))?;
-    let streams = if common.durable {
+    let streams = if common.node.durable {
         Some(
-            backends::streams(&registry_url, ns, common.retention)
+            backends::streams(&registry_url, ns, common.retention())
                 .await
                 .map_err(|e| anyhow!(startup_error("stream store", REGISTRY_FLAGS, &e)))?,
         )
@@ -130,12 +126,12 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
     };
     let listener = bind(&listen).await?;
     let mut cfg = common.node_config(&id);
-    cfg.advertise = match pick(args.advertise, file.advertise.as_ref(), None) {
+    cfg.advertise = match args.advertise {
         Some(url) => Some(url),
         None => Some(default_advertise(listener.local_addr()?)?),
     };
     let kill = CancellationToken::new();
-    let membership = Membership::start(registry, common.membership.clone(), kill.clone())
+    let membership = Membership::start(registry, common.membership(), kill.clone())
         .await
         .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let handle = wsring_node::start(
@@ -174,24 +170,19 @@ pub async fn run_node(args: NodeArgs, file: &FileConfig) -> anyhow::Result<()> {
 }
 
 /// Runs one gateway until SIGTERM/Ctrl-C.
-pub async fn run_gateway(args: GatewayArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let common = Common::resolve(&args.common, file)?;
-    let (listen, registry_url) = listen_and_registry(args.listen, args.registry, file, &common)?;
+pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let common = args.common;
+    common.validate()?;
+    let (listen, registry_url) = listen_and_registry(args.serve, &common)?;
     let stop = CancellationToken::new();
-    let registry = backends::registry(&registry_url, &common.namespace, common.membership.ttl)
+    let registry = backends::registry(&registry_url, &common.namespace, common.heartbeat_ttl)
         .await
         .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
-    let membership = Membership::start(registry, common.membership.clone(), stop.clone())
+    let membership = Membership::start(registry, common.membership(), stop.clone())
         .await
         .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let listener = bind(&listen).await?;
-    let cfg = GatewayConfig {
-        routing: common.routing,
-        durable: common.durable,
-        max_body_bytes: common.max_message_bytes,
-        reroute_wait: common.reroute_wait(),
-        ..GatewayConfig::default()
-    };
+    let cfg = common.gateway_config("gateway");
     let gw = wsring_gateway::start(cfg, listener, membership, None, stop.clone()).await?;
     println!("wsring gateway listening on {}", gw.addr());
     crate::shutdown_signal().await;

@@ -1,15 +1,31 @@
-//! Resolved settings: flag > environment (both via clap) > TOML file >
-//! default. The file uses the long flag names in snake_case and rejects
-//! unknown keys, so a typo is an error rather than a silently ignored line.
+//! The settings every role shares, and the TOML file.
+//!
+//! Each setting is declared once, as a field of a clap-derived struct: its
+//! doc comment is the help text, its `#[arg]` attribute names the flag, the
+//! `WSRING_*` environment variable and the default, and its field name is
+//! the TOML key. The structs are [`Common`] (here, with the session settings
+//! of [`NodeConfig`] flattened in), [`crate::dev::DevOptions`] and the
+//! `node`/`gateway` arguments in [`crate::cli`].
+//!
+//! Precedence is flag > environment > file > built-in default, all resolved
+//! by clap: the file's values become the defaults of the matching arguments
+//! before the command line is parsed ([`FileConfig::apply`]). The file
+//! rejects unknown keys, so a typo is an error rather than a silently ignored
+//! line; one file may serve every role, each reading the keys it has.
 
-use serde::{Deserialize, Serialize};
+use clap::{Arg, Args, Command};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 use wsring_cluster::{MembershipConfig, Retention};
-use wsring_node::{NodeConfig, Routing};
+use wsring_gateway::GatewayConfig;
+use wsring_node::NodeConfig;
+use wsring_node::config::{declared_defaults, human};
 
-use crate::cli::CommonArgs;
+/// The subcommands whose settings the TOML file holds (`bench` has flags
+/// only; `completions` and `man` have none).
+pub const FILE_ROLES: [&str; 3] = ["dev", "node", "gateway"];
 
 /// A settings problem, reported before anything starts.
 #[derive(Debug, Error)]
@@ -24,125 +40,377 @@ pub enum SettingsError {
         /// Why, e.g. "no such file".
         reason: String,
     },
-    /// The config file is not valid TOML of the expected shape.
+    /// The config file is not valid TOML, or has a key no role knows.
     #[error("invalid config file {path}{at}: {reason} (see wsring.example.toml for every key)")]
     Parse {
         /// The file.
         path: String,
         /// ` at line N, column M`, when known.
         at: String,
-        /// The parser's message, on one line.
+        /// What is wrong, on one line.
         reason: String,
     },
-    /// A duration in the file could not be parsed.
-    #[error("invalid duration for `{key}`: {value:?} ({reason})")]
-    Duration {
+    /// A value in the config file that its setting does not accept.
+    #[error("invalid config file {path}{at}: invalid value {value} for `{key}`: {reason}")]
+    Value {
+        /// The file.
+        path: String,
+        /// ` at line N, column M`.
+        at: String,
         /// The key.
-        key: &'static str,
-        /// The value.
+        key: String,
+        /// The value as written in the file.
         value: String,
-        /// Why.
+        /// Why, as the setting's parser says it.
         reason: String,
     },
     /// A value outside its allowed range.
     #[error("invalid setting `{0}`: {1}")]
     Invalid(&'static str, String),
-    /// A required setting is missing.
-    #[error("missing required setting `{0}` (flag --{1}, env WSRING_{2}, or config file)")]
-    Missing(&'static str, &'static str, &'static str),
+    /// A required setting is missing. Flag and variable follow from the key
+    /// (a test holds every setting to that naming).
+    #[error(
+        "missing required setting `{0}` (flag --{flag}, env WSRING_{env}, or config file)",
+        flag = .0.replace('_', "-"),
+        env = .0.to_uppercase()
+    )]
+    Missing(&'static str),
+    /// The command line itself is wrong (or asks for help): clap's own
+    /// report, printed by clap.
+    #[error(transparent)]
+    Usage(#[from] clap::Error),
 }
 
-/// The TOML file: every key optional. `wsring.example.toml` at the
-/// repository root lists them all with their defaults (a test keeps it so).
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// See `--routing`.
-    pub routing: Option<Routing>,
-    /// See `--namespace`.
-    pub namespace: Option<String>,
-    /// See `--cluster`.
+/// Settings every role (dev, node, gateway) shares. The session settings
+/// are [`NodeConfig`]'s, flattened in.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Common {
+    /// Prefix of every key, channel, subject, exchange and queue on the
+    /// backend, so several clusters can share one Redis, NATS or RabbitMQ.
+    #[arg(long, env = "WSRING_NAMESPACE", default_value = "wsring")]
+    pub namespace: String,
+    /// One URL used as both registry and broker: redis://… or nats://….
+    ///
+    /// Without it `wsring dev` runs in-process on the embedded memory
+    /// backend; `node` and `gateway` need it (or --registry and --broker).
+    #[arg(long, env = "WSRING_CLUSTER", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// See `--durable`.
-    pub durable: Option<bool>,
-    /// See `--history-size`.
-    pub history_size: Option<u64>,
-    /// See `--history-ttl` (e.g. "10m").
-    pub history_ttl: Option<String>,
-    /// See `--heartbeat-ttl` (e.g. "2s").
-    pub heartbeat_ttl: Option<String>,
-    /// See `--max-message-bytes`.
-    pub max_message_bytes: Option<usize>,
-    /// See `--drain-window`.
-    pub drain_window: Option<String>,
-    /// See `--session-queue`.
-    pub session_queue: Option<usize>,
-    /// See `--session-queue-bytes`.
-    pub session_queue_bytes: Option<usize>,
-    /// See `--ping-interval`.
-    pub ping_interval: Option<String>,
-    /// See `--max-rooms-per-session`.
-    pub max_rooms_per_session: Option<usize>,
-    /// See `--nodes` (dev).
-    pub nodes: Option<usize>,
-    /// See `--port` (dev).
-    pub port: Option<u16>,
-    /// See `--host` (dev).
-    pub host: Option<String>,
-    /// See `--id` (node).
-    pub id: Option<String>,
-    /// See `--listen` (node, gateway).
-    pub listen: Option<String>,
-    /// See `--advertise` (node).
-    pub advertise: Option<String>,
-    /// See `--registry`.
-    pub registry: Option<String>,
-    /// See `--broker`.
-    pub broker: Option<String>,
+    /// Durable mode: messages kept per user or room stream (at least 1).
+    #[arg(long, env = "WSRING_HISTORY_SIZE", default_value_t = Retention::default().max_len)]
+    pub history_size: u64,
+    /// Durable mode: age limit of stream entries; idle streams reset after
+    /// it (at least 1s).
+    #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub history_ttl: Duration,
+    /// A node silent this long is removed from the ring; heartbeats are sent
+    /// every heartbeat_ttl / 4 (at least 200ms).
+    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub heartbeat_ttl: Duration,
+    /// The session settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeConfig,
+}
+
+/// A duration default in flag syntax ("10m").
+fn human_default(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+impl Default for Common {
+    /// The declared defaults (no flags, environment or file).
+    fn default() -> Self {
+        declared_defaults().expect("the declared defaults parse (a unit test checks)")
+    }
+}
+
+impl Common {
+    /// Rejects values that cannot work (zero-sized queues, zero periods),
+    /// with a one-line reason, before anything starts.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let n = &self.node;
+        let checks = [
+            (n.session_queue == 0, "session_queue", "must be at least 1"),
+            (
+                n.session_queue_bytes < n.max_message_bytes,
+                "session_queue_bytes",
+                "must be at least max_message_bytes (one largest message must fit)",
+            ),
+            (
+                n.ping_interval < Duration::from_millis(100),
+                "ping_interval",
+                "must be at least 100ms",
+            ),
+            (
+                self.heartbeat_ttl < Duration::from_millis(200),
+                "heartbeat_ttl",
+                "must be at least 200ms",
+            ),
+            (
+                n.max_message_bytes < 256,
+                "max_message_bytes",
+                "must be at least 256",
+            ),
+            (self.history_size == 0, "history_size", "must be at least 1"),
+            (
+                self.history_ttl < Duration::from_secs(1),
+                "history_ttl",
+                "must be at least 1s",
+            ),
+            (
+                n.max_rooms_per_session == 0,
+                "max_rooms_per_session",
+                "must be at least 1",
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, key, why)) => Err(SettingsError::Invalid(key, why.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stream retention (durable mode).
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_len: self.history_size,
+            max_age: self.history_ttl,
+        }
+    }
+
+    /// Membership timing, derived from the heartbeat TTL.
+    pub fn membership(&self) -> MembershipConfig {
+        MembershipConfig::with_ttl(self.heartbeat_ttl)
+    }
+
+    /// A node configuration for node `id` with these settings.
+    pub fn node_config(&self, id: &str) -> NodeConfig {
+        NodeConfig {
+            id: id.to_owned(),
+            ..self.node.clone()
+        }
+    }
+
+    /// The gateway configuration these settings imply (`mode`: `"dev"` or
+    /// `"gateway"`).
+    pub fn gateway_config(&self, mode: &'static str) -> GatewayConfig {
+        GatewayConfig {
+            routing: self.node.routing,
+            durable: self.node.durable,
+            max_body_bytes: self.node.max_message_bytes,
+            reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
+            mode,
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// Flags that reproduce these settings on another command line (every
+    /// field, so a setting added to the struct cannot be left out).
+    pub fn to_args(&self) -> Vec<String> {
+        let value = serde_json::to_value(self).expect("settings serialize to JSON");
+        let mut args = Vec::new();
+        for (key, value) in value.as_object().into_iter().flatten() {
+            let value = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            args.push(format!("--{}", key.replace('_', "-")));
+            args.push(value);
+        }
+        args
+    }
+}
+
+/// A loaded config file: each key with its value in the syntax of its flag,
+/// and where it stands in the file (for error messages).
+#[derive(Debug, Default)]
+pub struct FileConfig {
+    entries: Vec<(String, String)>,
 }
 
 impl FileConfig {
-    /// Loads the file, or the empty config when no file is given.
-    pub fn load(path: Option<&Path>) -> Result<FileConfig, SettingsError> {
-        let Some(path) = path else {
-            return Ok(FileConfig::default());
-        };
+    /// Reads and checks the file against `cli` (the whole `wsring` command).
+    pub fn load(path: &Path, cli: &Command) -> Result<FileConfig, SettingsError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Read {
             path: shown.clone(),
             reason: io_reason(&e),
         })?;
-        Self::parse(&text).map_err(|e| match e {
+        Self::parse(&text, cli).map_err(|e| match e {
             SettingsError::Parse { at, reason, .. } => SettingsError::Parse {
                 path: shown,
                 at,
+                reason,
+            },
+            SettingsError::Value {
+                at,
+                key,
+                value,
+                reason,
+                ..
+            } => SettingsError::Value {
+                path: shown,
+                at,
+                key,
+                value,
                 reason,
             },
             other => other,
         })
     }
 
-    /// Parses TOML text (reporting errors for a file called `<text>`).
-    pub fn parse(text: &str) -> Result<FileConfig, SettingsError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
+    /// Parses TOML text (reporting errors for a file called `<text>`): every
+    /// key must be a setting of some role, and every value one its flag
+    /// would accept.
+    pub fn parse(text: &str, cli: &Command) -> Result<FileConfig, SettingsError> {
+        let at = |span: std::ops::Range<usize>| line_and_column(text, span.start);
+        let parse_error = |at: String, reason: String| SettingsError::Parse {
+            path: "<text>".into(),
+            at,
+            reason,
+        };
+        type Entries =
+            std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>;
+        let table: Entries = toml::from_str(text).map_err(|e: toml::de::Error| {
             // toml's Display draws a multi-line snippet; keep the message
             // and turn the span into a line/column.
-            let at = e
-                .span()
-                .map(|span| {
-                    let before = &text[..span.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                    format!(" at line {line}, column {column}")
-                })
-                .unwrap_or_default();
-            SettingsError::Parse {
+            parse_error(
+                e.span().map(at).unwrap_or_default(),
+                e.message().trim().replace('\n', " "),
+            )
+        })?;
+        let keys = file_keys(cli);
+        let mut entries = Vec::new();
+        for (key, value) in table {
+            let Some((role, arg)) = keys
+                .iter()
+                .find(|(_, a)| a.get_id() == key.get_ref().as_str())
+            else {
+                let hint = closest(key.get_ref(), keys.iter().map(|(_, a)| a.get_id().as_str()))
+                    .map(|k| format!("; did you mean `{k}`?"))
+                    .unwrap_or_default();
+                return Err(parse_error(
+                    at(key.span()),
+                    format!("unknown key `{}`{hint}", key.get_ref()),
+                ));
+            };
+            let value_error = |reason: String| SettingsError::Value {
                 path: "<text>".into(),
-                at,
-                reason: e.message().trim().replace('\n', " "),
+                at: at(value.span()),
+                key: key.get_ref().clone(),
+                value: value.get_ref().to_string(),
+                reason,
+            };
+            let flag_syntax = match value.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => return Err(value_error("expected a string, number or boolean".into())),
+            };
+            check_value(role, arg, &flag_syntax).map_err(value_error)?;
+            entries.push((key.into_inner(), flag_syntax));
+        }
+        Ok(FileConfig { entries })
+    }
+
+    /// `cli` with the file's values as the defaults of `role`'s arguments,
+    /// below flags and environment variables; keys of other roles are
+    /// ignored.
+    pub fn apply(&self, cli: Command, role: &str) -> Command {
+        cli.mut_subcommand(role, |mut sub| {
+            for (key, value) in &self.entries {
+                if sub.get_arguments().any(|a| a.get_id() == key.as_str()) {
+                    sub = sub.mut_arg(key, |a| a.default_value(value.clone()));
+                }
             }
+            sub
         })
     }
+
+    /// The keys the file sets.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+/// Every setting the file may hold, as `(role, argument)`: the visible
+/// arguments of the [`FILE_ROLES`] subcommands (a setting shared by several
+/// roles is listed once per role).
+pub fn file_keys(cli: &Command) -> Vec<(String, Arg)> {
+    cli.get_subcommands()
+        .filter(|s| FILE_ROLES.contains(&s.get_name()))
+        .flat_map(|s| {
+            s.get_arguments()
+                .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_long().is_some())
+                .map(|a| (s.get_name().to_owned(), a.clone()))
+        })
+        .collect()
+}
+
+/// Runs `value` through `arg`'s own parser (as if given as its flag), so a
+/// bad file value is reported against the file, not against a flag the user
+/// never typed.
+fn check_value(role: &str, arg: &Arg, value: &str) -> Result<(), String> {
+    let long = arg.get_long().unwrap_or_default();
+    let probe = Command::new(role.to_owned())
+        .no_binary_name(true)
+        .arg(arg.clone().env(None::<&str>).default_value(None::<&str>));
+    match probe.try_get_matches_from([format!("--{long}={value}")]) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match std::error::Error::source(&e) {
+            Some(cause) => cause.to_string(),
+            None => {
+                let possible: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .map(|p| p.get_name().to_owned())
+                    .collect();
+                if possible.is_empty() {
+                    e.kind().to_string()
+                } else {
+                    format!("expected one of {}", possible.join(", "))
+                }
+            }
+        }),
+    }
+}
+
+/// ` at line N, column M` for byte offset `at` of `text`.
+fn line_and_column(text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!(" at line {line}, column {column}")
+}
+
+/// The candidate nearest to `word` by edit distance, if it is a plausible
+/// typo (at most 2 edits).
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let next = (row[j + 1] + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != *cb));
+                diagonal = row[j + 1];
+                row[j + 1] = next;
+            }
+        }
+        row[b.len()]
+    }
+    candidates
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
 }
 
 /// An I/O error in words, without the "(os error N)" suffix for the common
@@ -156,190 +424,107 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn file_duration(key: &'static str, v: &Option<String>) -> Result<Option<Duration>, SettingsError> {
-    v.as_deref()
-        .map(|s| {
-            humantime::parse_duration(s).map_err(|e| SettingsError::Duration {
-                key,
-                value: s.to_owned(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
-}
-
-/// Settings every role shares, resolved.
-#[derive(Debug, Clone)]
-pub struct Common {
-    /// Routing mode. Default: hash.
-    pub routing: Routing,
-    /// Key/channel/subject prefix. Default: `wsring`.
-    pub namespace: String,
-    /// `--cluster` URL, if any.
-    pub cluster: Option<String>,
-    /// Durable mode. Default: off.
-    pub durable: bool,
-    /// Stream retention. Default: 1000 entries, 10 minutes.
-    pub retention: Retention,
-    /// Membership timing. Default: 2 s TTL.
-    pub membership: MembershipConfig,
-    /// Largest client message. Default: 65536.
-    pub max_message_bytes: usize,
-    /// Rebalance spread. Default: 0.
-    pub drain_window: Duration,
-    /// Per-session queue. Default: 1024.
-    pub session_queue: usize,
-    /// Per-session queue in bytes. Default: 1 MiB.
-    pub session_queue_bytes: usize,
-    /// Server ping period. Default: 20 s.
-    pub ping_interval: Duration,
-    /// Rooms per session. Default: 256.
-    pub max_rooms_per_session: usize,
-}
-
-impl Common {
-    /// Merges flags/env with the file and defaults.
-    pub fn resolve(a: &CommonArgs, f: &FileConfig) -> Result<Common, SettingsError> {
-        let defaults = NodeConfig::new("");
-        let retention_default = Retention::default();
-        let ttl = a
-            .heartbeat_ttl
-            .or(file_duration("heartbeat_ttl", &f.heartbeat_ttl)?)
-            .unwrap_or(Duration::from_secs(2));
-        Common {
-            routing: a.routing.or(f.routing).unwrap_or_default(),
-            namespace: a
-                .namespace
-                .clone()
-                .or(f.namespace.clone())
-                .unwrap_or_else(|| "wsring".into()),
-            cluster: a.cluster.clone().or(f.cluster.clone()),
-            durable: a.durable.or(f.durable).unwrap_or(false),
-            retention: Retention {
-                max_len: a
-                    .history_size
-                    .or(f.history_size)
-                    .unwrap_or(retention_default.max_len),
-                max_age: a
-                    .history_ttl
-                    .or(file_duration("history_ttl", &f.history_ttl)?)
-                    .unwrap_or(retention_default.max_age),
-            },
-            membership: MembershipConfig::with_ttl(ttl),
-            max_message_bytes: a
-                .max_message_bytes
-                .or(f.max_message_bytes)
-                .unwrap_or(defaults.max_message_bytes),
-            drain_window: a
-                .drain_window
-                .or(file_duration("drain_window", &f.drain_window)?)
-                .unwrap_or(defaults.drain_window),
-            session_queue: a
-                .session_queue
-                .or(f.session_queue)
-                .unwrap_or(defaults.session_queue),
-            session_queue_bytes: a
-                .session_queue_bytes
-                .or(f.session_queue_bytes)
-                .unwrap_or(defaults.session_queue_bytes),
-            ping_interval: a
-                .ping_interval
-                .or(file_duration("ping_interval", &f.ping_interval)?)
-                .unwrap_or(defaults.ping_interval),
-            max_rooms_per_session: a
-                .max_rooms_per_session
-                .or(f.max_rooms_per_session)
-                .unwrap_or(defaults.max_rooms_per_session),
-        }
-        .validated()
-    }
-
-    /// Rejects values that cannot work (zero-sized queues, zero periods),
-    /// with a one-line reason, before anything starts.
-    fn validated(self) -> Result<Common, SettingsError> {
-        let bad = |k, why: &str| Err(SettingsError::Invalid(k, why.to_owned()));
-        if self.session_queue == 0 {
-            return bad("session_queue", "must be at least 1");
-        }
-        if self.session_queue_bytes < self.max_message_bytes {
-            return bad(
-                "session_queue_bytes",
-                "must be at least max_message_bytes (one largest message must fit)",
-            );
-        }
-        if self.ping_interval < Duration::from_millis(100) {
-            return bad("ping_interval", "must be at least 100ms");
-        }
-        if self.membership.ttl < Duration::from_millis(200) {
-            return bad("heartbeat_ttl", "must be at least 200ms");
-        }
-        if self.max_message_bytes < 256 {
-            return bad("max_message_bytes", "must be at least 256");
-        }
-        if self.retention.max_len == 0 {
-            return bad("history_size", "must be at least 1");
-        }
-        if self.retention.max_age < Duration::from_secs(1) {
-            return bad("history_ttl", "must be at least 1s");
-        }
-        if self.max_rooms_per_session == 0 {
-            return bad("max_rooms_per_session", "must be at least 1");
-        }
-        Ok(self)
-    }
-
-    /// How long the gateway holds a connect whose owner is unreachable:
-    /// long enough for the owner's heartbeat to expire and be reaped.
-    pub fn reroute_wait(&self) -> Duration {
-        self.membership.ttl + self.membership.ttl / 2 + Duration::from_millis(500)
-    }
-
-    /// A node configuration for node `id` with these settings.
-    pub fn node_config(&self, id: &str) -> NodeConfig {
-        NodeConfig {
-            routing: self.routing,
-            max_message_bytes: self.max_message_bytes,
-            drain_window: self.drain_window,
-            session_queue: self.session_queue,
-            session_queue_bytes: self.session_queue_bytes,
-            ping_interval: self.ping_interval,
-            durable: self.durable,
-            max_rooms_per_session: self.max_rooms_per_session,
-            ..NodeConfig::new(id)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command as Role};
+    use clap::CommandFactory;
+    use wsring_node::Routing;
 
-    #[test]
-    fn precedence_flag_over_file_over_default() {
-        let file: FileConfig = toml::from_str(
-            "routing = \"broadcast\"\nhistory_size = 5\nhistory_ttl = \"30s\"\nnamespace = \"fromfile\"",
-        )
-        .expect("toml");
-        let args = CommonArgs {
-            namespace: Some("fromflag".into()),
-            ..Default::default()
-        };
-        let c = Common::resolve(&args, &file).expect("resolve");
-        assert_eq!(c.namespace, "fromflag");
-        assert_eq!(c.routing, Routing::Broadcast);
-        assert_eq!(c.retention.max_len, 5);
-        assert_eq!(c.retention.max_age, Duration::from_secs(30));
-        assert_eq!(c.max_message_bytes, 65536);
-        assert_eq!(c.membership.ttl, Duration::from_secs(2));
+    /// `wsring <args>` with `file` as the config file's text.
+    fn load(file: &str, args: &str) -> Result<Cli, SettingsError> {
+        let file = FileConfig::parse(file, &Cli::command())?;
+        let argv: Vec<&str> = std::iter::once("wsring")
+            .chain(args.split_whitespace())
+            .collect();
+        Cli::parse_with_file(&argv, Some(&file))
+    }
+
+    fn dev(file: &str, args: &str) -> crate::dev::DevOptions {
+        match load(file, args).expect("parses").command {
+            Role::Dev(d) => d,
+            other => panic!("not dev: {other:?}"),
+        }
     }
 
     #[test]
-    fn unknown_keys_are_errors() {
-        let err = FileConfig::parse("routing = \"hash\"\nhistroy_size = 5").expect_err("typo");
+    fn precedence_flag_over_file_over_default() {
+        let file = "routing = \"broadcast\"\nhistory_size = 5\nhistory_ttl = \"30s\"\nnamespace = \"fromfile\"\nnodes = 4";
+        let d = dev(file, "dev --namespace fromflag --nodes 2");
+        let c = &d.common;
+        assert_eq!(c.namespace, "fromflag");
+        assert_eq!(d.nodes, 2);
+        assert_eq!(c.node.routing, Routing::Broadcast);
+        assert_eq!(c.history_size, 5);
+        assert_eq!(c.history_ttl, Duration::from_secs(30));
+        assert_eq!(c.node.max_message_bytes, 65536);
+        assert_eq!(c.heartbeat_ttl, Duration::from_secs(2));
+        assert_eq!(d.port, 7000);
+    }
+
+    #[test]
+    fn keys_of_other_roles_are_ignored() {
+        // `nodes` is a dev setting; `id` a node one: one file serves both.
+        let file = "nodes = 4\nid = \"n9\"\nlisten = \"127.0.0.1:7001\"";
+        assert_eq!(dev(file, "dev").nodes, 4);
+        match load(file, "node").expect("parses").command {
+            Role::Node(n) => {
+                assert_eq!(n.id.as_deref(), Some("n9"));
+                assert_eq!(n.serve.listen.as_deref(), Some("127.0.0.1:7001"));
+            }
+            other => panic!("not node: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_declared_ones() {
+        let c = Common::default();
+        assert_eq!(c.namespace, "wsring");
+        assert_eq!(c.cluster, None);
+        assert_eq!(c.retention().max_len, Retention::default().max_len);
+        assert_eq!(c.retention().max_age, Retention::default().max_age);
+        assert_eq!(c.heartbeat_ttl, MembershipConfig::default().ttl);
+        assert_eq!(
+            format!("{:?}", c.node_config("n1")),
+            format!("{:?}", NodeConfig::new("n1"))
+        );
+        assert_eq!(
+            format!("{:?}", c.gateway_config("gateway")),
+            format!("{:?}", GatewayConfig::default())
+        );
+        c.validate().expect("the defaults are valid");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = FileConfig::parse("routing = \"hash\"\nhistroy_size = 5", &Cli::command())
+            .expect_err("typo");
         let msg = err.to_string();
         assert!(msg.contains("at line 2, column 1"), "{msg}");
-        assert!(msg.contains("histroy_size"), "{msg}");
+        assert!(msg.contains("unknown key `histroy_size`"), "{msg}");
+        assert!(msg.contains("did you mean `history_size`?"), "{msg}");
         assert!(!msg.contains('\n'), "one line: {msg}");
+        // Global flags and bench flags are not file keys.
+        for key in ["config = \"x\"", "log_json = true", "clients = 5"] {
+            assert!(FileConfig::parse(key, &Cli::command()).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_against_the_file() {
+        for (toml, needle) in [
+            ("drain_window = \"soon\"", "`drain_window`"),
+            ("routing = \"hsah\"", "unknown routing"),
+            ("port = 70000", "`port`"),
+            ("durable = \"yes\"", "expected one of true, false"),
+            ("nodes = [1]", "expected a string, number or boolean"),
+        ] {
+            let err = FileConfig::parse(toml, &Cli::command()).expect_err(toml);
+            let msg = err.to_string();
+            assert!(matches!(err, SettingsError::Value { .. }), "{toml}: {msg}");
+            assert!(msg.contains(needle), "{toml}: {msg}");
+            assert!(msg.contains("at line 1"), "{toml}: {msg}");
+        }
     }
 
     #[test]
@@ -349,72 +534,34 @@ mod tests {
             "ping_interval = \"0s\"",
             "heartbeat_ttl = \"10ms\"",
             "history_size = 0",
+            "history_ttl = \"10ms\"",
             "max_rooms_per_session = 0",
+            "max_message_bytes = 100",
+            "session_queue_bytes = 1000",
         ] {
-            let file: FileConfig = toml::from_str(toml).expect("toml");
-            let err = Common::resolve(&CommonArgs::default(), &file).expect_err(toml);
+            let err = dev(toml, "dev").common.validate().expect_err(toml);
             assert!(matches!(err, SettingsError::Invalid(..)), "{toml}: {err}");
         }
     }
 
     #[test]
-    fn bad_durations_are_errors() {
-        let file: FileConfig = toml::from_str("drain_window = \"soon\"").expect("toml");
-        assert!(Common::resolve(&CommonArgs::default(), &file).is_err());
-    }
-
-    /// `wsring.example.toml` must list every key with a comment, and the keys
-    /// it sets must be exactly the defaults.
-    #[test]
-    fn example_file_lists_every_key_with_its_default() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wsring.example.toml");
-        let text = std::fs::read_to_string(&path).expect("wsring.example.toml");
-
-        // As shipped: loads, and resolves to the same settings as no file.
-        let shipped = FileConfig::load(Some(&path)).expect("the example loads");
-        let none = FileConfig::default();
-        let resolved = Common::resolve(&CommonArgs::default(), &shipped).expect("resolves");
-        let defaults = Common::resolve(&CommonArgs::default(), &none).expect("defaults");
-        assert_eq!(format!("{resolved:?}"), format!("{defaults:?}"));
-        let dev = crate::dev_options(Default::default(), &shipped).expect("dev options");
-        let dev_defaults = crate::dev_options(Default::default(), &none).expect("dev defaults");
+    fn child_args_reproduce_the_settings() {
+        let mut c = Common::default();
+        c.node.routing = Routing::Broadcast;
+        c.node.durable = true;
+        c.heartbeat_ttl = Duration::from_millis(1200);
+        c.history_size = 7;
+        c.cluster = Some("redis://127.0.0.1:6379/".into());
+        let args = c.to_args();
+        let mut argv = vec!["wsring".to_owned(), "node".to_owned()];
+        argv.extend(args);
+        let cli = Cli::parse_with_file(&argv, None).expect("node accepts them");
+        let Role::Node(node) = cli.command else {
+            panic!("not node")
+        };
         assert_eq!(
-            (dev.host, dev.port, dev.nodes),
-            (dev_defaults.host, dev_defaults.port, dev_defaults.nodes)
-        );
-
-        // Keys without a default are present as `# key = value`: with those
-        // uncommented the file still loads and sets every key there is.
-        let mut full = String::new();
-        let mut previous = "";
-        for line in text.lines() {
-            let uncommented = line.strip_prefix("# ").filter(|rest| {
-                rest.split_once(" = ").is_some_and(|(k, _)| {
-                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-                })
-            });
-            let setting = uncommented.unwrap_or(line);
-            if setting.contains(" = ") && !setting.starts_with('#') {
-                assert!(
-                    previous.starts_with('#'),
-                    "`{setting}` needs a comment line above it"
-                );
-            }
-            full.push_str(setting);
-            full.push('\n');
-            previous = line;
-        }
-        let every = FileConfig::parse(&full).expect("the example with every key uncommented");
-        let json = serde_json::to_value(&every).expect("serialize");
-        let fields = json.as_object().expect("an object");
-        let missing: Vec<&String> = fields
-            .iter()
-            .filter(|(_, v)| v.is_null())
-            .map(|(k, _)| k)
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "keys missing from the example: {missing:?}"
+            serde_json::to_value(&node.common).expect("json"),
+            serde_json::to_value(&c).expect("json")
         );
     }
 }

@@ -410,3 +410,46 @@ async fn example_config_is_accepted_by_the_binary() {
         "the example loaded: {stderr}"
     );
 }
+
+/// Flag > `WSRING_*` variable > config file > default, through the real
+/// binary. `--cluster` with an `amqp://` URL fails at once with the URL in
+/// the message, which shows which source won; `nodes = 0` in the file fails
+/// validation only if the file's value is the one used.
+#[tokio::test]
+async fn precedence_is_flag_then_environment_then_file_then_default() {
+    let tmp = std::env::temp_dir().join(format!("wsring-precedence-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let file = tmp.join("settings.toml");
+    std::fs::write(&file, "cluster = \"amqp://file/\"\nnodes = 0\n").expect("write");
+    let config = file.display().to_string();
+    let run = |extra: &'static str, env: Vec<(&'static str, &'static str)>| {
+        let config = config.clone();
+        async move {
+            let args = words(&format!("--config {config} dev --port 0 {extra}"));
+            let out = wsring(&args, &env).await;
+            String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+        }
+    };
+    let env = || vec![("WSRING_CLUSTER", "amqp://env/"), ("WSRING_NODES", "1")];
+    let cases = [
+        (
+            run("--nodes 1 --cluster amqp://flag/", env()).await,
+            "\"amqp://flag/\"",
+        ),
+        (run("", env()).await, "\"amqp://env/\""),
+        (run("--nodes 1", vec![]).await, "\"amqp://file/\""),
+        (run("", vec![]).await, "invalid setting `nodes`"),
+        (
+            run("", vec![("WSRING_NODES", "2")]).await,
+            "\"amqp://file/\"",
+        ),
+        (
+            run("--nodes 2", vec![("WSRING_NODES", "0")]).await,
+            "\"amqp://file/\"",
+        ),
+    ];
+    let _ = std::fs::remove_dir_all(&tmp);
+    for (stderr, want) in cases {
+        assert!(stderr.contains(want), "want {want:?} in {stderr:?}");
+    }
+}

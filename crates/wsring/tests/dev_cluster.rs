@@ -563,7 +563,7 @@ async fn prometheus_metrics_are_exported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_not_kept_forever() {
     let mut settings = hash();
-    settings.session_queue = 16;
+    settings.node.session_queue = 16;
     let c = dev(3, settings).await;
     let api = Api::new(c.http_url());
     // Connected, then never read again: its socket buffers fill up and
@@ -589,7 +589,7 @@ async fn a_client_that_stops_reading_is_dropped_not_kept_forever() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_per_session_are_capped() {
     let mut settings = hash();
-    settings.max_rooms_per_session = 2;
+    settings.node.max_rooms_per_session = 2;
     let c = dev(3, settings).await;
     let mut cl = Client::connect(&c.gateway_url(), "joiner").await;
     for room in ["a", "b", "a"] {

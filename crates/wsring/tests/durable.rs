@@ -11,8 +11,8 @@ use wsring_node::Routing;
 
 fn durable(history: u64) -> wsring::settings::Common {
     let mut c = common::common(Routing::Hash);
-    c.durable = true;
-    c.retention.max_len = history;
+    c.node.durable = true;
+    c.history_size = history;
     c
 }
 
@@ -237,7 +237,7 @@ async fn retried_sends_are_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_window_spreads_the_closes() {
     let mut common = durable(1000);
-    common.drain_window = Duration::from_millis(1000);
+    common.node.drain_window = Duration::from_millis(1000);
     let c = dev(3, common).await;
     let api = Api::new(c.http_url());
     let users = users_where(&api, "dw", 10, |n| n == "n2").await;

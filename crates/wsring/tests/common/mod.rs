@@ -16,9 +16,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-use wsring::cli::CommonArgs;
 use wsring::dev::{DevCluster, DevOptions};
-use wsring::settings::{Common, FileConfig};
+use wsring::settings::Common;
 use wsring_node::Routing;
 
 /// Default wait for anything in these tests.
@@ -26,9 +25,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Settings for a test cluster: short heartbeat TTL so crash tests are quick.
 pub fn common(routing: Routing) -> Common {
-    let mut c = Common::resolve(&CommonArgs::default(), &FileConfig::default()).expect("defaults");
-    c.routing = routing;
-    c.membership = wsring_cluster::MembershipConfig::with_ttl(Duration::from_millis(1200));
+    let mut c = Common::default();
+    c.node.routing = routing;
+    c.heartbeat_ttl = Duration::from_millis(1200);
     c
 }
 
