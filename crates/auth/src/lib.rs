@@ -15,6 +15,9 @@
 //! * [`RateLimiter`]: per-connection message and byte budgets, and when a
 //!   client that ignores `rate_limited` is closed.
 //!
+//! [`AuthSettings`] declares the flags once; [`Security`] is their runtime
+//! form.
+//!
 //! Every error is an [`AuthError`] whose message is safe to show the caller:
 //! it never repeats the token or the key.
 
@@ -24,6 +27,7 @@ mod error;
 mod jwt;
 mod pattern;
 mod rate;
+mod settings;
 
 pub use api_key::{ApiKeyId, ApiKeys, bearer};
 pub use connect::{ConnectAuth, Credentials, Origins};
@@ -31,3 +35,4 @@ pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
+pub use settings::{AuthSettings, Security, SettingsError};

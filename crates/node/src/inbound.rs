@@ -44,3 +44,68 @@ pub(crate) async fn run(node: Arc<Node>, mut inbox: Inbox) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing::TestNode;
+    use bytes::Bytes;
+    use wsring_cluster::{Broker, Topic};
+    use wsring_protocol::Target;
+
+    #[tokio::test]
+    async fn envelopes_reach_the_local_sessions_they_target() {
+        let t = TestNode::start(TestNode::config()).await;
+        let (_h, mut rx) = t.session("bob");
+        let env = Envelope {
+            target: Target::User { user: "bob".into() },
+            seq: None,
+            stream_epoch: None,
+            frame: Bytes::from_static(br#"{"type":"message","from":null,"to":"bob","data":1}"#),
+        };
+        // From a peer: through the broker, into this node's inbox.
+        let (peer, _peer_inbox) = t.backend.hub.connect();
+        peer.publish(&Topic::Node(t.node.id().to_owned()), env.encode())
+            .await
+            .expect("publish");
+        let m = TestNode::next_message(&mut rx).await;
+        assert_eq!(m["to"], "bob");
+    }
+
+    #[tokio::test]
+    async fn a_broker_reconnect_makes_durable_sessions_catch_up() {
+        for durable in [true, false] {
+            let cfg = if durable {
+                TestNode::durable_config()
+            } else {
+                TestNode::config()
+            };
+            let t = TestNode::start(cfg).await;
+            let (_h, mut rx) = t.session("bob");
+            t.broker.sever().await;
+            t.broker.restore().await;
+            // A marker behind the reconnect: whatever the inbox task did
+            // about it is queued before the marker arrives.
+            t.node
+                .broker
+                .publish(
+                    &Topic::Cluster,
+                    Envelope {
+                        target: Target::All,
+                        seq: None,
+                        stream_epoch: None,
+                        frame: Bytes::from_static(b"{}"),
+                    }
+                    .encode(),
+                )
+                .await
+                .expect("publish");
+            let first = rx.recv().await.expect("queued");
+            assert_eq!(
+                matches!(first, Outbound::Resync),
+                durable,
+                "durable={durable}: {first:?}"
+            );
+        }
+    }
+}

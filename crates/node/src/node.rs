@@ -346,3 +346,235 @@ fn envelope(target: Target, frame: String, pos: Option<&Appended>) -> Envelope {
         frame: Bytes::from(frame),
     }
 }
+
+/// A node on the in-memory backend for unit tests: on the ring alone (so it
+/// owns every user), subscribed to its topics, with its broker inbox served,
+/// but without a listener or rebalancer (tests call those pieces directly).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use async_trait::async_trait;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
+    use wsring_cluster::{
+        ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, StreamPos,
+    };
+
+    use crate::session::state::SessionState;
+
+    /// A stream store that can be switched off, for the store-failure paths.
+    struct Switchable {
+        inner: Arc<dyn StreamStore>,
+        down: Arc<AtomicBool>,
+        /// Reads that fail before reads work again.
+        failing_reads: Arc<AtomicU64>,
+    }
+
+    impl Switchable {
+        fn check(&self) -> Result<(), ClusterError> {
+            if self.down.load(Ordering::Relaxed) {
+                Err(ClusterError::unavailable("stream store switched off"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StreamStore for Switchable {
+        async fn append(
+            &self,
+            stream: &StreamName,
+            payload: Bytes,
+            dedup: Option<&str>,
+        ) -> Result<Appended, ClusterError> {
+            self.check()?;
+            self.inner.append(stream, payload, dedup).await
+        }
+        async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
+            self.check()?;
+            self.inner.head(stream).await
+        }
+        async fn read_after(
+            &self,
+            stream: &StreamName,
+            after: u64,
+            limit: usize,
+        ) -> Result<ReadBatch, ClusterError> {
+            self.check()?;
+            let failing =
+                self.failing_reads
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(ClusterError::unavailable("stream read failed (test)"));
+            }
+            self.inner.read_after(stream, after, limit).await
+        }
+    }
+
+    /// A test node and the backend under it.
+    pub(crate) struct TestNode {
+        pub node: Arc<Node>,
+        pub backend: MemoryBackend,
+        /// The node's broker connection, to sever and restore.
+        pub broker: Arc<MemoryBroker>,
+        down: Arc<AtomicBool>,
+        failing_reads: Arc<AtomicU64>,
+    }
+
+    impl TestNode {
+        /// Defaults for node `n1`.
+        pub fn config() -> NodeConfig {
+            NodeConfig::new("n1")
+        }
+
+        /// Defaults for node `n1` in durable mode.
+        pub fn durable_config() -> NodeConfig {
+            NodeConfig {
+                durable: true,
+                ..Self::config()
+            }
+        }
+
+        /// Starts a node with `cfg` on a fresh in-memory backend.
+        pub async fn start(cfg: NodeConfig) -> TestNode {
+            let backend = MemoryBackend::new(Retention::default());
+            let kill = CancellationToken::new();
+            let membership = Membership::start(
+                Arc::clone(&backend.registry) as _,
+                MembershipConfig::default(),
+                kill.clone(),
+            )
+            .await
+            .expect("membership");
+            let (broker, inbox) = backend.hub.connect();
+            let down = Arc::new(AtomicBool::new(false));
+            let failing_reads = Arc::new(AtomicU64::new(0));
+            let streams = cfg.durable.then(|| {
+                Arc::new(Switchable {
+                    inner: Arc::clone(&backend.streams) as _,
+                    down: Arc::clone(&down),
+                    failing_reads: Arc::clone(&failing_reads),
+                }) as Arc<dyn StreamStore>
+            });
+            let url = "ws://test.invalid/ws".to_owned();
+            let node = Arc::new(
+                Node::new(
+                    cfg,
+                    url.clone(),
+                    membership,
+                    Arc::clone(&broker) as _,
+                    streams,
+                    kill,
+                )
+                .expect("http client"),
+            );
+            let id = node.id().to_owned();
+            node.broker
+                .subscribe(&Topic::Node(id.clone()))
+                .await
+                .expect("subscribe");
+            node.broker
+                .subscribe(&Topic::Cluster)
+                .await
+                .expect("subscribe");
+            tokio::spawn(crate::inbound::run(Arc::clone(&node), inbox));
+            let stats = Arc::new(NodeStats::default);
+            node.membership.join(&id, &url, stats).await.expect("join");
+            node.joined.store(true, Ordering::Relaxed);
+            TestNode {
+                node,
+                backend,
+                broker,
+                down,
+                failing_reads,
+            }
+        }
+
+        /// A session of `user` in the node's table, and its queue.
+        pub fn session(&self, user: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+            let (tx, rx) = mpsc::channel(self.node.cfg.session_queue);
+            let handle = SessionHandle::new(
+                self.node.new_session_id(),
+                user.into(),
+                tx,
+                self.node.cfg.session_queue_bytes,
+            );
+            self.node.table.insert(handle.clone());
+            (handle, rx)
+        }
+
+        /// The state of a session of `user` that is in the node's table.
+        pub fn live_state(&self, user: &str) -> (SessionState, mpsc::Receiver<Outbound>) {
+            let (handle, rx) = self.session(user);
+            (SessionState::new(handle), rx)
+        }
+
+        /// The state of a session of `user` that receives nothing.
+        pub fn state(&self, user: &str) -> SessionState {
+            let (tx, _rx) = mpsc::channel(1);
+            SessionState::new(SessionHandle::new(
+                self.node.new_session_id(),
+                user.into(),
+                tx,
+                self.node.cfg.session_queue_bytes,
+            ))
+        }
+
+        /// The next message frame queued for a session, parsed.
+        pub async fn next_message(rx: &mut mpsc::Receiver<Outbound>) -> serde_json::Value {
+            let item = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a delivery within 5 s")
+                .expect("queue open");
+            let frame = match item {
+                Outbound::Frame(f) => f,
+                Outbound::Stream(m) => m.frame.clone(),
+                other => panic!("expected a message, got {other:?}"),
+            };
+            serde_json::from_str(frame.as_str()).expect("frame is JSON")
+        }
+
+        /// Makes every stream store call fail from now on.
+        pub fn streams_down(&self) {
+            self.down.store(true, Ordering::Relaxed);
+        }
+
+        /// Makes the next `n` stream reads fail.
+        pub fn fail_reads(&self, n: u64) {
+            self.failing_reads.store(n, Ordering::Relaxed);
+        }
+
+        /// Appends `n` messages (`data` 1..=n, from `sender`) to `stream`;
+        /// returns the stream's epoch.
+        pub async fn append(&self, stream: &StreamName, n: u64) -> String {
+            let store = &self.backend.streams;
+            let mut epoch = store.head(stream).await.expect("head").epoch;
+            for i in 1..=n {
+                let data = RawValue::from_string(i.to_string()).expect("json");
+                let stored = match stream {
+                    StreamName::User(u) => durable::encode(Some("sender"), Some(u), None, &data),
+                    StreamName::Room(r) => durable::encode(Some("sender"), None, Some(r), &data),
+                };
+                epoch = store
+                    .append(stream, stored, None)
+                    .await
+                    .expect("append")
+                    .epoch;
+            }
+            epoch
+        }
+
+        /// The last seq of `stream`.
+        pub async fn head(&self, stream: &StreamName) -> u64 {
+            self.backend.streams.head(stream).await.expect("head").seq
+        }
+    }
+
+    impl Drop for TestNode {
+        fn drop(&mut self) {
+            self.node.kill.cancel();
+        }
+    }
+}

@@ -111,3 +111,110 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
 
 /// How long a drain waits for its sessions to go after the window.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing::TestNode;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    /// Sessions of four users, all owned by the test node until it leaves.
+    fn sessions(t: &TestNode) -> Vec<(SessionHandle, mpsc::Receiver<Outbound>)> {
+        ["a", "b", "c", "d"].iter().map(|u| t.session(u)).collect()
+    }
+
+    /// A node with four sessions that starts draining over `window`.
+    async fn drain(
+        window: Duration,
+    ) -> (
+        TestNode,
+        Vec<(SessionHandle, mpsc::Receiver<Outbound>)>,
+        Instant,
+    ) {
+        let mut cfg = TestNode::config();
+        cfg.drain_window = window;
+        let t = TestNode::start(cfg).await;
+        let rxs = sessions(&t);
+        t.node.leaving.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        rebalance(&t.node, &t.node.membership.view());
+        (t, rxs, start)
+    }
+
+    /// How many sessions have been told to move so far; checks each order.
+    fn moved(rxs: &mut [(SessionHandle, mpsc::Receiver<Outbound>)], max_retry_ms: u64) -> usize {
+        let mut n = 0;
+        for (h, rx) in rxs.iter_mut() {
+            match rx.try_recv() {
+                Ok(Outbound::Moved { retry_after_ms, .. }) => {
+                    assert!(retry_after_ms <= max_retry_ms, "{retry_after_ms}");
+                    assert!(h.moving.load(Ordering::SeqCst));
+                    n += 1;
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(_) => {}
+            }
+        }
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_window_spreads_the_closes_evenly() {
+        let (t, mut rxs, start) = drain(Duration::from_secs(4)).await;
+        // The i-th of 4 closes at i/4 of the window: check between the slots.
+        let mut seen = 0;
+        for slot in 0..4u32 {
+            tokio::time::sleep_until(start + Duration::from_millis(500 + 1000 * u64::from(slot)))
+                .await;
+            seen += moved(&mut rxs, 100);
+            assert_eq!(seen, slot as usize + 1, "at {:?}", start.elapsed());
+        }
+        // A second rebalance (the view change the drain causes) moves no
+        // one twice.
+        rebalance(&t.node, &t.node.membership.view());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(moved(&mut rxs, 100), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_whose_user_came_back_is_not_moved() {
+        let (t, mut rxs, start) = drain(Duration::from_secs(4)).await;
+        tokio::time::sleep_until(start + Duration::from_millis(1500)).await;
+        assert_eq!(moved(&mut rxs, 100), 2);
+        // The node owns its users again before the remaining closes are due.
+        t.node.leaving.store(false, Ordering::SeqCst);
+        tokio::time::sleep_until(start + Duration::from_secs(5)).await;
+        assert_eq!(moved(&mut rxs, 100), 0);
+        let kept = rxs
+            .iter()
+            .filter(|(h, _)| !h.moving.load(Ordering::SeqCst))
+            .count();
+        assert_eq!(
+            kept, 2,
+            "their moving flag is cleared for a later rebalance"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_window_everyone_moves_at_once_with_spread_retries() {
+        let (t, mut rxs, _) = drain(Duration::ZERO).await;
+        // 2 ms per session, at least 50 ms.
+        assert_eq!(moved(&mut rxs, 50), 4);
+        let epochs = t.node.counters.moved.lock().map(|m| m.len()).unwrap_or(0);
+        assert_eq!(epochs, 1, "one moved report for the epoch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn owned_sessions_and_a_node_missing_from_the_view_move_no_one() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut rxs = sessions(&t);
+        rebalance(&t.node, &t.node.membership.view());
+        assert_eq!(moved(&mut rxs, 0), 0, "the node owns every user");
+        // A view without this node (it was reaped while alive): wait to
+        // rejoin rather than move everyone.
+        let empty = Arc::new(View::new(Default::default(), 16));
+        rebalance(&t.node, &empty);
+        assert_eq!(moved(&mut rxs, 0), 0);
+    }
+}

@@ -231,33 +231,26 @@ async fn protocol_violations_get_their_close_codes_and_others_keep_working() {
     r.frame(true, 0x1, br#"{"type":"ping"}"#, false).await;
     assert_eq!(r.until_end().await, Seen::Close(1002), "unmasked");
 
-    // A fragmented message that grows past the message limit: 1009, without
-    // the server buffering the rest.
+    // A fragmented message that grows past the message limit: 1009 on the
+    // fragment that crosses it. (Nothing is sent after the crossing point,
+    // and the oversized single frames below are headers without payloads: a
+    // server that closes a socket with unread bytes in it resets the
+    // connection, which would hide the close frame from this client.)
     let mut r = Raw::connect(&d.addr, "frag").await;
     r.frame(false, 0x1, &[b' '; 16 * 1024], true).await;
-    let mut end = None;
-    for _ in 0..64 {
+    for _ in 0..4 {
         r.frame(false, 0x0, &[b' '; 16 * 1024], true).await;
-        if let Ok(seen) = timeout(Duration::from_millis(1), r.next()).await {
-            end = Some(seen);
-            break;
-        }
     }
-    let end = match end {
-        Some(Seen::Text(_)) | None => r.until_end().await,
-        Some(seen) => seen,
-    };
-    assert_eq!(end, Seen::Close(1009), "fragment flood");
+    assert_eq!(r.until_end().await, Seen::Close(1009), "fragment flood");
 
     // A frame header announcing 100 MiB: refused on the header alone.
     let mut r = Raw::connect(&d.addr, "huge").await;
     r.frame_header(true, 0x2, 100 * 1024 * 1024, true).await;
-    let _ = r.tcp.write_all(&[0u8; 64 * 1024]).await;
     assert_eq!(r.until_end().await, Seen::Close(1009), "100 MiB frame");
 
     // A 1 MiB text message (above the 64 KiB default): 1009.
     let mut r = Raw::connect(&d.addr, "mib").await;
-    r.frame(true, 0x1, &vec![b'x'; 1024 * 1024], true).await;
+    r.frame_header(true, 0x1, 1024 * 1024, true).await;
     assert_eq!(r.until_end().await, Seen::Close(1009), "1 MiB frame");
 
     // Invalid UTF-8 in a fragmented text message: 1007.

@@ -11,66 +11,181 @@
 use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, MsgId};
 
-use super::ack;
-use crate::session::{Cursor, End, Resume, Session};
+use super::Outcome;
+use crate::node::Node;
+use crate::session::cursor::{Cursor, Resume};
+use crate::session::state::SessionState;
 
-pub(super) async fn apply(
-    s: &mut Session,
-    room: String,
-    id: Option<MsgId>,
-    resume: Option<u64>,
-    epoch: Option<String>,
-) -> Result<(), End> {
-    let session = s.handle.id.clone();
-    let limit = s.node.cfg.max_rooms_per_session;
-    let stream = StreamName::Room(room);
-    let StreamName::Room(room) = &stream else {
-        return Ok(());
-    };
-    if !s.node.table.is_in(&session, room) && s.node.table.room_count(&session) >= limit {
-        let msg = format!("a session may be in at most {limit} rooms");
-        return s.error(ErrorCode::LimitExceeded, &msg, id.as_ref()).await;
-    }
-    let added = match s.node.join_room(&session, room).await {
-        Ok(added) => added,
-        Err(e) => {
-            return s
-                .error(ErrorCode::Unavailable, &e.to_string(), id.as_ref())
-                .await;
+/// Join a room, optionally resuming it after `resume` of stream `epoch`.
+#[derive(Debug)]
+pub(crate) struct Join {
+    pub room: String,
+    pub id: Option<MsgId>,
+    pub resume: Option<u64>,
+    pub epoch: Option<String>,
+}
+
+impl Join {
+    pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        let Join {
+            room,
+            id,
+            resume,
+            epoch,
+        } = self;
+        let id = id.as_ref();
+        let session = &s.handle.id;
+        let limit = node.cfg.max_rooms_per_session;
+        if !node.table.is_in(session, &room) && node.table.room_count(session) >= limit {
+            let msg = format!("a session may be in at most {limit} rooms");
+            return Outcome::error(ErrorCode::LimitExceeded, &msg, id);
         }
-    };
-    let Some(store) = s.node.streams.clone() else {
-        return ack(s, id.as_ref()).await;
-    };
-    let following = s.cursors.contains_key(&stream);
-    if following && resume.is_none() {
-        // Already live in this room: keep the cursor (replacing it with the
-        // head would skip messages queued for this session right now).
-        ack(s, id.as_ref()).await?;
-        return s.catch_up(&stream, true).await;
-    }
-    let head = match store.head(&stream).await {
-        Ok(h) => h,
-        Err(e) => {
-            // Undo only what this request did.
-            if added {
-                s.node.leave_room(&session, room).await;
+        let added = match node.join_room(session, &room).await {
+            Ok(added) => added,
+            Err(e) => return Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
+        };
+        let Some(store) = node.streams.clone() else {
+            return Outcome::ack(id);
+        };
+        let stream = StreamName::Room(room);
+        if s.cursors.contains_key(&stream) && resume.is_none() {
+            // Already live in this room: keep the cursor (replacing it with
+            // the head would skip messages queued for this session right now).
+            return Outcome::ack(id).then_catch_up(stream);
+        }
+        let head = match store.head(&stream).await {
+            Ok(h) => h,
+            Err(e) => {
+                // Undo only what this request did.
+                if added && let StreamName::Room(room) = &stream {
+                    node.leave_room(&s.handle.id, room).await;
+                }
+                let msg = format!("stream store unavailable: {e}");
+                return Outcome::error(ErrorCode::Unavailable, &msg, id);
             }
-            let msg = format!("stream store unavailable: {e}");
-            return s.error(ErrorCode::Unavailable, &msg, id.as_ref()).await;
+        };
+        let cursor = match resume {
+            Some(seq) => Cursor::resume(
+                &head,
+                &Resume {
+                    seq,
+                    epoch: epoch.unwrap_or_default(),
+                },
+            ),
+            None => Cursor::at(&head),
+        };
+        s.cursors.insert(stream.clone(), cursor);
+        Outcome::ack(id).then_catch_up(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::tests::reply;
+    use crate::node::testing::TestNode;
+    use serde_json::json;
+
+    fn join(room: &str, id: Option<MsgId>) -> Join {
+        Join {
+            room: room.into(),
+            id,
+            resume: None,
+            epoch: None,
         }
-    };
-    let cursor = match resume {
-        Some(seq) => Cursor::resume(
-            &head,
-            &Resume {
-                seq,
-                epoch: epoch.unwrap_or_default(),
-            },
-        ),
-        None => Cursor::at(&head),
-    };
-    s.cursors.insert(stream.clone(), cursor);
-    ack(s, id.as_ref()).await?;
-    s.catch_up(&stream, true).await
+    }
+
+    #[tokio::test]
+    async fn joins_the_room_and_acks() {
+        let t = TestNode::start(TestNode::config()).await;
+        let (mut s, _rx) = t.live_state("alice");
+        let o = join("r", Some(MsgId::Int(1))).apply(&mut s, &t.node).await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":1}));
+        assert_eq!(o.catch_up, None, "nothing to replay without streams");
+        assert!(t.node.table.is_in(&s.handle.id, "r"));
+        assert!(t.node.rooms.is_subscribed("r"));
+        assert!(s.cursors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_room_cap_refuses_one_more_room_but_not_a_rejoin() {
+        let mut cfg = TestNode::config();
+        cfg.max_rooms_per_session = 2;
+        let t = TestNode::start(cfg).await;
+        let (mut s, _rx) = t.live_state("alice");
+        for room in ["a", "b"] {
+            let o = join(room, None).apply(&mut s, &t.node).await;
+            assert_eq!(o, Outcome::none(), "{room}");
+        }
+        let o = join("c", Some(MsgId::Str("j".into())))
+            .apply(&mut s, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(f["type"], "error");
+        assert_eq!(f["code"], "limit_exceeded");
+        assert_eq!(f["id"], "j");
+        assert_eq!(f["message"], "a session may be in at most 2 rooms");
+        assert!(!t.node.table.is_in(&s.handle.id, "c"));
+        // A room the session is already in does not count twice.
+        let o = join("a", Some(MsgId::Int(3))).apply(&mut s, &t.node).await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":3}));
+    }
+
+    #[tokio::test]
+    async fn durable_joins_start_at_the_head_and_replay_to_it() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let stream = StreamName::Room("r".into());
+        t.append(&stream, 3).await;
+        let (mut s, _rx) = t.live_state("alice");
+        let o = join("r", None).apply(&mut s, &t.node).await;
+        assert_eq!(o.reply, None);
+        assert_eq!(o.catch_up, Some(stream.clone()), "ends with `resumed`");
+        let c = s.cursors.get(&stream).expect("cursor");
+        assert_eq!(c.seq, 3);
+        // Joining again without a resume point keeps the live cursor.
+        s.cursors.get_mut(&stream).expect("cursor").seq = 2;
+        let o = join("r", Some(MsgId::Int(1))).apply(&mut s, &t.node).await;
+        assert_eq!(o.catch_up, Some(stream.clone()));
+        assert_eq!(s.cursors[&stream].seq, 2);
+    }
+
+    #[tokio::test]
+    async fn a_resume_point_sets_the_cursor() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let stream = StreamName::Room("r".into());
+        let epoch = t.append(&stream, 5).await;
+        let (mut s, _rx) = t.live_state("alice");
+        let o = Join {
+            room: "r".into(),
+            id: None,
+            resume: Some(2),
+            epoch: Some(epoch),
+        }
+        .apply(&mut s, &t.node)
+        .await;
+        assert_eq!(o.catch_up, Some(stream.clone()));
+        assert_eq!(s.cursors[&stream].seq, 2, "replays 3..=5");
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_undoes_the_join() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let (mut s, _rx) = t.live_state("alice");
+        t.streams_down();
+        let o = join("r", Some(MsgId::Int(4))).apply(&mut s, &t.node).await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("unavailable"), &json!(4))
+        );
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("stream store unavailable")
+        );
+        assert_eq!(o.catch_up, None);
+        assert!(!t.node.table.is_in(&s.handle.id, "r"));
+        assert!(s.cursors.is_empty());
+    }
 }

@@ -3,24 +3,76 @@
 //! membership (the HTTP API publishes without being a member, too).
 
 use serde_json::value::RawValue;
-use wsring_protocol::{ErrorCode, MsgId};
+use wsring_protocol::MsgId;
 
-use super::{ack, dedup_key};
-use crate::session::{End, Session};
+use super::{Outcome, answer, dedup_key};
+use crate::node::Node;
+use crate::session::state::SessionState;
 
-pub(super) async fn apply(
-    s: &mut Session,
-    room: &str,
-    data: &RawValue,
-    id: Option<MsgId>,
-) -> Result<(), End> {
-    let key = dedup_key(s, id.as_ref());
-    let from = s.handle.user.clone();
-    match s.node.publish_room(Some(&from), room, data, key).await {
-        Ok(_) => ack(s, id.as_ref()).await,
-        Err(e) => {
-            s.error(ErrorCode::Unavailable, &e.to_string(), id.as_ref())
-                .await
+/// A room message.
+#[derive(Debug)]
+pub(crate) struct Publish {
+    pub room: String,
+    pub data: Box<RawValue>,
+    pub id: Option<MsgId>,
+}
+
+impl Publish {
+    pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        let key = dedup_key(s, self.id.as_ref());
+        let from = s.handle.user.clone();
+        let result = node
+            .publish_room(Some(&from), &self.room, &self.data, key)
+            .await;
+        answer(result, self.id.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::tests::reply;
+    use crate::node::testing::TestNode;
+    use serde_json::json;
+
+    fn publish(room: &str, data: &str, id: Option<MsgId>) -> Publish {
+        Publish {
+            room: room.into(),
+            data: RawValue::from_string(data.into()).expect("json"),
+            id,
         }
+    }
+
+    #[tokio::test]
+    async fn reaches_room_members_and_not_others_without_membership() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut alice = t.state("alice");
+        let (bob, mut bob_rx) = t.session("bob");
+        let (_carol, mut carol_rx) = t.session("carol");
+        t.node.join_room(&bob.id, "r").await.expect("joined");
+        // Alice is not a member and may publish all the same.
+        let o = publish("r", r#""hey""#, Some(MsgId::Int(1)))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":1}));
+        assert_eq!(
+            TestNode::next_message(&mut bob_rx).await,
+            json!({"type":"message","from":"alice","room":"r","data":"hey"})
+        );
+        assert!(carol_rx.try_recv().is_err(), "not a member");
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_is_an_error_not_an_ack() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut alice = t.state("alice");
+        t.streams_down();
+        let o = publish("r", "1", None).apply(&mut alice, &t.node).await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["type"].as_str(), f["code"].as_str()),
+            (Some("error"), Some("unavailable"))
+        );
+        assert_eq!(f["id"], serde_json::Value::Null);
     }
 }

@@ -2,24 +2,102 @@
 //! of a user, wherever the cluster holds them.
 
 use serde_json::value::RawValue;
-use wsring_protocol::{ErrorCode, MsgId};
+use wsring_protocol::MsgId;
 
-use super::{ack, dedup_key};
-use crate::session::{End, Session};
+use super::{Outcome, answer, dedup_key};
+use crate::node::Node;
+use crate::session::state::SessionState;
 
-pub(super) async fn apply(
-    s: &mut Session,
-    to: &str,
-    data: &RawValue,
-    id: Option<MsgId>,
-) -> Result<(), End> {
-    let key = dedup_key(s, id.as_ref());
-    let from = s.handle.user.clone();
-    match s.node.send_direct(Some(&from), to, data, key).await {
-        Ok(_) => ack(s, id.as_ref()).await,
-        Err(e) => {
-            s.error(ErrorCode::Unavailable, &e.to_string(), id.as_ref())
-                .await
+/// A direct message.
+#[derive(Debug)]
+pub(crate) struct Send {
+    pub to: String,
+    pub data: Box<RawValue>,
+    pub id: Option<MsgId>,
+}
+
+impl Send {
+    pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        let key = dedup_key(s, self.id.as_ref());
+        let from = s.handle.user.clone();
+        let result = node
+            .send_direct(Some(&from), &self.to, &self.data, key)
+            .await;
+        answer(result, self.id.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::tests::reply;
+    use crate::node::testing::TestNode;
+    use serde_json::json;
+
+    fn send(to: &str, data: &str, id: Option<MsgId>) -> Send {
+        Send {
+            to: to.into(),
+            data: RawValue::from_string(data.into()).expect("json"),
+            id,
         }
+    }
+
+    #[tokio::test]
+    async fn delivers_to_every_session_of_the_user_and_acks() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut alice = t.state("alice");
+        let (_b1, mut rx1) = t.session("bob");
+        let (_b2, mut rx2) = t.session("bob");
+        let o = send("bob", r#"{"hi":1}"#, Some(MsgId::Str("m1".into())))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":"m1"}));
+        let want = json!({"type":"message","from":"alice","to":"bob","data":{"hi":1}});
+        assert_eq!(TestNode::next_message(&mut rx1).await, want);
+        assert_eq!(TestNode::next_message(&mut rx2).await, want);
+        // Without an id there is nothing to acknowledge.
+        let o = send("bob", "2", None).apply(&mut alice, &t.node).await;
+        assert_eq!(o, Outcome::none());
+    }
+
+    #[tokio::test]
+    async fn durable_messages_are_stored_with_their_position() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut alice = t.state("alice");
+        let (_b, mut rx) = t.session("bob");
+        for n in 1..=2 {
+            let o = send("bob", &n.to_string(), Some(MsgId::Int(n)))
+                .apply(&mut alice, &t.node)
+                .await;
+            assert_eq!(reply(&o), json!({"type":"ack","id":n}));
+            let m = TestNode::next_message(&mut rx).await;
+            assert_eq!((m["seq"].as_i64(), &m["data"]), (Some(n), &json!(n)));
+        }
+        // A retry with the same id is deduplicated: acked, not stored again.
+        let o = send("bob", "1", Some(MsgId::Int(1)))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":1}));
+        assert_eq!(
+            t.head(&wsring_cluster::StreamName::User("bob".into()))
+                .await,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_hand_off_is_an_error_not_an_ack() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut alice = t.state("alice");
+        t.streams_down();
+        let o = send("bob", "1", Some(MsgId::Int(9)))
+            .apply(&mut alice, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["type"].as_str(), f["code"].as_str()),
+            (Some("error"), Some("unavailable"))
+        );
+        assert_eq!(f["id"], 9);
     }
 }

@@ -1,27 +1,28 @@
-//! Durable delivery inside a session: per-stream cursors, live-message
-//! ordering, gap filling and resume.
+//! A session's position in one durable stream, and the rules that move it.
 //!
 //! The invariant: a session writes message `seq` of a stream only when its
 //! cursor is at `seq - 1`. Live messages behind the cursor are duplicates and
-//! dropped; messages ahead of it mean a gap (reordering between publishers, a
-//! missed broker message, a reconnect), which is filled from the stream store
-//! before the live message is written. Resume is the same gap fill, starting
-//! from the client's last seq.
+//! dropped; messages ahead of it (or from another stream epoch) mean a gap —
+//! reordering between publishers, a missed broker message, a reconnect —
+//! which the session fills from the stream store before the live message is
+//! written. Resume is the same gap fill, starting from the client's last seq.
+//!
+//! This module only decides; the session's connection loop
+//! (`session::replay`) reads the store and writes the frames.
 
 use std::sync::Arc;
-use tracing::{debug, warn};
-use wsring_cluster::{StreamName, StreamPos};
-use wsring_protocol::ServerFrame;
+use wsring_cluster::StreamPos;
 
-use super::{End, Resume, Session};
-use crate::durable;
-use crate::sessions::StreamMsg;
-
-/// Batch size for store reads during catch-up.
-const READ_BATCH: usize = 256;
+/// A resume point the client sent (`resume`/`epoch` on connect or join):
+/// the last seq it saw and the stream epoch that seq belongs to.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    pub seq: u64,
+    pub epoch: String,
+}
 
 /// A session's position in one stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cursor {
     pub epoch: Arc<str>,
     pub seq: u64,
@@ -29,6 +30,17 @@ pub(crate) struct Cursor {
     complete: bool,
     /// A `resumed` frame is owed (its catch-up failed on the store).
     owe_report: bool,
+}
+
+/// What to do with a live durable message, given the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Live {
+    /// The next message: write it and advance.
+    Next,
+    /// Already written (or from an older epoch we moved past): drop it.
+    Behind,
+    /// Ahead of the cursor or from another epoch: fill from the store first.
+    Gap,
 }
 
 impl Cursor {
@@ -59,107 +71,106 @@ impl Cursor {
             }
         }
     }
-}
 
-impl Session {
-    /// Handles a live durable message.
-    pub(crate) async fn on_stream(&mut self, m: &StreamMsg) -> Result<(), End> {
-        let Some(c) = self.cursors.get(&m.stream) else {
-            return Ok(()); // not following this stream (left the room)
-        };
-        if *c.epoch != *m.epoch || m.seq > c.seq + 1 {
-            // Reset stream or a gap: the store is authoritative.
-            self.catch_up(&m.stream, false).await?;
+    /// Where live message `seq` of `epoch` stands relative to the cursor.
+    pub fn classify(&self, seq: u64, epoch: &str) -> Live {
+        if *self.epoch != *epoch || seq > self.seq + 1 {
+            Live::Gap
+        } else if seq == self.seq + 1 {
+            Live::Next
+        } else {
+            Live::Behind
         }
-        let Some(c) = self.cursors.get_mut(&m.stream) else {
-            return Ok(());
-        };
-        if *c.epoch == *m.epoch && m.seq == c.seq + 1 {
-            c.seq = m.seq;
-            self.write(axum::extract::ws::Message::Text(m.frame.clone()))
-                .await?;
-        }
-        Ok(())
     }
 
-    /// Brings the cursor of `stream` up to the store's head, writing every
-    /// message in between. With `report`, finishes with a `resumed` frame.
-    pub(crate) async fn catch_up(&mut self, stream: &StreamName, report: bool) -> Result<(), End> {
-        let Some(store) = self.node.streams.clone() else {
-            return Ok(());
-        };
-        // Bounded: each pass either writes entries or ends; a stream reset
-        // mid-way costs one extra pass.
-        for _ in 0..10_000 {
-            let Some(cursor) = self.cursors.get(stream).cloned() else {
-                return Ok(());
-            };
-            let batch = match store.read_after(stream, cursor.seq, READ_BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(?stream, error = %e, "stream read failed; will retry");
-                    if report && let Some(c) = self.cursors.get_mut(stream) {
-                        // The `resumed` this pass owed is sent by the retry.
-                        c.owe_report = true;
-                    }
-                    self.resync_failed();
-                    return Ok(());
-                }
-            };
-            self.resync_ok();
-            let c = self.cursors.get_mut(stream).ok_or(End::Closed)?;
-            if *c.epoch != *batch.epoch {
-                debug!(
-                    ?stream,
-                    "stream epoch changed; restarting from its beginning"
-                );
-                *c = Cursor {
-                    epoch: batch.epoch.as_str().into(),
-                    seq: 0,
-                    complete: false,
-                    owe_report: c.owe_report,
-                };
-                continue;
-            }
-            if !batch.covers(c.seq) {
-                // History no longer reaches back to the cursor: jump to the
-                // head and tell the client to reload.
-                c.seq = batch.last_seq;
-                c.complete = false;
-                break;
-            }
-            if batch.entries.is_empty() {
-                break;
-            }
-            let epoch = Arc::clone(&c.epoch);
-            for (seq, payload) in batch.entries {
-                match durable::render(&payload, seq, &epoch) {
-                    Ok(text) => self.write_text(text).await?,
-                    Err(e) => {
-                        warn!(?stream, seq, error = %e, "skipping undecodable stored message")
-                    }
-                }
-                if let Some(c) = self.cursors.get_mut(stream) {
-                    c.seq = seq;
-                }
-            }
+    /// The store holds another epoch (the stream was reset): start over from
+    /// its beginning; the client's earlier history is gone.
+    pub fn restart(&mut self, epoch: &str) {
+        self.epoch = epoch.into();
+        self.seq = 0;
+        self.complete = false;
+    }
+
+    /// The history no longer reaches back to the cursor: jump to the head;
+    /// the client is told to reload.
+    pub fn skip_to(&mut self, seq: u64) {
+        self.seq = seq;
+        self.complete = false;
+    }
+
+    /// A catch-up that owed a `resumed` frame failed; the retry sends it.
+    pub fn owe_report(&mut self) {
+        self.owe_report = true;
+    }
+
+    /// Ends a catch-up pass: whether the client's history is complete and
+    /// whether a `resumed` frame was owed; both flags start over.
+    pub fn settle(&mut self) -> (bool, bool) {
+        let complete = std::mem::replace(&mut self.complete, true);
+        let owed = std::mem::replace(&mut self.owe_report, false);
+        (complete, owed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(seq: u64, epoch: &str) -> StreamPos {
+        StreamPos {
+            seq,
+            epoch: epoch.into(),
         }
-        let Some(c) = self.cursors.get_mut(stream) else {
-            return Ok(());
-        };
-        let complete = std::mem::replace(&mut c.complete, true);
-        let owed = std::mem::replace(&mut c.owe_report, false);
-        if report || owed || !complete {
-            let (seq, epoch) = (c.seq, Arc::clone(&c.epoch));
-            let name = stream.to_string();
-            let f = ServerFrame::Resumed {
-                stream: &name,
-                complete,
-                seq,
-                epoch: &epoch,
-            };
-            self.write_text(f.to_json()).await?;
+    }
+
+    fn resume(seq: u64, epoch: &str) -> Resume {
+        Resume {
+            seq,
+            epoch: epoch.into(),
         }
-        Ok(())
+    }
+
+    #[test]
+    fn a_resume_within_the_stream_is_complete() {
+        let mut c = Cursor::resume(&head(10, "e1"), &resume(4, "e1"));
+        assert_eq!((c.seq, &*c.epoch), (4, "e1"));
+        assert_eq!(c.settle(), (true, false));
+        // At the head exactly: nothing to replay, still complete.
+        let mut c = Cursor::resume(&head(10, "e1"), &resume(10, "e1"));
+        assert_eq!(c.seq, 10);
+        assert_eq!(c.settle(), (true, false));
+    }
+
+    #[test]
+    fn a_resume_from_a_lost_stream_is_incomplete_and_starts_at_the_head() {
+        for r in [resume(4, "old"), resume(11, "e1")] {
+            let mut c = Cursor::resume(&head(10, "e1"), &r);
+            assert_eq!((c.seq, &*c.epoch), (10, "e1"), "{r:?}");
+            assert_eq!(c.settle(), (false, false), "{r:?}");
+            assert_eq!(c.settle(), (true, false), "reported once");
+        }
+    }
+
+    #[test]
+    fn live_messages_are_written_once_and_in_order() {
+        let c = Cursor::at(&head(5, "e"));
+        assert_eq!(c.classify(6, "e"), Live::Next);
+        assert_eq!(c.classify(5, "e"), Live::Behind);
+        assert_eq!(c.classify(1, "e"), Live::Behind);
+        assert_eq!(c.classify(7, "e"), Live::Gap);
+        assert_eq!(c.classify(6, "other"), Live::Gap);
+    }
+
+    #[test]
+    fn reset_and_truncated_streams_mark_the_history_incomplete() {
+        let mut c = Cursor::at(&head(5, "e"));
+        c.restart("e2");
+        assert_eq!((c.seq, &*c.epoch), (0, "e2"));
+        assert_eq!(c.settle(), (false, false));
+        c.skip_to(40);
+        assert_eq!(c.seq, 40);
+        c.owe_report();
+        assert_eq!(c.settle(), (false, true));
+        assert_eq!(c.settle(), (true, false));
     }
 }

@@ -1,0 +1,211 @@
+//! The authentication settings, declared once: each field is a flag, a
+//! `WSRING_*` environment variable and a TOML key, with its default here.
+//! [`AuthSettings::build`] turns them into the runtime [`Security`] that the
+//! gateway and the node consult.
+
+use crate::api_key::ApiKeys;
+use crate::connect::{ConnectAuth, Origins};
+use crate::error::KeyError;
+use crate::jwt::{JwtSettings, Verifier};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who may connect and call the API. Outside `wsring dev`, a node or gateway
+/// refuses to start unless a token key or `--insecure-no-auth` is given.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct AuthSettings {
+    /// HMAC secret verifying connect tokens (HS256). Repeat the flag to
+    /// accept several at once while rotating.
+    #[arg(long, env = "WSRING_JWT_SECRET", value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_secret: Vec<String>,
+    /// PEM file with an RSA, EC or Ed25519 public key verifying connect
+    /// tokens (RS256, ES256, EdDSA, …). Repeatable.
+    #[arg(long, env = "WSRING_JWT_PUBLIC_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_public_key: Vec<PathBuf>,
+    /// JSON Web Key Set file; a token's `kid` selects its key.
+    #[arg(long, env = "WSRING_JWT_JWKS_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Clock skew tolerated on a token's `exp` and `nbf`.
+    #[arg(long, env = "WSRING_JWT_LEEWAY", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub jwt_leeway: Duration,
+    /// Required token audience (`aud`); repeatable. Unset: `aud` is not checked.
+    #[arg(long, env = "WSRING_JWT_AUDIENCE", value_name = "AUD")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_audience: Vec<String>,
+    /// Required token issuer (`iss`); repeatable. Unset: `iss` is not checked.
+    #[arg(long, env = "WSRING_JWT_ISSUER", value_name = "ISS")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_issuer: Vec<String>,
+    /// Key for the HTTP API's send, publish, broadcast, presence, event
+    /// stream and node control (`Authorization: Bearer KEY`). Repeatable.
+    #[arg(long, env = "WSRING_API_KEY", value_name = "KEY")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_key: Vec<String>,
+    /// Accept bare `?user=` connects without a token (a proxy in front
+    /// authenticates). Logged as a warning and shown on /api/info.
+    #[arg(long, env = "WSRING_INSECURE_NO_AUTH")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_no_auth: bool,
+    /// Origins (scheme://host[:port]) whose pages may open /ws and get CORS
+    /// headers on the API; comma-separated. Unset: no Origin check, no CORS.
+    #[arg(
+        long,
+        env = "WSRING_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+/// Why the settings cannot start a node or gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Neither a token key nor `--insecure-no-auth`.
+    #[error(
+        "no authentication configured: give --jwt-secret SECRET or --jwt-public-key FILE \
+         (or --jwt-jwks-file FILE) to require connect tokens, or --insecure-no-auth to accept \
+         bare ?user= connects"
+    )]
+    NoAuth,
+    /// Both a token key and `--insecure-no-auth`.
+    #[error("--insecure-no-auth contradicts the JWT keys given; drop one")]
+    Contradiction,
+}
+
+/// The runtime form: what the gateway and the node consult on each connect
+/// and API call.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// How connects are authenticated.
+    pub connect: ConnectAuth,
+    /// Keys for the API's write and control calls.
+    pub api_keys: ApiKeys,
+    /// Browser origins allowed on /ws and given CORS headers.
+    pub origins: Origins,
+    /// Whether the API's write and control calls need a key: whenever
+    /// connects need a token, or a key is configured.
+    pub api_protected: bool,
+    /// Authentication is off by an explicit `--insecure-no-auth`.
+    pub insecure: bool,
+}
+
+impl Security {
+    /// No authentication at all: `wsring dev`'s playground default.
+    pub fn open() -> Security {
+        Security {
+            connect: ConnectAuth::Open,
+            api_keys: ApiKeys::default(),
+            origins: Origins::default(),
+            api_protected: false,
+            insecure: false,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// The JWT part.
+    pub fn jwt(&self) -> JwtSettings {
+        JwtSettings {
+            secrets: self.jwt_secret.clone(),
+            public_keys: self.jwt_public_key.clone(),
+            jwks_file: self.jwt_jwks_file.clone(),
+            leeway: self.jwt_leeway,
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+        }
+    }
+
+    /// Loads the keys. `require` is set for `node` and `gateway`, which
+    /// refuse to start unauthenticated unless told so explicitly; `wsring
+    /// dev` stays open unless keys are given.
+    pub fn build(&self, require: bool) -> Result<Security, SettingsError> {
+        let jwt = self.jwt();
+        if jwt.has_keys() && self.insecure_no_auth {
+            return Err(SettingsError::Contradiction);
+        }
+        let verifier = Verifier::from_settings(&jwt)?;
+        if require && verifier.is_none() && !self.insecure_no_auth {
+            return Err(SettingsError::NoAuth);
+        }
+        let api_keys = ApiKeys::new(&self.api_key)?;
+        let connect = match verifier {
+            Some(v) => ConnectAuth::Jwt(Arc::new(v)),
+            None => ConnectAuth::Open,
+        };
+        Ok(Security {
+            api_protected: connect.is_on() || !api_keys.is_empty(),
+            connect,
+            api_keys,
+            origins: Origins::new(&self.allowed_origins),
+            insecure: self.insecure_no_auth,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_and_gateway_need_a_choice() {
+        let none = AuthSettings::default();
+        assert!(matches!(none.build(true), Err(SettingsError::NoAuth)));
+        let dev = none.build(false).expect("dev stays open");
+        assert!(!dev.connect.is_on() && !dev.api_protected && !dev.insecure);
+        let insecure = AuthSettings {
+            insecure_no_auth: true,
+            ..Default::default()
+        }
+        .build(true)
+        .expect("explicitly insecure");
+        assert!(insecure.insecure && !insecure.connect.is_on());
+        let msg = SettingsError::NoAuth.to_string();
+        assert!(msg.contains("--jwt-secret") && msg.contains("--insecure-no-auth"));
+    }
+
+    #[test]
+    fn a_secret_turns_everything_on() {
+        let s = AuthSettings {
+            jwt_secret: vec!["s".into()],
+            allowed_origins: vec!["https://a.example".into()],
+            ..Default::default()
+        }
+        .build(true)
+        .expect("secured");
+        assert!(s.connect.is_on() && s.api_protected && s.origins.is_configured());
+        let both = AuthSettings {
+            jwt_secret: vec!["s".into()],
+            insecure_no_auth: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            both.build(true),
+            Err(SettingsError::Contradiction)
+        ));
+    }
+
+    #[test]
+    fn an_api_key_alone_protects_the_api() {
+        let s = AuthSettings {
+            api_key: vec!["k".into()],
+            ..Default::default()
+        }
+        .build(false)
+        .expect("dev with a key");
+        assert!(!s.connect.is_on() && s.api_protected);
+    }
+}

@@ -1,0 +1,391 @@
+//! The connection loop of one session: client frames in (applied as
+//! [`Command`]s), queued deliveries out, pings, the catch-up timer, and the
+//! close handshake.
+//!
+//! It is generic over the transport — any `Sink<Message>` for writing and any
+//! `Stream` of messages for reading — so the unit tests drive it with
+//! channels instead of sockets.
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info_span};
+use wsring_cluster::StreamName;
+use wsring_protocol::{ErrorCode, ServerFrame, close};
+
+use super::cursor::{Cursor, Resume};
+use super::state::SessionState;
+use super::{End, ReadError};
+use crate::cmd::{Command, Outcome};
+use crate::node::Node;
+use crate::sessions::{Outbound, SessionHandle};
+
+/// A peer that accepts no bytes for this long is treated as gone: a blocked
+/// write must never pin a session (or a crash, or a drain) forever.
+pub(super) const WRITE_STALL: Duration = Duration::from_secs(10);
+
+/// Queued deliveries written per turn of the session loop before it looks
+/// at the client's frames again.
+const OUTBOUND_BATCH: usize = 64;
+
+/// After sending a close frame, read (and discard) for up to this long so the
+/// kernel does not answer the client's in-flight data with a reset that could
+/// destroy the close frame before the client reads it.
+pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A session missing this many ping periods (not even a pong) is dropped.
+const IDLE_PERIODS: f32 = 2.5;
+
+/// A session's state together with the socket it writes to.
+pub(super) struct Conn<Si> {
+    pub(super) node: Arc<Node>,
+    pub(super) state: SessionState,
+    sink: Si,
+    /// Frames were fed but not flushed yet.
+    dirty: bool,
+}
+
+/// One socket operation, run under the session's stop conditions.
+enum Io {
+    Feed(Message),
+    Flush,
+}
+
+/// Runs a session to completion on a split connection: registers it in the
+/// node's table, serves it, and forgets it again.
+pub(super) async fn serve<Si, St>(
+    node: Arc<Node>,
+    sink: Si,
+    stream: St,
+    user: String,
+    resume: Option<Resume>,
+) -> End
+where
+    Si: Sink<Message> + Unpin,
+    St: Stream<Item = Result<Message, ReadError>> + Unpin,
+{
+    let (tx, rx) = mpsc::channel(node.cfg.session_queue);
+    let handle = SessionHandle::new(
+        node.new_session_id(),
+        user.into(),
+        tx,
+        node.cfg.session_queue_bytes,
+    );
+    let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
+    node.table.insert(handle.clone());
+    let mut conn = Conn {
+        node: Arc::clone(&node),
+        state: SessionState::new(handle.clone()),
+        sink,
+        dirty: false,
+    };
+    let end = conn.main(stream, rx, resume).instrument(span.clone()).await;
+    span.in_scope(|| debug!(?end, "session ended"));
+    // Release the socket before the bookkeeping.
+    drop(conn);
+    node.remove_session(&handle).await;
+    end
+}
+
+impl<Si> Conn<Si>
+where
+    Si: Sink<Message> + Unpin,
+{
+    async fn main<St>(
+        &mut self,
+        mut stream: St,
+        mut rx: mpsc::Receiver<Outbound>,
+        resume: Option<Resume>,
+    ) -> End
+    where
+        St: Stream<Item = Result<Message, ReadError>> + Unpin,
+    {
+        let end = match self.serve(&mut stream, &mut rx, resume).await {
+            End::Kicked => {
+                // Whatever the session was doing, even a write blocked on a
+                // peer that reads nothing: queued deliveries are dropped and
+                // the close frame goes out after what the socket already
+                // holds, if the peer reads again within the write-stall bound.
+                metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
+                    .increment(1);
+                match self
+                    .close(close::POLICY_VIOLATION, close::REASON_SLOW)
+                    .await
+                {
+                    Err(end) => end,
+                    Ok(()) => End::Closed,
+                }
+            }
+            end => end,
+        };
+        if end == End::Closed {
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
+        end
+    }
+
+    async fn serve<St>(
+        &mut self,
+        stream: &mut St,
+        rx: &mut mpsc::Receiver<Outbound>,
+        resume: Option<Resume>,
+    ) -> End
+    where
+        St: Stream<Item = Result<Message, ReadError>> + Unpin,
+    {
+        if let Err(end) = self.start(resume).await {
+            return end;
+        }
+        let ping_every = self.node.cfg.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let mut last_heard = Instant::now();
+        let kill = self.node.kill.clone();
+        let kick = self.state.handle.kick.clone();
+        loop {
+            // Deliveries first, a bounded batch per turn: a client that keeps
+            // sending must not starve its own queue (it would fill and the
+            // client would be closed as a slow consumer although it reads
+            // everything), and a busy queue must not starve reading.
+            for _ in 0..OUTBOUND_BATCH {
+                if kick.is_cancelled() || kill.is_cancelled() {
+                    break;
+                }
+                let Ok(out) = rx.try_recv() else { break };
+                self.state.handle.taken(&out);
+                if let Err(end) = self.on_outbound(out).await {
+                    return end;
+                }
+            }
+            if self.dirty {
+                self.dirty = false;
+                if let Err(end) = self.io(Io::Flush).await {
+                    return end;
+                }
+            }
+            let resync_at = self.state.resync_at();
+            let step = tokio::select! {
+                biased;
+                _ = kill.cancelled() => Err(End::Killed),
+                _ = kick.cancelled() => Err(End::Kicked),
+                msg = stream.next() => {
+                    last_heard = Instant::now();
+                    self.on_client(msg).await
+                }
+                Some(out) = rx.recv() => {
+                    self.state.handle.taken(&out);
+                    self.on_outbound(out).await
+                }
+                _ = tokio::time::sleep_until(resync_at.unwrap_or_else(Instant::now)), if resync_at.is_some() => {
+                    self.state.take_resync();
+                    self.resync().await
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > ping_every.mul_f32(IDLE_PERIODS) {
+                        // Not even a pong: the peer is presumed dead, so a
+                        // close frame would go nowhere.
+                        debug!("no traffic from client; dropping the connection");
+                        Err(End::Gone)
+                    } else {
+                        self.write(Message::Ping(bytes::Bytes::new())).await
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Runs a socket operation, giving up if the node stops, the session is
+    /// kicked, or the peer accepts nothing for [`WRITE_STALL`].
+    async fn io(&mut self, op: Io) -> Result<(), End> {
+        let kill = self.node.kill.clone();
+        let kick = self.state.handle.kick.clone();
+        let sink = &mut self.sink;
+        let write = async move {
+            match op {
+                Io::Feed(msg) => sink.feed(msg).await,
+                Io::Flush => sink.flush().await,
+            }
+        };
+        tokio::select! {
+            _ = kill.cancelled() => Err(End::Killed),
+            _ = kick.cancelled() => Err(End::Kicked),
+            r = tokio::time::timeout(WRITE_STALL, write) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(End::Gone),
+            },
+        }
+    }
+
+    /// Welcome, ownership re-check and (durable) user-stream resume.
+    async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
+        let user_stream = StreamName::User(self.state.handle.user.to_string());
+        let pos = match &self.node.streams {
+            Some(store) => match store.head(&user_stream).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    debug!(error = %e, "stream store unavailable at connect");
+                    self.close(close::TRY_AGAIN_LATER, "stream store unavailable")
+                        .await?;
+                    return Err(End::Closed);
+                }
+            },
+            None => None,
+        };
+        let view = self.node.membership.view();
+        let handle = &self.state.handle;
+        let welcome = ServerFrame::Welcome {
+            user: &handle.user,
+            node: self.node.id(),
+            session: &handle.id,
+            epoch: view.epoch(),
+            seq: pos.as_ref().map(|p| p.seq),
+            stream_epoch: pos.as_ref().map(|p| p.epoch.as_str()),
+        };
+        self.write_text(welcome.to_json()).await?;
+        // The ring may have changed between the upgrade check and our entry
+        // in the session table, after the rebalancer's last pass.
+        if !self.node.owns(&view, &self.state.handle.user) {
+            return self.moved(view.epoch(), 0).await;
+        }
+        if pos.is_some() {
+            // A peer routing by a view older than the one that sent this
+            // user here may publish to the previous owner; once views have
+            // settled, one catch-up pass picks up anything that went astray.
+            self.state.schedule_resync(crate::rebalance::SETTLE);
+        }
+        match (pos, resume) {
+            (Some(head), Some(r)) => {
+                let cursor = Cursor::resume(&head, &r);
+                self.state.cursors.insert(user_stream.clone(), cursor);
+                self.catch_up(&user_stream, true).await?;
+            }
+            (Some(head), None) => {
+                self.state.cursors.insert(user_stream, Cursor::at(&head));
+            }
+            (None, Some(_)) => {
+                // Not durable: nothing can be replayed; say so honestly.
+                let f = ServerFrame::Resumed {
+                    stream: "user",
+                    complete: false,
+                    seq: 0,
+                    epoch: "",
+                };
+                self.write_text(f.to_json()).await?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    async fn on_client(&mut self, msg: Option<Result<Message, ReadError>>) -> Result<(), End> {
+        let outcome = match msg {
+            None => return Err(End::Gone),
+            Some(Ok(Message::Text(text))) => {
+                self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
+                match Command::parse(text.as_str()) {
+                    Ok(cmd) => cmd.apply(&mut self.state, &self.node).await,
+                    Err(bad_input) => bad_input,
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
+                Outcome::error(
+                    ErrorCode::BadRequest,
+                    "binary frames are not supported; send JSON text frames",
+                    None,
+                )
+            }
+            // tungstenite answers pings and close frames itself; after a close
+            // the stream ends on the next read.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => Outcome::none(),
+            Some(Err(e)) => match e.close() {
+                Some((code, reason)) => Outcome::close(code, reason),
+                None => return Err(End::Gone),
+            },
+        };
+        self.carry_out(outcome).await
+    }
+
+    /// Does what a command (or bad input) asked for, in order.
+    async fn carry_out(&mut self, outcome: Outcome) -> Result<(), End> {
+        if let Some(text) = outcome.reply {
+            self.write_text(text).await?;
+        }
+        if let Some(stream) = outcome.catch_up {
+            self.catch_up(&stream, true).await?;
+        }
+        match outcome.close {
+            Some((code, reason)) => self.close(code, reason).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Frame(text) => self.write(Message::Text(text)).await,
+            Outbound::Stream(m) => self.on_stream(&m).await,
+            Outbound::Moved {
+                epoch,
+                retry_after_ms,
+            } => self.moved(epoch, retry_after_ms).await,
+            Outbound::Close(code, reason) => self.close(code, reason).await,
+            Outbound::Resync => {
+                self.state.schedule_resync(Duration::ZERO);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `moved` and closes 1012; the session ends.
+    async fn moved(&mut self, epoch: u64, retry_after_ms: u64) -> Result<(), End> {
+        let f = ServerFrame::Moved {
+            epoch,
+            retry_after_ms,
+        };
+        self.write_text(f.to_json()).await?;
+        self.close(close::SERVICE_RESTART, close::REASON_MOVED)
+            .await
+    }
+
+    /// Queues a frame for writing (flushed before the next wait).
+    pub(super) async fn write(&mut self, msg: Message) -> Result<(), End> {
+        let counted = matches!(msg, Message::Text(_));
+        self.io(Io::Feed(msg)).await?;
+        if counted {
+            self.node.counters.msgs_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    pub(super) async fn write_text(&mut self, text: String) -> Result<(), End> {
+        self.write(Message::Text(Utf8Bytes::from(text))).await
+    }
+
+    /// Sends a close frame and ends the session.
+    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // Not through `io`: a kicked session must still get its close frame
+        // out, so only a node stop or the write-stall bound cut this short.
+        let kill = self.node.kill.clone();
+        tokio::select! {
+            _ = kill.cancelled() => Err(End::Killed),
+            r = tokio::time::timeout(WRITE_STALL, self.sink.send(Message::Close(Some(frame)))) => match r {
+                Ok(Ok(())) => Err(End::Closed),
+                Ok(Err(_)) | Err(_) => Err(End::Gone),
+            },
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The connection loop driven through channels: a test plays the client on
+//! one end of a `Sink`/`Stream` pair and the node's sessions table on the
+//! other. Every timing rule runs on tokio's paused clock.
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures::channel::mpsc;
+use futures::{Sink, SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use wsring_cluster::StreamName;
+
+use super::conn::{self, WRITE_STALL};
+use super::{End, ReadError, Resume};
+use crate::durable;
+use crate::node::testing::TestNode;
+use crate::sessions::{Outbound, SessionHandle, StreamMsg};
+
+/// The client end of a session.
+struct Client {
+    tx: mpsc::Sender<Result<Message, ReadError>>,
+    rx: mpsc::Receiver<Message>,
+    task: JoinHandle<End>,
+}
+
+impl Client {
+    /// Connects `user` through channels.
+    fn connect(t: &TestNode, user: &str, resume: Option<Resume>) -> Client {
+        let (server_tx, rx) = mpsc::channel(64);
+        Client::connect_with(t, user, resume, server_tx, rx)
+    }
+
+    fn connect_with<Si>(
+        t: &TestNode,
+        user: &str,
+        resume: Option<Resume>,
+        sink: Si,
+        rx: mpsc::Receiver<Message>,
+    ) -> Client
+    where
+        Si: Sink<Message> + Unpin + Send + 'static,
+    {
+        let (tx, server_rx) = mpsc::channel(64);
+        let task = tokio::spawn(conn::serve(
+            Arc::clone(&t.node),
+            sink,
+            server_rx,
+            user.to_owned(),
+            resume,
+        ));
+        Client { tx, rx, task }
+    }
+
+    async fn send(&mut self, msg: Result<Message, ReadError>) {
+        self.tx.send(msg).await.expect("session reads");
+    }
+
+    async fn text(&mut self, text: &str) {
+        self.send(Ok(Message::Text(text.into()))).await;
+    }
+
+    /// The next frame of any kind; `None` once the session dropped the
+    /// connection.
+    async fn next(&mut self) -> Option<Message> {
+        self.rx.next().await
+    }
+
+    /// The next text frame, parsed (server pings are skipped).
+    async fn frame(&mut self) -> Value {
+        loop {
+            match self.next().await {
+                Some(Message::Text(t)) => return serde_json::from_str(t.as_str()).expect("JSON"),
+                Some(Message::Ping(_)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the server's next WebSocket ping; returns when it came.
+    async fn ping_since(&mut self, t0: Instant) -> Duration {
+        match self.next().await {
+            Some(Message::Ping(_)) => t0.elapsed(),
+            other => panic!("expected a ping, got {other:?}"),
+        }
+    }
+
+    /// The close frame that must come next.
+    async fn close_frame(&mut self) -> (u16, String) {
+        match self.next().await {
+            Some(Message::Close(Some(f))) => (f.code, f.reason.to_string()),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Waits for the session to end, as the client closing its side would.
+    async fn end(self) -> End {
+        drop(self.tx);
+        self.task.await.expect("session task")
+    }
+
+    /// The session's entry in the node's table (it has one while it runs).
+    async fn handle(&mut self, t: &TestNode, user: &str) -> SessionHandle {
+        let welcome = self.frame().await;
+        assert_eq!(welcome["type"], "welcome");
+        let session = welcome["session"].as_str().expect("session id");
+        t.node
+            .table
+            .user_sessions(user)
+            .into_iter()
+            .find(|h| &*h.id == session)
+            .expect("the session is in the table")
+    }
+}
+
+/// A sink that tells the test when the session's write has to wait for a
+/// client that does not read.
+struct Stalling {
+    inner: mpsc::Sender<Message>,
+    stalled: Arc<Notify>,
+}
+
+impl Stalling {
+    fn report(&self, p: Poll<Result<(), mpsc::SendError>>) -> Poll<Result<(), mpsc::SendError>> {
+        if p.is_pending() {
+            self.stalled.notify_one();
+        }
+        p
+    }
+}
+
+impl Sink<Message> for Stalling {
+    type Error = mpsc::SendError;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let p = self.inner.poll_ready(cx);
+        self.report(p)
+    }
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        self.inner.start_send(item)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let p = Pin::new(&mut self.inner).poll_flush(cx);
+        self.report(p)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+fn frame(n: usize) -> Outbound {
+    Outbound::Frame(Utf8Bytes::from("x".repeat(n)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn welcome_then_requests_are_answered_in_order() {
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", None);
+    let w = c.frame().await;
+    assert_eq!(w["type"], "welcome");
+    assert_eq!(
+        (w["user"].as_str(), w["node"].as_str()),
+        (Some("alice"), Some("n1"))
+    );
+    assert_eq!(w["epoch"], t.node.membership.view().epoch());
+    assert!(
+        w.get("seq").is_none(),
+        "no stream position without durability"
+    );
+    c.text(r#"{"type":"join","room":"r","id":1}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":1}));
+    c.text(r#"{"type":"publish","room":"r","data":"hi","id":2}"#)
+        .await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":2}));
+    assert_eq!(
+        c.frame().await,
+        json!({"type":"message","from":"alice","room":"r","data":"hi"})
+    );
+    c.text(r#"{"type":"send","to":"alice","data":3}"#).await;
+    assert_eq!(
+        c.frame().await,
+        json!({"type":"message","from":"alice","to":"alice","data":3})
+    );
+    c.text(r#"{"type":"leave","room":"r","id":"l"}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":"l"}));
+    assert_eq!(c.end().await, End::Gone);
+    assert_eq!(t.node.table.len(), 0, "the session is forgotten");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_answered_and_the_session_goes_on() {
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    c.text("{not json").await;
+    let f = c.frame().await;
+    assert_eq!(
+        (f["type"].as_str(), f["code"].as_str()),
+        (Some("error"), Some("bad_request"))
+    );
+    c.text(r#"{"type":"shout","id":7}"#).await;
+    let f = c.frame().await;
+    assert_eq!(
+        (f["code"].as_str(), &f["id"]),
+        (Some("bad_request"), &json!(7))
+    );
+    c.send(Ok(Message::Binary(vec![1, 2].into()))).await;
+    let f = c.frame().await;
+    assert_eq!(
+        f,
+        json!({"type":"error","code":"bad_request","message":"binary frames are not supported; send JSON text frames"})
+    );
+    // Control frames are tungstenite's business.
+    c.send(Ok(Message::Pong(Default::default()))).await;
+    c.text(r#"{"type":"ping","id":"p"}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"pong","id":"p"}));
+    let counters = &t.node.counters;
+    assert_eq!(
+        counters.msgs_in.load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+    assert_eq!(
+        counters.msgs_out.load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_room_cap_is_answered_in_band() {
+    let mut cfg = TestNode::config();
+    cfg.max_rooms_per_session = 1;
+    let t = TestNode::start(cfg).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    c.text(r#"{"type":"join","room":"a","id":1}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":1}));
+    c.text(r#"{"type":"join","room":"b","id":2}"#).await;
+    let f = c.frame().await;
+    assert_eq!(
+        (f["code"].as_str(), &f["id"]),
+        (Some("limit_exceeded"), &json!(2))
+    );
+    // Leaving frees a slot; the session never closed.
+    c.text(r#"{"type":"leave","room":"a"}"#).await;
+    c.text(r#"{"type":"join","room":"b","id":3}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":3}));
+    assert_eq!(c.end().await, End::Gone);
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_errors_close_with_the_code_rfc_6455_prescribes() {
+    let t = TestNode::start(TestNode::config()).await;
+    for (err, code, reason) in [
+        (ReadError::TooBig, 1009, "message too big"),
+        (ReadError::BadUtf8, 1007, "invalid UTF-8"),
+        (ReadError::Protocol, 1002, "protocol error"),
+    ] {
+        let mut c = Client::connect(&t, "alice", None);
+        c.frame().await;
+        c.send(Err(err)).await;
+        assert_eq!(c.close_frame().await, (code, reason.to_owned()), "{err:?}");
+        assert_eq!(c.end().await, End::Closed);
+    }
+    // A failed connection has no one to send a close frame to.
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    c.send(Err(ReadError::Io)).await;
+    assert!(c.next().await.is_none(), "dropped without a close frame");
+    assert_eq!(c.end().await, End::Gone);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_session_lingers_for_the_clients_in_flight_data() {
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    let t0 = Instant::now();
+    c.send(Err(ReadError::TooBig)).await;
+    c.close_frame().await;
+    // Still read (and discarded) after the close frame…
+    c.text(r#"{"type":"ping"}"#).await;
+    // …until the linger bound, though the client never closes its side.
+    let Client { tx: _tx, task, .. } = c;
+    assert_eq!(task.await.expect("task"), End::Closed);
+    assert_eq!(t0.elapsed(), super::conn::CLOSE_LINGER);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_closes_a_slow_consumer_with_1008() {
+    for (queue, bytes, offers) in [(4, 1 << 20, vec![1; 5]), (1024, 100, vec![60, 60])] {
+        let mut cfg = TestNode::config();
+        cfg.session_queue = queue;
+        cfg.session_queue_bytes = bytes;
+        let t = TestNode::start(cfg).await;
+        let mut c = Client::connect(&t, "alice", None);
+        let h = c.handle(&t, "alice").await;
+        let accepted: Vec<bool> = offers.iter().map(|&n| h.offer(frame(n))).collect();
+        assert_eq!(
+            accepted.last(),
+            Some(&false),
+            "{queue}/{bytes}: the last offer overflows"
+        );
+        assert!(h.kick.is_cancelled());
+        // What was queued is dropped; the close frame comes next.
+        assert_eq!(c.close_frame().await, (1008, "slow consumer".to_owned()));
+        assert_eq!(c.end().await, End::Closed);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_blocked_in_a_write_is_still_closed_with_1008() {
+    let mut cfg = TestNode::config();
+    cfg.session_queue = 2;
+    let t = TestNode::start(cfg).await;
+    let stalled = Arc::new(Notify::new());
+    // Room for one frame: the welcome fills it and the flush waits.
+    let (inner, rx) = mpsc::channel(0);
+    let sink = Stalling {
+        inner,
+        stalled: Arc::clone(&stalled),
+    };
+    let mut c = Client::connect_with(&t, "alice", None, sink, rx);
+    stalled.notified().await;
+    let h = t.node.table.user_sessions("alice").pop().expect("session");
+    let started = Instant::now();
+    while h.offer(frame(1)) {}
+    // The client reads again within the write-stall bound: it gets what the
+    // socket held, then the close frame.
+    assert_eq!(c.frame().await["type"], "welcome");
+    assert_eq!(c.close_frame().await, (1008, "slow consumer".to_owned()));
+    assert!(started.elapsed() < WRITE_STALL);
+    assert_eq!(c.end().await, End::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_reads_is_dropped_after_the_write_stall_bound() {
+    let t = TestNode::start(TestNode::config()).await;
+    let stalled = Arc::new(Notify::new());
+    let (inner, rx) = mpsc::channel(0);
+    let sink = Stalling {
+        inner,
+        stalled: Arc::clone(&stalled),
+    };
+    let c = Client::connect_with(&t, "alice", None, sink, rx);
+    stalled.notified().await;
+    let t0 = Instant::now();
+    let Client {
+        tx: _tx,
+        rx: _rx,
+        task,
+    } = c;
+    assert_eq!(task.await.expect("task"), End::Gone);
+    assert_eq!(t0.elapsed(), WRITE_STALL);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_every_interval_while_the_client_answers() {
+    let t = TestNode::start(TestNode::config()).await;
+    let every = t.node.cfg.ping_interval;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    let t0 = Instant::now();
+    for i in 1..=6u32 {
+        assert_eq!(c.ping_since(t0).await, every * i, "ping {i}");
+        c.send(Ok(Message::Pong(Default::default()))).await;
+    }
+    assert!(!c.task.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_silent_for_two_and_a_half_periods_is_dropped() {
+    let t = TestNode::start(TestNode::config()).await;
+    let every = t.node.cfg.ping_interval;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    let t0 = Instant::now();
+    for i in 1..=2u32 {
+        assert_eq!(c.ping_since(t0).await, every * i);
+    }
+    // At the third tick nothing was heard for 3 periods > 2.5: no close
+    // frame (the peer is presumed dead), the connection is dropped.
+    assert!(c.next().await.is_none());
+    assert_eq!(t0.elapsed(), every * 3);
+    assert_eq!(c.end().await, End::Gone);
+}
+
+#[tokio::test(start_paused = true)]
+async fn any_client_frame_counts_as_a_sign_of_life() {
+    let t = TestNode::start(TestNode::config()).await;
+    let every = t.node.cfg.ping_interval;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    let t0 = Instant::now();
+    // An application ping between server pings keeps the session alive.
+    for i in 1..=4u32 {
+        assert_eq!(c.ping_since(t0).await, every * i);
+        c.text(r#"{"type":"ping"}"#).await;
+        assert_eq!(c.frame().await, json!({"type":"pong","id":null}));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_pings_gets_one_pong_each_in_order() {
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", None);
+    let h = c.handle(&t, "alice").await;
+    // Deliveries keep flowing while the client sends as fast as it can.
+    for n in 0..50 {
+        c.text(&format!(r#"{{"type":"ping","id":{n}}}"#)).await;
+        assert!(h.offer(Outbound::Frame(Utf8Bytes::from(format!("{{\"n\":{n}}}")))));
+    }
+    let (mut pongs, mut deliveries) = (Vec::new(), Vec::new());
+    while pongs.len() < 50 || deliveries.len() < 50 {
+        let f = c.frame().await;
+        match f["type"].as_str() {
+            Some("pong") => pongs.push(f["id"].as_i64().expect("id")),
+            _ => deliveries.push(f["n"].as_i64().expect("n")),
+        }
+    }
+    let want: Vec<i64> = (0..50).collect();
+    assert_eq!((pongs, deliveries), (want.clone(), want));
+}
+
+#[tokio::test(start_paused = true)]
+async fn moves_stops_and_crashes() {
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", None);
+    let h = c.handle(&t, "alice").await;
+    h.offer(Outbound::Moved {
+        epoch: 7,
+        retry_after_ms: 30,
+    });
+    assert_eq!(
+        c.frame().await,
+        json!({"type":"moved","epoch":7,"retry_after_ms":30})
+    );
+    assert_eq!(c.close_frame().await, (1012, "moved".to_owned()));
+    assert_eq!(c.end().await, End::Closed);
+
+    let mut c = Client::connect(&t, "alice", None);
+    let h = c.handle(&t, "alice").await;
+    h.offer(Outbound::Close(1001, "server shutting down"));
+    assert_eq!(
+        c.close_frame().await,
+        (1001, "server shutting down".to_owned())
+    );
+    assert_eq!(c.end().await, End::Closed);
+
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    t.node.kill.cancel();
+    assert!(c.next().await.is_none(), "a crash sends no close frame");
+    assert_eq!(c.end().await, End::Killed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_this_node_does_not_own_is_moved_at_once() {
+    let t = TestNode::start(TestNode::config()).await;
+    t.node
+        .leaving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut c = Client::connect(&t, "alice", None);
+    assert_eq!(c.frame().await["type"], "welcome");
+    let epoch = t.node.membership.view().epoch();
+    assert_eq!(
+        c.frame().await,
+        json!({"type":"moved","epoch":epoch,"retry_after_ms":0})
+    );
+    assert_eq!(c.close_frame().await, (1012, "moved".to_owned()));
+}
+
+/// The `resumed` frame that ends a replay.
+fn resumed(stream: &str, complete: bool, seq: u64, epoch: &str) -> Value {
+    json!({"type":"resumed","stream":stream,"complete":complete,"seq":seq,"epoch":epoch})
+}
+
+fn resume(seq: u64, epoch: &str) -> Option<Resume> {
+    Some(Resume {
+        seq,
+        epoch: epoch.to_owned(),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_complete_resume_replays_what_the_client_missed() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    let user = StreamName::User("alice".into());
+    let epoch = t.append(&user, 3).await;
+    let mut c = Client::connect(&t, "alice", resume(1, &epoch));
+    let w = c.frame().await;
+    assert_eq!(
+        (w["seq"].as_u64(), w["stream_epoch"].as_str()),
+        (Some(3), Some(epoch.as_str()))
+    );
+    for seq in 2..=3 {
+        let m = c.frame().await;
+        assert_eq!(
+            m,
+            json!({"type":"message","from":"sender","to":"alice","data":seq,"seq":seq,"epoch":epoch})
+        );
+    }
+    assert_eq!(c.frame().await, resumed("user", true, 3, &epoch));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incomplete_resume_says_so_and_starts_at_the_head() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    let user = StreamName::User("alice".into());
+    let epoch = t.append(&user, 3).await;
+    for r in [resume(1, "lost-epoch"), resume(9, &epoch)] {
+        let mut c = Client::connect(&t, "alice", r.clone());
+        c.frame().await;
+        assert_eq!(c.frame().await, resumed("user", false, 3, &epoch), "{r:?}");
+        c.end().await;
+    }
+    // Without durability nothing can be replayed: said honestly.
+    let t = TestNode::start(TestNode::config()).await;
+    let mut c = Client::connect(&t, "alice", resume(1, &epoch));
+    c.frame().await;
+    assert_eq!(c.frame().await, resumed("user", false, 0, ""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_stream_store_at_connect_closes_with_1013() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    t.streams_down();
+    let mut c = Client::connect(&t, "alice", None);
+    assert_eq!(
+        c.close_frame().await,
+        (1013, "stream store unavailable".to_owned())
+    );
+    assert_eq!(c.end().await, End::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn live_durable_messages_fill_gaps_and_drop_duplicates() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    let user = StreamName::User("alice".into());
+    let mut c = Client::connect(&t, "alice", None);
+    let h = c.handle(&t, "alice").await;
+    // Three messages reach the store; only the third arrives live.
+    let epoch = t.append(&user, 3).await;
+    let live = |seq: u64| {
+        let data = serde_json::value::RawValue::from_string(seq.to_string()).expect("json");
+        let stored = durable::encode(Some("sender"), Some("alice"), None, &data);
+        let text = durable::render(&stored, seq, &epoch).expect("render");
+        Outbound::Stream(Arc::new(StreamMsg {
+            stream: user.clone(),
+            seq,
+            epoch: epoch.as_str().into(),
+            frame: Utf8Bytes::from(text),
+        }))
+    };
+    h.offer(live(3));
+    h.offer(live(2));
+    h.offer(live(3));
+    for seq in 1..=3 {
+        assert_eq!(c.frame().await["seq"], seq);
+    }
+    // The duplicates were dropped: the next frame is the next message.
+    t.append(&user, 1).await;
+    h.offer(live(4));
+    assert_eq!(c.frame().await["seq"], 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_durable_join_acks_then_replays_then_reports() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    let room = StreamName::Room("r".into());
+    let epoch = t.append(&room, 2).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    c.text(&format!(
+        r#"{{"type":"join","room":"r","id":1,"resume":0,"epoch":"{epoch}"}}"#
+    ))
+    .await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":1}));
+    for seq in 1..=2 {
+        let m = c.frame().await;
+        assert_eq!(
+            (m["room"].as_str(), m["seq"].as_u64()),
+            (Some("r"), Some(seq))
+        );
+    }
+    assert_eq!(c.frame().await, resumed("room:r", true, 2, &epoch));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_catch_up_is_retried_after_a_second_and_still_reported() {
+    let t = TestNode::start(TestNode::durable_config()).await;
+    let room = StreamName::Room("r".into());
+    let epoch = t.append(&room, 1).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    // Let the (paused) clock run past the catch-up pass every durable
+    // session makes once views have settled.
+    tokio::time::sleep(crate::rebalance::SETTLE * 2).await;
+    t.fail_reads(1);
+    let t0 = Instant::now();
+    c.text(&format!(
+        r#"{{"type":"join","room":"r","id":1,"resume":0,"epoch":"{epoch}"}}"#
+    ))
+    .await;
+    assert_eq!(c.frame().await, json!({"type":"ack","id":1}));
+    let m = c.frame().await;
+    assert_eq!(
+        (m["type"].as_str(), m["seq"].as_u64()),
+        (Some("message"), Some(1))
+    );
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(1),
+        "first retry after 1 s"
+    );
+    // The `resumed` the failed pass owed comes with the retry.
+    assert_eq!(c.frame().await, resumed("room:r", true, 1, &epoch));
+}
