@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// `"dev"` when embedded in the dev launcher, `"gateway"` otherwise.
     pub mode: &'static str,
+    /// The accept loop's connection cap and header-read timeout. Default:
+    /// the nodes' defaults ([`wsring_http::ServeLimits::default`]).
+    pub limits: wsring_http::ServeLimits,
 }
 
 impl GatewayConfig {
@@ -50,6 +53,7 @@ impl Default for GatewayConfig {
             reroute_wait: Self::reroute_wait_for(MembershipConfig::default().ttl),
             max_body_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             mode: "gateway",
+            limits: wsring_http::ServeLimits::default(),
         }
     }
 }

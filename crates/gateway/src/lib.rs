@@ -98,7 +98,8 @@ pub async fn start(
     });
     tokio::spawn(events::run(Arc::clone(&gateway)));
     let app = router(Arc::clone(&gateway));
-    tokio::spawn(wsring_http::serve(listener, app, stop));
+    let limits = gateway.cfg.limits;
+    tokio::spawn(wsring_http::serve_with(listener, app, stop, limits));
     info!(%addr, routing = gateway.cfg.routing.as_str(), "gateway serving");
     Ok(GatewayHandle { gateway, addr })
 }

@@ -4,7 +4,8 @@
 //!
 //! * [`error`] — [`ApiError`], the JSON error answer
 //!   `{"error":{"code":..,"message":..}}`.
-//! * [`serve`] — the accept loop, which a crash or drain can cut at once.
+//! * [`serve`] — the accept loop, which a crash or drain can cut at once,
+//!   with a connection cap and a header-read timeout.
 //! * [`fallback`] — the JSON 404 and 405 answers for unknown routes.
 //! * [`request`] — query parameters, and JSON bodies with JSON rejections.
 //! * [`peers`] — concurrent GETs to other cluster members, each bounded by a
@@ -24,4 +25,4 @@ pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};
 pub use metrics::prometheus_handle;
 pub use request::{parse_body, query_param, rejection};
-pub use serve::serve;
+pub use serve::{ServeLimits, serve, serve_with};

@@ -84,6 +84,17 @@ pub struct NodeConfig {
     /// read on every catch-up.
     #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION", default_value_t = 256)]
     pub max_rooms_per_session: usize,
+    /// Open connections one process accepts (WebSockets, gateway tunnels and
+    /// HTTP calls alike); one more is answered 503 `unavailable` before any
+    /// upgrade. Keep it below the process's file descriptor limit.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS", default_value_t = wsring_http::serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Time a client gets to send its complete HTTP request head (the
+    /// WebSocket upgrade included); slower or silent connections are
+    /// dropped.
+    #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_HEADER_READ_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub header_read_timeout: Duration,
 }
 
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame
@@ -95,6 +106,14 @@ pub const WRITE_BUFFER_MAX: usize = 256 * 1024;
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
 impl NodeConfig {
+    /// The accept loop's limits.
+    pub fn serve_limits(&self) -> wsring_http::ServeLimits {
+        wsring_http::ServeLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+        }
+    }
+
     /// Defaults for node `id`: the defaults declared on the fields.
     pub fn new(id: impl Into<String>) -> Self {
         static DEFAULTS: OnceLock<NodeConfig> = OnceLock::new();

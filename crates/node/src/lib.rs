@@ -107,10 +107,11 @@ pub async fn start(
             .await?;
         node.broker.subscribe(&Topic::Cluster).await?;
         tokio::spawn(inbound::run(Arc::clone(&node), deps.inbox));
-        tokio::spawn(wsring_http::serve(
+        tokio::spawn(wsring_http::serve_with(
             listener,
             router(Arc::clone(&node)),
             kill.clone(),
+            node.cfg.serve_limits(),
         ));
         tokio::spawn(rebalance::run(Arc::clone(&node)));
         tokio::spawn(stop_when_fenced(Arc::clone(&node)));

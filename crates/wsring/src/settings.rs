@@ -201,6 +201,7 @@ impl Common {
             durable: self.node.durable,
             max_body_bytes: self.node.max_message_bytes,
             reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
+            limits: self.node.serve_limits(),
             mode,
             ..GatewayConfig::default()
         }

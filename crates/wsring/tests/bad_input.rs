@@ -414,3 +414,57 @@ async fn bad_upgrades_and_paths_get_json_errors() {
     }
     healthy.roundtrip("after-bad-upgrades").await;
 }
+
+/// Slowloris and connection floods: silent connections are dropped after the
+/// header-read timeout, connections past the cap get a JSON 503 before any
+/// upgrade, and a healthy client keeps working and gets in again once
+/// slots free up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_time_out_and_the_cap_answers_503() {
+    let (_p, ws, base) = common::procs::dev_process(&[
+        "--nodes",
+        "1",
+        "--max-connections",
+        "6",
+        "--header-read-timeout",
+        "1s",
+    ])
+    .await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut healthy = Client::connect(&ws, "healthy").await;
+    // Open more connections than the gateway's remaining slots at once (the
+    // healthy client holds one; readiness checks may hold a keep-alive one).
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        conns.push(TcpStream::connect(&addr).await.expect("tcp"));
+    }
+    // Refused ones are answered at once; held ones stay silent.
+    let (mut silent, mut refused) = (Vec::new(), Vec::new());
+    for mut tcp in conns {
+        let mut buf = [0u8; 256];
+        match timeout(Duration::from_millis(100), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => refused.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => silent.push(tcp),
+        }
+    }
+    assert!(!refused.is_empty(), "connections past the cap are refused");
+    for r in &refused {
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.contains(r#""code":"unavailable""#), "{r}");
+    }
+    // The silent ones are dropped after the header-read timeout…
+    for mut tcp in silent {
+        let mut buf = [0u8; 64];
+        let r = timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("a silent connection is dropped");
+        assert!(
+            matches!(r, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"),
+            "{r:?}"
+        );
+    }
+    // …the healthy client never noticed, and new clients get in again.
+    healthy.roundtrip("after-slowloris").await;
+    let mut again = Client::connect(&ws, "again").await;
+    again.roundtrip("in-again").await;
+}
