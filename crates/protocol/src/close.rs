@@ -18,3 +18,6 @@ pub const TRY_AGAIN_LATER: u16 = 1013;
 pub const REASON_MOVED: &str = "moved";
 /// Close reason for a session whose outbound queue overflowed.
 pub const REASON_SLOW: &str = "slow consumer";
+/// Close reason (with [`POLICY_VIOLATION`]) for a client flooding pings or
+/// pongs.
+pub const REASON_CONTROL_FLOOD: &str = "too many control frames";

@@ -269,6 +269,14 @@ async fn protocol_violations_get_their_close_codes_and_others_keep_working() {
     r.frame(true, 0x3, b"x", true).await;
     assert_eq!(r.until_end().await, Seen::Close(1002), "reserved opcode");
 
+    // A ping flood from a client that does not read: closed with 1008 long
+    // before its pongs could pile up.
+    let mut r = Raw::connect(&d.addr, "pingflood").await;
+    for _ in 0..80 {
+        r.frame(true, 0x9, &[7u8; 125], true).await;
+    }
+    assert_eq!(r.until_end().await, Seen::Close(1008), "ping flood");
+
     healthy.roundtrip("after-protocol-violations").await;
 }
 

@@ -40,6 +40,12 @@ pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// A session missing this many ping periods (not even a pong) is dropped.
 const IDLE_PERIODS: f32 = 2.5;
 
+/// Pings and pongs a client may send per second, and in a burst. A real
+/// client sends one every few seconds at most; a flood makes tungstenite
+/// queue a pong for each, so past this the session is closed with 1008.
+const CONTROL_FRAMES_PER_SEC: f64 = 10.0;
+const CONTROL_BURST: f64 = 50.0;
+
 /// A session's state together with the socket it writes to.
 pub(super) struct Conn<Si> {
     pub(super) node: Arc<Node>,
@@ -47,6 +53,8 @@ pub(super) struct Conn<Si> {
     sink: Si,
     /// Frames were fed but not flushed yet.
     dirty: bool,
+    /// The client's ping/pong budget.
+    control: wsring_auth::TokenBucket,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -82,6 +90,11 @@ where
         state: SessionState::new(handle.clone()),
         sink,
         dirty: false,
+        control: wsring_auth::TokenBucket::new(
+            CONTROL_FRAMES_PER_SEC,
+            CONTROL_BURST,
+            Instant::now().into_std(),
+        ),
     };
     let end = conn.main(stream, rx, resume).instrument(span.clone()).await;
     span.in_scope(|| debug!(?end, "session ended"));
@@ -304,9 +317,17 @@ where
                     None,
                 )
             }
-            // tungstenite answers pings and close frames itself; after a close
-            // the stream ends on the next read.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => Outcome::none(),
+            // tungstenite answers pings and close frames itself (after a
+            // close the stream ends on the next read); a flood of them is
+            // closed before its pongs pile up.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                if self.control.take(1.0, Instant::now().into_std()) {
+                    Outcome::none()
+                } else {
+                    Outcome::close(close::POLICY_VIOLATION, close::REASON_CONTROL_FLOOD)
+                }
+            }
+            Some(Ok(Message::Close(_))) => Outcome::none(),
             Some(Err(e)) => match e.close() {
                 Some((code, reason)) => Outcome::close(code, reason),
                 None => return Err(End::Gone),

@@ -229,6 +229,35 @@ async fn bad_input_is_answered_and_the_session_goes_on() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_ping_flood_is_closed_with_1008_but_normal_pings_are_fine() {
+    let t = TestNode::start(TestNode::config()).await;
+    // One ping every 200 ms for a minute: well within the budget.
+    let mut calm = Client::connect(&t, "calm", None);
+    let _welcome = calm.frame().await;
+    for _ in 0..300 {
+        calm.send(Ok(Message::Ping(Default::default()))).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    calm.text(r#"{"type":"ping","id":"still"}"#).await;
+    loop {
+        let f = calm.frame().await;
+        if f["id"] == "still" {
+            break;
+        }
+    }
+    // A burst far past it: closed as a policy violation.
+    let mut flood = Client::connect(&t, "flood", None);
+    let _welcome = flood.frame().await;
+    for _ in 0..200 {
+        flood.send(Ok(Message::Ping(vec![0u8; 125].into()))).await;
+    }
+    assert_eq!(
+        flood.close_frame().await,
+        (1008, "too many control frames".to_owned())
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_room_cap_is_answered_in_band() {
     let mut cfg = TestNode::config();
     cfg.max_rooms_per_session = 1;
