@@ -55,6 +55,8 @@ pub struct Node {
     /// Set once the node is on the ring; rebalancing waits for it.
     pub(crate) joined: AtomicBool,
     pub(crate) http: reqwest::Client,
+    /// Who may connect and call the API.
+    pub(crate) security: Arc<wsring_auth::Security>,
     next_session: AtomicU64,
 }
 
@@ -72,6 +74,7 @@ impl Node {
         membership: Arc<Membership>,
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
+        security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, reqwest::Error> {
         // Peer calls (presence fan-out) must never hang a request: build the
@@ -94,6 +97,7 @@ impl Node {
             leaving: AtomicBool::new(false),
             joined: AtomicBool::new(false),
             http,
+            security,
             next_session: AtomicU64::new(0),
         })
     }
@@ -466,6 +470,7 @@ pub(crate) mod testing {
                     membership,
                     Arc::clone(&broker) as _,
                     streams,
+                    Arc::new(wsring_auth::Security::open()),
                     kill,
                 )
                 .expect("http client"),

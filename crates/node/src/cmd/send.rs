@@ -2,7 +2,7 @@
 //! of a user, wherever the cluster holds them.
 
 use serde_json::value::RawValue;
-use wsring_protocol::MsgId;
+use wsring_protocol::{ErrorCode, MsgId};
 
 use super::{Outcome, answer, dedup_key};
 use crate::node::Node;
@@ -18,6 +18,10 @@ pub(crate) struct Send {
 
 impl Send {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        if !s.may_send {
+            let msg = "this connection's token does not allow direct sends";
+            return Outcome::error(ErrorCode::Forbidden, msg, self.id.as_ref());
+        }
         let key = dedup_key(s, self.id.as_ref());
         let from = s.handle.user.clone();
         let result = node
@@ -58,6 +62,24 @@ mod tests {
         // Without an id there is nothing to acknowledge.
         let o = send("bob", "2", None).apply(&mut alice, &t.node).await;
         assert_eq!(o, Outcome::none());
+    }
+
+    #[tokio::test]
+    async fn a_receive_only_token_cannot_send() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut alice = t
+            .state("alice")
+            .with_grants(wsring_auth::RoomPolicy::All, false);
+        let (_b, mut rx) = t.session("bob");
+        let o = send("bob", "1", Some(MsgId::Int(3)))
+            .apply(&mut alice, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("forbidden"), &json!(3))
+        );
+        assert!(rx.try_recv().is_err(), "nothing was delivered");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span};
+use wsring_auth::Identity;
 use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, ServerFrame, close};
 
@@ -69,7 +70,7 @@ pub(super) async fn serve<Si, St>(
     node: Arc<Node>,
     sink: Si,
     stream: St,
-    user: String,
+    identity: Identity,
     resume: Option<Resume>,
 ) -> End
 where
@@ -77,6 +78,7 @@ where
     St: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
     let (tx, rx) = mpsc::channel(node.cfg.session_queue);
+    let Identity { user, rooms, send } = identity;
     let handle = SessionHandle::new(
         node.new_session_id(),
         user.into(),
@@ -87,7 +89,7 @@ where
     node.table.insert(handle.clone());
     let mut conn = Conn {
         node: Arc::clone(&node),
-        state: SessionState::new(handle.clone()),
+        state: SessionState::new(handle.clone()).with_grants(rooms, send),
         sink,
         dirty: false,
         control: wsring_auth::TokenBucket::new(

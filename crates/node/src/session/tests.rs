@@ -50,7 +50,7 @@ impl Client {
             Arc::clone(&t.node),
             sink,
             server_rx,
-            user.to_owned(),
+            wsring_auth::Identity::unrestricted(user),
             resume,
         ));
         Client { tx, rx, task }

@@ -57,9 +57,21 @@ impl Proc {
 
     /// Starts `wsring <args>` and waits for the first stdout line containing
     /// `needle`.
+    ///
+    /// A `node` or `gateway` given no authentication setting runs with
+    /// `--insecure-no-auth`: these tests are about routing, and the ones
+    /// about authentication pass their keys.
     pub async fn start_until(args: &[&str], needle: &str) -> Proc {
+        let mut args = args.to_vec();
+        let role = args.first().copied().unwrap_or_default();
+        let chose = args
+            .iter()
+            .any(|a| a.starts_with("--jwt-") || a.starts_with("--insecure-no-auth"));
+        if (role == "node" || role == "gateway") && !chose {
+            args.push("--insecure-no-auth");
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
-            .args(args)
+            .args(&args)
             .env(
                 "RUST_LOG",
                 std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into()),
