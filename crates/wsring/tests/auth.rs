@@ -333,3 +333,38 @@ async fn dev_stays_open_by_default_and_says_so() {
         .expect("POST");
     assert_eq!(r.status(), 415);
 }
+
+#[tokio::test]
+async fn live_feeds_are_capped() {
+    let (_dev, _ws, base) = dev_process(&["--nodes", "1"]).await;
+    let http = reqwest::Client::new();
+    let mut open = Vec::new();
+    for _ in 0..wsring_gateway::events::MAX_FEED_CLIENTS {
+        let r = http
+            .get(format!("{base}/api/events"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let r = http
+        .get(format!("{base}/api/events"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "unavailable");
+    // A feed that ends frees its slot.
+    drop(open.pop());
+    common::wait_until("a freed feed slot", || async {
+        let r = http
+            .get(format!("{base}/api/events"))
+            .send()
+            .await
+            .expect("GET");
+        r.status() == 200
+    })
+    .await;
+}
