@@ -368,3 +368,47 @@ async fn live_feeds_are_capped() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn idempotency_ids_are_scoped_by_api_key_and_a_reuse_with_other_content_is_409() {
+    let (_dev, ws, base) = dev_process(&[
+        "--nodes",
+        "1",
+        "--durable",
+        "--api-key",
+        "key-a",
+        "--api-key",
+        "key-b",
+    ])
+    .await;
+    let mut bob = Client::try_connect(&format!("{ws}?user=bob"))
+        .await
+        .expect("bob");
+    let http = reqwest::Client::new();
+    let send = |key: &'static str, data: &'static str| {
+        http.post(format!("{base}/api/send"))
+            .bearer_auth(key)
+            .json(&json!({"to":"bob","data":data,"id":"invoice-42"}))
+            .send()
+    };
+    // A holder of key A cannot claim the id key B's caller will use.
+    let r = send("key-a", "EVIL").await.expect("POST");
+    assert_eq!(r.status(), 202);
+    let r = send("key-b", "pay 10").await.expect("POST");
+    assert_eq!(r.status(), 202);
+    let got = [bob.next_non_ack().await, bob.next_non_ack().await];
+    assert_eq!(
+        got.iter().map(|m| m["data"].clone()).collect::<Vec<_>>(),
+        vec![json!("EVIL"), json!("pay 10")]
+    );
+    // A retry is deduplicated; the same id with other content is a conflict.
+    let r = send("key-b", "pay 10").await.expect("POST");
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["seq"], 2, "the original position: {v}");
+    let r = send("key-b", "pay 9999").await.expect("POST");
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "conflict");
+    bob.roundtrip("after").await;
+}

@@ -51,6 +51,20 @@ pub(crate) fn routes(security: Arc<Security>) -> Router<Arc<Node>> {
         .route("/metrics", get(metrics::handle))
 }
 
+/// The idempotency key of an API write: the id, scoped by the API key that
+/// made the call (`-` when the API is open), so one caller cannot claim, and
+/// poison, another's ids.
+fn dedup_key(node: &Node, headers: &axum::http::HeaderMap, id: &str) -> String {
+    let auth = wsring_http::header_str(headers, axum::http::header::AUTHORIZATION);
+    let scope = match node.security.api_call(auth) {
+        Ok(Some(key)) => key.0,
+        // The guard already refused a call without a valid key when one is
+        // needed: what is left is the open API.
+        _ => "-".to_owned(),
+    };
+    format!("api/{scope}/{id}")
+}
+
 /// The answer for a `user` query that cannot be served: 400 for the
 /// caller's mistakes, 503 when no node is up.
 fn query_error(e: QueryError) -> ApiError {

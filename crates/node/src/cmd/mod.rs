@@ -153,6 +153,7 @@ pub(crate) fn request_id(text: &str) -> Option<MsgId> {
 fn answer(result: Result<Accepted, RouteError>, id: Option<&MsgId>) -> Outcome {
     match result {
         Ok(_) => Outcome::ack(id),
+        Err(e @ RouteError::Conflict) => Outcome::error(ErrorCode::Conflict, &e.to_string(), id),
         Err(e) => Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
     }
 }

@@ -108,6 +108,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reused_id_with_a_different_message_is_a_conflict() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut alice = t.state("alice");
+        let (_b, mut rx) = t.session("bob");
+        let o = send("bob", r#""pay 10""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":"inv-42"}));
+        TestNode::next_message(&mut rx).await;
+        let o = send("bob", r#""pay 9999""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut alice, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("conflict"), &json!("inv-42"))
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "the conflicting message is not sent"
+        );
+        // Another sender's ids are its own.
+        let mut carol = t.state("carol");
+        let o = send("bob", r#""pay 9999""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut carol, &t.node)
+            .await;
+        assert_eq!(reply(&o)["type"], "ack");
+        assert_eq!(
+            t.head(&wsring_cluster::StreamName::User("bob".into()))
+                .await,
+            2
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_hand_off_is_an_error_not_an_ack() {
         let t = TestNode::start(TestNode::durable_config()).await;
         let mut alice = t.state("alice");
