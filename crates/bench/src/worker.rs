@@ -269,6 +269,9 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
             .replacen("ws://", "http://", 1)
             .trim_end_matches("/ws")
             .to_owned();
+        // reqwest is built without a TLS provider of its own; the bench
+        // calls plain http:// only, but the client still needs one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
         let mut next = start;
         while next < end {

@@ -32,6 +32,10 @@ pub struct GatewayConfig {
     /// The accept loop's connection cap and header-read timeout. Default:
     /// the nodes' defaults ([`wsring_http::ServeLimits::default`]).
     pub limits: wsring_http::ServeLimits,
+    /// TLS for the listener and for tunnels and calls to `wss://` nodes.
+    /// Default: none (plain `ws://`; `wss://` nodes verified against the
+    /// system roots).
+    pub tls: wsring_http::tls::TlsFiles,
 }
 
 impl GatewayConfig {
@@ -54,6 +58,7 @@ impl Default for GatewayConfig {
             max_body_bytes: wsring_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             mode: "gateway",
             limits: wsring_http::ServeLimits::default(),
+            tls: wsring_http::tls::TlsFiles::default(),
         }
     }
 }

@@ -121,7 +121,9 @@ mod tests {
         let server = tokio::spawn(async move {
             axum::serve(listener, routes::<()>()).await.expect("serve");
         });
-        let http = reqwest::Client::new();
+        let http = wsring_http::tls::ClientTls::new(None)
+            .and_then(|t| t.http_client(std::time::Duration::from_secs(10)))
+            .expect("client");
         for a in ASSETS {
             let resp = http
                 .get(format!("http://{addr}{}", a.path))

@@ -53,6 +53,8 @@ pub struct Gateway {
     pub(crate) stop: CancellationToken,
     /// Who may connect and call the API.
     pub(crate) security: Arc<wsring_auth::Security>,
+    /// TLS for tunnels to `wss://` nodes.
+    pub(crate) tls: tokio_rustls::TlsConnector,
 }
 
 /// A running gateway.
@@ -88,10 +90,11 @@ pub async fn start(
     let _ = wsring_http::prometheus_handle();
     // Forwarded API calls must never hang: build the client with its timeout
     // or refuse to start (a default client would have none).
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()
+    let client_tls = cfg.tls.client().map_err(std::io::Error::other)?;
+    let http = client_tls
+        .http_client(std::time::Duration::from_secs(5))
         .map_err(std::io::Error::other)?;
+    let acceptor = cfg.tls.acceptor().map_err(std::io::Error::other)?;
     let gateway = Arc::new(Gateway {
         cfg,
         membership,
@@ -101,11 +104,14 @@ pub async fn start(
         events: events::Events::default(),
         stop: stop.clone(),
         security,
+        tls: client_tls.connector(),
     });
     tokio::spawn(events::run(Arc::clone(&gateway)));
     let app = router(Arc::clone(&gateway));
     let limits = gateway.cfg.limits;
-    tokio::spawn(wsring_http::serve_with(listener, app, stop, limits));
+    tokio::spawn(wsring_http::serve_with(
+        listener, app, stop, limits, acceptor,
+    ));
     info!(%addr, routing = gateway.cfg.routing.as_str(), "gateway serving");
     Ok(GatewayHandle { gateway, addr })
 }

@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{debug, warn};
 use wsring_cluster::{MemberState, View};
 use wsring_http::ApiError;
@@ -126,6 +127,23 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
     retry_later(ApiError::unavailable("routing did not converge"))
 }
 
+/// An HTTP/1.1 client connection over `io`, driven in the background until
+/// the upgraded tunnel (or a refused request) is done.
+async fn handshake<I>(
+    io: I,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
 /// A 503 with a jittered `retry_after_ms` hint, so refused clients do not
 /// come back in lockstep.
 fn retry_later(e: ApiError) -> Response<Body> {
@@ -209,13 +227,20 @@ async fn forward(
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        // Ends when the upgraded tunnel (or a refused request) is done.
-        let _ = conn.with_upgrades().await;
-    });
+    let mut sender = if uri.scheme_str() == Some("wss") {
+        // A TLS node: verified against the system roots and --tls-ca, by
+        // the host name (or IP address) it advertises.
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("node URL {node_url:?}: {e}"))?;
+        let stream = tokio::time::timeout(limit, gw.tls.connect(name, tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS: {e}"))?;
+        handshake(TokioIo::new(stream)).await?
+    } else {
+        handshake(TokioIo::new(tcp)).await?
+    };
     let mut out = Request::builder()
         .method(req.method.clone())
         .uri(path_and_query)

@@ -12,6 +12,7 @@
 //!   timeout (the transport of presence queries).
 //! * [`metrics`] — the process-wide Prometheus exporter handle.
 //! * [`guard`] — API keys, JSON-only bodies and CORS, as middleware.
+//! * [`tls`] — TLS on listeners, and for connections to other processes.
 //!
 //! Nothing here knows about sessions, membership or backends.
 
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod peers;
 pub mod request;
 pub mod serve;
+pub mod tls;
 
 pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};

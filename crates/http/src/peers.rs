@@ -61,7 +61,9 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let silent_url = format!("http://{}/x", silent.local_addr().expect("addr"));
 
-        let http = reqwest::Client::new();
+        let http = crate::tls::ClientTls::new(None)
+            .and_then(|t| t.http_client(Duration::from_secs(5)))
+            .expect("client");
         let targets = vec![
             ("a".to_string(), format!("{base}/ok")),
             ("b".to_string(), format!("{base}/err")),

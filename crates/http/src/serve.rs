@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::warn;
@@ -55,7 +56,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `stop` fires, with the default limits.
 pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
-    serve_with(listener, app, stop, ServeLimits::default()).await
+    serve_with(listener, app, stop, ServeLimits::default(), None).await
 }
 
 /// Serves `app` on `listener` until `stop` fires.
@@ -64,6 +65,7 @@ pub async fn serve_with(
     app: Router,
     stop: CancellationToken,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut accept_errors = ErrorLog::default();
@@ -96,15 +98,37 @@ pub async fn serve_with(
                 app.clone().oneshot(req)
             });
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // The slot is held until the connection (and any WebSocket it
             // upgraded to) ends.
             let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let conn = async {
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(TokioIo::new(tcp), svc)
+                            .with_upgrades()
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        // The handshake counts against the header-read
+                        // timeout: a silent TLS client is a slowloris too.
+                        let shaken =
+                            tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp))
+                                .await;
+                        if let Ok(Ok(stream)) = shaken {
+                            let _ = http
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await;
+                        }
+                    }
+                }
+            };
             tokio::select! {
                 _ = conn => {}
                 _ = stop.cancelled() => {}
@@ -171,7 +195,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let app = Router::new().route("/", get(|| async { "hi" }));
-        tokio::spawn(serve_with(listener, app, stop.clone(), limits));
+        tokio::spawn(serve_with(listener, app, stop.clone(), limits, None));
         (addr, stop)
     }
 

@@ -4,6 +4,7 @@
 //! attributes on the fields, which also hold the defaults.
 
 use serde::Serialize;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -116,6 +117,20 @@ pub struct NodeConfig {
     #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_HEADER_READ_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub header_read_timeout: Duration,
+    /// PEM certificate chain for this process's listener (with tls_key):
+    /// clients then connect with wss:// and https://. Unset: plain ws://.
+    #[arg(long, env = "WSRING_TLS_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls_cert.
+    #[arg(long, env = "WSRING_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted, besides the system's, for wss:// and
+    /// https:// connections to other nodes (a private CA).
+    #[arg(long, env = "WSRING_TLS_CA", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame
@@ -136,6 +151,15 @@ impl NodeConfig {
             bytes_per_sec: bytes,
             byte_burst: (bytes * 4.0).max(self.max_message_bytes as f64 * 2.0),
             max_strikes: self.client_rate_strikes,
+        }
+    }
+
+    /// The TLS files.
+    pub fn tls_files(&self) -> wsring_http::tls::TlsFiles {
+        wsring_http::tls::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
         }
     }
 

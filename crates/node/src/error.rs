@@ -24,6 +24,9 @@ pub enum NodeError {
     /// request timeout, so the node refuses to start instead.
     #[error("http client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    /// A TLS certificate, key or CA file could not be used.
+    #[error(transparent)]
+    Tls(#[from] wsring_http::tls::TlsError),
 }
 
 /// Why a message was not accepted. Nothing was acknowledged; retrying with the

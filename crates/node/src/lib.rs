@@ -88,10 +88,12 @@ pub async fn start(
     // Install the metrics recorder before anything records.
     let _ = wsring_http::prometheus_handle();
     let addr = listener.local_addr()?;
+    let tls = cfg.tls_files().acceptor()?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
     let url = cfg
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("ws://{addr}/ws"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}/ws"));
     let streams = if cfg.durable { deps.streams } else { None };
     let kill = deps.kill;
     let node = Arc::new(Node::new(
@@ -116,6 +118,7 @@ pub async fn start(
             router(Arc::clone(&node)),
             kill.clone(),
             node.cfg.serve_limits(),
+            tls,
         ));
         tokio::spawn(rebalance::run(Arc::clone(&node)));
         tokio::spawn(stop_when_fenced(Arc::clone(&node)));

@@ -101,12 +101,14 @@ impl Node {
         streams: Option<Arc<dyn StreamStore>>,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
-    ) -> Result<Node, reqwest::Error> {
+    ) -> Result<Node, wsring_http::tls::TlsError> {
         // Peer calls (presence fan-out) must never hang a request: build the
-        // client with its timeout or fail start-up.
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(3))
-            .build()?;
+        // client with its timeout or fail start-up. It reaches `https://`
+        // peers through the configured CA.
+        let http = cfg
+            .tls_files()
+            .client()?
+            .http_client(std::time::Duration::from_secs(3))?;
         let table = Arc::new(SessionTable::default());
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
         Ok(Node {

@@ -356,12 +356,22 @@ impl DevCluster {
 
     /// The gateway's `/ws` URL.
     pub fn gateway_url(&self) -> String {
-        format!("ws://{}/ws", self.gateway.addr())
+        let scheme = if self.common.node.tls_cert.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", self.gateway.addr())
     }
 
     /// The gateway's HTTP base URL (API and dashboard).
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.gateway.addr())
+        let scheme = if self.common.node.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.gateway.addr())
     }
 
     /// Stops everything: in-process sessions get 1001 and nodes deregister;

@@ -90,16 +90,18 @@ async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {}", bind_reason(&e, "--listen")))
 }
 
-/// The default advertised URL for a bound address: refuse wildcard
-/// addresses, which other machines cannot dial.
-fn default_advertise(addr: SocketAddr) -> anyhow::Result<String> {
+/// The default advertised URL for a bound address (`wss://` when the
+/// listener speaks TLS): refuse wildcard addresses, which other machines
+/// cannot dial.
+fn default_advertise(addr: SocketAddr, tls: bool) -> anyhow::Result<String> {
     if addr.ip().is_unspecified() {
         anyhow::bail!(
             "--advertise is required when listening on {} (other processes cannot dial a wildcard address)",
             addr.ip()
         );
     }
-    Ok(format!("ws://{addr}/ws"))
+    let scheme = if tls { "wss" } else { "ws" };
+    Ok(format!("{scheme}://{addr}/ws"))
 }
 
 /// The authentication a `node` or `gateway` runs with. Without a key it
@@ -158,7 +160,10 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let mut cfg = common.node_config(&id);
     cfg.advertise = match args.advertise {
         Some(url) => Some(url),
-        None => Some(default_advertise(listener.local_addr()?)?),
+        None => Some(default_advertise(
+            listener.local_addr()?,
+            common.node.tls_cert.is_some(),
+        )?),
     };
     let kill = CancellationToken::new();
     let membership = Membership::start(registry, common.membership(), kill.clone())

@@ -207,6 +207,7 @@ impl Common {
             max_body_bytes: self.node.max_message_bytes,
             reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
             limits: self.node.serve_limits(),
+            tls: self.node.tls_files(),
             mode,
             ..GatewayConfig::default()
         }

@@ -30,7 +30,9 @@ async fn secured() -> (common::procs::Proc, String, String) {
 
 /// A GET's JSON body.
 async fn get_json(url: &str) -> Value {
-    reqwest::get(url)
+    common::http()
+        .get(url)
+        .send()
         .await
         .expect("GET")
         .json()
@@ -167,7 +169,7 @@ async fn rooms_and_send_claims_limit_what_a_session_may_do() {
 #[tokio::test]
 async fn the_api_needs_its_key_and_json_and_answers_cors_only_for_allowed_origins() {
     let (_dev, ws, base) = secured().await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let send = json!({"to":"erin","data":{"n":1}}).to_string();
     let post = |path: &str, key: Option<&str>, ct: &str| {
         let mut r = http
@@ -324,7 +326,7 @@ async fn dev_stays_open_by_default_and_says_so() {
         json!({"connect":"none","api_key":false,"insecure":false,"origins":false})
     );
     // No key configured: the API is open, but still JSON only.
-    let r = reqwest::Client::new()
+    let r = common::http()
         .post(format!("{base}/api/send"))
         .header(header::CONTENT_TYPE, "text/plain")
         .body(r#"{"to":"zoe","data":1}"#)
@@ -337,7 +339,7 @@ async fn dev_stays_open_by_default_and_says_so() {
 #[tokio::test]
 async fn live_feeds_are_capped() {
     let (_dev, _ws, base) = dev_process(&["--nodes", "1"]).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let mut open = Vec::new();
     for _ in 0..wsring_gateway::events::MAX_FEED_CLIENTS {
         let r = http
@@ -384,7 +386,7 @@ async fn idempotency_ids_are_scoped_by_api_key_and_a_reuse_with_other_content_is
     let mut bob = Client::try_connect(&format!("{ws}?user=bob"))
         .await
         .expect("bob");
-    let http = reqwest::Client::new();
+    let http = common::http();
     let send = |key: &'static str, data: &'static str| {
         http.post(format!("{base}/api/send"))
             .bearer_auth(key)

@@ -432,7 +432,7 @@ async fn bad_connects_and_api_calls_get_json_errors() {
         assert!(body["error"]["code"].is_string(), "{body}");
         assert!(body["error"]["message"].is_string(), "{body}");
     }
-    let r = reqwest::Client::new()
+    let r = common::http()
         .put(format!("{}/api/send", c.http_url()))
         .send()
         .await
@@ -532,7 +532,9 @@ async fn prometheus_metrics_are_exported() {
     cl.roundtrip("count-me").await;
     let n1 = c.memory().expect("memory").handles().await["n1"].addr();
     let text = |url: String| async move {
-        reqwest::get(url)
+        common::http()
+            .get(url)
+            .send()
             .await
             .expect("GET /metrics")
             .text()

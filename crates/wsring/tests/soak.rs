@@ -89,7 +89,9 @@ async fn dev_process() -> Cluster {
 
 /// Every `wsring_backend_reconnects_total` series on `url`, with its value.
 async fn reconnect_series(url: &str) -> Vec<(String, f64)> {
-    let body = reqwest::get(url)
+    let body = common::http()
+        .get(url)
+        .send()
         .await
         .expect("metrics")
         .text()

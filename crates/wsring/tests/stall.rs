@@ -160,7 +160,9 @@ async fn a_stalled_reader_is_closed_and_costs_nothing_else() {
                 tokio::time::Instant::now() < deadline,
                 "the stalled member was never closed as a slow consumer"
             );
-            let body = reqwest::get(&metrics)
+            let body = common::http()
+                .get(&metrics)
+                .send()
                 .await
                 .expect("metrics")
                 .text()

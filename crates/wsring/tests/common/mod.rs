@@ -49,6 +49,19 @@ pub fn token_with(secret: &str, user: &str, extra: Value) -> String {
     .expect("token encodes")
 }
 
+/// An HTTP client for the tests (reqwest is built with a TLS provider
+/// passed per client, as the servers do; `http://` and `https://` alike).
+pub fn http() -> reqwest::Client {
+    http_trusting(None)
+}
+
+/// [`http`] that also trusts the CA certificate in `ca` (PEM).
+pub fn http_trusting(ca: Option<&std::path::Path>) -> reqwest::Client {
+    wsring_http::tls::ClientTls::new(ca)
+        .and_then(|t| t.http_client(Duration::from_secs(30)))
+        .expect("HTTP client")
+}
+
 /// A plain connect token for `user` under [`TEST_JWT_SECRET`].
 pub fn token(user: &str) -> String {
     token_with(TEST_JWT_SECRET, user, json!({}))
@@ -101,7 +114,7 @@ impl Api {
     pub fn new(base: impl Into<String>) -> Api {
         Api {
             base: base.into(),
-            http: reqwest::Client::new(),
+            http: http(),
         }
     }
 

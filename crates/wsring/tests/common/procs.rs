@@ -47,7 +47,8 @@ pub async fn dev_process(args: &[&str]) -> (Proc, String, String) {
         .expect("gateway url")
         .to_owned();
     let base = ws
-        .replace("ws://", "http://")
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1)
         .trim_end_matches("/ws")
         .to_owned();
     (p, ws, base)
