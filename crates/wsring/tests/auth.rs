@@ -91,6 +91,10 @@ async fn connect_tokens_are_required_at_the_gateway_and_at_every_node() {
         b64(json!({"alg":"none","typ":"JWT"})),
         b64(json!({"sub":"alice","exp": now() + 60}))
     );
+    // A healthy client on the same cluster throughout.
+    let mut healthy = Client::try_connect(&format!("{}?token={}", endpoints[0], token("healthy")))
+        .await
+        .expect("healthy client");
     for url in &endpoints {
         for bad in [
             format!("{url}?user=alice"),
@@ -103,6 +107,15 @@ async fn connect_tokens_are_required_at_the_gateway_and_at_every_node() {
             refused(&bad, 401, "unauthorized").await;
         }
     }
+    // A token whose `sub` is not a valid user id (too long) is refused too.
+    let oversized = token(&"u".repeat(200));
+    refused(
+        &format!("{}?token={oversized}", endpoints[0]),
+        401,
+        "unauthorized",
+    )
+    .await;
+    healthy.roundtrip("still-served").await;
     // A valid token names the user, whatever `user` says; through the
     // gateway it is routed by `sub`.
     let t = token("alice");
