@@ -38,6 +38,8 @@ try {
     await waitFor("3 node rows from the open views", rows, (r) => r.length === 3);
     const label = await page.textContent('[data-testid="feed-status"] .feed-label');
     assert(label.includes("locked"), `feed says locked: ${label}`);
+    // Tokens are required, so the simulator (which connects with ?user=) is off.
+    await waitFor("the simulator disabled", () => page.isDisabled('[data-testid="add-clients-1"]'));
   });
 
   await steps.run("2. with the key the feed goes live and the controls work", async () => {

@@ -16,6 +16,13 @@ export function renderInfo(info) {
   $("routing").textContent = `routing ${info.routing}`;
   $("durable").textContent = info.durable ? "durable" : "not durable";
   $("version").textContent = `wsring ${info.version}`;
+  // With connect tokens required, the simulator's `?user=` clients would
+  // only be refused (401): its buttons say why instead.
+  const tokens = info.auth?.connect === "jwt";
+  for (const b of document.querySelectorAll('[data-testid^="add-clients-"]')) {
+    b.disabled = tokens;
+    b.title = tokens ? "This cluster requires connect tokens; the simulator cannot sign them" : "";
+  }
   const add = $("add-node");
   add.disabled = !info.launcher;
   add.title = info.launcher
