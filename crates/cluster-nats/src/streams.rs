@@ -199,6 +199,9 @@ impl NatsStreams {
                 {
                     Ok(None)
                 }
+                // `Other` is a failed request: a timeout or no responder,
+                // as while a replicated stream elects a new leader.
+                LastRawMessageErrorKind::Other => Err(fail(&self.client, what, true, e)),
                 _ => Err(fail(&self.client, what, false, e)),
             },
         }

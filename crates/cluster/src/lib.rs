@@ -26,7 +26,8 @@
 //! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
-//!   and `fault`, a TCP proxy that cuts connections on demand.
+//!   and `fault`, a TCP proxy that cuts connections on demand; `local_clusters`,
+//!   SIGKILL and recovery on the local clusters of `scripts/test-clusters`.
 
 pub mod backoff;
 pub mod broker;
@@ -36,6 +37,8 @@ pub mod error;
 #[cfg(feature = "conformance")]
 pub mod fault;
 pub mod link;
+#[cfg(feature = "conformance")]
+pub mod local_clusters;
 pub mod membership;
 pub mod memory;
 pub mod registry;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Where the tests expect nats-server with JetStream.
+#[allow(dead_code)] // shared plumbing: not every test file uses the server
 pub const SERVER: &str = "127.0.0.1:4222";
 
 /// Where the tests expect the 3-server NATS cluster (`scripts/test-clusters
@@ -66,6 +67,7 @@ impl Server {
     }
 
     /// Remembers `ns` for clean-up.
+    #[allow(dead_code)] // shared plumbing: not every test file uses it
     pub fn track(&self, ns: &str) {
         let mut spaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         if !spaces.iter().any(|s| s == ns) {
@@ -123,6 +125,7 @@ impl Drop for Server {
 /// The server, or `None` (after [`skip_or_fail`]) when it is not reachable.
 ///
 /// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+#[allow(dead_code)] // shared plumbing: not every test file uses the server
 pub async fn server() -> Option<Server> {
     let addr = match SERVER.to_socket_addrs().ok().and_then(|mut a| a.next()) {
         Some(a) => a,
