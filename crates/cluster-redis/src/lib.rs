@@ -14,11 +14,17 @@
 //! namespace, and keys carry a `{…}` hash tag so that each script touches a
 //! single cluster slot.
 //!
-//! Every connection announces itself with `CLIENT SETINFO LIB-NAME
+//! A `redis-cluster://host:port,host:port,…` URL selects Redis Cluster mode
+//! for all three (see [`cluster`] for where each key and channel lives, and
+//! [`cluster_broker`] for the broker on sharded pub/sub).
+//!
+//! Every single-server connection announces itself with `CLIENT SETINFO LIB-NAME
 //! wsring:<namespace>:<node>:<role>`, so `CLIENT LIST` shows which node owns
 //! which connection (and tests can `CLIENT KILL` exactly one).
 
 pub mod broker;
+pub mod cluster;
+pub mod cluster_broker;
 pub mod keys;
 pub mod registry;
 pub mod streams;
@@ -40,6 +46,17 @@ pub async fn connect_registry(
     _ttl: Duration,
 ) -> Result<Arc<dyn Registry>, ClusterError> {
     let keys = Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        let seeds = cluster::parse(url)?;
+        let at = seeds.display();
+        let conn = Conn::connect_cluster(&seeds, "registry")
+            .await
+            .map_err(|e| at_url(&at, e))?;
+        let watch = registry::WatchSource::Cluster(seeds);
+        return Ok(Arc::new(registry::RedisRegistry::with_conn(
+            conn, watch, keys,
+        )));
+    }
     let client = open(url, namespace, "registry", "registry")?;
     let at = shown_url(&client);
     Ok(Arc::new(
@@ -56,6 +73,13 @@ pub async fn connect_broker(
     node: &str,
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
     let keys = Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        let seeds = cluster::parse(url)?;
+        let at = seeds.display();
+        return cluster_broker::ClusterBroker::connect(&seeds, keys)
+            .await
+            .map_err(|e| at_url(&at, e));
+    }
     let client = open(url, namespace, node, "broker")?;
     let at = shown_url(&client);
     let (b, inbox) = broker::RedisBroker::connect(client, keys)
@@ -71,6 +95,16 @@ pub async fn connect_streams(
     retention: Retention,
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
     let keys = Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        let seeds = cluster::parse(url)?;
+        let at = seeds.display();
+        let conn = Conn::connect_cluster(&seeds, "streams")
+            .await
+            .map_err(|e| at_url(&at, e))?;
+        return Ok(Arc::new(streams::RedisStreams::with_conn(
+            conn, keys, retention,
+        )));
+    }
     let client = open(url, namespace, "streams", "streams")?;
     let at = shown_url(&client);
     Ok(Arc::new(
@@ -94,7 +128,7 @@ fn open(url: &str, namespace: &str, who: &str, role: &str) -> Result<redis::Clie
         || url.starts_with("unix://"))
     {
         return Err(invalid(
-            "expected redis://host:port[/db] or rediss://host:port[/db] (TLS)".into(),
+            "expected redis://host:port[/db], rediss://host:port[/db] (TLS) or redis-cluster://host:port,host:port,... (Redis Cluster)".into(),
         ));
     }
     let parsed = wsring_cluster::tls::BackendUrl::parse(url);
@@ -171,9 +205,23 @@ fn at_url(url: &str, e: ClusterError) -> ClusterError {
     }
 }
 
-/// Classifies a Redis error: connection-level problems are transient.
+/// Classifies a Redis error: connection-level problems are transient, and so
+/// are a Redis Cluster's own (a slot without a primary during a failover, a
+/// redirection the client could not follow in time, no connection to the
+/// slot's owner yet).
 pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    let cluster_transient = e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+        );
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || cluster_transient
+    {
         ClusterError::unavailable(e)
     } else {
         ClusterError::backend(e)
@@ -184,12 +232,54 @@ pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
 /// the connection manager's own reconnect attempt.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A connection to one Redis server or to a Redis Cluster: both reconnect by
+/// themselves, and the cluster one routes each command to the owner of its
+/// key's slot, following redirections and failovers.
+#[derive(Clone)]
+pub(crate) enum AnyConn {
+    /// One server.
+    Single(redis::aio::ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for AnyConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_command(cmd),
+            AnyConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConn::Single(c) => c.get_db(),
+            AnyConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A multiplexed, auto-reconnecting connection of one role, with its
 /// [`Link`]: every command through it is bounded by [`OP_TIMEOUT`] and its
 /// connection-level failures count as reconnects.
 #[derive(Clone)]
 pub(crate) struct Conn {
-    manager: redis::aio::ConnectionManager,
+    manager: AnyConn,
     link: Arc<Link>,
 }
 
@@ -206,7 +296,21 @@ impl Conn {
         )
         .await?;
         Ok(Conn {
-            manager,
+            manager: AnyConn::Single(manager),
+            link: Arc::new(Link::new("redis", kind)),
+        })
+    }
+
+    /// Connects to a Redis Cluster through `seeds`, failing fast if none
+    /// answers.
+    pub(crate) async fn connect_cluster(
+        seeds: &cluster::Seeds,
+        kind: &'static str,
+    ) -> Result<Conn, ClusterError> {
+        let client = cluster::client(seeds, None)?;
+        let conn = at_startup(kind, client.get_async_connection()).await?;
+        Ok(Conn {
+            manager: AnyConn::Cluster(conn),
             link: Arc::new(Link::new("redis", kind)),
         })
     }
@@ -215,7 +319,7 @@ impl Conn {
     pub(crate) async fn call<T, F>(
         &self,
         what: &str,
-        op: impl FnOnce(redis::aio::ConnectionManager) -> F,
+        op: impl FnOnce(AnyConn) -> F,
     ) -> Result<T, ClusterError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
@@ -248,6 +352,9 @@ pub(crate) async fn at_startup<T>(
 /// deleted.
 pub async fn purge_namespace(url: &str, namespace: &str) -> Result<u64, ClusterError> {
     Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        return purge_cluster_namespace(&cluster::parse(url)?, namespace).await;
+    }
     let client = open(url, namespace, "admin", "purge")?;
     let mut conn = at_startup("purge", client.get_multiplexed_async_connection()).await?;
     let mut deleted = 0u64;
@@ -275,6 +382,69 @@ pub async fn purge_namespace(url: &str, namespace: &str) -> Result<u64, ClusterE
                 break;
             }
             cursor = next;
+        }
+    }
+    Ok(deleted)
+}
+
+/// [`purge_namespace`] on a Redis Cluster: `SCAN` runs on each primary in
+/// turn (a cursor belongs to one node), and keys are unlinked one by one,
+/// since they live in different slots.
+async fn purge_cluster_namespace(
+    seeds: &cluster::Seeds,
+    namespace: &str,
+) -> Result<u64, ClusterError> {
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+    let client = cluster::client(seeds, None)?;
+    let mut conn = at_startup("purge", client.get_async_connection()).await?;
+    let nodes: String = at_startup(
+        "purge",
+        redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn),
+    )
+    .await?;
+    let primaries: Vec<(String, u16)> = nodes
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let addr = f.nth(1)?;
+            let flags = f.next()?;
+            if !flags.split(',').any(|x| x == "master") || flags.contains("fail") {
+                return None;
+            }
+            let (host, port) = addr.split('@').next()?.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect();
+    let mut deleted = 0u64;
+    for (host, port) in primaries {
+        for pattern in [format!("{{{namespace}}}:*"), format!("{{{namespace}:*")] {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port,
+                });
+                let reply = at_startup("purge SCAN", conn.route_command(scan, routing)).await?;
+                let (next, keys): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(ClusterError::backend)?;
+                for key in keys {
+                    deleted += at_startup(
+                        "purge UNLINK",
+                        redis::cmd("UNLINK").arg(&key).query_async::<u64>(&mut conn),
+                    )
+                    .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
     }
     Ok(deleted)

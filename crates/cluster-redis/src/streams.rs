@@ -108,15 +108,20 @@ impl RedisStreams {
         retention: Retention,
     ) -> Result<Self, ClusterError> {
         let conn = Conn::connect(&client, "streams").await?;
+        Ok(Self::with_conn(conn, keys, retention))
+    }
+
+    /// The store on an open connection (one server or a cluster).
+    pub(crate) fn with_conn(conn: Conn, keys: Keys, retention: Retention) -> Self {
         let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
-        Ok(RedisStreams {
+        RedisStreams {
             conn,
             keys,
             retention,
             append: script(APPEND),
             head: script(HEAD),
             read: script(READ),
-        })
+        }
     }
 
     fn ttl_ms(&self) -> u64 {

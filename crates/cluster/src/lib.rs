@@ -23,6 +23,7 @@
 //! * [`report`] — the JSON reports every process serves from its view
 //!   (`/api/nodes`, `/api/route`, `/api/ring`, merging `/api/presence`).
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
+//! * [`order`] — restoring each publisher's order across topics.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
@@ -41,6 +42,7 @@ pub mod link;
 pub mod local_clusters;
 pub mod membership;
 pub mod memory;
+pub mod order;
 pub mod registry;
 pub mod report;
 pub mod stream;

@@ -1,0 +1,445 @@
+//! [`Broker`] on a Redis Cluster's sharded pub/sub (`SPUBLISH` /
+//! `SSUBSCRIBE`, Redis 7).
+//!
+//! Each channel lives in the slot its name hashes to (channel names carry no
+//! hash tag), so per-node and per-room traffic spreads over the shards, and
+//! a message is handled only by the shard that owns its channel. The cluster
+//! broadcast channel (`<ns>:cluster`) is one channel, hence one slot: every
+//! broadcast is carried by that one shard, which sends a copy to every node.
+//! Broadcasts are rare next to directed and room traffic (membership and
+//! cluster-wide notices), so this is accepted rather than spread over several
+//! channels that every node would then have to subscribe to.
+//!
+//! One RESP3 cluster connection carries both publishes and subscriptions;
+//! messages arrive as push messages. The client library follows slot moves
+//! and failovers and resubscribes by itself, but a message published while a
+//! shard had no reachable primary is gone, so the node must be told: a lost
+//! node connection (a `Disconnection` push), a shard channel the server
+//! dropped (an unrequested `sunsubscribe` push: its slot moved to another
+//! node) or an unanswered keep-alive is reported as
+//! [`BrokerEvent::Disconnected`]; the repair task then re-issues `SSUBSCRIBE`
+//! for every topic, each routed to its slot's current owner, and reports
+//! [`BrokerEvent::Resubscribed`] only once all of them succeeded. From then
+//! on the node is live again and catches up from durable streams.
+//!
+//! # Order across topics
+//!
+//! Redis delivers one channel's messages in order, but channels on different
+//! shards arrive over different connections, so a publisher's room message
+//! (shard A) could overtake its later direct message (shard B). The broker
+//! contract promises each publisher's order across topics, so:
+//!
+//! * every publish is stamped `~{publisher:016x}.{counter}\n` in front of
+//!   the payload (a random publisher id per broker, a counter per publish);
+//! * the reader takes whatever messages have arrived, then sends `PING` to
+//!   every primary over the same connections and waits for the answers. A
+//!   publisher publishes its next message only after the previous one was
+//!   acknowledged, by which time that shard had already queued it to every
+//!   subscriber; so once the pings are answered, every message published
+//!   before any message of the batch is in the batch too;
+//! * [`wsring_cluster::order::merge`] interleaves the batch by stamp, keeping
+//!   each channel's own order.
+//!
+//! This costs one round trip to the primaries per batch, not per message:
+//! under load, batches grow while a barrier is in flight.
+//!
+//! No lock is held across a network call: the topic set is copied out of
+//! its mutex before the resubscription commands are sent.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use wsring_cluster::backoff::Backoff;
+use wsring_cluster::{Broker, BrokerEvent, ClusterError, Inbox, InboxSender, Link, Topic, lock};
+
+use crate::cluster::{Seeds, client};
+use crate::keys::Keys;
+use crate::{OP_TIMEOUT, at_startup, map_err};
+
+/// Keep-alive period: a PING to every primary, so a half-open connection to
+/// a shard is noticed even when no command goes to it.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Resubscriptions sent at once while repairing.
+const REPAIR_CONCURRENCY: usize = 32;
+
+/// Bound on the order barrier: during a failover, delivery must not wait
+/// for the dead primary's timeouts.
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest batch ordered at once; a backlog beyond it is ordered in parts.
+const MAX_BATCH: usize = 4096;
+
+/// Longest stamp prefix: `~`, 16 hex digits, `.`, 20 digits, `\n`.
+const MAX_STAMP: usize = 40;
+
+/// `payload` with its order stamp in front.
+fn stamped(publisher: u64, counter: u64, payload: &[u8]) -> Vec<u8> {
+    let stamp = wsring_cluster::order::stamp(publisher, counter);
+    let mut out = Vec::with_capacity(stamp.len() + 2 + payload.len());
+    out.push(b'~');
+    out.extend_from_slice(stamp.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits a received payload into its stamp and the payload proper. A
+/// payload without a valid stamp (not from a wsring cluster broker) is
+/// passed on whole and unordered.
+fn unstamp(raw: &[u8]) -> (Option<wsring_cluster::order::Stamp>, &[u8]) {
+    if raw.first() == Some(&b'~')
+        && let Some(nl) = raw.iter().take(MAX_STAMP).position(|&b| b == b'\n')
+        && let Some(stamp) = std::str::from_utf8(&raw[1..nl])
+            .ok()
+            .and_then(wsring_cluster::order::parse_stamp)
+    {
+        return (Some(stamp), &raw[nl + 1..]);
+    }
+    (None, raw)
+}
+
+async fn bounded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(ClusterError::unavailable(format!(
+            "redis cluster {what}: no answer within {OP_TIMEOUT:?}"
+        ))),
+    }
+}
+
+struct Shared {
+    conn: ClusterConnection,
+    keys: Keys,
+    /// Every subscribed topic, restored after a loss.
+    topics: Mutex<BTreeSet<Topic>>,
+    /// Wakes the repair task.
+    broken: Notify,
+    closed: CancellationToken,
+    link: Link,
+}
+
+/// One node's broker connection to a Redis Cluster.
+pub struct ClusterBroker {
+    shared: Arc<Shared>,
+    /// This broker's id in order stamps.
+    publisher: u64,
+    /// Counter of the last stamped publish.
+    counter: AtomicU64,
+}
+
+impl ClusterBroker {
+    /// Connects to the cluster through `seeds`, failing fast if no seed
+    /// answers.
+    pub(crate) async fn connect(
+        seeds: &Seeds,
+        keys: Keys,
+    ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let client = client(seeds, Some(push_tx))?;
+        let conn = at_startup("broker", client.get_async_connection()).await?;
+        let shared = Arc::new(Shared {
+            conn,
+            keys,
+            topics: Mutex::new(BTreeSet::new()),
+            broken: Notify::new(),
+            closed: CancellationToken::new(),
+            link: Link::new("redis", "broker"),
+        });
+        let (tx, rx) = wsring_cluster::broker::inbox();
+        tokio::spawn(reader(Arc::clone(&shared), push_rx, tx.clone()));
+        tokio::spawn(repairer(Arc::clone(&shared), tx));
+        tokio::spawn(pinger(Arc::clone(&shared)));
+        let broker = ClusterBroker {
+            shared,
+            publisher: rand::random(),
+            counter: AtomicU64::new(0),
+        };
+        Ok((Arc::new(broker), rx))
+    }
+}
+
+/// The channel name and payload of a push message.
+fn channel_and_payload(data: &[Value]) -> Option<(&[u8], &[u8])> {
+    match data {
+        [Value::BulkString(c), Value::BulkString(p), ..] => Some((c, p)),
+        _ => None,
+    }
+}
+
+/// The channel names a subscribe-like push confirms.
+fn channel_name(data: &[Value]) -> Option<&[u8]> {
+    match data.first() {
+        Some(Value::BulkString(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// Forwards messages into the inbox, in each publisher's order, and turns
+/// losses into repairs.
+async fn reader(
+    shared: Arc<Shared>,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    tx: InboxSender,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = shared.closed.cancelled() => return,
+            p = pushes.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut batch: Vec<wsring_cluster::order::Collected<(Topic, Bytes)>> = Vec::new();
+        let mut channels: Vec<Vec<u8>> = Vec::new();
+        collect(&shared, first, &mut batch, &mut channels);
+        if !batch.is_empty() {
+            // Everything published before the batch's messages is queued on
+            // the connections by now; one round trip brings it in.
+            barrier(&shared).await;
+            while batch.len() < MAX_BATCH {
+                match pushes.try_recv() {
+                    Ok(p) => collect(&shared, p, &mut batch, &mut channels),
+                    Err(_) => break,
+                }
+            }
+        }
+        for (topic, payload) in wsring_cluster::order::merge(batch) {
+            if tx
+                .send(BrokerEvent::Message { topic, payload })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Files one push: a message into `batch` (queued by channel), a loss as a
+/// repair request.
+fn collect(
+    shared: &Shared,
+    push: PushInfo,
+    batch: &mut Vec<wsring_cluster::order::Collected<(Topic, Bytes)>>,
+    channels: &mut Vec<Vec<u8>>,
+) {
+    match push.kind {
+        PushKind::SMessage | PushKind::Message => {
+            let Some((channel, raw)) = channel_and_payload(&push.data) else {
+                return;
+            };
+            let Some(topic) = std::str::from_utf8(channel)
+                .ok()
+                .and_then(|c| shared.keys.topic(c))
+            else {
+                return;
+            };
+            let queue = match channels.iter().position(|c| c.as_slice() == channel) {
+                Some(i) => i,
+                None => {
+                    channels.push(channel.to_vec());
+                    channels.len() - 1
+                }
+            };
+            let (stamp, payload) = unstamp(raw);
+            let payload = Bytes::copy_from_slice(payload);
+            batch.push((queue as u64, stamp, (topic, payload)));
+        }
+        PushKind::Disconnection => {
+            debug!("redis cluster node connection lost");
+            shared.broken.notify_one();
+        }
+        PushKind::SUnsubscribe => {
+            // Ours are removed from `topics` before they are sent; one still
+            // wanted was dropped by the server (its slot moved).
+            let Some(topic) = channel_name(&push.data)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(|c| shared.keys.topic(c))
+            else {
+                return;
+            };
+            if lock(&shared.topics).contains(&topic) {
+                debug!(?topic, "redis cluster dropped a shard channel subscription");
+                shared.broken.notify_one();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A `PING` to every primary over the subscription connections: once
+/// answered, every message those shards queued for us before is received.
+/// A failure only weakens ordering for this batch (the keep-alive and the
+/// repair task deal with the connection), so it is not an error.
+async fn barrier(shared: &Shared) {
+    let mut conn = shared.conn.clone();
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(BARRIER_TIMEOUT, ping.query_async::<Value>(&mut conn)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => debug!(error = %e, "redis cluster order barrier failed"),
+        Err(_) => debug!("redis cluster order barrier timed out"),
+    }
+}
+
+/// On every loss: reports [`BrokerEvent::Disconnected`], re-subscribes every
+/// topic on its slot's current owner, then reports
+/// [`BrokerEvent::Resubscribed`].
+async fn repairer(shared: Arc<Shared>, tx: InboxSender) {
+    loop {
+        tokio::select! {
+            _ = shared.closed.cancelled() => return,
+            _ = shared.broken.notified() => {}
+        }
+        shared.link.lost();
+        warn!("redis cluster subscription lost; resubscribing");
+        if tx.send(BrokerEvent::Disconnected).await.is_err() {
+            return;
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            match resubscribe_all(&shared).await {
+                Ok(n) => {
+                    info!(topics = n, "redis cluster subscriptions restored");
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, attempt = backoff.attempt(), "redis cluster resubscribe failed");
+                }
+            }
+            tokio::select! {
+                _ = shared.closed.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+        shared.link.ok();
+        if tx.send(BrokerEvent::Resubscribed).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Re-issues `SSUBSCRIBE` for every topic (idempotent on the server).
+async fn resubscribe_all(shared: &Shared) -> Result<usize, ClusterError> {
+    let topics: Vec<Topic> = lock(&shared.topics).iter().cloned().collect();
+    let n = topics.len();
+    let results: Vec<Result<(), ClusterError>> = futures::stream::iter(topics)
+        .map(|t| {
+            let mut conn = shared.conn.clone();
+            let channel = shared.keys.channel(&t);
+            async move { bounded("SSUBSCRIBE", conn.ssubscribe(channel)).await }
+        })
+        .buffer_unordered(REPAIR_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    Ok(n)
+}
+
+async fn pinger(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.closed.cancelled() => return,
+            _ = tokio::time::sleep(PING_EVERY) => {}
+        }
+        let mut conn = shared.conn.clone();
+        if let Err(e) = bounded("PING", redis::cmd("PING").query_async::<Value>(&mut conn)).await
+            && shared.link.is_up()
+        {
+            warn!(error = %e, "redis cluster keep-alive failed");
+            shared.broken.notify_one();
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for ClusterBroker {
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError> {
+        let channel = self.shared.keys.channel(topic);
+        let counter = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = stamped(self.publisher, counter, &payload);
+        let mut conn = self.shared.conn.clone();
+        bounded(
+            "SPUBLISH",
+            redis::cmd("SPUBLISH")
+                .arg(channel)
+                .arg(body)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
+        if self.shared.closed.is_cancelled() {
+            return Err(ClusterError::Closed);
+        }
+        if !lock(&self.shared.topics).insert(topic.clone()) {
+            return Ok(());
+        }
+        let mut conn = self.shared.conn.clone();
+        let channel = self.shared.keys.channel(topic);
+        if let Err(e) = bounded("SSUBSCRIBE", conn.ssubscribe(channel)).await {
+            lock(&self.shared.topics).remove(topic);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topic: &Topic) -> Result<(), ClusterError> {
+        if !lock(&self.shared.topics).remove(topic) {
+            return Ok(());
+        }
+        let mut conn = self.shared.conn.clone();
+        let channel = self.shared.keys.channel(topic);
+        bounded("SUNSUBSCRIBE", conn.sunsubscribe(channel)).await
+    }
+
+    fn healthy(&self) -> bool {
+        self.shared.link.is_up() && !self.shared.closed.is_cancelled()
+    }
+
+    async fn close(&self) {
+        self.shared.closed.cancel();
+        let topics: Vec<Topic> = std::mem::take(&mut *lock(&self.shared.topics))
+            .into_iter()
+            .collect();
+        // Best effort: the server forgets them anyway when the connection
+        // goes, which happens once the last handle is dropped.
+        let mut conn = self.shared.conn.clone();
+        for t in topics {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                conn.sunsubscribe(self.shared.keys.channel(&t)),
+            )
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip() {
+        let raw = stamped(0xab, 7, b"{\"x\":1}");
+        assert_eq!(unstamp(&raw), (Some((0xab, 7)), &b"{\"x\":1}"[..]));
+        let raw = stamped(u64::MAX, u64::MAX, b"");
+        assert_eq!(unstamp(&raw), (Some((u64::MAX, u64::MAX)), &b""[..]));
+        for plain in [&b"{}"[..], b"~nonsense\nx", b"~", b""] {
+            assert_eq!(unstamp(plain), (None, plain));
+        }
+    }
+}
