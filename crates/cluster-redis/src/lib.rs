@@ -31,7 +31,7 @@ pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, ClusterError, Inbox, Link, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, ClusterError, Inbox, Link, Registry, Retention, StreamStore, lock};
 
 pub use keys::Keys;
 
@@ -228,6 +228,11 @@ pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
     }
 }
 
+/// How long a durable append on a Redis Cluster waits for a replica to
+/// acknowledge it before reporting failure (the caller retries, and its
+/// dedup key makes the retry idempotent).
+pub const REPLICATION_WAIT: Duration = Duration::from_secs(1);
+
 /// Bound on one command round trip on a multiplexed connection, including
 /// the connection manager's own reconnect attempt.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -281,6 +286,9 @@ impl redis::aio::ConnectionLike for AnyConn {
 pub(crate) struct Conn {
     manager: AnyConn,
     link: Arc<Link>,
+    /// Cluster slots whose primary was last seen without a replica (at most
+    /// one entry per slot, so bounded).
+    unreplicated: Arc<std::sync::Mutex<std::collections::HashSet<redis::cluster_routing::Slot>>>,
 }
 
 impl Conn {
@@ -298,6 +306,7 @@ impl Conn {
         Ok(Conn {
             manager: AnyConn::Single(manager),
             link: Arc::new(Link::new("redis", kind)),
+            unreplicated: Arc::default(),
         })
     }
 
@@ -312,7 +321,73 @@ impl Conn {
         Ok(Conn {
             manager: AnyConn::Cluster(conn),
             link: Arc::new(Link::new("redis", kind)),
+            unreplicated: Arc::default(),
         })
+    }
+
+    /// On a Redis Cluster, waits until the write just made to `key`'s slot
+    /// reached a replica (`WAIT 1`, on the same node connection as the
+    /// write), so a failover cannot lose it once acknowledged. A shard
+    /// without any connected replica (after its replica was promoted, until
+    /// a new one joins) has nothing to wait for: such slots are remembered,
+    /// and for them a cheap `INFO replication` comes first instead of a
+    /// `WAIT` that could only time out. On one server this is a no-op.
+    pub(crate) async fn wait_replicated(&self, key: &str) -> Result<(), ClusterError> {
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+        let AnyConn::Cluster(conn) = &self.manager else {
+            return Ok(());
+        };
+        let slot = Slot::for_key(key);
+        let route = move || {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+                slot,
+                SlotAddr::Master,
+            )))
+        };
+        let replicas = || async {
+            let mut c = conn.clone();
+            let info = self
+                .call("INFO replication", |_| async move {
+                    let mut info = redis::cmd("INFO");
+                    info.arg("replication");
+                    let v = c.route_command(info, route()).await?;
+                    redis::from_redis_value::<String>(v).map_err(redis::RedisError::from)
+                })
+                .await?;
+            Ok::<_, ClusterError>(
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .unwrap_or(0),
+            )
+        };
+        let known_alone = lock(&self.unreplicated).contains(&slot);
+        if known_alone {
+            if replicas().await? == 0 {
+                return Ok(());
+            }
+            lock(&self.unreplicated).remove(&slot);
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(1)
+            .arg(u64::try_from(REPLICATION_WAIT.as_millis()).unwrap_or(1000));
+        let mut c = conn.clone();
+        let acked = self
+            .call("WAIT", |_| async move {
+                let v = c.route_command(wait, route()).await?;
+                redis::from_redis_value::<i64>(v).map_err(redis::RedisError::from)
+            })
+            .await?;
+        if acked >= 1 {
+            return Ok(());
+        }
+        if replicas().await? == 0 {
+            lock(&self.unreplicated).insert(slot);
+            return Ok(());
+        }
+        Err(ClusterError::unavailable(format!(
+            "write to {key} not acknowledged by a replica within {REPLICATION_WAIT:?}"
+        )))
     }
 
     /// Runs one command (`op` gets its own handle on the connection).
