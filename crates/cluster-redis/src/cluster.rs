@@ -116,6 +116,9 @@ pub(crate) fn parse(url: &str) -> Result<Seeds, ClusterError> {
     Ok(Seeds { nodes, user, pass })
 }
 
+/// No push sender: a connection without pub/sub.
+pub(crate) const NO_PUSH: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>> = None;
+
 /// Per-command bound inside the cluster client (the callers add their own
 /// overall timeout); connects fail fast.
 const CONNECT: Duration = Duration::from_secs(2);
@@ -125,7 +128,7 @@ const RESPONSE: Duration = Duration::from_secs(2);
 /// and delivers pub/sub messages and disconnection notices to `push`.
 pub(crate) fn client(
     seeds: &Seeds,
-    push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    push: Option<impl redis::aio::AsyncPushSender>,
 ) -> Result<ClusterClient, ClusterError> {
     let mut b = ClusterClientBuilder::new(seeds.nodes.clone())
         .connection_timeout(CONNECT)

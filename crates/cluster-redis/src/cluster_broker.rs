@@ -120,8 +120,27 @@ async fn bounded<T>(
     }
 }
 
+/// Pushes of one connection generation: the reader ignores those of a
+/// connection already replaced (its final `Disconnection` above all).
+struct TaggedPushes {
+    generation: u64,
+    tx: mpsc::UnboundedSender<(u64, PushInfo)>,
+}
+
+impl redis::aio::AsyncPushSender for TaggedPushes {
+    fn send(&self, info: PushInfo) -> Result<(), redis::aio::SendError> {
+        self.tx
+            .send((self.generation, info))
+            .map_err(|_| redis::aio::SendError)
+    }
+}
+
 struct Shared {
-    conn: ClusterConnection,
+    seeds: Seeds,
+    /// The live connection and its generation. Cloned out for every command,
+    /// never used under the lock.
+    conn: Mutex<(u64, ClusterConnection)>,
+    pushes: mpsc::UnboundedSender<(u64, PushInfo)>,
     keys: Keys,
     /// Every subscribed topic, restored after a loss.
     topics: Mutex<BTreeSet<Topic>>,
@@ -129,6 +148,30 @@ struct Shared {
     broken: Notify,
     closed: CancellationToken,
     link: Link,
+}
+
+impl Shared {
+    fn conn(&self) -> ClusterConnection {
+        lock(&self.conn).1.clone()
+    }
+
+    fn generation(&self) -> u64 {
+        lock(&self.conn).0
+    }
+}
+
+/// Opens a connection of `generation` whose pushes go to `pushes`.
+async fn open(
+    seeds: &Seeds,
+    generation: u64,
+    pushes: &mpsc::UnboundedSender<(u64, PushInfo)>,
+) -> Result<ClusterConnection, ClusterError> {
+    let tagged = TaggedPushes {
+        generation,
+        tx: pushes.clone(),
+    };
+    let client = client(seeds, Some(tagged))?;
+    at_startup("broker", client.get_async_connection()).await
 }
 
 /// One node's broker connection to a Redis Cluster.
@@ -148,10 +191,11 @@ impl ClusterBroker {
         keys: Keys,
     ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let client = client(seeds, Some(push_tx))?;
-        let conn = at_startup("broker", client.get_async_connection()).await?;
+        let conn = open(seeds, 0, &push_tx).await?;
         let shared = Arc::new(Shared {
-            conn,
+            seeds: seeds.clone(),
+            conn: Mutex::new((0, conn)),
+            pushes: push_tx,
             keys,
             topics: Mutex::new(BTreeSet::new()),
             broken: Notify::new(),
@@ -191,17 +235,20 @@ fn channel_name(data: &[Value]) -> Option<&[u8]> {
 /// losses into repairs.
 async fn reader(
     shared: Arc<Shared>,
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    mut pushes: mpsc::UnboundedReceiver<(u64, PushInfo)>,
     tx: InboxSender,
 ) {
     loop {
-        let first = tokio::select! {
+        let (generation, first) = tokio::select! {
             _ = shared.closed.cancelled() => return,
             p = pushes.recv() => match p {
                 Some(p) => p,
                 None => return,
             },
         };
+        if generation != shared.generation() {
+            continue;
+        }
         let mut batch: Vec<wsring_cluster::order::Collected<(Topic, Bytes)>> = Vec::new();
         let mut channels: Vec<Vec<u8>> = Vec::new();
         collect(&shared, first, &mut batch, &mut channels);
@@ -211,7 +258,10 @@ async fn reader(
             barrier(&shared).await;
             while batch.len() < MAX_BATCH {
                 match pushes.try_recv() {
-                    Ok(p) => collect(&shared, p, &mut batch, &mut channels),
+                    Ok((g, p)) if g == shared.generation() => {
+                        collect(&shared, p, &mut batch, &mut channels)
+                    }
+                    Ok(_) => {}
                     Err(_) => break,
                 }
             }
@@ -285,7 +335,7 @@ fn collect(
 /// A failure only weakens ordering for this batch (the keep-alive and the
 /// repair task deal with the connection), so it is not an error.
 async fn barrier(shared: &Shared) {
-    let mut conn = shared.conn.clone();
+    let mut conn = shared.conn();
     let ping = redis::cmd("PING");
     match tokio::time::timeout(BARRIER_TIMEOUT, ping.query_async::<Value>(&mut conn)).await {
         Ok(Ok(_)) => {}
@@ -331,13 +381,32 @@ async fn repairer(shared: Arc<Shared>, tx: InboxSender) {
     }
 }
 
-/// Re-issues `SSUBSCRIBE` for every topic (idempotent on the server).
+/// Replaces the connection once every shard has a reachable primary again,
+/// and subscribes every topic on it.
+///
+/// A fresh connection rather than the old one: while a primary is down the
+/// client library may place a subscription on a node that will not deliver
+/// to it, and report success; a new connection starts from the topology as
+/// it is now. Health is a `PING` answered by every primary of that topology
+/// and `cluster_state:ok`; until then the repair retries with backoff.
 async fn resubscribe_all(shared: &Shared) -> Result<usize, ClusterError> {
+    let generation = shared.generation() + 1;
+    let mut conn = open(&shared.seeds, generation, &shared.pushes).await?;
+    let info: String = bounded(
+        "CLUSTER INFO",
+        redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn),
+    )
+    .await?;
+    if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
+        return Err(ClusterError::unavailable("redis cluster state is not ok"));
+    }
+    bounded("PING", redis::cmd("PING").query_async::<Value>(&mut conn)).await?;
+    *lock(&shared.conn) = (generation, conn);
     let topics: Vec<Topic> = lock(&shared.topics).iter().cloned().collect();
     let n = topics.len();
     let results: Vec<Result<(), ClusterError>> = futures::stream::iter(topics)
         .map(|t| {
-            let mut conn = shared.conn.clone();
+            let mut conn = shared.conn();
             let channel = shared.keys.channel(&t);
             async move { bounded("SSUBSCRIBE", conn.ssubscribe(channel)).await }
         })
@@ -354,7 +423,7 @@ async fn pinger(shared: Arc<Shared>) {
             _ = shared.closed.cancelled() => return,
             _ = tokio::time::sleep(PING_EVERY) => {}
         }
-        let mut conn = shared.conn.clone();
+        let mut conn = shared.conn();
         if let Err(e) = bounded("PING", redis::cmd("PING").query_async::<Value>(&mut conn)).await
             && shared.link.is_up()
         {
@@ -370,7 +439,7 @@ impl Broker for ClusterBroker {
         let channel = self.shared.keys.channel(topic);
         let counter = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
         let body = stamped(self.publisher, counter, &payload);
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         bounded(
             "SPUBLISH",
             redis::cmd("SPUBLISH")
@@ -388,7 +457,7 @@ impl Broker for ClusterBroker {
         if !lock(&self.shared.topics).insert(topic.clone()) {
             return Ok(());
         }
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         let channel = self.shared.keys.channel(topic);
         if let Err(e) = bounded("SSUBSCRIBE", conn.ssubscribe(channel)).await {
             lock(&self.shared.topics).remove(topic);
@@ -401,7 +470,7 @@ impl Broker for ClusterBroker {
         if !lock(&self.shared.topics).remove(topic) {
             return Ok(());
         }
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         let channel = self.shared.keys.channel(topic);
         bounded("SUNSUBSCRIBE", conn.sunsubscribe(channel)).await
     }
@@ -417,7 +486,7 @@ impl Broker for ClusterBroker {
             .collect();
         // Best effort: the server forgets them anyway when the connection
         // goes, which happens once the last handle is dropped.
-        let mut conn = self.shared.conn.clone();
+        let mut conn = self.shared.conn();
         for t in topics {
             let _ = tokio::time::timeout(
                 Duration::from_secs(1),

@@ -30,7 +30,7 @@ pub mod registry;
 pub mod streams;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wsring_cluster::{Broker, ClusterError, Inbox, Link, Registry, Retention, StreamStore, lock};
 
 pub use keys::Keys;
@@ -228,6 +228,10 @@ pub(crate) fn map_err(e: redis::RedisError) -> ClusterError {
     }
 }
 
+/// How long after finding a primary without replica every append asks
+/// before waiting (`INFO replication` first).
+const DEGRADED_FOR: Duration = Duration::from_secs(10);
+
 /// How long a durable append on a Redis Cluster waits for a replica to
 /// acknowledge it before reporting failure (the caller retries, and its
 /// dedup key makes the retry idempotent).
@@ -289,6 +293,9 @@ pub(crate) struct Conn {
     /// Cluster slots whose primary was last seen without a replica (at most
     /// one entry per slot, so bounded).
     unreplicated: Arc<std::sync::Mutex<std::collections::HashSet<redis::cluster_routing::Slot>>>,
+    /// Until when every append asks about replicas before waiting, after a
+    /// primary without replica was found.
+    degraded_until: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Conn {
@@ -307,6 +314,7 @@ impl Conn {
             manager: AnyConn::Single(manager),
             link: Arc::new(Link::new("redis", kind)),
             unreplicated: Arc::default(),
+            degraded_until: Arc::default(),
         })
     }
 
@@ -316,12 +324,13 @@ impl Conn {
         seeds: &cluster::Seeds,
         kind: &'static str,
     ) -> Result<Conn, ClusterError> {
-        let client = cluster::client(seeds, None)?;
+        let client = cluster::client(seeds, cluster::NO_PUSH)?;
         let conn = at_startup(kind, client.get_async_connection()).await?;
         Ok(Conn {
             manager: AnyConn::Cluster(conn),
             link: Arc::new(Link::new("redis", kind)),
             unreplicated: Arc::default(),
+            degraded_until: Arc::default(),
         })
     }
 
@@ -361,7 +370,8 @@ impl Conn {
                     .unwrap_or(0),
             )
         };
-        let known_alone = lock(&self.unreplicated).contains(&slot);
+        let degraded = lock(&self.degraded_until).is_some_and(|t| Instant::now() < t);
+        let known_alone = degraded || lock(&self.unreplicated).contains(&slot);
         if known_alone {
             if replicas().await? == 0 {
                 return Ok(());
@@ -383,6 +393,10 @@ impl Conn {
         }
         if replicas().await? == 0 {
             lock(&self.unreplicated).insert(slot);
+            // Other slots of that primary are alone too: for a while, ask
+            // before waiting everywhere, so each does not stall the node
+            // connection for a whole `WAIT` in turn.
+            *lock(&self.degraded_until) = Some(Instant::now() + DEGRADED_FOR);
             return Ok(());
         }
         Err(ClusterError::unavailable(format!(
@@ -470,7 +484,7 @@ async fn purge_cluster_namespace(
     namespace: &str,
 ) -> Result<u64, ClusterError> {
     use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-    let client = cluster::client(seeds, None)?;
+    let client = cluster::client(seeds, cluster::NO_PUSH)?;
     let mut conn = at_startup("purge", client.get_async_connection()).await?;
     let nodes: String = at_startup(
         "purge",
