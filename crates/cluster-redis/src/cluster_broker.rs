@@ -11,14 +11,15 @@
 //! channels that every node would then have to subscribe to.
 //!
 //! One RESP3 cluster connection carries both publishes and subscriptions;
-//! messages arrive as push messages. The client library follows slot moves
-//! and failovers and resubscribes by itself, but a message published while a
-//! shard had no reachable primary is gone, so the node must be told: a lost
-//! node connection (a `Disconnection` push), a shard channel the server
-//! dropped (an unrequested `sunsubscribe` push: its slot moved to another
-//! node) or an unanswered keep-alive is reported as
-//! [`BrokerEvent::Disconnected`]; the repair task then re-issues `SSUBSCRIBE`
-//! for every topic, each routed to its slot's current owner, and reports
+//! messages arrive as push messages. A message published while a shard had
+//! no reachable primary is gone, so the node must be told: a lost node
+//! connection (a `Disconnection` push), a shard channel the server dropped
+//! (an unrequested `sunsubscribe` push: its slot moved to another node) or an
+//! unanswered keep-alive is reported as [`BrokerEvent::Disconnected`]. The
+//! repair task then waits until the cluster state is ok and every primary
+//! answers, replaces the connection with a fresh one (while a primary is
+//! down the client library may accept a subscription that will never
+//! deliver), subscribes every topic on it, and reports
 //! [`BrokerEvent::Resubscribed`] only once all of them succeeded. From then
 //! on the node is live again and catches up from durable streams.
 //!
