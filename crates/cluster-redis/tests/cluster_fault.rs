@@ -5,7 +5,9 @@
 //! lost (appends wait for a replica), and the broker reports the loss,
 //! resubscribes on the new primary and receives again. The killed server is
 //! started again at the end and rejoins as a replica, so the cluster is whole
-//! for the next test. Skipped without the cluster, unless
+//! for the next test. A second test moves a shard's primary role with a
+//! graceful `CLUSTER FAILOVER` and checks that delivery on that shard's
+//! channels carries on. Skipped without the cluster, unless
 //! `WSRING_REQUIRE_BROKERS=1`.
 
 use bytes::Bytes;
@@ -175,4 +177,127 @@ async fn primary_loss_keeps_every_acknowledged_append() {
 
     tokio::task::spawn_blocking(restore).await.expect("restore");
     let _ = wsring_cluster_redis::purge_namespace(&url, &ns).await;
+}
+
+/// The node id and port of each server, and the primary id of each replica.
+async fn topology(c: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u16, Option<String>)> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(c)
+        .await
+        .expect("nodes");
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let port = f
+                .get(1)?
+                .split('@')
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()?;
+            let primary = (f.get(2)?.contains("slave"))
+                .then(|| f.get(3).map(|s| (*s).to_owned()))
+                .flatten();
+            Some((f.first()?.to_string(), port, primary))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_failover_keeps_delivering() {
+    let url = std::env::var("WSRING_TEST_REDIS_CLUSTER").unwrap_or_else(|_| CLUSTER.to_owned());
+    let Some(mut admin) = seed_conn(&url).await else {
+        return skip_or_fail(&format!(
+            "Redis Cluster not reachable at {url} (start it with scripts/test-clusters start)"
+        ));
+    };
+    let _restore = RestoreOnDrop;
+    let ns = unique_ns("rmove");
+    let keys = Keys::new(&ns).expect("ns");
+    let topic = Topic::Node("n1".into());
+    let primary = owner(&mut admin, &keys.channel(&topic)).await;
+    let nodes = topology(&mut admin).await;
+    let primary_id = nodes
+        .iter()
+        .find(|(_, port, _)| *port == primary)
+        .map(|(id, _, _)| id.clone())
+        .expect("primary id");
+    let replica = nodes
+        .iter()
+        .find(|(_, _, of)| of.as_deref() == Some(primary_id.as_str()))
+        .map(|(_, port, _)| *port)
+        .expect("the primary has a replica");
+
+    let (sub, mut inbox) = wsring_cluster_redis::connect_broker(&url, &ns, "n1")
+        .await
+        .expect("broker");
+    let (publisher, _pi) = wsring_cluster_redis::connect_broker(&url, &ns, "p")
+        .await
+        .expect("broker");
+    sub.subscribe(&topic).await.expect("subscribe");
+    publisher
+        .publish(&topic, Bytes::from_static(b"before"))
+        .await
+        .expect("publish");
+    event(
+        &mut inbox,
+        |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"before"),
+        "message before the failover",
+    )
+    .await;
+
+    // Promote the replica (graceful: the primary hands over its slots).
+    let replica_client = redis::Client::open(format!("redis://127.0.0.1:{replica}/")).expect("url");
+    let mut r = replica_client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("replica");
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async(&mut r)
+        .await
+        .expect("CLUSTER FAILOVER");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut r).await.expect("role");
+        if matches!(role.first(), Some(redis::Value::BulkString(b)) if b.as_slice() == b"master") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica on {replica} not promoted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("port {replica} took over from {primary}");
+
+    // Delivery on the moved shard resumes: publish until a message arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0u32;
+    let mut events = Vec::new();
+    'outer: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery after the failover; events: {events:?}"
+        );
+        n += 1;
+        let _ = publisher
+            .publish(&topic, Bytes::from(format!("after-{n}")))
+            .await;
+        let until = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Ok(Some(e)) = tokio::time::timeout_at(until, inbox.recv()).await {
+            match e {
+                BrokerEvent::Message { payload, .. } if payload.starts_with(b"after-") => {
+                    break 'outer;
+                }
+                other => events.push(format!("{other:?}")),
+            }
+        }
+    }
+    eprintln!("delivering again after {n} attempts; events meanwhile: {events:?}");
+    sub.close().await;
+    publisher.close().await;
 }
