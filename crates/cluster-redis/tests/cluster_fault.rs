@@ -18,6 +18,12 @@ use wsring_cluster::local_clusters::{RestoreOnDrop, appends_survive, kill_server
 use wsring_cluster::{BrokerEvent, Inbox, Retention, StreamName, Topic};
 use wsring_cluster_redis::Keys;
 
+/// The tests of this file fail servers over, so they take turns: a server
+/// restarted by one test's clean-up while another test's failover is still
+/// pending would come back as an empty primary (the local cluster keeps no
+/// data on disk) and wipe its shard.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const CLUSTER: &str = "redis-cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104,127.0.0.1:7105";
 
 /// A plain connection to the first seed that answers with `cluster_state:ok`.
@@ -100,6 +106,7 @@ async fn primary_loss_keeps_every_acknowledged_append() {
             "Redis Cluster not reachable at {url} (start it with scripts/test-clusters start)"
         ));
     };
+    let _serial = SERIAL.lock().await;
     let _restore = RestoreOnDrop;
     let ns = unique_ns("rfault");
     let keys = Keys::new(&ns).expect("ns");
@@ -214,6 +221,7 @@ async fn graceful_failover_keeps_delivering() {
             "Redis Cluster not reachable at {url} (start it with scripts/test-clusters start)"
         ));
     };
+    let _serial = SERIAL.lock().await;
     let _restore = RestoreOnDrop;
     let ns = unique_ns("rmove");
     let keys = Keys::new(&ns).expect("ns");

@@ -83,7 +83,10 @@ pub fn restore() {
 }
 
 /// Restores the clusters when dropped, so a failing fault test does not
-/// leave them broken for the tests after it.
+/// leave them broken for the tests after it. Tests that fail servers over
+/// must not overlap: a server restarted while another test's failover is
+/// still pending comes back as an empty primary (the local cluster keeps no
+/// data on disk) and takes its shard's data with it.
 pub struct RestoreOnDrop;
 
 impl Drop for RestoreOnDrop {
@@ -175,7 +178,11 @@ pub async fn appends_survive(
     assert_eq!(
         got.len(),
         acked.len(),
-        "stored entries differ from acknowledged ones"
+        "stored entries differ from acknowledged ones: stored seqs {:?}..{:?}, acknowledged {:?}..{:?}",
+        got.first().map(|e| e.0),
+        got.last().map(|e| e.0),
+        acked.first().map(|e| e.0),
+        acked.last().map(|e| e.0),
     );
     for ((seq, p), (gseq, gp)) in acked.iter().zip(&got) {
         assert_eq!((seq, p), (gseq, gp), "acknowledged message lost or moved");

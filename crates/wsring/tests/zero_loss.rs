@@ -182,6 +182,10 @@ async fn redis_processes() -> Option<DevCluster> {
     Some(dev(3, durable_common(Some(b.registry))).await)
 }
 
+/// The cluster tests take turns: one of them fails a server over, which
+/// would disturb another running on the same cluster at the same time.
+static CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn redis_cluster_processes() -> Option<DevCluster> {
     let b = common::procs::redis_cluster().await?;
     Some(dev(3, durable_common(Some(b.registry))).await)
@@ -389,6 +393,7 @@ async fn redis_broker_connection_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_sigkill_node_process() {
+    let _turn = CLUSTERS.lock().await;
     let Some(c) = redis_cluster_processes().await else {
         return;
     };
@@ -405,6 +410,7 @@ async fn redis_cluster_sigkill_node_process() {
 /// over, and no message is lost. The cluster is restored afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_primary_killed() {
+    let _turn = CLUSTERS.lock().await;
     let Some(c) = redis_cluster_processes_surviving_failover().await else {
         return;
     };
@@ -420,6 +426,7 @@ async fn redis_cluster_primary_killed() {
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_cluster_sigkill_node_process() {
+    let _turn = CLUSTERS.lock().await;
     let Some(c) = nats_cluster_processes().await else {
         return;
     };
@@ -439,6 +446,7 @@ async fn nats_cluster_sigkill_node_process() {
 #[cfg(feature = "nats")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_cluster_server_killed() {
+    let _turn = CLUSTERS.lock().await;
     let Some(c) = nats_cluster_processes().await else {
         return;
     };
