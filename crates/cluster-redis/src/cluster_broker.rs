@@ -32,14 +32,18 @@
 //!
 //! * every publish is stamped `~{publisher:016x}.{counter}\n` in front of
 //!   the payload (a random publisher id per broker, a counter per publish);
-//! * the reader takes whatever messages have arrived, then sends `PING` to
-//!   every primary over the same connections and waits for the answers. A
-//!   publisher publishes its next message only after the previous one was
-//!   acknowledged, by which time that shard had already queued it to every
-//!   subscriber; so once the pings are answered, every message published
-//!   before any message of the batch is in the batch too;
-//! * [`wsring_cluster::order::merge`] interleaves the batch by stamp, keeping
-//!   each channel's own order.
+//! * the reader takes whatever messages have arrived (the *settled* ones),
+//!   then sends `PING` to every primary over the same connections and waits
+//!   for the answers. A publisher publishes its next message only after the
+//!   previous one was acknowledged, by which time that shard had already
+//!   queued it to every subscriber; so once the pings are answered, every
+//!   message published before a settled one has arrived too;
+//! * the settled messages are released together with those predecessors
+//!   (messages that arrived meanwhile with a lower counter of the same
+//!   publisher), interleaved by stamp with
+//!   [`wsring_cluster::order::merge`], keeping each channel's own order.
+//!   Everything else that arrived meanwhile waits for the next barrier, since
+//!   its own predecessors may still be on the way.
 //!
 //! This costs one round trip to the primaries per batch, not per message:
 //! under load, batches grow while a barrier is in flight.
@@ -52,7 +56,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -239,35 +243,48 @@ async fn reader(
     mut pushes: mpsc::UnboundedReceiver<(u64, PushInfo)>,
     tx: InboxSender,
 ) {
+    // Messages received after a barrier was sent, not yet released.
+    let mut carry: Vec<Collected> = Vec::new();
     loop {
-        let (generation, first) = tokio::select! {
-            _ = shared.closed.cancelled() => return,
-            p = pushes.recv() => match p {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        if generation != shared.generation() {
-            continue;
-        }
-        let mut batch: Vec<wsring_cluster::order::Collected<(Topic, Bytes)>> = Vec::new();
-        let mut channels: Vec<Vec<u8>> = Vec::new();
-        collect(&shared, first, &mut batch, &mut channels);
-        if !batch.is_empty() {
-            // Everything published before the batch's messages is queued on
-            // the connections by now; one round trip brings it in.
-            barrier(&shared).await;
-            while batch.len() < MAX_BATCH {
-                match pushes.try_recv() {
-                    Ok((g, p)) if g == shared.generation() => {
-                        collect(&shared, p, &mut batch, &mut channels)
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+        if carry.is_empty() {
+            let (generation, first) = tokio::select! {
+                _ = shared.closed.cancelled() => return,
+                p = pushes.recv() => match p {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            if generation == shared.generation() {
+                collect(&shared, first, &mut carry);
+            }
+            if carry.is_empty() {
+                continue;
             }
         }
-        for (topic, payload) in wsring_cluster::order::merge(batch) {
+        // Settled: everything received before the barrier is sent. Once it
+        // is answered, every message published before any settled one has
+        // been received too.
+        drain(&shared, &mut pushes, &mut carry);
+        let settled = std::mem::take(&mut carry);
+        barrier(&shared).await;
+        let mut later = Vec::new();
+        drain(&shared, &mut pushes, &mut later);
+        // Release the settled messages with their predecessors that came
+        // after them; the rest of `later` may still miss predecessors of its
+        // own, so it waits for the next barrier.
+        let mut newest: HashMap<u64, u64> = HashMap::new();
+        for (p, c) in settled.iter().filter_map(|(_, stamp, _)| *stamp) {
+            let n = newest.entry(p).or_insert(c);
+            *n = (*n).max(c);
+        }
+        let mut release = settled;
+        for item in later {
+            match item.1 {
+                Some((p, c)) if newest.get(&p).is_some_and(|&n| c < n) => release.push(item),
+                _ => carry.push(item),
+            }
+        }
+        for (topic, payload) in wsring_cluster::order::merge(release) {
             if tx
                 .send(BrokerEvent::Message { topic, payload })
                 .await
@@ -279,14 +296,35 @@ async fn reader(
     }
 }
 
+/// One received message: its channel (as a queue id), stamp, topic and
+/// payload.
+type Collected = wsring_cluster::order::Collected<(Topic, Bytes)>;
+
+/// Takes what has arrived (up to [`MAX_BATCH`] in `into`) without waiting.
+fn drain(
+    shared: &Shared,
+    pushes: &mut mpsc::UnboundedReceiver<(u64, PushInfo)>,
+    into: &mut Vec<Collected>,
+) {
+    while into.len() < MAX_BATCH {
+        match pushes.try_recv() {
+            Ok((g, p)) if g == shared.generation() => collect(shared, p, into),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// A stable queue id for a channel (its hash): `merge` keeps each queue's
+/// arrival order. Two channels sharing a hash only add an order constraint.
+fn queue_id(channel: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(channel)
+}
+
 /// Files one push: a message into `batch` (queued by channel), a loss as a
 /// repair request.
-fn collect(
-    shared: &Shared,
-    push: PushInfo,
-    batch: &mut Vec<wsring_cluster::order::Collected<(Topic, Bytes)>>,
-    channels: &mut Vec<Vec<u8>>,
-) {
+fn collect(shared: &Shared, push: PushInfo, batch: &mut Vec<Collected>) {
     match push.kind {
         PushKind::SMessage | PushKind::Message => {
             let Some((channel, raw)) = channel_and_payload(&push.data) else {
@@ -298,16 +336,9 @@ fn collect(
             else {
                 return;
             };
-            let queue = match channels.iter().position(|c| c.as_slice() == channel) {
-                Some(i) => i,
-                None => {
-                    channels.push(channel.to_vec());
-                    channels.len() - 1
-                }
-            };
             let (stamp, payload) = unstamp(raw);
             let payload = Bytes::copy_from_slice(payload);
-            batch.push((queue as u64, stamp, (topic, payload)));
+            batch.push((queue_id(channel), stamp, (topic, payload)));
         }
         PushKind::Disconnection => {
             debug!("redis cluster node connection lost");
