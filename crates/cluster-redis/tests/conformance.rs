@@ -215,4 +215,63 @@ mod cluster {
     }
 
     wsring_cluster::conformance_suite!(redis_cluster());
+
+    /// `purge_namespace` finds a namespace's keys on every primary (they are
+    /// spread over the shards) and removes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_removes_the_namespace_from_every_shard() {
+        let Some(h) = redis_cluster().await else {
+            return;
+        };
+        let ns = unique_ns("purge");
+        let registry = h
+            .registry(&ns, Duration::from_secs(5))
+            .await
+            .expect("registry");
+        registry
+            .store(None, bytes::Bytes::from_static(b"{}"))
+            .await
+            .expect("store");
+        let streams = h.streams(&ns, Retention::default()).await.expect("streams");
+        for i in 0..20 {
+            streams
+                .append(
+                    &wsring_cluster::StreamName::User(format!("u{i}")),
+                    bytes::Bytes::from_static(b"x"),
+                    None,
+                )
+                .await
+                .expect("append");
+        }
+        let other = unique_ns("kept");
+        let kept = h
+            .streams(&other, Retention::default())
+            .await
+            .expect("streams");
+        kept.append(
+            &wsring_cluster::StreamName::User("u".into()),
+            bytes::Bytes::from_static(b"x"),
+            None,
+        )
+        .await
+        .expect("append");
+        // 1 document + 20 streams × (meta + entries).
+        let deleted = wsring_cluster_redis::purge_namespace(&h.url, &ns)
+            .await
+            .expect("purge");
+        assert_eq!(deleted, 41);
+        assert_eq!(
+            wsring_cluster_redis::purge_namespace(&h.url, &ns)
+                .await
+                .expect("purge again"),
+            0
+        );
+        assert_eq!(
+            wsring_cluster_redis::purge_namespace(&h.url, &other)
+                .await
+                .expect("purge other"),
+            2,
+            "another namespace is left alone"
+        );
+    }
 }
