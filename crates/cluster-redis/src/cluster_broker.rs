@@ -269,21 +269,8 @@ async fn reader(
         barrier(&shared).await;
         let mut later = Vec::new();
         drain(&shared, &mut pushes, &mut later);
-        // Release the settled messages with their predecessors that came
-        // after them; the rest of `later` may still miss predecessors of its
-        // own, so it waits for the next barrier.
-        let mut newest: HashMap<u64, u64> = HashMap::new();
-        for (p, c) in settled.iter().filter_map(|(_, stamp, _)| *stamp) {
-            let n = newest.entry(p).or_insert(c);
-            *n = (*n).max(c);
-        }
-        let mut release = settled;
-        for item in later {
-            match item.1 {
-                Some((p, c)) if newest.get(&p).is_some_and(|&n| c < n) => release.push(item),
-                _ => carry.push(item),
-            }
-        }
+        let (release, rest) = release(settled, later);
+        carry = rest;
         for (topic, payload) in wsring_cluster::order::merge(release) {
             if tx
                 .send(BrokerEvent::Message { topic, payload })
@@ -299,6 +286,34 @@ async fn reader(
 /// One received message: its channel (as a queue id), stamp, topic and
 /// payload.
 type Collected = wsring_cluster::order::Collected<(Topic, Bytes)>;
+
+/// Splits one barrier round: the `settled` messages (received before the
+/// barrier was sent) go out together with the messages of `later` that
+/// precede one of them (same publisher, lower counter); the rest of `later`
+/// may still miss predecessors of its own and is carried to the next round.
+/// Returns `(release, carry)`, each in arrival order.
+fn release<T>(
+    settled: Vec<wsring_cluster::order::Collected<T>>,
+    later: Vec<wsring_cluster::order::Collected<T>>,
+) -> (
+    Vec<wsring_cluster::order::Collected<T>>,
+    Vec<wsring_cluster::order::Collected<T>>,
+) {
+    let mut newest: HashMap<u64, u64> = HashMap::new();
+    for (p, c) in settled.iter().filter_map(|(_, stamp, _)| *stamp) {
+        let n = newest.entry(p).or_insert(c);
+        *n = (*n).max(c);
+    }
+    let mut out = settled;
+    let mut carry = Vec::new();
+    for item in later {
+        match item.1 {
+            Some((p, c)) if newest.get(&p).is_some_and(|&n| c < n) => out.push(item),
+            _ => carry.push(item),
+        }
+    }
+    (out, carry)
+}
 
 /// Takes what has arrived (up to [`MAX_BATCH`] in `into`) without waiting.
 fn drain(
@@ -532,6 +547,33 @@ impl Broker for ClusterBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_releases_settled_messages_with_their_predecessors() {
+        // Settled: publisher 1's #5 (shard B). Meanwhile: its #4 (shard A,
+        // a predecessor), its #6 and publisher 2's #1 (may have
+        // predecessors still on the way), and an unstamped message.
+        let settled = vec![(1, Some((1, 5)), "p1-5")];
+        let later = vec![
+            (2, Some((1, 6)), "p1-6"),
+            (3, Some((1, 4)), "p1-4"),
+            (3, Some((2, 1)), "p2-1"),
+            (4, None, "plain"),
+        ];
+        let (out, carry) = release(settled, later);
+        let names = |v: &[wsring_cluster::order::Collected<&'static str>]| {
+            v.iter().map(|x| x.2).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&out), ["p1-5", "p1-4"]);
+        assert_eq!(names(&carry), ["p1-6", "p2-1", "plain"]);
+        assert_eq!(
+            wsring_cluster::order::merge(out),
+            ["p1-4", "p1-5"],
+            "the predecessor goes first"
+        );
+        let (out, carry) = release(Vec::<wsring_cluster::order::Collected<()>>::new(), vec![]);
+        assert!(out.is_empty() && carry.is_empty());
+    }
 
     #[test]
     fn stamps_round_trip() {
