@@ -35,4 +35,4 @@ pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
-pub use settings::{AuthSettings, Security, SettingsError};
+pub use settings::{AuthSettings, Refusal, Security, SettingsError};

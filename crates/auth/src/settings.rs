@@ -3,14 +3,15 @@
 //! [`AuthSettings::build`] turns them into the runtime [`Security`] that the
 //! gateway and the node consult.
 
-use crate::api_key::ApiKeys;
-use crate::connect::{ConnectAuth, Origins};
-use crate::error::KeyError;
-use crate::jwt::{JwtSettings, Verifier};
+use crate::api_key::{ApiKeyId, ApiKeys};
+use crate::connect::{ConnectAuth, Credentials, Origins};
+use crate::error::{AuthError, KeyError};
+use crate::jwt::{Identity, JwtSettings, Verifier};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use wsring_protocol::ErrorCode;
 
 /// Who may connect and call the API. Outside `wsring dev`, a node or gateway
 /// refuses to start unless a token key or `--insecure-no-auth` is given.
@@ -49,7 +50,9 @@ pub struct AuthSettings {
     pub api_key: Vec<String>,
     /// Accept bare `?user=` connects without a token (a proxy in front
     /// authenticates). Logged as a warning and shown on /api/info.
-    #[arg(long, env = "WSRING_INSECURE_NO_AUTH")]
+    // `--insecure-no-auth` alone means true; `--insecure-no-auth false` is
+    // accepted too, so a generated command line can spell out either value.
+    #[arg(long, env = "WSRING_INSECURE_NO_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_auth: bool,
     /// Origins (scheme://host[:port]) whose pages may open /ws and get CORS
@@ -103,7 +106,85 @@ pub struct Security {
     pub insecure: bool,
 }
 
+/// Why a connect or API call is refused before anything else happens: the
+/// HTTP status, the error code of the JSON body and a message safe to show
+/// (it never repeats a token or key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 401 (no or bad credential) or 403 (origin not allowed).
+    pub status: u16,
+    /// `unauthorized` or `forbidden`.
+    pub code: ErrorCode,
+    /// What failed.
+    pub message: String,
+}
+
+impl Refusal {
+    fn unauthorized(e: AuthError) -> Refusal {
+        Refusal {
+            status: 401,
+            code: ErrorCode::Unauthorized,
+            message: e.to_string(),
+        }
+    }
+
+    fn forbidden(message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 403,
+            code: ErrorCode::Forbidden,
+            message: message.into(),
+        }
+    }
+}
+
 impl Security {
+    /// The connect decision for a WebSocket upgrade: the origin check, then
+    /// the token (or, in open mode, `?user=`). `Ok(None)`: open mode and no
+    /// user given, for the caller's own "missing user" answer.
+    pub fn admit(
+        &self,
+        credentials: Credentials<'_>,
+        origin: Option<&str>,
+    ) -> Result<Option<Identity>, Refusal> {
+        if !self.origins.permits(origin) {
+            return Err(Refusal::forbidden(
+                "this page's Origin is not in the server's allowed origins",
+            ));
+        }
+        self.connect
+            .identify(credentials)
+            .map_err(Refusal::unauthorized)
+    }
+
+    /// Whether an API write or control call may proceed, and with which key.
+    /// `Ok(None)`: the API is unprotected (`wsring dev` without keys). With
+    /// authentication on and no key configured, every call is refused.
+    pub fn api_call(&self, authorization: Option<&str>) -> Result<Option<ApiKeyId>, Refusal> {
+        if !self.api_protected {
+            return Ok(None);
+        }
+        if self.api_keys.is_empty() {
+            return Err(Refusal::unauthorized(AuthError::Missing(
+                "the API's write and control calls are disabled: no --api-key is configured",
+            )));
+        }
+        self.api_keys
+            .check(authorization)
+            .map(Some)
+            .map_err(Refusal::unauthorized)
+    }
+
+    /// What `/api/info` reports: `{"connect":"jwt"|"none","api_key":bool,
+    /// "insecure":bool,"origins":bool}`. No secret appears.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connect": self.connect.mode(),
+            "api_key": self.api_protected,
+            "insecure": self.insecure,
+            "origins": self.origins.is_configured(),
+        })
+    }
+
     /// No authentication at all: `wsring dev`'s playground default.
     pub fn open() -> Security {
         Security {
@@ -196,6 +277,65 @@ mod tests {
             both.build(true),
             Err(SettingsError::Contradiction)
         ));
+    }
+
+    #[test]
+    fn api_calls() {
+        let open = Security::open();
+        assert_eq!(open.api_call(None), Ok(None));
+        let keyed = AuthSettings {
+            api_key: vec!["k1".into()],
+            insecure_no_auth: true,
+            ..Default::default()
+        }
+        .build(true)
+        .expect("keyed");
+        assert!(keyed.api_call(Some("Bearer k1")).expect("ok").is_some());
+        for bad in [None, Some("Bearer k2"), Some("Basic k1")] {
+            let r = keyed.api_call(bad).expect_err("refused");
+            assert_eq!((r.status, r.code), (401, ErrorCode::Unauthorized));
+        }
+        // Tokens required, no key: the API is closed to everyone.
+        let locked = AuthSettings {
+            jwt_secret: vec!["s".into()],
+            ..Default::default()
+        }
+        .build(true)
+        .expect("secured");
+        let r = locked
+            .api_call(Some("Bearer anything"))
+            .expect_err("closed");
+        assert!(r.message.contains("--api-key"), "{}", r.message);
+        assert_eq!(locked.summary()["connect"], "jwt");
+        assert_eq!(locked.summary()["api_key"], true);
+    }
+
+    #[test]
+    fn admit_checks_origin_then_credentials() {
+        let s = AuthSettings {
+            jwt_secret: vec!["s".into()],
+            allowed_origins: vec!["https://app.example".into()],
+            ..Default::default()
+        }
+        .build(true)
+        .expect("secured");
+        let bare = Credentials {
+            user: Some("alice"),
+            ..Default::default()
+        };
+        let r = s
+            .admit(bare, Some("https://evil.example"))
+            .expect_err("origin");
+        assert_eq!((r.status, r.code), (403, ErrorCode::Forbidden));
+        let r = s
+            .admit(bare, Some("https://app.example"))
+            .expect_err("token");
+        assert_eq!((r.status, r.code), (401, ErrorCode::Unauthorized));
+        let open = Security::open();
+        assert_eq!(
+            open.admit(bare, None).expect("open").map(|i| i.user),
+            Some("alice".to_owned())
+        );
     }
 
     #[test]

@@ -101,6 +101,7 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
     let _ = tcp.set_nodelay(true);
     let params = ConnectParams {
         user: user.to_owned(),
+        token: None,
         resume: None,
     };
     let req = params

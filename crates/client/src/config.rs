@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-/// How a client connects and retries.
-#[derive(Debug, Clone)]
+/// How a client connects and retries. `Debug` never prints the token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The gateway's WebSocket URL, e.g. `ws://127.0.0.1:7000/ws`. No default.
     pub url: String,
-    /// The user id. No default.
+    /// The user id. No default. With a token, the server takes the user id
+    /// from the token's `sub` instead; keep both the same.
     pub user: String,
+    /// Connect token (a JWT), sent as `?token=`; required when the server
+    /// has authentication on. Default: none.
+    pub token: Option<String>,
     /// First backoff step after a failed or lost connection. Default: 100 ms.
     pub backoff_base: Duration,
     /// Backoff ceiling. Default: 5 s.
@@ -30,11 +34,35 @@ impl ClientConfig {
         ClientConfig {
             url: url.into(),
             user: user.into(),
+            token: None,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
             moved_jitter: Duration::from_millis(100),
             timeout: Duration::from_secs(30),
             event_buffer: 65_536,
         }
+    }
+}
+
+impl ClientConfig {
+    /// These settings with a connect token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_cap", &self.backoff_cap)
+            .field("moved_jitter", &self.moved_jitter)
+            .field("timeout", &self.timeout)
+            .field("event_buffer", &self.event_buffer)
+            .finish()
     }
 }

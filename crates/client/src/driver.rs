@@ -128,6 +128,7 @@ impl Driver {
     fn url(&self) -> String {
         ConnectParams {
             user: self.cfg.user.clone(),
+            token: self.cfg.token.clone(),
             resume: self
                 .cursors
                 .get(USER_STREAM)

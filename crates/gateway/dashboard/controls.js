@@ -4,6 +4,7 @@
 
 import { $, setStatus } from "./dom.js";
 import { controlTitle, renderNodes } from "./nodes.js";
+import { withKey } from "./key.js";
 import { state } from "./state.js";
 
 /** Applies the gateway's `info` item: mode, routing, version, launcher. */
@@ -28,7 +29,7 @@ async function control(id, mode) {
   state.busy.add(id);
   renderNodes();
   try {
-    const r = await fetch(`/api/nodes/${encodeURIComponent(id)}?mode=${mode}`, { method: "DELETE" });
+    const r = await fetch(`/api/nodes/${encodeURIComponent(id)}?mode=${mode}`, { method: "DELETE", headers: withKey() });
     if (r.ok) {
       setStatus(status, mode === "crash" ? `Crashed ${id}: it vanishes from the ring when its heartbeat expires.` : `Draining ${id}.`, "ok");
       if (mode === "crash") {
@@ -54,7 +55,7 @@ async function addNode() {
   btn.setAttribute("aria-busy", "true");
   setStatus(status, "Starting a node…");
   try {
-    const r = await fetch("/api/nodes", { method: "POST" });
+    const r = await fetch("/api/nodes", { method: "POST", headers: withKey() });
     const j = await r.json().catch(() => ({}));
     if (r.status === 201) {
       setStatus(status, `Started ${j.id} (${j.url}).`, "ok");

@@ -3,9 +3,11 @@
 // It knows nothing of the panels: the entry point passes the handlers.
 
 import { $ } from "./dom.js";
+import { feedUrl } from "./key.js";
 
 /**
- * Opens the feed. `handlers` maps item names (`info`, `ring`, `nodes`,
+ * Opens the feed (with the API key when the gateway wants one); returns the
+ * EventSource so a new key can replace it. `handlers` maps item names (`info`, `ring`, `nodes`,
  * `events`, `event`) to functions of the parsed item; `onOpen` runs on every
  * (re)connect, before the initial items that resynchronise everything.
  */
@@ -16,7 +18,7 @@ export function followFeed(handlers, onOpen) {
     feed.dataset.state = s;
     label.textContent = text;
   };
-  const es = new EventSource("/api/events");
+  const es = new EventSource(feedUrl());
   es.onopen = () => {
     setFeed("live", "live");
     onOpen();
@@ -35,4 +37,30 @@ export function followFeed(handlers, onOpen) {
       fn(data);
     });
   }
+  return es;
+}
+
+/**
+ * Without the API key the live feed is closed; the open read-only views
+ * (`/api/info`, `/api/ring`, `/api/nodes`) are polled instead, every two
+ * seconds, until `stop()` is called. Controls stay locked.
+ */
+export function pollReadOnly(handlers) {
+  const feed = $("feed-status");
+  feed.dataset.state = "connecting";
+  feed.querySelector(".feed-label").textContent = "locked: read-only";
+  let stopped = false;
+  const tick = async () => {
+    for (const [name, path] of [["info", "/api/info"], ["ring", "/api/ring?arcs=1"], ["nodes", "/api/nodes"]]) {
+      try {
+        const r = await fetch(path);
+        if (r.ok && !stopped) handlers[name]?.(await r.json());
+      } catch {
+        // The next tick tries again.
+      }
+    }
+  };
+  tick();
+  const timer = setInterval(tick, 2000);
+  return { stop: () => { stopped = true; clearInterval(timer); } };
 }

@@ -7,6 +7,7 @@
 // text and attributes (no re-render of the grid, no innerHTML per message),
 // and recomputes the summary once per frame.
 
+import { withKey } from "./key.js";
 import { WsringClient, ID_RULE } from "./wsring-client.js";
 import { nodeColor } from "./colors.js";
 
@@ -411,7 +412,7 @@ export class Simulator {
     try {
       const r = await fetch(path, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: withKey({ "content-type": "application/json" }),
         body: JSON.stringify(body),
       });
       if (r.ok) {

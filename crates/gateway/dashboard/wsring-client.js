@@ -108,7 +108,10 @@ export class WsringClient {
   /**
    * @param {object} options
    * @param {string} options.url   the gateway's WebSocket URL, e.g. `ws://host:7000/ws`
-   * @param {string} options.user  the user id
+   * @param {string} options.user  the user id (with a token: its `sub`)
+   * @param {string|(() => string)} [options.token] connect token (JWT) for a
+   *   server with authentication on; a function is called before every
+   *   (re)connect, so a fresh token can be supplied
    * @param {number} [options.backoffBase=100]
    * @param {number} [options.backoffCap=5000]
    * @param {number} [options.movedJitter=100]
@@ -294,7 +297,9 @@ export class WsringClient {
 
   /** The connect URL, with `resume`/`epoch` once the user stream is known. */
   _connectUrl() {
-    const q = new URLSearchParams({ user: this.user });
+    const t = typeof this.options.token === "function" ? this.options.token() : this.options.token;
+    // The token names the user; `user` is sent only without one.
+    const q = new URLSearchParams(t ? { token: t } : { user: this.user });
     const c = this._cursors.get("user");
     if (c) {
       q.set("resume", String(c.seq));

@@ -41,6 +41,7 @@ const ASSETS: &[Asset] = &[
     asset!("/dom.js", "dom.js", JS),
     asset!("/events.js", "events.js", JS),
     asset!("/feed.js", "feed.js", JS),
+    asset!("/key.js", "key.js", JS),
     asset!("/nodes.js", "nodes.js", JS),
     asset!("/ring-panel.js", "ring-panel.js", JS),
     asset!("/ring.js", "ring.js", JS),

@@ -11,21 +11,29 @@
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream, StreamExt};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 use wsring_cluster::report;
 use wsring_cluster::{MemberState, NodeStats, View};
+use wsring_http::ApiError;
 
 use crate::Gateway;
 
 /// Events kept for late subscribers.
 const LOG_LEN: usize = 200;
+
+/// Live feeds served at once. Each costs a task, a socket buffer and ~100
+/// KB on connect; past this `/api/events` answers 503, so feed clients that
+/// never read cannot pile up.
+pub const MAX_FEED_CLIENTS: usize = 64;
 
 /// One membership change.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -57,6 +65,17 @@ pub struct Events {
     log: Mutex<VecDeque<MembershipEvent>>,
     feed: broadcast::Sender<FeedItem>,
     last_nodes: Mutex<Value>,
+    /// Live feeds being served.
+    clients: Arc<AtomicUsize>,
+}
+
+/// One served feed; the count drops when the stream does.
+struct FeedSlot(Arc<AtomicUsize>);
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Default for Events {
@@ -65,6 +84,7 @@ impl Default for Events {
             log: Mutex::new(VecDeque::new()),
             feed: broadcast::channel(1024).0,
             last_nodes: Mutex::new(Value::Null),
+            clients: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -242,9 +262,16 @@ fn nodes_with_rates(gw: &Gateway, prev: &mut BTreeMap<String, (u64, u64)>, dt: f
 /// On connect it sends `info`, `ring` (with arcs), `nodes` and `events` (the
 /// recent log); afterwards `nodes` every second, `ring` on every epoch, and
 /// `event` for each new or updated membership event.
-pub(crate) async fn sse(
-    State(gw): State<Arc<Gateway>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub(crate) async fn sse(State(gw): State<Arc<Gateway>>) -> Response {
+    let clients = Arc::clone(&gw.events.clients);
+    if clients.fetch_add(1, Ordering::AcqRel) >= MAX_FEED_CLIENTS {
+        clients.fetch_sub(1, Ordering::AcqRel);
+        return ApiError::unavailable(format!(
+            "at most {MAX_FEED_CLIENTS} live feeds are served at once"
+        ))
+        .into_response();
+    }
+    let slot = FeedSlot(clients);
     let rx = gw.events.feed.subscribe();
     let view = gw.membership.view();
     let mut nodes = lock(&gw.events.last_nodes).clone();
@@ -263,14 +290,14 @@ pub(crate) async fn sse(
     let first = stream::iter(
         initial
             .into_iter()
-            .map(|(name, data)| Ok(Event::default().event(name).data(data))),
+            .map(|(name, data)| Ok::<_, Infallible>(Event::default().event(name).data(data))),
     );
-    let live = stream::unfold(rx, |mut rx| async move {
+    let live = stream::unfold((rx, slot), |(mut rx, slot)| async move {
         loop {
             match rx.recv().await {
                 Ok(item) => {
                     let ev = Event::default().event(item.name).data(item.data);
-                    return Some((Ok(ev), rx));
+                    return Some((Ok(ev), (rx, slot)));
                 }
                 // A slow dashboard skips intermediate updates; the next
                 // `nodes` tick resynchronises it.
@@ -281,7 +308,9 @@ pub(crate) async fn sse(
     });
     let stop = gw.stop.clone();
     let live = live.take_until(async move { stop.cancelled().await });
-    Sse::new(first.chain(live)).keep_alive(KeepAlive::default())
+    Sse::new(first.chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ pub struct Gateway {
     tunnels: Mutex<HashMap<String, u64>>,
     pub(crate) events: events::Events,
     pub(crate) stop: CancellationToken,
+    /// Who may connect and call the API.
+    pub(crate) security: Arc<wsring_auth::Security>,
 }
 
 /// A running gateway.
@@ -71,12 +73,15 @@ impl GatewayHandle {
     }
 }
 
-/// Starts serving on `listener` until `stop` fires.
+/// Starts serving on `listener` until `stop` fires. `security` decides who
+/// may connect (verified here before routing, and again by the node) and
+/// call the API.
 pub async fn start(
     cfg: GatewayConfig,
     listener: TcpListener,
     membership: Arc<Membership>,
     launcher: Option<Arc<dyn Launcher>>,
+    security: Arc<wsring_auth::Security>,
     stop: CancellationToken,
 ) -> std::io::Result<GatewayHandle> {
     let addr = listener.local_addr()?;
@@ -95,6 +100,7 @@ pub async fn start(
         tunnels: Mutex::new(HashMap::new()),
         events: events::Events::default(),
         stop: stop.clone(),
+        security,
     });
     tokio::spawn(events::run(Arc::clone(&gateway)));
     let app = router(Arc::clone(&gateway));
@@ -106,13 +112,18 @@ pub async fn start(
 
 fn router(gw: Arc<Gateway>) -> Router {
     let limit = gw.cfg.max_body_bytes;
+    let security = Arc::clone(&gw.security);
     Router::new()
         .route("/ws", get(proxy::ws))
-        .merge(api::routes())
+        .merge(api::routes(Arc::clone(&security)))
         .merge(dashboard::routes())
         .fallback(wsring_http::not_found)
         .method_not_allowed_fallback(wsring_http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            wsring_http::cors,
+        ))
         .with_state(gw)
 }
 

@@ -29,7 +29,8 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 use wsring_cluster::{MemberState, View};
 use wsring_http::ApiError;
-use wsring_protocol::{ConnectParams, EPOCH_HEADER, Routing};
+
+use wsring_protocol::{EPOCH_HEADER, Routing};
 
 use crate::Gateway;
 
@@ -58,9 +59,12 @@ enum Forwarded {
 }
 
 pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<Body> {
-    let params = match ConnectParams::parse(req.uri().query()) {
-        Ok(p) => p,
-        Err(msg) => return ApiError::bad_request(msg).into_response(),
+    // Who is connecting is checked before anything is routed: the origin,
+    // then the token, whose `sub` is the user routed by. The node verifies
+    // again.
+    let params = match wsring_http::admit(&gw.security, req.uri().query(), req.headers()) {
+        Ok((p, _)) => p,
+        Err(e) => return e.into_response(),
     };
     if !is_upgrade(req.headers()) {
         return ApiError::bad_request("expected a WebSocket upgrade request").into_response();

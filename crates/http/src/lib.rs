@@ -11,11 +11,13 @@
 //! * [`peers`] — concurrent GETs to other cluster members, each bounded by a
 //!   timeout (the transport of presence queries).
 //! * [`metrics`] — the process-wide Prometheus exporter handle.
+//! * [`guard`] — API keys, JSON-only bodies and CORS, as middleware.
 //!
 //! Nothing here knows about sessions, membership or backends.
 
 pub mod error;
 pub mod fallback;
+pub mod guard;
 pub mod metrics;
 pub mod peers;
 pub mod request;
@@ -23,6 +25,9 @@ pub mod serve;
 
 pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};
+pub use guard::{
+    admit, cors, header_str, refusal, require_json, require_key, require_key_or_query,
+};
 pub use metrics::prometheus_handle;
 pub use request::{parse_body, query_param, rejection};
 pub use serve::{ServeLimits, serve, serve_with};

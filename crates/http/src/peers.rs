@@ -11,13 +11,20 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// GETs every `(id, url)` concurrently; answers come back in input order.
+/// `authorization` is the caller's own `Authorization` header, passed on so
+/// a protected API answers a member exactly as it answered the caller.
 pub async fn get_json_all(
     http: &reqwest::Client,
     targets: Vec<(String, String)>,
     timeout: Duration,
+    authorization: Option<&str>,
 ) -> Vec<(String, Option<Value>)> {
     let calls = targets.into_iter().map(|(id, url)| async move {
-        let resp = http.get(url).timeout(timeout).send().await;
+        let mut req = http.get(url).timeout(timeout);
+        if let Some(a) = authorization {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let resp = req.send().await;
         let body = match resp {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
             _ => None,
@@ -61,7 +68,7 @@ mod tests {
             ("c".to_string(), format!("{base}/text")),
             ("d".to_string(), silent_url),
         ];
-        let got = get_json_all(&http, targets, Duration::from_millis(200)).await;
+        let got = get_json_all(&http, targets, Duration::from_millis(200), None).await;
         assert_eq!(
             got,
             vec![

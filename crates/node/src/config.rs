@@ -84,6 +84,27 @@ pub struct NodeConfig {
     /// read on every catch-up.
     #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION", default_value_t = 256)]
     pub max_rooms_per_session: usize,
+    /// Client messages (text or binary frames) one connection may send per
+    /// second; past it (and its burst) each one is answered with an `error`
+    /// frame `rate_limited` and dropped. 0: unlimited.
+    #[arg(long, env = "WSRING_CLIENT_MESSAGES_PER_SEC", default_value_t = 200.0)]
+    pub client_messages_per_sec: f64,
+    /// Client messages one connection may send at once above the rate.
+    #[arg(long, env = "WSRING_CLIENT_MESSAGE_BURST", default_value_t = 1000.0)]
+    pub client_message_burst: f64,
+    /// Client message bytes one connection may send per second (the burst is
+    /// four times this, and at least twice max_message_bytes). 0: unlimited.
+    #[arg(long, env = "WSRING_CLIENT_BYTES_PER_SEC", default_value_t = 1024 * 1024)]
+    pub client_bytes_per_sec: u64,
+    /// Consecutive rate-limited messages after which the connection is
+    /// closed with 1008: a client that ignores `rate_limited` is cut off.
+    #[arg(long, env = "WSRING_CLIENT_RATE_STRIKES", default_value_t = 100)]
+    pub client_rate_strikes: u32,
+    /// Sessions one user may hold on one node (in hash mode all of a user's
+    /// sessions are on one node, so this is cluster-wide); one more closes
+    /// the user's oldest session with 1008 `too many sessions`.
+    #[arg(long, env = "WSRING_MAX_SESSIONS_PER_USER", default_value_t = 32)]
+    pub max_sessions_per_user: usize,
     /// Open connections one process accepts (WebSockets, gateway tunnels and
     /// HTTP calls alike); one more is answered 503 `unavailable` before any
     /// upgrade. Keep it below the process's file descriptor limit.
@@ -106,6 +127,18 @@ pub const WRITE_BUFFER_MAX: usize = 256 * 1024;
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
 impl NodeConfig {
+    /// One connection's message and byte budgets.
+    pub fn rate_limits(&self) -> wsring_auth::RateLimits {
+        let bytes = self.client_bytes_per_sec as f64;
+        wsring_auth::RateLimits {
+            messages_per_sec: self.client_messages_per_sec,
+            message_burst: self.client_message_burst,
+            bytes_per_sec: bytes,
+            byte_burst: (bytes * 4.0).max(self.max_message_bytes as f64 * 2.0),
+            max_strikes: self.client_rate_strikes,
+        }
+    }
+
     /// The accept loop's limits.
     pub fn serve_limits(&self) -> wsring_http::ServeLimits {
         wsring_http::ServeLimits {

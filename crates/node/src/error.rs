@@ -36,11 +36,23 @@ pub enum RouteError {
     /// No node is up to own the recipient.
     #[error("no node is up to own {0:?}")]
     NoOwner(String),
+    /// The idempotency id was already used, by this sender, for a different
+    /// message. Nothing was sent; retrying will not help.
+    #[error("this id was already used for a different message")]
+    Conflict,
 }
 
-/// Nothing was accepted, so the caller may retry: 503 `unavailable`.
 impl From<RouteError> for ApiError {
+    /// A conflict is 409 `conflict`; anything else was not accepted and may
+    /// be retried: 503 `unavailable`.
     fn from(e: RouteError) -> Self {
-        ApiError::unavailable(e.to_string())
+        match e {
+            RouteError::Conflict => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                wsring_protocol::ErrorCode::Conflict,
+                e.to_string(),
+            ),
+            e => ApiError::unavailable(e.to_string()),
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct NodeDeps {
     pub inbox: Inbox,
     /// Stream store; required when `NodeConfig::durable` is set.
     pub streams: Option<Arc<dyn StreamStore>>,
+    /// Who may connect and call the API ([`wsring_auth::Security::open`]
+    /// for none).
+    pub security: Arc<wsring_auth::Security>,
     /// Stops every task of this node (crash, or the end of a drain).
     pub kill: CancellationToken,
 }
@@ -97,6 +100,7 @@ pub async fn start(
         deps.membership,
         deps.broker,
         streams,
+        deps.security,
         kill.clone(),
     )?);
     let result = async {
@@ -155,15 +159,21 @@ async fn stop_when_fenced(node: Arc<Node>) {
     node.broker.close().await;
 }
 
-/// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers.
+/// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers and
+/// CORS for the configured origins only.
 fn router(node: Arc<Node>) -> Router {
     let limit = node.cfg.max_message_bytes;
+    let security = Arc::clone(&node.security);
     Router::new()
         .route("/ws", get(ws::upgrade))
-        .merge(api::routes())
+        .merge(api::routes(Arc::clone(&security)))
         .fallback(wsring_http::not_found)
         .method_not_allowed_fallback(wsring_http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            wsring_http::cors,
+        ))
         .with_state(node)
 }
 

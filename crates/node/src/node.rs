@@ -27,6 +27,31 @@ use crate::error::RouteError;
 use crate::rooms::RoomSubs;
 use crate::sessions::{Outbound, SessionHandle, SessionTable, StreamMsg};
 
+/// A deduplicated append must be a retry of the same message: the stored
+/// entry at the original position is compared with this one, byte for byte.
+/// A different message under a used id is a [`RouteError::Conflict`] (and is
+/// neither stored nor sent). An original already trimmed away cannot be
+/// compared and counts as a retry.
+async fn same_message(
+    store: &dyn StreamStore,
+    stream: &StreamName,
+    appended: &Appended,
+    stored: &Bytes,
+) -> Result<(), RouteError> {
+    if !appended.duplicate {
+        return Ok(());
+    }
+    let batch = store
+        .read_after(stream, appended.seq.saturating_sub(1), 1)
+        .await?;
+    match batch.entries.first() {
+        Some((seq, original)) if *seq == appended.seq && original != stored => {
+            Err(RouteError::Conflict)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Counters published in heartbeats and `/metrics`.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -55,6 +80,8 @@ pub struct Node {
     /// Set once the node is on the ring; rebalancing waits for it.
     pub(crate) joined: AtomicBool,
     pub(crate) http: reqwest::Client,
+    /// Who may connect and call the API.
+    pub(crate) security: Arc<wsring_auth::Security>,
     next_session: AtomicU64,
 }
 
@@ -72,6 +99,7 @@ impl Node {
         membership: Arc<Membership>,
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
+        security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, reqwest::Error> {
         // Peer calls (presence fan-out) must never hang a request: build the
@@ -94,6 +122,7 @@ impl Node {
             leaving: AtomicBool::new(false),
             joined: AtomicBool::new(false),
             http,
+            security,
             next_session: AtomicU64::new(0),
         })
     }
@@ -189,9 +218,11 @@ impl Node {
         let (frame, pos) = match &self.streams {
             Some(store) => {
                 let stored = durable::encode(from, Some(to), None, data);
+                let name = StreamName::User(to.to_owned());
                 let a = store
-                    .append(&StreamName::User(to.to_owned()), stored, dedup.as_deref())
+                    .append(&name, stored.clone(), dedup.as_deref())
                     .await?;
+                same_message(store.as_ref(), &name, &a, &stored).await?;
                 let frame = MessageFrame::direct(from, to, data)
                     .with_seq(a.seq, &a.epoch)
                     .render();
@@ -239,9 +270,11 @@ impl Node {
         let (frame, pos) = match &self.streams {
             Some(store) => {
                 let stored = durable::encode(from, None, Some(room), data);
+                let name = StreamName::Room(room.to_owned());
                 let a = store
-                    .append(&StreamName::Room(room.to_owned()), stored, dedup.as_deref())
+                    .append(&name, stored.clone(), dedup.as_deref())
                     .await?;
+                same_message(store.as_ref(), &name, &a, &stored).await?;
                 let frame = MessageFrame::room(from, room, data)
                     .with_seq(a.seq, &a.epoch)
                     .render();
@@ -466,6 +499,7 @@ pub(crate) mod testing {
                     membership,
                     Arc::clone(&broker) as _,
                     streams,
+                    Arc::new(wsring_auth::Security::open()),
                     kill,
                 )
                 .expect("http client"),

@@ -127,6 +127,8 @@ pub(crate) struct Joined {
 struct Entry {
     handle: SessionHandle,
     rooms: HashSet<String>,
+    /// Insertion order, to tell a user's oldest session.
+    order: u64,
 }
 
 #[derive(Default)]
@@ -134,6 +136,7 @@ struct Tables {
     sessions: HashMap<Arc<str>, Entry>,
     users: HashMap<Arc<str>, HashSet<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
+    next_order: u64,
 }
 
 /// All local sessions of a node.
@@ -147,10 +150,21 @@ impl SessionTable {
         wsring_cluster::lock(&self.inner)
     }
 
+    #[cfg(test)]
     pub fn insert(&self, handle: SessionHandle) {
+        self.insert_capped(handle, usize::MAX);
+    }
+
+    /// Inserts a session; if its user now holds more than `max` sessions
+    /// that were not already told to leave, returns the oldest ones over the
+    /// cap, marked as leaving, for the caller to close.
+    pub fn insert_capped(&self, handle: SessionHandle, max: usize) -> Vec<SessionHandle> {
         let mut t = self.lock();
+        let order = t.next_order;
+        t.next_order += 1;
+        let user = Arc::clone(&handle.user);
         t.users
-            .entry(Arc::clone(&handle.user))
+            .entry(Arc::clone(&user))
             .or_default()
             .insert(Arc::clone(&handle.id));
         t.sessions.insert(
@@ -158,8 +172,29 @@ impl SessionTable {
             Entry {
                 handle,
                 rooms: HashSet::new(),
+                order,
             },
         );
+        let Some(ids) = t.users.get(&user) else {
+            return Vec::new();
+        };
+        let mut staying: Vec<&Entry> = ids
+            .iter()
+            .filter_map(|id| t.sessions.get(id))
+            .filter(|e| !e.handle.moving.load(Ordering::Acquire))
+            .collect();
+        if staying.len() <= max {
+            return Vec::new();
+        }
+        staying.sort_by_key(|e| e.order);
+        let excess = staying.len() - max;
+        staying[..excess]
+            .iter()
+            .map(|e| {
+                e.handle.moving.store(true, Ordering::Release);
+                e.handle.clone()
+            })
+            .collect()
     }
 
     /// Removes a session; returns the rooms that now have no local member.

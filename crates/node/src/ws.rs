@@ -1,6 +1,9 @@
-//! `GET /ws?user=…`: validates the connect request *before* the upgrade (bad
-//! input gets HTTP 400 with a JSON body, a misrouted user 421), then hands the
-//! socket to a session task.
+//! `GET /ws?token=…` (or `?user=…` without authentication): validates the
+//! connect request *before* the upgrade (a page from a foreign origin gets
+//! 403, a missing or bad token 401, bad input 400, a misrouted user 421, all
+//! with a JSON body), then hands the socket to a session task. The node
+//! verifies the token itself even behind a gateway: nodes can be reached
+//! directly.
 //!
 //! In hash mode a node accepts only users it owns. The gateway sends the
 //! epoch it routed by in `x-wsring-epoch`; if this node has not seen that
@@ -13,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use wsring_protocol::{ConnectParams, EPOCH_HEADER, ErrorCode};
+use wsring_protocol::{EPOCH_HEADER, ErrorCode};
 
 use crate::config::Routing;
 use crate::error::ApiError;
@@ -26,9 +29,9 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let params = match ConnectParams::parse(query.as_deref()) {
-        Ok(p) => p,
-        Err(msg) => return ApiError::bad_request(msg).into_response(),
+    let (params, identity) = match wsring_http::admit(&node.security, query.as_deref(), &headers) {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
     };
     let ws = match ws {
         Ok(ws) => ws,
@@ -84,7 +87,6 @@ pub(crate) async fn upgrade(
     }
     let max = node.cfg.max_message_bytes;
     let resume = params.resume.map(|(seq, epoch)| Resume { seq, epoch });
-    let user = params.user;
     ws
         // tungstenite's default 128 KiB read buffer is zero-filled before
         // every read; 8 KiB cut server CPU per message by about a third and
@@ -100,5 +102,5 @@ pub(crate) async fn upgrade(
         // unread data; larger frames are cut off at the header.
         .max_frame_size(max.saturating_mul(2).max(64 * 1024))
         .max_message_size(max)
-        .on_upgrade(move |socket| session::run(node, socket, user, resume))
+        .on_upgrade(move |socket| session::run(node, socket, identity, resume))
 }

@@ -21,3 +21,11 @@ pub const REASON_SLOW: &str = "slow consumer";
 /// Close reason (with [`POLICY_VIOLATION`]) for a client flooding pings or
 /// pongs.
 pub const REASON_CONTROL_FLOOD: &str = "too many control frames";
+
+/// Close reason (with [`POLICY_VIOLATION`]) of a connection that kept sending
+/// after being answered `rate_limited`.
+pub const REASON_RATE_LIMIT: &str = "rate limit exceeded";
+
+/// Close reason (with [`POLICY_VIOLATION`]) of a user's oldest session when
+/// the user opened more than the per-user session cap.
+pub const REASON_TOO_MANY_SESSIONS: &str = "too many sessions";

@@ -30,7 +30,7 @@ pub mod server;
 
 pub use api::{BroadcastBody, EPOCH_HEADER, InvalidBody, PublishBody, Routing, SendBody};
 pub use client::{ClientFrame, MsgId, ParseError};
-pub use connect::ConnectParams;
+pub use connect::{ConnectParams, query_token};
 pub use depth::{MAX_JSON_DEPTH, check_depth};
 pub use envelope::{Envelope, EnvelopeError, Target};
 pub use ids::{IdError, validate_node_id, validate_room, validate_user};

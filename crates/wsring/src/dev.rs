@@ -100,6 +100,7 @@ pub struct DevNodes {
     opts: DevOptions,
     nodes: Mutex<BTreeMap<String, NodeHandle>>,
     next: AtomicU64,
+    security: Arc<wsring_auth::Security>,
 }
 
 /// Where the nodes of a dev cluster run.
@@ -108,6 +109,17 @@ pub enum Nodes {
     Memory(Arc<DevNodes>),
     /// Child processes on a real backend.
     Processes(Arc<ProcessNodes>),
+}
+
+/// `wsring dev`'s authentication: open unless keys are given, and then the
+/// same checks as `node` and `gateway`.
+fn dev_security(opts: &DevOptions) -> Result<Arc<wsring_auth::Security>, DevError> {
+    let security = opts
+        .common
+        .auth
+        .build(false)
+        .map_err(|e| DevError::Launch(e.to_string()))?;
+    Ok(Arc::new(security))
 }
 
 /// A running dev cluster.
@@ -162,6 +174,7 @@ impl DevNodes {
                 broker,
                 inbox,
                 streams: Some(streams),
+                security: Arc::clone(&self.security),
                 kill,
             },
         )
@@ -225,6 +238,7 @@ impl DevCluster {
     }
 
     async fn start_memory(opts: DevOptions) -> Result<DevCluster, DevError> {
+        let security = dev_security(&opts)?;
         let listener = bind(&opts.host, opts.port).await?;
         let stop = CancellationToken::new();
         let backend = MemoryBackend::new(opts.common.retention());
@@ -234,6 +248,7 @@ impl DevCluster {
             opts: opts.clone(),
             nodes: Mutex::new(BTreeMap::new()),
             next: AtomicU64::new(0),
+            security: Arc::clone(&security),
         });
         for _ in 0..opts.nodes {
             nodes.add().await?;
@@ -245,7 +260,8 @@ impl DevCluster {
         )
         .await?;
         let launcher: Arc<dyn Launcher> = nodes.clone();
-        let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
+        let gateway =
+            start_gateway(&opts, listener, &membership, launcher, security, &stop).await?;
         Ok(DevCluster {
             common: opts.common.clone(),
             nodes: Nodes::Memory(nodes),
@@ -265,6 +281,7 @@ impl DevCluster {
                 },
             ));
         }
+        let security = dev_security(&opts)?;
         let listener = bind(&opts.host, opts.port).await?;
         let stop = CancellationToken::new();
         let c = &opts.common;
@@ -294,7 +311,8 @@ impl DevCluster {
                 .map_err(|e| DevError::Launch(e.to_string()))?;
         }
         let launcher: Arc<dyn Launcher> = procs.clone();
-        let gateway = start_gateway(&opts, listener, &membership, launcher, &stop).await?;
+        let gateway =
+            start_gateway(&opts, listener, &membership, launcher, security, &stop).await?;
         Ok(DevCluster {
             common: opts.common.clone(),
             nodes: Nodes::Processes(procs),
@@ -365,6 +383,7 @@ async fn start_gateway(
     listener: TcpListener,
     membership: &Arc<Membership>,
     launcher: Arc<dyn Launcher>,
+    security: Arc<wsring_auth::Security>,
     stop: &CancellationToken,
 ) -> Result<GatewayHandle, DevError> {
     let cfg = opts.common.gateway_config("dev");
@@ -373,6 +392,7 @@ async fn start_gateway(
         listener,
         Arc::clone(membership),
         Some(launcher),
+        security,
         stop.clone(),
     )
     .await
@@ -385,7 +405,9 @@ async fn start_gateway(
 /// Flags that give a `wsring node` child the cluster's settings. The
 /// backend URL goes in as registry and broker explicitly, so that
 /// `WSRING_REGISTRY` or `WSRING_BROKER` inherited from this process's
-/// environment cannot point a child elsewhere.
+/// environment cannot point a child elsewhere. A playground without token
+/// keys gives its children `--insecure-no-auth`: they would refuse to start
+/// open otherwise.
 fn child_args(c: &Common, url: &str) -> Vec<String> {
     let mut args = vec![
         "--registry".to_owned(),
@@ -393,6 +415,10 @@ fn child_args(c: &Common, url: &str) -> Vec<String> {
         "--broker".to_owned(),
         url.to_owned(),
     ];
+    let mut c = c.clone();
+    if !c.auth.jwt().has_keys() {
+        c.auth.insecure_no_auth = true;
+    }
     args.extend(c.to_args());
     args
 }

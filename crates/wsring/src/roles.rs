@@ -8,11 +8,17 @@
 //! sessions with 1012, exit 0. A node whose id another process claimed while
 //! it was stalled (it was *fenced*) closes its sessions with 1012 and exits
 //! non-zero with a one-line error.
+//!
+//! Both roles are secure by default: they refuse to start without a token
+//! key (`--jwt-secret`, `--jwt-public-key`, `--jwt-jwks-file`) unless told
+//! `--insecure-no-auth`, which is logged as a warning.
 
 use anyhow::anyhow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use wsring_auth::Security;
 use wsring_cluster::Membership;
 use wsring_node::NodeDeps;
 
@@ -96,6 +102,29 @@ fn default_advertise(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(format!("ws://{addr}/ws"))
 }
 
+/// The authentication a `node` or `gateway` runs with. Without a key it
+/// refuses to start unless `--insecure-no-auth` says so.
+fn security(common: &Common) -> anyhow::Result<Arc<Security>> {
+    Ok(Arc::new(common.auth.build(true)?))
+}
+
+/// Once serving, an explicit `--insecure-no-auth` is logged as a warning,
+/// except in the children of `wsring dev`, whose parent already chose an
+/// open playground. (Logged after start-up, so a start-up failure stays a
+/// single line.)
+fn warn_if_insecure(security: &Security, dev_child: bool) {
+    if !security.insecure {
+        return;
+    }
+    if dev_child {
+        tracing::info!("authentication off: started by wsring dev");
+    } else {
+        tracing::warn!(
+            "authentication is OFF (--insecure-no-auth): anyone who can reach this port can connect as any user"
+        );
+    }
+}
+
 /// Runs one node until SIGTERM/Ctrl-C, then drains it.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let common = args.common;
@@ -107,6 +136,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .broker
         .or_else(|| common.cluster.clone())
         .ok_or(SettingsError::Missing("broker"))?;
+    let security = security(&common)?;
     let ns = &common.namespace;
 
     let registry = backends::registry(&registry_url, ns, common.heartbeat_ttl)
@@ -142,11 +172,13 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             broker,
             inbox,
             streams,
+            security: Arc::clone(&security),
             kill,
         },
     )
     .await?;
     println!("wsring node {id} serving {}", handle.url());
+    warn_if_insecure(&security, args.exit_with_parent);
     let parent = async {
         if args.exit_with_parent {
             parent_gone().await;
@@ -174,6 +206,7 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let common = args.common;
     common.validate()?;
     let (listen, registry_url) = listen_and_registry(args.serve, &common)?;
+    let security = security(&common)?;
     let stop = CancellationToken::new();
     let registry = backends::registry(&registry_url, &common.namespace, common.heartbeat_ttl)
         .await
@@ -183,8 +216,17 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow!(startup_error("registry", REGISTRY_FLAGS, &e)))?;
     let listener = bind(&listen).await?;
     let cfg = common.gateway_config("gateway");
-    let gw = wsring_gateway::start(cfg, listener, membership, None, stop.clone()).await?;
+    let gw = wsring_gateway::start(
+        cfg,
+        listener,
+        membership,
+        None,
+        Arc::clone(&security),
+        stop.clone(),
+    )
+    .await?;
     println!("wsring gateway listening on {}", gw.addr());
+    warn_if_insecure(&security, false);
     crate::shutdown_signal().await;
     stop.cancel();
     Ok(())

@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
+use wsring_auth::AuthSettings;
 use wsring_cluster::{MembershipConfig, Retention};
 use wsring_gateway::GatewayConfig;
 use wsring_node::NodeConfig;
@@ -113,6 +114,10 @@ pub struct Common {
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeConfig,
+    /// Who may connect and call the API.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: AuthSettings,
 }
 
 /// A duration default in flag syntax ("10m").
@@ -208,18 +213,26 @@ impl Common {
     }
 
     /// Flags that reproduce these settings on another command line (every
-    /// field, so a setting added to the struct cannot be left out).
+    /// field, so a setting added to the struct cannot be left out). A list
+    /// becomes the flag repeated once per entry.
     pub fn to_args(&self) -> Vec<String> {
         let value = serde_json::to_value(self).expect("settings serialize to JSON");
         let mut args = Vec::new();
         for (key, value) in value.as_object().into_iter().flatten() {
-            let value = match value {
-                serde_json::Value::Null => continue,
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
+            let flag = format!("--{}", key.replace('_', "-"));
+            let values = match value {
+                serde_json::Value::Array(items) => items.iter().collect(),
+                other => vec![other],
             };
-            args.push(format!("--{}", key.replace('_', "-")));
-            args.push(value);
+            for value in values {
+                let value = match value {
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                args.push(flag.clone());
+                args.push(value);
+            }
         }
         args
     }
@@ -229,7 +242,7 @@ impl Common {
 /// and where it stands in the file (for error messages).
 #[derive(Debug, Default)]
 pub struct FileConfig {
-    entries: Vec<(String, String)>,
+    entries: Vec<(String, Vec<String>)>,
 }
 
 impl FileConfig {
@@ -305,15 +318,31 @@ impl FileConfig {
                 value: value.get_ref().to_string(),
                 reason,
             };
-            let flag_syntax = match value.get_ref() {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                _ => return Err(value_error("expected a string, number or boolean".into())),
+            let scalar = |v: &toml::Value| match v {
+                toml::Value::String(s) => Some(s.clone()),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::Float(f) => Some(f.to_string()),
+                toml::Value::Boolean(b) => Some(b.to_string()),
+                _ => None,
             };
-            check_value(role, arg, &flag_syntax).map_err(value_error)?;
-            entries.push((key.into_inner(), flag_syntax));
+            // A list is allowed where the flag may be repeated.
+            let repeatable = arg.get_num_args().is_some_and(|n| n.max_values() > 1)
+                || matches!(arg.get_action(), clap::ArgAction::Append);
+            let values: Vec<String> =
+                match value.get_ref() {
+                    toml::Value::Array(items) if repeatable => items
+                        .iter()
+                        .map(|v| scalar(v).ok_or(()))
+                        .collect::<Result<_, ()>>()
+                        .map_err(|()| value_error("expected a list of strings".into()))?,
+                    v => vec![scalar(v).ok_or_else(|| {
+                        value_error("expected a string, number or boolean".into())
+                    })?],
+                };
+            for v in &values {
+                check_value(role, arg, v).map_err(value_error)?;
+            }
+            entries.push((key.into_inner(), values));
         }
         Ok(FileConfig { entries })
     }
@@ -323,9 +352,9 @@ impl FileConfig {
     /// ignored.
     pub fn apply(&self, cli: Command, role: &str) -> Command {
         cli.mut_subcommand(role, |mut sub| {
-            for (key, value) in &self.entries {
+            for (key, values) in &self.entries {
                 if sub.get_arguments().any(|a| a.get_id() == key.as_str()) {
-                    sub = sub.mut_arg(key, |a| a.default_value(value.clone()));
+                    sub = sub.mut_arg(key, |a| a.default_values(values.clone()));
                 }
             }
             sub

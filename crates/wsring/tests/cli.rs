@@ -125,7 +125,7 @@ async fn start_up_errors_are_one_actionable_line() {
         Case {
             name: "unreachable Redis names its URL",
             args: words(&format!(
-                "gateway --listen 127.0.0.1:0 --registry redis://127.0.0.1:{dead}/"
+                "gateway --insecure-no-auth --listen 127.0.0.1:0 --registry redis://127.0.0.1:{dead}/"
             )),
             want: vec![
                 format!("cannot connect to Redis at redis://127.0.0.1:{dead}/"),
@@ -135,7 +135,7 @@ async fn start_up_errors_are_one_actionable_line() {
         Case {
             name: "--cluster at a port that is not Redis (node)",
             args: words(&format!(
-                "node --id x1 --listen 127.0.0.1:0 --cluster redis://127.0.0.1:{not_redis}/"
+                "node --id x1 --insecure-no-auth --listen 127.0.0.1:0 --cluster redis://127.0.0.1:{not_redis}/"
             )),
             want: vec![
                 format!("not a Redis server at redis://127.0.0.1:{not_redis}/"),
@@ -151,6 +151,38 @@ async fn start_up_errors_are_one_actionable_line() {
                 format!("not a Redis server at redis://127.0.0.1:{not_redis}/"),
                 s("--cluster"),
             ],
+        },
+        Case {
+            name: "node without authentication",
+            args: words(&format!(
+                "node --id x1 --listen 127.0.0.1:0 --cluster redis://127.0.0.1:{dead}/"
+            )),
+            want: vec![
+                s("no authentication configured"),
+                s("--jwt-secret"),
+                s("--insecure-no-auth"),
+            ],
+        },
+        Case {
+            name: "gateway without authentication",
+            args: words(&format!(
+                "gateway --listen 127.0.0.1:0 --registry redis://127.0.0.1:{dead}/"
+            )),
+            want: vec![s("no authentication configured"), s("--jwt-public-key")],
+        },
+        Case {
+            name: "a token key and --insecure-no-auth",
+            args: words(&format!(
+                "gateway --listen 127.0.0.1:0 --registry redis://127.0.0.1:{dead}/ --jwt-secret s --insecure-no-auth"
+            )),
+            want: vec![s("contradicts")],
+        },
+        Case {
+            name: "an unreadable public key file",
+            args: words(&format!(
+                "gateway --listen 127.0.0.1:0 --registry redis://127.0.0.1:{dead}/ --jwt-public-key /nonexistent/key.pem"
+            )),
+            want: vec![s("/nonexistent/key.pem")],
         },
         Case {
             name: "--listen without a port",
@@ -246,7 +278,7 @@ async fn log_colour_only_on_a_terminal_and_never_with_no_color() {
     // A NATS registry on a closed port logs a WARN line before failing.
     let dead = closed_port().await;
     let args = words(&format!(
-        "gateway --listen 127.0.0.1:0 --registry nats://127.0.0.1:{dead}"
+        "gateway --insecure-no-auth --listen 127.0.0.1:0 --registry nats://127.0.0.1:{dead}"
     ));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsring"));
     cmd.args(&args)

@@ -8,7 +8,9 @@
 //!   errors;
 //! * `e2e/client.test.mjs` — the JS client module against a `--durable`
 //!   cluster: resume after a crash, reconnect after `moved`, exactly-once
-//!   delivery to the application.
+//!   delivery to the application;
+//! * `e2e/auth.test.mjs` — a secured cluster: the dashboard locked until
+//!   the API key is entered, the JS client connecting with a token.
 //!
 //! They need Node.js, `e2e/node_modules/playwright-core` and Debian's
 //! Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`). So that the plain
@@ -289,4 +291,13 @@ async fn dashboard_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_client_durable_in_headless_chromium() {
     run_e2e("client.test.mjs", &["--durable"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secured_dashboard_and_js_client_in_headless_chromium() {
+    run_e2e(
+        "auth.test.mjs",
+        &["--jwt-secret", "e2e-jwt-secret", "--api-key", "e2e-api-key"],
+    )
+    .await;
 }

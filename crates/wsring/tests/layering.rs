@@ -116,7 +116,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: HTTP,
-        may: &[PROTOCOL],
+        may: &[PROTOCOL, AUTH],
         never: &[
             (CLUSTER, PLUMBING),
             (NODE, PLUMBING),

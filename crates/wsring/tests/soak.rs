@@ -11,8 +11,9 @@
 //! [`SOAK`] = 32 s.
 //!
 //! Topology: three `wsring node` processes and one `wsring gateway` process
-//! on Redis, NATS, and RabbitMQ (with Redis as registry); one `wsring dev`
-//! process (three nodes and a gateway on the in-memory backend) for memory.
+//! on Redis, NATS, and RabbitMQ (with Redis as registry), secured as in
+//! production (connect tokens and an API key); one `wsring dev` process
+//! (three nodes and a gateway on the in-memory backend) for memory.
 //! 200 users connect through the gateway, each in one of 8 rooms; every
 //! 50 ms ten random users send a direct message and one publishes to its room.
 
@@ -20,7 +21,7 @@ mod common;
 
 use common::procs::{self, Backend, Proc};
 use common::traffic::Fleet;
-use common::{Api, wait_until};
+use common::{Api, TEST_API_KEY, TEST_JWT_SECRET, wait_until};
 use std::time::Duration;
 use wsring_cluster::conformance::unique_ns;
 
@@ -37,6 +38,8 @@ const TIMERS: &[&str] = &["--ping-interval", "4s"];
 struct Cluster {
     procs: Vec<Proc>,
     ws: String,
+    /// The token secret clients sign with, when authentication is on.
+    secret: Option<&'static str>,
     metrics: Vec<String>,
     api: Api,
 }
@@ -44,13 +47,15 @@ struct Cluster {
 async fn processes(b: &Backend, ns: &str) -> Cluster {
     let mut procs = Vec::new();
     let mut metrics = Vec::new();
+    let mut args = TIMERS.to_vec();
+    args.extend(["--jwt-secret", TEST_JWT_SECRET, "--api-key", TEST_API_KEY]);
     for id in ["n1", "n2", "n3"] {
-        let p = b.node(ns, id, TIMERS).await;
+        let p = b.node(ns, id, &args).await;
         let http = p.announced().replace("ws://", "http://");
         metrics.push(format!("{}/metrics", http.trim_end_matches("/ws")));
         procs.push(p);
     }
-    let (gw, base) = b.gateway(ns, TIMERS).await;
+    let (gw, base) = b.gateway(ns, &args).await;
     procs.push(gw);
     metrics.push(format!("{base}/metrics"));
     let api = Api::new(base.clone());
@@ -61,6 +66,7 @@ async fn processes(b: &Backend, ns: &str) -> Cluster {
     Cluster {
         procs,
         ws: format!("{}/ws", base.replace("http://", "ws://")),
+        secret: Some(TEST_JWT_SECRET),
         metrics,
         api,
     }
@@ -75,6 +81,7 @@ async fn dev_process() -> Cluster {
     Cluster {
         procs: vec![p],
         ws,
+        secret: None,
         metrics: vec![format!("{base}/metrics")],
         api,
     }
@@ -102,7 +109,8 @@ async fn reconnect_series(url: &str) -> Vec<(String, f64)> {
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn soak(name: &str, cluster: Cluster, expect_backend: &str) {
-    let mut fleet = Fleet::connect(&cluster.ws, &format!("{name}-u"), USERS, ROOMS).await;
+    let prefix = format!("{name}-u");
+    let mut fleet = Fleet::connect_with(&cluster.ws, &prefix, USERS, ROOMS, cluster.secret).await;
     let nodes: std::collections::BTreeSet<&str> =
         fleet.clients.iter().map(|c| c.node.as_str()).collect();
     assert_eq!(

@@ -9,6 +9,8 @@
 //! so that the byte budget, not the frame count, is what closes the stalled
 //! session. Messages carry a 2,000-byte payload, so the stalled member's
 //! budget fills within seconds. `WSRING_STALL_MESSAGES=N` changes the count.
+//! The publisher is a high-rate producer, so the per-connection rate limits
+//! are lifted (`--client-messages-per-sec 0 --client-bytes-per-sec 0`).
 
 mod common;
 
@@ -56,6 +58,10 @@ async fn a_stalled_reader_is_closed_and_costs_nothing_else() {
             "1",
             "--session-queue",
             "1000000",
+            "--client-messages-per-sec",
+            "0",
+            "--client-bytes-per-sec",
+            "0",
         ],
         "node n1",
     )

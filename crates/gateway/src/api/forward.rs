@@ -9,7 +9,7 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{Response, StatusCode, header};
+use axum::http::{HeaderMap, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use rand::seq::SliceRandom;
@@ -35,6 +35,7 @@ fn accept<T: serde::de::DeserializeOwned>(
 
 pub(super) async fn send(
     State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
     // The recipient is checked here; the node checks the rest.
@@ -43,30 +44,41 @@ pub(super) async fn send(
         Err(e) => return e.into_response(),
     };
     let owner = gw.membership.view().owner(&b.to).map(str::to_owned);
-    relay(&gw, "/api/send", bytes, owner).await
+    relay(&gw, &headers, "/api/send", bytes, owner).await
 }
 
 pub(super) async fn publish(
     State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
     match accept::<PublishBody>(raw, PublishBody::check_room) {
-        Ok((bytes, _)) => relay(&gw, "/api/publish", bytes, None).await,
+        Ok((bytes, _)) => relay(&gw, &headers, "/api/publish", bytes, None).await,
         Err(e) => e.into_response(),
     }
 }
 
 pub(super) async fn broadcast(
     State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response<Body> {
     match accept::<BroadcastBody>(raw, |_| Ok(())) {
-        Ok((bytes, _)) => relay(&gw, "/api/broadcast", bytes, None).await,
+        Ok((bytes, _)) => relay(&gw, &headers, "/api/broadcast", bytes, None).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn relay(gw: &Gateway, path: &str, bytes: Bytes, prefer: Option<String>) -> Response<Body> {
+/// Forwards a write to a node with the caller's `Authorization` header, so
+/// the node checks the same API key the gateway did.
+async fn relay(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    path: &str,
+    bytes: Bytes,
+    prefer: Option<String>,
+) -> Response<Body> {
+    let auth = wsring_http::header_str(headers, header::AUTHORIZATION);
     let view = gw.membership.view();
     let mut targets: Vec<(String, String)> = view
         .doc
@@ -81,13 +93,15 @@ async fn relay(gw: &Gateway, path: &str, bytes: Bytes, prefer: Option<String>) -
         targets.insert(0, t);
     }
     for (id, base) in targets {
-        let sent = gw
+        let mut req = gw
             .http
             .post(format!("{base}{path}"))
             .header(header::CONTENT_TYPE, "application/json")
-            .body(bytes.clone())
-            .send()
-            .await;
+            .body(bytes.clone());
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let sent = req.send().await;
         match sent {
             Ok(resp) => {
                 let status = resp.status();

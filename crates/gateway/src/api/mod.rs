@@ -2,30 +2,54 @@
 //! cluster-wide. Reads come from the gateway's own membership view; writes
 //! are forwarded to a node ([`forward`]); node control goes to the dev
 //! [`crate::Launcher`] ([`control`]).
+//!
+//! Writes, presence, node control and the full event stream need the API
+//! key when the API is protected, and JSON bodies their content type
+//! (`wsring_http::guard`); the read-only views the dashboard draws (nodes,
+//! route, ring, info), health and metrics stay open and carry no secrets.
 
 mod control;
 mod forward;
 mod read;
 
 use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use wsring_auth::Security;
 
 use crate::Gateway;
 
-pub(crate) fn routes() -> Router<Arc<Gateway>> {
-    Router::new()
+pub(crate) fn routes(security: Arc<Security>) -> Router<Arc<Gateway>> {
+    let writes = Router::new()
         .route("/api/send", post(forward::send))
         .route("/api/publish", post(forward::publish))
         .route("/api/broadcast", post(forward::broadcast))
-        .route("/api/nodes", get(read::nodes).post(control::add))
+        .route_layer(from_fn(wsring_http::require_json));
+    let protected = Router::new()
+        .merge(writes)
+        .route("/api/nodes", post(control::add))
         .route("/api/nodes/{id}", delete(control::remove))
+        .route("/api/presence", get(read::presence))
+        .route_layer(from_fn_with_state(
+            Arc::clone(&security),
+            wsring_http::require_key,
+        ));
+    // The dashboard's EventSource cannot send headers: `?key=` too.
+    let feed = Router::new()
+        .route("/api/events", get(crate::events::sse))
+        .route_layer(from_fn_with_state(
+            security,
+            wsring_http::require_key_or_query,
+        ));
+    Router::new()
+        .merge(protected)
+        .merge(feed)
+        .route("/api/nodes", get(read::nodes))
         .route("/api/route", get(read::route))
         .route("/api/ring", get(read::ring))
-        .route("/api/presence", get(read::presence))
         .route("/api/info", get(read::info))
-        .route("/api/events", get(crate::events::sse))
         .route("/healthz", get(read::healthz))
         .route("/readyz", get(read::readyz))
         .route("/metrics", get(read::metrics))
@@ -38,6 +62,7 @@ pub(crate) fn info_body(gw: &Gateway) -> Value {
         "routing": gw.cfg.routing.as_str(),
         "durable": gw.cfg.durable,
         "launcher": gw.launcher.is_some(),
+        "auth": gw.security.summary(),
         "version": env!("CARGO_PKG_VERSION"),
     })
 }

@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use wsring_cluster::report::{self, PRESENCE_PEER_TIMEOUT, QueryError};
@@ -34,11 +35,13 @@ pub(super) async fn ring(State(gw): State<Arc<Gateway>>, RawQuery(q): RawQuery) 
 pub(super) async fn presence(
     State(gw): State<Arc<Gateway>>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = report::user_param(query_param(q.as_deref(), "user")).map_err(query_error)?;
     // The gateway holds no sessions: every node is asked.
     let targets = report::presence_peers(&gw.membership.view(), &user, None);
-    let answers = peers::get_json_all(&gw.http, targets, PRESENCE_PEER_TIMEOUT).await;
+    let auth = wsring_http::header_str(&headers, header::AUTHORIZATION);
+    let answers = peers::get_json_all(&gw.http, targets, PRESENCE_PEER_TIMEOUT, auth).await;
     Ok(Json(report::presence(&user, None, answers)))
 }
 

@@ -1,6 +1,11 @@
 //! The HTTP API, one file per route. The read-only bodies come from
 //! `wsring_cluster::report` and request parsing from `wsring-http`, the
 //! same code the gateway answers with, so both give identical answers.
+//!
+//! Writes (`send`, `publish`, `broadcast`) and `presence` need the API key
+//! when the API is protected, and JSON bodies need their content type
+//! (`wsring_http::guard`); the cluster views, health and metrics stay open
+//! and carry no secrets.
 
 mod broadcast;
 mod health;
@@ -13,8 +18,10 @@ mod route;
 mod send;
 
 use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use std::sync::Arc;
+use wsring_auth::Security;
 
 use wsring_cluster::report::QueryError;
 
@@ -24,18 +31,38 @@ use crate::node::Node;
 pub use wsring_http::prometheus_handle;
 
 /// The node's API routes.
-pub(crate) fn routes() -> Router<Arc<Node>> {
-    Router::new()
+pub(crate) fn routes(security: Arc<Security>) -> Router<Arc<Node>> {
+    let writes = Router::new()
         .route("/api/send", post(send::handle))
         .route("/api/publish", post(publish::handle))
         .route("/api/broadcast", post(broadcast::handle))
+        .route_layer(from_fn(wsring_http::require_json));
+    let protected = Router::new()
+        .merge(writes)
+        .route("/api/presence", get(presence::handle))
+        .route_layer(from_fn_with_state(security, wsring_http::require_key));
+    Router::new()
+        .merge(protected)
         .route("/api/nodes", get(nodes::handle))
         .route("/api/route", get(route::handle))
         .route("/api/ring", get(ring::handle))
-        .route("/api/presence", get(presence::handle))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::handle))
+}
+
+/// The idempotency key of an API write: the id, scoped by the API key that
+/// made the call (`-` when the API is open), so one caller cannot claim, and
+/// poison, another's ids.
+fn dedup_key(node: &Node, headers: &axum::http::HeaderMap, id: &str) -> String {
+    let auth = wsring_http::header_str(headers, axum::http::header::AUTHORIZATION);
+    let scope = match node.security.api_call(auth) {
+        Ok(Some(key)) => key.0,
+        // The guard already refused a call without a valid key when one is
+        // needed: what is left is the open API.
+        _ => "-".to_owned(),
+    };
+    format!("api/{scope}/{id}")
 }
 
 /// The answer for a `user` query that cannot be served: 400 for the

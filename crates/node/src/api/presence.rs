@@ -9,6 +9,7 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
 use serde_json::Value;
 use std::sync::Arc;
 use wsring_cluster::report::{self, PRESENCE_PEER_TIMEOUT};
@@ -21,6 +22,7 @@ use crate::node::Node;
 pub(super) async fn handle(
     State(node): State<Arc<Node>>,
     RawQuery(q): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = report::user_param(query_param(q.as_deref(), "user")).map_err(query_error)?;
     let local: Vec<String> = node
@@ -34,6 +36,7 @@ pub(super) async fn handle(
         return Ok(Json(report::presence(&user, local, Vec::new())));
     }
     let targets = report::presence_peers(&node.membership.view(), &user, Some(node.id()));
-    let answers = peers::get_json_all(&node.http, targets, PRESENCE_PEER_TIMEOUT).await;
+    let auth = wsring_http::header_str(&headers, header::AUTHORIZATION);
+    let answers = peers::get_json_all(&node.http, targets, PRESENCE_PEER_TIMEOUT, auth).await;
     Ok(Json(report::presence(&user, local, answers)))
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::Arc;
@@ -17,11 +17,12 @@ use crate::node::Node;
 
 pub(super) async fn handle(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let b: PublishBody = parse_body(body)?;
     b.validate()?;
-    let dedup = b.id.map(|id| format!("api/{id}"));
+    let dedup = b.id.map(|id| super::dedup_key(&node, &headers, &id));
     let ok = node.publish_room(None, &b.room, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }

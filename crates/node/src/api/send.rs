@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use crate::node::Node;
 
 pub(super) async fn handle(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let b: SendBody = parse_body(body)?;
     b.validate()?;
-    let dedup = b.id.map(|id| format!("api/{id}"));
+    let dedup = b.id.map(|id| super::dedup_key(&node, &headers, &id));
     let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }

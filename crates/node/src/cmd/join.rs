@@ -34,6 +34,12 @@ impl Join {
             epoch,
         } = self;
         let id = id.as_ref();
+        if !s.rooms.allows(&room) {
+            // Checked before anything is read: a durable resume never
+            // serves a room the token does not allow.
+            let msg = format!("this connection's token does not allow room {room:?}");
+            return Outcome::error(ErrorCode::Forbidden, &msg, id);
+        }
         let session = &s.handle.id;
         let limit = node.cfg.max_rooms_per_session;
         if !node.table.is_in(session, &room) && node.table.room_count(session) >= limit {
@@ -105,6 +111,31 @@ mod tests {
         assert!(t.node.table.is_in(&s.handle.id, "r"));
         assert!(t.node.rooms.is_subscribed("r"));
         assert!(s.cursors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn rooms_outside_the_token_claim_are_forbidden_even_to_resume() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let room = StreamName::Room("secret".into());
+        t.append(&room, 2).await;
+        let policy = wsring_auth::RoomPolicy::from_claim(&["chat.*"]).expect("claim");
+        let (s, mut rx) = t.live_state("mallory");
+        let mut s = s.with_grants(policy, true);
+        let mut j = join("secret", Some(MsgId::Int(1)));
+        j.resume = Some(0);
+        let o = j.apply(&mut s, &t.node).await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("forbidden"), &json!(1))
+        );
+        assert_eq!(o.catch_up, None, "nothing is replayed");
+        assert!(!t.node.table.is_in(&s.handle.id, "secret"));
+        assert!(s.cursors.is_empty() && rx.try_recv().is_err());
+        let o = join("chat.1", Some(MsgId::Int(2)))
+            .apply(&mut s, &t.node)
+            .await;
+        assert_eq!(reply(&o)["type"], "ack");
     }
 
     #[tokio::test]

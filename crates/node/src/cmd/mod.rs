@@ -140,10 +140,20 @@ impl Command {
     }
 }
 
+/// The `id` of a request, readable or not as a command, for an answer that
+/// refuses it without running it (a rate limit).
+pub(crate) fn request_id(text: &str) -> Option<MsgId> {
+    match ClientFrame::parse(text) {
+        Ok(frame) => frame.id().cloned(),
+        Err(e) => e.id,
+    }
+}
+
 /// `ack` if the cluster accepted a message, an `unavailable` error if not.
 fn answer(result: Result<Accepted, RouteError>, id: Option<&MsgId>) -> Outcome {
     match result {
         Ok(_) => Outcome::ack(id),
+        Err(e @ RouteError::Conflict) => Outcome::error(ErrorCode::Conflict, &e.to_string(), id),
         Err(e) => Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
     }
 }

@@ -3,7 +3,7 @@
 //! membership (the HTTP API publishes without being a member, too).
 
 use serde_json::value::RawValue;
-use wsring_protocol::MsgId;
+use wsring_protocol::{ErrorCode, MsgId};
 
 use super::{Outcome, answer, dedup_key};
 use crate::node::Node;
@@ -19,6 +19,13 @@ pub(crate) struct Publish {
 
 impl Publish {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        if !s.rooms.allows(&self.room) {
+            let msg = format!(
+                "this connection's token does not allow room {:?}",
+                self.room
+            );
+            return Outcome::error(ErrorCode::Forbidden, &msg, self.id.as_ref());
+        }
         let key = dedup_key(s, self.id.as_ref());
         let from = s.handle.user.clone();
         let result = node
@@ -41,6 +48,24 @@ mod tests {
             data: RawValue::from_string(data.into()).expect("json"),
             id,
         }
+    }
+
+    #[tokio::test]
+    async fn publishing_outside_the_token_claim_is_forbidden() {
+        let t = TestNode::start(TestNode::config()).await;
+        let policy = wsring_auth::RoomPolicy::from_claim(&["chat.*"]).expect("claim");
+        let mut alice = t.state("alice").with_grants(policy, true);
+        let (bob, mut bob_rx) = t.session("bob");
+        t.node.join_room(&bob.id, "ops").await.expect("join");
+        let o = publish("ops", "1", Some(MsgId::Int(5)))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o)["code"], "forbidden");
+        assert!(bob_rx.try_recv().is_err(), "nothing was delivered");
+        let o = publish("chat.7", "2", Some(MsgId::Int(6)))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":6}));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! of a user, wherever the cluster holds them.
 
 use serde_json::value::RawValue;
-use wsring_protocol::MsgId;
+use wsring_protocol::{ErrorCode, MsgId};
 
 use super::{Outcome, answer, dedup_key};
 use crate::node::Node;
@@ -18,6 +18,10 @@ pub(crate) struct Send {
 
 impl Send {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        if !s.may_send {
+            let msg = "this connection's token does not allow direct sends";
+            return Outcome::error(ErrorCode::Forbidden, msg, self.id.as_ref());
+        }
         let key = dedup_key(s, self.id.as_ref());
         let from = s.handle.user.clone();
         let result = node
@@ -61,6 +65,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_receive_only_token_cannot_send() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut alice = t
+            .state("alice")
+            .with_grants(wsring_auth::RoomPolicy::All, false);
+        let (_b, mut rx) = t.session("bob");
+        let o = send("bob", "1", Some(MsgId::Int(3)))
+            .apply(&mut alice, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("forbidden"), &json!(3))
+        );
+        assert!(rx.try_recv().is_err(), "nothing was delivered");
+    }
+
+    #[tokio::test]
     async fn durable_messages_are_stored_with_their_position() {
         let t = TestNode::start(TestNode::durable_config()).await;
         let mut alice = t.state("alice");
@@ -78,6 +100,41 @@ mod tests {
             .apply(&mut alice, &t.node)
             .await;
         assert_eq!(reply(&o), json!({"type":"ack","id":1}));
+        assert_eq!(
+            t.head(&wsring_cluster::StreamName::User("bob".into()))
+                .await,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reused_id_with_a_different_message_is_a_conflict() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut alice = t.state("alice");
+        let (_b, mut rx) = t.session("bob");
+        let o = send("bob", r#""pay 10""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut alice, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":"inv-42"}));
+        TestNode::next_message(&mut rx).await;
+        let o = send("bob", r#""pay 9999""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut alice, &t.node)
+            .await;
+        let f = reply(&o);
+        assert_eq!(
+            (f["code"].as_str(), &f["id"]),
+            (Some("conflict"), &json!("inv-42"))
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "the conflicting message is not sent"
+        );
+        // Another sender's ids are its own.
+        let mut carol = t.state("carol");
+        let o = send("bob", r#""pay 9999""#, Some(MsgId::Str("inv-42".into())))
+            .apply(&mut carol, &t.node)
+            .await;
+        assert_eq!(reply(&o)["type"], "ack");
         assert_eq!(
             t.head(&wsring_cluster::StreamName::User("bob".into()))
                 .await,

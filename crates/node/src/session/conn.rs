@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span};
+use wsring_auth::Identity;
 use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, ServerFrame, close};
 
@@ -55,6 +56,8 @@ pub(super) struct Conn<Si> {
     dirty: bool,
     /// The client's ping/pong budget.
     control: wsring_auth::TokenBucket,
+    /// The client's message and byte budgets.
+    rate: wsring_auth::RateLimiter,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -69,7 +72,7 @@ pub(super) async fn serve<Si, St>(
     node: Arc<Node>,
     sink: Si,
     stream: St,
-    user: String,
+    identity: Identity,
     resume: Option<Resume>,
 ) -> End
 where
@@ -77,6 +80,7 @@ where
     St: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
     let (tx, rx) = mpsc::channel(node.cfg.session_queue);
+    let Identity { user, rooms, send } = identity;
     let handle = SessionHandle::new(
         node.new_session_id(),
         user.into(),
@@ -84,10 +88,21 @@ where
         node.cfg.session_queue_bytes,
     );
     let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
-    node.table.insert(handle.clone());
+    // One session too many for this user: its oldest goes, so a client
+    // reconnecting past a half-dead session of its own always gets in.
+    for old in node
+        .table
+        .insert_capped(handle.clone(), node.cfg.max_sessions_per_user)
+    {
+        span.in_scope(|| debug!(evicted = %old.id, "per-user session cap: closing the oldest"));
+        old.offer(Outbound::Close(
+            close::POLICY_VIOLATION,
+            close::REASON_TOO_MANY_SESSIONS,
+        ));
+    }
     let mut conn = Conn {
         node: Arc::clone(&node),
-        state: SessionState::new(handle.clone()),
+        state: SessionState::new(handle.clone()).with_grants(rooms, send),
         sink,
         dirty: false,
         control: wsring_auth::TokenBucket::new(
@@ -95,6 +110,7 @@ where
             CONTROL_BURST,
             Instant::now().into_std(),
         ),
+        rate: wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std()),
     };
     let end = conn.main(stream, rx, resume).instrument(span.clone()).await;
     span.in_scope(|| debug!(?end, "session ended"));
@@ -304,13 +320,19 @@ where
             None => return Err(End::Gone),
             Some(Ok(Message::Text(text))) => {
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
-                match Command::parse(text.as_str()) {
-                    Ok(cmd) => cmd.apply(&mut self.state, &self.node).await,
-                    Err(bad_input) => bad_input,
+                match self.rate_check(text.len(), Some(text.as_str())) {
+                    Some(refused) => refused,
+                    None => match Command::parse(text.as_str()) {
+                        Ok(cmd) => cmd.apply(&mut self.state, &self.node).await,
+                        Err(bad_input) => bad_input,
+                    },
                 }
             }
-            Some(Ok(Message::Binary(_))) => {
+            Some(Ok(Message::Binary(b))) => {
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
+                if let Some(refused) = self.rate_check(b.len(), None) {
+                    return self.carry_out(refused).await;
+                }
                 Outcome::error(
                     ErrorCode::BadRequest,
                     "binary frames are not supported; send JSON text frames",
@@ -334,6 +356,33 @@ where
             },
         };
         self.carry_out(outcome).await
+    }
+
+    /// Charges one client message of `len` bytes to the connection's budget:
+    /// `None` if it may proceed, else the answer (`rate_limited`, echoing the
+    /// request's `id` when one can be read, or a 1008 close for a client that
+    /// keeps going).
+    fn rate_check(&mut self, len: usize, text: Option<&str>) -> Option<Outcome> {
+        let verdict = self.rate.check(len, Instant::now().into_std());
+        if verdict == wsring_auth::Verdict::Allow {
+            return None;
+        }
+        metrics::counter!("wsring_rate_limited_total", "node" => self.node.cfg.id.clone())
+            .increment(1);
+        if verdict == wsring_auth::Verdict::Close {
+            return Some(Outcome::close(
+                close::POLICY_VIOLATION,
+                close::REASON_RATE_LIMIT,
+            ));
+        }
+        let id = text.and_then(crate::cmd::request_id);
+        let wait = self.rate.retry_after(len).as_millis();
+        let message = format!("too many messages; retry in {wait} ms");
+        Some(Outcome::error(
+            ErrorCode::RateLimited,
+            &message,
+            id.as_ref(),
+        ))
     }
 
     /// Does what a command (or bad input) asked for, in order.

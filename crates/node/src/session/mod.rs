@@ -81,9 +81,14 @@ impl ReadError {
     }
 }
 
-/// Runs a session on an upgraded WebSocket to completion.
-pub(crate) async fn run(node: Arc<Node>, ws: WebSocket, user: String, resume: Option<Resume>) {
+/// Runs a session of `identity` on an upgraded WebSocket to completion.
+pub(crate) async fn run(
+    node: Arc<Node>,
+    ws: WebSocket,
+    identity: wsring_auth::Identity,
+    resume: Option<Resume>,
+) {
     let (sink, stream) = ws.split();
     let stream = stream.map(|r| r.map_err(ReadError::of));
-    conn::serve(node, sink, stream, user, resume).await;
+    conn::serve(node, sink, stream, identity, resume).await;
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
+use wsring_auth::RoomPolicy;
 use wsring_cluster::StreamName;
 
 use super::cursor::Cursor;
@@ -23,6 +24,10 @@ pub(crate) struct SessionState {
     pub handle: SessionHandle,
     /// Durable mode: position of every stream this session follows.
     pub cursors: HashMap<StreamName, Cursor>,
+    /// Rooms the connect token lets it join and publish to.
+    pub rooms: RoomPolicy,
+    /// Whether the connect token lets it send direct messages.
+    pub may_send: bool,
     /// When the next catch-up pass is due. One timer per session, however
     /// many triggers (broker reconnects, failed reads) pile up.
     resync_at: Option<Instant>,
@@ -31,14 +36,23 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    /// A session that follows no stream yet.
+    /// A session that follows no stream yet, with every permission.
     pub fn new(handle: SessionHandle) -> SessionState {
         SessionState {
             handle,
             cursors: HashMap::new(),
+            rooms: RoomPolicy::All,
+            may_send: true,
             resync_at: None,
             resync_failures: 0,
         }
+    }
+
+    /// The same session limited to what its token grants.
+    pub fn with_grants(mut self, rooms: RoomPolicy, may_send: bool) -> SessionState {
+        self.rooms = rooms;
+        self.may_send = may_send;
+        self
     }
 
     /// When the next catch-up pass is due, if one is.

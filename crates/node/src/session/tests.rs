@@ -50,7 +50,7 @@ impl Client {
             Arc::clone(&t.node),
             sink,
             server_rx,
-            user.to_owned(),
+            wsring_auth::Identity::unrestricted(user),
             resume,
         ));
         Client { tx, rx, task }
@@ -255,6 +255,75 @@ async fn a_ping_flood_is_closed_with_1008_but_normal_pings_are_fine() {
         flood.close_frame().await,
         (1008, "too many control frames".to_owned())
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_flood_is_answered_rate_limited_then_closed() {
+    let mut cfg = TestNode::config();
+    cfg.client_messages_per_sec = 10.0;
+    cfg.client_message_burst = 20.0;
+    cfg.client_rate_strikes = 30;
+    let t = TestNode::start(cfg).await;
+    let mut c = Client::connect(&t, "alice", None);
+    c.frame().await;
+    // The burst passes; then every message is refused, its id echoed.
+    for i in 0..25 {
+        c.text(&format!(r#"{{"type":"ping","id":{i}}}"#)).await;
+    }
+    let mut pongs = 0;
+    let mut limited = Vec::new();
+    for _ in 0..25 {
+        let f = c.frame().await;
+        match f["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") => {
+                assert_eq!(f["code"], "rate_limited", "{f}");
+                limited.push(f["id"].as_i64().expect("id echoed"));
+            }
+            other => panic!("unexpected {other:?}: {f}"),
+        }
+    }
+    assert_eq!((pongs, limited), (20, (20..25).collect::<Vec<_>>()));
+    // Within the rate again: answered normally, and the strikes reset.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.text(r#"{"type":"ping","id":"ok"}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"pong","id":"ok"}));
+    // A client that ignores the refusals is cut off.
+    for _ in 0..40 {
+        c.text(r#"{"type":"ping"}"#).await;
+    }
+    let closed = loop {
+        match c.next().await {
+            Some(Message::Close(Some(f))) => break (f.code, f.reason.to_string()),
+            Some(_) => continue,
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(closed, (1008, "rate limit exceeded".to_owned()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_session_too_many_closes_the_users_oldest() {
+    let mut cfg = TestNode::config();
+    cfg.max_sessions_per_user = 2;
+    let t = TestNode::start(cfg).await;
+    let mut first = Client::connect(&t, "alice", None);
+    first.frame().await;
+    let mut second = Client::connect(&t, "alice", None);
+    second.frame().await;
+    let mut other = Client::connect(&t, "bob", None);
+    other.frame().await;
+    let mut third = Client::connect(&t, "alice", None);
+    third.frame().await;
+    assert_eq!(
+        first.close_frame().await,
+        (1008, "too many sessions".to_owned())
+    );
+    // The others are untouched.
+    for c in [&mut second, &mut third, &mut other] {
+        c.text(r#"{"type":"ping","id":"alive"}"#).await;
+        assert_eq!(c.frame().await, json!({"type":"pong","id":"alive"}));
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -23,6 +23,37 @@ use wsring_node::Routing;
 /// Default wait for anything in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The HS256 secret of tests that run with authentication on.
+pub const TEST_JWT_SECRET: &str = "wsring-test-secret";
+/// The API key of tests that run with authentication on.
+pub const TEST_API_KEY: &str = "wsring-test-api-key";
+
+/// A connect token for `user` signed with `secret`, valid for an hour, with
+/// `extra` claims merged in (`rooms`, `send`, or overrides of `exp`).
+pub fn token_with(secret: &str, user: &str, extra: Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let mut claims = json!({ "sub": user, "exp": now + 3600 });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("HMAC key"),
+    )
+    .expect("token encodes")
+}
+
+/// A plain connect token for `user` under [`TEST_JWT_SECRET`].
+pub fn token(user: &str) -> String {
+    token_with(TEST_JWT_SECRET, user, json!({}))
+}
+
 /// Settings for a test cluster: short heartbeat TTL so crash tests are quick.
 pub fn common(routing: Routing) -> Common {
     let mut c = Common::default();

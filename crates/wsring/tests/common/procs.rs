@@ -20,6 +20,20 @@ fn skip_visibly(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }
 
+/// `args` with `--insecure-no-auth` added for a `node` or `gateway` that
+/// was given no authentication setting.
+fn with_auth_choice<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut args = args.to_vec();
+    let role = args.first().copied().unwrap_or_default();
+    let chose = args
+        .iter()
+        .any(|a| a.starts_with("--jwt-") || a.starts_with("--insecure-no-auth"));
+    if (role == "node" || role == "gateway") && !chose {
+        args.push("--insecure-no-auth");
+    }
+    args
+}
+
 /// Starts `wsring dev --port 0 <args>` and returns it with its gateway's
 /// WebSocket URL (`ws://…/ws`) and HTTP base URL (`http://host:port`).
 pub async fn dev_process(args: &[&str]) -> (Proc, String, String) {
@@ -57,9 +71,14 @@ impl Proc {
 
     /// Starts `wsring <args>` and waits for the first stdout line containing
     /// `needle`.
+    ///
+    /// A `node` or `gateway` given no authentication setting runs with
+    /// `--insecure-no-auth`: these tests are about routing, and the ones
+    /// about authentication pass their keys.
     pub async fn start_until(args: &[&str], needle: &str) -> Proc {
+        let args = with_auth_choice(args);
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
-            .args(args)
+            .args(&args)
             .env(
                 "RUST_LOG",
                 std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into()),
@@ -135,6 +154,8 @@ impl Proc {
     }
 
     async fn output(args: &[&str], limit: Duration) -> std::process::Output {
+        let args = with_auth_choice(args);
+        let args = args.as_slice();
         tokio::time::timeout(
             limit,
             Command::new(env!("CARGO_BIN_EXE_wsring"))

@@ -47,10 +47,14 @@ impl FleetClient {
     }
 }
 
-/// Connects `user` at `ws_url` (`?user=` is appended) and starts its reader
-/// and writer tasks.
-pub async fn connect(ws_url: &str, user: &str) -> FleetClient {
-    let url = format!("{ws_url}?user={user}");
+/// Connects `user` at `ws_url` (`?user=` is appended, or `?token=` when the
+/// cluster wants tokens signed with `secret`) and starts its reader and
+/// writer tasks.
+pub async fn connect(ws_url: &str, user: &str, secret: Option<&str>) -> FleetClient {
+    let url = match secret {
+        Some(s) => format!("{ws_url}?token={}", super::token_with(s, user, json!({}))),
+        None => format!("{ws_url}?user={user}"),
+    };
     let (ws, _) = tokio::time::timeout(Duration::from_secs(20), connect_async(url.as_str()))
         .await
         .unwrap_or_else(|_| panic!("connect {user}: timed out"))
@@ -136,11 +140,22 @@ impl Fleet {
     /// Connects `users` clients named `{prefix}{i}` at `ws_url`, a few at a
     /// time, and joins client `i` to room `{prefix}room{i % rooms}`.
     pub async fn connect(ws_url: &str, prefix: &str, users: usize, rooms: usize) -> Fleet {
+        Self::connect_with(ws_url, prefix, users, rooms, None).await
+    }
+
+    /// [`Fleet::connect`] with tokens signed with `secret`, if given.
+    pub async fn connect_with(
+        ws_url: &str,
+        prefix: &str,
+        users: usize,
+        rooms: usize,
+        secret: Option<&str>,
+    ) -> Fleet {
         let mut clients = Vec::with_capacity(users);
         for chunk in (0..users).collect::<Vec<_>>().chunks(20) {
             let batch = futures::future::join_all(chunk.iter().map(|i| {
                 let user = format!("{prefix}{i}");
-                async move { connect(ws_url, &user).await }
+                async move { connect(ws_url, &user, secret).await }
             }))
             .await;
             clients.extend(batch);
