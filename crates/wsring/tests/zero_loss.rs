@@ -210,6 +210,17 @@ async fn nats_cluster_processes() -> Option<DevCluster> {
     Some(dev(3, durable_common(Some(b.registry))).await)
 }
 
+/// Losing a NATS server also moves the leadership of the registry's KV
+/// buckets, which takes seconds; the heartbeat TTL must outlast it (see
+/// [`FAILOVER_PROOF_TTL`]).
+#[cfg(feature = "nats")]
+async fn nats_cluster_processes_surviving_failover() -> Option<DevCluster> {
+    let b = common::procs::nats_cluster().await?;
+    let mut c = durable_common(Some(b.registry));
+    c.heartbeat_ttl = FAILOVER_PROOF_TTL;
+    Some(dev(3, c).await)
+}
+
 /// SIGKILLs the first Redis Cluster primary found on the local cluster's
 /// ports (each primary owns a third of the slots, so of this run's channels
 /// and streams). Its replica is promoted.
@@ -447,7 +458,7 @@ async fn nats_cluster_sigkill_node_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_cluster_server_killed() {
     let _turn = CLUSTERS.lock().await;
-    let Some(c) = nats_cluster_processes().await else {
+    let Some(c) = nats_cluster_processes_surviving_failover().await else {
         return;
     };
     let _restore = wsring_cluster::local_clusters::RestoreOnDrop;
