@@ -8,6 +8,17 @@
 //! backoff with full jitter, [`RECONNECT_BASE`] to [`RECONNECT_CAP`]) and
 //! re-sends every core subscription; the broker turns the resulting
 //! connection events into [`wsring_cluster::BrokerEvent`]s.
+//!
+//! A cluster URL lists several servers. They are tried **in the order
+//! given** (not shuffled), so every node of a wsring cluster normally sits on
+//! the same NATS server: a subscription registered there is in force for
+//! every publisher at once, whereas a server learns of a subscription on
+//! another server asynchronously over the route between them, and a message
+//! published within that propagation delay would miss it. When that server
+//! fails the nodes move to the next one; until then only JetStream (R3
+//! buckets and stream) uses the other servers. Nodes left spread over servers
+//! after a failover are correct but for that propagation window after a
+//! subscribe, which durable streams cover.
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, ServerAddr};
@@ -80,6 +91,7 @@ pub(crate) struct Target {
     ca: Option<std::path::PathBuf>,
 }
 
+#[cfg(test)]
 impl Target {
     /// `scheme://host:port`, safe to log.
     pub(crate) fn display(&self) -> String {
@@ -92,6 +104,96 @@ impl Target {
     }
 }
 
+/// The servers of one `--cluster` value: one URL, or a comma-separated list
+/// of the servers of a NATS cluster. They share one set of credentials and
+/// one CA, since they are one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Targets {
+    addrs: Vec<ServerAddr>,
+    user: Option<String>,
+    pass: Option<String>,
+    ca: Option<std::path::PathBuf>,
+}
+
+impl Targets {
+    /// The servers as `scheme://host:port,…`, safe to log.
+    pub(crate) fn display(&self) -> String {
+        self.addrs
+            .iter()
+            .map(|a| format!("{}://{}:{}", a.scheme(), a.host(), a.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How many distinct servers the URL names.
+    pub(crate) fn len(&self) -> usize {
+        self.addrs.len()
+    }
+}
+
+/// Parses a comma-separated list of server URLs (each as in [`parse_url`]).
+/// Credentials and `cacertfile` may be given on any of them but must not
+/// contradict each other; duplicates are dropped.
+pub(crate) fn parse_urls(url: &str) -> Result<Targets, ClusterError> {
+    let mut out = Targets {
+        addrs: Vec::new(),
+        user: None,
+        pass: None,
+        ca: None,
+    };
+    for part in url.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(invalid(url, "empty server in the comma-separated list"));
+        }
+        let t = parse_url(part)?;
+        for (have, got, what) in [
+            (&mut out.user, t.user, "user"),
+            (&mut out.pass, t.pass, "password"),
+        ] {
+            match (&*have, got) {
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(invalid(url, format!("the servers disagree on the {what}")));
+                }
+                (None, Some(b)) => *have = Some(b),
+                _ => {}
+            }
+        }
+        match (&out.ca, t.ca) {
+            (Some(a), Some(b)) if *a != b => {
+                return Err(invalid(url, "the servers name different cacertfile"));
+            }
+            (None, Some(b)) => out.ca = Some(b),
+            _ => {}
+        }
+        if !out.addrs.contains(&t.addr) {
+            out.addrs.push(t.addr);
+        }
+    }
+    // A CA implies TLS for every server, like for a single URL.
+    let schemes: std::collections::BTreeSet<&str> =
+        out.addrs.iter().map(ServerAddr::scheme).collect();
+    if schemes.len() > 1 {
+        return Err(invalid(url, "mixes nats:// and tls:// servers"));
+    }
+    Ok(out)
+}
+
+/// The replication factor for this namespace's KV buckets and stream: 3 on a
+/// cluster of 3 or more servers (survives the loss of one), otherwise one
+/// per server. The cluster size is the larger of the servers the URL lists
+/// and the client URLs the server advertises (`connect_urls`, all servers of
+/// its cluster that it knows of); a server that reports no cluster name is
+/// standalone, where JetStream accepts only one replica.
+pub(crate) fn replicas(client: &Client, targets: usize) -> usize {
+    let info = client.server_info();
+    if info.cluster.as_deref().is_none_or(str::is_empty) {
+        return 1;
+    }
+    let advertised: std::collections::BTreeSet<&str> =
+        info.connect_urls.iter().map(String::as_str).collect();
+    targets.max(advertised.len()).clamp(1, 3)
+}
+
 fn invalid(url: &str, reason: impl Into<String>) -> ClusterError {
     ClusterError::InvalidUrl {
         url: redact(url),
@@ -99,8 +201,13 @@ fn invalid(url: &str, reason: impl Into<String>) -> ClusterError {
     }
 }
 
-/// `url` with any password or token replaced by `***`: errors end up in logs.
+/// `url` (one URL or a comma-separated list) with any password or token
+/// replaced by `***`: errors end up in logs.
 fn redact(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -206,14 +313,18 @@ pub(crate) struct Role {
     pub node: Option<String>,
 }
 
-/// Connects one client. Every connection-state change is logged; with
-/// `events`, the raw events are also forwarded (the broker needs them).
+/// Connects one client to any server of `url` (one URL, or a comma-separated
+/// list naming the servers of a cluster; async-nats tries them in random
+/// order, reconnects to any of them, and adds the servers the cluster
+/// advertises). Every connection-state change is logged; with `events`, the
+/// raw events are also forwarded (the broker needs them). Returns the client
+/// and the number of servers the URL names.
 pub(crate) async fn connect(
     url: &str,
     role: Role,
     events: Option<mpsc::UnboundedSender<Event>>,
-) -> Result<Client, ClusterError> {
-    let target = parse_url(url)?;
+) -> Result<(Client, usize), ClusterError> {
+    let target = parse_urls(url)?;
     wsring_cluster::validate_namespace(&role.namespace)?;
     let server = target.display();
     let name = match &role.node {
@@ -247,6 +358,9 @@ pub(crate) async fn connect(
                 std::future::ready(())
             }
         });
+    if target.len() > 1 {
+        opts = opts.retain_servers_order();
+    }
     if let Some(ca) = &target.ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
@@ -257,7 +371,7 @@ pub(crate) async fn connect(
     };
     // `retry_on_initial_connect` stays off: start-up makes one attempt and
     // reports failure; reconnects after that are unlimited.
-    let connected = tokio::time::timeout(STARTUP_TIMEOUT, opts.connect(target.addr.clone())).await;
+    let connected = tokio::time::timeout(STARTUP_TIMEOUT, opts.connect(target.addrs.clone())).await;
     let client = match connected {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
@@ -284,7 +398,7 @@ pub(crate) async fn connect(
             )));
         }
     };
-    Ok(client)
+    Ok((client, target.len()))
 }
 
 fn log_event(role: &Role, server: &str, event: &Event) {
@@ -378,6 +492,37 @@ mod tests {
     }
 
     #[test]
+    fn url_lists() {
+        let t = parse_urls("nats://127.0.0.1:4230, nats://127.0.0.1:4231,nats://127.0.0.1:4232")
+            .expect("list");
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.display(),
+            "nats://127.0.0.1:4230,nats://127.0.0.1:4231,nats://127.0.0.1:4232"
+        );
+        let t = parse_urls("nats://u:p@a:1,nats://b:2,nats://a:1").expect("creds once");
+        assert_eq!(
+            (t.len(), t.user.as_deref(), t.pass.as_deref()),
+            (2, Some("u"), Some("p"))
+        );
+        assert_eq!(parse_urls("nats://a:1").expect("one").len(), 1);
+        for bad in [
+            "nats://a:1,",
+            ",nats://a:1",
+            "nats://u:p@a:1,nats://u:q@b:2",
+            "nats://a:1,tls://b:2",
+            "nats://a:1,http://b:2",
+        ] {
+            assert!(
+                matches!(parse_urls(bad), Err(ClusterError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+        let err = parse_urls("nats://u:hunter2@a:1,nats://u:x@b:2").expect_err("conflict");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn passwords_are_not_echoed() {
         let err = parse_url("http://u:hunter2@x").expect_err("bad scheme");
         assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -385,6 +530,10 @@ mod tests {
         assert_eq!(redact("nats://tok@h"), "nats://***@h");
         assert_eq!(redact("nats://h:4222"), "nats://h:4222");
         assert_eq!(redact("h@x"), "h@x");
+        assert_eq!(
+            redact("nats://a:b@h,nats://c:d@i"),
+            "nats://a:***@h,nats://c:***@i"
+        );
     }
 
     #[test]

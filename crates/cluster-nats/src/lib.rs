@@ -15,6 +15,12 @@
 //! rooms, users) are escaped into single subject tokens / KV keys (see
 //! `names.rs`): `.` becomes `~2E` in subjects and `=2E` in KV keys.
 //!
+//! Every `url` is one server or a comma-separated list of the servers of a
+//! NATS cluster (`nats://h1:4222,nats://h2:4222,nats://h3:4222`); the client
+//! connects to any of them and fails over to the others. On a cluster the
+//! buckets and the stream get `min(3, servers)` replicas, the server count
+//! being the larger of the URL list and the servers the cluster advertises.
+//!
 //! | what | NATS object | details |
 //! | --- | --- | --- |
 //! | membership document | KV bucket `{ns}_members` (stream `KV_{ns}_members`), key `doc` | history 1, no TTL; KV revision = CAS version |
@@ -58,7 +64,12 @@ pub use streams::NatsStreams;
 use connect::Role;
 
 /// Connects the membership registry of `namespace` at `url`
-/// (`nats://[user:pass@]host:port`), with heartbeat TTL `ttl`.
+/// (`nats://[user:pass@]host:port`, or a comma-separated list of the servers
+/// of a NATS cluster), with heartbeat TTL `ttl`.
+///
+/// On a cluster of three or more servers the buckets are created with three
+/// replicas (R3), so they survive the loss of a server; see
+/// [`connect`](crate::connect) for how the cluster size is found.
 ///
 /// Creates the two KV buckets if needed; an existing heartbeats bucket with
 /// another TTL is updated to `ttl`. Fails fast (within about 5 s) when the
@@ -68,8 +79,11 @@ pub async fn connect_registry(
     namespace: &str,
     ttl: Duration,
 ) -> Result<Arc<dyn Registry>, ClusterError> {
-    let client = connect::connect(url, role("registry", namespace, None), None).await?;
-    Ok(Arc::new(NatsRegistry::open(client, namespace, ttl).await?))
+    let (client, servers) = connect::connect(url, role("registry", namespace, None), None).await?;
+    let replicas = connect::replicas(&client, servers);
+    Ok(Arc::new(
+        NatsRegistry::open(client, namespace, ttl, replicas).await?,
+    ))
 }
 
 /// Connects node `node`'s broker connection in `namespace` at `url`, and
@@ -85,7 +99,8 @@ pub async fn connect_broker(
     node: &str,
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = connect::connect(url, role("broker", namespace, Some(node)), Some(tx)).await?;
+    let (client, _) =
+        connect::connect(url, role("broker", namespace, Some(node)), Some(tx)).await?;
     let (broker, inbox) = NatsBroker::new(client, namespace, node, rx);
     Ok((Arc::new(broker), inbox))
 }
@@ -93,16 +108,18 @@ pub async fn connect_broker(
 /// Connects the durable stream store of `namespace` at `url`, with
 /// `retention` applied to every stream.
 ///
-/// Creates the namespace's JetStream stream if needed; an existing one with
-/// other limits is updated to `retention`.
+/// Creates the namespace's JetStream stream if needed (three replicas on a
+/// cluster of three or more servers); an existing one with other limits is
+/// updated to `retention`.
 pub async fn connect_streams(
     url: &str,
     namespace: &str,
     retention: Retention,
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
-    let client = connect::connect(url, role("streams", namespace, None), None).await?;
+    let (client, servers) = connect::connect(url, role("streams", namespace, None), None).await?;
+    let replicas = connect::replicas(&client, servers);
     Ok(Arc::new(
-        NatsStreams::open(client, namespace, retention).await?,
+        NatsStreams::open(client, namespace, retention, replicas).await?,
     ))
 }
 
@@ -117,7 +134,7 @@ fn role(kind: &'static str, namespace: &str, node: Option<&str>) -> Role {
 /// Deletes the JetStream buckets and stream of `namespace` (decommissioning a
 /// cluster, or cleaning up after tests). Missing ones are not an error.
 pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterError> {
-    let client = connect::connect(url, role("admin", namespace, None), None).await?;
+    let (client, _) = connect::connect(url, role("admin", namespace, None), None).await?;
     let js = async_nats::jetstream::new(client);
     for stream in [
         format!("KV_{namespace}_members"),

@@ -89,11 +89,12 @@ pub struct NatsRegistry {
 
 impl NatsRegistry {
     /// Opens (creating or reconciling) both buckets of `namespace` on
-    /// `client`, with heartbeat TTL `ttl`.
+    /// `client`, with heartbeat TTL `ttl` and `replicas` copies of each.
     pub(crate) async fn open(
         client: Client,
         namespace: &str,
         ttl: Duration,
+        replicas: usize,
     ) -> Result<NatsRegistry, ClusterError> {
         if ttl.is_zero() {
             return Err(ClusterError::backend(
@@ -107,6 +108,7 @@ impl NatsRegistry {
             &members_bucket(namespace),
             format!("wsring membership document ({namespace})"),
             Duration::ZERO,
+            replicas,
         )
         .await?;
         let beats = ensure_kv(
@@ -115,6 +117,7 @@ impl NatsRegistry {
             &heartbeats_bucket(namespace),
             format!("wsring node heartbeats ({namespace}); max_age is the TTL"),
             ttl,
+            replicas,
         )
         .await?;
         Ok(NatsRegistry {

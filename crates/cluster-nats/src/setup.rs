@@ -57,7 +57,12 @@ async fn lookup(
 /// out (the same as async-nats' `create_key_value`). Built here because that
 /// helper first queries the account, and async-nats 0.51 cannot decode the
 /// account info of nats-server 2.9 (it lacks `reserved_memory`).
-fn kv_stream_config(bucket: &str, description: String, max_age: Duration) -> stream::Config {
+fn kv_stream_config(
+    bucket: &str,
+    description: String,
+    max_age: Duration,
+    replicas: usize,
+) -> stream::Config {
     stream::Config {
         name: kv_stream(bucket),
         description: Some(description),
@@ -65,11 +70,14 @@ fn kv_stream_config(bucket: &str, description: String, max_age: Duration) -> str
         max_messages_per_subject: 1,
         max_age,
         storage: StorageType::File,
-        num_replicas: 1,
+        num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,
         deny_purge: false,
-        allow_direct: true,
+        // Direct gets are served by any replica, so on a replicated bucket
+        // a read could miss the latest compare-and-set; there, reads go to
+        // the stream leader instead.
+        allow_direct: replicas <= 1,
         discard: DiscardPolicy::New,
         ..Default::default()
     }
@@ -81,18 +89,21 @@ fn same_kv_limits(have: &stream::Config, want: &stream::Config) -> bool {
         && have.max_messages_per_subject == want.max_messages_per_subject
         && have.max_age == want.max_age
         && have.allow_direct == want.allow_direct
+        && have.num_replicas == want.num_replicas
 }
 
 /// Opens KV bucket `bucket` (history 1, entries expire after `max_age`, zero
-/// meaning never), creating it, or updating it when its limits differ.
+/// meaning never, `replicas` copies), creating it, or updating it when its
+/// limits differ.
 pub(crate) async fn ensure_kv(
     js: &jetstream::Context,
     client: &Client,
     bucket: &str,
     description: String,
     max_age: Duration,
+    replicas: usize,
 ) -> Result<kv::Store, ClusterError> {
-    let cfg = kv_stream_config(bucket, description, max_age);
+    let cfg = kv_stream_config(bucket, description, max_age, replicas);
     ensure_stream_with(js, client, cfg, same_kv_limits).await?;
     js.get_key_value(bucket)
         .await
@@ -107,6 +118,7 @@ fn same_limits(have: &stream::Config, want: &stream::Config) -> bool {
         && have.duplicate_window == want.duplicate_window
         && have.allow_direct == want.allow_direct
         && have.discard == want.discard
+        && have.num_replicas == want.num_replicas
 }
 
 /// Opens stream `cfg.name`, creating it, or updating it when its limits
@@ -139,6 +151,8 @@ async fn ensure_stream_with(
                     new_max_age = ?cfg.max_age,
                     old_max_per_subject = have.max_messages_per_subject,
                     new_max_per_subject = cfg.max_messages_per_subject,
+                    old_replicas = have.num_replicas,
+                    new_replicas = cfg.num_replicas,
                     "stream exists with other limits; updating it to this node's configuration"
                 );
                 js.update_stream(&cfg)

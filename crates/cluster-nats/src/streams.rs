@@ -37,13 +37,21 @@
 //! past `L`, so entries, `last_seq` and `epoch` all describe the same
 //! snapshot. Anything inconsistent (the snapshot trimmed away mid-read) makes
 //! the read start over, a bounded number of times.
+//!
+//! On a replicated stream (a NATS cluster) every read goes to the stream
+//! leader (`STREAM.MSG.GET`) instead of a direct get: direct gets are served
+//! by any replica, and a follower that has not applied the latest append yet
+//! would hide an acknowledged message from a reader. On one server both are
+//! the same, and the direct get is cheaper.
 
 use async_nats::Client;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{
-    self, DirectGetErrorKind, DiscardPolicy, RetentionPolicy, StorageType, Stream,
+    self, DirectGetErrorKind, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
+    Stream,
 };
 use async_nats::jetstream::{self};
 use async_trait::async_trait;
@@ -92,10 +100,12 @@ pub struct NatsStreams {
     stream: Stream,
     namespace: String,
     max_len: u64,
+    /// Direct gets (one server) or leader reads (a replicated stream).
+    direct: bool,
 }
 
 /// The JetStream stream configuration for `retention`.
-fn stream_config(namespace: &str, retention: Retention) -> stream::Config {
+fn stream_config(namespace: &str, retention: Retention, replicas: usize) -> stream::Config {
     let duplicate_window = if retention.max_age.is_zero() {
         MAX_DUPLICATE_WINDOW
     } else {
@@ -113,27 +123,31 @@ fn stream_config(namespace: &str, retention: Retention) -> stream::Config {
         duplicate_window,
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
-        num_replicas: 1,
+        num_replicas: replicas,
         allow_direct: true,
         ..Default::default()
     }
 }
 
 impl NatsStreams {
-    /// Opens (creating or reconciling) the namespace's stream on `client`.
+    /// Opens (creating or reconciling) the namespace's stream on `client`,
+    /// with `replicas` copies.
     pub(crate) async fn open(
         client: Client,
         namespace: &str,
         retention: Retention,
+        replicas: usize,
     ) -> Result<NatsStreams, ClusterError> {
         let js = context(&client);
-        let stream = ensure_stream(&js, &client, stream_config(namespace, retention)).await?;
+        let cfg = stream_config(namespace, retention, replicas);
+        let stream = ensure_stream(&js, &client, cfg).await?;
         Ok(NatsStreams {
             client,
             js,
             stream,
             namespace: namespace.to_owned(),
             max_len: retention.max_len,
+            direct: replicas <= 1,
         })
     }
 
@@ -170,10 +184,38 @@ impl NatsStreams {
         }
     }
 
+    /// Maps a leader read result: not found is `None`.
+    fn found_raw(
+        &self,
+        what: &str,
+        r: Result<StreamMessage, stream::LastRawMessageError>,
+    ) -> Result<Option<Stored>, ClusterError> {
+        match r {
+            Ok(msg) => self.decode(msg).map(Some),
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                LastRawMessageErrorKind::JetStream(je)
+                    if je.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
+                {
+                    Ok(None)
+                }
+                // `Other` is a failed request: a timeout or no responder,
+                // as while a replicated stream elects a new leader.
+                LastRawMessageErrorKind::Other => Err(fail(&self.client, what, true, e)),
+                _ => Err(fail(&self.client, what, false, e)),
+            },
+        }
+    }
+
     /// The subject's last message.
     async fn last(&self, subject: &str) -> Result<Option<Stored>, ClusterError> {
+        let what = format!("reading the head of {subject}");
+        if !self.direct {
+            let r = self.stream.get_last_raw_message_by_subject(subject).await;
+            return self.found_raw(&what, r);
+        }
         let r = self.stream.direct_get_last_for_subject(subject).await;
-        self.found(&format!("reading the head of {subject}"), r)
+        self.found(&what, r)
     }
 
     /// The subject's first message with stream sequence `from` or later
@@ -183,14 +225,27 @@ impl NatsStreams {
         subject: &str,
         from: Option<u64>,
     ) -> Result<Option<Stored>, ClusterError> {
+        let what = format!("reading {subject}");
+        if !self.direct {
+            let r = self
+                .stream
+                .get_first_raw_message_by_subject(subject, from.unwrap_or(1))
+                .await;
+            return self.found_raw(&what, r);
+        }
         let r = self.stream.direct_get_next_for_subject(subject, from).await;
-        self.found(&format!("reading {subject}"), r)
+        self.found(&what, r)
     }
 
     /// The message at stream sequence `seq`.
     async fn at(&self, seq: u64) -> Result<Option<Stored>, ClusterError> {
+        let what = format!("reading stream message {seq}");
+        if !self.direct {
+            let r = self.stream.get_raw_message(seq).await;
+            return self.found_raw(&what, r);
+        }
         let r = self.stream.direct_get(seq).await;
-        self.found(&format!("reading stream message {seq}"), r)
+        self.found(&what, r)
     }
 
     /// Publishes with an expected last subject sequence. `Ok(None)`: another
@@ -480,18 +535,21 @@ mod tests {
                 max_len: 1000,
                 max_age: Duration::from_secs(600),
             },
+            1,
         );
         assert_eq!(c.name, "ns_streams");
         assert_eq!(c.subjects, vec!["ns.s.>".to_owned()]);
         assert_eq!(c.max_messages_per_subject, 1001);
         assert_eq!(c.duplicate_window, MAX_DUPLICATE_WINDOW);
         assert!(c.allow_direct);
+        assert_eq!(c.num_replicas, 1);
         let short = stream_config(
             "ns",
             Retention {
                 max_len: 5,
                 max_age: Duration::from_secs(1),
             },
+            1,
         );
         assert_eq!(short.duplicate_window, Duration::from_secs(1));
         let forever = stream_config(
@@ -500,6 +558,7 @@ mod tests {
                 max_len: u64::MAX,
                 max_age: Duration::ZERO,
             },
+            1,
         );
         assert_eq!(forever.duplicate_window, MAX_DUPLICATE_WINDOW);
         assert_eq!(forever.max_messages_per_subject, i64::MAX);

@@ -1,6 +1,9 @@
 //! The backend conformance suite against the NATS server at 127.0.0.1:4222
 //! (JetStream enabled), and again over TLS (`tls://` with a throwaway CA
 //! named by `cacertfile`) against a private nats-server the test starts.
+//! Then once more against the local 3-server cluster of
+//! `scripts/test-clusters` (`WSRING_TEST_NATS_CLUSTER`), where buckets and
+//! streams are replicated three times.
 //! Skipped when a server is not reachable, unless `WSRING_REQUIRE_BROKERS=1`.
 
 mod common;
@@ -44,7 +47,10 @@ impl Harness for Server {
     }
 
     fn server_addr(&self) -> Option<SocketAddr> {
-        Some(self.addr)
+        // Behind a proxy, a cluster client would still learn the other
+        // servers' direct addresses and bypass it; the single-server runs
+        // cover the proxy cases.
+        self.cluster.is_none().then_some(self.addr)
     }
 
     async fn broker_at(
@@ -84,5 +90,37 @@ mod tls {
             .expect("an untrusted server must be refused");
         eprintln!("untrusted CA: {err}");
         b.close().await;
+    }
+}
+
+/// The same suite on the 3-server cluster (R3 buckets and stream).
+mod cluster {
+    use super::*;
+
+    wsring_cluster::conformance_suite!(common::cluster());
+
+    /// On the cluster, the buckets and the stream really have three replicas.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cluster_state_is_replicated_three_times() {
+        let Some(s) = common::cluster().await else {
+            return;
+        };
+        let ns = wsring_cluster::conformance::unique_ns("r3");
+        let _registry = s.registry(&ns, Duration::from_secs(5)).await;
+        let _streams = s.streams(&ns, Retention::default()).await;
+        let servers: Vec<String> = s.url().split(',').map(str::to_owned).collect();
+        let client = async_nats::connect(servers).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        for name in [
+            format!("KV_{ns}_members"),
+            format!("KV_{ns}_heartbeats"),
+            format!("{ns}_streams"),
+        ] {
+            let mut stream = js.get_stream(&name).await.expect("stream");
+            let info = stream.info().await.expect("info");
+            assert_eq!(info.config.num_replicas, 3, "{name}");
+            let cluster = info.cluster.as_ref().expect("clustered");
+            assert_eq!(cluster.replicas.len(), 2, "{name}: two followers");
+        }
     }
 }

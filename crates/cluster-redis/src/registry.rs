@@ -65,9 +65,17 @@ end
 return 0
 ";
 
+/// Where a registry watch subscribes to the membership channel.
+pub(crate) enum WatchSource {
+    /// The one server.
+    Single(redis::Client),
+    /// Any node of a Redis Cluster: classic pub/sub reaches every node.
+    Cluster(crate::cluster::Seeds),
+}
+
 /// Membership storage on Redis.
 pub struct RedisRegistry {
-    client: redis::Client,
+    watch: WatchSource,
     conn: Conn,
     keys: Keys,
     cas: Script,
@@ -91,15 +99,20 @@ impl RedisRegistry {
     /// Connects, failing fast if Redis is unreachable.
     pub async fn connect(client: redis::Client, keys: Keys) -> Result<Self, ClusterError> {
         let conn = Conn::connect(&client, "registry").await?;
-        Ok(RedisRegistry {
-            client,
+        Ok(Self::with_conn(conn, WatchSource::Single(client), keys))
+    }
+
+    /// The registry on an open connection (one server or a cluster).
+    pub(crate) fn with_conn(conn: Conn, watch: WatchSource, keys: Keys) -> Self {
+        RedisRegistry {
+            watch,
             conn,
             keys,
             cas: Script::new(CAS),
             claim: Script::new(CLAIM),
             refresh: Script::new(REFRESH),
             release: Script::new(RELEASE),
-        })
+        }
     }
 }
 
@@ -208,12 +221,39 @@ impl Registry for RedisRegistry {
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError> {
         // A fresh subscriber connection per watch: when it drops, the stream
         // ends and the membership layer re-watches with backoff.
-        let mut pubsub = at_startup("registry watch", self.client.get_async_pubsub()).await?;
-        pubsub
-            .subscribe(self.keys.membership_channel())
-            .await
-            .map_err(map_err)?;
-        Ok(pubsub.into_on_message().map(|_| ()).boxed())
+        let seeds = match &self.watch {
+            WatchSource::Single(client) => {
+                let mut pubsub = at_startup("registry watch", client.get_async_pubsub()).await?;
+                pubsub
+                    .subscribe(self.keys.membership_channel())
+                    .await
+                    .map_err(map_err)?;
+                return Ok(pubsub.into_on_message().map(|_| ()).boxed());
+            }
+            WatchSource::Cluster(seeds) => seeds,
+        };
+        // Cluster: a RESP3 connection whose pushes carry the notifications.
+        // The stream ends at the first lost node connection, so a failover
+        // makes the membership layer re-watch (and reload the document).
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = crate::cluster::client(seeds, Some(tx))?;
+        let mut conn = at_startup("registry watch", client.get_async_connection()).await?;
+        at_startup(
+            "registry watch subscribe",
+            conn.subscribe(self.keys.membership_channel()),
+        )
+        .await?;
+        let stream = futures::stream::unfold((conn, rx), |(conn, mut rx)| async move {
+            loop {
+                let push = rx.recv().await?;
+                match push.kind {
+                    redis::PushKind::Message => return Some(((), (conn, rx))),
+                    redis::PushKind::Disconnection => return None,
+                    _ => {}
+                }
+            }
+        });
+        Ok(stream.boxed())
     }
 }
 

@@ -7,6 +7,13 @@
 //! many nodes appending to the same stream. Redis's `TIME` is the clock for
 //! age trimming, so node clocks never matter.
 //!
+//! On a Redis Cluster, an append is acknowledged only once a replica has it
+//! (`WAIT 1` after the script; see `Conn::wait_replicated`): replication is
+//! asynchronous, and a primary killed before its replica caught up would
+//! otherwise take acknowledged messages with it. A failed wait is reported
+//! as unavailable; the caller's retry with the same dedup key finds the
+//! message and waits again.
+//!
 //! Retention: `MAXLEN` (exact) on every append, plus age trimming from the
 //! head; both keys get a `PEXPIRE` of the retention age on every append, so
 //! a stream idle for longer than that disappears and comes back with a new
@@ -108,15 +115,20 @@ impl RedisStreams {
         retention: Retention,
     ) -> Result<Self, ClusterError> {
         let conn = Conn::connect(&client, "streams").await?;
+        Ok(Self::with_conn(conn, keys, retention))
+    }
+
+    /// The store on an open connection (one server or a cluster).
+    pub(crate) fn with_conn(conn: Conn, keys: Keys, retention: Retention) -> Self {
         let script = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
-        Ok(RedisStreams {
+        RedisStreams {
             conn,
             keys,
             retention,
             append: script(APPEND),
             head: script(HEAD),
             read: script(READ),
-        })
+        }
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -205,6 +217,11 @@ impl StreamStore for RedisStreams {
             .call("stream append", |mut c| async move {
                 call.invoke_async(&mut c).await
             })
+            .await?;
+        // On a cluster, acknowledge only what survives a failover (a
+        // duplicate too: its original may not have been replicated yet).
+        self.conn
+            .wait_replicated(&self.keys.stream_meta(stream))
             .await?;
         let r = items(reply)?;
         let [seq, epoch, dup] = r.as_slice() else {

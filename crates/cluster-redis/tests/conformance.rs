@@ -132,3 +132,146 @@ mod tls {
         b.close().await;
     }
 }
+
+/// The same suite on the local Redis Cluster of `scripts/test-clusters`
+/// (`WSRING_TEST_REDIS_CLUSTER`): sharded pub/sub, registry in one slot,
+/// streams spread over the shards.
+mod cluster {
+    use super::*;
+
+    /// Where the tests expect the Redis Cluster.
+    pub const CLUSTER: &str = "redis-cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104,127.0.0.1:7105";
+
+    /// The cluster's URL.
+    pub fn url() -> String {
+        std::env::var("WSRING_TEST_REDIS_CLUSTER").unwrap_or_else(|_| CLUSTER.to_owned())
+    }
+
+    pub struct RedisCluster {
+        url: String,
+    }
+
+    #[async_trait]
+    impl Harness for RedisCluster {
+        async fn registry(&self, ns: &str, ttl: Duration) -> Option<Arc<dyn Registry>> {
+            Some(
+                wsring_cluster_redis::connect_registry(&self.url, ns, ttl)
+                    .await
+                    .expect("registry"),
+            )
+        }
+        async fn broker(&self, ns: &str, node: &str) -> Option<(Arc<dyn Broker>, Inbox)> {
+            Some(
+                wsring_cluster_redis::connect_broker(&self.url, ns, node)
+                    .await
+                    .expect("broker"),
+            )
+        }
+        async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>> {
+            Some(
+                wsring_cluster_redis::connect_streams(&self.url, ns, retention)
+                    .await
+                    .expect("streams"),
+            )
+        }
+    }
+
+    /// The cluster, or `None` after `skip_or_fail` when no seed answers
+    /// with `cluster_state:ok`.
+    pub async fn redis_cluster() -> Option<RedisCluster> {
+        let url = url();
+        let hint = "start it with scripts/test-clusters start";
+        let seeds = url.trim_start_matches("redis-cluster://");
+        for seed in seeds.split(',') {
+            let Ok(client) = redis::Client::open(format!("redis://{seed}/")) else {
+                continue;
+            };
+            let Ok(Ok(mut c)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            else {
+                continue;
+            };
+            let info: Result<String, _> =
+                redis::cmd("CLUSTER").arg("INFO").query_async(&mut c).await;
+            match info {
+                Ok(i) if i.contains("cluster_state:ok") => return Some(RedisCluster { url }),
+                Ok(_) => {
+                    skip_or_fail(&format!("Redis Cluster at {seed} is not ok ({hint})"));
+                    return None;
+                }
+                Err(e) => {
+                    skip_or_fail(&format!(
+                        "Redis at {seed} is not a cluster node: {e} ({hint})"
+                    ));
+                    return None;
+                }
+            }
+        }
+        skip_or_fail(&format!("Redis Cluster not reachable at {url} ({hint})"));
+        None
+    }
+
+    wsring_cluster::conformance_suite!(redis_cluster());
+
+    /// `purge_namespace` finds a namespace's keys on every primary (they are
+    /// spread over the shards) and removes them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purge_removes_the_namespace_from_every_shard() {
+        let Some(h) = redis_cluster().await else {
+            return;
+        };
+        let ns = unique_ns("purge");
+        let registry = h
+            .registry(&ns, Duration::from_secs(5))
+            .await
+            .expect("registry");
+        registry
+            .store(None, bytes::Bytes::from_static(b"{}"))
+            .await
+            .expect("store");
+        let streams = h.streams(&ns, Retention::default()).await.expect("streams");
+        for i in 0..20 {
+            streams
+                .append(
+                    &wsring_cluster::StreamName::User(format!("u{i}")),
+                    bytes::Bytes::from_static(b"x"),
+                    None,
+                )
+                .await
+                .expect("append");
+        }
+        let other = unique_ns("kept");
+        let kept = h
+            .streams(&other, Retention::default())
+            .await
+            .expect("streams");
+        kept.append(
+            &wsring_cluster::StreamName::User("u".into()),
+            bytes::Bytes::from_static(b"x"),
+            None,
+        )
+        .await
+        .expect("append");
+        // 1 document + 20 streams × (meta + entries).
+        let deleted = wsring_cluster_redis::purge_namespace(&h.url, &ns)
+            .await
+            .expect("purge");
+        assert_eq!(deleted, 41);
+        assert_eq!(
+            wsring_cluster_redis::purge_namespace(&h.url, &ns)
+                .await
+                .expect("purge again"),
+            0
+        );
+        assert_eq!(
+            wsring_cluster_redis::purge_namespace(&h.url, &other)
+                .await
+                .expect("purge other"),
+            2,
+            "another namespace is left alone"
+        );
+    }
+}

@@ -23,10 +23,12 @@
 //! * [`report`] — the JSON reports every process serves from its view
 //!   (`/api/nodes`, `/api/route`, `/api/ring`, merging `/api/presence`).
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
+//! * [`order`] — restoring each publisher's order across topics.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
 //! * `conformance` (feature `conformance`): one test suite every backend must pass,
-//!   and `fault`, a TCP proxy that cuts connections on demand.
+//!   and `fault`, a TCP proxy that cuts connections on demand; `local_clusters`,
+//!   SIGKILL and recovery on the local clusters of `scripts/test-clusters`.
 
 pub mod backoff;
 pub mod broker;
@@ -36,8 +38,11 @@ pub mod error;
 #[cfg(feature = "conformance")]
 pub mod fault;
 pub mod link;
+#[cfg(feature = "conformance")]
+pub mod local_clusters;
 pub mod membership;
 pub mod memory;
+pub mod order;
 pub mod registry;
 pub mod report;
 pub mod stream;

@@ -1,5 +1,7 @@
 //! Backend selection by URL scheme: `redis://` and `nats://` registries;
-//! `redis://`, `nats://` and `amqp://` brokers (each also over TLS:
+//! `redis://`, `nats://` and `amqp://` brokers; `redis-cluster://h:p,h:p,…`
+//! (a Redis Cluster, by its seed nodes) and `nats://h:p,nats://h:p,…` (the
+//! servers of a NATS cluster) for either (each also over TLS:
 //! `rediss://`, `tls://`, `amqps://`, with an optional `cacertfile=` query
 //! parameter naming a private CA); durable streams from the
 //! registry's engine (RabbitMQ has no stream store, so with an `amqp://`
@@ -31,9 +33,11 @@ pub fn startup_error(what: &str, flags: &str, e: &ClusterError) -> String {
     }
 }
 
-/// `redis://` or `rediss://` (TLS).
+/// `redis://`, `rediss://` (TLS) or `redis-cluster://` (Redis Cluster).
 fn is_redis(url: &str) -> bool {
-    url.starts_with("redis://") || url.starts_with("rediss://")
+    url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis-cluster://")
 }
 
 fn unsupported(url: &str, what: &str) -> ClusterError {
@@ -45,9 +49,9 @@ fn unsupported(url: &str, what: &str) -> ClusterError {
 
 fn schemes(what: &str) -> &'static str {
     if what == "broker" {
-        "redis://, rediss://, nats://, tls:// (NATS over TLS), amqp:// or amqps://"
+        "redis://, rediss://, redis-cluster:// (Redis Cluster), nats://, tls:// (NATS over TLS), amqp:// or amqps://"
     } else {
-        "redis://, rediss://, nats:// or tls:// (NATS over TLS)"
+        "redis://, rediss://, redis-cluster:// (Redis Cluster), nats:// or tls:// (NATS over TLS)"
     }
 }
 

@@ -277,6 +277,14 @@ async fn redis_three_nodes_two_gateways() {
     }
 }
 
+/// The same on the local Redis Cluster (sharded pub/sub).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_three_nodes_two_gateways() {
+    if let Some(b) = common::procs::redis_cluster().await {
+        cluster_scenario(b).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_broker_connection_killed() {
     if let Some(b) = common::procs::redis().await {
@@ -295,6 +303,15 @@ async fn redis_fail_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_three_nodes_two_gateways() {
     if let Some(b) = common::procs::nats().await {
+        cluster_scenario(b).await;
+    }
+}
+
+/// The same on the local 3-server NATS cluster (R3 registry buckets).
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_three_nodes_two_gateways() {
+    if let Some(b) = common::procs::nats_cluster().await {
         cluster_scenario(b).await;
     }
 }

@@ -182,6 +182,74 @@ async fn redis_processes() -> Option<DevCluster> {
     Some(dev(3, durable_common(Some(b.registry))).await)
 }
 
+/// The cluster tests take turns: one of them fails a server over, which
+/// would disturb another running on the same cluster at the same time.
+static CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn redis_cluster_processes() -> Option<DevCluster> {
+    let b = common::procs::redis_cluster().await?;
+    Some(dev(3, durable_common(Some(b.registry))).await)
+}
+
+/// Failover of a Redis Cluster shard takes the node timeout plus an election
+/// (about 4 s on the local cluster). The registry's slot may be on the shard
+/// that fails, so the heartbeat TTL must outlast that, or every node's
+/// heartbeat expires while the registry is unreachable.
+const FAILOVER_PROOF_TTL: Duration = Duration::from_secs(8);
+
+async fn redis_cluster_processes_surviving_failover() -> Option<DevCluster> {
+    let b = common::procs::redis_cluster().await?;
+    let mut c = durable_common(Some(b.registry));
+    c.heartbeat_ttl = FAILOVER_PROOF_TTL;
+    Some(dev(3, c).await)
+}
+
+#[cfg(feature = "nats")]
+async fn nats_cluster_processes() -> Option<DevCluster> {
+    let b = common::procs::nats_cluster().await?;
+    Some(dev(3, durable_common(Some(b.registry))).await)
+}
+
+/// Losing a NATS server also moves the leadership of the registry's KV
+/// buckets, which takes seconds; the heartbeat TTL must outlast it (see
+/// [`FAILOVER_PROOF_TTL`]).
+#[cfg(feature = "nats")]
+async fn nats_cluster_processes_surviving_failover() -> Option<DevCluster> {
+    let b = common::procs::nats_cluster().await?;
+    let mut c = durable_common(Some(b.registry));
+    c.heartbeat_ttl = FAILOVER_PROOF_TTL;
+    Some(dev(3, c).await)
+}
+
+/// SIGKILLs the first Redis Cluster primary found on the local cluster's
+/// ports (each primary owns a third of the slots, so of this run's channels
+/// and streams). Its replica is promoted.
+async fn kill_a_redis_primary() {
+    let mut victim = None;
+    for port in 7100u16..=7105 {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+            continue;
+        };
+        let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        if matches!(role.first(), Some(redis::Value::BulkString(r)) if r.as_slice() == b"master") {
+            victim = Some(port);
+            break;
+        }
+    }
+    let port = victim.expect("a Redis Cluster primary");
+    let pid =
+        tokio::task::spawn_blocking(move || wsring_cluster::local_clusters::kill_server(port))
+            .await
+            .expect("kill");
+    println!("killed redis-server pid {pid} (primary on port {port})");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_add_node() {
     let c = memory().await;
@@ -331,5 +399,79 @@ async fn redis_broker_connection_killed() {
     })
     .await;
     c.shutdown().await;
+    purge(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_sigkill_node_process() {
+    let _turn = CLUSTERS.lock().await;
+    let Some(c) = redis_cluster_processes().await else {
+        return;
+    };
+    let api = Api::new(c.http_url());
+    run("redis-cluster/sigkill-node", &c, || async {
+        assert_eq!(api.delete("/api/nodes/n2?mode=crash").await.0, 202);
+    })
+    .await;
+    c.shutdown().await;
+    purge(&c).await;
+}
+
+/// A Redis Cluster primary is SIGKILLed mid-traffic: its replica takes
+/// over, and no message is lost. The cluster is restored afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_primary_killed() {
+    let _turn = CLUSTERS.lock().await;
+    let Some(c) = redis_cluster_processes_surviving_failover().await else {
+        return;
+    };
+    let _restore = wsring_cluster::local_clusters::RestoreOnDrop;
+    run("redis-cluster/primary-killed", &c, kill_a_redis_primary).await;
+    c.shutdown().await;
+    tokio::task::spawn_blocking(wsring_cluster::local_clusters::restore)
+        .await
+        .expect("restore");
+    purge(&c).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_sigkill_node_process() {
+    let _turn = CLUSTERS.lock().await;
+    let Some(c) = nats_cluster_processes().await else {
+        return;
+    };
+    let api = Api::new(c.http_url());
+    run("nats-cluster/sigkill-node", &c, || async {
+        assert_eq!(api.delete("/api/nodes/n2?mode=crash").await.0, 202);
+    })
+    .await;
+    c.shutdown().await;
+    purge(&c).await;
+}
+
+/// One server of the NATS cluster (the first listed, where every node's
+/// connections are) is SIGKILLed mid-traffic: the nodes move to the
+/// survivors, the R3 stream keeps every acknowledged message, and no message
+/// is lost. The server is started again afterwards.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_server_killed() {
+    let _turn = CLUSTERS.lock().await;
+    let Some(c) = nats_cluster_processes_surviving_failover().await else {
+        return;
+    };
+    let _restore = wsring_cluster::local_clusters::RestoreOnDrop;
+    run("nats-cluster/server-killed", &c, || async {
+        let pid = tokio::task::spawn_blocking(|| wsring_cluster::local_clusters::kill_server(4230))
+            .await
+            .expect("kill");
+        println!("killed nats-server pid {pid} (port 4230)");
+    })
+    .await;
+    c.shutdown().await;
+    tokio::task::spawn_blocking(wsring_cluster::local_clusters::restore)
+        .await
+        .expect("restore");
     purge(&c).await;
 }

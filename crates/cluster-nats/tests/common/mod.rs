@@ -1,13 +1,25 @@
-//! Shared test plumbing: finding the NATS server and removing the buckets
-//! and streams a test namespace created, so repeated runs do not pile up
-//! state on the shared server.
+//! Shared test plumbing: finding the NATS server (or the local 3-server
+//! cluster of `scripts/test-clusters`) and removing the buckets and streams a
+//! test namespace created, so repeated runs do not pile up state on the
+//! shared servers.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Where the tests expect nats-server with JetStream.
+#[allow(dead_code)] // shared plumbing: not every test file uses the server
 pub const SERVER: &str = "127.0.0.1:4222";
+
+/// Where the tests expect the 3-server NATS cluster (`scripts/test-clusters
+/// start`), unless `WSRING_TEST_NATS_CLUSTER` names another.
+pub const CLUSTER: &str = "nats://127.0.0.1:4230,nats://127.0.0.1:4231,nats://127.0.0.1:4232";
+
+/// The cluster's server URLs.
+#[allow(dead_code)] // shared plumbing: not every test file uses the cluster
+pub fn cluster_url() -> String {
+    std::env::var("WSRING_TEST_NATS_CLUSTER").unwrap_or_else(|_| CLUSTER.to_owned())
+}
 
 /// The server under test; deletes the JetStream state of every namespace it
 /// handed out when dropped.
@@ -17,6 +29,8 @@ pub struct Server {
     namespaces: Mutex<Vec<String>>,
     /// Set for a private TLS server ([`tls_server`]).
     tls: Option<TlsServer>,
+    /// Set for the NATS cluster ([`cluster`]): its comma-separated URLs.
+    pub cluster: Option<String>,
 }
 
 /// A nats-server of the test's own, with TLS (a throwaway CA) and
@@ -35,9 +49,13 @@ impl Drop for TlsServer {
 }
 
 impl Server {
-    /// `nats://host:port`, or `tls://host:port?cacertfile=…` for a TLS server.
+    /// `nats://host:port`, `tls://host:port?cacertfile=…` for a TLS server,
+    /// or the list of a cluster's servers.
     pub fn url(&self) -> String {
-        self.url_at(self.addr)
+        match &self.cluster {
+            Some(urls) => urls.clone(),
+            None => self.url_at(self.addr),
+        }
     }
 
     /// The URL for reaching this server at `addr` (e.g. through a proxy).
@@ -49,6 +67,7 @@ impl Server {
     }
 
     /// Remembers `ns` for clean-up.
+    #[allow(dead_code)] // shared plumbing: not every test file uses it
     pub fn track(&self, ns: &str) {
         let mut spaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
         if !spaces.iter().any(|s| s == ns) {
@@ -59,7 +78,8 @@ impl Server {
 
 /// Deletes the buckets and stream of `namespaces` (absent ones are fine).
 pub async fn delete_namespaces(url: &str, namespaces: &[String]) {
-    let Ok(client) = async_nats::connect(url).await else {
+    let servers: Vec<&str> = url.split(',').collect();
+    let Ok(client) = async_nats::connect(servers).await else {
         return;
     };
     let js = async_nats::jetstream::new(client);
@@ -105,6 +125,7 @@ impl Drop for Server {
 /// The server, or `None` (after [`skip_or_fail`]) when it is not reachable.
 ///
 /// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+#[allow(dead_code)] // shared plumbing: not every test file uses the server
 pub async fn server() -> Option<Server> {
     let addr = match SERVER.to_socket_addrs().ok().and_then(|mut a| a.next()) {
         Some(a) => a,
@@ -152,6 +173,66 @@ pub async fn server() -> Option<Server> {
         addr,
         namespaces: Mutex::new(Vec::new()),
         tls: None,
+        cluster: None,
+    })
+}
+
+/// The local NATS cluster, or `None` (after [`skip_or_fail`]) when it is not
+/// reachable, is not a cluster, or has no JetStream meta leader.
+///
+/// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+#[allow(dead_code)] // shared plumbing: not every test file uses the cluster
+pub async fn cluster() -> Option<Server> {
+    let urls = cluster_url();
+    let servers: Vec<&str> = urls.split(',').collect();
+    let hint = "start it with scripts/test-clusters start";
+    let client = match tokio::time::timeout(
+        Duration::from_secs(3),
+        async_nats::ConnectOptions::new()
+            .ignore_discovered_servers()
+            .connect(servers.clone()),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            wsring_cluster::conformance::skip_or_fail(&format!(
+                "NATS cluster not reachable at {urls}: {e} ({hint})"
+            ));
+            return None;
+        }
+        Err(_) => {
+            wsring_cluster::conformance::skip_or_fail(&format!(
+                "NATS cluster not reachable at {urls}: timed out ({hint})"
+            ));
+            return None;
+        }
+    };
+    if client.server_info().cluster.is_none() {
+        wsring_cluster::conformance::skip_or_fail(&format!(
+            "NATS at {urls} is a standalone server, not a cluster"
+        ));
+        return None;
+    }
+    // The JetStream API answers only once the cluster has a meta leader.
+    let js = async_nats::jetstream::new(client);
+    if let Err(e) = js.get_stream("wsring-probe-nonexistent").await
+        && !matches!(
+            e.kind(),
+            async_nats::jetstream::context::GetStreamErrorKind::JetStream(_)
+        )
+    {
+        wsring_cluster::conformance::skip_or_fail(&format!(
+            "NATS cluster at {urls} has no working JetStream: {e} ({hint})"
+        ));
+        return None;
+    }
+    let first = servers[0].trim_start_matches("nats://");
+    Some(Server {
+        addr: first.parse().expect("cluster server address"),
+        namespaces: Mutex::new(Vec::new()),
+        tls: None,
+        cluster: Some(urls),
     })
 }
 
@@ -213,5 +294,6 @@ pub async fn tls_server() -> Option<Server> {
         addr: addr.parse().expect("address"),
         namespaces: Mutex::new(Vec::new()),
         tls: Some(TlsServer { child, pki }),
+        cluster: None,
     })
 }

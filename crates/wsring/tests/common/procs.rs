@@ -237,6 +237,52 @@ pub async fn nats() -> Option<Backend> {
     })
 }
 
+/// The local Redis Cluster of `scripts/test-clusters` as registry and broker
+/// (`WSRING_TEST_REDIS_CLUSTER` overrides the seeds).
+#[allow(dead_code)] // not every test binary runs on the clusters
+pub async fn redis_cluster() -> Option<Backend> {
+    let url = std::env::var("WSRING_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+        "redis-cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104,127.0.0.1:7105".into()
+    });
+    let first = url
+        .trim_start_matches("redis-cluster://")
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    reachable("Redis Cluster (scripts/test-clusters start)", &first)
+        .await
+        .then(|| Backend {
+            name: "redis-cluster",
+            registry: url.clone(),
+            broker: url,
+            broker_addr: "127.0.0.1:7100",
+        })
+}
+
+/// The local 3-server NATS cluster of `scripts/test-clusters` as registry
+/// and broker (`WSRING_TEST_NATS_CLUSTER` overrides the servers).
+#[allow(dead_code)] // not every test binary runs on the clusters
+pub async fn nats_cluster() -> Option<Backend> {
+    let url = std::env::var("WSRING_TEST_NATS_CLUSTER").unwrap_or_else(|_| {
+        "nats://127.0.0.1:4230,nats://127.0.0.1:4231,nats://127.0.0.1:4232".into()
+    });
+    let first = url
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("nats://")
+        .to_owned();
+    reachable("NATS cluster (scripts/test-clusters start)", &first)
+        .await
+        .then(|| Backend {
+            name: "nats-cluster",
+            registry: url.clone(),
+            broker: url,
+            broker_addr: "127.0.0.1:4230",
+        })
+}
+
 /// Redis as registry, RabbitMQ as broker.
 pub async fn amqp() -> Option<Backend> {
     if !reachable("Redis", "127.0.0.1:6379").await {
@@ -307,7 +353,7 @@ impl Backend {
 /// Deletes everything a test namespace left on the shared servers.
 pub async fn purge(registry: &str, broker: &str, ns: &str) {
     #[cfg(feature = "redis")]
-    if registry.starts_with("redis://") {
+    if registry.starts_with("redis://") || registry.starts_with("redis-cluster://") {
         let _ = wsring_cluster_redis::purge_namespace(registry, ns).await;
     }
     #[cfg(feature = "nats")]

@@ -1,0 +1,101 @@
+//! Losing one server of the 3-server NATS cluster of `scripts/test-clusters`
+//! mid-traffic: in durable mode no acknowledged append is lost (the stream is
+//! R3), and the broker reconnects to a survivor and resubscribes. The killed
+//! server is started again at the end, so the cluster is whole for the next
+//! test. Skipped without the cluster, unless `WSRING_REQUIRE_BROKERS=1`.
+
+mod common;
+
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::time::timeout;
+use wsring_cluster::conformance::unique_ns;
+use wsring_cluster::local_clusters::{RestoreOnDrop, appends_survive, kill_server, restore};
+use wsring_cluster::{BrokerEvent, Inbox, Retention, StreamName, Topic};
+use wsring_cluster_nats::{connect_broker, connect_streams, purge_namespace};
+
+/// Waits for `want` on the inbox, skipping messages.
+async fn event(inbox: &mut Inbox, want: fn(&BrokerEvent) -> bool, what: &str) {
+    let deadline = Duration::from_secs(30);
+    timeout(deadline, async {
+        loop {
+            match inbox.recv().await {
+                Some(e) if want(&e) => return,
+                Some(_) => {}
+                None => panic!("inbox closed"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {deadline:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_loss_keeps_every_acknowledged_append() {
+    let Some(cluster) = common::cluster().await else {
+        return;
+    };
+    let _restore = RestoreOnDrop;
+    let url = cluster.url();
+    let ns = unique_ns("nfault");
+    let retention = Retention {
+        max_len: 10_000,
+        max_age: Duration::from_secs(600),
+    };
+    let store = connect_streams(&url, &ns, retention)
+        .await
+        .expect("streams");
+    let (broker, mut inbox) = connect_broker(&url, &ns, "n1").await.expect("broker");
+    let me = Topic::Node("n1".into());
+    broker.subscribe(&me).await.expect("subscribe");
+
+    // Clients take the servers in the order listed: the first is the one to
+    // kill, since every connection of this test is on it.
+    let first = url.split(',').next().expect("a server");
+    let port: u16 = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let stats = appends_survive(
+        store,
+        StreamName::User("alice".into()),
+        300,
+        100,
+        move || {
+            let pid = kill_server(port);
+            eprintln!("killed nats-server pid {pid} (port {port})");
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    eprintln!("NATS server loss: {stats:?}");
+
+    // The broker noticed, reconnected to a survivor and resubscribed.
+    event(
+        &mut inbox,
+        |e| matches!(e, BrokerEvent::Disconnected),
+        "Disconnected",
+    )
+    .await;
+    event(
+        &mut inbox,
+        |e| matches!(e, BrokerEvent::Resubscribed),
+        "Resubscribed",
+    )
+    .await;
+    broker
+        .publish(&me, Bytes::from_static(b"after"))
+        .await
+        .expect("publish on a survivor");
+    event(
+        &mut inbox,
+        |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"after"),
+        "message after failover",
+    )
+    .await;
+    broker.close().await;
+
+    tokio::task::spawn_blocking(restore).await.expect("restore");
+    let _ = purge_namespace(&url, &ns).await;
+}
