@@ -90,7 +90,9 @@ pub struct Common {
     /// backend, so several clusters can share one Redis, NATS or RabbitMQ.
     #[arg(long, env = "WSRING_NAMESPACE", default_value = "wsring")]
     pub namespace: String,
-    /// One URL used as both registry and broker: redis://… or nats://….
+    /// One URL used as both registry and broker: redis://…, nats://…, a
+    /// Redis Cluster as redis-cluster://host:port,host:port,… (seed nodes) or
+    /// a NATS cluster as nats://h1:4222,nats://h2:4222,….
     ///
     /// Without it `wsring dev` runs in-process on the embedded memory
     /// backend; `node` and `gateway` need it (or --registry and --broker).
