@@ -6,29 +6,13 @@
 
 mod common;
 
-use bytes::Bytes;
 use std::time::Duration;
-use tokio::time::timeout;
 use wsring_cluster::conformance::unique_ns;
-use wsring_cluster::local_clusters::{RestoreOnDrop, appends_survive, kill_server, restore};
-use wsring_cluster::{BrokerEvent, Inbox, Retention, StreamName, Topic};
+use wsring_cluster::local_clusters::{
+    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore,
+};
+use wsring_cluster::{Retention, StreamName, Topic};
 use wsring_cluster_nats::{connect_broker, connect_streams, purge_namespace};
-
-/// Waits for `want` on the inbox, skipping messages.
-async fn event(inbox: &mut Inbox, want: fn(&BrokerEvent) -> bool, what: &str) {
-    let deadline = Duration::from_secs(30);
-    timeout(deadline, async {
-        loop {
-            match inbox.recv().await {
-                Some(e) if want(&e) => return,
-                Some(_) => {}
-                None => panic!("inbox closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within {deadline:?}"));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_loss_keeps_every_acknowledged_append() {
@@ -72,28 +56,7 @@ async fn server_loss_keeps_every_acknowledged_append() {
     eprintln!("NATS server loss: {stats:?}");
 
     // The broker noticed, reconnected to a survivor and resubscribed.
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Disconnected),
-        "Disconnected",
-    )
-    .await;
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Resubscribed),
-        "Resubscribed",
-    )
-    .await;
-    broker
-        .publish(&me, Bytes::from_static(b"after"))
-        .await
-        .expect("publish on a survivor");
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"after"),
-        "message after failover",
-    )
-    .await;
+    broker_recovers(&mut inbox, broker.as_ref(), &me).await;
     broker.close().await;
 
     tokio::task::spawn_blocking(restore).await.expect("restore");

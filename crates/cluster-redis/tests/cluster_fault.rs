@@ -14,8 +14,10 @@ use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::timeout;
 use wsring_cluster::conformance::{skip_or_fail, unique_ns};
-use wsring_cluster::local_clusters::{RestoreOnDrop, appends_survive, kill_server, restore};
-use wsring_cluster::{BrokerEvent, Inbox, Retention, StreamName, Topic};
+use wsring_cluster::local_clusters::{
+    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore, wait_event,
+};
+use wsring_cluster::{BrokerEvent, Retention, StreamName, Topic};
 use wsring_cluster_redis::Keys;
 
 /// The tests of this file fail servers over, so they take turns: a server
@@ -83,21 +85,6 @@ async fn owner(c: &mut redis::aio::MultiplexedConnection, key: &str) -> u16 {
     panic!("no primary owns slot {slot}");
 }
 
-async fn event(inbox: &mut Inbox, want: fn(&BrokerEvent) -> bool, what: &str) {
-    let deadline = Duration::from_secs(30);
-    timeout(deadline, async {
-        loop {
-            match inbox.recv().await {
-                Some(e) if want(&e) => return,
-                Some(_) => {}
-                None => panic!("inbox closed"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} within {deadline:?}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_loss_keeps_every_acknowledged_append() {
     let url = std::env::var("WSRING_TEST_REDIS_CLUSTER").unwrap_or_else(|_| CLUSTER.to_owned());
@@ -156,29 +143,8 @@ async fn primary_loss_keeps_every_acknowledged_append() {
     .await;
     eprintln!("Redis primary loss: {stats:?}");
 
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Disconnected),
-        "Disconnected",
-    )
-    .await;
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Resubscribed),
-        "Resubscribed",
-    )
-    .await;
     // The channel's slot now belongs to the promoted replica.
-    publisher
-        .publish(&topic, Bytes::from_static(b"after"))
-        .await
-        .expect("publish after failover");
-    event(
-        &mut inbox,
-        |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"after"),
-        "message after failover",
-    )
-    .await;
+    broker_recovers(&mut inbox, publisher.as_ref(), &topic).await;
     sub.close().await;
     publisher.close().await;
 
@@ -250,7 +216,7 @@ async fn graceful_failover_keeps_delivering() {
         .publish(&topic, Bytes::from_static(b"before"))
         .await
         .expect("publish");
-    event(
+    wait_event(
         &mut inbox,
         |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"before"),
         "message before the failover",

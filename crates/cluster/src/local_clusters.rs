@@ -193,3 +193,57 @@ pub async fn appends_survive(
         longest_append: longest,
     }
 }
+
+/// Waits (up to 30 s) for the first broker event `want` accepts, skipping
+/// the others; panics naming `what` if none comes.
+pub async fn wait_event(
+    inbox: &mut crate::Inbox,
+    want: fn(&crate::BrokerEvent) -> bool,
+    what: &str,
+) {
+    let deadline = Duration::from_secs(30);
+    tokio::time::timeout(deadline, async {
+        loop {
+            match inbox.recv().await {
+                Some(e) if want(&e) => return,
+                Some(_) => {}
+                None => panic!("inbox closed"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {deadline:?}"));
+}
+
+/// After a server was lost: the broker behind `inbox` reports the lost
+/// connection, then its resubscription, and a publish on `topic` by
+/// `publisher` reaches it again.
+pub async fn broker_recovers(
+    inbox: &mut crate::Inbox,
+    publisher: &dyn crate::Broker,
+    topic: &crate::Topic,
+) {
+    use crate::BrokerEvent;
+    wait_event(
+        inbox,
+        |e| matches!(e, BrokerEvent::Disconnected),
+        "Disconnected",
+    )
+    .await;
+    wait_event(
+        inbox,
+        |e| matches!(e, BrokerEvent::Resubscribed),
+        "Resubscribed",
+    )
+    .await;
+    publisher
+        .publish(topic, Bytes::from_static(b"after"))
+        .await
+        .expect("publish after the failover");
+    wait_event(
+        inbox,
+        |e| matches!(e, BrokerEvent::Message { payload, .. } if payload.as_ref() == b"after"),
+        "message after the failover",
+    )
+    .await;
+}
