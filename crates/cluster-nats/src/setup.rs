@@ -88,6 +88,7 @@ fn same_kv_limits(have: &stream::Config, want: &stream::Config) -> bool {
     have.subjects == want.subjects
         && have.max_messages_per_subject == want.max_messages_per_subject
         && have.max_age == want.max_age
+        && have.max_bytes == want.max_bytes
         && have.allow_direct == want.allow_direct
         && have.num_replicas == want.num_replicas
 }
@@ -115,6 +116,7 @@ fn same_limits(have: &stream::Config, want: &stream::Config) -> bool {
     have.subjects == want.subjects
         && have.max_messages_per_subject == want.max_messages_per_subject
         && have.max_age == want.max_age
+        && have.max_bytes == want.max_bytes
         && have.duplicate_window == want.duplicate_window
         && have.allow_direct == want.allow_direct
         && have.discard == want.discard
@@ -151,6 +153,8 @@ async fn ensure_stream_with(
                     new_max_age = ?cfg.max_age,
                     old_max_per_subject = have.max_messages_per_subject,
                     new_max_per_subject = cfg.max_messages_per_subject,
+                    old_max_bytes = have.max_bytes,
+                    new_max_bytes = cfg.max_bytes,
                     old_replicas = have.num_replicas,
                     new_replicas = cfg.num_replicas,
                     "stream exists with other limits; updating it to this node's configuration"

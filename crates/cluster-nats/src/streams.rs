@@ -3,7 +3,11 @@
 //! One JetStream stream per namespace, `{ns}_streams`, captures `{ns}.s.>`;
 //! each wsring stream is one subject in it (`{ns}.s.u.{user}`,
 //! `{ns}.s.r.{room}`). JetStream enforces the retention per subject:
-//! `max_msgs_per_subject = max_len + 1` and `max_age`.
+//! `max_msgs_per_subject = max_len + 1` and `max_age`. The store limits are
+//! JetStream's too: `max_bytes` with the discard-new policy (JetStream
+//! counts each message's stored size: payload, subject and headers), and
+//! `max_streams` against the stream's subject count, read at most once a
+//! second when a new stream is created.
 //!
 //! JetStream's sequence is stream-wide, so wsring's per-stream seq (+1 per
 //! append, no gaps) and the stream epoch travel in headers (`Wsring-Seq`,
@@ -56,12 +60,13 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::{self};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tracing::debug;
 use wsring_cluster::backoff::Backoff;
 use wsring_cluster::stream::new_epoch;
 use wsring_cluster::{
-    Appended, ClusterError, ReadBatch, Retention, StreamName, StreamPos, StreamStore,
+    Appended, ClusterError, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore,
 };
 
 use crate::connect::{backend_msg, fail};
@@ -100,9 +105,21 @@ pub struct NatsStreams {
     stream: Stream,
     namespace: String,
     max_len: u64,
+    /// `Retention::max_streams` (0: no limit).
+    max_streams: u64,
+    /// `Retention::max_bytes`, for the error when JetStream refuses.
+    max_bytes: u64,
+    /// The subject count last read from the server, and when: new streams
+    /// are checked against `max_streams` with a count at most
+    /// [`SUBJECT_COUNT_AGE`] old, so a burst of creations costs one
+    /// `STREAM.INFO`, not one each.
+    subjects: Mutex<Option<(Instant, u64)>>,
     /// Direct gets (one server) or leader reads (a replicated stream).
     direct: bool,
 }
+
+/// How old the subject count used for `max_streams` may be.
+const SUBJECT_COUNT_AGE: Duration = Duration::from_secs(1);
 
 /// The JetStream stream configuration for `retention`.
 fn stream_config(namespace: &str, retention: Retention, replicas: usize) -> stream::Config {
@@ -120,8 +137,16 @@ fn stream_config(namespace: &str, retention: Retention, replicas: usize) -> stre
         max_messages_per_subject: i64::try_from(retention.max_len.saturating_add(1))
             .unwrap_or(i64::MAX),
         max_age: retention.max_age,
+        // The store-wide byte limit refuses new messages rather than evicting
+        // other streams' history (per-subject trimming still drops a
+        // subject's own oldest message).
+        max_bytes: match i64::try_from(retention.max_bytes) {
+            Ok(0) => -1,
+            Ok(n) => n,
+            Err(_) => -1,
+        },
         duplicate_window,
-        discard: DiscardPolicy::Old,
+        discard: DiscardPolicy::New,
         storage: StorageType::File,
         num_replicas: replicas,
         allow_direct: true,
@@ -147,8 +172,40 @@ impl NatsStreams {
             stream,
             namespace: namespace.to_owned(),
             max_len: retention.max_len,
+            max_streams: retention.max_streams,
+            max_bytes: retention.max_bytes,
+            subjects: Mutex::new(None),
             direct: replicas <= 1,
         })
+    }
+
+    /// Refuses a new stream when the store holds `max_streams` subjects
+    /// already (as of at most [`SUBJECT_COUNT_AGE`] ago; the count is an
+    /// estimate between reads, so racing nodes may overshoot by a few).
+    async fn admit_new_stream(&self) -> Result<(), ClusterError> {
+        if self.max_streams == 0 {
+            return Ok(());
+        }
+        let cached = *self.subjects.lock().unwrap_or_else(|p| p.into_inner());
+        let count = match cached {
+            Some((at, n)) if at.elapsed() < SUBJECT_COUNT_AGE => n,
+            _ => {
+                let info = self.stream.get_info().await.map_err(|e| {
+                    fail(&self.client, "reading the streams' subject count", false, e)
+                })?;
+                let n = info.state.subjects_count;
+                *self.subjects.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), n));
+                n
+            }
+        };
+        if count >= self.max_streams {
+            return Err(ClusterError::StorageFull {
+                limit: StoreLimit::Streams,
+                max: self.max_streams,
+            });
+        }
+        Ok(())
     }
 
     fn decode(&self, msg: StreamMessage) -> Result<Stored, ClusterError> {
@@ -265,6 +322,12 @@ impl NatsStreams {
         match ack {
             Ok(ack) => Ok(Some(ack)),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+            Err(e) if e.kind() == PublishErrorKind::Other && store_full(&e) => {
+                Err(ClusterError::StorageFull {
+                    limit: StoreLimit::Bytes,
+                    max: self.max_bytes,
+                })
+            }
             Err(e) => {
                 let timed_out = matches!(
                     e.kind(),
@@ -281,6 +344,7 @@ impl NatsStreams {
             if let Some(last) = self.last(subject).await? {
                 return Ok(last);
             }
+            self.admit_new_stream().await?;
             let epoch = new_epoch();
             let marker = PublishMessage::build()
                 .payload(Bytes::new())
@@ -289,6 +353,16 @@ impl NatsStreams {
             // Expected 0: only succeeds while the subject is still empty.
             if let Some(ack) = self.publish(subject, marker, 0).await? {
                 debug!(%subject, %epoch, "stream (re)started with a new epoch");
+                // This node's own creations count at once; other nodes'
+                // show up at the next read of the subject count.
+                if let Some((_, n)) = self
+                    .subjects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    *n += 1;
+                }
                 return Ok(Stored {
                     stream_seq: ack.sequence,
                     seq: 0,
@@ -424,6 +498,20 @@ fn interpolate(lo: u64, lo_seq: u64, hi: u64, hi_seq: u64, target: u64) -> u64 {
     guess.clamp(lo + 1, hi - 1)
 }
 
+/// Whether JetStream refused a publish because the stream is at its
+/// `max_bytes` (with the discard-new policy it answers "maximum bytes
+/// exceeded" instead of evicting).
+fn store_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("maximum bytes exceeded") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 fn busy(subject: &str) -> ClusterError {
     ClusterError::unavailable(format!(
         "{subject} is changing faster than it can be written or read; try again"
@@ -534,6 +622,7 @@ mod tests {
             Retention {
                 max_len: 1000,
                 max_age: Duration::from_secs(600),
+                ..Retention::default()
             },
             1,
         );
@@ -548,6 +637,7 @@ mod tests {
             Retention {
                 max_len: 5,
                 max_age: Duration::from_secs(1),
+                ..Retention::default()
             },
             1,
         );
@@ -557,6 +647,7 @@ mod tests {
             Retention {
                 max_len: u64::MAX,
                 max_age: Duration::ZERO,
+                ..Retention::default()
             },
             1,
         );

@@ -25,6 +25,7 @@ async fn server_loss_keeps_every_acknowledged_append() {
     let retention = Retention {
         max_len: 10_000,
         max_age: Duration::from_secs(600),
+        ..Retention::default()
     };
     let store = connect_streams(&url, &ns, retention)
         .await

@@ -374,7 +374,11 @@ async fn broker_refuses_while_disconnected() {
 }
 
 fn retention(max_len: u64, max_age: Duration) -> Retention {
-    Retention { max_len, max_age }
+    Retention {
+        max_len,
+        max_age,
+        ..Retention::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

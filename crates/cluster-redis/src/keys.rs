@@ -11,6 +11,9 @@
 //! | stream meta (hash: `e` epoch, `s` last seq) | `{<ns>:u:<user>}:m` / `{<ns>:r:<room>}:m` |
 //! | stream entries (Redis Stream, id `<seq>-0`) | `{<ns>:u:<user>}:x` / `{<ns>:r:<room>}:x` |
 //! | dedup marker of key `k` (string, `PX`) | `{<ns>:u:<user>}:d:<k>` |
+//! | store usage: streams by last append (sorted set, score ms) | `{<ns>}:streams:t` |
+//! | store usage: payload bytes per stream (hash) | `{<ns>}:streams:b` |
+//! | store usage: payload bytes in all (string) | `{<ns>}:streams:total` |
 //!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
 //! with one `MGET`); each stream's keys share their own tag, so streams spread
@@ -86,6 +89,12 @@ impl Keys {
     /// A stream's entries.
     pub fn stream_entries(&self, s: &StreamName) -> String {
         format!("{}:x", self.stream_tag(s))
+    }
+
+    /// The store usage keys: streams by last append, bytes per stream, and
+    /// the byte total. One hash tag, so each usage update is one script.
+    pub fn stream_usage(&self) -> [String; 3] {
+        ["t", "b", "total"].map(|k| format!("{{{}}}:streams:{k}", self.ns))
     }
 
     /// A stream's dedup marker for `key`.

@@ -117,6 +117,7 @@ async fn primary_loss_keeps_every_acknowledged_append() {
         Retention {
             max_len: 10_000,
             max_age: Duration::from_secs(600),
+            ..Retention::default()
         },
     )
     .await

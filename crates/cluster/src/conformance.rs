@@ -887,7 +887,8 @@ pub async fn streams_retention(h: &dyn Harness) {
             &ns,
             Retention {
                 max_len: 5,
-                max_age: Duration::from_secs(600)
+                max_age: Duration::from_secs(600),
+                ..Retention::default()
             }
         )
         .await,
@@ -915,7 +916,8 @@ pub async fn streams_age(h: &dyn Harness) {
             &ns,
             Retention {
                 max_len: 100,
-                max_age: Duration::from_secs(1)
+                max_age: Duration::from_secs(1),
+                ..Retention::default()
             }
         )
         .await,
@@ -972,6 +974,97 @@ pub async fn streams_dedup(h: &dyn Harness) {
     );
 }
 
+/// Whether `r` is a refusal by `limit`.
+fn refused_by(r: &Result<crate::Appended, ClusterError>, limit: crate::StoreLimit) -> bool {
+    matches!(r, Err(ClusterError::StorageFull { limit: l, .. }) if *l == limit)
+}
+
+/// The store limits refuse a stream too many and a byte too many, store
+/// nothing when they do, still answer a retried duplicate, and never count
+/// what length trimming removed. Payloads are large next to any backend's
+/// per-message overhead, so the byte arithmetic holds on every backend.
+pub async fn streams_store_limits(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 2,
+                max_age: Duration::from_secs(600),
+                max_streams: 2,
+                max_bytes: 7600,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    let kb = || Bytes::from(vec![b'x'; 2000]);
+    let (a, b, c) = (
+        StreamName::Room("a".into()),
+        StreamName::Room("b".into()),
+        StreamName::User("c".into()),
+    );
+    s.append(&a, kb(), None).await.expect("a1");
+    s.append(&b, kb(), Some("b1")).await.expect("b1");
+    let third = s.append(&c, kb(), None).await;
+    assert!(refused_by(&third, crate::StoreLimit::Streams), "{third:?}");
+    s.append(&a, kb(), None).await.expect("a2");
+    // 6,000 bytes held; 2,000 more are past 7,600.
+    let over = s.append(&b, kb(), None).await;
+    assert!(refused_by(&over, crate::StoreLimit::Bytes), "{over:?}");
+    let held = s.read_after(&b, 0, 10).await.expect("read b");
+    assert_eq!(held.last_seq, 1, "a refused append stores nothing");
+    let again = s.append(&b, kb(), Some("b1")).await.expect("retry");
+    assert!(again.duplicate && again.seq == 1, "{again:?}");
+    // Small entries push a's big ones out (max_len 2; three, as a backend
+    // may keep one entry more): the space they held is free again.
+    for i in 0..3 {
+        s.append(&a, Bytes::from_static(b"s"), None)
+            .await
+            .unwrap_or_else(|e| panic!("small {i}: {e}"));
+    }
+    s.append(&b, kb(), None)
+        .await
+        .expect("b2 after a was trimmed");
+    s.append(&b, kb(), None).await.expect("b3 replaces b1");
+}
+
+/// Space held by entries that aged out is free again.
+pub async fn streams_store_limits_age(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 100,
+                max_age: Duration::from_secs(1),
+                max_streams: 1,
+                max_bytes: 0,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    let (a, b) = (StreamName::Room("a".into()), StreamName::Room("b".into()));
+    s.append(&a, Bytes::from_static(b"old"), None)
+        .await
+        .expect("append");
+    let first = s.append(&b, Bytes::from_static(b"new"), None).await;
+    assert!(refused_by(&first, crate::StoreLimit::Streams), "{first:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match s.append(&b, Bytes::from_static(b"new"), None).await {
+            Ok(_) => break,
+            Err(e @ ClusterError::StorageFull { .. }) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the aged-out stream still counts: {e}"
+            ),
+            Err(e) => panic!("append: {e}"),
+        }
+    }
+}
+
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression yielding `Option<impl Harness>` (`None`: skipped).
 #[macro_export]
@@ -983,7 +1076,8 @@ macro_rules! conformance_suite {
             registry_cas, registry_heartbeat_ttl, registry_fencing, registry_watch,
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,
             membership_fences_stale_node, membership_reap_spares_rejoined,
-            streams_append_read, streams_retention, streams_age, streams_dedup);
+            streams_append_read, streams_retention, streams_age, streams_dedup,
+            streams_store_limits, streams_store_limits_age);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -47,6 +47,15 @@ pub enum ClusterError {
     /// The handle was closed.
     #[error("backend handle closed")]
     Closed,
+    /// A durable store limit (see [`crate::Retention`]) refused an append;
+    /// nothing was stored. Retrying helps only once old entries age out.
+    #[error("durable storage is full: the {limit} limit of {max} is reached")]
+    StorageFull {
+        /// Which limit.
+        limit: crate::stream::StoreLimit,
+        /// Its configured value.
+        max: u64,
+    },
 }
 
 impl ClusterError {

@@ -81,5 +81,5 @@ pub use error::{BoxError, ClusterError};
 pub use link::Link;
 pub use membership::{Fenced, Membership, MembershipConfig, ReapPlan};
 pub use registry::{Heartbeat, Lease, Registry, Versioned};
-pub use stream::{Appended, ReadBatch, Retention, StreamName, StreamPos, StreamStore};
+pub use stream::{Appended, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore};
 pub use view::{Member, MemberState, MembershipDoc, NodeStats, View};

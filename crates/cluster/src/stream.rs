@@ -42,7 +42,15 @@ impl fmt::Display for StreamName {
     }
 }
 
-/// Retention limits of every stream.
+/// Retention limits of every stream, and of the store as a whole.
+///
+/// The per-stream limits (`max_len`, `max_age`) trim old entries; the store
+/// limits (`max_streams`, `max_bytes`) refuse new ones: an append that would
+/// create one stream too many, or retain more payload bytes than allowed,
+/// fails with [`ClusterError::StorageFull`] and nothing is stored. Space comes
+/// back as entries age out or are trimmed. The store limits hold for one
+/// backend namespace, shared by every node using it (for the in-memory
+/// backend: for the process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Entries kept per stream. Default: 1000 (`--history-size`).
@@ -50,6 +58,12 @@ pub struct Retention {
     /// Age after which entries are dropped; a stream idle this long is reset
     /// (new epoch). Default: 10 minutes (`--history-ttl`).
     pub max_age: Duration,
+    /// Streams holding at least one entry, across the store; 0 means no
+    /// limit. Default: 100,000 (`--history-max-streams`).
+    pub max_streams: u64,
+    /// Payload bytes retained across all streams; 0 means no limit.
+    /// Default: 256 MiB (`--history-max-bytes`).
+    pub max_bytes: u64,
 }
 
 impl Default for Retention {
@@ -57,7 +71,27 @@ impl Default for Retention {
         Retention {
             max_len: 1000,
             max_age: Duration::from_secs(600),
+            max_streams: 100_000,
+            max_bytes: 256 * 1024 * 1024,
         }
+    }
+}
+
+/// Which store limit refused an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLimit {
+    /// `max_streams`: the append would have created one stream too many.
+    Streams,
+    /// `max_bytes`: the append would have retained too many payload bytes.
+    Bytes,
+}
+
+impl fmt::Display for StoreLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreLimit::Streams => "streams",
+            StoreLimit::Bytes => "bytes",
+        })
     }
 }
 

@@ -35,7 +35,11 @@ pub enum NodeError {
 pub enum RouteError {
     /// The backend could not take the message.
     #[error("cluster unavailable: {0}")]
-    Unavailable(#[from] ClusterError),
+    Unavailable(ClusterError),
+    /// Durable mode: the stream store is at one of its limits. Nothing was
+    /// stored; retrying helps only once old entries age out.
+    #[error("{0}")]
+    StorageFull(ClusterError),
     /// No node is up to own the recipient.
     #[error("no node is up to own {0:?}")]
     NoOwner(String),
@@ -45,14 +49,29 @@ pub enum RouteError {
     Conflict,
 }
 
+impl From<ClusterError> for RouteError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            e @ ClusterError::StorageFull { .. } => RouteError::StorageFull(e),
+            e => RouteError::Unavailable(e),
+        }
+    }
+}
+
 impl From<RouteError> for ApiError {
-    /// A conflict is 409 `conflict`; anything else was not accepted and may
-    /// be retried: 503 `unavailable`.
+    /// A conflict is 409 `conflict`, a full stream store 507
+    /// `storage_full`; anything else was not accepted and may be retried:
+    /// 503 `unavailable`.
     fn from(e: RouteError) -> Self {
         match e {
             RouteError::Conflict => ApiError::new(
                 axum::http::StatusCode::CONFLICT,
                 wsring_protocol::ErrorCode::Conflict,
+                e.to_string(),
+            ),
+            RouteError::StorageFull(_) => ApiError::new(
+                axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                wsring_protocol::ErrorCode::StorageFull,
                 e.to_string(),
             ),
             e => ApiError::unavailable(e.to_string()),

@@ -57,6 +57,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The request body is not `application/json` (HTTP 415).
     UnsupportedMediaType,
+    /// Durable mode: the stream store is at its stream-count or byte limit;
+    /// nothing was stored (HTTP 507). Space frees as old entries age out.
+    StorageFull,
     /// A code this build does not know (sent by a newer server). Parsing
     /// maps it here so an older client still fails the request instead of
     /// ignoring the error; never sent.
@@ -66,7 +69,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation checks.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
@@ -80,6 +83,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::StorageFull,
     ];
 
     /// The snake_case string form.
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Unknown => "unknown",
         }
     }

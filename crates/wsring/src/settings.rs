@@ -107,6 +107,17 @@ pub struct Common {
     #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub history_ttl: Duration,
+    /// Durable mode: streams holding messages, across the backend (for the
+    /// memory backend: the process); an append that would create one more
+    /// is refused with `storage_full` (HTTP 507). 0: unlimited.
+    #[arg(long, env = "WSRING_HISTORY_MAX_STREAMS", default_value_t = Retention::default().max_streams)]
+    pub history_max_streams: u64,
+    /// Durable mode: message bytes retained across all streams of the
+    /// backend (for the memory backend: the process); an append past it is
+    /// refused with `storage_full` (HTTP 507) until old entries age out.
+    /// 0: unlimited.
+    #[arg(long, env = "WSRING_HISTORY_MAX_BYTES", value_name = "BYTES", default_value_t = Retention::default().max_bytes)]
+    pub history_max_bytes: u64,
     /// A node silent this long is removed from the ring; heartbeats are sent
     /// every heartbeat_ttl / 4 (at least 200ms).
     #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
@@ -184,6 +195,8 @@ impl Common {
         Retention {
             max_len: self.history_size,
             max_age: self.history_ttl,
+            max_streams: self.history_max_streams,
+            max_bytes: self.history_max_bytes,
         }
     }
 

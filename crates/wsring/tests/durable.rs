@@ -274,3 +274,85 @@ async fn drain_window_spreads_the_closes() {
     );
     c.shutdown().await;
 }
+
+/// Publishes `data` to rooms `{prefix}0`, `{prefix}1`, … until one is
+/// refused; returns how many were accepted (at most `max`) and the refusal.
+async fn publish_until_refused(
+    api: &Api,
+    prefix: &str,
+    data: &Value,
+    max: usize,
+) -> (usize, (u16, Value)) {
+    for n in 0..=max {
+        let (s, v) = api
+            .post(
+                "/api/publish",
+                json!({"room": format!("{prefix}{n}"), "data": data}),
+            )
+            .await;
+        if s != 202 {
+            return (n, (s, v));
+        }
+    }
+    panic!("more than {max} publishes to new rooms were accepted");
+}
+
+/// Publishing big messages to ever new room names (publish needs no
+/// membership) fills the stream store only up to its limits: past them the
+/// API answers 507 `storage_full`, a client gets an `error` frame with that
+/// code, nothing is stored, and messages that fit still flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_store_limits_refuse_new_rooms_and_bytes() {
+    let mut settings = durable(1000);
+    settings.history_max_bytes = 200_000;
+    settings.history_max_streams = 8;
+    let c = dev(3, settings).await;
+    let api = Api::new(c.http_url());
+    let gw = c.gateway_url();
+    let mut bob = Client::connect(&gw, "bob").await;
+    let mut alice = Client::connect(&gw, "alice").await;
+    let big = "x".repeat(60_000);
+    let (stored, refusal) = publish_until_refused(&api, "big", &json!(big), 3).await;
+    assert_eq!(stored, 3);
+    assert_eq!(refusal.0, 507, "{}", refusal.1);
+    assert_eq!(refusal.1["error"]["code"], "storage_full", "{}", refusal.1);
+    // Over the WebSocket: an error frame, and the session stays.
+    alice
+        .send(json!({"type":"publish","room":"big9","data":big,"id":"p1"}))
+        .await;
+    let e = alice.next().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("storage_full")),
+        "{e}"
+    );
+    assert_eq!(e["id"], "p1");
+    // What fits is still stored and delivered.
+    alice
+        .send(json!({"type":"send","to":"bob","data":"small","id":"s1"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"s1"}));
+    let m = bob.next().await;
+    assert_eq!(
+        (m["data"].as_str(), m["seq"].as_u64()),
+        (Some("small"), Some(1))
+    );
+    // Three rooms and bob's stream hold messages: four more streams fit.
+    let (rooms, refusal) = publish_until_refused(&api, "tiny", &json!(1), 4).await;
+    assert_eq!(rooms, 4);
+    assert_eq!(refusal.0, 507, "{}", refusal.1);
+    assert!(
+        refusal.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("streams")),
+        "{}",
+        refusal.1
+    );
+    // Existing streams still take messages.
+    let (s, _) = api
+        .post("/api/publish", json!({"room": "tiny0", "data": 2}))
+        .await;
+    assert_eq!(s, 202);
+    bob.roundtrip("after").await;
+    c.shutdown().await;
+}

@@ -154,6 +154,9 @@ fn answer(result: Result<Accepted, RouteError>, id: Option<&MsgId>) -> Outcome {
     match result {
         Ok(_) => Outcome::ack(id),
         Err(e @ RouteError::Conflict) => Outcome::error(ErrorCode::Conflict, &e.to_string(), id),
+        Err(e @ RouteError::StorageFull(_)) => {
+            Outcome::error(ErrorCode::StorageFull, &e.to_string(), id)
+        }
         Err(e) => Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
     }
 }
