@@ -30,6 +30,7 @@ const NODE: &str = "wsring-node";
 const GATEWAY: &str = "wsring-gateway";
 const CLIENT: &str = "wsring-client";
 const BENCH: &str = "wsring-bench";
+const HOOKS: &str = "wsring-hooks";
 const BINARY: &str = "wsring";
 
 const LEAF: &str = "wire types and the ring are leaves: every other crate builds on them";
@@ -41,6 +42,8 @@ const POLICY: &str =
     "wsring-auth is policy over the wire types: the roles call it, it calls nothing of theirs";
 const SIBLINGS: &str =
     "gateway and node are siblings; what both need belongs in protocol, cluster or http";
+const HOOKS_LEAF: &str =
+    "wsring-hooks only carries requests to the application; the roles decide what to send";
 const SDK: &str =
     "the client SDK and the bench speak only the wire protocol, like any external client";
 
@@ -140,8 +143,22 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        krate: HOOKS,
+        may: &[],
+        never: &[
+            (PROTOCOL, HOOKS_LEAF),
+            (CLUSTER, HOOKS_LEAF),
+            (HTTP, HOOKS_LEAF),
+            (NODE, HOOKS_LEAF),
+            (GATEWAY, HOOKS_LEAF),
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+        ],
+    },
+    Rule {
         krate: NODE,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH],
+        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS],
         never: &[
             (GATEWAY, SIBLINGS),
             ALL_BACKENDS[0],
@@ -151,7 +168,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: GATEWAY,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH],
+        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS],
         never: &[
             (NODE, SIBLINGS),
             ALL_BACKENDS[0],
@@ -189,7 +206,8 @@ const RULES: &[Rule] = &[
         // The binary wires everything together.
         krate: BINARY,
         may: &[
-            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, NODE, GATEWAY, CLIENT, BENCH,
+            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, NODE, GATEWAY, CLIENT,
+            BENCH,
         ],
         never: &[],
     },
