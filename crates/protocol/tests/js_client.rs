@@ -1,5 +1,5 @@
-//! Runs `e2e/protocol.test.mjs` under `cargo test`: the JS client module
-//! (`crates/gateway/dashboard/wsring-client.js`) is fed every server frame
+//! Runs `clients/js/test/protocol.test.mjs` under `cargo test`: the JS client module
+//! (`clients/js/src/wsring-client.js`) is fed every server frame
 //! documented in `docs/PROTOCOL.md` and must handle each one, and the frames
 //! it sends must match the documented client frames — the JS counterpart of
 //! `protocol_doc.rs`.
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const SCRIPT: &str = "e2e/protocol.test.mjs";
+const SCRIPT: &str = "clients/js/test/protocol.test.mjs";
 
 /// Why the script cannot run here, if it cannot.
 fn missing_node() -> Option<String> {
