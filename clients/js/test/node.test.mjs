@@ -13,6 +13,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { WebSocket as WsWebSocket } from "ws";
 import * as client from "../src/wsring-client.js";
 import { startDev, tokens } from "./cluster.mjs";
@@ -42,7 +43,7 @@ describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? 
     });
   }
 
-  describe("finding a WebSocket implementation", () => {
+  describe("one module for applications and the dashboard", () => {
     let cluster;
     before(async () => {
       cluster = await startDev([]);
@@ -59,6 +60,14 @@ describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? 
       } finally {
         c.close();
       }
+    });
+
+    test("the gateway serves this very file at /wsring-client.js", async () => {
+      const served = await (await fetch(`${cluster.http}/wsring-client.js`)).text();
+      const file = fs.readFileSync(new URL("../src/wsring-client.js", import.meta.url), "utf8");
+      // The binary embeds the file when it is built: a difference means a
+      // stale binary (or a second copy somewhere).
+      assert.ok(served === file, "the gateway's /wsring-client.js differs from src/wsring-client.js; rebuild wsring (cargo build -p wsring)");
     });
 
     test("a URL the WebSocket class refuses fails connect() at once with bad_request", async () => {

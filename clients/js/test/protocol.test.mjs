@@ -16,7 +16,7 @@
 //   for the same inputs (only the generated `id` differs, and is replaced by
 //   the documented one before comparing).
 //
-// crates/protocol/tests/js_client.rs runs this script under `cargo test`.
+// crates/wsring/tests/js_package.rs runs this script under `cargo test`.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";

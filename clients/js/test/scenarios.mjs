@@ -395,6 +395,35 @@ const durable = [
       });
     },
   },
+  {
+    name: "durable: a node joins while messages flow; the moved clients resume and miss nothing",
+    noisy: true,
+    async run(client, ctx) {
+      await withClients(async (cs) => {
+        // Fixed names: the ring is a function of the node ids, so which of
+        // them move to the new node is the same on every run.
+        const users = Array.from({ length: 16 }, (_, i) => `join-${i}`);
+        cs.push(...(await Promise.all(users.map((u) => open(client, ctx, u)))));
+        const byUser = Object.fromEntries(cs.map((c) => [c.user, c]));
+        for (let i = 0; i < 6; i++) {
+          if (i === 3) equal((await api(ctx, "POST", "/api/nodes")).status, 201, "node added");
+          await Promise.all(users.map((u) => postAccepted(ctx, "/api/send", { to: u, data: { tag: `m-${i}` }, id: `js-${u}-${i}` })));
+        }
+        await waitFor("every user connected with its 6 messages", () => cs.every((c) => c.state === "connected" && c.got.length >= 6));
+        let moved = 0;
+        for (const u of users) {
+          const c = byUser[u];
+          equal(tags(c), [0, 1, 2, 3, 4, 5].map((i) => `m-${i}`), `${u} got each message once, in order`);
+          if (c.events.some((e) => e.type === "moved")) {
+            moved++;
+            check(c.events.some((e) => e.type === "disconnected" && e.code === 1012), `${u} closed with 1012 after moved`);
+            equal(c.node, await route(ctx, u), `${u} is on its new owner`);
+          }
+        }
+        check(moved > 0, "some users moved to the new node");
+      });
+    },
+  },
 ];
 
 export const SCENARIOS = { open: open_, secured, durable };
