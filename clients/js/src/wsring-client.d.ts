@@ -152,6 +152,7 @@ export interface ClientStats {
 
 /** One logical connection of one user, kept alive across reconnects. */
 export declare class WsringClient {
+  /** Throws a `TypeError` for a missing `url` or an invalid `user`. */
   constructor(options: WsringClientOptions);
   /** The options in force, defaults filled in. */
   readonly options: ResolvedOptions;
@@ -194,6 +195,7 @@ export declare class WsringClient {
 /**
  * Creates a client and resolves once its first session is up (retrying
  * with backoff meanwhile); rejects with code `timeout` after
- * `options.timeout`, or at once with `no_websocket` or `bad_request`.
+ * `options.timeout`, or at once with `no_websocket` or `bad_request`, or
+ * with a `TypeError` for a missing `url` or an invalid `user`.
  */
 export declare function connect(options: ConnectOptions): Promise<WsringClient>;

@@ -674,12 +674,18 @@ export class WsringClient {
 /**
  * Connects `user` and resolves once the first `welcome` arrives (retrying
  * with backoff meanwhile); rejects after `timeout` ms (default 30 s), or at
- * once when the client cannot work at all (`no_websocket`, `bad_request`).
+ * once when the client cannot work at all (`no_websocket`, `bad_request`,
+ * or a `TypeError` for a missing `url` or an invalid `user`).
  * @param {ConstructorParameters<typeof WsringClient>[0]} options
  * @returns {Promise<WsringClient>}
  */
 export function connect(options) {
-  const client = new WsringClient({ ...options, autoStart: false });
+  let client;
+  try {
+    client = new WsringClient({ ...options, autoStart: false });
+  } catch (e) {
+    return Promise.reject(e);
+  }
   return new Promise((resolve, reject) => {
     const offs = [];
     const settle = (err) => {
