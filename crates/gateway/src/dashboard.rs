@@ -1,5 +1,6 @@
 //! The browser dashboard, embedded in the binary: `GET /` and its static
-//! assets (plain ES modules and CSS from `crates/gateway/dashboard/`), served
+//! assets (plain ES modules and CSS from `crates/gateway/dashboard/`, and the
+//! JS client from `clients/js/src/`), served
 //! from memory so `wsring dev` and `wsring gateway` need no Node toolchain
 //! and no files next to the binary.
 //!
@@ -47,7 +48,13 @@ const ASSETS: &[Asset] = &[
     asset!("/ring.js", "ring.js", JS),
     asset!("/simulator.js", "simulator.js", JS),
     asset!("/state.js", "state.js", JS),
-    asset!("/wsring-client.js", "wsring-client.js", JS),
+    // The JS client is the npm package's source file, served as is: one copy
+    // for applications and for the simulator, which imports it.
+    Asset {
+        path: "/wsring-client.js",
+        content_type: JS,
+        body: include_bytes!("../../../clients/js/src/wsring-client.js"),
+    },
     asset!("/favicon.svg", "favicon.svg", "image/svg+xml"),
     // Browsers ask for /favicon.ico on pages without an icon link (the JSON
     // API pages): the same SVG spares them a 404 in the console.

@@ -9,7 +9,7 @@
 //! (frames a client sends) and `json http` (HTTP bodies, not frames). A JSON
 //! block without one of these roles, or a frame written outside such a
 //! block, fails the test: nothing frame-shaped escapes checking.
-//! `e2e/protocol.test.mjs` reads the same blocks for the JS client.
+//! `clients/js/test/protocol.test.mjs` reads the same blocks for the JS client.
 
 use std::collections::BTreeSet;
 

@@ -1,191 +1,40 @@
-//! The browser end-to-end tests, run by `cargo test --workspace`. Each starts
-//! the real `wsring dev` binary (3 nodes, a short heartbeat TTL so crash
-//! steps are quick) and runs one script from `e2e/` against its dashboard URL
-//! in headless Chromium (playwright-core):
+//! The browser end-to-end tests of the dashboard, run by `cargo test
+//! --workspace`. Each starts the real `wsring dev` binary (3 nodes, a short
+//! heartbeat TTL so crash steps are quick) and runs one script from `e2e/`
+//! against its dashboard URL in headless Chromium (playwright-core):
 //!
 //! * `e2e/dashboard.test.mjs` — the dashboard: load, 30 simulated clients,
 //!   add node, crash node, messaging, 300 clients, phone layout, no console
 //!   errors;
-//! * `e2e/client.test.mjs` — the JS client module against a `--durable`
-//!   cluster: resume after a crash, reconnect after `moved`, exactly-once
-//!   delivery to the application;
 //! * `e2e/auth.test.mjs` — a secured cluster: the dashboard locked until
-//!   the API key is entered, the JS client connecting with a token.
+//!   the API key is entered, the JS client (as the gateway serves it)
+//!   connecting with a token.
 //!
-//! They need Node.js, `e2e/node_modules/playwright-core` and Debian's
-//! Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`). So that the plain
-//! `cargo test --workspace` runs them on a fresh machine, the first test to
-//! start installs what is missing: `npm ci` in `e2e/` (from its lock file),
-//! and, when running as root, `apt-get install chromium` (never a browser
-//! build of playwright's own). `WSRING_BROWSER_INSTALL=0` turns that off.
-//! When a prerequisite is still missing the tests print `SKIPPED: <why>` and
-//! the one command that fixes it straight to the terminal (not through the
-//! captured test output, so the skip is visible in a normal run) and pass,
-//! unless `WSRING_REQUIRE_BROWSER=1` (CI), which makes a skip a failure.
+//! The JS client's own tests, in Node and in Chromium, are in
+//! `js_package.rs`. These need Node.js, `e2e/node_modules/playwright-core`
+//! and Debian's Chromium (`/usr/bin/chromium`, or `CHROMIUM_PATH`); what is
+//! missing is installed, or the test is skipped visibly, as
+//! `common::js` describes.
 
+mod common;
+
+use common::js::{self, Needs};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::OnceCell;
 
 /// Upper bound for the whole browser run (the script itself gives up at 240 s).
 const E2E_LIMIT: Duration = Duration::from_secs(300);
-/// Upper bound for installing a prerequisite (apt may wait for its lock).
-const INSTALL_LIMIT: Duration = Duration::from_secs(900);
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// Writes to the real stderr, bypassing the test harness's output capture,
-/// so that installs and skips show in a plain `cargo test` run.
-fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "dashboard_e2e: {msg}");
-}
-
-/// Runs a command to completion with its output collected; `Err` says what
-/// failed, with the tail of its output.
-async fn run(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
-    let out = tokio::time::timeout(
-        INSTALL_LIMIT,
-        Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| format!("`{program} {}` took over {INSTALL_LIMIT:?}", args.join(" ")))?
-    .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = text.lines().rev().take(3).collect();
-    Err(format!(
-        "`{program} {}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-    ))
-}
-
-fn installing_allowed() -> bool {
-    std::env::var("WSRING_BROWSER_INSTALL").as_deref() != Ok("0")
-}
-
-/// Installs Debian's chromium with apt (root only); `apt-get update` only
-/// if the package cannot be found without it.
-async fn install_chromium() -> Result<(), String> {
-    const FIX: &str = "run `sudo apt-get install chromium` (Debian's package, /usr/bin/chromium)";
-    if !installing_allowed() {
-        return Err(format!("{} is missing; {FIX}", chromium().display()));
-    }
-    if std::env::var_os("CHROMIUM_PATH").is_some() {
-        return Err(format!(
-            "CHROMIUM_PATH={} does not exist",
-            chromium().display()
-        ));
-    }
-    // /proc/self belongs to the process's effective user.
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !root {
-        return Err(format!("/usr/bin/chromium is missing; {FIX}"));
-    }
-    say("installing chromium (apt-get install chromium) for the browser tests…");
-    let root = Path::new("/");
-    let install = [
-        "-o",
-        "DPkg::Lock::Timeout=600",
-        "install",
-        "-y",
-        "-qq",
-        "chromium",
-    ];
-    if run("apt-get", &install, root).await.is_err() {
-        run(
-            "apt-get",
-            &["-o", "DPkg::Lock::Timeout=600", "update", "-qq"],
-            root,
-        )
-        .await?;
-        run("apt-get", &install, root).await?;
-    }
-    say("chromium installed");
-    Ok(())
-}
-
-/// Installs e2e/'s locked npm dependencies (playwright-core only).
-async fn install_npm_deps(e2e: &Path) -> Result<(), String> {
-    const FIX: &str = "run `npm ci --prefix e2e`";
-    if !installing_allowed() {
-        return Err(format!(
-            "e2e/node_modules/playwright-core is missing; {FIX}"
-        ));
-    }
-    say("installing e2e's npm dependencies (npm ci in e2e/)…");
-    run(
-        "npm",
-        &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        e2e,
-    )
-    .await
-    .map_err(|e| format!("{e}; {FIX}"))?;
-    say("npm dependencies installed");
-    Ok(())
-}
-
-/// Makes the browser tests runnable here, once per test process: returns
-/// why they cannot run, if they cannot.
-async fn prerequisites() -> Option<String> {
-    static READY: OnceCell<Option<String>> = OnceCell::const_new();
-    READY
-        .get_or_init(|| async {
-            let node = Command::new("node")
-                .arg("--version")
-                .stdin(Stdio::null())
-                .output()
-                .await;
-            match node {
-                Ok(out) if out.status.success() => {}
-                _ => {
-                    return Some(
-                        "Node.js is not installed; run `sudo apt-get install nodejs npm` (Node 20 or later)"
-                            .into(),
-                    );
-                }
-            }
-            let e2e = repo_root().join("e2e");
-            if !e2e.join("node_modules/playwright-core").exists()
-                && let Err(why) = install_npm_deps(&e2e).await
-            {
-                return Some(why);
-            }
-            if !chromium().exists()
-                && let Err(why) = install_chromium().await
-            {
-                return Some(why);
-            }
-            None
-        })
-        .await
-        .clone()
-}
+/// What the scripts in `e2e/` need.
+const E2E: Needs = Needs {
+    dir: "e2e",
+    packages: &["playwright-core"],
+    chromium: true,
+};
 
 /// Starts `wsring dev` (plus `extra` flags) and returns it with its dashboard URL.
 async fn start_dev(extra: &[&str]) -> (Child, String) {
@@ -240,27 +89,19 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `node e2e/<script>` against a fresh `wsring dev <extra>` cluster.
 async fn run_e2e(script: &str, extra: &[&str]) {
-    if let Some(why) = prerequisites().await {
-        assert!(
-            std::env::var("WSRING_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "browser e2e required (WSRING_REQUIRE_BROWSER=1) but {why}"
-        );
-        say(&format!("SKIPPED e2e/{script}: {why}"));
+    if let Some(why) = js::prerequisites(&E2E).await {
+        js::skip(&format!("e2e/{script}"), &why);
         return;
     }
     let _one_at_a_time = BROWSER.lock().await;
     let (mut dev, dashboard) = start_dev(extra).await;
     println!("{script}: dashboard at {dashboard}");
 
-    let run = tokio::time::timeout(
+    let run = js::run_node(
+        "e2e",
+        &[script],
+        &[("WSRING_DASHBOARD_URL", &dashboard)],
         E2E_LIMIT,
-        Command::new("node")
-            .arg(format!("e2e/{script}"))
-            .current_dir(repo_root())
-            .env("WSRING_DASHBOARD_URL", &dashboard)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
     )
     .await;
 
@@ -271,26 +112,16 @@ async fn run_e2e(script: &str, extra: &[&str]) {
         let _ = tokio::time::timeout(Duration::from_secs(10), dev.wait()).await;
     }
 
-    let out = run
-        .unwrap_or_else(|_| panic!("e2e/{script} did not finish within {E2E_LIMIT:?}"))
-        .expect("run node");
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success(),
-        "e2e/{script} failed ({}); screenshots are in artifacts/",
-        out.status
+    js::check_output(
+        &format!("e2e/{script}"),
+        run,
+        "screenshots are in artifacts/",
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium() {
     run_e2e("dashboard.test.mjs", &[]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn js_client_durable_in_headless_chromium() {
-    run_e2e("client.test.mjs", &["--durable"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,9 @@
-// protocol.test.mjs — keeps the JS client (crates/gateway/dashboard/wsring-client.js)
+// protocol.test.mjs — keeps the JS client (clients/js/src/wsring-client.js)
 // honest against docs/PROTOCOL.md, the way crates/protocol/tests/protocol_doc.rs
 // keeps the Rust types honest. No browser and no cluster: the client runs in
 // Node against a scripted fake WebSocket.
 //
-//   node e2e/protocol.test.mjs
+//   node --test clients/js/test/protocol.test.mjs
 //
 // * Every documented server frame (the lines of each ```json server block)
 //   is fed to a connected client, and the test checks that it reached the
@@ -16,12 +16,12 @@
 //   for the same inputs (only the generated `id` differs, and is replaced by
 //   the documented one before comparing).
 //
-// crates/protocol/tests/js_client.rs runs this script under `cargo test`.
+// crates/wsring/tests/js_package.rs runs this script under `cargo test`.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { CLOSE_MOVED, WsringClient, WsringError } from "../crates/gateway/dashboard/wsring-client.js";
+import { CLOSE_MOVED, WsringClient, WsringError } from "../src/wsring-client.js";
 
 // A stuck promise must not hang cargo test.
 setTimeout(() => {
@@ -33,7 +33,7 @@ setTimeout(() => {
 
 /** `{server: [...], client: [...]}`: each frame line of the marked blocks, parsed, with its text and line number. */
 function documentedFrames() {
-  const doc = fs.readFileSync(new URL("../docs/PROTOCOL.md", import.meta.url), "utf8");
+  const doc = fs.readFileSync(new URL("../../../docs/PROTOCOL.md", import.meta.url), "utf8");
   const out = { server: [], client: [] };
   let role; // undefined: outside a block; null: a block that holds no frames
   doc.split("\n").forEach((line, i) => {

@@ -1,6 +1,9 @@
-// wsring-client.js — the browser (and Node ≥ 22) client for wsring, as a plain
-// ES module with no dependencies. It implements the same semantics as the Rust
-// SDK (crates/client/src/driver.rs), so an application written against either
+// wsring-client — the JavaScript client for wsring: one ES module with no
+// dependencies, for browsers and Node.js 18 or later. It is the npm package
+// `wsring-client` (clients/js/, types in wsring-client.d.ts beside this file)
+// and the gateway serves this same file at /wsring-client.js for the
+// dashboard. It implements the semantics of the Rust SDK
+// (crates/client/src/driver.rs), so an application written against either
 // behaves the same way through rebalances, crashes and durable resumes:
 //
 // * Requests (`send`, `join`, `leave`, `publish`) get an id and a Promise that
@@ -17,13 +20,16 @@
 //   `join` with `resume`/`epoch`), and anything at or behind a cursor is a
 //   duplicate that is dropped and counted. Against a non-durable cluster no
 //   seq fields arrive, so no resume parameters are ever sent.
+// * The WebSocket implementation is the `WebSocket` option, else the global
+//   one (browsers, Node 22+), else the `ws` package, imported on first use
+//   (Node 18 and 20); none of them is a dependency of this module.
 //
 // Every server frame documented in docs/PROTOCOL.md is fed through this module
-// by e2e/protocol.test.mjs, which also compares the frames it sends with the
-// documented client frames.
+// by clients/js/test/protocol.test.mjs, which also compares the frames it
+// sends with the documented client frames.
 //
 // Usage:
-//   import { connect } from "/wsring-client.js";
+//   import { connect } from "wsring-client"; // in the dashboard: "/wsring-client.js"
 //   const c = await connect({ url: "ws://127.0.0.1:7000/ws", user: "alice" });
 //   c.on("message", (m) => console.log(m.from, m.data));
 //   await c.send("bob", { text: "hi" });
@@ -49,7 +55,9 @@ const DEFAULTS = Object.freeze({
 export class WsringError extends Error {
   /**
    * @param {string} code  protocol error code (`bad_request`, …) or a client
-   *   code: `timeout` (no ack in time) or `closed` (the client was closed).
+   *   code: `timeout` (no ack or no connection in time), `closed` (the client
+   *   was closed), `bad_request` (the URL was refused by the WebSocket
+   *   constructor) or `no_websocket` (no WebSocket implementation found).
    * @param {string} message
    */
   constructor(code, message) {
@@ -64,10 +72,44 @@ function jitter(max) {
   return Math.floor(Math.random() * (Math.max(0, max) + 1));
 }
 
+/** 8 random hex digits: a client instance's prefix for its request ids. */
 function randomHex8() {
   const a = new Uint32Array(1);
-  globalThis.crypto.getRandomValues(a);
+  // Node 18 has no global `crypto` (it needs a flag there); uniqueness among
+  // one user's clients is all the prefix needs, which Math.random gives too.
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(a);
+  else a[0] = Math.floor(Math.random() * 2 ** 32);
   return a[0].toString(16).padStart(8, "0");
+}
+
+/** The `ws` package's WebSocket class, imported once for every client. */
+let wsPackage = null;
+
+/**
+ * Imports the `ws` package (Node 18 and 20, which have no global WebSocket).
+ * The specifier is a variable and the comments tell bundlers to leave the
+ * import alone: browsers never reach this, and `ws` must not become a
+ * dependency of a browser bundle.
+ */
+function importWsPackage() {
+  const specifier = "ws";
+  wsPackage ??= import(/* webpackIgnore: true */ /* @vite-ignore */ specifier).then(
+    (m) => {
+      const ctor = m.WebSocket ?? m.default;
+      if (typeof ctor !== "function") throw new Error("the `ws` package exports no WebSocket class");
+      return ctor;
+    },
+    (e) => {
+      wsPackage = null; // installed later? try again for the next client
+      throw e;
+    },
+  );
+  return wsPackage;
+}
+
+/** Whether `v` is a Promise or another thenable. */
+function isThenable(v) {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
 }
 
 /**
@@ -93,7 +135,9 @@ function idKey(id) {
 /**
  * One logical connection of one user, kept alive across reconnects.
  *
- * Events (subscribe with `on(name, fn)`; `on` returns an unsubscribe function):
+ * Events (subscribe with `on(name, fn)`; `on` returns an unsubscribe function;
+ * a listener that throws does not disturb the client: its exception is
+ * rethrown from a microtask, so it reaches the console or `uncaughtException`):
  * * `state` `{state, previous}` — connecting → connected → reconnecting → … → closed
  * * `connected` `{node, session, epoch}` — a `welcome` arrived
  * * `message` `{from, to, room, data, seq, epoch}` — a delivered message
@@ -102,21 +146,25 @@ function idKey(id) {
  * * `reconnecting` `{delay, attempt, moved}` — the next attempt is scheduled
  * * `resumed` `{stream, complete, seq}` — durable replay finished; `complete:false`
  *   means history no longer covered the gap and the app should reload its state
- * * `error` `{code, message}` — an `error` frame not tied to a pending request
+ * * `error` `{code, message}` — an `error` frame not tied to a pending request,
+ *   or the client's own fatal error (`no_websocket`, `bad_request`) as it closes
  */
 export class WsringClient {
   /**
    * @param {object} options
    * @param {string} options.url   the gateway's WebSocket URL, e.g. `ws://host:7000/ws`
    * @param {string} options.user  the user id (with a token: its `sub`)
-   * @param {string|(() => string)} [options.token] connect token (JWT) for a
-   *   server with authentication on; a function is called before every
-   *   (re)connect, so a fresh token can be supplied
+   * @param {string|(() => string|Promise<string>)} [options.token] connect
+   *   token (JWT) for a server with authentication on; a function is called
+   *   before every (re)connect, so a fresh token can be supplied (a rejected
+   *   promise counts as a failed attempt and is retried with backoff)
    * @param {number} [options.backoffBase=100]
    * @param {number} [options.backoffCap=5000]
    * @param {number} [options.movedJitter=100]
    * @param {number} [options.timeout=30000]
-   * @param {typeof WebSocket} [options.WebSocket] constructor to use (defaults to the global one)
+   * @param {number} [options.retryUnavailable=250]
+   * @param {typeof WebSocket} [options.WebSocket] constructor to use; default:
+   *   the global one, else the `ws` package
    * @param {boolean} [options.autoStart=true] start connecting immediately
    */
   constructor(options) {
@@ -139,9 +187,14 @@ export class WsringClient {
     this.epoch = null;
     this.stats = { received: 0, duplicates: 0, gaps: 0, incomplete: 0, resent: 0, reconnects: 0, moves: 0 };
 
-    this._WebSocket = o.WebSocket ?? globalThis.WebSocket;
+    /** The WebSocket class; `null` until the `ws` package is imported. */
+    this._WebSocket = o.WebSocket ?? globalThis.WebSocket ?? null;
     this._listeners = new Map();
     this._ws = null;
+    /** An attempt is waiting for the WebSocket class or the token. */
+    this._preparing = false;
+    /** Why the client closed itself, if it did (see `_fail`). */
+    this._failure = null;
     this._welcomed = false;
     this._attempt = 0;
     this._movedDelay = null; // ms from the last `moved` frame of this session
@@ -295,11 +348,10 @@ export class WsringClient {
 
   // ------------------------------------------------------------ connection
 
-  /** The connect URL, with `resume`/`epoch` once the user stream is known. */
-  _connectUrl() {
-    const t = typeof this.options.token === "function" ? this.options.token() : this.options.token;
+  /** The connect URL for `token` (or `user`), with `resume`/`epoch` once the user stream is known. */
+  _connectUrl(token) {
     // The token names the user; `user` is sent only without one.
-    const q = new URLSearchParams(t ? { token: t } : { user: this.user });
+    const q = new URLSearchParams(token ? { token } : { user: this.user });
     const c = this._cursors.get("user");
     if (c) {
       q.set("resume", String(c.seq));
@@ -310,16 +362,69 @@ export class WsringClient {
 
   /** Starts connecting (only needed with `autoStart: false`). */
   start() {
-    if (this._ws || this._reconnectTimer !== null || this.state === "closed") return;
+    if (this._ws || this._preparing || this._reconnectTimer !== null || this.state === "closed") return;
     this._open();
   }
 
+  /**
+   * One connection attempt. Synchronous when the WebSocket class is known
+   * and the token is not a promise (so a socket exists when the constructor
+   * returns); otherwise it waits for them first.
+   */
   _open() {
     this._welcomed = false;
     this._movedDelay = null;
+    let token;
+    try {
+      token = typeof this.options.token === "function" ? this.options.token() : this.options.token;
+    } catch (e) {
+      token = Promise.reject(e);
+    }
+    if (this._WebSocket && !isThenable(token)) {
+      this._dial(token);
+      return;
+    }
+    this._preparing = true;
+    this._prepare(token).then((r) => {
+      this._preparing = false;
+      if (this.state === "closed") return;
+      if (r.fatal) this._fail(r.fatal);
+      // The token could not be had: a failed attempt, retried with backoff.
+      else if (r.tokenError) this._onClose(1006, `token: ${r.tokenError?.message ?? r.tokenError}`);
+      else this._dial(r.token);
+    });
+  }
+
+  /**
+   * Waits for the WebSocket class (importing `ws` if needed) and the token:
+   * `{token}`, `{tokenError}` or `{fatal}` (no WebSocket implementation).
+   */
+  async _prepare(token) {
+    if (!this._WebSocket) {
+      try {
+        this._WebSocket = await importWsPackage();
+      } catch (e) {
+        const why = e?.message ?? e;
+        return {
+          fatal: new WsringError(
+            "no_websocket",
+            `no WebSocket implementation: this runtime has no global WebSocket and the \`ws\` package could not be imported (${why}); install \`ws\` or pass the \`WebSocket\` option`,
+          ),
+        };
+      }
+    }
+    try {
+      return { token: await token };
+    } catch (e) {
+      return { tokenError: e ?? new Error("token promise rejected") };
+    }
+  }
+
+  /** Opens the socket of one attempt. */
+  _dial(token) {
     let ws;
     try {
-      ws = new this._WebSocket(this._connectUrl());
+      ws = new this._WebSocket(this._connectUrl(token));
     } catch (e) {
       // A malformed URL is the caller's bug; retrying would not help.
       this._fail(new WsringError("bad_request", String(e?.message ?? e)));
@@ -338,7 +443,8 @@ export class WsringClient {
       if (this._ws === ws) this._onClose(ev.code, ev.reason);
     };
     // `error` is always followed by `close`; handling it there is enough.
-    // A listener is still set so that the runtime does not report it as unhandled.
+    // A listener is still set so that the runtime does not report it as
+    // unhandled (the `ws` package throws an `error` nobody listens to).
     ws.onerror = () => {};
   }
 
@@ -485,6 +591,12 @@ export class WsringClient {
         this._scheduleTick();
       } else {
         this._pending.delete(n);
+        if (p.type === "join" && ![...this._pending.values()].some((q) => q.type === "join" && q.room === p.room)) {
+          // A refused join (forbidden, invalid name, too many rooms) is not a
+          // room to re-join after every reconnect.
+          this._rooms.delete(p.room);
+          this._cursors.delete(`room:${p.room}`);
+        }
         p.reject(new WsringError(f.code, f.message));
       }
       return;
@@ -526,7 +638,12 @@ export class WsringClient {
     }, delay);
   }
 
+  /** Closes the client for good because of `err` (retrying cannot help). */
   _fail(err) {
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._tickTimer);
+    this._reconnectTimer = this._tickTimer = null;
+    this._failure = err;
     this._setState("closed");
     this._rejectAll(err);
     this._emit("error", { code: err.code, message: err.message });
@@ -556,23 +673,37 @@ export class WsringClient {
 
 /**
  * Connects `user` and resolves once the first `welcome` arrives (retrying
- * with backoff meanwhile); rejects after `timeout` ms (default 30 s).
+ * with backoff meanwhile); rejects after `timeout` ms (default 30 s), or at
+ * once when the client cannot work at all (`no_websocket`, `bad_request`,
+ * or a `TypeError` for a missing `url` or an invalid `user`).
  * @param {ConstructorParameters<typeof WsringClient>[0]} options
  * @returns {Promise<WsringClient>}
  */
 export function connect(options) {
-  const client = new WsringClient({ ...options, autoStart: false });
+  let client;
+  try {
+    client = new WsringClient({ ...options, autoStart: false });
+  } catch (e) {
+    return Promise.reject(e);
+  }
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      client.close();
-      reject(new WsringError("timeout", `could not connect within ${client.options.timeout} ms`));
-    }, client.options.timeout);
-    const off = client.on("connected", () => {
+    const offs = [];
+    const settle = (err) => {
       clearTimeout(timer);
-      off();
-      resolve(client);
-    });
+      for (const off of offs) off();
+      if (err) reject(err);
+      else resolve(client);
+    };
+    const timer = setTimeout(() => {
+      settle(new WsringError("timeout", `could not connect within ${client.options.timeout} ms`));
+      client.close();
+    }, client.options.timeout);
+    offs.push(client.on("connected", () => settle(null)));
+    offs.push(
+      client.on("state", ({ state }) => {
+        if (state === "closed") settle(client._failure ?? new WsringError("closed", "client is closed"));
+      }),
+    );
     client.start();
   });
 }

@@ -1,0 +1,87 @@
+// node.test.mjs — the client under Node.js against real `wsring dev`
+// clusters (an open one, a secured one, a durable one), running every
+// scenario of scenarios.mjs:
+//
+//   node --test test/node.test.mjs                              # built-in WebSocket if there is one, else `ws`
+//   WSRING_TEST_WEBSOCKET=ws node --test test/node.test.mjs     # force the `ws` package
+//   node --experimental-websocket --test test/node.test.mjs     # Node 20/21: the built-in one
+//
+// With the built-in WebSocket the clients get no `WebSocket` option (the
+// client finds the global one); with `ws` they are given `ws`'s class, and
+// one more test connects without the option, so the client imports `ws`
+// itself. crates/wsring/tests/js_package.rs runs this file both ways.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { WebSocket as WsWebSocket } from "ws";
+import * as client from "../src/wsring-client.js";
+import { startDev, tokens } from "./cluster.mjs";
+import { API_KEY, CLUSTERS, SCENARIOS } from "./scenarios.mjs";
+
+const wanted = process.env.WSRING_TEST_WEBSOCKET || (typeof globalThis.WebSocket === "function" ? "builtin" : "ws");
+if (!["builtin", "ws"].includes(wanted)) throw new Error(`WSRING_TEST_WEBSOCKET must be builtin or ws, not ${wanted}`);
+if (wanted === "builtin" && typeof globalThis.WebSocket !== "function") {
+  throw new Error(`Node ${process.version} has no global WebSocket here (Node 20 and 21 need --experimental-websocket)`);
+}
+const options = wanted === "ws" ? { WebSocket: WsWebSocket } : {};
+const TEST_MS = 90_000;
+
+describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? "`ws` package" : "built-in WebSocket"}`, () => {
+  for (const [kind, flags] of Object.entries(CLUSTERS)) {
+    describe(`${kind} cluster (wsring dev ${flags.join(" ")})`, () => {
+      let cluster;
+      let ctx;
+      before(async () => {
+        cluster = await startDev(flags);
+        ctx = { url: cluster.url, http: cluster.http, apiKey: kind === "secured" ? API_KEY : null, tokens: tokens(), options };
+      });
+      after(() => cluster?.stop());
+      for (const s of SCENARIOS[kind]) {
+        test(s.name, { timeout: TEST_MS }, () => s.run(client, ctx));
+      }
+    });
+  }
+
+  describe("one module for applications and the dashboard", () => {
+    let cluster;
+    before(async () => {
+      cluster = await startDev([]);
+    });
+    after(() => cluster?.stop());
+
+    test("without the `WebSocket` option the client uses the global one, else imports `ws`", { timeout: TEST_MS }, async () => {
+      if (wanted === "ws") assert.equal(globalThis.WebSocket, undefined, "this run has no global WebSocket");
+      const c = await client.connect({ url: cluster.url, user: "finder" });
+      try {
+        const got = new Promise((resolve) => c.on("message", resolve));
+        await c.send("finder", { found: true });
+        assert.deepEqual((await got).data, { found: true });
+      } finally {
+        c.close();
+      }
+    });
+
+    test("the gateway serves this very file at /wsring-client.js", async () => {
+      const served = await (await fetch(`${cluster.http}/wsring-client.js`)).text();
+      const file = fs.readFileSync(new URL("../src/wsring-client.js", import.meta.url), "utf8");
+      // The binary embeds the file when it is built: a difference means a
+      // stale binary (or a second copy somewhere).
+      assert.ok(served === file, "the gateway's /wsring-client.js differs from src/wsring-client.js; rebuild wsring (cargo build -p wsring)");
+    });
+
+    test("a URL the WebSocket class refuses fails connect() at once with bad_request", async () => {
+      await assert.rejects(
+        client.connect({ url: "not a url", user: "finder", ...options }),
+        (e) => e instanceof client.WsringError && e.code === "bad_request",
+      );
+    });
+
+    test("an invalid user id or a missing URL is a TypeError: a rejection from connect(), thrown by the constructor", async () => {
+      for (const bad of [{ url: cluster.url, user: "no spaces" }, { user: "finder" }]) {
+        await assert.rejects(client.connect({ ...bad, ...options }), TypeError);
+        assert.throws(() => new client.WsringClient({ ...bad, ...options }), TypeError);
+      }
+    });
+  });
+});
