@@ -221,8 +221,23 @@ impl Webhooks {
     }
 
     /// Queues `event` for every receiver and returns its id (`None` when no
-    /// receiver is configured). Never waits.
+    /// receiver is configured). Never waits; a full queue drops the event
+    /// for its receiver (counted).
     pub fn emit(&self, event: Event) -> Option<String> {
+        self.queue(event).map(|(id, _)| id)
+    }
+
+    /// Like [`emit`](Self::emit), but `Some(id)` only when every receiver's
+    /// queue took the event: for events a client waits on.
+    pub fn emit_all(&self, event: Event) -> Option<String> {
+        match self.queue(event) {
+            Some((id, true)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The event's id and whether every queue took it.
+    fn queue(&self, event: Event) -> Option<(String, bool)> {
         if !self.enabled() {
             return None;
         }
@@ -244,10 +259,11 @@ impl Webhooks {
         };
         self.inner.counters.emitted.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("wsring_webhook_events_total", "type" => event.kind).increment(1);
+        let mut all = true;
         for sink in &self.inner.sinks {
-            sink.push(bytes.clone(), event.kind);
+            all &= sink.push(bytes.clone(), event.kind);
         }
-        Some(id)
+        Some((id, all))
     }
 
     /// The counters so far.
@@ -299,10 +315,11 @@ enum Sent {
 }
 
 impl Sink {
-    fn push(&self, event: Bytes, kind: &'static str) {
+    /// Queues an event; false when it was dropped instead.
+    fn push(&self, event: Bytes, kind: &'static str) -> bool {
         let mut q = lock(&self.queue);
         if q.closed {
-            return;
+            return false;
         }
         if q.bytes + event.len() > self.cfg.queue_bytes {
             q.unreported += 1;
@@ -321,7 +338,7 @@ impl Sink {
             }
             drop(q);
             self.dropped(1, "overflow");
-            return;
+            return false;
         }
         q.bytes += event.len();
         q.events.push_back(event);
@@ -329,6 +346,7 @@ impl Sink {
             .set(q.bytes as f64);
         drop(q);
         self.wake.notify_one();
+        true
     }
 
     fn dropped(&self, n: u64, reason: &'static str) {

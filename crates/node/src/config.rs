@@ -131,6 +131,43 @@ pub struct NodeConfig {
     #[arg(long, env = "WSRING_TLS_CA", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
+    /// Application URL receiving webhook events (session.connected,
+    /// session.disconnected, room.member_added, room.member_removed,
+    /// message.to_server) as signed JSON batches. Repeatable: every URL gets
+    /// every event. Unset: no webhooks.
+    #[arg(
+        long = "webhook-url",
+        env = "WSRING_WEBHOOK_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhook_url: Vec<String>,
+    /// Shared secret signing webhook and proxy requests
+    /// (`X-Wsring-Signature: sha256=<hex HMAC-SHA256 of the body>`).
+    #[arg(long, env = "WSRING_WEBHOOK_SECRET", value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Webhook event bytes queued per URL before new events are dropped
+    /// (counted in wsring_webhook_dropped_total and logged).
+    #[arg(long, env = "WSRING_WEBHOOK_QUEUE_BYTES", default_value_t = wsring_hooks::WebhookConfig::default().queue_bytes)]
+    pub webhook_queue_bytes: usize,
+    /// Application URL asked before a client's send or publish is routed:
+    /// it may accept (optionally replacing data) or reject the message; the
+    /// client's ack waits for the answer. Unset: no publish proxy.
+    #[arg(long, env = "WSRING_PUBLISH_PROXY", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_proxy: Option<String>,
+    /// Time the publish proxy has to answer; after it (or an error, or
+    /// with its breaker open) proxy_when_down decides.
+    #[arg(long, env = "WSRING_PROXY_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_hooks::ProxyConfig::new("").timeout).to_string(), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub proxy_timeout: Duration,
+    /// What an unanswered proxy call means: `reject` (the client gets an
+    /// `unavailable` error) or `allow` (the message goes on as if no proxy
+    /// were configured).
+    #[arg(long, env = "WSRING_PROXY_WHEN_DOWN", value_name = "POLICY", default_value = "reject", value_parser = ["reject", "allow"])]
+    pub proxy_when_down: String,
 }
 
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame
@@ -161,6 +198,31 @@ impl NodeConfig {
             key: self.tls_key.clone(),
             ca: self.tls_ca.clone(),
         }
+    }
+
+    /// The webhook settings.
+    pub fn webhooks(&self) -> wsring_hooks::WebhookConfig {
+        wsring_hooks::WebhookConfig {
+            urls: self.webhook_url.clone(),
+            secret: self.webhook_secret.clone(),
+            queue_bytes: self.webhook_queue_bytes,
+            ..wsring_hooks::WebhookConfig::default()
+        }
+    }
+
+    /// The publish proxy's settings, if one is configured.
+    pub fn publish_proxy(&self) -> Option<wsring_hooks::ProxyConfig> {
+        let url = self.publish_proxy.as_ref()?;
+        Some(wsring_hooks::ProxyConfig {
+            secret: self.webhook_secret.clone(),
+            timeout: self.proxy_timeout,
+            when_down: if self.proxy_when_down == "allow" {
+                wsring_hooks::WhenDown::Allow
+            } else {
+                wsring_hooks::WhenDown::Reject
+            },
+            ..wsring_hooks::ProxyConfig::new(url.clone())
+        })
     }
 
     /// The accept loop's limits.

@@ -29,6 +29,7 @@ mod cmd;
 pub mod config;
 mod durable;
 pub mod error;
+mod events;
 mod inbound;
 mod node;
 mod rebalance;
@@ -162,6 +163,9 @@ async fn stop_when_fenced(node: Arc<Node>) {
     node.broker.close().await;
 }
 
+/// How long a stopping node keeps delivering queued webhook events.
+const HOOKS_GRACE: Duration = Duration::from_secs(2);
+
 /// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers and
 /// CORS for the configured origins only.
 fn router(node: Arc<Node>) -> Router {
@@ -255,6 +259,7 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
+        node.hooks.shutdown(HOOKS_GRACE).await;
     }
 
     /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
@@ -284,6 +289,7 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
+        node.hooks.shutdown(HOOKS_GRACE).await;
         info!(node = %node.id(), "drained");
     }
 }

@@ -82,6 +82,10 @@ pub struct Node {
     pub(crate) http: reqwest::Client,
     /// Who may connect and call the API.
     pub(crate) security: Arc<wsring_auth::Security>,
+    /// Events to the application (a no-op without `--webhook-url`).
+    pub(crate) hooks: wsring_hooks::Webhooks,
+    /// Asked before a client's send or publish, with `--publish-proxy`.
+    pub(crate) publish_proxy: Option<wsring_hooks::Proxy>,
     next_session: AtomicU64,
 }
 
@@ -111,6 +115,16 @@ impl Node {
             .http_client(std::time::Duration::from_secs(3))?;
         let table = Arc::new(SessionTable::default());
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
+        // Event ids must stay unique across restarts of the same node id.
+        let boot: u32 = rand::random();
+        let hooks = wsring_hooks::Webhooks::start(
+            cfg.webhooks(),
+            http.clone(),
+            &format!("{}-{boot:08x}", cfg.id),
+        );
+        let publish_proxy = cfg
+            .publish_proxy()
+            .map(|p| wsring_hooks::Proxy::new("publish", p, http.clone()));
         Ok(Node {
             cfg,
             url,
@@ -125,6 +139,8 @@ impl Node {
             joined: AtomicBool::new(false),
             http,
             security,
+            hooks,
+            publish_proxy,
             next_session: AtomicU64::new(0),
         })
     }
@@ -365,11 +381,13 @@ impl Node {
         }
     }
 
-    /// Forgets a finished session.
-    pub(crate) async fn remove_session(&self, handle: &SessionHandle) {
-        for room in self.table.remove(&handle.id) {
-            self.rooms.nudge(&room);
+    /// Forgets a finished session; returns the rooms it was in.
+    pub(crate) async fn remove_session(&self, handle: &SessionHandle) -> Vec<String> {
+        let rooms = self.table.remove(&handle.id);
+        for room in &rooms {
+            self.rooms.nudge(room);
         }
+        rooms
     }
 }
 

@@ -36,6 +36,11 @@ impl MsgId {
     }
 }
 
+/// The `to` of a `send` that addresses the application's backend (a
+/// webhook event or the publish proxy) instead of a user. No user may
+/// connect under this id.
+pub const SERVER_ADDRESS: &str = "@server";
+
 /// Longest accepted string [`MsgId`].
 pub const MAX_ID_LEN: usize = 128;
 

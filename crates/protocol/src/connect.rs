@@ -87,6 +87,11 @@ impl ConnectParams {
             None => user.ok_or("missing query parameter `user`")?,
         };
         validate_user(&user).map_err(|e| e.to_string())?;
+        if user == crate::client::SERVER_ADDRESS {
+            return Err(format!(
+                "user {user:?} is reserved: it addresses the application's backend"
+            ));
+        }
         let resume = match (resume, epoch) {
             (None, None) => None,
             (Some(seq), Some(epoch)) => {

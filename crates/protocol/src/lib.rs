@@ -29,7 +29,7 @@ pub mod ids;
 pub mod server;
 
 pub use api::{BroadcastBody, EPOCH_HEADER, InvalidBody, PublishBody, Routing, SendBody};
-pub use client::{ClientFrame, MsgId, ParseError};
+pub use client::{ClientFrame, MsgId, ParseError, SERVER_ADDRESS};
 pub use connect::{ConnectParams, query_token};
 pub use depth::{MAX_JSON_DEPTH, check_depth};
 pub use envelope::{Envelope, EnvelopeError, Target};

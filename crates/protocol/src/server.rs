@@ -57,6 +57,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The request body is not `application/json` (HTTP 415).
     UnsupportedMediaType,
+    /// The application's publish proxy refused the message; `message` says
+    /// why (prefixed with the application's own code, if it gave one).
+    Rejected,
     /// Durable mode: the stream store is at its stream-count or byte limit;
     /// nothing was stored (HTTP 507). Space frees as old entries age out.
     StorageFull,
@@ -69,7 +72,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation checks.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
@@ -84,6 +87,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::StorageFull,
+        ErrorCode::Rejected,
     ];
 
     /// The snake_case string form.
@@ -103,6 +107,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::Rejected => "rejected",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -50,6 +50,9 @@ impl Join {
             Ok(added) => added,
             Err(e) => return Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
         };
+        if added {
+            crate::events::member_added(node, &s.handle, &room);
+        }
         let Some(store) = node.streams.clone() else {
             return Outcome::ack(id);
         };

@@ -14,6 +14,7 @@
 mod join;
 mod leave;
 mod ping;
+mod proxy;
 mod publish;
 mod send;
 

@@ -5,6 +5,7 @@
 use serde_json::value::RawValue;
 use wsring_protocol::{ErrorCode, MsgId};
 
+use super::proxy::{self, Target, Verdict};
 use super::{Outcome, answer, dedup_key};
 use crate::node::Node;
 use crate::session::state::SessionState;
@@ -26,12 +27,15 @@ impl Publish {
             );
             return Outcome::error(ErrorCode::Forbidden, &msg, self.id.as_ref());
         }
-        let key = dedup_key(s, self.id.as_ref());
+        let id = self.id.as_ref();
+        let data = match proxy::ask(node, s, Target::Room(&self.room), &self.data, id).await {
+            Verdict::Accept(replaced) => replaced.unwrap_or(self.data),
+            Verdict::Refuse(outcome) => return outcome,
+        };
+        let key = dedup_key(s, id);
         let from = s.handle.user.clone();
-        let result = node
-            .publish_room(Some(&from), &self.room, &self.data, key)
-            .await;
-        answer(result, self.id.as_ref())
+        let result = node.publish_room(Some(&from), &self.room, &data, key).await;
+        answer(result, id)
     }
 }
 

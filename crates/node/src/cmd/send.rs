@@ -2,8 +2,9 @@
 //! of a user, wherever the cluster holds them.
 
 use serde_json::value::RawValue;
-use wsring_protocol::{ErrorCode, MsgId};
+use wsring_protocol::{ErrorCode, MsgId, SERVER_ADDRESS};
 
+use super::proxy::{self, Target, Verdict};
 use super::{Outcome, answer, dedup_key};
 use crate::node::Node;
 use crate::session::state::SessionState;
@@ -18,16 +19,47 @@ pub(crate) struct Send {
 
 impl Send {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
+        if self.to == SERVER_ADDRESS {
+            return self.for_server(s, node).await;
+        }
         if !s.may_send {
             let msg = "this connection's token does not allow direct sends";
             return Outcome::error(ErrorCode::Forbidden, msg, self.id.as_ref());
         }
-        let key = dedup_key(s, self.id.as_ref());
+        let id = self.id.as_ref();
+        let data = match proxy::ask(node, s, Target::User(&self.to), &self.data, id).await {
+            Verdict::Accept(replaced) => replaced.unwrap_or(self.data),
+            Verdict::Refuse(outcome) => return outcome,
+        };
+        let key = dedup_key(s, id);
         let from = s.handle.user.clone();
-        let result = node
-            .send_direct(Some(&from), &self.to, &self.data, key)
-            .await;
-        answer(result, self.id.as_ref())
+        let result = node.send_direct(Some(&from), &self.to, &data, key).await;
+        answer(result, id)
+    }
+
+    /// A message for the application: through the publish proxy when one is
+    /// configured (acknowledged once it accepts), else a `message.to_server`
+    /// webhook event (acknowledged once every receiver's queue took it).
+    async fn for_server(self, s: &SessionState, node: &Node) -> Outcome {
+        let id = self.id.as_ref();
+        if node.publish_proxy.is_some() {
+            return match proxy::ask(node, s, Target::User(SERVER_ADDRESS), &self.data, id).await {
+                Verdict::Accept(_) => Outcome::ack(id),
+                Verdict::Refuse(outcome) => outcome,
+            };
+        }
+        if !node.hooks.enabled() {
+            let msg = "no webhook or publish proxy is configured to receive messages to @server";
+            return Outcome::error(ErrorCode::BadRequest, msg, id);
+        }
+        match crate::events::to_server(node, &s.handle, &self.data, id) {
+            Some(_) => Outcome::ack(id),
+            None => Outcome::error(
+                ErrorCode::Unavailable,
+                "the webhook queue is full; retry later",
+                id,
+            ),
+        }
     }
 }
 

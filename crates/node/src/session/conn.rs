@@ -58,6 +58,8 @@ pub(super) struct Conn<Si> {
     control: wsring_auth::TokenBucket,
     /// The client's message and byte budgets.
     rate: wsring_auth::RateLimiter,
+    /// The close code and reason the connection ended with, either side's.
+    closed_with: Option<(u16, String)>,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -111,12 +113,19 @@ where
             Instant::now().into_std(),
         ),
         rate: wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std()),
+        closed_with: None,
     };
+    crate::events::connected(&node, &handle);
     let end = conn.main(stream, rx, resume).instrument(span.clone()).await;
     span.in_scope(|| debug!(?end, "session ended"));
+    // 1006: the connection ended without a close frame either way.
+    let (code, reason) = conn.closed_with.take().unwrap_or((1006, String::new()));
     // Release the socket before the bookkeeping.
     drop(conn);
-    node.remove_session(&handle).await;
+    for room in node.remove_session(&handle).await {
+        crate::events::member_removed(&node, &handle, &room);
+    }
+    crate::events::disconnected(&node, &handle, code, &reason);
     end
 }
 
@@ -349,7 +358,14 @@ where
                     Outcome::close(close::POLICY_VIOLATION, close::REASON_CONTROL_FLOOD)
                 }
             }
-            Some(Ok(Message::Close(_))) => Outcome::none(),
+            Some(Ok(Message::Close(frame))) => {
+                if self.closed_with.is_none() {
+                    self.closed_with = Some(
+                        frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string())),
+                    );
+                }
+                Outcome::none()
+            }
             Some(Err(e)) => match e.close() {
                 Some((code, reason)) => Outcome::close(code, reason),
                 None => return Err(End::Gone),
@@ -443,6 +459,7 @@ where
 
     /// Sends a close frame and ends the session.
     async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
+        self.closed_with = Some((code, reason.to_owned()));
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),

@@ -1,0 +1,298 @@
+//! Webhooks and the publish proxy end to end: a dev cluster posting to a
+//! real application (a small axum app started here that verifies every
+//! signature), driven by real WebSocket clients.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use common::{Client, dev};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wsring_node::Routing;
+
+const SECRET: &str = "hook-secret";
+
+#[derive(Default)]
+struct App {
+    events: Vec<Value>,
+    bad_signatures: usize,
+    proxied: Vec<Value>,
+}
+
+type Shared = Arc<Mutex<App>>;
+
+fn signed(headers: &HeaderMap, body: &[u8]) -> bool {
+    headers
+        .get(wsring_hooks::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|sig| wsring_hooks::verify(SECRET.as_bytes(), body, sig))
+}
+
+async fn events(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> &'static str {
+    let mut a = app.lock().expect("lock");
+    if !signed(&headers, &body) {
+        a.bad_signatures += 1;
+    }
+    let v: Value = serde_json::from_slice(&body).expect("JSON batch");
+    a.events
+        .extend(v["events"].as_array().expect("events").iter().cloned());
+    "ok"
+}
+
+/// The publish proxy: `"bad"` is refused, `"shout"` replaced, `"slow"`
+/// outlasts the proxy timeout, anything else passes.
+async fn proxy(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> axum::Json<Value> {
+    let v: Value = serde_json::from_slice(&body).expect("JSON request");
+    {
+        let mut a = app.lock().expect("lock");
+        if !signed(&headers, &body) {
+            a.bad_signatures += 1;
+        }
+        a.proxied.push(v.clone());
+    }
+    axum::Json(match v["data"].as_str() {
+        Some("bad") => json!({"error":{"code":"spam","message":"no ads here"}}),
+        Some("shout") => json!({"data":"SHOUT"}),
+        Some("slow") => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            json!({})
+        }
+        _ => json!({}),
+    })
+}
+
+async fn app() -> (String, Shared) {
+    let shared = Shared::default();
+    let router = axum::Router::new()
+        .route("/events", post(events))
+        .route("/proxy", post(proxy))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (base, shared)
+}
+
+/// Waits (bounded) until the app has seen an event matching `pred`.
+async fn event(app: &Shared, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        if let Some(e) = app
+            .lock()
+            .expect("lock")
+            .events
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no {what} event; got {:?}",
+        app.lock().expect("lock").events
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_room_and_server_events_reach_the_app_signed() {
+    let (base, app) = app().await;
+    let mut settings = common::common(Routing::Hash);
+    settings.node.webhook_url = vec![format!("{base}/events")];
+    settings.node.webhook_secret = Some(SECRET.into());
+    let c = dev(3, settings).await;
+    let gw = c.gateway_url();
+    let mut alice = Client::connect(&gw, "alice").await;
+    let session = alice.welcome["session"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    let connected = event(&app, "session.connected", |e| {
+        e["type"] == "session.connected"
+    })
+    .await;
+    assert_eq!(connected["user"], "alice");
+    assert_eq!(connected["session"], session.as_str());
+    assert_eq!(connected["node"], alice.welcome["node"]);
+
+    alice
+        .send(json!({"type":"join","room":"chat","id":"j"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"j"}));
+    let added = event(&app, "member_added", |e| e["type"] == "room.member_added").await;
+    assert_eq!(
+        (added["room"].as_str(), added["user"].as_str()),
+        (Some("chat"), Some("alice"))
+    );
+
+    alice
+        .send(json!({"type":"send","to":"@server","data":{"text":"store me"},"id":"m1"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"m1"}));
+    let msg = event(&app, "message.to_server", |e| {
+        e["type"] == "message.to_server"
+    })
+    .await;
+    assert_eq!(msg["data"], json!({"text":"store me"}));
+    assert_eq!(msg["client_id"], "m1");
+    assert_eq!(msg["user"], "alice");
+
+    alice
+        .send(json!({"type":"leave","room":"chat","id":"l"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"l"}));
+    event(&app, "member_removed", |e| {
+        e["type"] == "room.member_removed"
+    })
+    .await;
+
+    alice
+        .send_raw(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await;
+    let gone = event(&app, "session.disconnected", |e| {
+        e["type"] == "session.disconnected"
+    })
+    .await;
+    assert_eq!(
+        (gone["code"].as_u64(), gone["reason"].as_str()),
+        (Some(1000), Some("bye"))
+    );
+    assert_eq!(gone["session"], session.as_str());
+
+    {
+        let a = app.lock().expect("lock");
+        assert_eq!(a.bad_signatures, 0, "every batch is signed");
+        let mut ids: Vec<&str> = a.events.iter().filter_map(|e| e["id"].as_str()).collect();
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "event ids are unique");
+        assert!(a.events.iter().all(|e| e["at_ms"].as_u64().is_some()));
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_messages_without_a_receiver_are_refused() {
+    let c = dev(1, common::common(Routing::Hash)).await;
+    let mut alice = Client::connect(&c.gateway_url(), "alice").await;
+    alice
+        .send(json!({"type":"send","to":"@server","data":1,"id":7}))
+        .await;
+    let e = alice.next().await;
+    assert_eq!(
+        (e["code"].as_str(), &e["id"]),
+        (Some("bad_request"), &json!(7)),
+        "{e}"
+    );
+    // Nobody may connect as the server's address.
+    let refused = Client::try_connect(&format!("{}?user=@server", c.gateway_url())).await;
+    assert!(refused.is_err());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_proxy_accepts_replaces_rejects_and_times_out() {
+    let (base, app) = app().await;
+    let mut settings = common::common(Routing::Hash);
+    settings.node.publish_proxy = Some(format!("{base}/proxy"));
+    settings.node.webhook_secret = Some(SECRET.into());
+    settings.node.proxy_timeout = Duration::from_millis(500);
+    let c = dev(3, settings).await;
+    let gw = c.gateway_url();
+    let mut alice = Client::connect(&gw, "alice").await;
+    let mut bob = Client::connect(&gw, "bob").await;
+    let send = |data: &str, id: &str| json!({"type":"send","to":"bob","data":data,"id":id});
+
+    alice.send(send("hello", "1")).await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"1"}));
+    assert_eq!(bob.next().await["data"], "hello");
+
+    alice.send(send("shout", "2")).await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"2"}));
+    assert_eq!(bob.next().await["data"], "SHOUT", "the app replaced data");
+
+    alice.send(send("bad", "3")).await;
+    let e = alice.next().await;
+    assert_eq!(
+        (e["code"].as_str(), e["message"].as_str()),
+        (Some("rejected"), Some("spam: no ads here"))
+    );
+
+    alice.send(send("slow", "4")).await;
+    let e = alice.next().await;
+    assert_eq!(
+        (e["code"].as_str(), &e["id"]),
+        (Some("unavailable"), &json!("4")),
+        "{e}"
+    );
+
+    alice
+        .send(json!({"type":"publish","room":"lobby","data":"bad","id":"5"}))
+        .await;
+    assert_eq!(alice.next().await["code"], "rejected");
+    // Nothing refused or timed out reached bob.
+    bob.roundtrip("only-accepted").await;
+
+    alice
+        .send(json!({"type":"send","to":"@server","data":"rpc","id":"6"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"6"}));
+    {
+        let a = app.lock().expect("lock");
+        assert_eq!(a.bad_signatures, 0);
+        let last = a.proxied.last().expect("proxied");
+        assert_eq!(
+            (
+                last["type"].as_str(),
+                last["to"].as_str(),
+                last["user"].as_str()
+            ),
+            (Some("send"), Some("@server"), Some("alice"))
+        );
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_is_down_rejects_or_allows_as_configured() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/proxy", l.local_addr().expect("addr"))
+    };
+    for (policy, delivered) in [("reject", false), ("allow", true)] {
+        let mut settings = common::common(Routing::Hash);
+        settings.node.publish_proxy = Some(dead.clone());
+        settings.node.proxy_when_down = policy.into();
+        let c = dev(1, settings).await;
+        let gw = c.gateway_url();
+        let mut alice = Client::connect(&gw, "alice").await;
+        let mut bob = Client::connect(&gw, "bob").await;
+        alice
+            .send(json!({"type":"send","to":"bob","data":"x","id":"1"}))
+            .await;
+        let answer = alice.next().await;
+        if delivered {
+            assert_eq!(answer, json!({"type":"ack","id":"1"}), "{policy}");
+            assert_eq!(bob.next().await["data"], "x");
+        } else {
+            assert_eq!(answer["code"], "unavailable", "{policy}: {answer}");
+            bob.roundtrip("nothing").await;
+        }
+        c.shutdown().await;
+    }
+}
