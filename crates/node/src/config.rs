@@ -131,6 +131,13 @@ pub struct NodeConfig {
     #[arg(long, env = "WSRING_TLS_CA", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
+    /// Echo mode, a test mode for WebSocket conformance suites (`wsring
+    /// node --autobahn-echo`, see [`crate::echo`]): every path upgrades, every
+    /// text and binary message comes back as it came, nothing else is sent.
+    /// Default: off; not a session setting (only `wsring node` has the flag).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub echo: bool,
 }
 
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame
