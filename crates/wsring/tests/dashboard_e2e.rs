@@ -23,9 +23,10 @@
 //! captured test output, so the skip is visible in a normal run) and pass,
 //! unless `WSRING_REQUIRE_BROWSER=1` (CI), which makes a skip a failure.
 
+mod common;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -48,39 +49,13 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
-/// Writes to the real stderr, bypassing the test harness's output capture,
-/// so that installs and skips show in a plain `cargo test` run.
 fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "dashboard_e2e: {msg}");
+    common::prereq::say("dashboard_e2e", msg);
 }
 
-/// Runs a command to completion with its output collected; `Err` says what
-/// failed, with the tail of its output.
+/// Runs an install command (see [`common::prereq::run`]).
 async fn run(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
-    let out = tokio::time::timeout(
-        INSTALL_LIMIT,
-        Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| format!("`{program} {}` took over {INSTALL_LIMIT:?}", args.join(" ")))?
-    .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let text = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = text.lines().rev().take(3).collect();
-    Err(format!(
-        "`{program} {}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-    ))
+    common::prereq::run(Path::new(program), args, dir, INSTALL_LIMIT).await
 }
 
 fn installing_allowed() -> bool {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod prereq;
 pub mod procs;
 pub mod receiver;
 pub mod traffic;
