@@ -9,6 +9,10 @@
 //! epoch it routed by in `x-wsring-epoch`; if this node has not seen that
 //! epoch yet it waits briefly for it, so a gateway that learned of a change
 //! first does not bounce clients.
+//!
+//! In echo mode ([`crate::echo`]) every path is [`echo_upgrade`] instead:
+//! no checks beyond the handshake. Both answer the handshake through
+//! [`crate::upgrade`].
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
