@@ -19,6 +19,9 @@
 //! the terminal and passes, unless `WSRING_REQUIRE_AUTOBAHN=1` (CI), which
 //! makes the skip a failure.
 //!
+//! A second run goes through a gateway in front of an echo node and must
+//! come out the same, case for case: the tunnel changes nothing.
+//!
 //! The other tests here need no runner: echo mode echoes text and binary at
 //! any path, says it is a test mode at start-up, and keeps its limits.
 
@@ -34,10 +37,16 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+use wsring_cluster::memory::MemoryBackend;
+use wsring_cluster::{Membership, MembershipConfig, Retention};
+use wsring_gateway::GatewayConfig;
+use wsring_node::{NodeConfig, NodeDeps};
 
 /// The runner's version installed when none is found.
 const KOSOKU: &str = "kosoku==0.1.0";
@@ -253,29 +262,40 @@ fn verdicts(report: &Path) -> BTreeMap<String, (String, String, Option<u64>)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
-    let runner = match kosoku().await {
-        Ok(path) => path,
+/// The runner, or `None` after printing why the suite is skipped (a
+/// failure under `WSRING_REQUIRE_AUTOBAHN=1`).
+async fn runner_or_skip() -> Option<PathBuf> {
+    match kosoku().await {
+        Ok(path) => Some(path),
         Err(why) => {
             assert!(
                 std::env::var("WSRING_REQUIRE_AUTOBAHN").as_deref() != Ok("1"),
                 "the Autobahn suite is required (WSRING_REQUIRE_AUTOBAHN=1) but {why}"
             );
             say(&format!("SKIPPED: {why}"));
-            return;
+            None
         }
-    };
-    let node = EchoNode::start(&[]).await;
-    let report = tmp().join("autobahn-report");
+    }
+}
+
+/// One suite at a time: two runs at once on a 2-core machine would only
+/// slow each other down.
+static SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the suite (groups 1–10) with `runner` against `target` (`host:port`
+/// or a `ws://` URL), its report in `<target dir>/tmp/<name>`, and asserts
+/// that every case is strictly as expected.
+async fn run_suite(runner: &Path, target: &str, name: &str) {
+    let _one_at_a_time = SUITE.lock().await;
+    let report = tmp().join(name);
     let _ = std::fs::remove_dir_all(&report);
     let report_arg = report.to_string_lossy().into_owned();
     let started = std::time::Instant::now();
     let out = tokio::time::timeout(
         RUN_LIMIT,
-        Command::new(&runner)
+        Command::new(runner)
             .args(["-m", "fuzzingclient", "-x", "12.*", "-x", "13.*"])
-            .args(["-o", &report_arg, &node.addr])
+            .args(["-o", &report_arg, target])
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -284,7 +304,6 @@ async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
     .unwrap_or_else(|_| panic!("the Autobahn suite did not finish within {RUN_LIMIT:?}"))
     .expect("run kosoku");
     let took = started.elapsed();
-    let log = node.stop().await;
     let runner_output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -309,7 +328,7 @@ async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
         }
     }
     println!(
-        "Autobahn: {} cases in {:.1?}: {counts:?}; report in {}",
+        "Autobahn against {target}: {} cases in {:.1?}: {counts:?}; report in {}",
         verdicts.len(),
         took,
         report.display()
@@ -342,7 +361,84 @@ async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
         "kosoku exited with {}:\n{runner_output}",
         out.status
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let node = EchoNode::start(&[]).await;
+    run_suite(&runner, &node.addr, "autobahn-report").await;
+    let log = node.stop().await;
     assert_quiet(&log);
+}
+
+/// A member of the cluster on `backend`, stopped by `stop`.
+async fn membership(backend: &MemoryBackend, stop: &CancellationToken) -> Arc<Membership> {
+    Membership::start(
+        backend.registry.clone(),
+        MembershipConfig::default(),
+        stop.clone(),
+    )
+    .await
+    .expect("membership")
+}
+
+/// The same suite through a gateway in front of an echo node: the gateway
+/// routes `/ws?user=…` as it always does (authentication off, as under
+/// `wsring dev`) and then only tunnels bytes, so every verdict must be the
+/// same as against the node itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_through_the_gateway_finds_the_same() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let backend = MemoryBackend::new(Retention::default());
+    let open = Arc::new(wsring_auth::Security::open());
+    let node_membership = membership(&backend, &stop).await;
+    let (broker, inbox) = backend.hub.connect();
+    let node = wsring_node::start(
+        NodeConfig::new("n1").into_echo(),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind node"),
+        NodeDeps {
+            membership: node_membership,
+            broker,
+            inbox,
+            streams: None,
+            security: Arc::clone(&open),
+            kill: stop.clone(),
+        },
+    )
+    .await
+    .expect("echo node");
+    let gateway_membership = membership(&backend, &stop).await;
+    let gateway = wsring_gateway::start(
+        GatewayConfig::default(),
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway"),
+        gateway_membership,
+        None,
+        open,
+        stop.clone(),
+    )
+    .await
+    .expect("gateway");
+    let url = format!("ws://{}/ws?user=autobahn", gateway.addr());
+    run_suite(&runner, &url, "autobahn-gateway-report").await;
+    // Every session behind the tunnel ends once its case is over.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} sessions still open 30 s after the suite",
+            node.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
