@@ -168,6 +168,13 @@ pub struct NodeConfig {
     /// were configured).
     #[arg(long, env = "WSRING_PROXY_WHEN_DOWN", value_name = "POLICY", default_value = "reject", value_parser = ["reject", "allow"])]
     pub proxy_when_down: String,
+    /// Echo mode, a test mode for WebSocket conformance suites (`wsring
+    /// node --autobahn-echo`, see [`crate::echo`]): every path upgrades, every
+    /// text and binary message comes back as it came, nothing else is sent.
+    /// Default: off; not a session setting (only `wsring node` has the flag).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub echo: bool,
 }
 
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame

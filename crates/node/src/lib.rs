@@ -12,7 +12,10 @@
 //! * [`config`] — [`NodeConfig`] and [`Routing`].
 //! * `node`: shared state and the routing rules (where a message goes, when it
 //!   is acknowledged).
-//! * `ws`: the `/ws` upgrade and its pre-upgrade checks.
+//! * `ws`: the `/ws` upgrade and its pre-upgrade checks; `upgrade`: the
+//!   WebSocket handshake and socket; `text_guard`: fail-fast UTF-8 checks
+//!   below tungstenite.
+//! * [`echo`] — echo mode, the test mode for WebSocket conformance suites.
 //! * `session`: one task per connection; `session/cursor` for durable delivery.
 //! * `cmd/`: one file per client frame kind.
 //! * [`api`] — one file per HTTP route.
@@ -28,6 +31,7 @@ pub mod api;
 mod cmd;
 pub mod config;
 mod durable;
+pub mod echo;
 pub mod error;
 mod events;
 mod inbound;
@@ -36,6 +40,8 @@ mod rebalance;
 mod rooms;
 mod session;
 mod sessions;
+mod text_guard;
+mod upgrade;
 mod ws;
 
 use axum::Router;
@@ -51,6 +57,7 @@ use tracing::{info, warn};
 use wsring_cluster::{Broker, Inbox, Membership, StreamStore, Topic};
 
 pub use config::{NodeConfig, Routing};
+pub use echo::start_echo;
 pub use error::{NodeError, RouteError};
 pub use node::{Accepted, Node};
 
@@ -169,6 +176,10 @@ const HOOKS_GRACE: Duration = Duration::from_secs(2);
 /// The node's HTTP app: `/ws` plus the API, with JSON 404/405 answers and
 /// CORS for the configured origins only.
 fn router(node: Arc<Node>) -> Router {
+    if node.cfg.echo {
+        // Echo mode: a conformance client may connect at any path.
+        return Router::new().fallback(ws::echo_upgrade).with_state(node);
+    }
     let limit = node.cfg.max_message_bytes;
     let security = Arc::clone(&node.security);
     Router::new()

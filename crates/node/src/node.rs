@@ -7,7 +7,6 @@
 //! anywhere returns an error and no ack, so a client retry (with the same id,
 //! deduplicated in durable mode) is always safe.
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
@@ -15,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+use tungstenite::Utf8Bytes;
 use wsring_cluster::view::MovedReport;
 use wsring_cluster::{
     Appended, Broker, MemberState, Membership, NodeStats, StreamName, StreamStore, Topic, View,

@@ -6,12 +6,12 @@
 //! session index). Fan-out clones the recipients' handles under the lock and
 //! sends outside it.
 
-use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tungstenite::Utf8Bytes;
 use wsring_cluster::StreamName;
 
 /// A durable message on its way to a session: its stream position decides

@@ -9,8 +9,11 @@
 //! epoch it routed by in `x-wsring-epoch`; if this node has not seen that
 //! epoch yet it waits briefly for it, so a gateway that learned of a change
 //! first does not bounce clients.
+//!
+//! In echo mode ([`crate::echo`]) every path is [`echo_upgrade`] instead:
+//! no checks beyond the handshake. Both answer the handshake through
+//! [`crate::upgrade`].
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,12 +25,13 @@ use crate::config::Routing;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::session::{self, Resume};
+use crate::upgrade::{NotUpgrade, Upgrade};
 
 pub(crate) async fn upgrade(
     State(node): State<Arc<Node>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgrade>,
 ) -> Response {
     let (params, identity) = match wsring_http::admit(&node.security, query.as_deref(), &headers) {
         Ok(x) => x,
@@ -35,14 +39,7 @@ pub(crate) async fn upgrade(
     };
     let ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => {
-            return ApiError::new(
-                rejection.status(),
-                ErrorCode::BadRequest,
-                format!("not a WebSocket upgrade: {}", rejection.body_text()),
-            )
-            .into_response();
-        }
+        Err(not_upgrade) => return not_upgrade.into_response(),
     };
     if node.leaving.load(Ordering::Relaxed) || !node.joined.load(Ordering::Relaxed) {
         return ApiError::unavailable("node is not accepting sessions (starting or draining)")
@@ -85,22 +82,27 @@ pub(crate) async fn upgrade(
             None => return ApiError::unavailable("no node is up").into_response(),
         }
     }
-    let max = node.cfg.max_message_bytes;
     let resume = params.resume.map(|(seq, epoch)| Resume { seq, epoch });
-    ws
-        // tungstenite's default 128 KiB read buffer is zero-filled before
-        // every read; 8 KiB cut server CPU per message by about a third and
-        // memory per idle session by ~120 KiB (tools/ws-shootout/RESULTS.md).
-        .read_buffer_size(8 * 1024)
-        // Flush small, and never let one socket's write buffer grow past a
-        // fixed bound behind a peer that does not read: the per-session byte
-        // budget bounds what waits before it.
-        .write_buffer_size(crate::config::WRITE_BUFFER)
-        .max_write_buffer_size(crate::config::WRITE_BUFFER_MAX + max.saturating_mul(2))
-        // Frames up to twice the message limit are read whole before being
-        // refused, so the 1009 close is not followed by a TCP reset caused by
-        // unread data; larger frames are cut off at the header.
-        .max_frame_size(max.saturating_mul(2).max(64 * 1024))
-        .max_message_size(max)
-        .on_upgrade(move |socket| session::run(node, socket, identity, resume))
+    let max = node.cfg.max_message_bytes;
+    ws.on_upgrade(max, move |socket| {
+        session::run(node, socket, identity, resume)
+    })
+}
+
+/// Echo mode's upgrade, at any path (see [`crate::echo`]): no credentials,
+/// each connection a user of its own, then the same upgrade and session
+/// loop as [`upgrade`].
+pub(crate) async fn echo_upgrade(
+    State(node): State<Arc<Node>>,
+    ws: Result<Upgrade, NotUpgrade>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(not_upgrade) => return not_upgrade.into_response(),
+    };
+    let identity = wsring_auth::Identity::unrestricted(node.new_session_id().to_string());
+    let max = node.cfg.max_message_bytes;
+    ws.on_upgrade(max, move |socket| {
+        session::run(node, socket, identity, None)
+    })
 }

@@ -178,7 +178,8 @@ pub struct ServeArgs {
 /// `wsring node`.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// Node id, unique among live nodes (1-64 of A-Z a-z 0-9 _ -). Required.
+    /// Node id, unique among live nodes (1-64 of A-Z a-z 0-9 _ -). Required
+    /// (with --autobahn-echo it defaults to `autobahn`).
     #[arg(long, env = "WSRING_ID")]
     pub id: Option<String>,
     /// Listener and registry.
@@ -192,6 +193,18 @@ pub struct NodeArgs {
     /// --cluster.
     #[arg(long, env = "WSRING_BROKER", value_name = "URL")]
     pub broker: Option<String>,
+    /// Test mode for WebSocket conformance suites (Autobahn): every path
+    /// echoes every text and binary message; no cluster, no authentication.
+    ///
+    /// The node runs alone on the in-memory backend with its production
+    /// WebSocket handling and limits, except the message limit: raised to
+    /// at least 16 MiB (Autobahn's largest message), and the outbound byte
+    /// budget with it. Never expose it to real clients. Refuses --cluster,
+    /// --registry, --broker, --durable and token keys
+    // `--autobahn-echo` alone means true; `--autobahn-echo false` is accepted
+    // too, like the other switches.
+    #[arg(long, env = "WSRING_AUTOBAHN_ECHO", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub autobahn_echo: bool,
     /// Drain and exit when the parent process dies (set by `wsring dev
     /// --cluster` for its children, so a killed launcher leaves no orphans).
     #[arg(long, hide = true)]

@@ -129,6 +129,9 @@ fn warn_if_insecure(security: &Security, dev_child: bool) {
 
 /// Runs one node until SIGTERM/Ctrl-C, then drains it.
 pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    if args.autobahn_echo {
+        return run_echo_node(args).await;
+    }
     let common = args.common;
     common.validate()?;
     let id = args.id.ok_or(SettingsError::Missing("id"))?;
@@ -203,6 +206,43 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         }
     }
     handle.drain().await;
+    Ok(())
+}
+
+/// `wsring node --autobahn-echo`: one node alone in echo mode
+/// ([`wsring_node::echo`]) until SIGTERM/Ctrl-C. Settings that only make
+/// sense in a cluster, or with authentication, are refused rather than
+/// ignored.
+async fn run_echo_node(args: NodeArgs) -> anyhow::Result<()> {
+    let common = args.common;
+    let conflicts = [
+        (common.cluster.is_some(), "--cluster"),
+        (args.serve.registry.is_some(), "--registry"),
+        (args.broker.is_some(), "--broker"),
+        (common.node.durable, "--durable"),
+        (common.auth.jwt().has_keys(), "token keys (--jwt-…)"),
+    ];
+    if let Some((_, flag)) = conflicts.iter().find(|(set, _)| *set) {
+        anyhow::bail!(
+            "--autobahn-echo runs one node alone without a cluster or authentication; remove {flag} \
+             (or its WSRING_* variable or config key)"
+        );
+    }
+    let id = args.id.unwrap_or_else(|| "autobahn".to_owned());
+    wsring_protocol::validate_node_id(&id).map_err(|e| anyhow::anyhow!("invalid --id: {e}"))?;
+    let listen = args.serve.listen.ok_or(SettingsError::Missing("listen"))?;
+    check_listen(&listen)?;
+    let mut cfg = common.node_config(&id).into_echo();
+    let mut checked = common.clone();
+    checked.node = cfg.clone();
+    checked.validate()?;
+    let listener = bind(&listen).await?;
+    cfg.advertise = args.advertise;
+    let kill = CancellationToken::new();
+    let handle = wsring_node::start_echo(cfg, listener, kill).await?;
+    println!("wsring node {id} serving {}", handle.url());
+    crate::shutdown_signal().await;
+    handle.stop().await;
     Ok(())
 }
 

@@ -100,18 +100,12 @@ impl Raw {
     async fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8], mask: bool) {
         self.frame_header(fin, opcode, payload.len() as u64, mask)
             .await;
-        let key = [0x12u8, 0x34, 0x56, 0x78];
-        let body: Vec<u8> = if mask {
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ key[i % 4])
-                .collect()
-        } else {
-            payload.to_vec()
-        };
         // The server may close mid-frame; that is the point of some cases.
-        let _ = self.tcp.write_all(&body).await;
+        if mask {
+            self.masked_payload(payload).await;
+        } else {
+            let _ = self.tcp.write_all(payload).await;
+        }
     }
 
     /// Writes a frame header announcing `len` payload bytes (masked with a
@@ -132,6 +126,18 @@ impl Raw {
             h.extend_from_slice(&[0x12, 0x34, 0x56, 0x78]);
         }
         let _ = self.tcp.write_all(&h).await;
+    }
+
+    /// Writes the first bytes of a payload announced by [`Raw::frame_header`]
+    /// with `mask`, masked with its fixed key.
+    async fn masked_payload(&mut self, bytes: &[u8]) {
+        let key = [0x12u8, 0x34, 0x56, 0x78];
+        let body: Vec<u8> = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        let _ = self.tcp.write_all(&body).await;
     }
 
     async fn text(&mut self, s: &str) {
@@ -258,6 +264,18 @@ async fn protocol_violations_get_their_close_codes_and_others_keep_working() {
     r.frame(false, 0x1, b"{\"type\":", true).await;
     r.frame(true, 0x0, &[0xc3, 0x28], true).await;
     assert_eq!(r.until_end().await, Seen::Close(1007), "invalid UTF-8");
+
+    // Invalid UTF-8 early in a frame whose rest never comes: 1007 as soon
+    // as the bad byte arrives (RFC 6455 fail-fast), not once the frame is
+    // complete; a server that waited would leave this client waiting.
+    let mut r = Raw::connect(&d.addr, "utf8fast").await;
+    r.frame_header(true, 0x1, 1000, true).await;
+    r.masked_payload(b"{\"type\":\"\xce\xba\xed\xa0").await;
+    assert_eq!(
+        r.until_end().await,
+        Seen::Close(1007),
+        "invalid UTF-8 mid-frame"
+    );
 
     // A continuation frame with nothing to continue: protocol error.
     let mut r = Raw::connect(&d.addr, "cont").await;

@@ -185,6 +185,16 @@ async fn start_up_errors_are_one_actionable_line() {
             want: vec![s("/nonexistent/key.pem")],
         },
         Case {
+            name: "the echo test mode with a cluster",
+            args: words(&format!(
+                "node --autobahn-echo --listen 127.0.0.1:0 --cluster redis://127.0.0.1:{dead}/"
+            )),
+            want: vec![
+                s("--autobahn-echo runs one node alone"),
+                s("remove --cluster"),
+            ],
+        },
+        Case {
             name: "--listen without a port",
             args: words(&format!(
                 "gateway --listen localhost --registry redis://127.0.0.1:{dead}/"

@@ -6,7 +6,6 @@
 //! `Stream` of messages for reading — so the unit tests drive it with
 //! channels instead of sockets.
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +13,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, Utf8Bytes};
 use wsring_auth::Identity;
 use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, ServerFrame, close};
@@ -263,8 +264,12 @@ where
         }
     }
 
-    /// Welcome, ownership re-check and (durable) user-stream resume.
+    /// Welcome, ownership re-check and (durable) user-stream resume; in echo
+    /// mode nothing (a conformance client expects no unsolicited message).
     async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
+        if self.node.cfg.echo {
+            return Ok(());
+        }
         let user_stream = StreamName::User(self.state.handle.user.to_string());
         let pos = match &self.node.streams {
             Some(store) => match store.head(&user_stream).await {
@@ -331,6 +336,7 @@ where
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
                 match self.rate_check(text.len(), Some(text.as_str())) {
                     Some(refused) => refused,
+                    None if self.node.cfg.echo => return self.write(Message::Text(text)).await,
                     None => match Command::parse(text.as_str()) {
                         Ok(cmd) => cmd.apply(&mut self.state, &self.node).await,
                         Err(bad_input) => bad_input,
@@ -341,6 +347,9 @@ where
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
                 if let Some(refused) = self.rate_check(b.len(), None) {
                     return self.carry_out(refused).await;
+                }
+                if self.node.cfg.echo {
+                    return self.write(Message::Binary(b)).await;
                 }
                 Outcome::error(
                     ErrorCode::BadRequest,
@@ -360,12 +369,14 @@ where
             }
             Some(Ok(Message::Close(frame))) => {
                 if self.closed_with.is_none() {
-                    self.closed_with = Some(
-                        frame.map_or((1005, String::new()), |f| (f.code, f.reason.to_string())),
-                    );
+                    self.closed_with = Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    }));
                 }
                 Outcome::none()
             }
+            // Frames are only ever sent raw, never received as such.
+            Some(Ok(Message::Frame(_))) => Outcome::none(),
             Some(Err(e)) => match e.close() {
                 Some((code, reason)) => Outcome::close(code, reason),
                 None => return Err(End::Gone),
@@ -461,7 +472,7 @@ where
     async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
         self.closed_with = Some((code, reason.to_owned()));
         let frame = CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         };
         // Not through `io`: a kicked session must still get its close frame

@@ -23,7 +23,6 @@ pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
-use axum::extract::ws::WebSocket;
 use futures::StreamExt;
 use std::sync::Arc;
 use wsring_protocol::close;
@@ -69,13 +68,15 @@ impl ReadError {
         }
     }
 
-    /// Classifies a read error of an axum WebSocket.
-    fn of(e: axum::Error) -> ReadError {
-        let inner = e.into_inner();
-        match inner.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(_)) => ReadError::TooBig,
-            Some(tungstenite::Error::Utf8(_)) => ReadError::BadUtf8,
-            Some(tungstenite::Error::Protocol(_)) => ReadError::Protocol,
+    /// Classifies a read error of a session's socket.
+    fn of(e: tungstenite::Error) -> ReadError {
+        match e {
+            tungstenite::Error::Capacity(_) => ReadError::TooBig,
+            tungstenite::Error::Utf8(_) => ReadError::BadUtf8,
+            tungstenite::Error::Io(e) if crate::text_guard::InvalidText::is(&e) => {
+                ReadError::BadUtf8
+            }
+            tungstenite::Error::Protocol(_) => ReadError::Protocol,
             _ => ReadError::Io,
         }
     }
@@ -84,7 +85,7 @@ impl ReadError {
 /// Runs a session of `identity` on an upgraded WebSocket to completion.
 pub(crate) async fn run(
     node: Arc<Node>,
-    ws: WebSocket,
+    ws: crate::upgrade::Socket,
     identity: wsring_auth::Identity,
     resume: Option<Resume>,
 ) {

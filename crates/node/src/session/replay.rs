@@ -2,10 +2,10 @@
 //! against their stream's [`Cursor`], gaps filled from the stream store,
 //! resume reported with a `resumed` frame.
 
-use axum::extract::ws::Message;
 use futures::Sink;
 use std::sync::Arc;
 use tracing::{debug, warn};
+use tungstenite::Message;
 use wsring_cluster::StreamName;
 use wsring_protocol::ServerFrame;
 

@@ -2,7 +2,6 @@
 //! one end of a `Sink`/`Stream` pair and the node's sessions table on the
 //! other. Every timing rule runs on tokio's paused clock.
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use futures::channel::mpsc;
 use futures::{Sink, SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tungstenite::{Message, Utf8Bytes};
 use wsring_cluster::StreamName;
 
 use super::conn::{self, WRITE_STALL};
@@ -92,7 +92,7 @@ impl Client {
     /// The close frame that must come next.
     async fn close_frame(&mut self) -> (u16, String) {
         match self.next().await {
-            Some(Message::Close(Some(f))) => (f.code, f.reason.to_string()),
+            Some(Message::Close(Some(f))) => (u16::from(f.code), f.reason.to_string()),
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
@@ -294,7 +294,7 @@ async fn a_message_flood_is_answered_rate_limited_then_closed() {
     }
     let closed = loop {
         match c.next().await {
-            Some(Message::Close(Some(f))) => break (f.code, f.reason.to_string()),
+            Some(Message::Close(Some(f))) => break (u16::from(f.code), f.reason.to_string()),
             Some(_) => continue,
             None => panic!("no close frame"),
         }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod js;
+pub mod prereq;
 pub mod procs;
 pub mod receiver;
 pub mod traffic;

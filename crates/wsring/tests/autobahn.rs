@@ -1,0 +1,523 @@
+//! WebSocket conformance: the Autobahn test suite's fuzzing client against
+//! `wsring node --autobahn-echo`, strictly.
+//!
+//! The runner is `kosoku` (PyPI), which drives Autobahn's own case files.
+//! Every case of groups 1 to 10 runs (framing, pings and pongs, reserved
+//! bits, opcodes, fragmentation, UTF-8, close handling, limits and
+//! performance); groups 12 and 13 (permessage-deflate) do not, because the
+//! node does not offer compression and Autobahn has nothing to test there.
+//! Each case must come out `OK` for both its behaviour and its close
+//! behaviour — not `NON-STRICT`, not `FAILED` — except the three that the
+//! suite itself marks `INFORMATIONAL` whatever the server does, listed in
+//! [`INFORMATIONAL`].
+//!
+//! The test finds the runner in `WSRING_KOSOKU` (a path), on `PATH`, or in a
+//! virtual environment under the target directory; when it is in none of
+//! them it creates that environment and installs `kosoku` from PyPI into
+//! it (`WSRING_AUTOBAHN_INSTALL=0` forbids that). When it still cannot run,
+//! it prints `SKIPPED: <why>` with the command that fixes it straight to
+//! the terminal and passes, unless `WSRING_REQUIRE_AUTOBAHN=1` (CI), which
+//! makes the skip a failure.
+//!
+//! A second run goes through a gateway in front of an echo node and must
+//! come out the same, case for case: the tunnel changes nothing.
+//!
+//! The other tests here need no runner: echo mode echoes text and binary at
+//! any path, says it is a test mode at start-up, and keeps its limits.
+
+mod common;
+
+use futures::{SinkExt, StreamExt};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+use wsring_cluster::memory::MemoryBackend;
+use wsring_cluster::{Membership, MembershipConfig, Retention};
+use wsring_gateway::GatewayConfig;
+use wsring_node::{NodeConfig, NodeDeps};
+
+/// The runner's version installed when none is found.
+const KOSOKU: &str = "kosoku==0.1.0";
+/// Upper bound for the whole suite (it takes about 15 s here).
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+/// Upper bound for creating the environment and installing the runner.
+const INSTALL_LIMIT: Duration = Duration::from_secs(300);
+/// Upper bound for anything else.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The cases the suite reports as `INFORMATIONAL` whatever the server does
+/// (their case files override the verdict), with the close code wsring
+/// answers each with.
+///
+/// * 7.1.6: a 256 KiB message, a short one, a close and a ping sent back to
+///   back — the case only records whether the messages were echoed before
+///   the close was processed (wsring echoes both, then closes with 1000);
+/// * 7.13.1 and 7.13.2: close codes 5000 and 65535, whose handling "is
+///   undefined by the spec" — wsring refuses both as invalid with 1002.
+const INFORMATIONAL: [(&str, u16); 3] = [("7.1.6", 1000), ("7.13.1", 1002), ("7.13.2", 1002)];
+
+/// The case groups Autobahn's fuzzing client has below 12 (there is no 8
+/// or 11); each must have run.
+const GROUPS: [&str; 9] = ["1", "2", "3", "4", "5", "6", "7", "9", "10"];
+
+fn say(msg: &str) {
+    common::prereq::say("autobahn", msg);
+}
+
+fn tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Runs an install command (see [`common::prereq::run`]).
+async fn run(program: &Path, args: &[&str]) -> Result<(), String> {
+    common::prereq::run(program, args, &tmp(), INSTALL_LIMIT).await
+}
+
+/// Whether `program --help` runs.
+async fn runs(program: &Path) -> bool {
+    let out = Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(tokio::time::timeout(WAIT, out).await, Ok(Ok(s)) if s.success())
+}
+
+/// The runner to use, installed if need be, once per test process; `Err`
+/// says why there is none and how to get one.
+async fn kosoku() -> Result<PathBuf, String> {
+    static FOUND: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
+    FOUND
+        .get_or_init(|| async {
+            if let Some(path) = std::env::var_os("WSRING_KOSOKU") {
+                let path = PathBuf::from(path);
+                return if runs(&path).await {
+                    Ok(path)
+                } else {
+                    Err(format!("WSRING_KOSOKU={} does not run", path.display()))
+                };
+            }
+            let on_path = PathBuf::from("kosoku");
+            if runs(&on_path).await {
+                return Ok(on_path);
+            }
+            let venv = tmp().join("kosoku-venv");
+            let installed = venv.join("bin/kosoku");
+            if runs(&installed).await {
+                return Ok(installed);
+            }
+            let fix = format!(
+                "run `python3 -m venv {0} && {0}/bin/pip install {KOSOKU}` \
+                 (Python 3.10 or later; on Debian `apt-get install python3-venv` first), \
+                 or put `kosoku` on PATH, or set WSRING_KOSOKU",
+                venv.display()
+            );
+            if std::env::var("WSRING_AUTOBAHN_INSTALL").as_deref() == Ok("0") {
+                return Err(format!("kosoku is not installed; {fix}"));
+            }
+            say(&format!(
+                "installing the Autobahn runner ({KOSOKU}, PyPI) into {}…",
+                venv.display()
+            ));
+            let venv_arg = venv.to_string_lossy();
+            run(Path::new("python3"), &["-m", "venv", &venv_arg])
+                .await
+                .map_err(|e| format!("{e}; {fix}"))?;
+            run(&venv.join("bin/pip"), &["install", "--quiet", KOSOKU])
+                .await
+                .map_err(|e| format!("{e}; {fix}"))?;
+            if !runs(&installed).await {
+                return Err(format!(
+                    "{} does not run after installing; {fix}",
+                    installed.display()
+                ));
+            }
+            say("kosoku installed");
+            Ok(installed)
+        })
+        .await
+        .clone()
+}
+
+/// A running `wsring node --autobahn-echo`, with its log lines collected.
+struct EchoNode {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl EchoNode {
+    async fn start(extra: &[&str]) -> EchoNode {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
+            .args(["node", "--autobahn-echo", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("WSRING_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wsring node --autobahn-echo");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let lines = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                lines.lock().expect("log lock").push(line);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // "wsring node autobahn serving ws://127.0.0.1:PORT/ws"
+        let line = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("the echo node starts within 30 s")
+            .expect("stdout")
+            .unwrap_or_else(|| panic!("the echo node exited: {:?}", log.lock()));
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/ws"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_owned();
+        EchoNode { child, addr, log }
+    }
+
+    /// Stops the node with SIGTERM and returns its log; it must exit 0.
+    async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().and_then(|p| i32::try_from(p).ok());
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the echo node exits within 30 s of SIGTERM")
+            .expect("wait");
+        // The log reader sees the end of stderr shortly after the exit.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while Arc::strong_count(&self.log) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = self.log.lock().expect("log lock").clone();
+        assert!(
+            status.success(),
+            "the echo node exited with {status}: {log:#?}"
+        );
+        log
+    }
+}
+
+/// A healthy run logs nothing at WARN or ERROR.
+fn assert_quiet(log: &[String]) {
+    let loud: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "WARN/ERROR lines in a healthy run: {loud:#?}"
+    );
+}
+
+/// `index.json` of a report: case id → (behaviour, close behaviour, the
+/// close code the server sent).
+fn verdicts(report: &Path) -> BTreeMap<String, (String, String, Option<u64>)> {
+    let index = report.join("index.json");
+    let text = std::fs::read_to_string(&index)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}", index.display()));
+    let json: Value = serde_json::from_str(&text).expect("index.json is JSON");
+    let agents = json.as_object().expect("index.json: agents");
+    assert_eq!(agents.len(), 1, "one agent in {}", index.display());
+    let mut out = BTreeMap::new();
+    for cases in agents.values() {
+        for (id, case) in cases.as_object().expect("index.json: cases") {
+            let field = |k: &str| case[k].as_str().unwrap_or("(missing)").to_owned();
+            out.insert(
+                id.clone(),
+                (
+                    field("behavior"),
+                    field("behaviorClose"),
+                    case["remoteCloseCode"].as_u64(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The runner, or `None` after printing why the suite is skipped (a
+/// failure under `WSRING_REQUIRE_AUTOBAHN=1`).
+async fn runner_or_skip() -> Option<PathBuf> {
+    match kosoku().await {
+        Ok(path) => Some(path),
+        Err(why) => {
+            assert!(
+                std::env::var("WSRING_REQUIRE_AUTOBAHN").as_deref() != Ok("1"),
+                "the Autobahn suite is required (WSRING_REQUIRE_AUTOBAHN=1) but {why}"
+            );
+            say(&format!("SKIPPED: {why}"));
+            None
+        }
+    }
+}
+
+/// One suite at a time: two runs at once on a 2-core machine would only
+/// slow each other down.
+static SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the suite (groups 1–10) with `runner` against `target` (`host:port`
+/// or a `ws://` URL), its report in `<target dir>/tmp/<name>`, and asserts
+/// that every case is strictly as expected.
+async fn run_suite(runner: &Path, target: &str, name: &str) {
+    let _one_at_a_time = SUITE.lock().await;
+    let report = tmp().join(name);
+    let _ = std::fs::remove_dir_all(&report);
+    let report_arg = report.to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        RUN_LIMIT,
+        Command::new(runner)
+            .args(["-m", "fuzzingclient", "-x", "12.*", "-x", "13.*"])
+            .args(["-o", &report_arg, target])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the Autobahn suite did not finish within {RUN_LIMIT:?}"))
+    .expect("run kosoku");
+    let took = started.elapsed();
+    let runner_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let verdicts = verdicts(&report);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for (id, (behavior, close, code)) in &verdicts {
+        *counts.entry(behavior.clone()).or_default() += 1;
+        let verdict = match INFORMATIONAL.iter().find(|(i, _)| i == id) {
+            Some((_, want)) => {
+                behavior == "INFORMATIONAL"
+                    && close == "INFORMATIONAL"
+                    && *code == Some(u64::from(*want))
+            }
+            None => behavior == "OK" && close == "OK",
+        };
+        if !verdict {
+            wrong.push(format!("{id}: {behavior} / {close}, close code {code:?}"));
+        }
+    }
+    println!(
+        "Autobahn against {target}: {} cases in {:.1?}: {counts:?}; report in {}",
+        verdicts.len(),
+        took,
+        report.display()
+    );
+    assert!(
+        wrong.is_empty(),
+        "cases not strictly as expected (details: {}/index.html):\n  {}\nrunner output:\n{runner_output}",
+        report.display(),
+        wrong.join("\n  ")
+    );
+    for group in GROUPS {
+        assert!(
+            verdicts
+                .keys()
+                .any(|id| id.split('.').next() == Some(group)),
+            "no case of group {group} ran:\n{runner_output}"
+        );
+    }
+    assert!(
+        !verdicts
+            .keys()
+            .any(|id| id.starts_with("12.") || id.starts_with("13.")),
+        "the compression cases are excluded"
+    );
+    for (id, _) in INFORMATIONAL {
+        assert!(verdicts.contains_key(id), "{id} ran");
+    }
+    assert!(
+        out.status.success(),
+        "kosoku exited with {}:\n{runner_output}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_fuzzing_client_finds_every_case_strictly_ok() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let node = EchoNode::start(&[]).await;
+    run_suite(&runner, &node.addr, "autobahn-report").await;
+    let log = node.stop().await;
+    assert_quiet(&log);
+}
+
+/// A member of the cluster on `backend`, stopped by `stop`.
+async fn membership(backend: &MemoryBackend, stop: &CancellationToken) -> Arc<Membership> {
+    Membership::start(
+        backend.registry.clone(),
+        MembershipConfig::default(),
+        stop.clone(),
+    )
+    .await
+    .expect("membership")
+}
+
+/// The same suite through a gateway in front of an echo node: the gateway
+/// routes `/ws?user=…` as it always does (authentication off, as under
+/// `wsring dev`) and then only tunnels bytes, so every verdict must be the
+/// same as against the node itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_through_the_gateway_finds_the_same() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let backend = MemoryBackend::new(Retention::default());
+    let open = Arc::new(wsring_auth::Security::open());
+    let node_membership = membership(&backend, &stop).await;
+    let (broker, inbox) = backend.hub.connect();
+    let node = wsring_node::start(
+        NodeConfig::new("n1").into_echo(),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind node"),
+        NodeDeps {
+            membership: node_membership,
+            broker,
+            inbox,
+            streams: None,
+            security: Arc::clone(&open),
+            kill: stop.clone(),
+        },
+    )
+    .await
+    .expect("echo node");
+    let gateway_membership = membership(&backend, &stop).await;
+    let gateway = wsring_gateway::start(
+        GatewayConfig::default(),
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway"),
+        gateway_membership,
+        None,
+        open,
+        stop.clone(),
+    )
+    .await
+    .expect("gateway");
+    let url = format!("ws://{}/ws?user=autobahn", gateway.addr());
+    run_suite(&runner, &url, "autobahn-gateway-report").await;
+    // Every session behind the tunnel ends once its case is over.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} sessions still open 30 s after the suite",
+            node.connections()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_mode_echoes_at_any_path_and_says_it_is_a_test_mode() {
+    let node = EchoNode::start(&[]).await;
+    for path in ["/", "/ws", "/any/path?x=1"] {
+        let url = format!("ws://{}{path}", node.addr);
+        let (mut ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(&url))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        // No compression is offered.
+        assert!(
+            response.headers().get("sec-websocket-extensions").is_none(),
+            "{:?}",
+            response.headers()
+        );
+        let sent = [
+            Message::Text("κόσμε".into()),
+            Message::Binary(vec![0, 255, 1, 254].into()),
+            Message::Text(String::new().into()),
+            // Over the production default of 64 KiB: echo mode raises it.
+            Message::Binary(vec![7; 1 << 20].into()),
+        ];
+        for msg in sent {
+            ws.send(msg.clone()).await.expect("send");
+            let echoed = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("echo in time")
+                .expect("open")
+                .expect("a message");
+            assert_eq!(echoed, msg, "{url}");
+        }
+        ws.close(None).await.expect("close");
+    }
+    let log = node.stop().await;
+    assert!(
+        log.iter()
+            .any(|l| l.contains(" INFO ") && l.contains("TEST MODE (--autobahn-echo)")),
+        "the start-up log says it is a test mode: {log:#?}"
+    );
+    assert_quiet(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_mode_keeps_a_limit_and_refuses_plain_http() {
+    // An explicit message limit above the echo minimum stands; a message
+    // over it closes with 1009.
+    let node = EchoNode::start(&["--max-message-bytes", "20000000"]).await;
+    let url = format!("ws://{}/", node.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    ws.send(Message::Binary(vec![1; 20_000_001].into()))
+        .await
+        .expect("send");
+    // The first thing back is the close frame: nothing was echoed.
+    let close = match tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("in time")
+    {
+        Some(Ok(Message::Close(frame))) => frame,
+        Some(Ok(other)) => panic!("unexpected {other:?}"),
+        Some(Err(e)) => panic!("no close frame: {e}"),
+        None => panic!("closed without a close frame"),
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
+
+    // A plain HTTP request is not an upgrade: a JSON 400.
+    let resp = common::http()
+        .get(format!("http://{}/anything", node.addr))
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("HTTP answer");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    drop(ws);
+    let log = node.stop().await;
+    assert_quiet(&log);
+}
