@@ -72,7 +72,9 @@ impl From<InvalidBody> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // A full stream store is a standing condition, reported (rate
+        // limited) where it is detected, not once per refused request.
+        if self.status.is_server_error() && self.status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::warn!(status = %self.status, code = self.code.as_str(), message = %self.message, "request failed");
         }
         let mut error = serde_json::Map::new();

@@ -52,9 +52,32 @@ pub enum RouteError {
 impl From<ClusterError> for RouteError {
     fn from(e: ClusterError) -> Self {
         match e {
-            e @ ClusterError::StorageFull { .. } => RouteError::StorageFull(e),
+            e @ ClusterError::StorageFull { .. } => {
+                storage_full_warning(&e);
+                RouteError::StorageFull(e)
+            }
             e => RouteError::Unavailable(e),
         }
+    }
+}
+
+/// Logs a full stream store at most once a minute (per process): under a
+/// flood every append is refused, and one line per refusal would bury the
+/// log. Each refusal is counted in `wsring_storage_full_total`.
+fn storage_full_warning(e: &ClusterError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_WARN_SECS: AtomicU64 = AtomicU64::new(0);
+    metrics::counter!("wsring_storage_full_total").increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_WARN_SECS.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST_WARN_SECS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(error = %e, "durable storage full: appends are refused until entries age out (logged at most once a minute; see wsring_storage_full_total)");
     }
 }
 
