@@ -11,6 +11,7 @@
 //! | stream meta (hash: `e` epoch, `s` last seq) | `{<ns>:u:<user>}:m` / `{<ns>:r:<room>}:m` |
 //! | stream entries (Redis Stream, id `<seq>-0`) | `{<ns>:u:<user>}:x` / `{<ns>:r:<room>}:x` |
 //! | dedup marker of key `k` (string, `PX`) | `{<ns>:u:<user>}:d:<k>` |
+//! | server-side rooms of `user` (set) | `{<ns>:u:<user>}:rooms` |
 //!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
 //! with one `MGET`); each stream's keys share their own tag, so streams spread
@@ -88,6 +89,15 @@ impl Keys {
         format!("{}:x", self.stream_tag(s))
     }
 
+    /// The set of `user`'s server-side rooms: beside the user's stream, in
+    /// its slot.
+    pub fn server_rooms(&self, user: &str) -> String {
+        format!(
+            "{}:rooms",
+            self.stream_tag(&StreamName::User(user.to_owned()))
+        )
+    }
+
     /// A stream's dedup marker for `key`.
     pub fn stream_dedup(&self, s: &StreamName, key: &str) -> String {
         format!("{}:d:{key}", self.stream_tag(s))
@@ -106,6 +116,7 @@ mod tests {
         let s = StreamName::Room("a.b".into());
         assert_eq!(k.stream_entries(&s), "{t1:r:a.b}:x");
         assert_eq!(k.stream_dedup(&s, "ws:u:s:1"), "{t1:r:a.b}:d:ws:u:s:1");
+        assert_eq!(k.server_rooms("bob@x"), "{t1:u:bob@x}:rooms");
         for t in [
             Topic::Cluster,
             Topic::Node("n-1".into()),

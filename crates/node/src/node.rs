@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wsring_cluster::view::MovedReport;
 use wsring_cluster::{
-    Appended, Broker, MemberState, Membership, NodeStats, StreamName, StreamStore, Topic, View,
+    Appended, Broker, MemberState, Membership, NodeStats, ServerRooms, StreamName, StreamStore,
+    Topic, View,
 };
 use wsring_protocol::{Envelope, MessageFrame, Target};
 
@@ -25,7 +26,8 @@ use crate::config::{NodeConfig, Routing};
 use crate::durable;
 use crate::error::RouteError;
 use crate::rooms::RoomSubs;
-use crate::sessions::{Outbound, SessionHandle, SessionTable, StreamMsg};
+use crate::roster::Roster;
+use crate::sessions::{Left, Outbound, SessionHandle, SessionTable, StreamMsg};
 
 /// A deduplicated append must be a retry of the same message: the stored
 /// entry at the original position is compared with this one, byte for byte.
@@ -68,10 +70,14 @@ pub struct Node {
     pub(crate) membership: Arc<Membership>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) streams: Option<Arc<dyn StreamStore>>,
+    /// The rooms the server put each user in.
+    pub(crate) server_rooms: Arc<dyn ServerRooms>,
     pub(crate) table: Arc<SessionTable>,
     /// Room topic subscriptions, reconciled with the table in the background
     /// (no lock is held across a broker call).
     pub(crate) rooms: Arc<RoomSubs>,
+    /// Who is in which room where, for `presence` events.
+    pub(crate) roster: Arc<Roster>,
     pub(crate) counters: Counters,
     /// Cancelled on crash and at the very end of a drain: every task stops.
     pub(crate) kill: CancellationToken,
@@ -93,12 +99,14 @@ pub struct Accepted {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cfg: NodeConfig,
         url: String,
         membership: Arc<Membership>,
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
+        server_rooms: Arc<dyn ServerRooms>,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, wsring_http::tls::TlsError> {
@@ -111,14 +119,23 @@ impl Node {
             .http_client(std::time::Duration::from_secs(3))?;
         let table = Arc::new(SessionTable::default());
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
+        let roster = Roster::new(
+            cfg.id.clone(),
+            Arc::clone(&broker),
+            Arc::clone(&table),
+            Arc::clone(&membership),
+        );
+        roster.start(&kill);
         Ok(Node {
             cfg,
             url,
             membership,
             broker,
             streams,
+            server_rooms,
             table,
             rooms,
+            roster,
             counters: Counters::default(),
             kill,
             leaving: AtomicBool::new(false),
@@ -307,8 +324,13 @@ impl Node {
         Ok(Accepted::default())
     }
 
-    /// Hands an envelope to the local sessions it targets.
+    /// Hands an envelope to the local sessions it targets (a roster
+    /// message to the rosters).
     pub(crate) fn deliver_local(&self, env: Envelope) {
+        if let Target::Roster { room } = &env.target {
+            self.roster.on_message(room, &env.frame);
+            return;
+        }
         let Ok(frame) = Utf8Bytes::try_from(env.frame) else {
             warn!("dropping envelope with a non-UTF-8 frame");
             return;
@@ -324,6 +346,7 @@ impl Node {
                 Some(StreamName::Room(room)),
             ),
             Target::All => (self.table.all(), None),
+            Target::Roster { .. } => return,
         };
         if targets.is_empty() {
             debug!(?stream, "no local recipients");
@@ -346,29 +369,62 @@ impl Node {
     /// Adds a session to a room, subscribing the node to the room's topic if
     /// it is the first local member. Returns once messages will arrive.
     /// Returns whether the session was newly added (false: already a member).
-    pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<bool, RouteError> {
-        let joined = self.table.join(session, room);
+    pub(crate) async fn join_room(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+    ) -> Result<bool, RouteError> {
+        let joined = self.table.join(&h.id, room);
         if let Err(e) = self.rooms.ensure(room).await {
-            if joined.added && self.table.leave(session, room) {
-                self.rooms.nudge(room);
+            if joined.added {
+                self.leave_room(h, room);
             }
             return Err(e.into());
+        }
+        if joined.added {
+            self.roster.touch(room, &h.user);
         }
         Ok(joined.added)
     }
 
     /// Removes a session from a room; the room's topic is unsubscribed in
     /// the background if it was the last local member.
-    pub(crate) async fn leave_room(&self, session: &str, room: &str) {
-        if self.table.leave(session, room) {
+    pub(crate) fn leave_room(&self, h: &SessionHandle, room: &str) -> Left {
+        let left = self.table.leave(&h.id, room);
+        if left.emptied {
             self.rooms.nudge(room);
+        }
+        if left.unwatched {
+            self.roster.release(room);
+        }
+        if left.was_member {
+            self.roster.touch(room, &h.user);
+        }
+        left
+    }
+
+    /// Turns a member session's `presence` events for `room` on (waiting
+    /// until the room's roster is ready) or off.
+    pub(crate) async fn set_presence(&self, h: &SessionHandle, room: &str, on: bool) {
+        if self.table.set_presence(&h.id, room, on) {
+            self.roster.release(room);
+        }
+        if on {
+            self.roster.watch(room).await;
         }
     }
 
     /// Forgets a finished session.
     pub(crate) async fn remove_session(&self, handle: &SessionHandle) {
-        for room in self.table.remove(&handle.id) {
-            self.rooms.nudge(&room);
+        let removed = self.table.remove(&handle.id);
+        for room in &removed.emptied {
+            self.rooms.nudge(room);
+        }
+        for room in &removed.unwatched {
+            self.roster.release(room);
+        }
+        for room in &removed.rooms {
+            self.roster.touch(room, &handle.user);
         }
     }
 }
@@ -501,6 +557,7 @@ pub(crate) mod testing {
                     membership,
                     Arc::clone(&broker) as _,
                     streams,
+                    Arc::clone(&backend.rooms) as _,
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )

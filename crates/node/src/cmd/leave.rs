@@ -1,5 +1,7 @@
 //! `{"type":"leave","room":"lobby"}`: stop receiving a room. Leaving a room
 //! the session is not in is a no-op, acknowledged like any other leave.
+//! Leaving a server-side room only takes this session out of it: the user's
+//! stored membership stays, and the next connect joins it again.
 
 use wsring_cluster::StreamName;
 use wsring_protocol::MsgId;
@@ -17,7 +19,8 @@ pub(crate) struct Leave {
 
 impl Leave {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
-        node.leave_room(&s.handle.id, &self.room).await;
+        node.leave_room(&s.handle, &self.room);
+        s.server_rooms.remove(&self.room);
         s.cursors.remove(&StreamName::Room(self.room));
         Outcome::ack(self.id.as_ref())
     }
@@ -47,6 +50,7 @@ mod tests {
             id: None,
             resume: None,
             epoch: None,
+            presence: None,
         };
         let _ = join.apply(&mut s, &t.node).await;
         let stream = StreamName::Room("r".into());

@@ -8,6 +8,7 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use wsring_protocol::{ErrorCode, ServerFrame, close};
 use super::cursor::{Cursor, Resume};
 use super::state::SessionState;
 use super::{End, ReadError};
-use crate::cmd::{Command, Outcome};
+use crate::cmd::{Command, Outcome, ServerJoin, ServerLeave};
 use crate::node::Node;
 use crate::sessions::{Outbound, SessionHandle};
 
@@ -37,6 +38,9 @@ const OUTBOUND_BATCH: usize = 64;
 /// kernel does not answer the client's in-flight data with a reset that could
 /// destroy the close frame before the client reads it.
 pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Bound on reading the user's server-side rooms at connect.
+const SERVER_ROOMS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A session missing this many ping periods (not even a pong) is dropped.
 const IDLE_PERIODS: f32 = 2.5;
@@ -97,7 +101,7 @@ where
         span.in_scope(|| debug!(evicted = %old.id, "per-user session cap: closing the oldest"));
         old.offer(Outbound::Close(
             close::POLICY_VIOLATION,
-            close::REASON_TOO_MANY_SESSIONS,
+            close::REASON_TOO_MANY_SESSIONS.into(),
         ));
     }
     let mut conn = Conn {
@@ -254,7 +258,8 @@ where
         }
     }
 
-    /// Welcome, ownership re-check and (durable) user-stream resume.
+    /// Welcome, ownership re-check, (durable) user-stream resume, then the
+    /// user's server-side rooms.
     async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
         let user_stream = StreamName::User(self.state.handle.user.to_string());
         let pos = match &self.node.streams {
@@ -311,6 +316,36 @@ where
                 self.write_text(f.to_json()).await?;
             }
             (None, None) => {}
+        }
+        self.join_server_rooms().await
+    }
+
+    /// Joins every room the server put the user in. The session is in the
+    /// node's table already, so a `POST /api/rooms/{room}/join|leave` that
+    /// changes the stored rooms after this read also reaches the session's
+    /// queue, and is applied after this.
+    async fn join_server_rooms(&mut self) -> Result<(), End> {
+        let user = Arc::clone(&self.state.handle.user);
+        let listed =
+            tokio::time::timeout(SERVER_ROOMS_TIMEOUT, self.node.server_rooms.list(&user)).await;
+        let rooms = match listed {
+            Ok(Ok(rooms)) => rooms,
+            Ok(Err(e)) => {
+                debug!(error = %e, "server-side rooms unavailable at connect");
+                self.close(close::TRY_AGAIN_LATER, "server-side rooms unavailable")
+                    .await?;
+                return Err(End::Closed);
+            }
+            Err(_) => {
+                debug!("server-side rooms not read in time at connect");
+                self.close(close::TRY_AGAIN_LATER, "server-side rooms unavailable")
+                    .await?;
+                return Err(End::Closed);
+            }
+        };
+        for room in rooms {
+            let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
+            self.carry_out(outcome).await?;
         }
         Ok(())
     }
@@ -408,6 +443,18 @@ where
                 retry_after_ms,
             } => self.moved(epoch, retry_after_ms).await,
             Outbound::Close(code, reason) => self.close(code, reason).await,
+            Outbound::ServerJoin(room) => {
+                let room = room.to_string();
+                let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
+                self.carry_out(outcome).await
+            }
+            Outbound::ServerLeave(room) => {
+                let room = room.to_string();
+                let outcome = ServerLeave { room }
+                    .apply(&mut self.state, &self.node)
+                    .await;
+                self.carry_out(outcome).await
+            }
             Outbound::Resync => {
                 self.state.schedule_resync(Duration::ZERO);
                 Ok(())
@@ -442,11 +489,12 @@ where
     }
 
     /// Sends a close frame and ends the session.
-    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
+    async fn close(&mut self, code: u16, reason: impl Into<Cow<'static, str>>) -> Result<(), End> {
+        let reason = match reason.into() {
+            Cow::Borrowed(r) => Utf8Bytes::from_static(r),
+            Cow::Owned(r) => Utf8Bytes::from(r),
         };
+        let frame = CloseFrame { code, reason };
         // Not through `io`: a kicked session must still get its close frame
         // out, so only a node stop or the write-stall bound cut this short.
         let kill = self.node.kill.clone();

@@ -6,7 +6,7 @@
 //! and acts on what the commands return. Keeping the socket out of here is
 //! what lets the commands be tested without one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 use wsring_auth::RoomPolicy;
@@ -28,6 +28,9 @@ pub(crate) struct SessionState {
     pub rooms: RoomPolicy,
     /// Whether the connect token lets it send direct messages.
     pub may_send: bool,
+    /// Rooms the server put the session's user in (and the session is in):
+    /// allowed whatever the token's `rooms` claim says.
+    pub server_rooms: HashSet<String>,
     /// When the next catch-up pass is due. One timer per session, however
     /// many triggers (broker reconnects, failed reads) pile up.
     resync_at: Option<Instant>,
@@ -43,6 +46,7 @@ impl SessionState {
             cursors: HashMap::new(),
             rooms: RoomPolicy::All,
             may_send: true,
+            server_rooms: HashSet::new(),
             resync_at: None,
             resync_failures: 0,
         }

@@ -540,7 +540,7 @@ async fn moves_stops_and_crashes() {
 
     let mut c = Client::connect(&t, "alice", None);
     let h = c.handle(&t, "alice").await;
-    h.offer(Outbound::Close(1001, "server shutting down"));
+    h.offer(Outbound::Close(1001, "server shutting down".into()));
     assert_eq!(
         c.close_frame().await,
         (1001, "server shutting down".to_owned())
