@@ -406,11 +406,14 @@ impl Node {
     /// Turns a member session's `presence` events for `room` on (waiting
     /// until the room's roster is ready) or off.
     pub(crate) async fn set_presence(&self, h: &SessionHandle, room: &str, on: bool) {
-        if self.table.set_presence(&h.id, room, on) {
-            self.roster.release(room);
-        }
         if on {
-            self.roster.watch(room).await;
+            // The roster first (its own announcement of this user
+            // included), the table's watcher after: the session's own join
+            // is not news to it.
+            let _keep = self.roster.watch(room, &h.user).await;
+            self.table.set_presence(&h.id, room, true);
+        } else if self.table.set_presence(&h.id, room, false) {
+            self.roster.release(room);
         }
     }
 

@@ -103,6 +103,12 @@ struct RoomRoster {
     answered: HashSet<String>,
     /// Whether changes are reported as events.
     ready: watch::Sender<bool>,
+    /// Bumped whenever a message was applied (a session about to watch
+    /// waits on it for its own presence).
+    applied: watch::Sender<u64>,
+    /// Sessions about to watch the room (not in the table's watchers yet):
+    /// the roster is kept for them.
+    pending: usize,
 }
 
 type Events = Vec<(String, PresenceEvent)>;
@@ -138,7 +144,16 @@ impl RoomRoster {
             gathering: HashMap::new(),
             answered: HashSet::new(),
             ready: watch::channel(false).0,
+            applied: watch::channel(0).0,
+            pending: 0,
         }
+    }
+
+    /// Whether `node`'s share has `user`.
+    fn has(&self, node: &str, user: &str) -> bool {
+        self.shares
+            .get(node)
+            .is_some_and(|s| s.users.contains(user))
     }
 
     fn is_ready(&self) -> bool {
@@ -246,6 +261,25 @@ struct Watched {
     members: HashSet<String>,
 }
 
+/// Keeps a room's roster for a session about to watch it (see
+/// [`Roster::watch`]).
+pub(crate) struct WatchGuard<'a> {
+    roster: &'a Roster,
+    room: String,
+}
+
+impl Drop for WatchGuard<'_> {
+    fn drop(&mut self) {
+        {
+            let mut w = lock(&self.roster.watched);
+            if let Some(r) = w.rooms.get_mut(&self.room) {
+                r.pending = r.pending.saturating_sub(1);
+            }
+        }
+        self.roster.release(&self.room);
+    }
+}
+
 /// One node's rosters: both halves.
 pub(crate) struct Roster {
     id: String,
@@ -299,42 +333,59 @@ impl Roster {
         self.wake.notify_one();
     }
 
-    /// A local session watches `room`: makes sure the room's roster exists
-    /// and returns once it is ready (every node answered, or
-    /// [`READY_WAIT`] passed).
-    pub(crate) async fn watch(&self, room: &str) {
-        let (mut ready, created) = {
+    /// A local session of `user` is about to watch `room` (it is a member
+    /// already): makes sure the room's roster exists and returns once it is
+    /// ready (every node answered, or [`READY_WAIT`] passed) and has this
+    /// node's own announcement of `user`, so the session's own join is not
+    /// reported to it. The roster is kept while the returned guard lives;
+    /// make the session a watcher in the table before dropping it.
+    pub(crate) async fn watch(&self, room: &str, user: &str) -> WatchGuard<'_> {
+        let (mut ready, mut applied, created) = {
             let mut w = lock(&self.watched);
-            match w.rooms.get(room) {
-                Some(r) => (r.ready.subscribe(), false),
-                None => {
-                    let r = RoomRoster::new();
-                    let rx = r.ready.subscribe();
-                    w.rooms.insert(room.to_owned(), r);
-                    (rx, true)
-                }
-            }
+            let created = !w.rooms.contains_key(room);
+            let r = w
+                .rooms
+                .entry(room.to_owned())
+                .or_insert_with(RoomRoster::new);
+            r.pending += 1;
+            (r.ready.subscribe(), r.applied.subscribe(), created)
+        };
+        let guard = WatchGuard {
+            roster: self,
+            room: room.to_owned(),
         };
         if created && let Err(e) = self.ask(room).await {
             debug!(room, error = %e, "could not ask for the room's roster");
         }
-        if tokio::time::timeout(READY_WAIT, ready.wait_for(|r| *r))
-            .await
-            .is_err()
+        let settled = async {
+            let _ = ready.wait_for(|r| *r).await;
+            loop {
+                let seen = lock(&self.watched)
+                    .rooms
+                    .get(room)
+                    .is_none_or(|r| r.has(&self.id, user));
+                if seen || applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(READY_WAIT, settled).await.is_err()
             && let Some(r) = lock(&self.watched).rooms.get(room)
         {
             // Someone did not answer (it crashed, or its broker is down):
             // report from what arrived.
             r.ready.send_replace(true);
         }
+        guard
     }
 
-    /// Forgets `room`'s roster unless a local session still watches it.
+    /// Forgets `room`'s roster unless a local session watches it or is
+    /// about to.
     pub(crate) fn release(&self, room: &str) {
         let mut w = lock(&self.watched);
         // Decided under the roster lock, after the table changed: a new
-        // watcher either shows in the table here or calls `watch` after.
-        if !self.table.has_watchers(room) {
+        // watcher either shows in the table here, or holds a guard.
+        if !self.table.has_watchers(room) && w.rooms.get(room).is_some_and(|r| r.pending == 0) {
             w.rooms.remove(room);
         }
     }
@@ -394,6 +445,7 @@ impl Roster {
                 } => {
                     let Some(r) = rooms.get_mut(room) else { return };
                     r.delta(&node, inc, user, present, &mut events);
+                    r.applied.send_modify(|n| *n += 1);
                 }
                 RosterMsg::Share {
                     node,
@@ -412,6 +464,7 @@ impl Roster {
                         r.replace(&node, inc, users, &mut events);
                         r.answered.insert(node);
                         r.check_ready(members);
+                        r.applied.send_modify(|n| *n += 1);
                     }
                 }
             }
@@ -720,6 +773,156 @@ mod tests {
         assert_eq!(
             net(ev(&[("a", Join), ("a", Leave), ("a", Join)])),
             ev(&[("a", Join)])
+        );
+    }
+
+    use crate::cmd::Join;
+    use crate::node::testing::TestNode;
+    use crate::sessions::Outbound;
+    use serde_json::{Value, json};
+    use tokio::sync::mpsc;
+
+    /// Joins `room` with presence events, as a client would.
+    async fn watch_room(t: &TestNode, user: &str, room: &str) -> mpsc::Receiver<Outbound> {
+        let (mut s, rx) = t.live_state(user);
+        let o = Join {
+            room: room.into(),
+            id: Some(wsring_protocol::MsgId::Int(1)),
+            resume: None,
+            epoch: None,
+            presence: Some(true),
+        }
+        .apply(&mut s, &t.node)
+        .await;
+        assert_eq!(o.reply.as_deref(), Some(r#"{"type":"ack","id":1}"#));
+        rx
+    }
+
+    fn presence(user: &str, event: &str) -> Value {
+        json!({"type":"presence","room":"r","user":user,"event":event})
+    }
+
+    #[tokio::test]
+    async fn watchers_hear_each_user_once_whatever_its_sessions() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut w = watch_room(&t, "watcher", "r").await;
+        let (a1, _r1) = t.session("alice");
+        let (a2, _r2) = t.session("alice");
+        t.node.join_room(&a1, "r").await.expect("join");
+        assert_eq!(
+            TestNode::next_message(&mut w).await,
+            presence("alice", "join")
+        );
+        t.node.join_room(&a2, "r").await.expect("join");
+        t.node.leave_room(&a1, "r");
+        t.node.remove_session(&a2).await;
+        assert_eq!(
+            TestNode::next_message(&mut w).await,
+            presence("alice", "leave")
+        );
+        let (b, _rb) = t.session("bob");
+        t.node.join_room(&b, "r").await.expect("join");
+        assert_eq!(
+            TestNode::next_message(&mut w).await,
+            presence("bob", "join"),
+            "alice's second session was no event"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_watchers_own_join_is_not_news_to_it() {
+        let t = TestNode::start(TestNode::config()).await;
+        let mut first = watch_room(&t, "first", "r").await;
+        // The roster exists and is ready: the second watcher's own join
+        // reaches the first one only.
+        let mut second = watch_room(&t, "second", "r").await;
+        assert_eq!(
+            TestNode::next_message(&mut first).await,
+            presence("second", "join")
+        );
+        let (c, _rc) = t.session("carol");
+        t.node.join_room(&c, "r").await.expect("join");
+        assert_eq!(
+            TestNode::next_message(&mut second).await,
+            presence("carol", "join")
+        );
+        assert_eq!(
+            TestNode::next_message(&mut first).await,
+            presence("carol", "join")
+        );
+    }
+
+    fn roster_envelope(msg: &RosterMsg) -> Bytes {
+        Envelope {
+            target: Target::Roster { room: "r".into() },
+            seq: None,
+            stream_epoch: None,
+            frame: Bytes::from(serde_json::to_vec(msg).expect("json")),
+        }
+        .encode()
+    }
+
+    /// The next roster query a peer connection sees.
+    async fn next_query(inbox: &mut wsring_cluster::Inbox) -> String {
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+                .await
+                .expect("a query within 5 s")
+                .expect("inbox open");
+            if let wsring_cluster::BrokerEvent::Message { payload, .. } = ev
+                && let Ok(env) = Envelope::decode(payload)
+                && let Ok(RosterMsg::Query { from }) = serde_json::from_slice(&env.frame)
+            {
+                return from;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_broker_outage_hid_is_asked_for_again() {
+        let t = TestNode::start(TestNode::config()).await;
+        // Another node, in so far as the roster sees it.
+        let (peer, mut peer_inbox) = t.backend.hub.connect();
+        peer.subscribe(&Topic::Cluster).await.expect("subscribe");
+        let mut w = watch_room(&t, "watcher", "r").await;
+        assert_eq!(next_query(&mut peer_inbox).await, "n1");
+        // A delta the node misses: its connection is down.
+        t.broker.sever().await;
+        let delta = RosterMsg::Delta {
+            node: "n9".into(),
+            inc: 1,
+            user: "zed".into(),
+            present: true,
+        };
+        peer.publish(&Topic::Room("r".into()), roster_envelope(&delta))
+            .await
+            .expect("publish");
+        t.broker.restore().await;
+        // Back up, the node asks again; the peer's answer carries zed.
+        assert_eq!(next_query(&mut peer_inbox).await, "n1");
+        let share = RosterMsg::Share {
+            node: "n9".into(),
+            inc: 1,
+            users: vec!["zed".into()],
+            first: true,
+            last: true,
+        };
+        peer.publish(&Topic::Node("n1".into()), roster_envelope(&share))
+            .await
+            .expect("publish");
+        assert_eq!(
+            TestNode::next_message(&mut w).await,
+            presence("zed", "join")
+        );
+        // The same share again is no news.
+        peer.publish(&Topic::Node("n1".into()), roster_envelope(&share))
+            .await
+            .expect("publish");
+        let (b, _rb) = t.session("bob");
+        t.node.join_room(&b, "r").await.expect("join");
+        assert_eq!(
+            TestNode::next_message(&mut w).await,
+            presence("bob", "join")
         );
     }
 

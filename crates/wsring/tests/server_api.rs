@@ -592,6 +592,8 @@ async fn disconnect_across_nodes(c: &Cluster) {
     let mut b = c.session(&user, if c.hash { 0 } else { 1 }).await;
     let other = c.user_on("bystander", 0).await;
     let mut bystander = c.session(&other, 0).await;
+    let p = c.api().presence(&user).await.expect("presence");
+    assert_eq!(p.sessions.len(), 2, "{p:?}");
     // Asked on a node that holds none of them.
     let d = c
         .api_at(&c.node(2).base)
@@ -611,6 +613,23 @@ async fn disconnect_across_nodes(c: &Cluster) {
         );
     }
     bystander.roundtrip("still here").await;
+    assert!(
+        c.api()
+            .presence(&user)
+            .await
+            .expect("presence")
+            .sessions
+            .is_empty()
+    );
+    assert!(
+        c.api()
+            .broadcast(json!("to all"))
+            .await
+            .expect("broadcast")
+            .ok
+    );
+    let m = next_of(&mut bystander, "message").await;
+    assert_eq!(m, json!({"type":"message","from":null,"data":"to all"}));
     // Its own code and reason, through the gateway.
     let mut again = c.session(&user, 0).await;
     let d = c
@@ -758,10 +777,50 @@ async fn presence_events(c: &Cluster) {
     .await;
     let event =
         |user: &str, ev: &str| json!({"type":"presence","room":room,"user":user,"event":ev});
+    // The Rust client, watching the same room.
+    let sdk_user = c.user_on("sdkwatch", 2).await;
+    let cfg = wsring_client::ClientConfig::new(&c.ws, &sdk_user).with_token(token(&sdk_user));
+    let (sdk, mut sdk_events) = wsring_client::connect_with(cfg)
+        .await
+        .expect("sdk connects");
+    sdk.join_with_presence(&room)
+        .await
+        .expect("join with presence");
+    assert_eq!(
+        next_of(&mut watcher, "presence").await,
+        event(&sdk_user, "join")
+    );
     let p1 = c.user_on("p1", 1).await;
     let mut p1a = c.session(&p1, 1).await;
     request(&mut p1a, json!({"type":"join","room":room,"id":"a"})).await;
     assert_eq!(next_of(&mut watcher, "presence").await, event(&p1, "join"));
+    loop {
+        let ev = tokio::time::timeout(WAIT, sdk_events.next())
+            .await
+            .expect("an event")
+            .expect("open");
+        if let Event::Presence {
+            room: r,
+            user,
+            event,
+        } = ev
+        {
+            assert_eq!(
+                (r.as_str(), user.as_str(), event),
+                (
+                    room.as_str(),
+                    p1.as_str(),
+                    wsring_client::PresenceEvent::Join
+                )
+            );
+            break;
+        }
+    }
+    sdk.close();
+    assert_eq!(
+        next_of(&mut watcher, "presence").await,
+        event(&sdk_user, "leave")
+    );
     // A second session of p1 (on another node in broadcast routing) is no
     // news; p2 joining is the next event.
     let mut p1b = c.session(&p1, if c.hash { 1 } else { 2 }).await;
