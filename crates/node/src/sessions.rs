@@ -37,14 +37,41 @@ pub(crate) enum Outbound {
     Moved { epoch: u64, retry_after_ms: u64 },
     /// The broker reconnected: re-read streams from the store after the cursors.
     Resync,
-    /// Close with this code and reason (server shutdown, `/api/disconnect`).
+    /// Close with this code and reason (server shutdown, a session cap).
     Close(u16, Cow<'static, str>),
+    /// `/api/disconnect`: close with this application code and reason.
+    Disconnect(u16, Arc<str>, Completion),
     /// The server put the session's user in this room
     /// (`/api/rooms/{room}/join`): join it and say so.
-    ServerJoin(Arc<str>),
+    ServerJoin(Arc<str>, Completion),
     /// The server took the session's user out of this room
     /// (`/api/rooms/{room}/leave`): leave it and say so.
-    ServerLeave(Arc<str>),
+    ServerLeave(Arc<str>, Completion),
+}
+
+/// Carried by queued work an API call waits for. Nobody sends on it: the
+/// call sees its [`Waiter`] close once every copy was dropped, that is once
+/// every session carried out its item (or ended without it).
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    _alive: mpsc::Sender<()>,
+}
+
+/// The API call's half of a [`Completion`].
+pub(crate) struct Waiter(mpsc::Receiver<()>);
+
+/// A completion for work about to be queued, and its waiter.
+pub(crate) fn completion() -> (Completion, Waiter) {
+    let (tx, rx) = mpsc::channel(1);
+    (Completion { _alive: tx }, Waiter(rx))
+}
+
+impl Waiter {
+    /// Waits until every copy of the completion was dropped, at most
+    /// `bound`; whether they all were. Drop the caller's own copy first.
+    pub(crate) async fn wait(mut self, bound: std::time::Duration) -> bool {
+        tokio::time::timeout(bound, self.0.recv()).await.is_ok()
+    }
 }
 
 impl Outbound {
@@ -56,8 +83,9 @@ impl Outbound {
             Outbound::Moved { .. }
             | Outbound::Resync
             | Outbound::Close(..)
-            | Outbound::ServerJoin(_)
-            | Outbound::ServerLeave(_) => 0,
+            | Outbound::Disconnect(..)
+            | Outbound::ServerJoin(..)
+            | Outbound::ServerLeave(..) => 0,
         }
     }
 }
@@ -462,6 +490,24 @@ mod tests {
         assert_eq!(h.queued.load(Ordering::Acquire), 40);
         // Control items cost nothing.
         assert!(h.offer(Outbound::Resync));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_sees_every_copy_go() {
+        let (done, waiter) = completion();
+        let copies = vec![done.clone(), done.clone()];
+        drop(done);
+        let waited = tokio::spawn(waiter.wait(std::time::Duration::from_secs(1)));
+        tokio::task::yield_now().await;
+        assert!(!waited.is_finished(), "two copies are still queued");
+        drop(copies);
+        assert!(waited.await.expect("task"), "all dropped: done in time");
+        let (held, waiter) = completion();
+        assert!(
+            !waiter.wait(std::time::Duration::from_secs(1)).await,
+            "bounded"
+        );
+        drop(held);
     }
 
     #[test]

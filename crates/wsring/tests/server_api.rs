@@ -689,6 +689,12 @@ async fn server_rooms_survive_reconnects(c: &Cluster) {
         .await
         .expect("join");
     assert_eq!((r.changed, r.sessions), (true, 1), "{r:?}");
+    // The answer came once the session was in the room: a publish right
+    // after it reaches the session.
+    c.api()
+        .publish(&room, json!("one"), None)
+        .await
+        .expect("publish");
     assert_eq!(
         next_of(&mut s, "joined").await,
         json!({"type":"joined","room":room})
@@ -697,10 +703,6 @@ async fn server_rooms_survive_reconnects(c: &Cluster) {
         let resumed = next_of(&mut s, "resumed").await;
         assert_eq!(resumed["stream"], format!("room:{room}"));
     }
-    c.api()
-        .publish(&room, json!("one"), None)
-        .await
-        .expect("publish");
     let m = next_of(&mut s, "message").await;
     assert_eq!(
         (m["room"].as_str(), &m["data"]),

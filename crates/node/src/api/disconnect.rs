@@ -6,8 +6,9 @@
 //! The answering node closes its own sessions of the user and asks every
 //! other member to close theirs (`?scope=local`, with the caller's API
 //! key), in parallel; `closed` adds up what each closed, and members that
-//! did not answer in time are listed under `unreachable`. A session that
-//! connects after its node took the call is not closed.
+//! did not answer in time are listed under `unreachable`. Each node answers
+//! once its sessions sent their close frames (or after half a second). A
+//! session that connects after its node took the call is not closed.
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -20,7 +21,7 @@ use wsring_http::{parse_body, rejection};
 use wsring_protocol::DisconnectBody;
 use wsring_protocol::api::Disconnected;
 
-use super::{ask_peers, local_scope};
+use super::{ask_peers, local_scope, tell_sessions};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::sessions::Outbound;
@@ -34,7 +35,7 @@ pub(super) async fn handle(
     let raw = body.map_err(rejection)?;
     let b: DisconnectBody = parse_body(Ok(raw.clone()))?;
     b.validate()?;
-    let closed = close_local(&node, &b);
+    let closed = close_local(&node, &b).await;
     if local_scope(q.as_deref()) {
         return Ok(Json(report::disconnected(
             &b.user,
@@ -46,15 +47,17 @@ pub(super) async fn handle(
     Ok(Json(report::disconnected(&b.user, Some(closed), answers)))
 }
 
-/// Tells every local session of the user to close; how many there were.
-fn close_local(node: &Node, b: &DisconnectBody) -> u64 {
-    let sessions = node.table.user_sessions(&b.user);
-    let reason = b.close_reason().to_owned();
-    for h in &sessions {
-        h.offer(Outbound::Close(b.close_code(), reason.clone().into()));
+/// Tells every local session of the user to close and waits (briefly) for
+/// their close frames to go out; how many there were.
+async fn close_local(node: &Node, b: &DisconnectBody) -> u64 {
+    let reason: Arc<str> = b.close_reason().into();
+    let code = b.close_code();
+    let n = tell_sessions(node, &b.user, |done| {
+        Outbound::Disconnect(code, Arc::clone(&reason), done)
+    })
+    .await;
+    if n > 0 {
+        tracing::info!(node = %node.id(), user = %b.user, sessions = n, code, "disconnected a user's sessions");
     }
-    if !sessions.is_empty() {
-        tracing::info!(node = %node.id(), user = %b.user, sessions = sessions.len(), code = b.close_code(), "disconnecting a user's sessions");
-    }
-    sessions.len() as u64
+    n
 }

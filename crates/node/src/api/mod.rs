@@ -71,6 +71,30 @@ pub(crate) fn routes(security: Arc<Security>) -> Router<Arc<Node>> {
         .route("/metrics", get(metrics::handle))
 }
 
+/// How long a call that changes sessions (disconnect, a server-side join
+/// or leave) waits for this node's sessions to carry it out before
+/// answering: under the 1 s a peer waits for the answer.
+const SESSION_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Queues `item(done)` for every local session of `user` and waits (at most
+/// [`SESSION_WAIT`]) until they carried it out; how many there were.
+async fn tell_sessions(
+    node: &Node,
+    user: &str,
+    item: impl Fn(crate::sessions::Completion) -> crate::sessions::Outbound,
+) -> u64 {
+    let sessions = node.table.user_sessions(user);
+    let (done, waiter) = crate::sessions::completion();
+    for h in &sessions {
+        h.offer(item(done.clone()));
+    }
+    drop(done);
+    if !waiter.wait(SESSION_WAIT).await {
+        tracing::debug!(node = %node.id(), user, "sessions still busy with an API call");
+    }
+    sessions.len() as u64
+}
+
 /// Whether the call asks for this node's own share only (`?scope=local`,
 /// what a member asks its peers).
 fn local_scope(q: Option<&str>) -> bool {

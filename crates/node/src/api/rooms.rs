@@ -11,6 +11,10 @@
 //!   [{"user","sessions"}],"truncated"}` and `GET /api/rooms/{room}/count`
 //!   → `{"room","users","sessions"}`: the room's members cluster-wide.
 //!
+//! A node answers once its sessions carried the change out (or after half
+//! a second), so a message published after the answer reaches a session
+//! that joined and misses one that left.
+//!
 //! The store is written *before* the live sessions are told: a session that
 //! connects meanwhile is already in its node's table when it reads the
 //! store, so it either reads the new state or gets the live change (or
@@ -31,7 +35,7 @@ use wsring_http::{parse_body, rejection};
 use wsring_protocol::api::{RoomChange, RoomCount, RoomMembers, check_room_path};
 use wsring_protocol::{ErrorCode, RoomUserBody};
 
-use super::{ask_peers, local_scope};
+use super::{ask_peers, local_scope, tell_sessions};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::sessions::Outbound;
@@ -67,15 +71,6 @@ fn user_body(body: Result<Bytes, BytesRejection>) -> Result<(Bytes, RoomUserBody
     let b: RoomUserBody = parse_body(Ok(raw.clone()))?;
     b.validate()?;
     Ok((raw, b))
-}
-
-/// Queues `item` for every local session of `user`; how many there were.
-fn tell_sessions(node: &Node, user: &str, item: &Outbound) -> u64 {
-    let sessions = node.table.user_sessions(user);
-    for h in &sessions {
-        h.offer(item.clone());
-    }
-    sessions.len() as u64
 }
 
 /// What a room change does to the stored membership and to live sessions.
@@ -136,11 +131,17 @@ async fn change(
         }
         (false, Change::Leave) => store(node.server_rooms.remove(&b.user, &room)).await?,
     };
-    let (item, action) = match what {
-        Change::Join => (Outbound::ServerJoin(room.as_str().into()), "/join"),
-        Change::Leave => (Outbound::ServerLeave(room.as_str().into()), "/leave"),
+    let name: Arc<str> = room.as_str().into();
+    let (sessions, action) = match what {
+        Change::Join => {
+            let item = |done| Outbound::ServerJoin(Arc::clone(&name), done);
+            (tell_sessions(&node, &b.user, item).await, "/join")
+        }
+        Change::Leave => {
+            let item = |done| Outbound::ServerLeave(Arc::clone(&name), done);
+            (tell_sessions(&node, &b.user, item).await, "/leave")
+        }
     };
-    let sessions = tell_sessions(&node, &b.user, &item);
     let answers = if local {
         Vec::new()
     } else {

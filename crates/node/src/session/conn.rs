@@ -443,12 +443,15 @@ where
                 retry_after_ms,
             } => self.moved(epoch, retry_after_ms).await,
             Outbound::Close(code, reason) => self.close(code, reason).await,
-            Outbound::ServerJoin(room) => {
+            // The completions are dropped once these are carried out: the
+            // API call that queued them is waiting for that.
+            Outbound::Disconnect(code, reason, _done) => self.close(code, reason.to_string()).await,
+            Outbound::ServerJoin(room, _done) => {
                 let room = room.to_string();
                 let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
                 self.carry_out(outcome).await
             }
-            Outbound::ServerLeave(room) => {
+            Outbound::ServerLeave(room, _done) => {
                 let room = room.to_string();
                 let outcome = ServerLeave { room }
                     .apply(&mut self.state, &self.node)
