@@ -452,7 +452,7 @@ pub(crate) mod testing {
     use tokio::sync::mpsc;
     use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
     use wsring_cluster::{
-        ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, StreamPos,
+        ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, RoomAdd, StreamPos,
     };
 
     use crate::session::state::SessionState;
@@ -507,6 +507,31 @@ pub(crate) mod testing {
         }
     }
 
+    /// Server-side rooms whose next reads can be made to fail.
+    struct FlakyRooms {
+        inner: Arc<dyn ServerRooms>,
+        failing_reads: Arc<AtomicU64>,
+    }
+
+    #[async_trait]
+    impl ServerRooms for FlakyRooms {
+        async fn add(&self, user: &str, room: &str, max: usize) -> Result<RoomAdd, ClusterError> {
+            self.inner.add(user, room, max).await
+        }
+        async fn remove(&self, user: &str, room: &str) -> Result<bool, ClusterError> {
+            self.inner.remove(user, room).await
+        }
+        async fn list(&self, user: &str) -> Result<Vec<String>, ClusterError> {
+            let failing =
+                self.failing_reads
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(ClusterError::unavailable("server rooms read failed (test)"));
+            }
+            self.inner.list(user).await
+        }
+    }
+
     /// A test node and the backend under it.
     pub(crate) struct TestNode {
         pub node: Arc<Node>,
@@ -515,6 +540,7 @@ pub(crate) mod testing {
         pub broker: Arc<MemoryBroker>,
         down: Arc<AtomicBool>,
         failing_reads: Arc<AtomicU64>,
+        failing_room_reads: Arc<AtomicU64>,
     }
 
     impl TestNode {
@@ -552,6 +578,11 @@ pub(crate) mod testing {
                     failing_reads: Arc::clone(&failing_reads),
                 }) as Arc<dyn StreamStore>
             });
+            let failing_room_reads = Arc::new(AtomicU64::new(0));
+            let rooms = Arc::new(FlakyRooms {
+                inner: Arc::clone(&backend.rooms) as _,
+                failing_reads: Arc::clone(&failing_room_reads),
+            });
             let url = "ws://test.invalid/ws".to_owned();
             let node = Arc::new(
                 Node::new(
@@ -560,7 +591,7 @@ pub(crate) mod testing {
                     membership,
                     Arc::clone(&broker) as _,
                     streams,
-                    Arc::clone(&backend.rooms) as _,
+                    rooms,
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )
@@ -585,6 +616,7 @@ pub(crate) mod testing {
                 broker,
                 down,
                 failing_reads,
+                failing_room_reads,
             }
         }
 
@@ -640,6 +672,11 @@ pub(crate) mod testing {
         /// Makes the next `n` stream reads fail.
         pub fn fail_reads(&self, n: u64) {
             self.failing_reads.store(n, Ordering::Relaxed);
+        }
+
+        /// Makes the next `n` reads of server-side rooms fail.
+        pub fn fail_room_reads(&self, n: u64) {
+            self.failing_room_reads.store(n, Ordering::Relaxed);
         }
 
         /// Appends `n` messages (`data` 1..=n, from `sender`) to `stream`;

@@ -37,6 +37,9 @@ pub(crate) enum Outbound {
     Moved { epoch: u64, retry_after_ms: u64 },
     /// The broker reconnected: re-read streams from the store after the cursors.
     Resync,
+    /// Read the user's server-side rooms again (they could not be read at
+    /// connect) and join them.
+    LoadServerRooms,
     /// Close with this code and reason (server shutdown, a session cap).
     Close(u16, Cow<'static, str>),
     /// `/api/disconnect`: close with this application code and reason.
@@ -82,6 +85,7 @@ impl Outbound {
             Outbound::Stream(m) => m.frame.len(),
             Outbound::Moved { .. }
             | Outbound::Resync
+            | Outbound::LoadServerRooms
             | Outbound::Close(..)
             | Outbound::Disconnect(..)
             | Outbound::ServerJoin(..)

@@ -324,25 +324,49 @@ where
     /// node's table already, so a `POST /api/rooms/{room}/join|leave` that
     /// changes the stored rooms after this read also reaches the session's
     /// queue, and is applied after this.
+    ///
+    /// If the store cannot be read, the session goes on without them (they
+    /// are not needed to serve it) and says so with an `unavailable` error
+    /// frame; it reads again later, through its own queue, so the read
+    /// stays in order with any join or leave queued meanwhile.
     async fn join_server_rooms(&mut self) -> Result<(), End> {
         let user = Arc::clone(&self.state.handle.user);
         let listed =
             tokio::time::timeout(SERVER_ROOMS_TIMEOUT, self.node.server_rooms.list(&user)).await;
         let rooms = match listed {
             Ok(Ok(rooms)) => rooms,
-            Ok(Err(e)) => {
-                debug!(error = %e, "server-side rooms unavailable at connect");
-                self.close(close::TRY_AGAIN_LATER, "server-side rooms unavailable")
-                    .await?;
-                return Err(End::Closed);
-            }
-            Err(_) => {
-                debug!("server-side rooms not read in time at connect");
-                self.close(close::TRY_AGAIN_LATER, "server-side rooms unavailable")
-                    .await?;
-                return Err(End::Closed);
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {SERVER_ROOMS_TIMEOUT:?}"),
+                };
+                let delay = self.state.server_rooms_failed();
+                debug!(error = %why, ?delay, "server-side rooms unavailable; reading again later");
+                if self.state.server_rooms_failures() == 1 {
+                    let msg = format!(
+                        "the server-side rooms could not be read ({why}); they are joined once they can be"
+                    );
+                    let f = ServerFrame::Error {
+                        code: ErrorCode::Unavailable,
+                        message: &msg,
+                        id: None,
+                    };
+                    self.write_text(f.to_json()).await?;
+                }
+                let handle = self.state.handle.clone();
+                let kill = self.node.kill.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = kill.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {
+                            handle.offer(Outbound::LoadServerRooms);
+                        }
+                    }
+                });
+                return Ok(());
             }
         };
+        self.state.server_rooms_loaded();
         for room in rooms {
             let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
             self.carry_out(outcome).await?;
@@ -458,6 +482,7 @@ where
                     .await;
                 self.carry_out(outcome).await
             }
+            Outbound::LoadServerRooms => self.join_server_rooms().await,
             Outbound::Resync => {
                 self.state.schedule_resync(Duration::ZERO);
                 Ok(())
