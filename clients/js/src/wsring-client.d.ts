@@ -12,6 +12,11 @@ export declare const ID_RULE: RegExp;
 /** Close code of a `moved` close: the user now belongs to another node. */
 export declare const CLOSE_MOVED: 1012;
 
+/** Whether a close code is an application's own (4000–4999, e.g. 4000 from
+ * `POST /api/disconnect`): the server ended the session on purpose, so the
+ * client closes instead of reconnecting. */
+export declare function isAppClose(code: number): boolean;
+
 /** A client's connection state. */
 export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed";
 
@@ -30,6 +35,8 @@ export type ErrorCode =
   | "rate_limited"
   | "unavailable"
   | "conflict"
+  | "storage_full"
+  | "rejected"
   | "timeout"
   | "closed"
   | "no_websocket"
@@ -127,6 +134,12 @@ export interface WsringEvents {
   resumed: { stream: string; complete: boolean; seq: number };
   /** An `error` frame that answered no pending request, or the client's own fatal error as it closes. */
   error: { code: ErrorCode; message: string };
+  /** A user entered (`join`) or left (`leave`) a room this client joined with `{presence: true}`. */
+  presence: { room: string; user: string; event: "join" | "leave" };
+  /** The server put this user in `room` (server-side rooms are re-joined by the server on connect). */
+  joined: { room: string };
+  /** The server took this user out of `room`; it is dropped from `rooms` too. */
+  left: { room: string };
 }
 
 /** A listener of event `K`. */
@@ -180,8 +193,10 @@ export declare class WsringClient {
   off<K extends keyof WsringEvents>(type: K, fn: WsringListener<K>): void;
   /** Sends `data` (JSON-serialisable) to every session of user `to`; resolves on the server's `ack`. */
   send(to: string, data: unknown): Promise<void>;
-  /** Joins `room` (kept across reconnects); resolves on `ack`. */
-  join(room: string): Promise<void>;
+  /** Joins `room` (kept across reconnects); resolves on `ack`. With
+   * `{presence: true}` the client also gets the room's `presence` events; a
+   * later plain join turns them off. */
+  join(room: string, options?: { presence?: boolean }): Promise<void>;
   /** Leaves `room`; resolves on `ack`. */
   leave(room: string): Promise<void>;
   /** Publishes `data` to `room` (membership not required); resolves on `ack`. */

@@ -23,6 +23,9 @@
 // * The WebSocket implementation is the `WebSocket` option, else the global
 //   one (browsers, Node 22+), else the `ws` package, imported on first use
 //   (Node 18 and 20); none of them is a dependency of this module.
+// * A close with an application code (4000–4999, e.g. 4000 from
+//   `POST /api/disconnect`) is final: the client closes instead of
+//   reconnecting.
 //
 // Every server frame documented in docs/PROTOCOL.md is fed through this module
 // by clients/js/test/protocol.test.mjs, which also compares the frames it
@@ -39,6 +42,12 @@ export const ID_RULE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 
 /** Close code of a `moved` close: the user now belongs to another node. */
 export const CLOSE_MOVED = 1012;
+
+/** Whether a close code is an application's own (4000–4999): the server
+ * ended the session on purpose, so the client does not reconnect. */
+export function isAppClose(code) {
+  return code >= 4000 && code <= 4999;
+}
 
 /** Connection states, in the order a client normally goes through them. */
 export const STATES = Object.freeze(["connecting", "connected", "reconnecting", "closed"]);
@@ -148,6 +157,10 @@ function idKey(id) {
  *   means history no longer covered the gap and the app should reload its state
  * * `error` `{code, message}` — an `error` frame not tied to a pending request,
  *   or the client's own fatal error (`no_websocket`, `bad_request`) as it closes
+ * * `presence` `{room, user, event}` — a user entered (`join`) or left (`leave`)
+ *   a room joined with `{presence: true}`
+ * * `joined` `{room}` / `left` `{room}` — the server put this user in a room,
+ *   or took it out (server-side rooms; the server re-joins them on connect)
  */
 export class WsringClient {
   /**
@@ -206,8 +219,9 @@ export class WsringClient {
     this._nextId = 0;
     /** stream key (`user` | `room:<r>`) → {epoch, seq} */
     this._cursors = new Map();
-    /** Rooms the application joined, re-joined after every reconnect. */
-    this._rooms = new Set();
+    /** Rooms the application joined → whether with presence events;
+     * re-joined after every reconnect. */
+    this._rooms = new Map();
     /** n → {n, frame, type, room, resolve, reject, deadline, retryAt}; Map keeps insertion order. */
     this._pending = new Map();
     /** Ids of internal room re-joins, whose acks are not the application's. */
@@ -261,9 +275,13 @@ export class WsringClient {
     return this._request({ type: "send", to, data });
   }
 
-  /** Joins `room` (re-joined automatically after reconnects). Resolves on `ack`. */
-  join(room) {
-    return this._request({ type: "join", room });
+  /**
+   * Joins `room` (re-joined automatically after reconnects). Resolves on `ack`.
+   * With `{presence: true}` the client also gets the room's `presence` events
+   * (resolving once they are live); a later plain join turns them off.
+   */
+  join(room, { presence = false } = {}) {
+    return this._request({ type: "join", room }, presence ? { presence: true } : null);
   }
 
   /** Leaves `room`. Resolves on `ack`. */
@@ -278,7 +296,7 @@ export class WsringClient {
 
   /** Rooms the application has joined (and not left). */
   get rooms() {
-    return [...this._rooms];
+    return [...this._rooms.keys()];
   }
 
   /** Requests not yet acknowledged. */
@@ -286,12 +304,14 @@ export class WsringClient {
     return this._pending.size;
   }
 
-  _request(frame) {
+  _request(frame, after = null) {
     if (this.state === "closed") return Promise.reject(new WsringError("closed", "client is closed"));
     const n = this._nextId++;
     frame.id = `${this._instance}-${n}`;
+    // Fields the protocol orders after the id.
+    Object.assign(frame, after);
     if (frame.type === "join") {
-      this._rooms.add(frame.room);
+      this._rooms.set(frame.room, frame.presence === true);
     } else if (frame.type === "leave") {
       this._rooms.delete(frame.room);
       this._cursors.delete(`room:${frame.room}`);
@@ -485,7 +505,7 @@ export class WsringClient {
     if (this._ws === null || !this._welcomed) return; // a listener closed us
     // Re-join rooms (with their resume points) before resending anything, so
     // resent publishes and sends land after the room is live again.
-    for (const room of this._rooms) {
+    for (const [room, presence] of this._rooms) {
       if ([...this._pending.values()].some((p) => p.type === "join" && p.room === room)) continue;
       const id = `${this._instance}-r${this._nextId++}`;
       const frame = { type: "join", room, id };
@@ -494,6 +514,7 @@ export class WsringClient {
         frame.resume = c.seq;
         frame.epoch = c.epoch;
       }
+      if (presence) frame.presence = true;
       this._internal.add(id);
       this._sendRaw(JSON.stringify(frame));
     }
@@ -551,6 +572,19 @@ export class WsringClient {
         this._emit("moved", { epoch: f.epoch, retry_after_ms: ms });
         return;
       }
+      case "presence":
+        this._emit("presence", { room: f.room, user: f.user, event: f.event });
+        return;
+      case "joined":
+        // The server re-joins it on every connect: nothing to track here.
+        this._emit("joined", { room: f.room });
+        return;
+      case "left":
+        // The server decided: a room the app joined itself is dropped too.
+        this._rooms.delete(f.room);
+        this._cursors.delete(`room:${f.room}`);
+        this._emit("left", { room: f.room });
+        return;
       default:
         return; // welcome again, pong, or a frame type added later
     }
@@ -617,6 +651,12 @@ export class WsringClient {
     this._internal.clear();
     if (this.state === "closed") return;
     if (wasWelcomed) this._emit("disconnected", { code, reason: reason || "" });
+    if (isAppClose(code)) {
+      // The application ended this user's sessions: do not come back.
+      this._setState("closed");
+      this._rejectAll(new WsringError("closed", `closed by the server (${code} ${reason || ""})`.trim()));
+      return;
+    }
     let delay;
     const moved = code === CLOSE_MOVED;
     if (moved) {

@@ -141,7 +141,7 @@ async function connectedClient(welcome = WELCOME) {
   });
   clients.push(client);
   const events = [];
-  for (const type of ["connected", "message", "moved", "resumed", "error", "disconnected", "reconnecting"]) {
+  for (const type of ["connected", "message", "moved", "resumed", "error", "disconnected", "reconnecting", "presence", "joined", "left"]) {
     client.on(type, (detail) => events.push({ type, ...detail }));
   }
   const ws = sockets.at(-1);
@@ -287,6 +287,36 @@ const EXPECT = {
       assert.deepEqual([resume, epoch], [frame.seq, frame.epoch]);
     }
   },
+
+  async presence(frame) {
+    const { client, ws, events } = await connectedClient();
+    ws.deliver(frame);
+    assert.deepEqual(events.slice(1), [{ type: "presence", room: frame.room, user: frame.user, event: frame.event }]);
+    assert.equal(client.state, "connected");
+  },
+
+  async joined(frame) {
+    const { client, ws, events } = await connectedClient();
+    ws.deliver(frame);
+    assert.deepEqual(events.slice(1), [{ type: "joined", room: frame.room }]);
+    // The server re-joins its rooms itself: the client does not.
+    assert.deepEqual(client.rooms, []);
+    const next = await reconnect(client, ws);
+    assert.equal(next.sent.filter((f) => f.type === "join").length, 0);
+  },
+
+  async left(frame) {
+    const { client, ws, events } = await connectedClient();
+    const joined = client.join(frame.room);
+    ws.deliver({ type: "ack", id: ws.sent.at(-1).id });
+    await joined;
+    ws.deliver(frame);
+    assert.deepEqual(events.at(-1), { type: "left", room: frame.room });
+    // Out for good: not re-joined after a reconnect.
+    assert.deepEqual(client.rooms, []);
+    const next = await reconnect(client, ws);
+    assert.equal(next.sent.filter((f) => f.type === "join").length, 0);
+  },
 };
 
 test("every documented server frame is handled by the JS client", async (t) => {
@@ -321,7 +351,7 @@ const PRODUCE = {
   },
   async join(f) {
     const { client, ws } = await connectedClient();
-    const joined = client.join(f.room);
+    const joined = client.join(f.room, { presence: f.presence === true });
     joined.catch(() => {}); // closed unanswered after the check
     if (f.resume === undefined) return ws.sentText.at(-1);
     // A join with a resume point is the client's own re-join after a
@@ -354,4 +384,15 @@ test("every frame the JS client sends has the documented shape", async (t) => {
   }
   const sendable = new Set(DOC.client.map((e) => e.frame.type).filter((t) => !NOT_SENT_BY_JS.has(t)));
   assert.deepEqual(new Set(Object.keys(PRODUCE)), sendable, "the JS client's frame types vs. the documented ones");
+});
+
+test("a close with an application code (4000-4999) is final", async () => {
+  const { client, ws, events } = await connectedClient();
+  const pending = client.send("bob", 1);
+  ws.serverClose(4000, "disconnected");
+  await assert.rejects(pending, (e) => e instanceof WsringError && e.code === "closed");
+  assert.equal(client.state, "closed");
+  assert.deepEqual(events.at(-1), { type: "disconnected", code: 4000, reason: "disconnected" });
+  assert.equal(events.filter((e) => e.type === "reconnecting").length, 0, "no reconnect");
+  for (const c of clients.splice(0)) c.close();
 });

@@ -178,6 +178,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
                 id: None,
                 resume: None,
                 epoch: None,
+                presence: None,
             };
             let _ = ws.send(Message::text(join.to_json())).await;
         }

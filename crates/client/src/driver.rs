@@ -9,8 +9,11 @@
 //! * **Pending requests** — every request with its id, in order, until acked.
 //!   After a reconnect they are resent in the same order with the same ids;
 //!   a durable cluster deduplicates by id, so nothing is stored twice.
-//! * **Rooms** — the rooms the application joined, re-joined with `resume`
-//!   after each reconnect before any pending request is resent.
+//! * **Rooms** — the rooms the application joined (and whether it wants
+//!   their presence events), re-joined with `resume` after each reconnect
+//!   before any pending request is resent. Rooms the server joined for the
+//!   user are the server's to re-join; a `left` frame drops a room from
+//!   both.
 
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
@@ -78,7 +81,8 @@ pub(crate) struct Driver {
     events: mpsc::Sender<Event>,
     stats: Arc<Stats>,
     cursors: HashMap<String, Cursor>,
-    rooms: BTreeSet<String>,
+    /// Joined rooms, and whether with presence events.
+    rooms: BTreeMap<String, bool>,
     pending: BTreeMap<u64, Pending>,
     next_id: u64,
     instance: String,
@@ -112,7 +116,7 @@ impl Driver {
             events,
             stats,
             cursors: HashMap::new(),
-            rooms: BTreeSet::new(),
+            rooms: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_id: 0,
             instance,
@@ -238,8 +242,8 @@ impl Driver {
         self.next_id += 1;
         frame.set_id(Some(MsgId::Str(self.request_id(n))));
         match &frame {
-            ClientFrame::Join { room, .. } => {
-                self.rooms.insert(room.clone());
+            ClientFrame::Join { room, presence, .. } => {
+                self.rooms.insert(room.clone(), *presence == Some(true));
             }
             ClientFrame::Leave { room, .. } => {
                 self.rooms.remove(room);
@@ -318,8 +322,8 @@ impl Driver {
         // Re-join rooms (with their resume points) before resending anything.
         // Acks of an earlier connection's re-joins will never come.
         self.internal.clear();
-        let rooms: Vec<String> = self.rooms.iter().cloned().collect();
-        for room in rooms {
+        let rooms: Vec<(String, bool)> = self.rooms.iter().map(|(r, p)| (r.clone(), *p)).collect();
+        for (room, presence) in rooms {
             if self.pending_join(&room) {
                 continue; // the pending join request itself will be resent
             }
@@ -331,6 +335,7 @@ impl Driver {
                 id: Some(MsgId::Str(id.clone())),
                 resume: cursor.map(|c| c.seq),
                 epoch: cursor.map(|c| c.epoch.clone()),
+                presence: presence.then_some(true),
             };
             self.internal.insert(id);
             if ws.send(WsMessage::text(frame.to_json())).await.is_err() {
@@ -367,6 +372,9 @@ impl Driver {
                             .unwrap_or((None, String::new()));
                         self.emit(Event::Disconnected { code, reason }).await;
                         return match (code, moved_after) {
+                            // The application (through the server) ended
+                            // this user's sessions on purpose.
+                            (Some(c), _) if close::is_app_code(c) => Ended::Closed,
                             (Some(close::SERVICE_RESTART), Some(d)) => Ended::Moved(d),
                             (Some(close::SERVICE_RESTART), None) => Ended::Moved(Duration::ZERO),
                             _ => Ended::Lost,
@@ -558,6 +566,17 @@ impl Driver {
                 })
                 .await;
                 return Action::Moved(Duration::from_millis(retry_after_ms));
+            }
+            OwnedServerFrame::Presence { room, user, event } => {
+                self.emit(Event::Presence { room, user, event }).await;
+            }
+            OwnedServerFrame::Joined { room } => {
+                self.emit(Event::Joined { room }).await;
+            }
+            OwnedServerFrame::Left { room } => {
+                self.rooms.remove(&room);
+                self.cursors.remove(&room_stream(&room));
+                self.emit(Event::Left { room }).await;
             }
             OwnedServerFrame::Welcome { .. } | OwnedServerFrame::Pong { .. } => {}
         }

@@ -26,16 +26,24 @@
 //!   and resolve on the server's `ack`; unacknowledged requests are resent
 //!   after a reconnect or an `unavailable` error, with the same id, which a
 //!   durable cluster deduplicates — so a message is stored exactly once.
+//! * **Stops when told to**: a close with an application code (4000–4999,
+//!   e.g. from `POST /api/disconnect`) is final: no reconnect.
+//!
+//! The server API (HTTP, with the API key) has its own small client,
+//! [`Api`]: what an application backend calls to send, publish, disconnect
+//! users, manage their server-side rooms and read history.
 //!
 //! # Layout
 //! * [`config`] — [`ClientConfig`] and its defaults.
 //! * [`event`] — what the application receives.
 //! * `driver` — the connection task: reconnect, resume, request tracking.
 //! * [`error`] — [`ClientError`].
+//! * [`api`] — [`Api`], the server API client, and [`ApiError`].
 //!
 //! Frames, error codes and close codes come from `wsring-protocol`, the
 //! crate the server uses, so the two cannot disagree on the wire format.
 
+pub mod api;
 pub mod config;
 mod driver;
 pub mod error;
@@ -48,9 +56,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use wsring_protocol::ClientFrame;
 
+pub use api::{Api, ApiConfig, ApiError};
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use event::{Event, Message};
+pub use event::{Event, Message, PresenceEvent};
 
 /// Counters of what the client had to handle.
 #[derive(Debug, Default)]
@@ -170,11 +179,24 @@ impl Client {
 
     /// Joins a room (and keeps it joined across reconnects).
     pub async fn join(&self, room: &str) -> Result<(), ClientError> {
+        self.join_as(room, None).await
+    }
+
+    /// Joins a room and receives its [`Event::Presence`] events: users
+    /// entering and leaving it anywhere in the cluster. Resolves once the
+    /// events are live; kept across reconnects like [`join`](Self::join).
+    /// A later plain `join` of the same room turns the events off.
+    pub async fn join_with_presence(&self, room: &str) -> Result<(), ClientError> {
+        self.join_as(room, Some(true)).await
+    }
+
+    async fn join_as(&self, room: &str, presence: Option<bool>) -> Result<(), ClientError> {
         self.request(ClientFrame::Join {
             room: room.to_owned(),
             id: None,
             resume: None,
             epoch: None,
+            presence,
         })
         .await
     }

@@ -305,7 +305,7 @@ fn reconnect_delay(attempts: usize) -> Duration {
 /// Who a connection belongs to, for logs and the client name the server shows.
 #[derive(Debug, Clone)]
 pub(crate) struct Role {
-    /// `registry`, `broker` or `streams`.
+    /// `registry`, `broker`, `streams` or `rooms`.
     pub kind: &'static str,
     /// The wsring namespace.
     pub namespace: String,

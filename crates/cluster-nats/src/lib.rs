@@ -28,6 +28,7 @@
 //! | directed delivery | subject `{ns}.node.{node}` | core NATS |
 //! | broadcast | subject `{ns}.cluster` | core NATS |
 //! | room fan-out | subject `{ns}.room.{room}` | core NATS |
+//! | server-side rooms | KV bucket `{ns}_rooms` (stream `KV_{ns}_rooms`), key = escaped user id | history 1, no TTL; value: the user's rooms as a sorted JSON array |
 //! | durable streams | stream `{ns}_streams`, subjects `{ns}.s.>` | `max_msgs_per_subject = max_len + 1`, `max_age`, duplicate window `min(max_age, 2 min)`, direct get on |
 //! | user stream | subject `{ns}.s.u.{user}` | one subject per wsring stream |
 //! | room stream | subject `{ns}.s.r.{room}` | |
@@ -41,24 +42,27 @@
 //! * `names`: the naming scheme above and header parsing.
 //! * `order`: keeping each publisher's broker messages in order across topics.
 //! * `setup`: creating or reconciling buckets and streams.
-//! * `registry`, `broker`, `streams`: the three trait implementations
-//!   ([`NatsRegistry`], [`NatsBroker`], [`NatsStreams`]).
+//! * `registry`, `broker`, `streams`, `rooms`: the trait implementations
+//!   ([`NatsRegistry`], [`NatsBroker`], [`NatsStreams`],
+//!   [`NatsServerRooms`]).
 
 mod broker;
 mod connect;
 mod names;
 mod order;
 mod registry;
+mod rooms;
 mod setup;
 mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 pub use broker::NatsBroker;
 pub use registry::NatsRegistry;
+pub use rooms::NatsServerRooms;
 pub use streams::NatsStreams;
 
 use connect::Role;
@@ -123,6 +127,20 @@ pub async fn connect_streams(
     ))
 }
 
+/// Connects the server-side room store of `namespace` at `url`, creating
+/// its KV bucket if needed (three replicas on a cluster of three or more
+/// servers).
+pub async fn connect_server_rooms(
+    url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn ServerRooms>, ClusterError> {
+    let (client, servers) = connect::connect(url, role("rooms", namespace, None), None).await?;
+    let replicas = connect::replicas(&client, servers);
+    Ok(Arc::new(
+        NatsServerRooms::open(client, namespace, replicas).await?,
+    ))
+}
+
 fn role(kind: &'static str, namespace: &str, node: Option<&str>) -> Role {
     Role {
         kind,
@@ -139,6 +157,7 @@ pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterEr
     for stream in [
         format!("KV_{namespace}_members"),
         format!("KV_{namespace}_heartbeats"),
+        format!("KV_{namespace}_rooms"),
         format!("{namespace}_streams"),
     ] {
         let _ = js.delete_stream(&stream).await;

@@ -75,6 +75,11 @@ pub(crate) fn heartbeats_bucket(ns: &str) -> String {
     format!("{ns}_heartbeats")
 }
 
+/// The KV bucket holding each user's server-side rooms.
+pub(crate) fn rooms_bucket(ns: &str) -> String {
+    format!("{ns}_rooms")
+}
+
 /// The JetStream stream backing a KV bucket (the `KV_` prefix is fixed by the
 /// KV protocol).
 pub(crate) fn kv_stream(bucket: &str) -> String {

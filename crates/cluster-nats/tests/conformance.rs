@@ -13,8 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use wsring_cluster::conformance::Harness;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
-use wsring_cluster_nats::{connect_broker, connect_registry, connect_streams};
+use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster_nats::{
+    connect_broker, connect_registry, connect_server_rooms, connect_streams,
+};
 
 use common::Server;
 
@@ -43,6 +45,15 @@ impl Harness for Server {
             connect_streams(&self.url(), ns, retention)
                 .await
                 .expect("connect streams"),
+        )
+    }
+
+    async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
+        self.track(ns);
+        Some(
+            connect_server_rooms(&self.url(), ns)
+                .await
+                .expect("connect server rooms"),
         )
     }
 
@@ -108,12 +119,14 @@ mod cluster {
         let ns = wsring_cluster::conformance::unique_ns("r3");
         let _registry = s.registry(&ns, Duration::from_secs(5)).await;
         let _streams = s.streams(&ns, Retention::default()).await;
+        let _rooms = s.server_rooms(&ns).await;
         let servers: Vec<String> = s.url().split(',').map(str::to_owned).collect();
         let client = async_nats::connect(servers).await.expect("connect");
         let js = async_nats::jetstream::new(client);
         for name in [
             format!("KV_{ns}_members"),
             format!("KV_{ns}_heartbeats"),
+            format!("KV_{ns}_rooms"),
             format!("{ns}_streams"),
         ] {
             let mut stream = js.get_stream(&name).await.expect("stream");

@@ -14,6 +14,7 @@
 //! | store usage: streams by last append (sorted set, score ms) | `{<ns>}:streams:t` |
 //! | store usage: payload bytes per stream (hash) | `{<ns>}:streams:b` |
 //! | store usage: payload bytes in all (string) | `{<ns>}:streams:total` |
+//! | server-side rooms of `user` (set) | `{<ns>:u:<user>}:rooms` |
 //!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
 //! with one `MGET`); each stream's keys share their own tag, so streams spread
@@ -97,6 +98,15 @@ impl Keys {
         ["t", "b", "total"].map(|k| format!("{{{}}}:streams:{k}", self.ns))
     }
 
+    /// The set of `user`'s server-side rooms: beside the user's stream, in
+    /// its slot.
+    pub fn server_rooms(&self, user: &str) -> String {
+        format!(
+            "{}:rooms",
+            self.stream_tag(&StreamName::User(user.to_owned()))
+        )
+    }
+
     /// A stream's dedup marker for `key`.
     pub fn stream_dedup(&self, s: &StreamName, key: &str) -> String {
         format!("{}:d:{key}", self.stream_tag(s))
@@ -115,6 +125,7 @@ mod tests {
         let s = StreamName::Room("a.b".into());
         assert_eq!(k.stream_entries(&s), "{t1:r:a.b}:x");
         assert_eq!(k.stream_dedup(&s, "ws:u:s:1"), "{t1:r:a.b}:d:ws:u:s:1");
+        assert_eq!(k.server_rooms("bob@x"), "{t1:u:bob@x}:rooms");
         for t in [
             Topic::Cluster,
             Topic::Node("n-1".into()),

@@ -9,6 +9,7 @@
 //!   loop; publishes go over an auto-reconnecting multiplexed connection.
 //! * [`streams`]: Redis Streams with wsring's own per-stream seq as the entry
 //!   id, trimmed by length and age inside Lua scripts.
+//! * [`rooms`]: server-side room memberships, one set per user.
 //!
 //! Key layout is in [`keys`]; every key and channel starts with the
 //! namespace, and keys carry a `{…}` hash tag so that each script touches a
@@ -27,11 +28,14 @@ pub mod cluster;
 pub mod cluster_broker;
 pub mod keys;
 pub mod registry;
+pub mod rooms;
 pub mod streams;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wsring_cluster::{Broker, ClusterError, Inbox, Link, Registry, Retention, StreamStore, lock};
+use wsring_cluster::{
+    Broker, ClusterError, Inbox, Link, Registry, Retention, ServerRooms, StreamStore, lock,
+};
 
 pub use keys::Keys;
 
@@ -109,6 +113,29 @@ pub async fn connect_streams(
     let at = shown_url(&client);
     Ok(Arc::new(
         streams::RedisStreams::connect(client, keys, retention)
+            .await
+            .map_err(|e| at_url(&at, e))?,
+    ))
+}
+
+/// Connects the server-side room store in `namespace`.
+pub async fn connect_server_rooms(
+    url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn ServerRooms>, ClusterError> {
+    let keys = Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        let seeds = cluster::parse(url)?;
+        let at = seeds.display();
+        let conn = Conn::connect_cluster(&seeds, "rooms")
+            .await
+            .map_err(|e| at_url(&at, e))?;
+        return Ok(Arc::new(rooms::RedisServerRooms::with_conn(conn, keys)));
+    }
+    let client = open(url, namespace, "rooms", "rooms")?;
+    let at = shown_url(&client);
+    Ok(Arc::new(
+        rooms::RedisServerRooms::connect(client, keys)
             .await
             .map_err(|e| at_url(&at, e))?,
     ))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
 use wsring_cluster::fault::{TestPki, TlsProxy};
-use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 const ADDR: &str = "127.0.0.1:6379";
 
@@ -54,6 +54,13 @@ impl Harness for Redis {
             wsring_cluster_redis::connect_streams(&self.url(&self.addr()), ns, retention)
                 .await
                 .expect("streams"),
+        )
+    }
+    async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
+        Some(
+            wsring_cluster_redis::connect_server_rooms(&self.url(&self.addr()), ns)
+                .await
+                .expect("server rooms"),
         )
     }
     fn server_addr(&self) -> Option<SocketAddr> {
@@ -172,6 +179,13 @@ mod cluster {
                 wsring_cluster_redis::connect_streams(&self.url, ns, retention)
                     .await
                     .expect("streams"),
+            )
+        }
+        async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
+            Some(
+                wsring_cluster_redis::connect_server_rooms(&self.url, ns)
+                    .await
+                    .expect("server rooms"),
             )
         }
     }

@@ -20,6 +20,7 @@ use crate::ClusterError;
 use crate::broker::{Broker, BrokerEvent, Inbox, Topic};
 use crate::membership::{Membership, MembershipConfig};
 use crate::registry::{Heartbeat, Lease, Registry, Versioned};
+use crate::server_rooms::{RoomAdd, ServerRooms};
 use crate::stream::{Retention, StreamName, StreamStore};
 use crate::view::NodeStats;
 
@@ -32,6 +33,10 @@ pub trait Harness: Send + Sync {
     async fn broker(&self, ns: &str, node: &str) -> Option<(Arc<dyn Broker>, Inbox)>;
     /// A stream store in namespace `ns`, if supported.
     async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>>;
+    /// A server-side room store in namespace `ns`, if supported.
+    async fn server_rooms(&self, _ns: &str) -> Option<Arc<dyn ServerRooms>> {
+        None
+    }
     /// The server's address, for fault injection through a
     /// [`FaultProxy`](crate::fault::FaultProxy); `None` for in-process backends.
     fn server_addr(&self) -> Option<std::net::SocketAddr> {
@@ -1065,6 +1070,84 @@ pub async fn streams_store_limits_age(h: &dyn Harness) {
     }
 }
 
+/// Server-side rooms: add is idempotent and bounded per user, remove says
+/// whether it removed, lists are sorted and per user, and any user id and
+/// room name round-trips (the store escapes whatever it must).
+pub async fn server_rooms_add_remove(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let r = need!(h.server_rooms(&ns).await, "server-side room store");
+    let user = "bob.b@x:y-_";
+    assert_eq!(r.list(user).await.expect("list"), Vec::<String>::new());
+    assert_eq!(
+        r.add(user, "b.room:1", 3).await.expect("add"),
+        RoomAdd::Added
+    );
+    assert_eq!(r.add(user, "a@r", 3).await.expect("add"), RoomAdd::Added);
+    assert_eq!(
+        r.add(user, "a@r", 3).await.expect("add"),
+        RoomAdd::Present,
+        "adding twice changes nothing"
+    );
+    assert_eq!(r.add(user, "c", 3).await.expect("add"), RoomAdd::Added);
+    assert_eq!(
+        r.add(user, "d", 3).await.expect("add"),
+        RoomAdd::Full,
+        "the fourth room is over the bound"
+    );
+    assert_eq!(
+        r.add(user, "c", 3).await.expect("add"),
+        RoomAdd::Present,
+        "a room already held is not refused at the bound"
+    );
+    assert_eq!(
+        r.list(user).await.expect("list"),
+        vec!["a@r".to_string(), "b.room:1".into(), "c".into()]
+    );
+    assert_eq!(r.list("someone-else").await.expect("list").len(), 0);
+    assert!(r.remove(user, "a@r").await.expect("remove"));
+    assert!(
+        !r.remove(user, "a@r").await.expect("remove"),
+        "already gone"
+    );
+    assert!(!r.remove("nobody", "c").await.expect("remove"));
+    assert_eq!(r.add(user, "d", 3).await.expect("add"), RoomAdd::Added);
+    assert_eq!(
+        r.list(user).await.expect("list"),
+        vec!["b.room:1".to_string(), "c".into(), "d".into()]
+    );
+    for room in ["b.room:1", "c", "d"] {
+        assert!(r.remove(user, room).await.expect("remove"));
+    }
+    assert!(r.list(user).await.expect("list").is_empty());
+    // A namespace sees only its own memberships.
+    let other = need!(
+        h.server_rooms(&unique_ns("conf")).await,
+        "server-side room store"
+    );
+    r.add(user, "x", 3).await.expect("add");
+    assert!(other.list(user).await.expect("list").is_empty());
+    assert!(r.remove(user, "x").await.expect("remove"));
+}
+
+/// Concurrent adds for one user never take it past the bound.
+pub async fn server_rooms_concurrent_bound(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let r = need!(h.server_rooms(&ns).await, "server-side room store");
+    let adds = (0..12).map(|i| {
+        let r = Arc::clone(&r);
+        async move { r.add("u", &format!("room-{i}"), 5).await.expect("add") }
+    });
+    let results = futures::future::join_all(adds).await;
+    let added = results.iter().filter(|a| **a == RoomAdd::Added).count();
+    let full = results.iter().filter(|a| **a == RoomAdd::Full).count();
+    assert_eq!((added, full), (5, 7), "{results:?}");
+    let held = r.list("u").await.expect("list");
+    assert_eq!(held.len(), 5);
+    for room in held {
+        r.remove("u", &room).await.expect("remove");
+    }
+}
+
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression yielding `Option<impl Harness>` (`None`: skipped).
 #[macro_export]
@@ -1077,7 +1160,8 @@ macro_rules! conformance_suite {
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,
             membership_fences_stale_node, membership_reap_spares_rejoined,
             streams_append_read, streams_retention, streams_age, streams_dedup,
-            streams_store_limits, streams_store_limits_age);
+            streams_store_limits, streams_store_limits_age,
+            server_rooms_add_remove, server_rooms_concurrent_bound);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

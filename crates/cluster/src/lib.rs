@@ -8,6 +8,8 @@
 //!   reconnect-and-resubscribe inside the backend.
 //! * [`StreamStore`]: append-only, bounded per-user and per-room streams for
 //!   durable mode.
+//! * [`ServerRooms`]: the rooms the server put each user in, joined again on
+//!   every connect.
 //!
 //! The membership protocol (join, heartbeat, crash reaping, draining, the epoch
 //! counter and the ring every process derives) lives once in [`membership`],
@@ -16,12 +18,15 @@
 //!
 //! # Layout
 //! * [`error`] — [`ClusterError`], the one error type at the trait boundary.
-//! * [`registry`], [`broker`], [`stream`] — the three traits and their types.
+//! * [`registry`], [`broker`], [`stream`], [`server_rooms`] — the traits and
+//!   their types.
 //! * [`view`] — the membership document and the derived [`View`] (ring + epoch).
 //! * [`membership`] — the protocol: [`Membership`].
 //! * [`memory`] — the embedded backend used by `wsring dev`.
 //! * [`report`] — the JSON reports every process serves from its view
-//!   (`/api/nodes`, `/api/route`, `/api/ring`, merging `/api/presence`).
+//!   (`/api/nodes`, `/api/route`, `/api/ring`), whom to ask for the
+//!   cluster-wide calls (`/api/presence`, `/api/disconnect`,
+//!   `/api/rooms/…`) and how their answers merge.
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * [`order`] — restoring each publisher's order across topics.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
@@ -45,6 +50,7 @@ pub mod memory;
 pub mod order;
 pub mod registry;
 pub mod report;
+pub mod server_rooms;
 pub mod stream;
 pub mod tls;
 pub mod view;
@@ -81,5 +87,6 @@ pub use error::{BoxError, ClusterError};
 pub use link::Link;
 pub use membership::{Fenced, Membership, MembershipConfig, ReapPlan};
 pub use registry::{Heartbeat, Lease, Registry, Versioned};
+pub use server_rooms::{RoomAdd, ServerRooms};
 pub use stream::{Appended, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore};
 pub use view::{Member, MemberState, MembershipDoc, NodeStats, View};

@@ -1,17 +1,21 @@
 //! Read-only JSON reports of the cluster, computed from a membership [`View`]
 //! and the heartbeat stats: the bodies of `GET /api/nodes`, `/api/route` and
-//! `/api/ring`, and the merging half of `GET /api/presence`.
+//! `/api/ring`, and the merging half of the cluster-wide calls
+//! (`GET /api/presence`, `POST /api/disconnect`, `POST
+//! /api/rooms/{room}/join|leave`, `GET /api/rooms/{room}`).
 //!
 //! They are pure functions, here beside the [`View`] they read, so nodes and
 //! gateways (which never import each other) answer identically. Sending the
-//! presence queries is HTTP work and stays with the HTTP layer: this crate
-//! says *whom* to ask ([`presence_peers`]) and *how to combine* the answers
-//! ([`presence`]), and carries no HTTP client.
+//! queries is HTTP work and stays with the HTTP layer: this crate says
+//! *whom* to ask ([`peers`]) and *how to combine* the answers ([`presence`],
+//! [`disconnected`], [`room_change`], [`room_members`]), and carries no HTTP
+//! client.
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use thiserror::Error;
+use wsring_protocol::api::{Disconnected, ROOM_MEMBERS_MAX, RoomChange, RoomMember, RoomMembers};
 use wsring_protocol::{IdError, Routing};
 
 use crate::view::{MemberState, NodeStats, View};
@@ -111,20 +115,166 @@ pub fn ring(view: &View, with_arcs: bool) -> Value {
 /// this is listed as unreachable rather than failing the whole answer.
 pub const PRESENCE_PEER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The members to ask for `user`'s local sessions, as `(node id, URL)`,
-/// in member order, skipping `local` (the asking process answers for itself
-/// without a round trip).
-pub fn presence_peers(view: &View, user: &str, local: Option<&str>) -> Vec<(String, String)> {
-    let encoded: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+/// The query parameter that asks a node for its own share of a
+/// cluster-wide call (`?scope=local`): it answers for its local sessions
+/// only and asks nobody else.
+pub const LOCAL_SCOPE: &str = "scope=local";
+
+/// The members to ask for their local share of a cluster-wide call, as
+/// `(node id, URL)`, in member order, skipping `local` (the asking process
+/// answers for itself without a round trip). `path` is the call's path;
+/// `query` its other parameters (already encoded), to which
+/// [`LOCAL_SCOPE`] is added.
+pub fn peers(view: &View, local: Option<&str>, path: &str, query: &str) -> Vec<(String, String)> {
+    let sep = if query.is_empty() { "" } else { "&" };
     view.doc
         .members
         .iter()
         .filter(|(id, _)| Some(id.as_str()) != local)
         .map(|(id, m)| {
-            let url = format!("{}/api/presence?user={encoded}&scope=local", m.api_base());
+            let url = format!("{}{path}?{query}{sep}{LOCAL_SCOPE}", m.api_base());
             (id.clone(), url)
         })
         .collect()
+}
+
+/// The query `user=<user>`, encoded.
+pub fn user_query(user: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(user.as_bytes()).collect();
+    format!("user={encoded}")
+}
+
+/// The members to ask for `user`'s local sessions ([`peers`] of
+/// `/api/presence`).
+pub fn presence_peers(view: &View, user: &str, local: Option<&str>) -> Vec<(String, String)> {
+    peers(view, local, "/api/presence", &user_query(user))
+}
+
+/// The `/api/rooms/{room}…` path of `room` (room names need no escaping:
+/// their alphabet is URL-safe).
+pub fn room_path(room: &str, rest: &str) -> String {
+    format!("/api/rooms/{room}{rest}")
+}
+
+/// Parses each member's answer as `T`; a missing or malformed one makes the
+/// member unreachable.
+fn parsed<T: serde::de::DeserializeOwned>(
+    answers: Vec<(String, Option<Value>)>,
+) -> (Vec<T>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut unreachable = Vec::new();
+    for (id, body) in answers {
+        match body.and_then(|b| serde_json::from_value::<T>(b).ok()) {
+            Some(t) => ok.push(t),
+            None => unreachable.push(id),
+        }
+    }
+    (ok, unreachable)
+}
+
+/// `POST /api/disconnect`: the sessions each node closed, summed (`local`:
+/// the asking node's own count).
+pub fn disconnected(
+    user: &str,
+    local: Option<u64>,
+    answers: Vec<(String, Option<Value>)>,
+) -> Disconnected {
+    let (ok, unreachable) = parsed::<Disconnected>(answers);
+    Disconnected {
+        ok: true,
+        user: user.to_owned(),
+        closed: local.unwrap_or(0) + ok.iter().map(|d| d.closed).sum::<u64>(),
+        unreachable,
+    }
+}
+
+/// `POST /api/rooms/{room}/join|leave`: the live sessions each node
+/// changed, summed; `changed` is what the stored membership did.
+pub fn room_change(
+    room: &str,
+    user: &str,
+    changed: bool,
+    local: Option<u64>,
+    answers: Vec<(String, Option<Value>)>,
+) -> RoomChange {
+    let (ok, unreachable) = parsed::<RoomChange>(answers);
+    RoomChange {
+        ok: true,
+        room: room.to_owned(),
+        user: user.to_owned(),
+        changed,
+        sessions: local.unwrap_or(0) + ok.iter().map(|c| c.sessions).sum::<u64>(),
+        unreachable,
+    }
+}
+
+/// A members answer from user → sessions counts: the first
+/// [`ROOM_MEMBERS_MAX`] users (sorted by id) listed, `cut` or a longer
+/// list marking it truncated, `extra_users` (users known only by count)
+/// added to the count.
+fn members_answer(
+    room: &str,
+    counts: BTreeMap<String, u64>,
+    sessions: u64,
+    extra_users: u64,
+    cut: bool,
+    unreachable: Vec<String>,
+) -> RoomMembers {
+    let users = counts.len() as u64 + extra_users;
+    let truncated = cut || counts.len() > ROOM_MEMBERS_MAX;
+    let members = counts
+        .into_iter()
+        .take(ROOM_MEMBERS_MAX)
+        .map(|(user, sessions)| RoomMember { user, sessions })
+        .collect();
+    RoomMembers {
+        room: room.to_owned(),
+        users,
+        sessions,
+        members,
+        truncated,
+        unreachable,
+    }
+}
+
+/// A node's own members of a room: `counts` maps each local user to its
+/// local sessions in the room. The list is cut at [`ROOM_MEMBERS_MAX`]
+/// (sorted by user id).
+pub fn local_room_members(room: &str, counts: BTreeMap<String, u64>) -> RoomMembers {
+    let sessions = counts.values().sum();
+    members_answer(room, counts, sessions, 0, false, Vec::new())
+}
+
+/// `GET /api/rooms/{room}`: every node's members merged. Sessions add up;
+/// a user on several nodes (broadcast routing) is listed once with its
+/// sessions summed. The list is cut at [`ROOM_MEMBERS_MAX`] users (sorted by
+/// id); the counts of listed users are exact even then, because every node
+/// lists its first users in the same order. `users` is exact when no node
+/// cut its list; otherwise the users a node left out are added as its count
+/// says, which is exact when each user is on one node (hash routing) and an
+/// upper bound otherwise.
+pub fn room_members(
+    room: &str,
+    local: Option<RoomMembers>,
+    answers: Vec<(String, Option<Value>)>,
+) -> RoomMembers {
+    let (mut all, unreachable) = parsed::<RoomMembers>(answers);
+    all.extend(local);
+    let mut union: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sessions = 0u64;
+    let mut hidden = 0u64;
+    let mut cut = false;
+    for node in &all {
+        sessions += node.sessions;
+        if node.truncated {
+            cut = true;
+            hidden += node.users.saturating_sub(node.members.len() as u64);
+        }
+        for m in &node.members {
+            *union.entry(m.user.clone()).or_default() += m.sessions;
+        }
+    }
+    members_answer(room, union, sessions, hidden, cut, unreachable)
 }
 
 /// `GET /api/presence` → `{"user","sessions":[{"node","session"}]}`: the
@@ -224,6 +374,81 @@ mod tests {
         assert!(body.get("arcs").is_none());
         let body = ring(&view(), true);
         assert!(!body["arcs"].as_array().expect("arcs").is_empty());
+    }
+
+    #[test]
+    fn write_answers_add_up_and_name_the_silent() {
+        let answers = vec![
+            (
+                "b".to_string(),
+                Some(json!({"ok":true,"user":"u","closed":2})),
+            ),
+            ("c".to_string(), None),
+            ("d".to_string(), Some(json!({"nonsense":1}))),
+        ];
+        let d = disconnected("u", Some(1), answers);
+        assert_eq!(
+            (d.closed, d.unreachable.clone()),
+            (3, vec!["c".to_string(), "d".into()])
+        );
+        let answers = vec![(
+            "b".to_string(),
+            Some(json!({"ok":true,"room":"r","user":"u","changed":false,"sessions":4})),
+        )];
+        let c = room_change("r", "u", true, None, answers);
+        assert_eq!((c.changed, c.sessions, c.unreachable.len()), (true, 4, 0));
+        let url = &peers(&view(), Some("a"), &room_path("r", "/join"), "")[0].1;
+        assert_eq!(url, "http://b:1/api/rooms/r/join?scope=local");
+    }
+
+    fn members(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect()
+    }
+
+    #[test]
+    fn room_members_merge_users_across_nodes() {
+        let a = local_room_members("r", members(&[("x", 1), ("y", 2)]));
+        let b = local_room_members("r", members(&[("y", 1), ("z", 1)]));
+        let m = room_members(
+            "r",
+            Some(a),
+            vec![("b".into(), Some(serde_json::to_value(b).expect("json")))],
+        );
+        assert_eq!((m.users, m.sessions, m.truncated), (3, 5, false));
+        let listed: Vec<(&str, u64)> = m
+            .members
+            .iter()
+            .map(|m| (m.user.as_str(), m.sessions))
+            .collect();
+        assert_eq!(listed, vec![("x", 1), ("y", 3), ("z", 1)]);
+    }
+
+    #[test]
+    fn room_members_stay_bounded_and_say_so() {
+        let many = |prefix: &str, n: usize| {
+            (0..n)
+                .map(|i| (format!("{prefix}{i:05}"), 1))
+                .collect::<BTreeMap<String, u64>>()
+        };
+        let a = local_room_members("r", many("a", ROOM_MEMBERS_MAX + 10));
+        assert!(a.truncated);
+        assert_eq!(a.members.len(), ROOM_MEMBERS_MAX);
+        assert_eq!(a.users, (ROOM_MEMBERS_MAX + 10) as u64);
+        let b = local_room_members("r", many("b", 5));
+        let m = room_members(
+            "r",
+            Some(a),
+            vec![("b".into(), Some(serde_json::to_value(b).expect("json")))],
+        );
+        assert!(m.truncated);
+        assert_eq!(m.members.len(), ROOM_MEMBERS_MAX);
+        assert_eq!(
+            m.users,
+            (ROOM_MEMBERS_MAX + 15) as u64,
+            "disjoint users add up"
+        );
+        assert_eq!(m.sessions, (ROOM_MEMBERS_MAX + 15) as u64);
+        assert!(m.members.iter().all(|x| x.user.starts_with('a')));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsring_cluster::conformance::Harness;
 use wsring_cluster::memory::MemoryBackend;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 /// Namespaces map to separate in-memory backends, mirroring key prefixes.
 #[derive(Default)]
@@ -36,6 +36,9 @@ impl Harness for Memory {
     }
     async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>> {
         Some(self.space(ns, retention).streams)
+    }
+    async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
+        Some(self.space(ns, Retention::default()).rooms)
     }
 }
 

@@ -31,5 +31,5 @@ pub use guard::{
     admit, cors, header_str, refusal, require_json, require_key, require_key_or_query,
 };
 pub use metrics::prometheus_handle;
-pub use request::{parse_body, query_param, rejection};
+pub use request::{history_query, parse_body, query_param, rejection};
 pub use serve::{ServeLimits, serve, serve_with};

@@ -1,10 +1,10 @@
-//! Asking other cluster members over HTTP: one GET per member, all at once,
-//! each bounded by its own timeout. A member that does not answer in time,
-//! answers with an error status or with something that is not JSON yields
-//! `None`, so one dead member cannot fail or stall the whole answer.
+//! Asking other cluster members over HTTP: one request per member, all at
+//! once, each bounded by its own timeout. A member that does not answer in
+//! time, answers with an error status or with something that is not JSON
+//! yields `None`, so one dead member cannot fail or stall the whole answer.
 //!
 //! This is only the transport; which members to ask and what their answers
-//! mean belongs to the caller (presence: `wsring_cluster::report`).
+//! mean belongs to the caller (`wsring_cluster::report`).
 
 use futures::future::join_all;
 use serde_json::Value;
@@ -19,17 +19,48 @@ pub async fn get_json_all(
     timeout: Duration,
     authorization: Option<&str>,
 ) -> Vec<(String, Option<Value>)> {
-    let calls = targets.into_iter().map(|(id, url)| async move {
-        let mut req = http.get(url).timeout(timeout);
-        if let Some(a) = authorization {
-            req = req.header(reqwest::header::AUTHORIZATION, a);
+    call_json_all(http, targets, None, timeout, authorization).await
+}
+
+/// [`get_json_all`] as POSTs of the same JSON `body` to every member.
+pub async fn post_json_all(
+    http: &reqwest::Client,
+    targets: Vec<(String, String)>,
+    body: bytes::Bytes,
+    timeout: Duration,
+    authorization: Option<&str>,
+) -> Vec<(String, Option<Value>)> {
+    call_json_all(http, targets, Some(body), timeout, authorization).await
+}
+
+async fn call_json_all(
+    http: &reqwest::Client,
+    targets: Vec<(String, String)>,
+    body: Option<bytes::Bytes>,
+    timeout: Duration,
+    authorization: Option<&str>,
+) -> Vec<(String, Option<Value>)> {
+    let calls = targets.into_iter().map(|(id, url)| {
+        let body = body.clone();
+        async move {
+            let mut req = match body {
+                Some(b) => http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b),
+                None => http.get(url),
+            }
+            .timeout(timeout);
+            if let Some(a) = authorization {
+                req = req.header(reqwest::header::AUTHORIZATION, a);
+            }
+            let resp = req.send().await;
+            let body = match resp {
+                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                _ => None,
+            };
+            (id, body)
         }
-        let resp = req.send().await;
-        let body = match resp {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-            _ => None,
-        };
-        (id, body)
     });
     join_all(calls).await
 }
@@ -52,7 +83,13 @@ mod tests {
                 get(|| async { axum::Json(json!({ "sessions": [] })) }),
             )
             .route("/err", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-            .route("/text", get(|| async { "not json" }));
+            .route("/text", get(|| async { "not json" }))
+            .route(
+                "/echo",
+                axum::routing::post(|body: bytes::Bytes| async move {
+                    axum::Json(json!({ "got": String::from_utf8_lossy(&body) }))
+                }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let stop = CancellationToken::new();
@@ -79,6 +116,18 @@ mod tests {
                 ("c".to_string(), None),
                 ("d".to_string(), None),
             ]
+        );
+        let posted = post_json_all(
+            &http,
+            vec![("a".to_string(), format!("{base}/echo"))],
+            bytes::Bytes::from_static(br#"{"x":1}"#),
+            Duration::from_secs(2),
+            None,
+        )
+        .await;
+        assert_eq!(
+            posted,
+            vec![("a".to_string(), Some(json!({ "got": r#"{"x":1}"# })))]
         );
         stop.cancel();
         drop(silent);

@@ -18,6 +18,19 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The query of `GET /api/history` (`user` or `room`, `since`, `limit`),
+/// checked the same way by every process.
+pub fn history_query(
+    query: Option<&str>,
+) -> Result<wsring_protocol::HistoryQuery, wsring_protocol::InvalidBody> {
+    wsring_protocol::HistoryQuery::parse(
+        query_param(query, "user"),
+        query_param(query, "room"),
+        query_param(query, "since"),
+        query_param(query, "limit"),
+    )
+}
+
 /// The answer for a body that could not be read: 413 `payload_too_large`
 /// past the body limit, 400 otherwise.
 pub fn rejection(r: BytesRejection) -> ApiError {

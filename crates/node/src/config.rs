@@ -85,6 +85,14 @@ pub struct NodeConfig {
     /// read on every catch-up.
     #[arg(long, env = "WSRING_MAX_ROOMS_PER_SESSION", default_value_t = 256)]
     pub max_rooms_per_session: usize,
+    /// Server-side rooms one user may hold (POST /api/rooms/{room}/join);
+    /// one more is answered 409 `limit_exceeded` (at least 1).
+    ///
+    /// They are stored in the cluster backend, at most this many room names
+    /// of up to 128 bytes per user, and every session of the user joins them
+    /// at connect. They do not count against max_rooms_per_session.
+    #[arg(long, env = "WSRING_MAX_SERVER_ROOMS", default_value_t = 256)]
+    pub max_server_rooms: usize,
     /// Client messages (text or binary frames) one connection may send per
     /// second; past it (and its burst) each one is answered with an `error`
     /// frame `rate_limited` and dropped. 0: unlimited.
@@ -288,6 +296,7 @@ mod tests {
         assert_eq!(c.epoch_wait, Duration::from_secs(2));
         assert!(!c.durable);
         assert_eq!(c.max_rooms_per_session, 256);
+        assert_eq!(c.max_server_rooms, 256);
     }
 
     #[test]

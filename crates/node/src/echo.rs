@@ -76,6 +76,7 @@ pub async fn start_echo(
             broker,
             inbox,
             streams: None,
+            server_rooms: backend.rooms.clone(),
             security: Arc::new(wsring_auth::Security::open()),
             kill,
         },

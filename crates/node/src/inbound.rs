@@ -1,6 +1,8 @@
-//! The broker inbox: envelopes from other nodes go to local sessions; a
-//! reconnect triggers a catch-up from the durable streams, because anything
-//! published while the subscription was down never reached us.
+//! The broker inbox: envelopes from other nodes go to local sessions (or,
+//! for roster messages, to the rosters); a reconnect triggers a catch-up
+//! from the durable streams and a new roster query for every watched room,
+//! because anything published while the subscription was down never
+//! reached us.
 
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -35,6 +37,7 @@ pub(crate) async fn run(node: Arc<Node>, mut inbox: Inbox) {
             }
             Some(BrokerEvent::Resubscribed) => {
                 info!(node = %node.id(), "broker connection restored");
+                node.roster.resync();
                 if node.streams.is_some() {
                     for h in node.table.all() {
                         h.offer(Outbound::Resync);

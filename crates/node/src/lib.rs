@@ -21,6 +21,8 @@
 //! * [`api`] — one file per HTTP route.
 //! * `rebalance`, `inbound`: reactions to membership and broker events.
 //! * `rooms`: room topic subscriptions, reconciled with the session table.
+//! * `roster`: who is in which room where, cluster-wide, for `presence`
+//!   events.
 //! * [`error`] — [`NodeError`], [`RouteError`].
 //!
 //! The HTTP plumbing (JSON errors, the accept loop, fallbacks) comes from
@@ -38,6 +40,7 @@ mod inbound;
 mod node;
 mod rebalance;
 mod rooms;
+mod roster;
 mod session;
 mod sessions;
 mod text_guard;
@@ -54,7 +57,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use wsring_cluster::{Broker, Inbox, Membership, StreamStore, Topic};
+use wsring_cluster::{Broker, Inbox, Membership, ServerRooms, StreamStore, Topic};
 
 pub use config::{NodeConfig, Routing};
 pub use echo::start_echo;
@@ -71,6 +74,8 @@ pub struct NodeDeps {
     pub inbox: Inbox,
     /// Stream store; required when `NodeConfig::durable` is set.
     pub streams: Option<Arc<dyn StreamStore>>,
+    /// Where the rooms the server put each user in are kept.
+    pub server_rooms: Arc<dyn ServerRooms>,
     /// Who may connect and call the API ([`wsring_auth::Security::open`]
     /// for none).
     pub security: Arc<wsring_auth::Security>,
@@ -110,6 +115,7 @@ pub async fn start(
         deps.membership,
         deps.broker,
         streams,
+        deps.server_rooms,
         deps.security,
         kill.clone(),
     )?);
@@ -159,7 +165,7 @@ async fn stop_when_fenced(node: Arc<Node>) {
     for h in node.table.all() {
         h.offer(sessions::Outbound::Close(
             wsring_protocol::close::SERVICE_RESTART,
-            "node replaced",
+            "node replaced".into(),
         ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -258,7 +264,7 @@ impl NodeHandle {
         for h in node.table.all() {
             h.offer(sessions::Outbound::Close(
                 wsring_protocol::close::GOING_AWAY,
-                "server shutting down",
+                "server shutting down".into(),
             ));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

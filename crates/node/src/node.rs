@@ -17,7 +17,8 @@ use tracing::{debug, warn};
 use tungstenite::Utf8Bytes;
 use wsring_cluster::view::MovedReport;
 use wsring_cluster::{
-    Appended, Broker, MemberState, Membership, NodeStats, StreamName, StreamStore, Topic, View,
+    Appended, Broker, MemberState, Membership, NodeStats, ServerRooms, StreamName, StreamStore,
+    Topic, View,
 };
 use wsring_protocol::{Envelope, MessageFrame, Target};
 
@@ -25,7 +26,8 @@ use crate::config::{NodeConfig, Routing};
 use crate::durable;
 use crate::error::RouteError;
 use crate::rooms::RoomSubs;
-use crate::sessions::{Outbound, SessionHandle, SessionTable, StreamMsg};
+use crate::roster::Roster;
+use crate::sessions::{Left, Outbound, SessionHandle, SessionTable, StreamMsg};
 
 /// A deduplicated append must be a retry of the same message: the stored
 /// entry at the original position is compared with this one, byte for byte.
@@ -68,10 +70,14 @@ pub struct Node {
     pub(crate) membership: Arc<Membership>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) streams: Option<Arc<dyn StreamStore>>,
+    /// The rooms the server put each user in.
+    pub(crate) server_rooms: Arc<dyn ServerRooms>,
     pub(crate) table: Arc<SessionTable>,
     /// Room topic subscriptions, reconciled with the table in the background
     /// (no lock is held across a broker call).
     pub(crate) rooms: Arc<RoomSubs>,
+    /// Who is in which room where, for `presence` events.
+    pub(crate) roster: Arc<Roster>,
     pub(crate) counters: Counters,
     /// Cancelled on crash and at the very end of a drain: every task stops.
     pub(crate) kill: CancellationToken,
@@ -97,12 +103,14 @@ pub struct Accepted {
 }
 
 impl Node {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cfg: NodeConfig,
         url: String,
         membership: Arc<Membership>,
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
+        server_rooms: Arc<dyn ServerRooms>,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, wsring_http::tls::TlsError> {
@@ -125,14 +133,23 @@ impl Node {
         let publish_proxy = cfg
             .publish_proxy()
             .map(|p| wsring_hooks::Proxy::new("publish", p, http.clone()));
+        let roster = Roster::new(
+            cfg.id.clone(),
+            Arc::clone(&broker),
+            Arc::clone(&table),
+            Arc::clone(&membership),
+        );
+        roster.start(&kill);
         Ok(Node {
             cfg,
             url,
             membership,
             broker,
             streams,
+            server_rooms,
             table,
             rooms,
+            roster,
             counters: Counters::default(),
             kill,
             leaving: AtomicBool::new(false),
@@ -323,8 +340,13 @@ impl Node {
         Ok(Accepted::default())
     }
 
-    /// Hands an envelope to the local sessions it targets.
+    /// Hands an envelope to the local sessions it targets (a roster
+    /// message to the rosters).
     pub(crate) fn deliver_local(&self, env: Envelope) {
+        if let Target::Roster { room } = &env.target {
+            self.roster.on_message(room, &env.frame);
+            return;
+        }
         let Ok(frame) = Utf8Bytes::try_from(env.frame) else {
             warn!("dropping envelope with a non-UTF-8 frame");
             return;
@@ -340,6 +362,7 @@ impl Node {
                 Some(StreamName::Room(room)),
             ),
             Target::All => (self.table.all(), None),
+            Target::Roster { .. } => return,
         };
         if targets.is_empty() {
             debug!(?stream, "no local recipients");
@@ -362,32 +385,67 @@ impl Node {
     /// Adds a session to a room, subscribing the node to the room's topic if
     /// it is the first local member. Returns once messages will arrive.
     /// Returns whether the session was newly added (false: already a member).
-    pub(crate) async fn join_room(&self, session: &str, room: &str) -> Result<bool, RouteError> {
-        let joined = self.table.join(session, room);
+    pub(crate) async fn join_room(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+    ) -> Result<bool, RouteError> {
+        let joined = self.table.join(&h.id, room);
         if let Err(e) = self.rooms.ensure(room).await {
-            if joined.added && self.table.leave(session, room) {
-                self.rooms.nudge(room);
+            if joined.added {
+                self.leave_room(h, room);
             }
             return Err(e.into());
+        }
+        if joined.added {
+            self.roster.touch(room, &h.user);
         }
         Ok(joined.added)
     }
 
     /// Removes a session from a room; the room's topic is unsubscribed in
     /// the background if it was the last local member.
-    pub(crate) async fn leave_room(&self, session: &str, room: &str) {
-        if self.table.leave(session, room) {
+    pub(crate) fn leave_room(&self, h: &SessionHandle, room: &str) -> Left {
+        let left = self.table.leave(&h.id, room);
+        if left.emptied {
             self.rooms.nudge(room);
+        }
+        if left.unwatched {
+            self.roster.release(room);
+        }
+        if left.was_member {
+            self.roster.touch(room, &h.user);
+        }
+        left
+    }
+
+    /// Turns a member session's `presence` events for `room` on (waiting
+    /// until the room's roster is ready) or off.
+    pub(crate) async fn set_presence(&self, h: &SessionHandle, room: &str, on: bool) {
+        if on {
+            // The roster first (its own announcement of this user
+            // included), the table's watcher after: the session's own join
+            // is not news to it.
+            let _keep = self.roster.watch(room, &h.user).await;
+            self.table.set_presence(&h.id, room, true);
+        } else if self.table.set_presence(&h.id, room, false) {
+            self.roster.release(room);
         }
     }
 
     /// Forgets a finished session; returns the rooms it was in.
     pub(crate) async fn remove_session(&self, handle: &SessionHandle) -> Vec<String> {
-        let rooms = self.table.remove(&handle.id);
-        for room in &rooms {
+        let removed = self.table.remove(&handle.id);
+        for room in &removed.emptied {
             self.rooms.nudge(room);
         }
-        rooms
+        for room in &removed.unwatched {
+            self.roster.release(room);
+        }
+        for room in &removed.rooms {
+            self.roster.touch(room, &handle.user);
+        }
+        removed.rooms
     }
 }
 
@@ -411,7 +469,7 @@ pub(crate) mod testing {
     use tokio::sync::mpsc;
     use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
     use wsring_cluster::{
-        ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, StreamPos,
+        ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, RoomAdd, StreamPos,
     };
 
     use crate::session::state::SessionState;
@@ -466,6 +524,31 @@ pub(crate) mod testing {
         }
     }
 
+    /// Server-side rooms whose next reads can be made to fail.
+    struct FlakyRooms {
+        inner: Arc<dyn ServerRooms>,
+        failing_reads: Arc<AtomicU64>,
+    }
+
+    #[async_trait]
+    impl ServerRooms for FlakyRooms {
+        async fn add(&self, user: &str, room: &str, max: usize) -> Result<RoomAdd, ClusterError> {
+            self.inner.add(user, room, max).await
+        }
+        async fn remove(&self, user: &str, room: &str) -> Result<bool, ClusterError> {
+            self.inner.remove(user, room).await
+        }
+        async fn list(&self, user: &str) -> Result<Vec<String>, ClusterError> {
+            let failing =
+                self.failing_reads
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(ClusterError::unavailable("server rooms read failed (test)"));
+            }
+            self.inner.list(user).await
+        }
+    }
+
     /// A test node and the backend under it.
     pub(crate) struct TestNode {
         pub node: Arc<Node>,
@@ -474,6 +557,7 @@ pub(crate) mod testing {
         pub broker: Arc<MemoryBroker>,
         down: Arc<AtomicBool>,
         failing_reads: Arc<AtomicU64>,
+        failing_room_reads: Arc<AtomicU64>,
     }
 
     impl TestNode {
@@ -511,6 +595,11 @@ pub(crate) mod testing {
                     failing_reads: Arc::clone(&failing_reads),
                 }) as Arc<dyn StreamStore>
             });
+            let failing_room_reads = Arc::new(AtomicU64::new(0));
+            let rooms = Arc::new(FlakyRooms {
+                inner: Arc::clone(&backend.rooms) as _,
+                failing_reads: Arc::clone(&failing_room_reads),
+            });
             let url = "ws://test.invalid/ws".to_owned();
             let node = Arc::new(
                 Node::new(
@@ -519,6 +608,7 @@ pub(crate) mod testing {
                     membership,
                     Arc::clone(&broker) as _,
                     streams,
+                    rooms,
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )
@@ -543,6 +633,7 @@ pub(crate) mod testing {
                 broker,
                 down,
                 failing_reads,
+                failing_room_reads,
             }
         }
 
@@ -598,6 +689,11 @@ pub(crate) mod testing {
         /// Makes the next `n` stream reads fail.
         pub fn fail_reads(&self, n: u64) {
             self.failing_reads.store(n, Ordering::Relaxed);
+        }
+
+        /// Makes the next `n` reads of server-side rooms fail.
+        pub fn fail_room_reads(&self, n: u64) {
+            self.failing_room_reads.store(n, Ordering::Relaxed);
         }
 
         /// Appends `n` messages (`data` 1..=n, from `sender`) to `stream`;

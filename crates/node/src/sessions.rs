@@ -1,12 +1,14 @@
-//! The node's table of local sessions, indexed by user and by room.
+//! The node's table of local sessions, indexed by user, by room and by the
+//! rooms sessions watch for `presence` events.
 //!
-//! One std `Mutex` guards all three indexes: every operation is a few hash
+//! One std `Mutex` guards all four indexes: every operation is a few hash
 //! map updates, far shorter than any await, and a single lock keeps them
 //! consistent (a session is never in a room index without being in the
 //! session index). Fan-out clones the recipients' handles under the lock and
 //! sends outside it.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -35,8 +37,44 @@ pub(crate) enum Outbound {
     Moved { epoch: u64, retry_after_ms: u64 },
     /// The broker reconnected: re-read streams from the store after the cursors.
     Resync,
-    /// Close with this code and reason (server shutdown).
-    Close(u16, &'static str),
+    /// Read the user's server-side rooms again (they could not be read at
+    /// connect) and join them.
+    LoadServerRooms,
+    /// Close with this code and reason (server shutdown, a session cap).
+    Close(u16, Cow<'static, str>),
+    /// `/api/disconnect`: close with this application code and reason.
+    Disconnect(u16, Arc<str>, Completion),
+    /// The server put the session's user in this room
+    /// (`/api/rooms/{room}/join`): join it and say so.
+    ServerJoin(Arc<str>, Completion),
+    /// The server took the session's user out of this room
+    /// (`/api/rooms/{room}/leave`): leave it and say so.
+    ServerLeave(Arc<str>, Completion),
+}
+
+/// Carried by queued work an API call waits for. Nobody sends on it: the
+/// call sees its [`Waiter`] close once every copy was dropped, that is once
+/// every session carried out its item (or ended without it).
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    _alive: mpsc::Sender<()>,
+}
+
+/// The API call's half of a [`Completion`].
+pub(crate) struct Waiter(mpsc::Receiver<()>);
+
+/// A completion for work about to be queued, and its waiter.
+pub(crate) fn completion() -> (Completion, Waiter) {
+    let (tx, rx) = mpsc::channel(1);
+    (Completion { _alive: tx }, Waiter(rx))
+}
+
+impl Waiter {
+    /// Waits until every copy of the completion was dropped, at most
+    /// `bound`; whether they all were. Drop the caller's own copy first.
+    pub(crate) async fn wait(mut self, bound: std::time::Duration) -> bool {
+        tokio::time::timeout(bound, self.0.recv()).await.is_ok()
+    }
 }
 
 impl Outbound {
@@ -45,7 +83,13 @@ impl Outbound {
         match self {
             Outbound::Frame(f) => f.len(),
             Outbound::Stream(m) => m.frame.len(),
-            Outbound::Moved { .. } | Outbound::Resync | Outbound::Close(..) => 0,
+            Outbound::Moved { .. }
+            | Outbound::Resync
+            | Outbound::LoadServerRooms
+            | Outbound::Close(..)
+            | Outbound::Disconnect(..)
+            | Outbound::ServerJoin(..)
+            | Outbound::ServerLeave(..) => 0,
         }
     }
 }
@@ -124,9 +168,33 @@ pub(crate) struct Joined {
     pub first_local: bool,
 }
 
+/// What a [`SessionTable::leave`] changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Left {
+    /// The session was in the room.
+    pub was_member: bool,
+    /// The room has no local member now: unsubscribe the node.
+    pub emptied: bool,
+    /// The room has no local session watching its presence now.
+    pub unwatched: bool,
+}
+
+/// What a [`SessionTable::remove`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// Every room the session was in.
+    pub rooms: Vec<String>,
+    /// Rooms that have no local member now.
+    pub emptied: Vec<String>,
+    /// Rooms that have no local session watching their presence now.
+    pub unwatched: Vec<String>,
+}
+
 struct Entry {
     handle: SessionHandle,
     rooms: HashSet<String>,
+    /// Rooms (a subset of `rooms`) whose presence events this session gets.
+    watching: HashSet<String>,
     /// Insertion order, to tell a user's oldest session.
     order: u64,
 }
@@ -136,7 +204,25 @@ struct Tables {
     sessions: HashMap<Arc<str>, Entry>,
     users: HashMap<Arc<str>, HashSet<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
+    watchers: HashMap<String, HashSet<Arc<str>>>,
     next_order: u64,
+}
+
+impl Tables {
+    /// Takes session `id` off `room`'s watchers; true if it was the last.
+    fn unwatch(&mut self, id: &str, room: &str) -> bool {
+        let Some(set) = self.watchers.get_mut(room) else {
+            return false;
+        };
+        if !set.remove(id) {
+            return false;
+        }
+        if set.is_empty() {
+            self.watchers.remove(room);
+            return true;
+        }
+        false
+    }
 }
 
 /// All local sessions of a node.
@@ -172,6 +258,7 @@ impl SessionTable {
             Entry {
                 handle,
                 rooms: HashSet::new(),
+                watching: HashSet::new(),
                 order,
             },
         );
@@ -197,11 +284,12 @@ impl SessionTable {
             .collect()
     }
 
-    /// Removes a session; returns the rooms that now have no local member.
-    pub fn remove(&self, id: &str) -> Vec<String> {
+    /// Removes a session; says which rooms it was in and which now have no
+    /// local member or watcher.
+    pub fn remove(&self, id: &str) -> Removed {
         let mut t = self.lock();
         let Some(entry) = t.sessions.remove(id) else {
-            return Vec::new();
+            return Removed::default();
         };
         if let Some(set) = t.users.get_mut(&entry.handle.user) {
             set.remove(id);
@@ -209,17 +297,23 @@ impl SessionTable {
                 t.users.remove(&entry.handle.user);
             }
         }
-        let mut emptied = Vec::new();
+        let mut out = Removed::default();
+        for room in &entry.watching {
+            if t.unwatch(id, room) {
+                out.unwatched.push(room.clone());
+            }
+        }
         for room in entry.rooms {
             if let Some(set) = t.rooms.get_mut(&room) {
                 set.remove(id);
                 if set.is_empty() {
                     t.rooms.remove(&room);
-                    emptied.push(room);
+                    out.emptied.push(room.clone());
                 }
             }
+            out.rooms.push(room);
         }
-        emptied
+        out
     }
 
     /// Adds a session to a room.
@@ -249,22 +343,85 @@ impl SessionTable {
         self.lock().sessions.get(id).map_or(0, |e| e.rooms.len())
     }
 
-    /// Removes a session from a room; true if the room has no local member left.
-    pub fn leave(&self, id: &str, room: &str) -> bool {
+    /// Removes a session from a room (and from its watchers).
+    pub fn leave(&self, id: &str, room: &str) -> Left {
         let mut t = self.lock();
-        let was_member = t.sessions.get_mut(id).is_some_and(|e| e.rooms.remove(room));
-        if !was_member {
-            return false;
+        let Some(entry) = t.sessions.get_mut(id) else {
+            return Left::default();
+        };
+        if !entry.rooms.remove(room) {
+            return Left::default();
         }
-        let Some(set) = t.rooms.get_mut(room) else {
+        let watched = entry.watching.remove(room);
+        let unwatched = watched && t.unwatch(id, room);
+        let mut emptied = false;
+        if let Some(set) = t.rooms.get_mut(room) {
+            set.remove(id);
+            if set.is_empty() {
+                t.rooms.remove(room);
+                emptied = true;
+            }
+        }
+        Left {
+            was_member: true,
+            emptied,
+            unwatched,
+        }
+    }
+
+    /// Turns a member session's `presence` events for `room` on or off;
+    /// returns true when that left the room without any local watcher.
+    /// A session that is not in the room cannot watch it.
+    pub fn set_presence(&self, id: &str, room: &str, on: bool) -> bool {
+        let mut t = self.lock();
+        let Some(entry) = t.sessions.get_mut(id) else {
             return false;
         };
-        set.remove(id);
-        let empty = set.is_empty();
-        if empty {
-            t.rooms.remove(room);
+        if on {
+            if !entry.rooms.contains(room) || !entry.watching.insert(room.to_owned()) {
+                return false;
+            }
+            let sid = Arc::clone(&entry.handle.id);
+            t.watchers.entry(room.to_owned()).or_default().insert(sid);
+            false
+        } else {
+            entry.watching.remove(room) && t.unwatch(id, room)
         }
-        empty
+    }
+
+    /// Whether a local session watches `room`'s presence.
+    pub fn has_watchers(&self, room: &str) -> bool {
+        self.lock().watchers.contains_key(room)
+    }
+
+    /// The local sessions watching `room`'s presence.
+    pub fn watchers(&self, room: &str) -> Vec<SessionHandle> {
+        let t = self.lock();
+        t.watchers
+            .get(room)
+            .map(|ids| Self::handles(&t, ids.iter()))
+            .unwrap_or_default()
+    }
+
+    /// Whether `user` has a local session in `room`.
+    pub fn user_in_room(&self, user: &str, room: &str) -> bool {
+        let t = self.lock();
+        t.users.get(user).is_some_and(|ids| {
+            ids.iter()
+                .any(|id| t.sessions.get(id).is_some_and(|e| e.rooms.contains(room)))
+        })
+    }
+
+    /// Each local user in `room` with its number of sessions there.
+    pub fn room_counts(&self, room: &str) -> BTreeMap<String, u64> {
+        let t = self.lock();
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for id in t.rooms.get(room).into_iter().flatten() {
+            if let Some(e) = t.sessions.get(id) {
+                *out.entry(e.handle.user.to_string()).or_default() += 1;
+            }
+        }
+        out
     }
 
     /// Whether the room currently has a local member.
@@ -339,6 +496,24 @@ mod tests {
         assert!(h.offer(Outbound::Resync));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_sees_every_copy_go() {
+        let (done, waiter) = completion();
+        let copies = vec![done.clone(), done.clone()];
+        drop(done);
+        let waited = tokio::spawn(waiter.wait(std::time::Duration::from_secs(1)));
+        tokio::task::yield_now().await;
+        assert!(!waited.is_finished(), "two copies are still queued");
+        drop(copies);
+        assert!(waited.await.expect("task"), "all dropped: done in time");
+        let (held, waiter) = completion();
+        assert!(
+            !waiter.wait(std::time::Duration::from_secs(1)).await,
+            "bounded"
+        );
+        drop(held);
+    }
+
     #[test]
     fn the_frame_cap_still_applies() {
         let (h, _rx) = handle("s1", "alice");
@@ -372,13 +547,61 @@ mod tests {
             }
         );
         assert_eq!(t.room_sessions("lobby").len(), 2);
-        assert!(!t.leave("s1", "lobby"));
-        assert!(!t.leave("s1", "lobby"), "leaving twice is a no-op");
-        assert_eq!(t.remove("s2"), vec!["lobby".to_string()]);
+        assert!(t.leave("s1", "lobby").was_member);
+        assert!(!t.leave("s1", "lobby").emptied);
+        assert_eq!(
+            t.leave("s1", "lobby"),
+            Left::default(),
+            "leaving twice is a no-op"
+        );
+        assert_eq!(t.remove("s2").emptied, vec!["lobby".to_string()]);
         assert!(!t.has_room("lobby"));
         assert_eq!(t.user_sessions("alice").len(), 1);
         t.remove("s1");
         assert_eq!(t.len(), 0);
         assert!(t.user_sessions("alice").is_empty());
+    }
+
+    #[test]
+    fn watchers_are_members_and_go_with_them() {
+        let t = SessionTable::default();
+        let (a, _ra) = handle("s1", "alice");
+        let (b, _rb) = handle("s2", "alice");
+        let (c, _rc) = handle("s3", "carol");
+        t.insert(a);
+        t.insert(b);
+        t.insert(c);
+        assert!(!t.set_presence("s1", "r", true));
+        assert!(!t.has_watchers("r"), "only members watch");
+        for (id, room) in [("s1", "r"), ("s2", "r"), ("s3", "r"), ("s3", "q")] {
+            t.join(id, room);
+        }
+        t.set_presence("s1", "r", true);
+        t.set_presence("s3", "r", true);
+        t.set_presence("s3", "q", true);
+        assert_eq!(t.watchers("r").len(), 2);
+        assert!(t.user_in_room("alice", "r") && !t.user_in_room("alice", "q"));
+        assert_eq!(
+            t.room_counts("r"),
+            BTreeMap::from([("alice".to_string(), 2), ("carol".to_string(), 1)])
+        );
+        assert!(!t.set_presence("s1", "r", false), "carol still watches");
+        let left = t.leave("s3", "r");
+        assert_eq!(
+            left,
+            Left {
+                was_member: true,
+                emptied: false,
+                unwatched: true
+            }
+        );
+        assert!(!t.has_watchers("r"));
+        let gone = t.remove("s3");
+        assert_eq!(gone.rooms, vec!["q".to_string()]);
+        assert_eq!(gone.unwatched, vec!["q".to_string()]);
+        assert_eq!(gone.emptied, vec!["q".to_string()]);
+        t.remove("s1");
+        assert_eq!(t.room_counts("r")["alice"], 1, "s2 is still in r");
+        assert!(!t.has_watchers("q"));
     }
 }

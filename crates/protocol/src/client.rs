@@ -58,7 +58,7 @@ pub enum ClientFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<MsgId>,
     },
-    /// `{"type":"join","room":"lobby","id":…,"resume":…,"epoch":…}`.
+    /// `{"type":"join","room":"lobby","id":…,"resume":…,"epoch":…,"presence":…}`.
     Join {
         /// Room to join.
         room: String,
@@ -71,6 +71,11 @@ pub enum ClientFrame {
         /// Durable mode: the room stream epoch that `resume` belongs to.
         #[serde(skip_serializing_if = "Option::is_none")]
         epoch: Option<String>,
+        /// `true`: this session also receives the room's `presence` events
+        /// (users joining and leaving, cluster-wide). Every join sets it;
+        /// absent means `false`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        presence: Option<bool>,
     },
     /// `{"type":"leave","room":"lobby","id":…}`.
     Leave {
@@ -197,6 +202,7 @@ struct RawFrame {
     id: Option<MsgId>,
     resume: Option<u64>,
     epoch: Option<String>,
+    presence: Option<bool>,
 }
 
 /// Distinguishes `"data": null` (present, a valid payload) from a missing
@@ -259,6 +265,7 @@ impl RawFrame {
                         id,
                         resume: self.resume,
                         epoch: self.epoch,
+                        presence: self.presence,
                     },
                     "leave" => ClientFrame::Leave { room, id },
                     _ => ClientFrame::Publish {
@@ -358,6 +365,7 @@ mod tests {
         for text in [
             r#"{"type":"send","to":"bob","data":{"b":1,"a":[2]},"id":"m1"}"#,
             r#"{"type":"join","room":"lobby","id":3,"resume":8,"epoch":"e1"}"#,
+            r#"{"type":"join","room":"lobby","id":4,"presence":true}"#,
             r#"{"type":"leave","room":"lobby"}"#,
             r#"{"type":"publish","room":"lobby","data":null,"id":"p1"}"#,
             r#"{"type":"ping"}"#,

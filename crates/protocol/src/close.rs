@@ -29,3 +29,23 @@ pub const REASON_RATE_LIMIT: &str = "rate limit exceeded";
 /// Close reason (with [`POLICY_VIOLATION`]) of a user's oldest session when
 /// the user opened more than the per-user session cap.
 pub const REASON_TOO_MANY_SESSIONS: &str = "too many sessions";
+
+/// The first close code of the range applications may use (RFC 6455
+/// §7.4.2: 4000–4999 are private use).
+pub const APP_MIN: u16 = 4000;
+/// The last application close code.
+pub const APP_MAX: u16 = 4999;
+/// Close code of the sessions `POST /api/disconnect` ends when the call
+/// names no code of its own: the server ended every session of the user on
+/// purpose, so a client should not reconnect on its own.
+pub const DISCONNECTED: u16 = APP_MIN;
+/// Close reason sent with [`DISCONNECTED`] when the call gives none.
+pub const REASON_DISCONNECTED: &str = "disconnected";
+/// Longest close reason in bytes: a close frame's payload is at most 125
+/// bytes, two of which are the code.
+pub const MAX_REASON_BYTES: usize = 123;
+
+/// Whether `code` is an application close code (4000–4999).
+pub fn is_app_code(code: u16) -> bool {
+    (APP_MIN..=APP_MAX).contains(&code)
+}

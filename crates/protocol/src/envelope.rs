@@ -25,6 +25,13 @@ pub enum Target {
     },
     /// Every session in the cluster.
     All,
+    /// Not for sessions: the room's roster bookkeeping between nodes (who
+    /// is present where, for `presence` events). The frame is the node
+    /// crate's roster message, not a client frame.
+    Roster {
+        /// The room.
+        room: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,6 +119,7 @@ mod tests {
                 room: "lobby".into(),
             },
             Target::All,
+            Target::Roster { room: "r".into() },
         ] {
             let e = Envelope {
                 target,

@@ -14,7 +14,8 @@
 //! * [`depth`] — the nesting limit on client JSON.
 //! * [`close`] — the RFC 6455 close codes wsring uses and why.
 //! * [`envelope`] — what travels between nodes through the broker.
-//! * [`api`] — the HTTP contract: routing mode, epoch header, API request bodies.
+//! * [`api`] — the HTTP contract: routing mode, epoch header, API request
+//!   bodies and answers.
 //!
 //! `docs/PROTOCOL.md`'s frame examples are parsed and re-serialised by
 //! `tests/protocol_doc.rs`, so the document and these types cannot drift.
@@ -28,13 +29,16 @@ pub mod envelope;
 pub mod ids;
 pub mod server;
 
-pub use api::{BroadcastBody, EPOCH_HEADER, InvalidBody, PublishBody, Routing, SendBody};
+pub use api::{
+    BroadcastBody, DisconnectBody, EPOCH_HEADER, HistoryQuery, HistoryStream, InvalidBody,
+    PublishBody, RoomUserBody, Routing, SendBody,
+};
 pub use client::{ClientFrame, MsgId, ParseError, SERVER_ADDRESS};
 pub use connect::{ConnectParams, query_token};
 pub use depth::{MAX_JSON_DEPTH, check_depth};
 pub use envelope::{Envelope, EnvelopeError, Target};
 pub use ids::{IdError, validate_node_id, validate_room, validate_user};
-pub use server::{ErrorCode, MessageFrame, OwnedServerFrame, ServerFrame};
+pub use server::{ErrorCode, MessageFrame, OwnedServerFrame, PresenceEvent, ServerFrame};
 
 /// Largest client frame accepted unless `--max-message-bytes` says otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;

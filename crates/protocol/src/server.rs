@@ -37,11 +37,14 @@ pub enum ErrorCode {
     Conflict,
     /// This node does not own the user in `hash` mode; connect via the gateway.
     WrongNode,
-    /// The operation exists only on the `wsring dev` launcher.
+    /// The operation is not available in this configuration: node control
+    /// outside the `wsring dev` launcher (501), history without durable
+    /// mode (409).
     NotSupported,
     /// The request body is larger than allowed.
     PayloadTooLarge,
-    /// A per-session limit was reached (e.g. rooms per session).
+    /// A limit was reached: rooms per session (`error` frame), server-side
+    /// rooms per user (HTTP 409).
     LimitExceeded,
     /// A bug or unexpected failure on the server side.
     Internal,
@@ -121,6 +124,26 @@ pub fn room_stream(room: &str) -> String {
     format!("room:{room}")
 }
 
+/// What a `presence` frame reports about a user in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceEvent {
+    /// The user's first session in the cluster entered the room.
+    Join,
+    /// The user's last session in the cluster left the room.
+    Leave,
+}
+
+impl PresenceEvent {
+    /// `"join"` or `"leave"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceEvent::Join => "join",
+            PresenceEvent::Leave => "leave",
+        }
+    }
+}
+
 /// A control frame from server to client.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -181,6 +204,29 @@ pub enum ServerFrame<'a> {
         seq: u64,
         /// The stream's current epoch.
         epoch: &'a str,
+    },
+    /// A user entered or left a room this session joined with
+    /// `"presence":true` (user level, cluster-wide).
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// The user.
+        user: &'a str,
+        /// `join` or `leave`.
+        event: PresenceEvent,
+    },
+    /// The server made this session a member of a room
+    /// (`POST /api/rooms/{room}/join`, or at connect for the user's
+    /// server-side rooms).
+    Joined {
+        /// The room.
+        room: &'a str,
+    },
+    /// The server took this session out of a room
+    /// (`POST /api/rooms/{room}/leave`).
+    Left {
+        /// The room.
+        room: &'a str,
     },
 }
 
@@ -349,12 +395,32 @@ pub enum OwnedServerFrame {
         /// The stream's current epoch.
         epoch: String,
     },
+    /// A user entered or left a room; see [`ServerFrame::Presence`].
+    Presence {
+        /// The room.
+        room: String,
+        /// The user.
+        user: String,
+        /// `join` or `leave`.
+        event: PresenceEvent,
+    },
+    /// The server made this session a member of a room.
+    Joined {
+        /// The room.
+        room: String,
+    },
+    /// The server took this session out of a room.
+    Left {
+        /// The room.
+        room: String,
+    },
 }
 
 impl OwnedServerFrame {
     /// Every server frame `type`, in declaration order.
-    pub const TYPES: [&'static str; 7] = [
-        "welcome", "ack", "pong", "message", "error", "moved", "resumed",
+    pub const TYPES: [&'static str; 10] = [
+        "welcome", "ack", "pong", "message", "error", "moved", "resumed", "presence", "joined",
+        "left",
     ];
 
     /// This frame's `type`.
@@ -367,6 +433,9 @@ impl OwnedServerFrame {
             OwnedServerFrame::Error { .. } => "error",
             OwnedServerFrame::Moved { .. } => "moved",
             OwnedServerFrame::Resumed { .. } => "resumed",
+            OwnedServerFrame::Presence { .. } => "presence",
+            OwnedServerFrame::Joined { .. } => "joined",
+            OwnedServerFrame::Left { .. } => "left",
         }
     }
 
@@ -443,6 +512,13 @@ impl Serialize for OwnedServerFrame {
                 seq: *seq,
                 epoch,
             },
+            OwnedServerFrame::Presence { room, user, event } => ServerFrame::Presence {
+                room,
+                user,
+                event: *event,
+            },
+            OwnedServerFrame::Joined { room } => ServerFrame::Joined { room },
+            OwnedServerFrame::Left { room } => ServerFrame::Left { room },
         };
         f.serialize(s)
     }
@@ -570,6 +646,9 @@ mod tests {
             r#"{"type":"error","code":"unavailable","message":"try later"}"#,
             r#"{"type":"moved","epoch":2,"retry_after_ms":50}"#,
             r#"{"type":"resumed","stream":"room:r","complete":false,"seq":0,"epoch":""}"#,
+            r#"{"type":"presence","room":"r","user":"u","event":"leave"}"#,
+            r#"{"type":"joined","room":"r"}"#,
+            r#"{"type":"left","room":"r"}"#,
         ] {
             let f = OwnedServerFrame::parse(text).expect(text);
             let back: Value = serde_json::from_str(&f.to_json()).expect("json");

@@ -169,6 +169,7 @@ fn every_close_code_is_documented() {
         (close::INVALID_PAYLOAD, None),
         (close::TRY_AGAIN_LATER, None),
         (close::GOING_AWAY, None),
+        (close::DISCONNECTED, Some(close::REASON_DISCONNECTED)),
     ] {
         let row = DOC.lines().find(|l| {
             l.starts_with(&format!("| {code} |"))

@@ -3,15 +3,15 @@
 //! (a Redis Cluster, by its seed nodes) and `nats://h:p,nats://h:p,…` (the
 //! servers of a NATS cluster) for either (each also over TLS:
 //! `rediss://`, `tls://`, `amqps://`, with an optional `cacertfile=` query
-//! parameter naming a private CA); durable streams from the
-//! registry's engine (RabbitMQ has no stream store, so with an `amqp://`
-//! broker the streams live in the Redis or NATS used as registry). Each
+//! parameter naming a private CA); durable streams and server-side rooms
+//! from the registry's engine (RabbitMQ stores nothing, so with an
+//! `amqp://` broker both live in the Redis or NATS used as registry). Each
 //! backend is a cargo feature (all on by default); a URL whose feature is not
 //! compiled in is a clear error, not a panic.
 
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, StreamStore};
+use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 /// A start-up failure of the backend behind `flags` (e.g. `--registry or
 /// --cluster`), as one line that ends with what to do about it.
@@ -132,6 +132,27 @@ pub async fn streams(
     if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
         #[cfg(feature = "nats")]
         return wsring_cluster_nats::connect_streams(registry_url, namespace, retention).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built(registry_url, "nats"));
+    }
+    Err(unsupported(registry_url, "registry"))
+}
+
+/// Connects the server-side room store (on the registry's engine).
+#[allow(unused_variables)]
+pub async fn server_rooms(
+    registry_url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn ServerRooms>, ClusterError> {
+    if is_redis(registry_url) {
+        #[cfg(feature = "redis")]
+        return wsring_cluster_redis::connect_server_rooms(registry_url, namespace).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(registry_url, "redis"));
+    }
+    if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
+        #[cfg(feature = "nats")]
+        return wsring_cluster_nats::connect_server_rooms(registry_url, namespace).await;
         #[cfg(not(feature = "nats"))]
         return Err(not_built(registry_url, "nats"));
     }

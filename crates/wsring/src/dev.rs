@@ -174,6 +174,7 @@ impl DevNodes {
                 broker,
                 inbox,
                 streams: Some(streams),
+                server_rooms: self.backend.rooms.clone(),
                 security: Arc::clone(&self.security),
                 kill,
             },

@@ -159,6 +159,9 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let server_rooms = backends::server_rooms(&registry_url, ns)
+        .await
+        .map_err(|e| anyhow!(startup_error("server-side room store", REGISTRY_FLAGS, &e)))?;
     let listener = bind(&listen).await?;
     let mut cfg = common.node_config(&id);
     cfg.advertise = match args.advertise {
@@ -180,6 +183,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             broker,
             inbox,
             streams,
+            server_rooms,
             security: Arc::clone(&security),
             kill,
         },

@@ -183,6 +183,11 @@ impl Common {
                 "max_rooms_per_session",
                 "must be at least 1",
             ),
+            (
+                n.max_server_rooms == 0,
+                "max_server_rooms",
+                "must be at least 1",
+            ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {
             Some((_, key, why)) => Err(SettingsError::Invalid(key, why.to_owned())),
@@ -582,6 +587,7 @@ mod tests {
             "history_size = 0",
             "history_ttl = \"10ms\"",
             "max_rooms_per_session = 0",
+            "max_server_rooms = 0",
             "max_message_bytes = 100",
             "session_queue_bytes = 1000",
         ] {

@@ -407,6 +407,7 @@ async fn autobahn_through_the_gateway_finds_the_same() {
             broker,
             inbox,
             streams: None,
+            server_rooms: backend.rooms.clone(),
             security: Arc::clone(&open),
             kill: stop.clone(),
         },

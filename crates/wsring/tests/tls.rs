@@ -1,8 +1,9 @@
 //! TLS on wsring's own listeners, end to end against the real binary: a
 //! `wsring dev` whose gateway and nodes listen with a certificate generated
 //! here (trusted through `--tls-ca`), so clients use `wss://` and `https://`,
-//! the gateway tunnels to `wss://` nodes, and API relays and presence
-//! fan-out go to `https://` nodes.
+//! the gateway tunnels to `wss://` nodes, API relays and presence
+//! fan-out go to `https://` nodes, and the Rust client's `Api` calls them
+//! over `https://`.
 
 mod common;
 
@@ -155,6 +156,25 @@ async fn gateway_and_nodes_speak_tls_to_clients_and_to_each_other() {
             .is_none_or(|u| u.as_array().is_none_or(Vec::is_empty)),
         "{v}"
     );
+
+    // The Rust client's server API over https (trusting the CA), asking a
+    // node that asks its https:// peers: alice's two sessions, one room.
+    let pem = std::fs::read(&cert).expect("read cert");
+    let api = wsring_client::Api::with(wsring_client::ApiConfig {
+        ca_pem: Some(pem),
+        ..wsring_client::ApiConfig::new(&owner_url)
+    })
+    .expect("api client");
+    assert!(api.base().starts_with("https://"), "{}", api.base());
+    let joined = api.join("tls-room", "alice").await.expect("join over TLS");
+    assert_eq!((joined.sessions, joined.unreachable.len()), (2, 0));
+    let count = api.room_count("tls-room").await.expect("count over TLS");
+    assert_eq!((count.users, count.sessions), (1, 2));
+    let untrusting = wsring_client::Api::new(&base).expect("api client");
+    assert!(matches!(
+        untrusting.room_count("tls-room").await,
+        Err(wsring_client::ApiError::Transport(_))
+    ));
 
     // Plain HTTP to the TLS port gets nowhere.
     let plain = base.replacen("https://", "http://", 1);

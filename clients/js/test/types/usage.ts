@@ -5,6 +5,7 @@
 
 import {
   CLOSE_MOVED,
+  isAppClose,
   ID_RULE,
   STATES,
   WsringClient,
@@ -30,6 +31,7 @@ type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ?
 function same<A, B>(_proof: Equal<A, B>): void {}
 
 same<typeof CLOSE_MOVED, 1012>(true);
+same<ReturnType<typeof isAppClose>, boolean>(true);
 same<typeof STATES, readonly ["connecting", "connected", "reconnecting", "closed"]>(true);
 same<(typeof STATES)[number], ConnectionState>(true);
 same<typeof ID_RULE, RegExp>(true);
@@ -67,6 +69,7 @@ export async function usage(): Promise<void> {
   same<ReturnType<WsringClient["send"]>, Promise<void>>(true);
   await alice.send("bob", { text: "hi" });
   await alice.join("lobby");
+  await alice.join("lobby", { presence: true });
   await alice.publish("lobby", ["any", "JSON", 1, true, null]);
   await alice.leave("lobby");
   // @ts-expect-error send needs a recipient and data
@@ -107,8 +110,11 @@ export async function usage(): Promise<void> {
   alice.on("error", ({ code, message }) => void [code satisfies ErrorCode, message satisfies string]);
   const onResumed: WsringListener<"resumed"> = (detail) => void detail.complete;
   alice.on("resumed", onResumed);
+  alice.on("presence", ({ room, user, event }) => void [room satisfies string, user satisfies string, event satisfies "join" | "leave"]);
+  alice.on("joined", ({ room }) => void (room satisfies string));
+  alice.on("left", ({ room }) => void (room satisfies string));
   alice.off("resumed", onResumed);
-  same<keyof WsringEvents, "state" | "connected" | "message" | "moved" | "disconnected" | "reconnecting" | "resumed" | "error">(true);
+  same<keyof WsringEvents, "state" | "connected" | "message" | "moved" | "disconnected" | "reconnecting" | "resumed" | "error" | "presence" | "joined" | "left">(true);
   // @ts-expect-error no such event
   alice.on("welcome", () => {});
   // @ts-expect-error the detail of `moved` has no `node`

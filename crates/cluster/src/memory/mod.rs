@@ -1,4 +1,5 @@
-//! The in-memory backend: registry, broker and stream store in one process.
+//! The in-memory backend: registry, broker, stream store and server-side
+//! rooms in one process.
 //!
 //! This is what `wsring dev` runs on. It is deliberately small: the membership
 //! protocol, routing and durability logic all live above the traits, so these
@@ -7,17 +8,19 @@
 
 mod broker;
 mod registry;
+mod server_rooms;
 mod streams;
 
 pub use broker::{MemoryBroker, MemoryHub};
 pub use registry::MemoryRegistry;
+pub use server_rooms::{MAX_MEMBERSHIPS, MemoryServerRooms};
 pub use streams::MemoryStreams;
 
 use std::sync::Arc;
 
 use crate::stream::Retention;
 
-/// All three memory backends, shared by every node of one process.
+/// All memory backends, shared by every node of one process.
 #[derive(Clone)]
 pub struct MemoryBackend {
     /// Membership storage.
@@ -26,6 +29,8 @@ pub struct MemoryBackend {
     pub hub: Arc<MemoryHub>,
     /// Durable streams.
     pub streams: Arc<MemoryStreams>,
+    /// Server-side room memberships.
+    pub rooms: Arc<MemoryServerRooms>,
 }
 
 impl MemoryBackend {
@@ -35,6 +40,7 @@ impl MemoryBackend {
             registry: Arc::new(MemoryRegistry::default()),
             hub: Arc::new(MemoryHub::default()),
             streams: Arc::new(MemoryStreams::new(retention)),
+            rooms: Arc::new(MemoryServerRooms::default()),
         }
     }
 }

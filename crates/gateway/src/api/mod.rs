@@ -1,10 +1,11 @@
 //! The gateway's HTTP API: the same contract as a node's, answered
-//! cluster-wide. Reads come from the gateway's own membership view; writes
-//! are forwarded to a node ([`forward`]); node control goes to the dev
+//! cluster-wide. Reads come from the gateway's own membership view; writes,
+//! room members and history are forwarded to a node ([`forward`]), which
+//! answers for the whole cluster; node control goes to the dev
 //! [`crate::Launcher`] ([`control`]).
 //!
-//! Writes, presence, node control and the full event stream need the API
-//! key when the API is protected, and JSON bodies their content type
+//! Writes, presence, room members, history, node control and the full event
+//! stream need the API key when the API is protected, and JSON bodies their content type
 //! (`wsring_http::guard`); the read-only views the dashboard draws (nodes,
 //! route, ring, info), health and metrics stay open and carry no secrets.
 
@@ -26,12 +27,18 @@ pub(crate) fn routes(security: Arc<Security>) -> Router<Arc<Gateway>> {
         .route("/api/send", post(forward::send))
         .route("/api/publish", post(forward::publish))
         .route("/api/broadcast", post(forward::broadcast))
+        .route("/api/disconnect", post(forward::disconnect))
+        .route("/api/rooms/{room}/join", post(forward::room_join))
+        .route("/api/rooms/{room}/leave", post(forward::room_leave))
         .route_layer(from_fn(wsring_http::require_json));
     let protected = Router::new()
         .merge(writes)
         .route("/api/nodes", post(control::add))
         .route("/api/nodes/{id}", delete(control::remove))
         .route("/api/presence", get(read::presence))
+        .route("/api/rooms/{room}", get(forward::room_members))
+        .route("/api/rooms/{room}/count", get(forward::room_count))
+        .route("/api/history", get(forward::history))
         .route_layer(from_fn_with_state(
             Arc::clone(&security),
             wsring_http::require_key,

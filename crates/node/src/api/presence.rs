@@ -9,11 +9,11 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde_json::Value;
 use std::sync::Arc;
-use wsring_cluster::report::{self, PRESENCE_PEER_TIMEOUT};
-use wsring_http::{peers, query_param};
+use wsring_cluster::report;
+use wsring_http::query_param;
 
 use super::query_error;
 use crate::error::ApiError;
@@ -32,11 +32,10 @@ pub(super) async fn handle(
         .map(|h| h.id.to_string())
         .collect();
     let local = Some((node.id(), local.as_slice()));
-    if query_param(q.as_deref(), "scope").as_deref() == Some("local") {
+    if super::local_scope(q.as_deref()) {
         return Ok(Json(report::presence(&user, local, Vec::new())));
     }
-    let targets = report::presence_peers(&node.membership.view(), &user, Some(node.id()));
-    let auth = wsring_http::header_str(&headers, header::AUTHORIZATION);
-    let answers = peers::get_json_all(&node.http, targets, PRESENCE_PEER_TIMEOUT, auth).await;
+    let query = report::user_query(&user);
+    let answers = super::ask_peers(&node, &headers, "/api/presence", &query, None).await;
     Ok(Json(report::presence(&user, local, answers)))
 }

@@ -1,5 +1,7 @@
-//! `{"type":"join","room":"lobby","resume":…,"epoch":…}`: start receiving a
-//! room.
+//! `{"type":"join","room":"lobby","resume":…,"epoch":…,"presence":…}`:
+//! start receiving a room, and with `"presence":true` its `presence` events
+//! too (the join is answered once the room's roster is ready, so no event
+//! after the ack is missed).
 //!
 //! The session is added to the room (and the node subscribed to the room's
 //! topic) *before* the stream position is read, so a message published during
@@ -7,6 +9,10 @@
 //! neither. In durable mode the join always ends with a `resumed` frame that
 //! carries the room's position, so a client that never saw a room message can
 //! still resume it after a reconnect.
+//!
+//! A room the server put the user in (`POST /api/rooms/{room}/join`) is
+//! allowed even outside the token's `rooms` claim, and does not count
+//! against the client's own room limit.
 
 use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, MsgId};
@@ -23,6 +29,8 @@ pub(crate) struct Join {
     pub id: Option<MsgId>,
     pub resume: Option<u64>,
     pub epoch: Option<String>,
+    /// Whether the session wants the room's `presence` events.
+    pub presence: Option<bool>,
 }
 
 impl Join {
@@ -32,9 +40,12 @@ impl Join {
             id,
             resume,
             epoch,
+            presence,
         } = self;
         let id = id.as_ref();
-        if !s.rooms.allows(&room) {
+        // A room the server put the user in is allowed whatever the token
+        // says: the server decided.
+        if !s.rooms.allows(&room) && !s.server_rooms.contains(&room) {
             // Checked before anything is read: a durable resume never
             // serves a room the token does not allow.
             let msg = format!("this connection's token does not allow room {room:?}");
@@ -42,50 +53,80 @@ impl Join {
         }
         let session = &s.handle.id;
         let limit = node.cfg.max_rooms_per_session;
-        if !node.table.is_in(session, &room) && node.table.room_count(session) >= limit {
+        // Server-side rooms do not count against the client's own limit.
+        let own_rooms = node
+            .table
+            .room_count(session)
+            .saturating_sub(s.server_rooms.len());
+        if !node.table.is_in(session, &room) && own_rooms >= limit {
             let msg = format!("a session may be in at most {limit} rooms");
             return Outcome::error(ErrorCode::LimitExceeded, &msg, id);
         }
-        let added = match node.join_room(session, &room).await {
-            Ok(added) => added,
-            Err(e) => return Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
-        };
-        if added {
-            crate::events::member_added(node, &s.handle, &room);
-        }
-        let Some(store) = node.streams.clone() else {
-            return Outcome::ack(id);
-        };
-        let stream = StreamName::Room(room);
-        if s.cursors.contains_key(&stream) && resume.is_none() {
-            // Already live in this room: keep the cursor (replacing it with
-            // the head would skip messages queued for this session right now).
-            return Outcome::ack(id).then_catch_up(stream);
-        }
-        let head = match store.head(&stream).await {
-            Ok(h) => h,
-            Err(e) => {
-                // Undo only what this request did.
-                if added && let StreamName::Room(room) = &stream {
-                    node.leave_room(&s.handle.id, room).await;
+        match enter(s, node, &room, resume, epoch).await {
+            Ok(catch_up) => {
+                node.set_presence(&s.handle, &room, presence == Some(true))
+                    .await;
+                let ack = Outcome::ack(id);
+                match catch_up {
+                    Some(stream) => ack.then_catch_up(stream),
+                    None => ack,
                 }
-                let msg = format!("stream store unavailable: {e}");
-                return Outcome::error(ErrorCode::Unavailable, &msg, id);
             }
-        };
-        let cursor = match resume {
-            Some(seq) => Cursor::resume(
-                &head,
-                &Resume {
-                    seq,
-                    epoch: epoch.unwrap_or_default(),
-                },
-            ),
-            None => Cursor::at(&head),
-        };
-        s.cursors.insert(stream.clone(), cursor);
-        Outcome::ack(id).then_catch_up(stream)
+            Err(msg) => Outcome::error(ErrorCode::Unavailable, &msg, id),
+        }
     }
+}
+
+/// Puts the session in `room` (the node subscribes to the room first if
+/// needed) and, in durable mode, sets its cursor: at the room's head, or at
+/// `resume` of stream `epoch`. Returns the stream to replay up to its head
+/// (which ends with `resumed`), or why the join failed; a failed join
+/// changes nothing.
+pub(crate) async fn enter(
+    s: &mut SessionState,
+    node: &Node,
+    room: &str,
+    resume: Option<u64>,
+    epoch: Option<String>,
+) -> Result<Option<StreamName>, String> {
+    let added = node
+        .join_room(&s.handle, room)
+        .await
+        .map_err(|e| e.to_string())?;
+    if added {
+        crate::events::member_added(node, &s.handle, room);
+    }
+    let Some(store) = node.streams.clone() else {
+        return Ok(None);
+    };
+    let stream = StreamName::Room(room.to_owned());
+    if s.cursors.contains_key(&stream) && resume.is_none() {
+        // Already live in this room: keep the cursor (replacing it with
+        // the head would skip messages queued for this session right now).
+        return Ok(Some(stream));
+    }
+    let head = match store.head(&stream).await {
+        Ok(h) => h,
+        Err(e) => {
+            // Undo only what this request did.
+            if added {
+                node.leave_room(&s.handle, room);
+            }
+            return Err(format!("stream store unavailable: {e}"));
+        }
+    };
+    let cursor = match resume {
+        Some(seq) => Cursor::resume(
+            &head,
+            &Resume {
+                seq,
+                epoch: epoch.unwrap_or_default(),
+            },
+        ),
+        None => Cursor::at(&head),
+    };
+    s.cursors.insert(stream.clone(), cursor);
+    Ok(Some(stream))
 }
 
 #[cfg(test)]
@@ -101,6 +142,7 @@ mod tests {
             id,
             resume: None,
             epoch: None,
+            presence: None,
         }
     }
 
@@ -194,6 +236,7 @@ mod tests {
             id: None,
             resume: Some(2),
             epoch: Some(epoch),
+            presence: None,
         }
         .apply(&mut s, &t.node)
         .await;

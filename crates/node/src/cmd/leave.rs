@@ -1,5 +1,7 @@
 //! `{"type":"leave","room":"lobby"}`: stop receiving a room. Leaving a room
 //! the session is not in is a no-op, acknowledged like any other leave.
+//! Leaving a server-side room only takes this session out of it: the user's
+//! stored membership stays, and the next connect joins it again.
 
 use wsring_cluster::StreamName;
 use wsring_protocol::MsgId;
@@ -20,7 +22,8 @@ impl Leave {
         // Commands of one session run one at a time: nothing else changes
         // this session's rooms between the check and the leave.
         let member = node.table.is_in(&s.handle.id, &self.room);
-        node.leave_room(&s.handle.id, &self.room).await;
+        node.leave_room(&s.handle, &self.room);
+        s.server_rooms.remove(&self.room);
         if member {
             crate::events::member_removed(node, &s.handle, &self.room);
         }
@@ -53,6 +56,7 @@ mod tests {
             id: None,
             resume: None,
             epoch: None,
+            presence: None,
         };
         let _ = join.apply(&mut s, &t.node).await;
         let stream = StreamName::Room("r".into());

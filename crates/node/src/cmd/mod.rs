@@ -10,6 +10,11 @@
 //! Every command answers in-band: an `ack` when the request carried an `id`
 //! and the cluster accepted it, an `error` frame otherwise. None of them ends
 //! the session on failure.
+//!
+//! `server_room` holds the two commands the server itself gives a session
+//! (through its queue, from `POST /api/rooms/{room}/join|leave`, and at
+//! connect for the user's stored rooms); they answer with `joined` and
+//! `left` frames.
 
 mod join;
 mod leave;
@@ -17,6 +22,7 @@ mod ping;
 mod proxy;
 mod publish;
 mod send;
+mod server_room;
 
 use wsring_cluster::StreamName;
 use wsring_protocol::{ClientFrame, ErrorCode, MsgId, ServerFrame};
@@ -30,6 +36,7 @@ pub(crate) use leave::Leave;
 pub(crate) use ping::Ping;
 pub(crate) use publish::Publish;
 pub(crate) use send::Send;
+pub(crate) use server_room::{ServerJoin, ServerLeave};
 
 /// What the session does after a command (or after bad input), in order:
 /// write `reply`, replay `catch_up`, close with `close`.
@@ -107,11 +114,13 @@ impl From<ClientFrame> for Command {
                 id,
                 resume,
                 epoch,
+                presence,
             } => Command::Join(Join {
                 room,
                 id,
                 resume,
                 epoch,
+                presence,
             }),
             ClientFrame::Leave { room, id } => Command::Leave(Leave { room, id }),
             ClientFrame::Publish { room, data, id } => Command::Publish(Publish { room, data, id }),

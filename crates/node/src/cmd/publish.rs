@@ -60,7 +60,7 @@ mod tests {
         let policy = wsring_auth::RoomPolicy::from_claim(&["chat.*"]).expect("claim");
         let mut alice = t.state("alice").with_grants(policy, true);
         let (bob, mut bob_rx) = t.session("bob");
-        t.node.join_room(&bob.id, "ops").await.expect("join");
+        t.node.join_room(&bob, "ops").await.expect("join");
         let o = publish("ops", "1", Some(MsgId::Int(5)))
             .apply(&mut alice, &t.node)
             .await;
@@ -78,7 +78,7 @@ mod tests {
         let mut alice = t.state("alice");
         let (bob, mut bob_rx) = t.session("bob");
         let (_carol, mut carol_rx) = t.session("carol");
-        t.node.join_room(&bob.id, "r").await.expect("joined");
+        t.node.join_room(&bob, "r").await.expect("joined");
         // Alice is not a member and may publish all the same.
         let o = publish("r", r#""hey""#, Some(MsgId::Int(1)))
             .apply(&mut alice, &t.node)

@@ -7,6 +7,7 @@
 //! channels instead of sockets.
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use wsring_protocol::{ErrorCode, ServerFrame, close};
 use super::cursor::{Cursor, Resume};
 use super::state::SessionState;
 use super::{End, ReadError};
-use crate::cmd::{Command, Outcome};
+use crate::cmd::{Command, Outcome, ServerJoin, ServerLeave};
 use crate::node::Node;
 use crate::sessions::{Outbound, SessionHandle};
 
@@ -38,6 +39,9 @@ const OUTBOUND_BATCH: usize = 64;
 /// kernel does not answer the client's in-flight data with a reset that could
 /// destroy the close frame before the client reads it.
 pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Bound on reading the user's server-side rooms at connect.
+const SERVER_ROOMS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A session missing this many ping periods (not even a pong) is dropped.
 const IDLE_PERIODS: f32 = 2.5;
@@ -100,7 +104,7 @@ where
         span.in_scope(|| debug!(evicted = %old.id, "per-user session cap: closing the oldest"));
         old.offer(Outbound::Close(
             close::POLICY_VIOLATION,
-            close::REASON_TOO_MANY_SESSIONS,
+            close::REASON_TOO_MANY_SESSIONS.into(),
         ));
     }
     let mut conn = Conn {
@@ -264,8 +268,9 @@ where
         }
     }
 
-    /// Welcome, ownership re-check and (durable) user-stream resume; in echo
-    /// mode nothing (a conformance client expects no unsolicited message).
+    /// Welcome, ownership re-check, (durable) user-stream resume, then the
+    /// user's server-side rooms; in echo mode nothing (a conformance client
+    /// expects no unsolicited message).
     async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
         if self.node.cfg.echo {
             return Ok(());
@@ -325,6 +330,60 @@ where
                 self.write_text(f.to_json()).await?;
             }
             (None, None) => {}
+        }
+        self.join_server_rooms().await
+    }
+
+    /// Joins every room the server put the user in. The session is in the
+    /// node's table already, so a `POST /api/rooms/{room}/join|leave` that
+    /// changes the stored rooms after this read also reaches the session's
+    /// queue, and is applied after this.
+    ///
+    /// If the store cannot be read, the session goes on without them (they
+    /// are not needed to serve it) and says so with an `unavailable` error
+    /// frame; it reads again later, through its own queue, so the read
+    /// stays in order with any join or leave queued meanwhile.
+    async fn join_server_rooms(&mut self) -> Result<(), End> {
+        let user = Arc::clone(&self.state.handle.user);
+        let listed =
+            tokio::time::timeout(SERVER_ROOMS_TIMEOUT, self.node.server_rooms.list(&user)).await;
+        let rooms = match listed {
+            Ok(Ok(rooms)) => rooms,
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {SERVER_ROOMS_TIMEOUT:?}"),
+                };
+                let delay = self.state.server_rooms_failed();
+                debug!(error = %why, ?delay, "server-side rooms unavailable; reading again later");
+                if self.state.server_rooms_failures() == 1 {
+                    let msg = format!(
+                        "the server-side rooms could not be read ({why}); they are joined once they can be"
+                    );
+                    let f = ServerFrame::Error {
+                        code: ErrorCode::Unavailable,
+                        message: &msg,
+                        id: None,
+                    };
+                    self.write_text(f.to_json()).await?;
+                }
+                let handle = self.state.handle.clone();
+                let kill = self.node.kill.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = kill.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {
+                            handle.offer(Outbound::LoadServerRooms);
+                        }
+                    }
+                });
+                return Ok(());
+            }
+        };
+        self.state.server_rooms_loaded();
+        for room in rooms {
+            let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
+            self.carry_out(outcome).await?;
         }
         Ok(())
     }
@@ -435,6 +494,22 @@ where
                 retry_after_ms,
             } => self.moved(epoch, retry_after_ms).await,
             Outbound::Close(code, reason) => self.close(code, reason).await,
+            // The completions are dropped once these are carried out: the
+            // API call that queued them is waiting for that.
+            Outbound::Disconnect(code, reason, _done) => self.close(code, reason.to_string()).await,
+            Outbound::ServerJoin(room, _done) => {
+                let room = room.to_string();
+                let outcome = ServerJoin { room }.apply(&mut self.state, &self.node).await;
+                self.carry_out(outcome).await
+            }
+            Outbound::ServerLeave(room, _done) => {
+                let room = room.to_string();
+                let outcome = ServerLeave { room }
+                    .apply(&mut self.state, &self.node)
+                    .await;
+                self.carry_out(outcome).await
+            }
+            Outbound::LoadServerRooms => self.join_server_rooms().await,
             Outbound::Resync => {
                 self.state.schedule_resync(Duration::ZERO);
                 Ok(())
@@ -469,11 +544,16 @@ where
     }
 
     /// Sends a close frame and ends the session.
-    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), End> {
-        self.closed_with = Some((code, reason.to_owned()));
+    async fn close(&mut self, code: u16, reason: impl Into<Cow<'static, str>>) -> Result<(), End> {
+        let reason = reason.into();
+        self.closed_with = Some((code, reason.to_string()));
+        let reason = match reason {
+            Cow::Borrowed(r) => Utf8Bytes::from_static(r),
+            Cow::Owned(r) => Utf8Bytes::from(r),
+        };
         let frame = CloseFrame {
             code: code.into(),
-            reason: Utf8Bytes::from_static(reason),
+            reason,
         };
         // Not through `io`: a kicked session must still get its close frame
         // out, so only a node stop or the write-stall bound cut this short.

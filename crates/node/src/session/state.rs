@@ -6,7 +6,7 @@
 //! and acts on what the commands return. Keeping the socket out of here is
 //! what lets the commands be tested without one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 use wsring_auth::RoomPolicy;
@@ -15,8 +15,15 @@ use wsring_cluster::StreamName;
 use super::cursor::Cursor;
 use crate::sessions::SessionHandle;
 
-/// Longest wait between failed catch-up passes.
+/// Longest wait between failed catch-up passes (and failed reads of the
+/// server-side rooms).
 const RESYNC_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The wait after `failures` failed reads in a row: 1 s, doubling, at most
+/// 30 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.min(5)).min(RESYNC_BACKOFF_MAX)
+}
 
 /// Per-session state, owned by the session task.
 pub(crate) struct SessionState {
@@ -28,11 +35,16 @@ pub(crate) struct SessionState {
     pub rooms: RoomPolicy,
     /// Whether the connect token lets it send direct messages.
     pub may_send: bool,
+    /// Rooms the server put the session's user in (and the session is in):
+    /// allowed whatever the token's `rooms` claim says.
+    pub server_rooms: HashSet<String>,
     /// When the next catch-up pass is due. One timer per session, however
     /// many triggers (broker reconnects, failed reads) pile up.
     resync_at: Option<Instant>,
     /// Consecutive failed catch-up passes, for backoff.
     resync_failures: u32,
+    /// Consecutive failed reads of the server-side rooms, for backoff.
+    rooms_failures: u32,
 }
 
 impl SessionState {
@@ -43,8 +55,10 @@ impl SessionState {
             cursors: HashMap::new(),
             rooms: RoomPolicy::All,
             may_send: true,
+            server_rooms: HashSet::new(),
             resync_at: None,
             resync_failures: 0,
+            rooms_failures: 0,
         }
     }
 
@@ -73,7 +87,7 @@ impl SessionState {
 
     /// A failed store read: retry with exponential backoff (1 s … 30 s).
     pub fn resync_failed(&mut self) {
-        let delay = Duration::from_secs(1 << self.resync_failures.min(5)).min(RESYNC_BACKOFF_MAX);
+        let delay = backoff(self.resync_failures);
         self.resync_failures = self.resync_failures.saturating_add(1);
         if self.resync_at.is_none() {
             self.resync_at = Some(Instant::now() + delay);
@@ -83,6 +97,24 @@ impl SessionState {
     /// A successful store read resets the backoff.
     pub fn resync_ok(&mut self) {
         self.resync_failures = 0;
+    }
+
+    /// The server-side rooms could not be read: how long to wait before
+    /// the next read (1 s, 2 s, 4 s … 30 s).
+    pub fn server_rooms_failed(&mut self) -> Duration {
+        let delay = backoff(self.rooms_failures);
+        self.rooms_failures = self.rooms_failures.saturating_add(1);
+        delay
+    }
+
+    /// Failed reads of the server-side rooms in a row.
+    pub fn server_rooms_failures(&self) -> u32 {
+        self.rooms_failures
+    }
+
+    /// The server-side rooms were read.
+    pub fn server_rooms_loaded(&mut self) {
+        self.rooms_failures = 0;
     }
 }
 

@@ -540,7 +540,7 @@ async fn moves_stops_and_crashes() {
 
     let mut c = Client::connect(&t, "alice", None);
     let h = c.handle(&t, "alice").await;
-    h.offer(Outbound::Close(1001, "server shutting down"));
+    h.offer(Outbound::Close(1001, "server shutting down".into()));
     assert_eq!(
         c.close_frame().await,
         (1001, "server shutting down".to_owned())
@@ -631,6 +631,30 @@ async fn no_stream_store_at_connect_closes_with_1013() {
         (1013, "stream store unavailable".to_owned())
     );
     assert_eq!(c.end().await, End::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_rooms_that_cannot_be_read_at_connect_are_joined_later() {
+    use wsring_cluster::ServerRooms;
+    let t = TestNode::start(TestNode::config()).await;
+    t.backend.rooms.add("alice", "ops", 8).await.expect("add");
+    t.fail_room_reads(2);
+    let mut c = Client::connect(&t, "alice", None);
+    let h = c.handle(&t, "alice").await;
+    let e = c.frame().await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unavailable"))
+    );
+    assert!(e.get("id").is_none(), "{e}");
+    // The session serves meanwhile.
+    c.text(r#"{"type":"ping","id":"p"}"#).await;
+    assert_eq!(c.frame().await, json!({"type":"pong","id":"p"}));
+    let t0 = Instant::now();
+    // Read again after 1 s (fails, silently), then after 2 s more.
+    assert_eq!(c.frame().await, json!({"type":"joined","room":"ops"}));
+    assert_eq!(t0.elapsed(), Duration::from_secs(3));
+    assert!(t.node.table.is_in(&h.id, "ops"));
 }
 
 #[tokio::test(start_paused = true)]
