@@ -415,6 +415,7 @@ impl Node {
         }
         if left.was_member {
             self.roster.touch(room, &h.user);
+            crate::events::member_removed(self, h, room);
         }
         left
     }

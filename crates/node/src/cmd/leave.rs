@@ -19,14 +19,8 @@ pub(crate) struct Leave {
 
 impl Leave {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
-        // Commands of one session run one at a time: nothing else changes
-        // this session's rooms between the check and the leave.
-        let member = node.table.is_in(&s.handle.id, &self.room);
         node.leave_room(&s.handle, &self.room);
         s.server_rooms.remove(&self.room);
-        if member {
-            crate::events::member_removed(node, &s.handle, &self.room);
-        }
         s.cursors.remove(&StreamName::Room(self.room));
         Outcome::ack(self.id.as_ref())
     }
