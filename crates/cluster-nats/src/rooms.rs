@@ -18,9 +18,10 @@
 
 use async_nats::Client;
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::{
-    self, DeleteMessageErrorKind, DiscardPolicy, LastRawMessageErrorKind, StorageType, Stream,
+    self, DeleteMessageErrorKind, DiscardPolicy, LastRawMessageError, LastRawMessageErrorKind,
+    StorageType, Stream,
 };
 use async_nats::jetstream::{self, ErrorCode};
 use async_trait::async_trait;
@@ -92,31 +93,39 @@ impl NatsServerRooms {
                 .stream
                 .get_first_raw_message_by_subject(&filter, from)
                 .await;
-            let msg = match r {
-                Ok(m) => m,
-                Err(e) => match e.kind() {
-                    LastRawMessageErrorKind::NoMessageFound => return Ok(out),
-                    LastRawMessageErrorKind::JetStream(je)
-                        if je.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
-                    {
-                        return Ok(out);
-                    }
-                    kind => {
-                        let timed_out = matches!(kind, LastRawMessageErrorKind::Other);
-                        return Err(fail(
-                            &self.client,
-                            format!("reading server rooms of {user}"),
-                            timed_out,
-                            e,
-                        ));
-                    }
-                },
+            let Some(msg) = self.found(r, || format!("reading server rooms of {user}"))? else {
+                return Ok(out);
             };
             let room = String::from_utf8(msg.payload.to_vec()).map_err(|_| {
                 ClusterError::backend(format!("a server room of {user} is not UTF-8"))
             })?;
             out.push((msg.sequence, room));
             from = msg.sequence + 1;
+        }
+    }
+
+    /// A message read from the stream leader; `None` when there is none.
+    fn found(
+        &self,
+        r: Result<StreamMessage, LastRawMessageError>,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<StreamMessage>, ClusterError> {
+        match r {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                LastRawMessageErrorKind::JetStream(je)
+                    if je.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
+                {
+                    Ok(None)
+                }
+                // `Other` is a failed request: a timeout or no responder,
+                // as while a replicated stream elects a new leader.
+                kind => {
+                    let timed_out = matches!(kind, LastRawMessageErrorKind::Other);
+                    Err(fail(&self.client, what(), timed_out, e))
+                }
+            },
         }
     }
 
@@ -191,26 +200,10 @@ impl ServerRooms for NatsServerRooms {
     async fn remove(&self, user: &str, room: &str) -> Result<bool, ClusterError> {
         let subject = self.subject(user, room);
         let last = self.stream.get_last_raw_message_by_subject(&subject).await;
-        let seq = match last {
-            Ok(m) => m.sequence,
-            Err(e) => match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => return Ok(false),
-                LastRawMessageErrorKind::JetStream(je)
-                    if je.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
-                {
-                    return Ok(false);
-                }
-                kind => {
-                    let timed_out = matches!(kind, LastRawMessageErrorKind::Other);
-                    return Err(fail(
-                        &self.client,
-                        format!("reading {subject}"),
-                        timed_out,
-                        e,
-                    ));
-                }
-            },
+        let Some(msg) = self.found(last, || format!("reading {subject}"))? else {
+            return Ok(false);
         };
+        let seq = msg.sequence;
         self.delete(seq, &format!("removing {subject}")).await
     }
 
