@@ -28,7 +28,7 @@
 //! | directed delivery | subject `{ns}.node.{node}` | core NATS |
 //! | broadcast | subject `{ns}.cluster` | core NATS |
 //! | room fan-out | subject `{ns}.room.{room}` | core NATS |
-//! | server-side rooms | KV bucket `{ns}_rooms` (stream `KV_{ns}_rooms`), key = escaped user id | history 1, no TTL; value: the user's rooms as a sorted JSON array |
+//! | server-side rooms | stream `{ns}_rooms`, subject `{ns}.sr.{user}.{room}` per membership | one message per subject (payload: the room), deleted on leave; no age limit |
 //! | durable streams | stream `{ns}_streams`, subjects `{ns}.s.>` | `max_msgs_per_subject = max_len + 1`, `max_age`, duplicate window `min(max_age, 2 min)`, direct get on |
 //! | user stream | subject `{ns}.s.u.{user}` | one subject per wsring stream |
 //! | room stream | subject `{ns}.s.r.{room}` | |
@@ -128,8 +128,8 @@ pub async fn connect_streams(
 }
 
 /// Connects the server-side room store of `namespace` at `url`, creating
-/// its KV bucket if needed (three replicas on a cluster of three or more
-/// servers).
+/// its JetStream stream if needed (three replicas on a cluster of three or
+/// more servers).
 pub async fn connect_server_rooms(
     url: &str,
     namespace: &str,
@@ -157,7 +157,7 @@ pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterEr
     for stream in [
         format!("KV_{namespace}_members"),
         format!("KV_{namespace}_heartbeats"),
-        format!("KV_{namespace}_rooms"),
+        format!("{namespace}_rooms"),
         format!("{namespace}_streams"),
     ] {
         let _ = js.delete_stream(&stream).await;

@@ -75,8 +75,9 @@ pub(crate) fn heartbeats_bucket(ns: &str) -> String {
     format!("{ns}_heartbeats")
 }
 
-/// The KV bucket holding each user's server-side rooms.
-pub(crate) fn rooms_bucket(ns: &str) -> String {
+/// The JetStream stream holding every server-side room membership of a
+/// namespace (subjects `{ns}.sr.{user}.{room}`).
+pub(crate) fn rooms_stream(ns: &str) -> String {
     format!("{ns}_rooms")
 }
 

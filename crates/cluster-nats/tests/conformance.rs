@@ -126,7 +126,7 @@ mod cluster {
         for name in [
             format!("KV_{ns}_members"),
             format!("KV_{ns}_heartbeats"),
-            format!("KV_{ns}_rooms"),
+            format!("{ns}_rooms"),
             format!("{ns}_streams"),
         ] {
             let mut stream = js.get_stream(&name).await.expect("stream");

@@ -1129,23 +1129,36 @@ pub async fn server_rooms_add_remove(h: &dyn Harness) {
     assert!(r.remove(user, "x").await.expect("remove"));
 }
 
-/// Concurrent adds for one user never take it past the bound.
+/// Concurrent adds for one user, through two connections (two nodes),
+/// never take it past the bound and never lose each other: the rooms
+/// reported added are exactly the rooms stored.
 pub async fn server_rooms_concurrent_bound(h: &dyn Harness) {
     let ns = unique_ns("conf");
-    let r = need!(h.server_rooms(&ns).await, "server-side room store");
+    let a = need!(h.server_rooms(&ns).await, "server-side room store");
+    let b = need!(h.server_rooms(&ns).await, "server-side room store");
     let adds = (0..12).map(|i| {
-        let r = Arc::clone(&r);
-        async move { r.add("u", &format!("room-{i}"), 5).await.expect("add") }
+        let r = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        async move {
+            let room = format!("room-{i}");
+            let outcome = r.add("u", &room, 5).await.expect("add");
+            (room, outcome)
+        }
     });
     let results = futures::future::join_all(adds).await;
-    let added = results.iter().filter(|a| **a == RoomAdd::Added).count();
-    let full = results.iter().filter(|a| **a == RoomAdd::Full).count();
-    assert_eq!((added, full), (5, 7), "{results:?}");
-    let held = r.list("u").await.expect("list");
-    assert_eq!(held.len(), 5);
+    let mut added: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| *o == RoomAdd::Added)
+        .map(|(r, _)| r.clone())
+        .collect();
+    added.sort();
+    let full = results.iter().filter(|(_, o)| *o == RoomAdd::Full).count();
+    assert_eq!((added.len(), full), (5, 7), "{results:?}");
+    let held = a.list("u").await.expect("list");
+    assert_eq!(held, added, "what was reported added is what is stored");
     for room in held {
-        r.remove("u", &room).await.expect("remove");
+        b.remove("u", &room).await.expect("remove");
     }
+    assert!(a.list("u").await.expect("list").is_empty());
 }
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async

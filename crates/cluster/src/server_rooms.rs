@@ -23,8 +23,10 @@ pub enum RoomAdd {
     Full,
 }
 
-/// Storage of server-side room memberships. Every operation is atomic per
-/// user: two concurrent adds never take a user past `max`.
+/// Storage of server-side room memberships. Concurrent changes of one user
+/// never lose each other, and concurrent adds never leave a user with more
+/// than `max` rooms: each add that would is refused with [`RoomAdd::Full`]
+/// (a backend may store such an add for a moment and undo it).
 #[async_trait]
 pub trait ServerRooms: Send + Sync + 'static {
     /// Adds `room` to `user`'s rooms, unless the user already has `max`.

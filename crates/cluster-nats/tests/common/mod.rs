@@ -87,7 +87,7 @@ pub async fn delete_namespaces(url: &str, namespaces: &[String]) {
         for stream in [
             format!("KV_{ns}_members"),
             format!("KV_{ns}_heartbeats"),
-            format!("KV_{ns}_rooms"),
+            format!("{ns}_rooms"),
             format!("{ns}_streams"),
         ] {
             let _ = js.delete_stream(&stream).await;
