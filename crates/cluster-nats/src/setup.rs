@@ -88,7 +88,7 @@ fn same_kv_limits(have: &stream::Config, want: &stream::Config) -> bool {
     have.subjects == want.subjects
         && have.max_messages_per_subject == want.max_messages_per_subject
         && have.max_age == want.max_age
-        && have.max_bytes == want.max_bytes
+        && byte_limit(have.max_bytes) == byte_limit(want.max_bytes)
         && have.allow_direct == want.allow_direct
         && have.num_replicas == want.num_replicas
 }
@@ -112,11 +112,17 @@ pub(crate) async fn ensure_kv(
 }
 
 /// Whether an existing stream already has the limits wsring relies on.
+/// A stream's byte limit with "none" in one spelling: JetStream reports -1,
+/// a configuration left at its default says 0.
+fn byte_limit(max_bytes: i64) -> i64 {
+    if max_bytes <= 0 { -1 } else { max_bytes }
+}
+
 fn same_limits(have: &stream::Config, want: &stream::Config) -> bool {
     have.subjects == want.subjects
         && have.max_messages_per_subject == want.max_messages_per_subject
         && have.max_age == want.max_age
-        && have.max_bytes == want.max_bytes
+        && byte_limit(have.max_bytes) == byte_limit(want.max_bytes)
         && have.duplicate_window == want.duplicate_window
         && have.allow_direct == want.allow_direct
         && have.discard == want.discard
@@ -187,4 +193,27 @@ async fn ensure_stream_with(
             cfg.name
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_byte_limit_is_the_same_whichever_way_it_is_spelled() {
+        let want = stream::Config {
+            name: "s".into(),
+            ..Default::default()
+        };
+        let have = stream::Config {
+            max_bytes: -1,
+            ..want.clone()
+        };
+        assert!(same_limits(&have, &want));
+        let limited = stream::Config {
+            max_bytes: 1024,
+            ..want.clone()
+        };
+        assert!(!same_limits(&limited, &want));
+    }
 }
