@@ -269,11 +269,12 @@ mod cluster {
         )
         .await
         .expect("append");
-        // 1 document + 20 streams × (meta + entries).
+        // 1 document + 20 streams × (meta + entries) + the 3 store usage
+        // keys.
         let deleted = wsring_cluster_redis::purge_namespace(&h.url, &ns)
             .await
             .expect("purge");
-        assert_eq!(deleted, 41);
+        assert_eq!(deleted, 44);
         assert_eq!(
             wsring_cluster_redis::purge_namespace(&h.url, &ns)
                 .await
@@ -284,7 +285,7 @@ mod cluster {
             wsring_cluster_redis::purge_namespace(&h.url, &other)
                 .await
                 .expect("purge other"),
-            2,
+            5,
             "another namespace is left alone"
         );
     }
