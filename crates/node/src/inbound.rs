@@ -38,6 +38,9 @@ pub(crate) async fn run(node: Arc<Node>, mut inbox: Inbox) {
             Some(BrokerEvent::Resubscribed) => {
                 info!(node = %node.id(), "broker connection restored");
                 node.roster.resync();
+                if let Some(o) = &node.occupancy {
+                    o.resync(&node.kill);
+                }
                 if node.streams.is_some() {
                     for h in node.table.all() {
                         h.offer(Outbound::Resync);

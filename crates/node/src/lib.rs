@@ -23,6 +23,8 @@
 //! * `rooms`: room topic subscriptions, reconciled with the session table.
 //! * `roster`: who is in which room where, cluster-wide, for `presence`
 //!   events.
+//! * `occupancy`: which rooms have members anywhere in the cluster, for the
+//!   `room.occupied` and `room.vacated` webhooks.
 //! * [`error`] — [`NodeError`], [`RouteError`].
 //!
 //! The HTTP plumbing (JSON errors, the accept loop, fallbacks) comes from
@@ -38,6 +40,7 @@ pub mod error;
 mod events;
 mod inbound;
 mod node;
+mod occupancy;
 mod rebalance;
 mod rooms;
 mod roster;
@@ -147,6 +150,9 @@ pub async fn start(
         return Err(e.into());
     }
     node.joined.store(true, Ordering::Relaxed);
+    if let Some(o) = &node.occupancy {
+        o.start(&kill);
+    }
     info!(node = %node.id(), %url, routing = node.cfg.routing.as_str(), durable = node.streams.is_some(), "node serving");
     Ok(NodeHandle { node, addr })
 }

@@ -25,6 +25,7 @@ use wsring_protocol::{Envelope, MessageFrame, Target};
 use crate::config::{NodeConfig, Routing};
 use crate::durable;
 use crate::error::RouteError;
+use crate::occupancy::Occupancy;
 use crate::rooms::RoomSubs;
 use crate::roster::Roster;
 use crate::sessions::{Left, Outbound, SessionHandle, SessionTable, StreamMsg};
@@ -78,6 +79,9 @@ pub struct Node {
     pub(crate) rooms: Arc<RoomSubs>,
     /// Who is in which room where, for `presence` events.
     pub(crate) roster: Arc<Roster>,
+    /// Cluster-wide room occupancy, for the occupied and vacated webhooks
+    /// (only with webhooks on).
+    pub(crate) occupancy: Option<Arc<Occupancy>>,
     pub(crate) counters: Counters,
     /// Cancelled on crash and at the very end of a drain: every task stops.
     pub(crate) kill: CancellationToken,
@@ -140,6 +144,15 @@ impl Node {
             Arc::clone(&membership),
         );
         roster.start(&kill);
+        let occupancy = hooks.enabled().then(|| {
+            Occupancy::new(
+                cfg.id.clone(),
+                Arc::clone(&broker),
+                Arc::clone(&table),
+                Arc::clone(&membership),
+                hooks.clone(),
+            )
+        });
         Ok(Node {
             cfg,
             url,
@@ -150,6 +163,7 @@ impl Node {
             table,
             rooms,
             roster,
+            occupancy,
             counters: Counters::default(),
             kill,
             leaving: AtomicBool::new(false),
@@ -343,9 +357,15 @@ impl Node {
     /// Hands an envelope to the local sessions it targets (a roster
     /// message to the rosters).
     pub(crate) fn deliver_local(&self, env: Envelope) {
-        if let Target::Roster { room } = &env.target {
-            self.roster.on_message(room, &env.frame);
-            return;
+        match &env.target {
+            Target::Roster { room } => return self.roster.on_message(room, &env.frame),
+            Target::Occupancy => {
+                if let Some(o) = &self.occupancy {
+                    o.on_message(&env.frame);
+                }
+                return;
+            }
+            _ => {}
         }
         let Ok(frame) = Utf8Bytes::try_from(env.frame) else {
             warn!("dropping envelope with a non-UTF-8 frame");
@@ -362,7 +382,7 @@ impl Node {
                 Some(StreamName::Room(room)),
             ),
             Target::All => (self.table.all(), None),
-            Target::Roster { .. } => return,
+            Target::Roster { .. } | Target::Occupancy => return,
         };
         if targets.is_empty() {
             debug!(?stream, "no local recipients");
@@ -399,6 +419,7 @@ impl Node {
         }
         if joined.added {
             self.roster.touch(room, &h.user);
+            self.touch_occupancy(room);
         }
         Ok(joined.added)
     }
@@ -415,6 +436,7 @@ impl Node {
         }
         if left.was_member {
             self.roster.touch(room, &h.user);
+            self.touch_occupancy(room);
             crate::events::member_removed(self, h, room);
         }
         left
@@ -445,8 +467,16 @@ impl Node {
         }
         for room in &removed.rooms {
             self.roster.touch(room, &handle.user);
+            self.touch_occupancy(room);
         }
         removed.rooms
+    }
+
+    /// The node's own occupancy of `room` may have changed.
+    fn touch_occupancy(&self, room: &str) {
+        if let Some(o) = &self.occupancy {
+            o.touch(room);
+        }
     }
 }
 

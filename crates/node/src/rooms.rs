@@ -10,17 +10,58 @@
 //! slow broker call therefore delays the joins of that one room, nothing
 //! else, and every call is bounded by [`BROKER_CALL_TIMEOUT`].
 
+use bytes::Bytes;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::debug;
 use wsring_cluster::{Broker, ClusterError, Topic, lock};
+use wsring_protocol::{Envelope, Target};
 
 use crate::sessions::SessionTable;
 
-/// Bound on one subscribe or unsubscribe call.
+/// Bound on one subscribe, unsubscribe or bookkeeping publish call.
 pub(crate) const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes node-to-node bookkeeping (a roster or occupancy message, whose
+/// JSON is the envelope's frame), bounded by [`BROKER_CALL_TIMEOUT`].
+pub(crate) async fn publish_bookkeeping(
+    broker: &dyn Broker,
+    topic: &Topic,
+    target: Target,
+    msg: &impl Serialize,
+) -> Result<(), ClusterError> {
+    let env = Envelope {
+        target,
+        seq: None,
+        stream_epoch: None,
+        frame: Bytes::from(serde_json::to_vec(msg).unwrap_or_default()),
+    };
+    match tokio::time::timeout(BROKER_CALL_TIMEOUT, broker.publish(topic, env.encode())).await {
+        Ok(r) => r,
+        Err(_) => Err(ClusterError::unavailable(format!(
+            "bookkeeping publish took longer than {BROKER_CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// The chunks a node's whole share is sent in, as `(chunk, first, last)`.
+/// An empty share is one empty chunk, so the asker still hears the answer.
+pub(crate) fn share_chunks<T>(items: &[T], size: usize) -> Vec<(&[T], bool, bool)> {
+    let chunks: Vec<&[T]> = if items.is_empty() {
+        vec![&[]]
+    } else {
+        items.chunks(size).collect()
+    };
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (c, i == 0, i + 1 == n))
+        .collect()
+}
 
 /// What the last finished reconciler pass of a room reported.
 #[derive(Debug, Clone, Default)]

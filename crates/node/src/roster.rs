@@ -30,7 +30,6 @@
 //! memberships, once per user) and, for watched rooms only, every node's
 //! share of them.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -40,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use tungstenite::Utf8Bytes;
 use wsring_cluster::{Broker, ClusterError, Membership, Topic, View, lock};
-use wsring_protocol::{Envelope, PresenceEvent, ServerFrame, Target};
+use wsring_protocol::{PresenceEvent, ServerFrame, Target};
 
-use crate::rooms::BROKER_CALL_TIMEOUT;
+use crate::rooms::{publish_bookkeeping, share_chunks};
 use crate::sessions::{Outbound, SessionTable};
 
 /// How long the first watcher of a room waits for every node's share
@@ -545,25 +544,10 @@ impl Roster {
     }
 
     async fn publish(&self, topic: Topic, room: &str, msg: &RosterMsg) -> Result<(), ClusterError> {
-        let env = Envelope {
-            target: Target::Roster {
-                room: room.to_owned(),
-            },
-            seq: None,
-            stream_epoch: None,
-            frame: Bytes::from(serde_json::to_vec(msg).unwrap_or_default()),
+        let target = Target::Roster {
+            room: room.to_owned(),
         };
-        match tokio::time::timeout(
-            BROKER_CALL_TIMEOUT,
-            self.broker.publish(&topic, env.encode()),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ClusterError::unavailable(format!(
-                "roster publish took longer than {BROKER_CALL_TIMEOUT:?}"
-            ))),
-        }
+        publish_bookkeeping(&*self.broker, &topic, target, msg).await
     }
 
     /// The announcing task: publishes what the table says changed, and the
@@ -668,19 +652,13 @@ impl Roster {
             Some(node) => Topic::Node(node.to_owned()),
             None => Topic::Room(room.to_owned()),
         };
-        let chunks: Vec<&[String]> = if users.is_empty() {
-            vec![&[]]
-        } else {
-            users.chunks(CHUNK).collect()
-        };
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
+        for (chunk, first, last) in share_chunks(&users, CHUNK) {
             let msg = RosterMsg::Share {
                 node: self.id.clone(),
                 inc,
                 users: chunk.to_vec(),
-                first: i == 0,
-                last: i + 1 == n,
+                first,
+                last,
             };
             self.publish(topic.clone(), room, &msg).await?;
         }
@@ -691,6 +669,8 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use wsring_protocol::Envelope;
 
     fn ready_roster() -> RoomRoster {
         let r = RoomRoster::new();

@@ -32,6 +32,10 @@ pub enum Target {
         /// The room.
         room: String,
     },
+    /// Not for sessions: cluster-wide room occupancy bookkeeping between
+    /// nodes (which nodes have members in which rooms, for the occupied and
+    /// vacated webhooks). The frame is the node crate's occupancy message.
+    Occupancy,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -120,6 +124,7 @@ mod tests {
             },
             Target::All,
             Target::Roster { room: "r".into() },
+            Target::Occupancy,
         ] {
             let e = Envelope {
                 target,

@@ -296,3 +296,175 @@ async fn an_app_that_is_down_rejects_or_allows_as_configured() {
         c.shutdown().await;
     }
 }
+
+/// The `room.occupied` / `room.vacated` events the app got for `room`, in
+/// order.
+fn occupancy(app: &Shared, room: &str) -> Vec<String> {
+    app.lock()
+        .expect("lock")
+        .events
+        .iter()
+        .filter(|e| {
+            e["room"] == room && (e["type"] == "room.occupied" || e["type"] == "room.vacated")
+        })
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits (bounded) until the occupancy events of `room` are `want`.
+async fn occupancy_is(app: &Shared, room: &str, want: &[&str]) {
+    for _ in 0..500 {
+        if occupancy(app, room) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{room}: want {want:?}, got {:?}", occupancy(app, room));
+}
+
+async fn join(c: &mut Client, room: &str) {
+    c.send(json!({"type":"join","room":room,"id":"j"})).await;
+    assert_eq!(c.next().await, json!({"type":"ack","id":"j"}));
+}
+
+async fn leave(c: &mut Client, room: &str) {
+    c.send(json!({"type":"leave","room":room,"id":"l"})).await;
+    assert_eq!(c.next().await, json!({"type":"ack","id":"l"}));
+}
+
+/// A room is occupied by its first member anywhere and vacated by its last
+/// one anywhere: members on three nodes come and go, and the app hears one
+/// `room.occupied` and one `room.vacated`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_occupied_and_vacated_cluster_wide() {
+    let (base, app) = app().await;
+    let mut settings = common::common(Routing::Hash);
+    settings.node.webhook_url = vec![format!("{base}/events")];
+    settings.node.webhook_secret = Some(SECRET.into());
+    let c = dev(3, settings).await;
+    let (gw, api) = (c.gateway_url(), common::Api::new(c.http_url()));
+    let ids = api.node_ids().await;
+    assert_eq!(ids.len(), 3);
+    let (mut clients, mut users) = (Vec::new(), Vec::new());
+    for (i, id) in ids.iter().enumerate() {
+        let user = common::users_where(&api, &format!("u{i}-"), 1, |n| n == id)
+            .await
+            .remove(0);
+        clients.push(Client::connect(&gw, &user).await);
+        users.push(user);
+    }
+    let nodes: Vec<String> = clients.iter().map(|c| c.node().to_owned()).collect();
+    assert_eq!(nodes, ids, "one member per node");
+
+    join(&mut clients[0], "lobby").await;
+    occupancy_is(&app, "lobby", &["room.occupied"]).await;
+    join(&mut clients[1], "lobby").await;
+    join(&mut clients[2], "lobby").await;
+    // The first node's last member leaves, the second's disconnects: two
+    // nodes lose the room, the cluster does not.
+    leave(&mut clients[0], "lobby").await;
+    let second = clients.remove(1);
+    drop(second);
+    // The third node's member in a second room, as a marker: once its
+    // events arrived, those of the earlier changes would have too (one
+    // emitter, one queue, in order).
+    join(&mut clients[1], "marker").await;
+    occupancy_is(&app, "marker", &["room.occupied"]).await;
+    assert_eq!(occupancy(&app, "lobby"), ["room.occupied"]);
+    leave(&mut clients[1], "lobby").await;
+    occupancy_is(&app, "lobby", &["room.occupied", "room.vacated"]).await;
+
+    // Re-occupied, by two members on one node, then vacated again.
+    join(&mut clients[0], "lobby").await;
+    let mut again = Client::connect(&gw, &users[0]).await;
+    join(&mut again, "lobby").await;
+    leave(&mut clients[0], "lobby").await;
+    leave(&mut again, "lobby").await;
+    occupancy_is(
+        &app,
+        "lobby",
+        &[
+            "room.occupied",
+            "room.vacated",
+            "room.occupied",
+            "room.vacated",
+        ],
+    )
+    .await;
+    assert_eq!(app.lock().expect("lock").bad_signatures, 0);
+    c.shutdown().await;
+}
+
+/// Separate node processes on a real backend: a node that dies (SIGKILL)
+/// vacates the rooms only it had members in, and when the node that emits
+/// occupancy events dies, the next one carries on from the same picture.
+async fn occupancy_across_crashes(b: common::procs::Backend) {
+    use nix::sys::signal::Signal;
+    let (base, app) = app().await;
+    let ns = wsring_cluster::conformance::unique_ns(&format!("occ-{}", b.name));
+    let url = format!("{base}/events");
+    let hook = ["--webhook-url", url.as_str(), "--webhook-secret", SECRET];
+    let mut nodes = Vec::new();
+    // Started one after another: n1 holds the oldest claim and emits.
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(b.node(&ns, id, &hook).await);
+    }
+    let (_gw, http) = b.gateway(&ns, &[]).await;
+    let api = common::Api::new(&http);
+    common::wait_until("3 nodes up", || async { api.node_ids().await.len() == 3 }).await;
+    let gw = format!("{}/ws", http.replacen("http://", "ws://", 1));
+    let on = |node: &'static str, prefix: &'static str| {
+        let api = &api;
+        async move {
+            common::users_where(api, prefix, 1, |n| n == node)
+                .await
+                .remove(0)
+        }
+    };
+    let mut a2 = Client::connect(&gw, &on("n2", "a").await).await;
+    let mut a3 = Client::connect(&gw, &on("n3", "b").await).await;
+    join(&mut a2, "shared").await;
+    join(&mut a3, "shared").await;
+    join(&mut a3, "solo").await;
+    occupancy_is(&app, "shared", &["room.occupied"]).await;
+    occupancy_is(&app, "solo", &["room.occupied"]).await;
+
+    // n3 dies: "solo" had members only there, "shared" still has one on n2.
+    nodes[2].signal(Signal::SIGKILL);
+    occupancy_is(&app, "solo", &["room.occupied", "room.vacated"]).await;
+
+    // The emitter dies; n2 takes over with the same picture.
+    nodes[0].signal(Signal::SIGKILL);
+    common::wait_until("n2 alone", || async { api.node_ids().await == ["n2"] }).await;
+    let mut later = Client::connect(&gw, &on("n2", "c").await).await;
+    join(&mut later, "after").await;
+    occupancy_is(&app, "after", &["room.occupied"]).await;
+    leave(&mut a2, "shared").await;
+    occupancy_is(&app, "shared", &["room.occupied", "room.vacated"]).await;
+    assert_eq!(occupancy(&app, "solo"), ["room.occupied", "room.vacated"]);
+    assert_eq!(app.lock().expect("lock").bad_signatures, 0);
+    // Expected: no authentication (this test's choice), and the two nodes
+    // reaped after their crash. Nothing else.
+    let unexpected: Vec<String> = nodes[1]
+        .warnings()
+        .into_iter()
+        .filter(|w| !w.contains("authentication is OFF") && !w.contains("reaped members"))
+        .collect();
+    assert!(unexpected.is_empty(), "n2 logged warnings: {unexpected:?}");
+    drop(nodes);
+    b.purge(&ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_across_crashes_on_redis() {
+    if let Some(b) = common::procs::redis().await {
+        occupancy_across_crashes(b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_across_crashes_on_nats() {
+    if let Some(b) = common::procs::nats().await {
+        occupancy_across_crashes(b).await;
+    }
+}
