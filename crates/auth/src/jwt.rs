@@ -63,6 +63,9 @@ pub struct Identity {
     pub rooms: RoomPolicy,
     /// Whether it may send direct messages (`send` claim; `true` without it).
     pub send: bool,
+    /// When the node closes the session (Unix seconds): the connect proxy's
+    /// `expire_at`. `None` for tokens, which are checked at connect only.
+    pub expire_at: Option<u64>,
 }
 
 impl Identity {
@@ -72,6 +75,7 @@ impl Identity {
             user: user.into(),
             rooms: RoomPolicy::All,
             send: true,
+            expire_at: None,
         }
     }
 }
@@ -239,19 +243,30 @@ fn header(token: &str) -> Result<(Algorithm, Option<String>), AuthError> {
 }
 
 fn identity(c: Claims) -> Result<Identity, AuthError> {
-    let user = match c.sub {
+    grant(c.sub, c.rooms, c.send)
+}
+
+/// An identity from its claims, however they arrived (a token's `sub`, the
+/// connect proxy's `user`): a valid user id, valid room patterns.
+pub fn grant(
+    user: Option<serde_json::Value>,
+    rooms: Option<Vec<String>>,
+    send: Option<bool>,
+) -> Result<Identity, AuthError> {
+    let user = match user {
         Some(serde_json::Value::String(s)) => s,
-        _ => return Err(AuthError::Subject("sub must be a string".into())),
+        _ => return Err(AuthError::Subject("the user id must be a string".into())),
     };
     wsring_protocol::validate_user(&user).map_err(|e| AuthError::Subject(e.to_string()))?;
-    let rooms = match c.rooms {
+    let rooms = match rooms {
         None => RoomPolicy::All,
         Some(list) => RoomPolicy::from_claim(&list).map_err(|e| AuthError::Rooms(e.to_string()))?,
     };
     Ok(Identity {
         user,
         rooms,
-        send: c.send.unwrap_or(true),
+        send: send.unwrap_or(true),
+        expire_at: None,
     })
 }
 

@@ -12,6 +12,9 @@
 //!   calls, compared in constant time.
 //! * [`ConnectAuth`] and [`Origins`]: the connect decision (token or, in
 //!   open mode, `?user=`) and the `Origin` allow-list with its CORS answer.
+//! * [`ConnectProxy`] and [`Assertions`]: the application deciding who a
+//!   connection is over HTTP instead of a token (`--connect-proxy`), and the
+//!   short-lived identity token a gateway forwards that decision in.
 //! * [`RateLimiter`]: per-connection message and byte budgets, and when a
 //!   client that ignores `rate_limited` is closed.
 //!
@@ -22,6 +25,7 @@
 //! it never repeats the token or the key.
 
 mod api_key;
+mod assertion;
 mod connect;
 mod error;
 mod jwt;
@@ -30,9 +34,10 @@ mod rate;
 mod settings;
 
 pub use api_key::{ApiKeyId, ApiKeys, bearer};
+pub use assertion::{Assertions, IDENTITY_HEADER, unix_now};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
-pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier};
+pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
-pub use settings::{AuthSettings, Refusal, Security, SettingsError};
+pub use settings::{AuthSettings, ConnectProxy, Refusal, Security, SettingsError};

@@ -47,6 +47,11 @@ impl RoomPattern {
         })
     }
 
+    /// The entry as written (`*` where it had one).
+    pub fn as_entry(&self) -> String {
+        self.pieces.join("*")
+    }
+
     /// Whether `room` matches.
     pub fn matches(&self, room: &str) -> bool {
         if !self.wild {
@@ -95,6 +100,14 @@ impl RoomPolicy {
             .map(|e| RoomPattern::parse(e.as_ref()))
             .collect::<Result<Vec<_>, _>>()
             .map(RoomPolicy::Only)
+    }
+
+    /// The `rooms` entries this policy was built from (`None`: every room).
+    pub fn entries(&self) -> Option<Vec<String>> {
+        match self {
+            RoomPolicy::All => None,
+            RoomPolicy::Only(p) => Some(p.iter().map(RoomPattern::as_entry).collect()),
+        }
     }
 
     /// Whether `room` may be joined and published to.

@@ -4,6 +4,7 @@
 //! gateway and the node consult.
 
 use crate::api_key::{ApiKeyId, ApiKeys};
+use crate::assertion::Assertions;
 use crate::connect::{ConnectAuth, Credentials, Origins};
 use crate::error::{AuthError, KeyError};
 use crate::jwt::{Identity, JwtSettings, Verifier};
@@ -65,7 +66,38 @@ pub struct AuthSettings {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// The application's connect endpoint: each upgrade without a token is
+    /// POSTed there (allow-listed headers, query, remote address) and the
+    /// answer decides the user, or refuses with 401/403. Needs
+    /// `--connect-proxy-secret`, the same on every gateway and node.
+    #[arg(long, env = "WSRING_CONNECT_PROXY", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_proxy: Option<String>,
+    /// Signs the connect proxy's requests (`X-Wsring-Signature`) and the
+    /// identity a gateway forwards to a node.
+    #[arg(long, env = "WSRING_CONNECT_PROXY_SECRET", value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_proxy_secret: Option<String>,
+    /// Time the application has to answer a connect (then 503).
+    #[arg(long, env = "WSRING_CONNECT_PROXY_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub connect_proxy_timeout: Duration,
+    /// Request headers passed to the connect proxy, comma-separated (case
+    /// does not matter); no others leave.
+    #[arg(
+        long,
+        env = "WSRING_CONNECT_PROXY_HEADERS",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_value = DEFAULT_PROXY_HEADERS
+    )]
+    pub connect_proxy_headers: Vec<String>,
 }
+
+/// What the connect proxy sees of a request by default: the session cookie
+/// and credentials an application authenticates with, and what it may log.
+const DEFAULT_PROXY_HEADERS: &str =
+    "cookie,authorization,user-agent,origin,x-forwarded-for,x-real-ip,accept-language";
 
 fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
@@ -87,6 +119,30 @@ pub enum SettingsError {
     /// Both a token key and `--insecure-no-auth`.
     #[error("--insecure-no-auth contradicts the JWT keys given; drop one")]
     Contradiction,
+    /// Both a connect proxy and `--insecure-no-auth`.
+    #[error("--insecure-no-auth contradicts --connect-proxy; drop one")]
+    ProxyContradiction,
+    /// A connect proxy without its secret.
+    #[error(
+        "--connect-proxy needs --connect-proxy-secret: it signs the requests to the application \
+         and the identity a gateway forwards to a node (give every gateway and node the same one)"
+    )]
+    ProxySecret,
+}
+
+/// The application's connect endpoint, as the gateway and the node call it.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    /// Where to POST.
+    pub url: String,
+    /// Signs the requests.
+    pub secret: String,
+    /// Time allowed for an answer.
+    pub timeout: Duration,
+    /// Request headers passed on (lower case).
+    pub headers: Vec<String>,
+    /// The identity tokens a gateway forwards to a node.
+    pub assertions: Assertions,
 }
 
 /// The runtime form: what the gateway and the node consult on each connect
@@ -104,6 +160,8 @@ pub struct Security {
     pub api_protected: bool,
     /// Authentication is off by an explicit `--insecure-no-auth`.
     pub insecure: bool,
+    /// The application decides connects without a token.
+    pub connect_proxy: Option<Arc<ConnectProxy>>,
 }
 
 /// Why a connect or API call is refused before anything else happens: the
@@ -177,8 +235,13 @@ impl Security {
     /// What `/api/info` reports: `{"connect":"jwt"|"none","api_key":bool,
     /// "insecure":bool,"origins":bool}`. No secret appears.
     pub fn summary(&self) -> serde_json::Value {
+        let connect = match (self.connect.is_on(), self.connect_proxy.is_some()) {
+            (true, true) => "jwt+proxy",
+            (false, true) => "proxy",
+            _ => self.connect.mode(),
+        };
         serde_json::json!({
-            "connect": self.connect.mode(),
+            "connect": connect,
             "api_key": self.api_protected,
             "insecure": self.insecure,
             "origins": self.origins.is_configured(),
@@ -193,6 +256,7 @@ impl Security {
             origins: Origins::default(),
             api_protected: false,
             insecure: false,
+            connect_proxy: None,
         }
     }
 }
@@ -219,7 +283,11 @@ impl AuthSettings {
             return Err(SettingsError::Contradiction);
         }
         let verifier = Verifier::from_settings(&jwt)?;
-        if require && verifier.is_none() && !self.insecure_no_auth {
+        let connect_proxy = self.connect_proxy()?;
+        if connect_proxy.is_some() && self.insecure_no_auth {
+            return Err(SettingsError::ProxyContradiction);
+        }
+        if require && verifier.is_none() && connect_proxy.is_none() && !self.insecure_no_auth {
             return Err(SettingsError::NoAuth);
         }
         let api_keys = ApiKeys::new(&self.api_key)?;
@@ -228,12 +296,36 @@ impl AuthSettings {
             None => ConnectAuth::Open,
         };
         Ok(Security {
-            api_protected: connect.is_on() || !api_keys.is_empty(),
+            api_protected: connect.is_on() || connect_proxy.is_some() || !api_keys.is_empty(),
             connect,
             api_keys,
             origins: Origins::new(&self.allowed_origins),
             insecure: self.insecure_no_auth,
+            connect_proxy,
         })
+    }
+
+    fn connect_proxy(&self) -> Result<Option<Arc<ConnectProxy>>, SettingsError> {
+        let Some(url) = self.connect_proxy.clone().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let secret = self
+            .connect_proxy_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or(SettingsError::ProxySecret)?;
+        Ok(Some(Arc::new(ConnectProxy {
+            url,
+            assertions: Assertions::new(&secret)?,
+            secret,
+            timeout: self.connect_proxy_timeout,
+            headers: self
+                .connect_proxy_headers
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        })))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub(crate) security: Arc<wsring_auth::Security>,
     /// TLS for tunnels to `wss://` nodes.
     pub(crate) tls: tokio_rustls::TlsConnector,
+    /// The application's connect check (`--connect-proxy`).
+    pub(crate) connect_proxy: Option<wsring_hooks::Proxy>,
 }
 
 /// A running gateway.
@@ -95,7 +97,12 @@ pub async fn start(
         .http_client(std::time::Duration::from_secs(5))
         .map_err(std::io::Error::other)?;
     let acceptor = cfg.tls.acceptor().map_err(std::io::Error::other)?;
+    let connect_proxy = security.connect_proxy.as_ref().map(|c| {
+        let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
+        wsring_hooks::Proxy::new("connect", cfg, http.clone())
+    });
     let gateway = Arc::new(Gateway {
+        connect_proxy,
         cfg,
         membership,
         launcher,

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{debug, warn};
 use wsring_cluster::{MemberState, View};
-use wsring_http::ApiError;
+use wsring_http::{Admission, ApiError};
 
 use wsring_protocol::{EPOCH_HEADER, Routing};
 
@@ -50,6 +50,9 @@ const FORWARDED_HEADERS: &[&str] = &[
     "user-agent",
     "cookie",
     "authorization",
+    // The identity the connect proxy decided (set below; a client's own
+    // is verified here first and by the node again).
+    wsring_auth::IDENTITY_HEADER,
 ];
 
 enum Forwarded {
@@ -61,10 +64,23 @@ enum Forwarded {
 
 pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<Body> {
     // Who is connecting is checked before anything is routed: the origin,
-    // then the token, whose `sub` is the user routed by. The node verifies
-    // again.
-    let params = match wsring_http::admit(&gw.security, req.uri().query(), req.headers()) {
-        Ok((p, _)) => p,
+    // then the token (or the application's connect proxy), whose user is
+    // the one routed by. The node verifies again; a decision of the connect
+    // proxy reaches it as a signed identity, so the application is asked
+    // once.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let query = req.uri().query().map(str::to_owned);
+    let admitted = match wsring_http::admission(&gw.security, query.as_deref(), req.headers(), peer)
+    {
+        Ok(Admission::Admitted(p, _)) => Ok((p, None)),
+        Ok(Admission::Ask(ask)) => ask_app(&gw, query.as_deref(), &ask).await,
+        Err(e) => Err(e),
+    };
+    let (params, identity) = match admitted {
+        Ok(x) => x,
         Err(e) => return e.into_response(),
     };
     if !is_upgrade(req.headers()) {
@@ -73,7 +89,10 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
     let client_upgrade = hyper::upgrade::on(&mut req);
     // Keep only what forwarding needs: the body type is not `Sync`, so a
     // borrowed request cannot be held across awaits.
-    let (parts, _) = req.into_parts();
+    let (mut parts, _) = req.into_parts();
+    if let Some(token) = identity {
+        parts.headers.insert(wsring_auth::IDENTITY_HEADER, token);
+    }
     // If the owner is unreachable or refuses (crashed, starting, draining),
     // hold the client's request until the ring changes instead of bouncing
     // it: when a node dies, its clients get one answer the moment membership
@@ -125,6 +144,34 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
         }
     }
     retry_later(ApiError::unavailable("routing did not converge"))
+}
+
+/// Asks the application's connect proxy who a connection is; on success
+/// also returns the signed identity to forward to the node. No answer
+/// (timeout, error, breaker open) is 503: the client retries later.
+async fn ask_app(
+    gw: &Gateway,
+    query: Option<&str>,
+    ask: &wsring_http::ConnectRequest,
+) -> Result<(wsring_protocol::ConnectParams, Option<HeaderValue>), ApiError> {
+    let (Some(proxy), Some(settings)) = (&gw.connect_proxy, &gw.security.connect_proxy) else {
+        return Err(ApiError::unavailable("no connect proxy"));
+    };
+    let (params, identity) = match proxy.call(ask).await {
+        Ok(reply) => wsring_http::answered(query, reply.status, &reply.body)?,
+        Err(e) => {
+            return Err(ApiError::unavailable(format!(
+                "the application's connect check did not answer: {e}"
+            )));
+        }
+    };
+    let token = settings
+        .assertions
+        .mint(&identity)
+        .ok()
+        .and_then(|t| HeaderValue::from_str(&t).ok())
+        .ok_or_else(|| ApiError::unavailable("could not sign the connect identity"))?;
+    Ok((params, Some(token)))
 }
 
 /// An HTTP/1.1 client connection over `io`, driven in the background until

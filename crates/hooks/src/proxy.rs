@@ -63,6 +63,17 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// A connect proxy's settings: every default, signed, with its own
+    /// timeout. A connect the application cannot answer is refused (there is
+    /// nobody to let in without it).
+    pub fn connect(url: &str, secret: &str, timeout: Duration) -> ProxyConfig {
+        ProxyConfig {
+            secret: Some(secret.to_owned()),
+            timeout,
+            ..ProxyConfig::new(url)
+        }
+    }
+
     /// Settings for `url` with every default.
     pub fn new(url: impl Into<String>) -> ProxyConfig {
         ProxyConfig {

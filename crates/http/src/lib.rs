@@ -12,10 +12,13 @@
 //!   timeout (the transport of presence queries).
 //! * [`metrics`] — the process-wide Prometheus exporter handle.
 //! * [`guard`] — API keys, JSON-only bodies and CORS, as middleware.
+//! * [`connect`] — the connect decision with a connect proxy: what to ask
+//!   the application, and how its answer reads.
 //! * [`tls`] — TLS on listeners, and for connections to other processes.
 //!
 //! Nothing here knows about sessions, membership or backends.
 
+pub mod connect;
 pub mod error;
 pub mod fallback;
 pub mod guard;
@@ -25,6 +28,7 @@ pub mod request;
 pub mod serve;
 pub mod tls;
 
+pub use connect::{Admission, ConnectRequest, admission, answered};
 pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};
 pub use guard::{

@@ -96,6 +96,9 @@ pub struct Node {
     pub(crate) hooks: wsring_hooks::Webhooks,
     /// Asked before a client's send or publish, with `--publish-proxy`.
     pub(crate) publish_proxy: Option<wsring_hooks::Proxy>,
+    /// The application's connect check (`--connect-proxy`), for connects
+    /// that reach this node without a token or a gateway's identity.
+    pub(crate) connect_proxy: Option<wsring_hooks::Proxy>,
     next_session: AtomicU64,
 }
 
@@ -134,6 +137,10 @@ impl Node {
             http.clone(),
             &format!("{}-{boot:08x}", cfg.id),
         );
+        let connect_proxy = security.connect_proxy.as_ref().map(|c| {
+            let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
+            wsring_hooks::Proxy::new("connect", cfg, http.clone())
+        });
         let publish_proxy = cfg
             .publish_proxy()
             .map(|p| wsring_hooks::Proxy::new("publish", p, http.clone()));
@@ -172,6 +179,7 @@ impl Node {
             security,
             hooks,
             publish_proxy,
+            connect_proxy,
             next_session: AtomicU64::new(0),
         })
     }

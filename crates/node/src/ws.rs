@@ -14,11 +14,14 @@
 //! no checks beyond the handshake. Both answer the handshake through
 //! [`crate::upgrade`].
 
-use axum::extract::{RawQuery, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use wsring_http::Admission;
 use wsring_protocol::{EPOCH_HEADER, ErrorCode};
 
 use crate::config::Routing;
@@ -30,10 +33,20 @@ use crate::upgrade::{NotUpgrade, Upgrade};
 pub(crate) async fn upgrade(
     State(node): State<Arc<Node>>,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ws: Result<Upgrade, NotUpgrade>,
 ) -> Response {
-    let (params, identity) = match wsring_http::admit(&node.security, query.as_deref(), &headers) {
+    let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    let admitted = match wsring_http::admission(&node.security, query.as_deref(), &headers, peer) {
+        Ok(Admission::Admitted(p, i)) => Ok((p, i)),
+        Ok(Admission::Ask(ask)) => match &node.connect_proxy {
+            Some(proxy) => ask_app(proxy, query.as_deref(), &ask).await,
+            None => Err(ApiError::unavailable("no connect proxy")),
+        },
+        Err(e) => Err(e),
+    };
+    let (params, identity) = match admitted {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -87,6 +100,21 @@ pub(crate) async fn upgrade(
     ws.on_upgrade(max, move |socket| {
         session::run(node, socket, identity, resume)
     })
+}
+
+/// Asks the application's connect proxy who a connection is. No answer
+/// (timeout, error, breaker open) is 503: the client retries later.
+pub(crate) async fn ask_app(
+    proxy: &wsring_hooks::Proxy,
+    query: Option<&str>,
+    ask: &wsring_http::ConnectRequest,
+) -> Result<(wsring_protocol::ConnectParams, wsring_auth::Identity), ApiError> {
+    match proxy.call(ask).await {
+        Ok(reply) => wsring_http::answered(query, reply.status, &reply.body),
+        Err(e) => Err(ApiError::unavailable(format!(
+            "the application's connect check did not answer: {e}"
+        ))),
+    }
 }
 
 /// Echo mode's upgrade, at any path (see [`crate::echo`]): no credentials,

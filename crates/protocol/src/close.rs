@@ -30,6 +30,13 @@ pub const REASON_RATE_LIMIT: &str = "rate limit exceeded";
 /// the user opened more than the per-user session cap.
 pub const REASON_TOO_MANY_SESSIONS: &str = "too many sessions";
 
+/// The identity the connect proxy gave the session expired (its
+/// `expire_at` passed): reconnect, and the application decides again. 3000
+/// is the registered "Unauthorized" code, outside the application range.
+pub const EXPIRED: u16 = 3000;
+/// Close reason sent with [`EXPIRED`].
+pub const REASON_EXPIRED: &str = "expired";
+
 /// The first close code of the range applications may use (RFC 6455
 /// §7.4.2: 4000–4999 are private use).
 pub const APP_MIN: u16 = 4000;

@@ -74,6 +74,11 @@ async fn app() -> (String, Shared) {
         .route("/events", post(events))
         .route("/proxy", post(proxy))
         .with_state(shared.clone());
+    (serve(router).await, shared)
+}
+
+/// Serves `router` on an ephemeral loopback port; returns its base URL.
+async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -81,7 +86,7 @@ async fn app() -> (String, Shared) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    (base, shared)
+    base
 }
 
 /// Waits (bounded) until the app has seen an event matching `pred`.
@@ -467,4 +472,161 @@ async fn occupancy_across_crashes_on_nats() {
     if let Some(b) = common::procs::nats().await {
         occupancy_across_crashes(b).await;
     }
+}
+
+/// The connect proxy's application: `sid=<user>` cookies are sessions of
+/// `<user>` (allowed only `team-*` rooms), `sid=banned` is refused with 403,
+/// `sid=short` expires in 2 s, `sid=slow` outlasts the proxy timeout, and no
+/// cookie is 401. Counts calls per cookie.
+async fn connect_app(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    use axum::http::StatusCode;
+    let v: Value = serde_json::from_slice(&body).expect("JSON request");
+    {
+        let mut a = app.lock().expect("lock");
+        if !signed(&headers, &body) {
+            a.bad_signatures += 1;
+        }
+        a.proxied.push(v.clone());
+    }
+    let cookie = v["headers"]["cookie"].as_str().unwrap_or_default();
+    let sid = cookie
+        .split("; ")
+        .find_map(|c| c.strip_prefix("sid="))
+        .unwrap_or_default()
+        .to_owned();
+    match sid.as_str() {
+        "" => (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message":"log in first"})),
+        ),
+        "banned" => (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message":"banned"})),
+        ),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            (StatusCode::OK, axum::Json(json!({"user":"slow"})))
+        }
+        "short" => {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                + 2;
+            (
+                StatusCode::OK,
+                axum::Json(json!({"user":"short","expire_at":at})),
+            )
+        }
+        user => (
+            StatusCode::OK,
+            axum::Json(json!({"user":user,"rooms":["team-*"]})),
+        ),
+    }
+}
+
+/// Connects through the connect proxy: the application's answer decides
+/// the user (and its rooms) once per connect, through the gateway or
+/// straight to a node; refusals keep their status; an application that
+/// does not answer is 503; an identity past its `expire_at` is closed with
+/// 3000; a forged gateway identity is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_proxy_decides_who_connects() {
+    let shared = Shared::default();
+    let router = axum::Router::new()
+        .route("/connect", post(connect_app))
+        .with_state(shared.clone());
+    let base = serve(router).await;
+    let mut settings = common::common(Routing::Hash);
+    settings.auth.connect_proxy = Some(format!("{base}/connect"));
+    settings.auth.connect_proxy_secret = Some(SECRET.into());
+    settings.auth.connect_proxy_timeout = Duration::from_millis(500);
+    settings.auth.connect_proxy_headers = vec!["cookie".into(), "user-agent".into()];
+    let c = dev(3, settings).await;
+    let gw = c.gateway_url();
+    let api = common::Api::new(c.http_url());
+    let calls = |who: &str| {
+        shared
+            .lock()
+            .expect("lock")
+            .proxied
+            .iter()
+            .filter(|r| r["headers"]["cookie"].as_str() == Some(who))
+            .count()
+    };
+
+    // Through the gateway: the user is the application's, not the query's,
+    // and the application was asked once (the node took the gateway's word).
+    let mut alice =
+        Client::try_connect_with(&format!("{gw}?user=mallory"), &[("cookie", "sid=alice")])
+            .await
+            .expect("admitted");
+    assert_eq!(alice.welcome["user"], "alice", "{}", alice.welcome);
+    assert_eq!(alice.node(), api.route("alice").await);
+    assert_eq!(calls("sid=alice"), 1);
+    let req = shared.lock().expect("lock").proxied[0].clone();
+    assert_eq!(req["query"], json!({"user":"mallory"}));
+    assert!(req["remote_addr"].is_string(), "{req}");
+    // Its rooms are the application's too.
+    alice
+        .send(json!({"type":"join","room":"team-1","id":"ok"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"ok"}));
+    alice
+        .send(json!({"type":"join","room":"other","id":"no"}))
+        .await;
+    assert_eq!(alice.next().await["code"], "forbidden");
+
+    // Straight to the owner node: the node asks the application itself.
+    let owner = api.route("bob").await;
+    let node_url = c
+        .members()
+        .into_iter()
+        .find(|(id, _)| *id == owner)
+        .map(|(_, url)| url)
+        .expect("owner url");
+    let bob = Client::try_connect_with(&node_url, &[("cookie", "sid=bob")])
+        .await
+        .expect("admitted by the node");
+    assert_eq!(bob.welcome["user"], "bob");
+    assert_eq!(calls("sid=bob"), 1);
+
+    // Refusals keep their status; a dead or slow application is 503.
+    for (cookie, status) in [("sid=banned", 403), ("", 401), ("sid=slow", 503)] {
+        let headers: &[(&str, &str)] = if cookie.is_empty() {
+            &[]
+        } else {
+            &[("cookie", cookie)]
+        };
+        let r = Client::try_connect_with(&gw, headers)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{cookie}: admitted"));
+        assert_eq!(r.status, status, "{cookie}: {:?}", r.body);
+    }
+    let r = Client::try_connect_with(&gw, &[("cookie", "sid=banned")])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(r.body["error"]["message"], "banned");
+
+    // A forged identity header does not pass for the gateway's.
+    let r = Client::try_connect_with(&node_url, &[(wsring_auth::IDENTITY_HEADER, "a.b.c")])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(r.status, 401);
+
+    // An identity with an expiry is closed when it expires.
+    let mut short = Client::try_connect_with(&gw, &[("cookie", "sid=short")])
+        .await
+        .expect("admitted");
+    let (_, end) = short.until_end().await;
+    assert_eq!(end, common::Ended::Close(3000, "expired".into()));
+    assert_eq!(shared.lock().expect("lock").bad_signatures, 0);
+    c.shutdown().await;
 }

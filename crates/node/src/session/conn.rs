@@ -87,13 +87,21 @@ where
     St: Stream<Item = Result<Message, ReadError>> + Unpin,
 {
     let (tx, rx) = mpsc::channel(node.cfg.session_queue);
-    let Identity { user, rooms, send } = identity;
+    let Identity {
+        user,
+        rooms,
+        send,
+        expire_at,
+    } = identity;
     let handle = SessionHandle::new(
         node.new_session_id(),
         user.into(),
         tx,
         node.cfg.session_queue_bytes,
     );
+    if let Some(at) = expire_at {
+        close_at(handle.clone(), at);
+    }
     let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
     // One session too many for this user: its oldest goes, so a client
     // reconnecting past a half-dead session of its own always gets in.
@@ -566,4 +574,19 @@ where
             },
         }
     }
+}
+
+/// Closes the session with [`close::EXPIRED`] at `at` (Unix seconds), when
+/// the identity the connect proxy gave it expires. The timer ends with the
+/// session: it waits on the session's queue closing, too.
+fn close_at(handle: SessionHandle, at: u64) {
+    let wait = Duration::from_secs(at.saturating_sub(wsring_auth::unix_now()));
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = handle.tx.closed() => {}
+            _ = tokio::time::sleep(wait) => {
+                handle.offer(Outbound::Close(close::EXPIRED, close::REASON_EXPIRED.into()));
+            }
+        }
+    });
 }

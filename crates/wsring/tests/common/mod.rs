@@ -224,7 +224,21 @@ impl Client {
 
     /// Connects to a full URL (query included).
     pub async fn try_connect(url: &str) -> Result<Client, Refused> {
-        match connect_async(url).await {
+        Self::try_connect_with(url, &[]).await
+    }
+
+    /// Connects to a full URL with extra request headers (a cookie, say).
+    pub async fn try_connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Client, Refused> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().expect("a WebSocket URL");
+        for (k, v) in headers {
+            req.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("header name"),
+                v.parse().expect("header value"),
+            );
+        }
+        match connect_async(req).await {
             Ok((mut ws, _)) => {
                 let welcome = next_json(&mut ws).await;
                 assert_eq!(welcome["type"], "welcome", "{welcome}");
