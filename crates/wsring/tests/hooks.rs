@@ -630,3 +630,10 @@ async fn the_connect_proxy_decides_who_connects() {
     assert_eq!(shared.lock().expect("lock").bad_signatures, 0);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_across_crashes_on_rabbitmq() {
+    if let Some(b) = common::procs::amqp().await {
+        occupancy_across_crashes(b).await;
+    }
+}
