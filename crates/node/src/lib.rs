@@ -25,6 +25,8 @@
 //!   events.
 //! * `occupancy`: which rooms have members anywhere in the cluster, for the
 //!   `room.occupied` and `room.vacated` webhooks.
+//! * `tally`: the per-node shares and counts under both rosters and
+//!   occupancy.
 //! * [`error`] — [`NodeError`], [`RouteError`].
 //!
 //! The HTTP plumbing (JSON errors, the accept loop, fallbacks) comes from
@@ -46,6 +48,7 @@ mod rooms;
 mod roster;
 mod session;
 mod sessions;
+mod tally;
 mod text_guard;
 mod upgrade;
 mod ws;

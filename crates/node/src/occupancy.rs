@@ -29,7 +29,7 @@
 //! once and one entry per node with members there.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -41,6 +41,7 @@ use wsring_protocol::Target;
 
 use crate::rooms::{publish_bookkeeping, share_chunks};
 use crate::sessions::SessionTable;
+use crate::tally::{Claim, Edges, Tally, net};
 
 /// How long a starting node waits for every node's share before it reports
 /// edges (a node that does not answer by then, e.g. one that just crashed,
@@ -85,228 +86,45 @@ enum OccMsg {
     },
 }
 
-/// Who a message is from: node id, incarnation, and the epoch of a view
-/// listing it.
-#[derive(Debug, Clone, Copy)]
-struct Claim<'a> {
-    node: &'a str,
-    inc: u64,
-    epoch: u64,
-}
-
-/// A change of a room's cluster-wide occupancy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Edge {
-    Occupied(String),
-    Vacated(String),
-}
-
-impl Edge {
-    fn room(&self) -> &str {
-        match self {
-            Edge::Occupied(r) | Edge::Vacated(r) => r,
-        }
-    }
-}
-
-/// What a batch of edges changed: a room's edges alternate, so an even
-/// number of them (a share replaced by one holding the same room, say)
-/// changed nothing and an odd number ends in the change.
-fn net(edges: Vec<Edge>) -> Vec<Edge> {
-    let mut last: HashMap<String, (usize, Edge)> = HashMap::new();
-    let mut order = Vec::new();
-    for e in edges {
-        let entry = last.entry(e.room().to_owned()).or_insert_with(|| {
-            order.push(e.room().to_owned());
-            (0, e.clone())
-        });
-        entry.0 += 1;
-        entry.1 = e;
-    }
-    order
-        .into_iter()
-        .filter_map(|r| match last.remove(&r) {
-            Some((n, e)) if n % 2 == 1 => Some(e),
-            _ => None,
-        })
-        .collect()
-}
-
-/// One node's rooms, as the others know them.
-struct Share {
-    inc: u64,
-    /// The newest epoch at which the node said it was a member: a view at
-    /// that epoch or later without the node means it left.
-    epoch: u64,
-    rooms: HashSet<String>,
-}
-
-/// The cluster-wide picture one node keeps. Pure bookkeeping (no I/O), so
-/// its rules are tested on their own.
+/// The cluster-wide picture one node keeps: every node's rooms, and
+/// whether edges are reported yet.
 #[derive(Default)]
 struct Picture {
-    shares: HashMap<String, Share>,
-    /// Per room, the number of nodes whose share has it.
-    nodes: HashMap<String, u32>,
-    /// Shares arriving in chunks, per node: incarnation and rooms so far.
-    gathering: HashMap<String, (u64, HashSet<String>)>,
+    tally: Tally,
     /// Nodes whose whole share arrived since this node asked.
     answered: HashSet<String>,
     /// The members of the last view.
     members: HashSet<String>,
-    /// Per node id, the newest incarnation whose share was dropped because
-    /// it left the view: a late message of that claim (or an older one) is
-    /// ignored rather than bringing its rooms back. One entry per node id
-    /// ever seen, so small.
-    gone: HashMap<String, u64>,
     /// Whether edges are reported (every member answered, or the wait
     /// passed).
     ready: bool,
 }
 
 impl Picture {
-    fn count(&mut self, room: &str, up: bool, edges: &mut Vec<Edge>) {
-        let n = self.nodes.entry(room.to_owned()).or_default();
-        let before = *n;
-        *n = if up {
-            before + 1
-        } else {
-            before.saturating_sub(1)
-        };
-        let after = *n;
-        if after == 0 {
-            self.nodes.remove(room);
-        }
-        match (before, after) {
-            (0, 1) => edges.push(Edge::Occupied(room.to_owned())),
-            (1, 0) => edges.push(Edge::Vacated(room.to_owned())),
-            _ => {}
-        }
-    }
-
-    /// The share of `node` under `inc`, starting it over when `inc` is newer
-    /// than what we had; `None` for a message from an older claim.
-    fn share_of(
-        &mut self,
-        node: &str,
-        inc: u64,
-        epoch: u64,
-        edges: &mut Vec<Edge>,
-    ) -> Option<&mut Share> {
-        if self.gone.get(node).is_some_and(|g| inc <= *g) {
-            return None;
-        }
-        match self.shares.get(node).map(|s| s.inc) {
-            Some(k) if inc < k => return None,
-            Some(k) if inc > k => self.drop_node(node, edges),
-            _ => {}
-        }
-        let share = self.shares.entry(node.to_owned()).or_insert(Share {
-            inc,
-            epoch,
-            rooms: HashSet::new(),
-        });
-        share.epoch = share.epoch.max(epoch);
-        Some(share)
-    }
-
-    fn delta(&mut self, from: Claim<'_>, room: String, present: bool, edges: &mut Vec<Edge>) {
-        let Some(share) = self.share_of(from.node, from.inc, from.epoch, edges) else {
-            return;
-        };
-        let changed = if present {
-            share.rooms.insert(room.clone())
-        } else {
-            share.rooms.remove(&room)
-        };
-        if changed {
-            self.count(&room, present, edges);
-        }
-    }
-
-    /// Replaces `node`'s share; the differences count like deltas.
-    fn replace(&mut self, from: Claim<'_>, rooms: HashSet<String>, edges: &mut Vec<Edge>) {
-        let Some(share) = self.share_of(from.node, from.inc, from.epoch, edges) else {
-            return;
-        };
-        let old = std::mem::replace(&mut share.rooms, rooms.clone());
-        for r in old.difference(&rooms) {
-            self.count(r, false, edges);
-        }
-        for r in rooms.difference(&old) {
-            self.count(r, true, edges);
-        }
-    }
-
-    /// One chunk of a share; the whole share replaces the old one when its
-    /// last chunk arrives.
-    fn chunk(
-        &mut self,
-        from: Claim<'_>,
-        rooms: Vec<String>,
-        ends: (bool, bool),
-        edges: &mut Vec<Edge>,
-    ) {
-        let (first, last) = ends;
-        let entry = self.gathering.entry(from.node.to_owned()).or_default();
-        if first || entry.0 != from.inc {
-            *entry = (from.inc, HashSet::new());
-        }
-        entry.1.extend(rooms);
-        if last && let Some((inc, rooms)) = self.gathering.remove(from.node) {
-            self.replace(Claim { inc, ..from }, rooms, edges);
-            self.answered.insert(from.node.to_owned());
-            self.check_ready();
-        }
-    }
-
-    fn drop_node(&mut self, node: &str, edges: &mut Vec<Edge>) {
-        self.gathering.remove(node);
-        if let Some(share) = self.shares.remove(node) {
-            for r in share.rooms {
-                self.count(&r, false, edges);
-            }
-        }
-    }
-
     fn check_ready(&mut self) {
         if !self.ready && self.members.iter().all(|m| self.answered.contains(m)) {
             self.ready = true;
         }
     }
 
-    /// A new view: members that left, or came back under a newer
-    /// incarnation, lose their shares. `me` is left alone: our own share
-    /// follows our own messages.
-    fn on_view(&mut self, view: &View, me: &str, edges: &mut Vec<Edge>) {
+    fn chunk(
+        &mut self,
+        from: Claim<'_>,
+        rooms: Vec<String>,
+        ends: (bool, bool),
+        edges: &mut Edges,
+    ) {
+        if self.tally.chunk(from, rooms, ends, edges) {
+            self.answered.insert(from.node.to_owned());
+            self.check_ready();
+        }
+    }
+
+    fn on_view(&mut self, view: &View, me: &str, edges: &mut Edges) {
         let now: HashSet<String> = view.doc.members.keys().cloned().collect();
         let left: HashSet<String> = self.members.difference(&now).cloned().collect();
         self.members = now;
-        // A node missing from the view is gone if it was in an earlier view
-        // we saw, or said it was a member at this epoch or before; a node
-        // that joined after this view was built is not.
-        let stale: Vec<String> = self
-            .shares
-            .iter()
-            .filter(|(node, share)| {
-                node.as_str() != me
-                    && match view.member(node) {
-                        Some(m) => m.incarnation > share.inc,
-                        None => {
-                            left.contains(node.as_str())
-                                || (share.epoch > 0 && share.epoch <= view.epoch())
-                        }
-                    }
-            })
-            .map(|(node, _)| node.clone())
-            .collect();
-        for node in stale {
-            if let Some(share) = self.shares.get(&node) {
-                let g = self.gone.entry(node.clone()).or_default();
-                *g = (*g).max(share.inc);
-            }
-            self.drop_node(&node, edges);
-        }
+        self.tally.on_view(view, &left, me, edges);
         self.check_ready();
     }
 }
@@ -421,7 +239,7 @@ impl Occupancy {
                 return;
             }
         };
-        let mut edges = Vec::new();
+        let mut edges = Edges::new();
         let ready = {
             let mut p = lock(&self.picture);
             match msg {
@@ -443,7 +261,7 @@ impl Occupancy {
                         inc,
                         epoch,
                     };
-                    p.delta(from, room, present, &mut edges);
+                    p.tally.delta(from, room, present, &mut edges);
                 }
                 OccMsg::Share {
                     node,
@@ -469,15 +287,16 @@ impl Occupancy {
     }
 
     /// Queues the webhooks for `edges` if this node is the emitter.
-    fn emit(&self, edges: Vec<Edge>) {
+    fn emit(&self, edges: Edges) {
         let edges = net(edges);
         if edges.is_empty() || emitter(&self.membership.view()) != Some(self.id.as_str()) {
             return;
         }
-        for e in edges {
-            let (kind, room) = match e {
-                Edge::Occupied(r) => ("room.occupied", r),
-                Edge::Vacated(r) => ("room.vacated", r),
+        for (room, occupied) in edges {
+            let kind = if occupied {
+                "room.occupied"
+            } else {
+                "room.vacated"
             };
             self.hooks.emit(Event::new(kind).with("room", room));
         }
@@ -489,7 +308,7 @@ impl Occupancy {
         let mut views = self.membership.subscribe();
         loop {
             let view = views.borrow_and_update().clone();
-            let mut edges = Vec::new();
+            let mut edges = Edges::new();
             let ready = {
                 let mut p = lock(&self.picture);
                 p.on_view(&view, &self.id, &mut edges);
@@ -626,168 +445,29 @@ impl Occupancy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use wsring_cluster::{Member, MemberState, MembershipDoc};
-
-    fn view(epoch: u64, members: &[(&str, u64)]) -> View {
-        let doc = MembershipDoc {
-            epoch,
-            members: members
-                .iter()
-                .map(|(id, inc)| {
-                    (
-                        id.to_string(),
-                        Member {
-                            url: format!("ws://{id}/ws"),
-                            state: MemberState::Up,
-                            incarnation: *inc,
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-        };
-        View::new(doc, 8)
-    }
-
-    fn occ(r: &str) -> Edge {
-        Edge::Occupied(r.into())
-    }
-    fn vac(r: &str) -> Edge {
-        Edge::Vacated(r.into())
-    }
-
-    /// A delta from `node` under `inc`, listed at epoch `epoch`.
-    fn delta(
-        p: &mut Picture,
-        node: &str,
-        inc: u64,
-        epoch: u64,
-        room: &str,
-        present: bool,
-    ) -> Vec<Edge> {
-        let mut e = Vec::new();
-        let from = Claim { node, inc, epoch };
-        p.delta(from, room.into(), present, &mut e);
-        e
-    }
-
-    fn share(
-        p: &mut Picture,
-        node: &str,
-        inc: u64,
-        rooms: &[&str],
-        ends: (bool, bool),
-    ) -> Vec<Edge> {
-        let mut e = Vec::new();
-        let from = Claim {
-            node,
-            inc,
-            epoch: 0,
-        };
-        let rooms = rooms.iter().map(|r| r.to_string()).collect();
-        p.chunk(from, rooms, ends, &mut e);
-        e
-    }
-
-    fn see(p: &mut Picture, v: &View) -> Vec<Edge> {
-        let mut e = Vec::new();
-        p.on_view(v, "n1", &mut e);
-        e
-    }
+    use crate::tally::tests::view;
 
     #[test]
-    fn a_room_is_vacated_only_when_its_last_node_leaves() {
+    fn edges_wait_until_every_member_answered() {
         let mut p = Picture::default();
-        assert_eq!(delta(&mut p, "n1", 1, 0, "r", true), vec![occ("r")]);
-        assert_eq!(delta(&mut p, "n2", 2, 0, "r", true), vec![]);
-        assert_eq!(
-            delta(&mut p, "n1", 1, 0, "r", false),
-            vec![],
-            "n2 still has members"
-        );
-        assert_eq!(
-            delta(&mut p, "n1", 1, 0, "r", false),
-            vec![],
-            "a repeat changes nothing"
-        );
-        assert_eq!(delta(&mut p, "n2", 2, 0, "r", false), vec![vac("r")]);
-        assert!(p.nodes.is_empty());
-    }
-
-    #[test]
-    fn a_dead_node_vacates_the_rooms_only_it_had() {
-        let mut p = Picture::default();
-        see(&mut p, &view(3, &[("n1", 1), ("n2", 2)]));
-        delta(&mut p, "n1", 1, 3, "shared", true);
-        delta(&mut p, "n2", 2, 3, "shared", true);
-        delta(&mut p, "n2", 2, 3, "only2", true);
-        assert_eq!(see(&mut p, &view(4, &[("n1", 1)])), vec![vac("only2")]);
-        // A late delta of the dead claim brings nothing back...
-        assert_eq!(delta(&mut p, "n2", 2, 3, "late", true), vec![]);
-        // ...while a newer claim of the same id counts.
-        assert_eq!(delta(&mut p, "n2", 3, 5, "other", true), vec![occ("other")]);
-    }
-
-    #[test]
-    fn a_node_newer_than_the_view_is_kept_and_one_older_is_dropped() {
-        let mut p = Picture::default();
-        see(&mut p, &view(5, &[("n1", 1)]));
-        // n4 joined at epoch 7 and spoke before we saw that view.
-        delta(&mut p, "n4", 9, 7, "r", true);
-        assert_eq!(
-            see(&mut p, &view(6, &[("n1", 1)])),
-            vec![],
-            "epoch 6 predates n4"
-        );
-        assert_eq!(see(&mut p, &view(7, &[("n1", 1), ("n4", 9)])), vec![]);
-        // n4 died, and we never saw the view listing it go (views skip):
-        // a view at its epoch or later without it means it left.
-        let mut q = Picture::default();
-        see(&mut q, &view(5, &[("n1", 1)]));
-        delta(&mut q, "n4", 9, 7, "r", true);
-        assert_eq!(see(&mut q, &view(8, &[("n1", 1)])), vec![vac("r")]);
-    }
-
-    #[test]
-    fn an_older_claim_is_ignored_and_a_restart_drops_its_share() {
-        let mut p = Picture::default();
-        delta(&mut p, "n2", 5, 0, "r", true);
-        assert_eq!(
-            delta(&mut p, "n2", 4, 0, "r", false),
-            vec![],
-            "an older incarnation"
-        );
-        assert_eq!(
-            see(&mut p, &view(2, &[("n1", 1), ("n2", 6)])),
-            vec![vac("r")]
-        );
-    }
-
-    #[test]
-    fn shares_replace_in_chunks_and_count_differences() {
-        let mut p = Picture::default();
-        see(&mut p, &view(1, &[("n1", 1), ("n2", 2)]));
-        delta(&mut p, "n2", 2, 0, "a", true);
-        delta(&mut p, "n2", 2, 0, "b", true);
-        // The answer says: b and c (a missed delta removed a, added c).
-        assert_eq!(
-            share(&mut p, "n2", 2, &["b"], (true, false)),
-            vec![],
-            "before the last chunk"
-        );
-        let mut got = net(share(&mut p, "n2", 2, &["c"], (false, true)));
-        got.sort_by(|x, y| x.room().cmp(y.room()));
-        assert_eq!(got, vec![vac("a"), occ("c")]);
+        let mut e = Edges::new();
+        p.on_view(&view(1, &[("n1", 1), ("n2", 2)]), "n1", &mut e);
+        p.chunk(Claim::of("n2", 2), vec!["r".into()], (true, true), &mut e);
+        assert_eq!(e, vec![("r".to_string(), true)], "counted all along");
         assert!(!p.ready, "n1 has not answered");
-        share(&mut p, "n1", 1, &[], (true, true));
+        p.chunk(Claim::of("n1", 1), vec![], (true, true), &mut e);
         assert!(p.ready);
     }
 
     #[test]
-    fn net_keeps_odd_runs_only() {
-        assert_eq!(net(vec![vac("r"), occ("r")]), vec![]);
-        assert_eq!(net(vec![vac("r"), occ("r"), vac("r")]), vec![vac("r")]);
-        assert_eq!(net(vec![occ("a"), occ("b")]), vec![occ("a"), occ("b")]);
+    fn a_member_that_left_the_view_vacates_its_rooms() {
+        let mut p = Picture::default();
+        let mut e = Edges::new();
+        p.on_view(&view(1, &[("n1", 1), ("n2", 2)]), "n1", &mut e);
+        p.tally.delta(Claim::of("n2", 2), "r".into(), true, &mut e);
+        e.clear();
+        p.on_view(&view(2, &[("n1", 1)]), "n1", &mut e);
+        assert_eq!(e, vec![("r".to_string(), false)]);
     }
 
     #[test]

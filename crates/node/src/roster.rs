@@ -43,6 +43,7 @@ use wsring_protocol::{PresenceEvent, ServerFrame, Target};
 
 use crate::rooms::{publish_bookkeeping, share_chunks};
 use crate::sessions::{Outbound, SessionTable};
+use crate::tally::{self, Claim, Edges, Tally};
 
 /// How long the first watcher of a room waits for every node's share
 /// before its join is answered (a node that does not answer by then, e.g.
@@ -85,19 +86,10 @@ enum RosterMsg {
     },
 }
 
-/// A node's users in one room, as a watcher knows them.
-struct NodeShare {
-    inc: u64,
-    users: HashSet<String>,
-}
-
 /// A watched room.
 struct RoomRoster {
-    shares: HashMap<String, NodeShare>,
-    /// Per user, the number of nodes whose share has it.
-    present: HashMap<String, u32>,
-    /// Shares arriving in chunks, per node: incarnation and users so far.
-    gathering: HashMap<String, (u64, HashSet<String>)>,
+    /// Every node's users in the room.
+    tally: Tally,
     /// Nodes whose whole share arrived since the room was first watched.
     answered: HashSet<String>,
     /// Whether changes are reported as events.
@@ -112,35 +104,10 @@ struct RoomRoster {
 
 type Events = Vec<(String, PresenceEvent)>;
 
-/// What a batch of events changed: a user's events alternate between join
-/// and leave, so an even number of them (a share replaced by one holding
-/// the same user, say) changed nothing and an odd number is its last one.
-fn net(events: Events) -> Events {
-    let mut last: HashMap<String, (usize, PresenceEvent)> = HashMap::new();
-    let mut order = Vec::new();
-    for (user, ev) in events {
-        let entry = last.entry(user.clone()).or_insert_with(|| {
-            order.push(user);
-            (0, ev)
-        });
-        entry.0 += 1;
-        entry.1 = ev;
-    }
-    order
-        .into_iter()
-        .filter_map(|u| match last.remove(&u) {
-            Some((n, ev)) if n % 2 == 1 => Some((u, ev)),
-            _ => None,
-        })
-        .collect()
-}
-
 impl RoomRoster {
     fn new() -> RoomRoster {
         RoomRoster {
-            shares: HashMap::new(),
-            present: HashMap::new(),
-            gathering: HashMap::new(),
+            tally: Tally::default(),
             answered: HashSet::new(),
             ready: watch::channel(false).0,
             applied: watch::channel(0).0,
@@ -150,89 +117,65 @@ impl RoomRoster {
 
     /// Whether `node`'s share has `user`.
     fn has(&self, node: &str, user: &str) -> bool {
-        self.shares
-            .get(node)
-            .is_some_and(|s| s.users.contains(user))
+        self.tally.has(node, user)
     }
 
     fn is_ready(&self) -> bool {
         *self.ready.borrow()
     }
 
-    /// One more (`up`) or one fewer node has `user`; a change between none
-    /// and some is an event once the roster is ready.
-    fn count(&mut self, user: &str, up: bool, events: &mut Events) {
-        let n = self.present.entry(user.to_owned()).or_default();
-        let before = *n;
-        *n = if up {
-            before + 1
-        } else {
-            before.saturating_sub(1)
-        };
-        let after = *n;
-        if after == 0 {
-            self.present.remove(user);
+    /// A user's node count going between none and some is an event once
+    /// the roster is ready; before, changes are only recorded.
+    fn report(&self, edges: Edges, events: &mut Events) {
+        if self.is_ready() {
+            events.extend(edges.into_iter().map(|(user, present)| {
+                let ev = if present {
+                    PresenceEvent::Join
+                } else {
+                    PresenceEvent::Leave
+                };
+                (user, ev)
+            }));
         }
-        if !self.is_ready() {
-            return;
-        }
-        match (before, after) {
-            (0, 1) => events.push((user.to_owned(), PresenceEvent::Join)),
-            (1, 0) => events.push((user.to_owned(), PresenceEvent::Leave)),
-            _ => {}
-        }
-    }
-
-    /// The share of `node` under `inc`, starting it over when `inc` is
-    /// newer than what we had; `None` for a message from an older claim.
-    fn share_of(&mut self, node: &str, inc: u64, events: &mut Events) -> Option<&mut NodeShare> {
-        let known = self.shares.get(node).map(|s| s.inc);
-        match known {
-            Some(k) if inc < k => return None,
-            Some(k) if inc > k => self.drop_node(node, events),
-            _ => {}
-        }
-        Some(self.shares.entry(node.to_owned()).or_insert(NodeShare {
-            inc,
-            users: HashSet::new(),
-        }))
     }
 
     fn delta(&mut self, node: &str, inc: u64, user: String, present: bool, events: &mut Events) {
-        let Some(share) = self.share_of(node, inc, events) else {
-            return;
-        };
-        let changed = if present {
-            share.users.insert(user.clone())
-        } else {
-            share.users.remove(&user)
-        };
-        if changed {
-            self.count(&user, present, events);
-        }
+        let mut edges = Edges::new();
+        self.tally
+            .delta(Claim::of(node, inc), user, present, &mut edges);
+        self.report(edges, events);
     }
 
     /// Replaces `node`'s share; the differences count like deltas.
+    #[cfg(test)]
     fn replace(&mut self, node: &str, inc: u64, users: HashSet<String>, events: &mut Events) {
-        let Some(share) = self.share_of(node, inc, events) else {
-            return;
-        };
-        let old = std::mem::replace(&mut share.users, users.clone());
-        for u in old.difference(&users) {
-            self.count(u, false, events);
-        }
-        for u in users.difference(&old) {
-            self.count(u, true, events);
-        }
+        let mut edges = Edges::new();
+        self.tally.replace(Claim::of(node, inc), users, &mut edges);
+        self.report(edges, events);
     }
 
+    /// One chunk of `node`'s whole share.
+    fn chunk(
+        &mut self,
+        node: &str,
+        inc: u64,
+        users: Vec<String>,
+        ends: (bool, bool),
+        events: &mut Events,
+    ) -> bool {
+        let mut edges = Edges::new();
+        let whole = self
+            .tally
+            .chunk(Claim::of(node, inc), users, ends, &mut edges);
+        self.report(edges, events);
+        whole
+    }
+
+    #[cfg(test)]
     fn drop_node(&mut self, node: &str, events: &mut Events) {
-        self.gathering.remove(node);
-        if let Some(share) = self.shares.remove(node) {
-            for u in share.users {
-                self.count(&u, false, events);
-            }
-        }
+        let mut edges = Edges::new();
+        self.tally.drop_node(node, &mut edges);
+        self.report(edges, events);
     }
 
     /// Ready once every member of `members` answered.
@@ -454,13 +397,7 @@ impl Roster {
                     last,
                 } => {
                     let Some(r) = rooms.get_mut(room) else { return };
-                    let entry = r.gathering.entry(node.clone()).or_default();
-                    if first || entry.0 != inc {
-                        *entry = (inc, HashSet::new());
-                    }
-                    entry.1.extend(users);
-                    if last && let Some((inc, users)) = r.gathering.remove(&node) {
-                        r.replace(&node, inc, users, &mut events);
+                    if r.chunk(&node, inc, users, (first, last), &mut events) {
                         r.answered.insert(node);
                         r.check_ready(members);
                         r.applied.send_modify(|n| *n += 1);
@@ -490,25 +427,14 @@ impl Roster {
         {
             let mut w = lock(&self.watched);
             let now: HashSet<String> = view.doc.members.keys().cloned().collect();
-            let gone: Vec<String> = w.members.difference(&now).cloned().collect();
+            let gone: HashSet<String> = w.members.difference(&now).cloned().collect();
             w.members = now;
             let Watched { rooms, members } = &mut *w;
             for (room, r) in rooms.iter_mut() {
                 let mut events = Events::new();
-                let stale: Vec<String> = r
-                    .shares
-                    .iter()
-                    .filter(|(node, share)| {
-                        // Our own share follows our own messages.
-                        **node != self.id
-                            && (gone.contains(node)
-                                || view.member(node).is_some_and(|m| m.incarnation > share.inc))
-                    })
-                    .map(|(node, _)| node.clone())
-                    .collect();
-                for node in stale {
-                    r.drop_node(&node, &mut events);
-                }
+                let mut edges = Edges::new();
+                r.tally.on_view(view, &gone, &self.id, &mut edges);
+                r.report(edges, &mut events);
                 r.check_ready(members);
                 if !events.is_empty() {
                     out.push((room.clone(), events));
@@ -524,7 +450,7 @@ impl Roster {
 
     /// Hands `presence` frames to the room's local watchers.
     fn deliver(&self, room: &str, events: Events) {
-        let events = net(events);
+        let events = tally::net(events);
         if events.is_empty() {
             return;
         }
@@ -669,6 +595,7 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tally::net;
     use bytes::Bytes;
     use wsring_protocol::Envelope;
 
@@ -737,23 +664,7 @@ mod tests {
         ev.clear();
         r.drop_node("n1", &mut ev);
         assert_eq!(ev, vec![("a".to_string(), PresenceEvent::Leave)]);
-        assert!(r.present.is_empty() && r.shares.is_empty());
-    }
-
-    #[test]
-    fn net_drops_what_cancels_out() {
-        use PresenceEvent::{Join, Leave};
-        let ev = |list: &[(&str, PresenceEvent)]| -> Events {
-            list.iter().map(|(u, e)| ((*u).to_owned(), *e)).collect()
-        };
-        assert_eq!(
-            net(ev(&[("a", Leave), ("b", Join), ("a", Join), ("c", Leave)])),
-            ev(&[("b", Join), ("c", Leave)])
-        );
-        assert_eq!(
-            net(ev(&[("a", Join), ("a", Leave), ("a", Join)])),
-            ev(&[("a", Join)])
-        );
+        assert!(r.tally.counts.is_empty() && r.tally.shares.is_empty());
     }
 
     use crate::cmd::Join;
