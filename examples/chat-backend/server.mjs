@@ -1,6 +1,7 @@
 // A minimal chat backend for wsring: it verifies webhook signatures, stores
 // every chat message clients send to "@server", moderates room messages
-// through the publish proxy, and pushes replies back with the HTTP API.
+// through the publish proxy, decides who connects from a session cookie
+// through the connect proxy, and pushes replies back with the HTTP API.
 // Node.js 18+, no dependencies. See docs/INTEGRATION.md.
 //
 //   WSRING_WEBHOOK_SECRET=s3cret WSRING_API=http://127.0.0.1:7000 node server.mjs
@@ -58,6 +59,19 @@ function moderate(req) {
   return {}; // accept as is; {"data": …} would replace the message
 }
 
+// Sessions the application's own login created: cookie value -> user. A
+// real backend looks its session store up here.
+const SESSIONS = new Map([['alice-session', 'alice'], ['bob-session', 'bob']]);
+
+function authenticate(req) {
+  const sid = /(?:^|;\s*)sid=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+  const user = sid && SESSIONS.get(sid);
+  if (!user) return [401, { message: 'log in first' }];
+  // The session may join the lobby and its own rooms; it is decided again
+  // after an hour (close code 3000, and the client reconnects).
+  return [200, { user, rooms: ['lobby', `${user}-*`], expire_at: Math.floor(Date.now() / 1000) + 3600 }];
+}
+
 http
   .createServer((req, res) => {
     const chunks = [];
@@ -75,6 +89,9 @@ http
         res.end('{}');
       } else if (req.url === '/publish') {
         res.end(JSON.stringify(moderate(body)));
+      } else if (req.url === '/connect') {
+        const [status, answer] = authenticate(body);
+        res.writeHead(status).end(JSON.stringify(answer));
       } else {
         res.writeHead(404).end('{}');
       }
