@@ -98,14 +98,36 @@ if grep -q "failed [1-9]" "$RUN"/c*.out; then echo "some users failed to connect
 
 # Let the connect burst settle before the join, so it measures the join only.
 sleep 2
+# CPU seconds each process spent from the join to the end, to see who the
+# two shared cores went to.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A CPU0
+for p in "${PIDS[@]}"; do CPU0[$p]=$(cpu_of "$p"); done
 T0=$(date +%s%N)
 start_node n4
+CPU0[$!]=0
 wait_line "$RUN/n4.out" serving 30 >/dev/null
 echo "n4 serving after $(( ($(date +%s%N) - T0) / 1000000 )) ms"
-for p in "${CLIENT_PIDS[@]}"; do
-  # Bounded: each client process ends by itself within its window (30 s
-  # after the first move, plus 5 s for the untouched-user check).
-  for ((i = 0; i < 1800; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+ROLES=(n1 n2 n3)
+for ((g = 1; g <= GATEWAYS; g++)); do ROLES+=("gateway$g"); done
+for ((p = 1; p <= PROCS; p++)); do ROLES+=("clients$p"); done
+ROLES+=(n4)
+declare -A CPU1
+# Bounded: each client process ends by itself within its window (30 s
+# after the first move, plus 5 s for the untouched-user check). The CPU
+# sample taken each second keeps a client process's last value.
+for ((i = 0; i < 180; i++)); do
+  for p in "${PIDS[@]}"; do c=$(cpu_of "$p"); [ "$c" != 0 ] && CPU1[$p]=$c; done
+  alive=0
+  for p in "${CLIENT_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && break
+  sleep 1
 done
 "$TOOL" report --t0-ns "$T0" "$RUN"/c*.json
+CPU_LINE=""
+for ((i = 0; i < ${#PIDS[@]}; i++)); do
+  p=${PIDS[$i]}
+  CPU_LINE+="${ROLES[$i]}=$(echo "${CPU1[$p]:-0} - ${CPU0[$p]:-0}" | bc) "
+done
+echo "CPU seconds from the join until the client processes ended (~$(( ($(date +%s%N) - T0) / 1000000000 )) s): $CPU_LINE"
 echo "warning/error lines logged: $(cat "$RUN"/*.err | grep -v "authentication is OFF" | grep -c -i "warn\|error" || true)"

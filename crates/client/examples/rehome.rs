@@ -6,8 +6,9 @@
 //!   connects users `u{A}`…`u{A+N-1}` (user i through gateway i mod G),
 //!   prints `ready <n>` once every one got `welcome`, then waits for `moved`
 //!   frames. After a user's reconnect (the `welcome` following its `moved`)
-//!   it sends the user a probe through a gateway's `POST /api/send`, again
-//!   every `--probe-every-ms` until one arrives, and records when the
+//!   it sends the user a probe through a gateway's `POST /api/send` (or,
+//!   with `--ws-senders K`, as a `send` frame from one of K sender clients),
+//!   again `--probe-every-ms` after each unanswered one until one arrives, and records when the
 //!   `moved` came, when the reconnect happened and when a probe arrived
 //!   (Unix nanoseconds, so several processes share one clock). Untouched
 //!   users get one probe each at the end (up to `--check`), to show they
@@ -45,6 +46,23 @@ struct UserState {
     checked_ns: AtomicU64,
 }
 
+/// How probes are sent: `POST /api/send` on the user's gateway, or a `send`
+/// frame from one of a few sender clients (cheaper: no HTTP hop per probe).
+#[derive(Clone)]
+enum Sender {
+    Http(Api),
+    Ws(wsring_client::Client),
+}
+
+impl Sender {
+    async fn send(&self, to: &str, data: Value) -> bool {
+        match self {
+            Sender::Http(api) => api.send(to, data, None).await.is_ok(),
+            Sender::Ws(c) => c.send(to, data).await.is_ok(),
+        }
+    }
+}
+
 /// Counters shared by every user task of the process.
 #[derive(Default)]
 struct Totals {
@@ -68,6 +86,7 @@ struct Opts {
     window: Duration,
     settle: Duration,
     check: usize,
+    ws_senders: usize,
 }
 
 fn now_ns() -> u64 {
@@ -112,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 window: ms("--window-ms", 30_000)?,
                 settle: ms("--settle-ms", 3_000)?,
                 check: arg(&args, "--check", Some(1_000))?,
+                ws_senders: arg(&args, "--ws-senders", Some(0))?,
             };
             clients(opts).await
         }
@@ -134,6 +154,18 @@ async fn clients(o: Opts) -> anyhow::Result<()> {
         .iter()
         .map(|g| Api::new(g))
         .collect::<Result<_, _>>()?;
+    // Probe senders: with `--ws-senders 0` the gateways' HTTP API.
+    let mut senders = Vec::new();
+    for k in 0..o.ws_senders {
+        let url = o.gateways[k % o.gateways.len()].clone();
+        let (c, mut ev) = wsring_client::connect(&url, &format!("probe-{}-{k}", o.from)).await?;
+        tokio::spawn(async move { while ev.next().await.is_some() {} });
+        senders.push(Sender::Ws(c));
+    }
+    if senders.is_empty() {
+        senders = apis.iter().cloned().map(Sender::Http).collect();
+    }
+    let senders = Arc::new(senders);
     let apis = Arc::new(apis);
     let users: Arc<Vec<UserState>> = Arc::new((0..o.count).map(|_| UserState::default()).collect());
     let totals = Arc::new(Totals::default());
@@ -173,7 +205,7 @@ async fn clients(o: Opts) -> anyhow::Result<()> {
             client,
             events,
             Arc::clone(&opts),
-            Arc::clone(&apis),
+            Arc::clone(&senders),
             Arc::clone(&users),
             Arc::clone(&totals),
             Arc::clone(&probe_slots),
@@ -279,7 +311,7 @@ async fn watch_user(
     client: wsring_client::Client,
     mut events: wsring_client::Events,
     opts: Arc<Opts>,
-    apis: Arc<Vec<Api>>,
+    senders: Arc<Vec<Sender>>,
     users: Arc<Vec<UserState>>,
     totals: Arc<Totals>,
     slots: Arc<Semaphore>,
@@ -287,7 +319,7 @@ async fn watch_user(
 ) {
     let me = &users[i];
     let user = format!("u{n}");
-    let api = apis[n % apis.len()].clone();
+    let api = senders[n % senders.len()].clone();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -349,7 +381,7 @@ async fn watch_user(
 async fn probe(
     i: usize,
     user: String,
-    api: Api,
+    api: Sender,
     opts: Arc<Opts>,
     users: Arc<Vec<UserState>>,
     totals: Arc<Totals>,
@@ -363,20 +395,14 @@ async fn probe(
         me.probes.fetch_add(1, Ordering::Relaxed);
         let sent = {
             let _slot = slots.acquire().await;
-            api.send(&user, json!({"probe": "moved"}), None).await
+            api.send(&user, json!({"probe": "moved"})).await
         };
-        match sent {
-            Ok(_) => {
-                let _ = me.first_ack_ns.compare_exchange(
-                    0,
-                    now_ns(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-            Err(_) => {
-                totals.probe_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        if sent {
+            let _ =
+                me.first_ack_ns
+                    .compare_exchange(0, now_ns(), Ordering::Relaxed, Ordering::Relaxed);
+        } else {
+            totals.probe_errors.fetch_add(1, Ordering::Relaxed);
         }
         let _ = tokio::time::timeout(opts.probe_every, me.arrived.notified()).await;
     }
