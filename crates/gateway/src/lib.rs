@@ -164,9 +164,10 @@ impl Gateway {
             if let Ok(Ok((c, u))) = joined {
                 // A task of its own, sized for the tunnel alone and not for
                 // the upgrade wait too: it lasts as long as the connection.
+                let mut tunnel = tunnel::run(c, u);
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = tunnel::run(c, u) => {}
+                        _ = &mut tunnel => {}
                         _ = open.gw.stop.cancelled() => {}
                     }
                     drop(open);

@@ -25,7 +25,7 @@ use bytes::{Buf, Bytes};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -198,17 +198,23 @@ impl Direction {
 
 /// Copies bytes both ways between `client` and `node` until both directions
 /// have ended, or either fails.
-pub(crate) async fn run(client: Upgraded, node: Upgraded) -> io::Result<()> {
+///
+/// Not an `async fn`, which would keep both `Upgraded` arguments for the
+/// tunnel's whole life next to the sides made of them; and `Unpin`, so the
+/// caller can poll it where it is rather than move it into another future.
+pub(crate) fn run(
+    client: Upgraded,
+    node: Upgraded,
+) -> impl Future<Output = io::Result<()>> + Unpin {
     let (mut client, early_from_client) = Side::new(client);
     let (mut node, early_from_node) = Side::new(node);
     let mut up = Direction::starting_with(early_from_client);
     let mut down = Direction::starting_with(early_from_node);
-    poll_fn(|cx| {
+    poll_fn(move |cx| {
         let up = up.poll(cx, &mut client, &mut node)?;
         let down = down.poll(cx, &mut node, &mut client)?;
         ready!(up);
         ready!(down);
         Poll::Ready(Ok(()))
     })
-    .await
 }

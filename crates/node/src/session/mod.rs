@@ -27,6 +27,7 @@ pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
+use futures::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use wsring_protocol::close;
@@ -94,10 +95,8 @@ pub(crate) fn run(
     identity: wsring_auth::Identity,
     resume: Option<Resume>,
 ) -> impl Future<Output = ()> {
-    // Not an `async fn`, which would keep its arguments next to the
-    // session future for the session's whole life.
-    let session = conn::serve(node, ws, identity, resume);
-    async move {
-        session.await;
-    }
+    // Neither an `async fn` nor an `async` block awaiting the session: both
+    // would hold what they are given next to what they move it into (the
+    // session future), for the session's whole life.
+    conn::serve(node, ws, identity, resume).map(drop)
 }

@@ -259,8 +259,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::{SinkExt, StreamExt};
     use crate::text_guard::tests::frame as client_frame;
+    use futures::{SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     fn config() -> WebSocketConfig {
