@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //! * [`config`] — [`GatewayConfig`].
-//! * `proxy`: upgrade forwarding and the byte tunnel.
+//! * `proxy`: upgrade forwarding.
+//! * `tunnel`: the byte tunnel after the upgrade.
 //! * `api/`: one file per route group.
 //! * [`events`] — membership event log and the SSE feed.
 //! * `dashboard`: the embedded browser dashboard.
@@ -26,6 +27,7 @@ mod dashboard;
 pub mod events;
 pub mod launcher;
 mod proxy;
+mod tunnel;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -157,27 +159,45 @@ impl Gateway {
         upstream: hyper::upgrade::OnUpgrade,
     ) {
         *self.lock_tunnels().entry(node.clone()).or_default() += 1;
-        let gw = Arc::clone(self);
+        let open = OpenTunnel {
+            gw: Arc::clone(self),
+            node,
+        };
         tokio::spawn(async move {
             let joined = tokio::time::timeout(proxy::UPGRADE_TIMEOUT, async {
                 tokio::try_join!(client, upstream)
             })
             .await;
             if let Ok(Ok((c, u))) = joined {
-                let mut c = hyper_util::rt::TokioIo::new(c);
-                let mut u = hyper_util::rt::TokioIo::new(u);
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
-                    _ = gw.stop.cancelled() => {}
-                }
-            }
-            let mut t = gw.lock_tunnels();
-            if let Some(n) = t.get_mut(&node) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    t.remove(&node);
-                }
+                // A task of its own, sized for the tunnel alone and not for
+                // the upgrade wait too: it lasts as long as the connection.
+                let mut tunnel = tunnel::run(c, u);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = &mut tunnel => {}
+                        _ = open.gw.stop.cancelled() => {}
+                    }
+                    drop(open);
+                });
             }
         });
+    }
+}
+
+/// Counts a tunnel as open (for least-connections routing) until dropped.
+struct OpenTunnel {
+    gw: Arc<Gateway>,
+    node: String,
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        let mut t = self.gw.lock_tunnels();
+        if let Some(n) = t.get_mut(&self.node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.remove(&self.node);
+            }
+        }
     }
 }

@@ -17,6 +17,8 @@
 //!   below tungstenite.
 //! * [`echo`] — echo mode, the test mode for WebSocket conformance suites.
 //! * `session`: one task per connection; `session/cursor` for durable delivery.
+//! * `sessions`: the node's table of local sessions; `outbox`: each
+//!   session's queue of outbound work.
 //! * `cmd/`: one file per client frame kind.
 //! * [`api`] — one file per HTTP route.
 //! * `rebalance`, `inbound`: reactions to membership and broker events.
@@ -43,6 +45,7 @@ mod events;
 mod inbound;
 mod node;
 mod occupancy;
+mod outbox;
 mod rebalance;
 mod rooms;
 mod roster;

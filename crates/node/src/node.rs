@@ -505,7 +505,6 @@ pub(crate) mod testing {
     use super::*;
     use async_trait::async_trait;
     use std::time::Duration;
-    use tokio::sync::mpsc;
     use wsring_cluster::memory::{MemoryBackend, MemoryBroker};
     use wsring_cluster::{
         ClusterError, MembershipConfig, NodeStats, ReadBatch, Retention, RoomAdd, StreamPos,
@@ -677,8 +676,8 @@ pub(crate) mod testing {
         }
 
         /// A session of `user` in the node's table, and its queue.
-        pub fn session(&self, user: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-            let (tx, rx) = mpsc::channel(self.node.cfg.session_queue);
+        pub fn session(&self, user: &str) -> (SessionHandle, crate::outbox::Receiver) {
+            let (tx, rx) = crate::outbox::channel(self.node.cfg.session_queue);
             let handle = SessionHandle::new(
                 self.node.new_session_id(),
                 user.into(),
@@ -690,14 +689,14 @@ pub(crate) mod testing {
         }
 
         /// The state of a session of `user` that is in the node's table.
-        pub fn live_state(&self, user: &str) -> (SessionState, mpsc::Receiver<Outbound>) {
+        pub fn live_state(&self, user: &str) -> (SessionState, crate::outbox::Receiver) {
             let (handle, rx) = self.session(user);
             (SessionState::new(handle), rx)
         }
 
         /// The state of a session of `user` that receives nothing.
         pub fn state(&self, user: &str) -> SessionState {
-            let (tx, _rx) = mpsc::channel(1);
+            let (tx, _rx) = crate::outbox::channel(1);
             SessionState::new(SessionHandle::new(
                 self.node.new_session_id(),
                 user.into(),
@@ -707,7 +706,7 @@ pub(crate) mod testing {
         }
 
         /// The next message frame queued for a session, parsed.
-        pub async fn next_message(rx: &mut mpsc::Receiver<Outbound>) -> serde_json::Value {
+        pub async fn next_message(rx: &mut crate::outbox::Receiver) -> serde_json::Value {
             let item = tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
                 .expect("a delivery within 5 s")

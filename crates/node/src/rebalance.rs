@@ -116,11 +116,10 @@ pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 mod tests {
     use super::*;
     use crate::node::testing::TestNode;
-    use tokio::sync::mpsc;
     use tokio::time::Instant;
 
     /// Sessions of four users, all owned by the test node until it leaves.
-    fn sessions(t: &TestNode) -> Vec<(SessionHandle, mpsc::Receiver<Outbound>)> {
+    fn sessions(t: &TestNode) -> Vec<(SessionHandle, crate::outbox::Receiver)> {
         ["a", "b", "c", "d"].iter().map(|u| t.session(u)).collect()
     }
 
@@ -129,7 +128,7 @@ mod tests {
         window: Duration,
     ) -> (
         TestNode,
-        Vec<(SessionHandle, mpsc::Receiver<Outbound>)>,
+        Vec<(SessionHandle, crate::outbox::Receiver)>,
         Instant,
     ) {
         let mut cfg = TestNode::config();
@@ -143,7 +142,7 @@ mod tests {
     }
 
     /// How many sessions have been told to move so far; checks each order.
-    fn moved(rxs: &mut [(SessionHandle, mpsc::Receiver<Outbound>)], max_retry_ms: u64) -> usize {
+    fn moved(rxs: &mut [(SessionHandle, crate::outbox::Receiver)], max_retry_ms: u64) -> usize {
         let mut n = 0;
         for (h, rx) in rxs.iter_mut() {
             match rx.try_recv() {

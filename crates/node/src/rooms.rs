@@ -232,7 +232,6 @@ mod tests {
     use crate::sessions::SessionHandle;
     use async_trait::async_trait;
     use bytes::Bytes;
-    use tokio::sync::mpsc;
     use wsring_cluster::memory::MemoryHub;
 
     /// A broker whose subscribe to room "stuck" never answers.
@@ -261,7 +260,7 @@ mod tests {
     }
 
     fn session(table: &SessionTable, id: &str) {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::outbox::channel(1);
         table.insert(SessionHandle::new(id.into(), "u".into(), tx, 1024));
     }
 

@@ -669,12 +669,10 @@ mod tests {
 
     use crate::cmd::Join;
     use crate::node::testing::TestNode;
-    use crate::sessions::Outbound;
     use serde_json::{Value, json};
-    use tokio::sync::mpsc;
 
     /// Joins `room` with presence events, as a client would.
-    async fn watch_room(t: &TestNode, user: &str, room: &str) -> mpsc::Receiver<Outbound> {
+    async fn watch_room(t: &TestNode, user: &str, room: &str) -> crate::outbox::Receiver {
         let (mut s, rx) = t.live_state(user);
         let o = Join {
             room: room.into(),

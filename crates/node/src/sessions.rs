@@ -99,7 +99,7 @@ impl Outbound {
 pub(crate) struct SessionHandle {
     pub id: Arc<str>,
     pub user: Arc<str>,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: crate::outbox::Sender,
     /// Cancelled when the session's queue overflows (slow consumer).
     pub kick: CancellationToken,
     /// Set once a rebalance has told this session to move, so overlapping
@@ -113,7 +113,7 @@ pub(crate) struct SessionHandle {
 
 impl SessionHandle {
     /// A handle whose queue is `tx`, holding at most `budget` bytes.
-    pub fn new(id: Arc<str>, user: Arc<str>, tx: mpsc::Sender<Outbound>, budget: usize) -> Self {
+    pub fn new(id: Arc<str>, user: Arc<str>, tx: crate::outbox::Sender, budget: usize) -> Self {
         SessionHandle {
             id,
             user,
@@ -141,12 +141,12 @@ impl SessionHandle {
         }
         match self.tx.try_send(item) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(crate::outbox::TrySendError::Full) => {
                 self.queued.fetch_sub(n, Ordering::AcqRel);
                 self.kick.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(crate::outbox::TrySendError::Closed) => {
                 self.queued.fetch_sub(n, Ordering::AcqRel);
                 false
             }
@@ -192,17 +192,47 @@ pub(crate) struct Removed {
 
 struct Entry {
     handle: SessionHandle,
-    rooms: HashSet<String>,
-    /// Rooms (a subset of `rooms`) whose presence events this session gets.
-    watching: HashSet<String>,
+    /// Boxed, and only while the session is in a room: the table holds an
+    /// entry per session, most in none.
+    rooms: Option<Box<Memberships>>,
     /// Insertion order, to tell a user's oldest session.
     order: u64,
 }
 
 #[derive(Default)]
+struct Memberships {
+    rooms: HashSet<String>,
+    /// Rooms (a subset of `rooms`) whose presence events this session gets.
+    watching: HashSet<String>,
+}
+
+impl Entry {
+    fn is_in(&self, room: &str) -> bool {
+        self.rooms.as_ref().is_some_and(|m| m.rooms.contains(room))
+    }
+
+    fn room_count(&self) -> usize {
+        self.rooms.as_ref().map_or(0, |m| m.rooms.len())
+    }
+
+    fn memberships(&mut self) -> &mut Memberships {
+        self.rooms.get_or_insert_with(Box::default)
+    }
+
+    /// Gives the memberships back once the session is in no room.
+    fn tidy(&mut self) {
+        if self.rooms.as_ref().is_some_and(|m| m.rooms.is_empty()) {
+            self.rooms = None;
+        }
+    }
+}
+
+#[derive(Default)]
 struct Tables {
     sessions: HashMap<Arc<str>, Entry>,
-    users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// A user's session ids (a handful at most: sessions per user are
+    /// capped).
+    users: HashMap<Arc<str>, Vec<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
     watchers: HashMap<String, HashSet<Arc<str>>>,
     next_order: u64,
@@ -249,16 +279,15 @@ impl SessionTable {
         let order = t.next_order;
         t.next_order += 1;
         let user = Arc::clone(&handle.user);
-        t.users
-            .entry(Arc::clone(&user))
-            .or_default()
-            .insert(Arc::clone(&handle.id));
+        let ids = t.users.entry(Arc::clone(&user)).or_default();
+        if !ids.contains(&handle.id) {
+            ids.push(Arc::clone(&handle.id));
+        }
         t.sessions.insert(
             Arc::clone(&handle.id),
             Entry {
                 handle,
-                rooms: HashSet::new(),
-                watching: HashSet::new(),
+                rooms: None,
                 order,
             },
         );
@@ -291,19 +320,20 @@ impl SessionTable {
         let Some(entry) = t.sessions.remove(id) else {
             return Removed::default();
         };
-        if let Some(set) = t.users.get_mut(&entry.handle.user) {
-            set.remove(id);
-            if set.is_empty() {
+        if let Some(ids) = t.users.get_mut(&entry.handle.user) {
+            ids.retain(|s| &**s != id);
+            if ids.is_empty() {
                 t.users.remove(&entry.handle.user);
             }
         }
         let mut out = Removed::default();
-        for room in &entry.watching {
+        let Memberships { rooms, watching } = entry.rooms.map(|m| *m).unwrap_or_default();
+        for room in &watching {
             if t.unwatch(id, room) {
                 out.unwatched.push(room.clone());
             }
         }
-        for room in entry.rooms {
+        for room in rooms {
             if let Some(set) = t.rooms.get_mut(&room) {
                 set.remove(id);
                 if set.is_empty() {
@@ -322,7 +352,7 @@ impl SessionTable {
         let Some(entry) = t.sessions.get_mut(id) else {
             return Joined::default();
         };
-        let added = entry.rooms.insert(room.to_owned());
+        let added = entry.memberships().rooms.insert(room.to_owned());
         let sid = Arc::clone(&entry.handle.id);
         let set = t.rooms.entry(room.to_owned()).or_default();
         let first_local = set.is_empty();
@@ -332,15 +362,12 @@ impl SessionTable {
 
     /// Whether a session is in a room.
     pub fn is_in(&self, id: &str, room: &str) -> bool {
-        self.lock()
-            .sessions
-            .get(id)
-            .is_some_and(|e| e.rooms.contains(room))
+        self.lock().sessions.get(id).is_some_and(|e| e.is_in(room))
     }
 
     /// Rooms a session is in.
     pub fn room_count(&self, id: &str) -> usize {
-        self.lock().sessions.get(id).map_or(0, |e| e.rooms.len())
+        self.lock().sessions.get(id).map_or(0, Entry::room_count)
     }
 
     /// Removes a session from a room (and from its watchers).
@@ -349,10 +376,14 @@ impl SessionTable {
         let Some(entry) = t.sessions.get_mut(id) else {
             return Left::default();
         };
-        if !entry.rooms.remove(room) {
+        let Some(m) = entry.rooms.as_deref_mut() else {
+            return Left::default();
+        };
+        if !m.rooms.remove(room) {
             return Left::default();
         }
-        let watched = entry.watching.remove(room);
+        let watched = m.watching.remove(room);
+        entry.tidy();
         let unwatched = watched && t.unwatch(id, room);
         let mut emptied = false;
         if let Some(set) = t.rooms.get_mut(room) {
@@ -378,14 +409,18 @@ impl SessionTable {
             return false;
         };
         if on {
-            if !entry.rooms.contains(room) || !entry.watching.insert(room.to_owned()) {
+            if !entry.is_in(room) || !entry.memberships().watching.insert(room.to_owned()) {
                 return false;
             }
             let sid = Arc::clone(&entry.handle.id);
             t.watchers.entry(room.to_owned()).or_default().insert(sid);
             false
         } else {
-            entry.watching.remove(room) && t.unwatch(id, room)
+            let watched = entry
+                .rooms
+                .as_deref_mut()
+                .is_some_and(|m| m.watching.remove(room));
+            watched && t.unwatch(id, room)
         }
     }
 
@@ -408,7 +443,7 @@ impl SessionTable {
         let t = self.lock();
         t.users.get(user).is_some_and(|ids| {
             ids.iter()
-                .any(|id| t.sessions.get(id).is_some_and(|e| e.rooms.contains(room)))
+                .any(|id| t.sessions.get(id).is_some_and(|e| e.is_in(room)))
         })
     }
 
@@ -467,8 +502,8 @@ impl SessionTable {
 mod tests {
     use super::*;
 
-    fn handle(id: &str, user: &str) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(4);
+    fn handle(id: &str, user: &str) -> (SessionHandle, crate::outbox::Receiver) {
+        let (tx, rx) = crate::outbox::channel(4);
         (SessionHandle::new(id.into(), user.into(), tx, 100), rx)
     }
 

@@ -334,6 +334,17 @@ impl<T> TextGuard<T> {
     }
 }
 
+impl<T> TextGuard<T> {
+    /// Whether the bytes handed on so far end exactly where a message ends
+    /// (no frame and no fragmented message is open) and nothing was found
+    /// wrong: whoever parsed them all holds nothing of the client's.
+    pub(crate) fn between_messages(&self) -> bool {
+        self.verdict == Verdict::Clean
+            && !self.scanner.in_message
+            && matches!(self.scanner.stage, Stage::Header { have: 0, .. })
+    }
+}
+
 fn invalid() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, InvalidText)
 }
@@ -409,4 +420,4 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TextGuard<T> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,8 +7,9 @@
 //! message on invalid UTF-8 as soon as the offending bytes arrive rather
 //! than when its frame is complete (RFC 6455 §8.1 "fail fast"). So the node
 //! checks the handshake itself ([`Upgrade`]), answers 101, and builds the
-//! tungstenite stream over the guarded connection ([`Upgrade::on_upgrade`]);
-//! everything after that is tungstenite, as with axum.
+//! session's [`Socket`] — tungstenite over the guarded connection — in
+//! [`Upgrade::on_upgrade`]; everything after that is tungstenite, as with
+//! axum.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,13 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::{Role, WebSocketConfig};
-
-use crate::text_guard::TextGuard;
+use tungstenite::protocol::WebSocketConfig;
 
 /// A session's WebSocket: tungstenite over the guarded upgraded connection.
-pub(crate) type Socket = WebSocketStream<TextGuard<TokioIo<hyper::upgrade::Upgraded>>>;
+pub(crate) type Socket = crate::session::Socket<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A valid WebSocket opening handshake (HTTP/1.1 `GET` with `Upgrade:
 /// websocket`), not yet answered.
@@ -125,9 +123,9 @@ impl Upgrade {
                 // The client went away before the switch: no session.
                 return;
             };
-            let io = TextGuard::new(TokioIo::new(upgraded), &config);
-            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            session(socket).await;
+            // A task of its own, sized for the session alone and not for
+            // this wait too: it lasts as long as the connection.
+            tokio::spawn(session(Socket::new(TokioIo::new(upgraded), config)));
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();

@@ -2,18 +2,25 @@
 //! [`Command`]s), queued deliveries out, pings, the catch-up timer, and the
 //! close handshake.
 //!
-//! It is generic over the transport — any `Sink<Message>` for writing and any
-//! `Stream` of messages for reading — so the unit tests drive it with
-//! channels instead of sockets.
+//! It is generic over the transport — anything that is both a
+//! `Sink<Message>` for writing and a `Stream` of messages for reading — so
+//! the unit tests drive it with channels instead of sockets.
+//!
+//! The loop's own state lives in the session task for as long as the
+//! session does, idle or not, so it is kept small: what a client message or
+//! a rare delivery needs while being handled (commands, catch-up, joins) is
+//! boxed for that time rather than reserved in every idle session's task.
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, debug_span};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 use wsring_auth::Identity;
@@ -25,6 +32,7 @@ use super::state::SessionState;
 use super::{End, ReadError};
 use crate::cmd::{Command, Outcome, ServerJoin, ServerLeave};
 use crate::node::Node;
+use crate::outbox;
 use crate::sessions::{Outbound, SessionHandle};
 
 /// A peer that accepts no bytes for this long is treated as gone: a blocked
@@ -52,11 +60,11 @@ const IDLE_PERIODS: f32 = 2.5;
 const CONTROL_FRAMES_PER_SEC: f64 = 10.0;
 const CONTROL_BURST: f64 = 50.0;
 
-/// A session's state together with the socket it writes to.
+/// A session's state together with its socket.
 pub(super) struct Conn<Si> {
     pub(super) node: Arc<Node>,
     pub(super) state: SessionState,
-    sink: Si,
+    socket: Si,
     /// Frames were fed but not flushed yet.
     dirty: bool,
     /// The client's ping/pong budget.
@@ -73,20 +81,23 @@ enum Io {
     Flush,
 }
 
-/// Runs a session to completion on a split connection: registers it in the
+/// Runs a session to completion on a connection: registers it in the
 /// node's table, serves it, and forgets it again.
-pub(super) async fn serve<Si, St>(
+///
+/// Not an `async fn`: those keep their arguments for their whole run next
+/// to whatever they were moved into, and this future lives as long as the
+/// connection. The session's parts are put together here and the future
+/// holds them once.
+pub(super) fn serve<S>(
     node: Arc<Node>,
-    sink: Si,
-    stream: St,
+    socket: S,
     identity: Identity,
     resume: Option<Resume>,
-) -> End
+) -> impl Future<Output = End>
 where
-    Si: Sink<Message> + Unpin,
-    St: Stream<Item = Result<Message, ReadError>> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, ReadError>> + Unpin,
 {
-    let (tx, rx) = mpsc::channel(node.cfg.session_queue);
+    let (tx, rx) = outbox::channel(node.cfg.session_queue);
     let Identity {
         user,
         rooms,
@@ -99,99 +110,96 @@ where
         tx,
         node.cfg.session_queue_bytes,
     );
-    if let Some(at) = expire_at {
-        close_at(handle.clone(), at);
-    }
-    let span = info_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
-    // One session too many for this user: its oldest goes, so a client
-    // reconnecting past a half-dead session of its own always gets in.
-    for old in node
-        .table
-        .insert_capped(handle.clone(), node.cfg.max_sessions_per_user)
-    {
-        span.in_scope(|| debug!(evicted = %old.id, "per-user session cap: closing the oldest"));
-        old.offer(Outbound::Close(
-            close::POLICY_VIOLATION,
-            close::REASON_TOO_MANY_SESSIONS.into(),
-        ));
-    }
+    let rate = wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std());
     let mut conn = Conn {
-        node: Arc::clone(&node),
+        node,
         state: SessionState::new(handle.clone()).with_grants(rooms, send),
-        sink,
+        socket,
         dirty: false,
         control: wsring_auth::TokenBucket::new(
             CONTROL_FRAMES_PER_SEC,
             CONTROL_BURST,
             Instant::now().into_std(),
         ),
-        rate: wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std()),
+        rate,
         closed_with: None,
     };
-    crate::events::connected(&node, &handle);
-    let end = conn.main(stream, rx, resume).instrument(span.clone()).await;
-    span.in_scope(|| debug!(?end, "session ended"));
-    // 1006: the connection ended without a close frame either way.
-    let (code, reason) = conn.closed_with.take().unwrap_or((1006, String::new()));
-    // Release the socket before the bookkeeping.
-    drop(conn);
-    for room in node.remove_session(&handle).await {
-        crate::events::member_removed(&node, &handle, &room);
+    async move {
+        let node = Arc::clone(&conn.node);
+        // Debug level: an enabled span costs every session a few hundred
+        // bytes for as long as it lives.
+        let span =
+            debug_span!("session", node = %node.id(), user = %handle.user, session = %handle.id);
+        // One session too many for this user: its oldest goes, so a client
+        // reconnecting past a half-dead session of its own always gets in.
+        for old in node
+            .table
+            .insert_capped(handle.clone(), node.cfg.max_sessions_per_user)
+        {
+            span.in_scope(|| debug!(evicted = %old.id, "per-user session cap: closing the oldest"));
+            old.offer(Outbound::Close(
+                close::POLICY_VIOLATION,
+                close::REASON_TOO_MANY_SESSIONS.into(),
+            ));
+        }
+        // Ends (dropped) with the session.
+        let _expiry = expire_at.map(|at| close_at(handle.clone(), at));
+        crate::events::connected(&node, &handle);
+        let end = conn.main(rx, resume).instrument(span.clone()).await;
+        span.in_scope(|| debug!(?end, "session ended"));
+        // 1006: the connection ended without a close frame either way.
+        let (code, reason) = conn.closed_with.take().unwrap_or((1006, String::new()));
+        // Release the socket before the bookkeeping.
+        drop(conn);
+        for room in node.remove_session(&handle).await {
+            crate::events::member_removed(&node, &handle, &room);
+        }
+        crate::events::disconnected(&node, &handle, code, &reason);
+        end
     }
-    crate::events::disconnected(&node, &handle, code, &reason);
-    end
 }
 
-impl<Si> Conn<Si>
+impl<S> Conn<S>
 where
-    Si: Sink<Message> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, ReadError>> + Unpin,
 {
-    async fn main<St>(
-        &mut self,
-        mut stream: St,
-        mut rx: mpsc::Receiver<Outbound>,
-        resume: Option<Resume>,
-    ) -> End
-    where
-        St: Stream<Item = Result<Message, ReadError>> + Unpin,
-    {
-        let end = match self.serve(&mut stream, &mut rx, resume).await {
-            End::Kicked => {
-                // Whatever the session was doing, even a write blocked on a
-                // peer that reads nothing: queued deliveries are dropped and
-                // the close frame goes out after what the socket already
-                // holds, if the peer reads again within the write-stall bound.
-                metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
-                    .increment(1);
-                match self
-                    .close(close::POLICY_VIOLATION, close::REASON_SLOW)
-                    .await
-                {
-                    Err(end) => end,
-                    Ok(()) => End::Closed,
-                }
-            }
+    async fn main(&mut self, mut rx: outbox::Receiver, resume: Option<Resume>) -> End {
+        let end = match self.serve(&mut rx, resume).await {
+            End::Kicked => Box::pin(self.kicked()).await,
             end => end,
         };
         if end == End::Closed {
-            let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                while let Some(Ok(_)) = stream.next().await {}
-            })
-            .await;
+            Box::pin(self.linger()).await;
         }
         end
     }
 
-    async fn serve<St>(
-        &mut self,
-        stream: &mut St,
-        rx: &mut mpsc::Receiver<Outbound>,
-        resume: Option<Resume>,
-    ) -> End
-    where
-        St: Stream<Item = Result<Message, ReadError>> + Unpin,
-    {
-        if let Err(end) = self.start(resume).await {
+    /// A slow consumer goes, whatever the session was doing, even a write
+    /// blocked on a peer that reads nothing: queued deliveries are dropped
+    /// and the close frame goes out after what the socket already holds, if
+    /// the peer reads again within the write-stall bound.
+    async fn kicked(&mut self) -> End {
+        metrics::counter!("wsring_slow_consumers_total", "node" => self.node.cfg.id.clone())
+            .increment(1);
+        match self
+            .close(close::POLICY_VIOLATION, close::REASON_SLOW)
+            .await
+        {
+            Err(end) => end,
+            Ok(()) => End::Closed,
+        }
+    }
+
+    /// After our close frame: reads (and discards) for [`CLOSE_LINGER`].
+    async fn linger(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
+    }
+
+    async fn serve(&mut self, rx: &mut outbox::Receiver, resume: Option<Resume>) -> End {
+        if let Err(end) = Box::pin(self.start(resume)).await {
             return end;
         }
         let ping_every = self.node.cfg.ping_interval;
@@ -199,6 +207,8 @@ where
         let mut last_heard = Instant::now();
         let kill = self.node.kill.clone();
         let kick = self.state.handle.kick.clone();
+        // Boxed, and only while a pass is due: most sessions never have one.
+        let mut resync: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             // Deliveries first, a bounded batch per turn: a client that keeps
             // sending must not starve its own queue (it would fill and the
@@ -220,22 +230,32 @@ where
                     return end;
                 }
             }
-            let resync_at = self.state.resync_at();
+            match (self.state.resync_at(), &mut resync) {
+                (None, _) => resync = None,
+                (Some(at), Some(timer)) if timer.deadline() != at => timer.as_mut().reset(at),
+                (Some(_), Some(_)) => {}
+                (Some(at), None) => resync = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            let resync_due = resync.is_some();
             let step = tokio::select! {
                 biased;
                 _ = kill.cancelled() => Err(End::Killed),
                 _ = kick.cancelled() => Err(End::Kicked),
-                msg = stream.next() => {
+                msg = self.socket.next() => {
                     last_heard = Instant::now();
-                    self.on_client(msg).await
+                    Box::pin(self.on_client(msg)).await
                 }
                 Some(out) = rx.recv() => {
                     self.state.handle.taken(&out);
                     self.on_outbound(out).await
                 }
-                _ = tokio::time::sleep_until(resync_at.unwrap_or_else(Instant::now)), if resync_at.is_some() => {
+                () = async {
+                    if let Some(timer) = resync.as_mut() {
+                        timer.as_mut().await;
+                    }
+                }, if resync_due => {
                     self.state.take_resync();
-                    self.resync().await
+                    Box::pin(self.resync()).await
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_every.mul_f32(IDLE_PERIODS) {
@@ -253,13 +273,55 @@ where
             }
         }
     }
+}
 
+impl<Si> Conn<Si>
+where
+    Si: Sink<Message> + Unpin,
+{
     /// Runs a socket operation, giving up if the node stops, the session is
     /// kicked, or the peer accepts nothing for [`WRITE_STALL`].
+    ///
+    /// Nearly every operation completes at once (the socket buffers the
+    /// frame, the kernel takes the flush), so it is tried first on its own,
+    /// without a future; only one that has to wait gets the stop conditions
+    /// and the timer, boxed for that time rather than kept in the state of
+    /// every session's task.
     async fn io(&mut self, op: Io) -> Result<(), End> {
+        match self.io_now(op)? {
+            None => Ok(()),
+            Some(op) => Box::pin(self.io_waiting(op)).await,
+        }
+    }
+
+    /// Tries `op` without waiting; hands it back if it has to wait.
+    fn io_now(&mut self, op: Io) -> Result<Option<Io>, End> {
+        // Nobody is woken by this poll: if it has to wait, the operation is
+        // polled again, with the task's waker, by `io_waiting`.
+        let mut cx = Context::from_waker(Waker::noop());
+        let socket = Pin::new(&mut self.socket);
+        let now = match &op {
+            Io::Feed(_) => socket.poll_ready(&mut cx),
+            Io::Flush => socket.poll_flush(&mut cx),
+        };
+        match now {
+            Poll::Pending => Ok(Some(op)),
+            Poll::Ready(Err(_)) => Err(End::Gone),
+            Poll::Ready(Ok(())) => match op {
+                Io::Feed(msg) => Pin::new(&mut self.socket)
+                    .start_send(msg)
+                    .map(|()| None)
+                    .map_err(|_| End::Gone),
+                Io::Flush => Ok(None),
+            },
+        }
+    }
+
+    /// [`io`](Self::io) for an operation that has to wait.
+    async fn io_waiting(&mut self, op: Io) -> Result<(), End> {
         let kill = self.node.kill.clone();
         let kick = self.state.handle.kick.clone();
-        let sink = &mut self.sink;
+        let sink = &mut self.socket;
         let write = async move {
             match op {
                 Io::Feed(msg) => sink.feed(msg).await,
@@ -496,6 +558,14 @@ where
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
         match out {
             Outbound::Frame(text) => self.write(Message::Text(text)).await,
+            other => Box::pin(self.on_other_outbound(other)).await,
+        }
+    }
+
+    /// Everything queued for the session but a ready frame.
+    async fn on_other_outbound(&mut self, out: Outbound) -> Result<(), End> {
+        match out {
+            Outbound::Frame(text) => self.write(Message::Text(text)).await,
             Outbound::Stream(m) => self.on_stream(&m).await,
             Outbound::Moved {
                 epoch,
@@ -539,7 +609,10 @@ where
     /// Queues a frame for writing (flushed before the next wait).
     pub(super) async fn write(&mut self, msg: Message) -> Result<(), End> {
         let counted = matches!(msg, Message::Text(_));
-        self.io(Io::Feed(msg)).await?;
+        // `io`, written out: this future is part of every session's state.
+        if let Some(op) = self.io_now(Io::Feed(msg))? {
+            Box::pin(self.io_waiting(op)).await?;
+        }
         if counted {
             self.node.counters.msgs_out.fetch_add(1, Ordering::Relaxed);
         }
@@ -568,7 +641,7 @@ where
         let kill = self.node.kill.clone();
         tokio::select! {
             _ = kill.cancelled() => Err(End::Killed),
-            r = tokio::time::timeout(WRITE_STALL, self.sink.send(Message::Close(Some(frame)))) => match r {
+            r = tokio::time::timeout(WRITE_STALL, self.socket.send(Message::Close(Some(frame)))) => match r {
                 Ok(Ok(())) => Err(End::Closed),
                 Ok(Err(_)) | Err(_) => Err(End::Gone),
             },
@@ -577,16 +650,20 @@ where
 }
 
 /// Closes the session with [`close::EXPIRED`] at `at` (Unix seconds), when
-/// the identity the connect proxy gave it expires. The timer ends with the
-/// session: it waits on the session's queue closing, too.
-fn close_at(handle: SessionHandle, at: u64) {
+/// the identity the connect proxy gave it expires. Dropping the returned
+/// guard (the session ended first) stops the timer. Only sessions with an
+/// expiry pay for it.
+fn close_at(handle: SessionHandle, at: u64) -> tokio_util::sync::DropGuard {
     let wait = Duration::from_secs(at.saturating_sub(wsring_auth::unix_now()));
+    let ended = tokio_util::sync::CancellationToken::new();
+    let guard = ended.clone().drop_guard();
     tokio::spawn(async move {
         tokio::select! {
-            _ = handle.tx.closed() => {}
+            _ = ended.cancelled() => {}
             _ = tokio::time::sleep(wait) => {
                 handle.offer(Outbound::Close(close::EXPIRED, close::REASON_EXPIRED.into()));
             }
         }
     });
+    guard
 }

@@ -8,9 +8,12 @@
 //!   commands, writes whatever the node queues, keeps the connection alive
 //!   with pings; `replay` is its durable half (gap fill and resume).
 //!
-//! The loop is written against any `Sink<Message>` and any `Stream` of
-//! messages; [`run`] plugs in an axum WebSocket, and the unit tests plug in
-//! channels.
+//! * `socket`: the WebSocket a session runs on, which holds no protocol
+//!   buffers while the connection is idle.
+//!
+//! The loop is written against anything that is a `Sink<Message>` and a
+//! `Stream` of messages; [`run`] plugs in a [`Socket`], and the unit tests
+//! plug in channels.
 //!
 //! Bad input never ends a session except where RFC 6455 says it must:
 //! malformed JSON and binary frames get an `error` frame; an oversized message
@@ -19,17 +22,20 @@
 mod conn;
 pub(crate) mod cursor;
 mod replay;
+mod socket;
 pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
-use futures::StreamExt;
+use futures::FutureExt;
+use std::future::Future;
 use std::sync::Arc;
 use wsring_protocol::close;
 
 use crate::node::Node;
 
 pub(crate) use cursor::Resume;
+pub(crate) use socket::Socket;
 
 /// Why a session ended; the session is gone either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +89,14 @@ impl ReadError {
 }
 
 /// Runs a session of `identity` on an upgraded WebSocket to completion.
-pub(crate) async fn run(
+pub(crate) fn run(
     node: Arc<Node>,
     ws: crate::upgrade::Socket,
     identity: wsring_auth::Identity,
     resume: Option<Resume>,
-) {
-    let (sink, stream) = ws.split();
-    let stream = stream.map(|r| r.map_err(ReadError::of));
-    conn::serve(node, sink, stream, identity, resume).await;
+) -> impl Future<Output = ()> {
+    // Neither an `async fn` nor an `async` block awaiting the session: both
+    // would hold what they are given next to what they move it into (the
+    // session future), for the session's whole life.
+    conn::serve(node, ws, identity, resume).map(drop)
 }

@@ -121,10 +121,9 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
     fn state() -> SessionState {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = crate::outbox::channel(1);
         SessionState::new(SessionHandle::new("s1".into(), "alice".into(), tx, 1024))
     }
 

@@ -48,8 +48,10 @@ impl Client {
         let (tx, server_rx) = mpsc::channel(64);
         let task = tokio::spawn(conn::serve(
             Arc::clone(&t.node),
-            sink,
-            server_rx,
+            Duplex {
+                sink,
+                stream: server_rx,
+            },
             wsring_auth::Identity::unrestricted(user),
             resume,
         ));
@@ -114,6 +116,36 @@ impl Client {
             .into_iter()
             .find(|h| &*h.id == session)
             .expect("the session is in the table")
+    }
+}
+
+/// The server's ends of the two channels, as the one socket a session
+/// reads and writes.
+struct Duplex<Si> {
+    sink: Si,
+    stream: mpsc::Receiver<Result<Message, ReadError>>,
+}
+
+impl<Si: Sink<Message> + Unpin> Sink<Message> for Duplex<Si> {
+    type Error = Si::Error;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sink).poll_ready(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        Pin::new(&mut self.sink).start_send(item)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sink).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.sink).poll_close(cx)
+    }
+}
+
+impl<Si: Unpin> futures::Stream for Duplex<Si> {
+    type Item = Result<Message, ReadError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.stream.poll_next_unpin(cx)
     }
 }
 
@@ -739,4 +771,27 @@ async fn a_failed_catch_up_is_retried_after_a_second_and_still_reported() {
     );
     // The `resumed` the failed pass owed comes with the retry.
     assert_eq!(c.frame().await, resumed("room:r", true, 1, &epoch));
+}
+
+/// The session future lives in its task for as long as the connection, so
+/// its size is part of every idle session's memory: what runs only now and
+/// then (commands, catch-up, joins, a write that has to wait) is boxed
+/// while it runs instead. A bound that catches such a future slipping back
+/// in (a command's alone is over a kilobyte), not a target.
+#[tokio::test]
+async fn the_session_future_stays_small() {
+    let t = TestNode::start(TestNode::config()).await;
+    let (server_tx, _rx) = mpsc::channel::<Message>(1);
+    let (_tx, server_rx) = mpsc::channel(1);
+    let session = conn::serve(
+        Arc::clone(&t.node),
+        Duplex {
+            sink: server_tx,
+            stream: server_rx,
+        },
+        wsring_auth::Identity::unrestricted("alice"),
+        None,
+    );
+    let size = std::mem::size_of_val(&session);
+    assert!(size <= 2 * 1024, "{size} bytes");
 }

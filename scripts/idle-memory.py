@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""Memory per idle WebSocket connection on a node and on a gateway.
+
+Starts `wsring node` and `wsring gateway` processes (release build) on the
+local Redis with a namespace of their own, reads their RSS with no client
+connected, opens N idle connections (through the gateways, or straight to
+the nodes with --direct) from client worker processes spread over
+127.0.0.x source addresses, waits until every connection got its `welcome`
+frame, reads RSS again and prints KiB per connection. With --hold SECONDS
+the connections then stay open that long while the nodes ping them (every
+--ping-interval) and the clients answer; the run reports whether every
+connection survived. Every phase is bounded in time, and every process the
+script started is killed on exit.
+
+    python3 scripts/idle-memory.py                      # 8,000 through one gateway
+    python3 scripts/idle-memory.py --direct             # 8,000 straight to the node
+    python3 scripts/idle-memory.py -n 100000 --nodes 6 --gateways 11 --hold 60 --ping-interval 10s
+
+Python 3 standard library only. The binary is built with
+`cargo build --release -p wsring` unless --no-build (or --bin) is given.
+"""
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+# One process may hold about 20,000 open files: stay clear of it.
+MAX_PER_WORKER = 15_000
+# Per-process connection cap given to nodes and gateways (a gateway holds two
+# descriptors per tunnel, so it can tunnel at most about half of this).
+MAX_CONNECTIONS = 19_000
+
+
+# ---------------------------------------------------------------- worker side
+
+class Conn(asyncio.Protocol):
+    """One client connection: handshake, wait for `welcome`, answer pings."""
+
+    def __init__(self, stats, path, host, welcomed):
+        self.stats = stats
+        self.path = path
+        self.host = host
+        self.welcomed = welcomed
+        self.buf = bytearray()
+        self.upgraded = False
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+
+    def data_received(self, data):
+        self.buf += data
+        if not self.upgraded:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end])
+            del self.buf[:end + 4]
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.fail("handshake: " + head.split(b"\r\n")[0].decode(errors="replace"))
+                return
+            self.upgraded = True
+        self.frames()
+
+    def frames(self):
+        while len(self.buf) >= 2:
+            b0, b1 = self.buf[0], self.buf[1]
+            n, at = b1 & 0x7F, 2
+            if n == 126:
+                if len(self.buf) < 4:
+                    return
+                n, at = struct.unpack(">H", self.buf[2:4])[0], 4
+            elif n == 127:
+                if len(self.buf) < 10:
+                    return
+                n, at = struct.unpack(">Q", self.buf[2:10])[0], 10
+            if len(self.buf) < at + n:
+                return
+            payload = bytes(self.buf[at:at + n])
+            del self.buf[:at + n]
+            op = b0 & 0x0F
+            if op == 0x1 and not self.welcomed.done() and b'"welcome"' in payload:
+                self.welcomed.set_result(True)
+            elif op == 0x9:
+                self.stats["pings"] += 1
+                self.send(0xA, payload)
+            elif op == 0x8:
+                self.stats["close_frames"] += 1
+                self.send(0x8, payload[:2])
+                self.fail("closed by the server: " + payload[2:].decode(errors="replace"))
+
+    def send(self, op, payload):
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(bytes([0x80 | op, 0x80 | len(payload)]) + mask + masked)
+
+    def fail(self, why):
+        if not self.welcomed.done():
+            self.welcomed.set_exception(ConnectionError(why))
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        if self.welcomed.done() and self.welcomed.exception() is None:
+            self.stats["open"] -= 1
+            self.stats["lost"] += 1
+        if not self.welcomed.done():
+            self.welcomed.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+
+async def worker(targets, source, first, count, timeout):
+    """Opens `count` connections, prints `ready` once all are welcomed, then
+    answers `status` lines on stdin until stdin closes."""
+    loop = asyncio.get_running_loop()
+    stats = {"open": 0, "lost": 0, "pings": 0, "close_frames": 0}
+    conns = []
+    gate = asyncio.Semaphore(200)
+
+    async def one(i):
+        host, port, path = targets[i % len(targets)]
+        async with gate:
+            welcomed = loop.create_future()
+            sep = "&" if "?" in path else "?"
+            _, proto = await loop.create_connection(
+                lambda: Conn(stats, f"{path}{sep}user=idle-{first + i}", f"{host}:{port}", welcomed),
+                host, port, local_addr=(source, 0))
+            conns.append(proto)
+            await welcomed
+            stats["open"] += 1
+
+    started = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True), timeout)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        print(json.dumps({"failed": len(errors), "first_error": repr(errors[0])}), flush=True)
+        return
+    print(json.dumps({"ready": count, "seconds": round(time.monotonic() - started, 2)}), flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.readline():
+        print(json.dumps({"status": stats}), flush=True)
+
+
+# ---------------------------------------------------------------- parent side
+
+def rss(pid):
+    """VmRSS and the smaps_rollup figures of `pid`, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        out["VmRSS"] = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            m = re.match(r"(Rss|Pss|Anonymous|Private_Dirty):\s+(\d+) kB", line)
+            if m:
+                out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def redis_purge(addr, ns, deadline=10):
+    """Deletes the namespace's keys (SCAN + UNLINK over RESP)."""
+    host, port = addr.split(":")
+    with socket.create_connection((host, int(port)), timeout=deadline) as s:
+        f = s.makefile("rwb")
+
+        def cmd(*args):
+            f.write(f"*{len(args)}\r\n".encode())
+            for a in args:
+                a = str(a).encode()
+                f.write(b"$%d\r\n%s\r\n" % (len(a), a))
+            f.flush()
+            return reply()
+
+        def reply():
+            line = f.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind in (b"+", b"-"):
+                return rest.decode()
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2].decode()
+            if kind == b"*":
+                return [reply() for _ in range(int(rest))]
+            raise ValueError(f"unexpected Redis reply {line!r}")
+
+        for pattern in (f"{{{ns}}}:*", f"{{{ns}:*"):
+            cursor = "0"
+            while True:
+                cursor, keys = cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 500)
+                if keys:
+                    cmd("UNLINK", *keys)
+                if cursor == "0":
+                    break
+
+
+class Cluster:
+    """The processes of one run; all killed by `close`."""
+
+    def __init__(self, a):
+        self.a = a
+        self.procs = []
+        self.wrapped = []
+        self.ns = f"idlemem-{os.getpid()}-{int(time.time())}"
+        self.env = dict(os.environ, NO_COLOR="1")
+        # The servers' own default log filter unless one is asked for: what a
+        # deployment runs with is what gets measured.
+        self.env.pop("RUST_LOG", None)
+        if a.log:
+            self.env["RUST_LOG"] = a.log
+
+    def start(self, args, needle, wrapper=None):
+        cmd = [self.a.bin, *args]
+        if wrapper:
+            cmd = shlex.split(wrapper) + cmd
+        # A session of its own, so a wrapper and what it runs go together.
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=self.a.stderr, env=self.env, text=True,
+                             start_new_session=True)
+        self.procs.append(p)
+        # The readiness line (a wrapper may print lines of its own first).
+        seen = []
+        while True:
+            line = p.stdout.readline()
+            seen.append(line)
+            if needle in line:
+                break
+            if not line or len(seen) > 20:
+                raise SystemExit(f"wsring {' '.join(args)} did not start: {seen!r}")
+        if wrapper:
+            p = Wrapped(p, self.a.bin)
+            self.wrapped.append(p)
+        return p, line.split()[-1]
+
+    def common(self):
+        r = self.a.redis
+        return ["--registry", f"redis://{r}/", "--namespace", self.ns,
+                "--insecure-no-auth", "--max-connections", str(MAX_CONNECTIONS)]
+
+    def node(self, i):
+        return self.start(["node", "--id", f"n{i}", "--listen", "127.0.0.1:0",
+                           "--broker", f"redis://{self.a.redis}/",
+                           "--ping-interval", self.a.ping_interval, *self.common()],
+                          "serving", self.a.wrap_node)
+
+    def gateway(self):
+        return self.start(["gateway", "--listen", "127.0.0.1:0", *self.common()],
+                          "listening on", self.a.wrap_gateway)
+
+    def kill_wrapped(self):
+        """Kills a profiled node where it stands, connections open, so the
+        profiler's "not freed" report is what the idle connections held."""
+        for w in self.wrapped:
+            try:
+                os.kill(w.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def close(self):
+        self.kill_wrapped()
+        for p in self.procs:
+            if p.poll() is None and p.pid not in {w.wrapper.pid for w in self.wrapped}:
+                p.send_signal(signal.SIGTERM)
+        wrappers = {w.wrapper.pid for w in self.wrapped}
+        for p in self.procs:
+            try:
+                # A profiler writes its report after its program died.
+                p.wait(timeout=300 if p.pid in wrappers else 15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        try:
+            redis_purge(self.a.redis, self.ns)
+        except OSError:
+            pass
+
+
+class Wrapped:
+    """The wsring process a wrapper (a profiler) started, found by its
+    process group; `pid` is what RSS is read from."""
+
+    def __init__(self, wrapper, binary):
+        self.wrapper = wrapper
+        self.pid = None
+        name = os.path.basename(binary)[:15]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            pgid = int(stat[stat.rindex(")") + 2:].split()[2])
+            if pgid == wrapper.pid and comm == name:
+                self.pid = int(d)
+        if self.pid is None:
+            raise SystemExit("cannot find the wrapped wsring process")
+
+
+def wait_until_routed(base, nodes, deadline):
+    """Polls the gateway's /api/nodes until it sees every node up."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{base}/api/nodes", timeout=2) as r:
+                body = json.load(r)
+            up = [n for n in body.get("nodes", []) if n.get("state") == "up"]
+            if len(up) >= nodes:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gateway {base} did not see {nodes} node(s) up in time")
+        time.sleep(0.1)
+
+
+def parse_target(url):
+    m = re.match(r"wss?://([^/:]+):(\d+)(/.*)?$", url)
+    if not m:
+        raise SystemExit(f"cannot parse {url!r}")
+    return [m.group(1), int(m.group(2)), m.group(3) or "/ws"]
+
+
+def read_json(w, deadline):
+    """The next JSON line a worker prints, within the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise SystemExit("time limit reached")
+    import select
+    r, _, _ = select.select([w.stdout], [], [], left)
+    if not r:
+        raise SystemExit("a worker did not answer in time")
+    line = w.stdout.readline()
+    if not line:
+        raise SystemExit(f"a worker exited (status {w.wait()})")
+    return json.loads(line)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", "--connections", type=int, default=8000)
+    ap.add_argument("--direct", action="store_true", help="connect straight to the nodes")
+    ap.add_argument("--nodes", type=int, default=1)
+    ap.add_argument("--gateways", type=int, default=1)
+    ap.add_argument("--hold", type=float, default=0, help="seconds to hold the connections")
+    ap.add_argument("--ping-interval", default="20s", help="the nodes' --ping-interval")
+    ap.add_argument("--timeout", type=float, default=300, help="bound on the whole run, seconds")
+    ap.add_argument("--redis", default="127.0.0.1:6379")
+    ap.add_argument("--bin", help="wsring binary (default: build the release one)")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--log", help="RUST_LOG of the servers (default: their own default)")
+    ap.add_argument("--server-log", default="/tmp/wsring-idle-memory.log",
+                    help="file the servers' stderr goes to")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--wrap-node", help="command prefix for the node, e.g. 'heaptrack -o /tmp/node' "
+                    "(it is killed with SIGKILL at the end)")
+    ap.add_argument("--wrap-gateway", help="the same for the gateway")
+    ap.add_argument("--worker", nargs=5, metavar=("TARGETS", "SOURCE", "FIRST", "COUNT", "TIMEOUT"),
+                    help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.worker:
+        targets, source, first, count, timeout = a.worker
+        asyncio.run(worker(json.loads(targets), source, int(first), int(count), float(timeout)))
+        return
+
+    deadline = time.monotonic() + a.timeout
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not a.bin:
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+        a.bin = os.path.join(target, "release", "wsring")
+        if not a.no_build:
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsring"], cwd=root, check=True)
+    a.stderr = open(a.server_log, "w")
+    c = Cluster(a)
+    workers = []
+
+    def bye(*_):
+        raise SystemExit("interrupted")
+
+    signal.signal(signal.SIGTERM, bye)
+    try:
+        nodes = [c.node(i + 1) for i in range(a.nodes)]
+        gateways = [] if a.direct else [c.gateway() for _ in range(a.gateways)]
+        for _, addr in gateways:
+            wait_until_routed(addr, a.nodes, deadline)
+        if a.direct:
+            if a.nodes > 1:
+                raise SystemExit("--direct with several nodes would need hash-aware clients; use one node")
+            targets = [parse_target(url) for _, url in nodes]
+        else:
+            targets = [[addr.split(":")[0], int(addr.split(":")[1]), "/ws"] for _, addr in gateways]
+
+        before = {p.pid: rss(p.pid) for p, _ in nodes + gateways}
+        per = min(MAX_PER_WORKER, max(1, a.connections))
+        first = 0
+        started = time.monotonic()
+        while first < a.connections:
+            count = min(per, a.connections - first)
+            source = f"127.0.0.{2 + len(workers)}"
+            left = max(1.0, deadline - time.monotonic())
+            w = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker",
+                                  json.dumps(targets), source, str(first), str(count), str(left)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            workers.append(w)
+            first += count
+        for w in workers:
+            got = read_json(w, deadline)
+            if "ready" not in got:
+                raise SystemExit(f"a worker failed: {got}")
+        connect_s = time.monotonic() - started
+        after = {p.pid: rss(p.pid) for p, _ in nodes + gateways}
+
+        held = None
+        if a.hold:
+            end = time.monotonic() + a.hold
+            if end > deadline:
+                raise SystemExit("--hold does not fit in --timeout")
+            # Nothing to wait for but the clock: the hold is the measurement.
+            time.sleep(a.hold)
+            totals = {"open": 0, "lost": 0, "pings": 0, "close_frames": 0}
+            for w in workers:
+                w.stdin.write("status\n")
+                w.stdin.flush()
+                for k, v in read_json(w, deadline)["status"].items():
+                    totals[k] += v
+            held = dict(totals, seconds=a.hold, rss_after_hold={p.pid: rss(p.pid)["VmRSS"]
+                                                                  for p, _ in nodes + gateways})
+
+        n = a.connections
+        result = {"connections": n, "direct": a.direct, "connect_seconds": round(connect_s, 1),
+                  "nodes": [], "gateways": []}
+        for kind, group in (("nodes", nodes), ("gateways", gateways)):
+            for p, _ in group:
+                b, f = before[p.pid], after[p.pid]
+                share = n / len(group)
+                result[kind].append({
+                    "pid": p.pid,
+                    "rss_before_kib": b["VmRSS"], "rss_after_kib": f["VmRSS"],
+                    "kib_per_conn": round((f["VmRSS"] - b["VmRSS"]) / share, 2),
+                    "anon_kib_per_conn": round((f["Anonymous"] - b["Anonymous"]) / share, 2),
+                })
+        if held is not None:
+            result["held"] = held
+        if a.json:
+            print(json.dumps(result, indent=1))
+        else:
+            mode = "direct to the node" if a.direct else "through the gateway"
+            print(f"{n} idle connections {mode}, all welcomed in {connect_s:.1f} s")
+            for kind, rows in (("node", result["nodes"]), ("gateway", result["gateways"])):
+                for r in rows:
+                    print(f"{kind:8} pid {r['pid']}: RSS {r['rss_before_kib'] / 1024:.1f} -> "
+                          f"{r['rss_after_kib'] / 1024:.1f} MiB, {r['kib_per_conn']:.2f} KiB per connection "
+                          f"({r['anon_kib_per_conn']:.2f} KiB anonymous)")
+            if held is not None:
+                total = sum(held["rss_after_hold"].values()) / 1024
+                ok = held["lost"] == 0 and held["open"] == n
+                print(f"held {held['seconds']:.0f} s: {'all open' if ok else 'NOT all open'} "
+                      f"(open {held['open']}, lost {held['lost']}, pings answered {held['pings']}); "
+                      f"server RSS total {total:.0f} MiB")
+    finally:
+        c.kill_wrapped()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        c.close()
+
+
+if __name__ == "__main__":
+    main()
