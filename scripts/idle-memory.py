@@ -4,8 +4,8 @@
 Starts `wsring node` and `wsring gateway` processes (release build) on the
 local Redis with a namespace of their own, reads their RSS with no client
 connected, opens N idle connections (through the gateways, or straight to
-the nodes with --direct) from client worker processes spread over
-127.0.0.x source addresses, waits until every connection got its `welcome`
+the nodes with --direct) from client worker processes (optionally bound to
+several 127.0.0.x source addresses), waits until every connection got its `welcome`
 frame, reads RSS again and prints KiB per connection. With --hold SECONDS
 the connections then stay open that long while the nodes ping them (every
 --ping-interval) and the clients answer; the run reports whether every
@@ -72,7 +72,9 @@ class Conn(asyncio.Protocol):
             head = bytes(self.buf[:end])
             del self.buf[:end + 4]
             if not head.startswith(b"HTTP/1.1 101"):
-                self.fail("handshake: " + head.split(b"\r\n")[0].decode(errors="replace"))
+                body = bytes(self.buf[:300]).decode(errors="replace")
+                self.fail("handshake: " + head.split(b"\r\n")[0].decode(errors="replace")
+                          + " " + body)
                 return
             self.upgraded = True
         self.frames()
@@ -122,22 +124,26 @@ class Conn(asyncio.Protocol):
             self.welcomed.set_exception(ConnectionError(f"connection lost: {exc}"))
 
 
-async def worker(targets, source, first, count, timeout):
+async def worker(targets, source, first, count, timeout, concurrency):
     """Opens `count` connections, prints `ready` once all are welcomed, then
     answers `status` lines on stdin until stdin closes."""
     loop = asyncio.get_running_loop()
     stats = {"open": 0, "lost": 0, "pings": 0, "close_frames": 0}
     conns = []
-    gate = asyncio.Semaphore(200)
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(i):
         host, port, path = targets[i % len(targets)]
         async with gate:
             welcomed = loop.create_future()
             sep = "&" if "?" in path else "?"
+            # An explicit source address only when asked for: a port bound
+            # explicitly (and its TIME_WAIT after) is taken from every
+            # connect() for a minute, while a plain connect() shares ports
+            # between different destinations.
             _, proto = await loop.create_connection(
                 lambda: Conn(stats, f"{path}{sep}user=idle-{first + i}", f"{host}:{port}", welcomed),
-                host, port, local_addr=(source, 0))
+                host, port, local_addr=(source, 0) if source else None)
             conns.append(proto)
             await welcomed
             stats["open"] += 1
@@ -359,8 +365,14 @@ def main():
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gateways", type=int, default=1)
     ap.add_argument("--hold", type=float, default=0, help="seconds to hold the connections")
+    ap.add_argument("--settle", type=float, default=0,
+                    help="seconds the connections stay idle before RSS is read again (an "
+                    "allocator may give memory back after a while)")
     ap.add_argument("--ping-interval", default="20s", help="the nodes' --ping-interval")
     ap.add_argument("--timeout", type=float, default=300, help="bound on the whole run, seconds")
+    ap.add_argument("--source-ips", type=lambda v: v.split(","), default=[],
+                    help="comma-separated 127.0.0.x addresses the client workers bind to, in turn "
+                    "(only needed past ~28,000 connections to one address and port)")
     ap.add_argument("--redis", default="127.0.0.1:6379")
     ap.add_argument("--bin", help="wsring binary (default: build the release one)")
     ap.add_argument("--no-build", action="store_true")
@@ -371,13 +383,17 @@ def main():
     ap.add_argument("--wrap-node", help="command prefix for the node, e.g. 'heaptrack -o /tmp/node' "
                     "(it is killed with SIGKILL at the end)")
     ap.add_argument("--wrap-gateway", help="the same for the gateway")
-    ap.add_argument("--worker", nargs=5, metavar=("TARGETS", "SOURCE", "FIRST", "COUNT", "TIMEOUT"),
+    ap.add_argument("--concurrency", type=int, default=200,
+                    help="connection attempts in flight at once per client worker")
+    ap.add_argument("--worker", nargs=6,
+                    metavar=("TARGETS", "SOURCE", "FIRST", "COUNT", "TIMEOUT", "CONCURRENCY"),
                     help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.worker:
-        targets, source, first, count, timeout = a.worker
-        asyncio.run(worker(json.loads(targets), source, int(first), int(count), float(timeout)))
+        targets, source, first, count, timeout, concurrency = a.worker
+        asyncio.run(worker(json.loads(targets), source, int(first), int(count), float(timeout),
+                           int(concurrency)))
         return
 
     deadline = time.monotonic() + a.timeout
@@ -413,10 +429,11 @@ def main():
         started = time.monotonic()
         while first < a.connections:
             count = min(per, a.connections - first)
-            source = f"127.0.0.{2 + len(workers)}"
+            source = a.source_ips[len(workers) % len(a.source_ips)] if a.source_ips else ""
             left = max(1.0, deadline - time.monotonic())
             w = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker",
-                                  json.dumps(targets), source, str(first), str(count), str(left)],
+                                  json.dumps(targets), source, str(first), str(count), str(left),
+                                  str(a.concurrency)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             workers.append(w)
             first += count
@@ -426,6 +443,12 @@ def main():
                 raise SystemExit(f"a worker failed: {got}")
         connect_s = time.monotonic() - started
         after = {p.pid: rss(p.pid) for p, _ in nodes + gateways}
+        settled = None
+        if a.settle:
+            # The measurement itself: RSS after the connections were idle
+            # this long.
+            time.sleep(a.settle)
+            settled = {p.pid: rss(p.pid) for p, _ in nodes + gateways}
 
         held = None
         if a.hold:
@@ -450,12 +473,16 @@ def main():
             for p, _ in group:
                 b, f = before[p.pid], after[p.pid]
                 share = n / len(group)
-                result[kind].append({
+                row = {
                     "pid": p.pid,
                     "rss_before_kib": b["VmRSS"], "rss_after_kib": f["VmRSS"],
                     "kib_per_conn": round((f["VmRSS"] - b["VmRSS"]) / share, 2),
                     "anon_kib_per_conn": round((f["Anonymous"] - b["Anonymous"]) / share, 2),
-                })
+                }
+                if settled is not None:
+                    row["settled_kib_per_conn"] = round(
+                        (settled[p.pid]["VmRSS"] - b["VmRSS"]) / share, 2)
+                result[kind].append(row)
         if held is not None:
             result["held"] = held
         if a.json:
@@ -467,7 +494,9 @@ def main():
                 for r in rows:
                     print(f"{kind:8} pid {r['pid']}: RSS {r['rss_before_kib'] / 1024:.1f} -> "
                           f"{r['rss_after_kib'] / 1024:.1f} MiB, {r['kib_per_conn']:.2f} KiB per connection "
-                          f"({r['anon_kib_per_conn']:.2f} KiB anonymous)")
+                          f"({r['anon_kib_per_conn']:.2f} KiB anonymous)"
+                          + (f"; after {a.settle:.0f} s idle {r['settled_kib_per_conn']:.2f} KiB"
+                             if "settled_kib_per_conn" in r else ""))
             if held is not None:
                 total = sum(held["rss_after_hold"].values()) / 1024
                 ok = held["lost"] == 0 and held["open"] == n
