@@ -21,6 +21,9 @@
 # backend (`wsring dev --nodes 1`, clients on the node directly) where every
 # client sends direct messages to its own user, at ECHO_RATES ("5000 40000").
 #
+# With PERF_DIR set, the server processes of each system are recorded with
+# `perf record -g` during the PERF_RATE (5000) run, into PERF_DIR/<system>.data.
+#
 # Prints markdown tables; the raw JSON lines go to OUT (a temporary
 # directory unless set). Usage:
 #   scripts/compare-peers.sh
@@ -35,7 +38,7 @@ SECS=${SECS:-20}
 USERS=${USERS:-300}
 WORKERS=${WORKERS:-2}
 PAYLOAD=${PAYLOAD:-64}
-GRACE=${GRACE:-5}
+GRACE=${GRACE:-15} # seconds at most; ends once everything sent has arrived
 SYSTEMS=${SYSTEMS:-"socketio socketioxide wsring-hash wsring-broadcast"}
 ECHO=${ECHO:-1}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
@@ -132,18 +135,32 @@ wait_quiet() {
   done
 }
 
-# loadgen SYSTEM URLS RATE CPU_PIDS LABEL [extra args]: one run; appends its JSON line.
-loadgen() {
-  local system=$1 urls=$2 rate=$3 pids=$4 label=$5
+# measure LABEL SYSTEM URLS RATE SERVER_PIDS [loadgen args]: one load run
+# after a quiet moment; server CPU is SERVER_PIDS (comma-separated) plus
+# Redis unless LABEL runs without it. Appends the run's JSON line.
+measure() {
+  local label=$1 system=$2 urls=$3 rate=$4 pids=$5 cpu_pids=$5 line perf_pid=""
   shift 5
-  local line
+  [ "$system" = echo ] || [ "$label" = wsring-node-self ] || cpu_pids+=",$REDIS_PID"
   wait_quiet
+  if [ -n "${PERF_DIR:-}" ] && [ "$rate" = "${PERF_RATE:-5000}" ] && [ "${label#socketio}" = "$label" ]; then
+    # The profile covers the server processes (not Redis) for the whole
+    # run; perf's own cost inflates that run's CPU figures.
+    mkdir -p "$PERF_DIR"
+    perf record -F 999 -g -p "$pids" -o "$PERF_DIR/$label.data" >"$PERF_DIR/$label.log" 2>&1 &
+    perf_pid=$!
+    PIDS+=("$perf_pid")
+  fi
   line=$(CLK_TCK=$(getconf CLK_TCK) timeout "$LOADGEN_LIMIT" node bench/peers/loadgen/loadgen.mjs \
     --system "$system" --urls "$urls" --users "$USERS" --rate "$rate" --duration "$SECS" \
     --grace "$GRACE" --workers "$WORKERS" --payload "$PAYLOAD" --prefix "$RUN_ID-$label-$rate-" \
-    --cpu-pids "$pids" "$@")
+    --cpu-pids "$cpu_pids" "$@")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+  fi
   echo "{\"label\":\"$label\",\"result\":$line}" >>"$RESULTS"
-  echo "  $label @ $rate/s: $(echo "$line" | node -e 'const r=JSON.parse(require("fs").readFileSync(0));console.log(`delivered ${r.delivered_per_sec}/s, lost ${r.lost}, p99 ${r.latency_ms.p99} ms, ${r.server_cpu_ms_per_1k} CPU-ms/1k`)')" >&2
+  echo "  $label @ $rate/s: $(echo "$line" | node -e 'const r=JSON.parse(require("fs").readFileSync(0));console.log(`delivered ${r.delivered_per_sec}/s, lost ${r.lost}, p99 ${r.latency_ms.p99} ms, ${r.server_cpu_ms_per_1k} CPU-ms/1k, others ${r.other_cores} cores`)')" >&2
 }
 
 # ------------------------------------------------------------ build
@@ -211,8 +228,8 @@ run_system() {
   esac
   local rate
   for rate in $RATES; do
-    loadgen "$([ "${system%%-*}" = wsring ] && echo wsring || echo socketio)" "${urls%,}" "$rate" \
-      "${pids}$REDIS_PID" "$system"
+    measure "$system" "$([ "${system%%-*}" = wsring ] && echo wsring || echo socketio)" "${urls%,}" \
+      "$rate" "${pids%,}"
   done
   cleanup
   case $system in wsring-*) purge_wsring "$ns" ;; esac
@@ -231,14 +248,12 @@ if [ "$ECHO" = 1 ]; then
   start "$logs/bare.log" "$BARE" 0
   line=$(wait_line "$logs/bare.log" '^listening on [0-9]+')
   bare_url="ws://127.0.0.1:${line##* }/"
-  for rate in $ECHO_RATES; do loadgen echo "$bare_url" "$rate" "$LAST_PID" bare-echo; done
+  for rate in $ECHO_RATES; do measure bare-echo echo "$bare_url" "$rate" "$LAST_PID"; done
   cleanup
   start "$logs/dev.log" env RUST_LOG=warn "$WSRING" dev --nodes 1 --port 0 --client-messages-per-sec 0
   line=$(wait_line "$logs/dev.log" '^  node n1 ')
   node_url=${line##* }
-  for rate in $ECHO_RATES; do
-    loadgen wsring "$node_url" "$rate" "$LAST_PID" wsring-node-self --self
-  done
+  for rate in $ECHO_RATES; do measure wsring-node-self wsring "$node_url" "$rate" "$LAST_PID" --self; done
   cleanup
 fi
 
