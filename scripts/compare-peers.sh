@@ -143,7 +143,7 @@ measure() {
   shift 5
   [ "$system" = echo ] || [ "$label" = wsring-node-self ] || cpu_pids+=",$REDIS_PID"
   wait_quiet
-  if [ -n "${PERF_DIR:-}" ] && [ "$rate" = "${PERF_RATE:-5000}" ] && [ "${label#socketio}" = "$label" ]; then
+  if [ -n "${PERF_DIR:-}" ] && [ "$rate" = "${PERF_RATE:-5000}" ]; then
     # The profile covers the server processes (not Redis) for the whole
     # run; perf's own cost inflates that run's CPU figures.
     mkdir -p "$PERF_DIR"
@@ -151,10 +151,14 @@ measure() {
     perf_pid=$!
     PIDS+=("$perf_pid")
   fi
-  line=$(CLK_TCK=$(getconf CLK_TCK) timeout "$LOADGEN_LIMIT" node bench/peers/loadgen/loadgen.mjs \
+  # In the background, so that a signal to this script is handled at once.
+  CLK_TCK=$(getconf CLK_TCK) timeout "$LOADGEN_LIMIT" node bench/peers/loadgen/loadgen.mjs \
     --system "$system" --urls "$urls" --users "$USERS" --rate "$rate" --duration "$SECS" \
     --grace "$GRACE" --workers "$WORKERS" --payload "$PAYLOAD" --prefix "$RUN_ID-$label-$rate-" \
-    --cpu-pids "$cpu_pids" "$@")
+    --cpu-pids "$cpu_pids" "$@" >"$OUT/last.json" &
+  PIDS+=($!)
+  wait $!
+  line=$(cat "$OUT/last.json")
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true

@@ -79,6 +79,24 @@ if (rows.length) {
   console.log();
 }
 
+// CPU per message falls as the rate rises (more messages per wakeup and
+// per system call), and a server that falls behind batches more: the same
+// ratio at every rate below the top one shows how much the steady rate's
+// figure owes to that.
+const below = rates.filter((r) => r !== top);
+if (below.length && rows.length) {
+  console.log(`| wsring mode | ${below.map((r) => `CPU/msg vs socket.io / vs socketioxide at ${thousands(r)}/s`).join(" | ")} |`);
+  console.log(`|---|${below.map(() => "---:|").join("")}`);
+  for (const w of ["wsring-hash", "wsring-broadcast"]) {
+    const cells = below.map((r) => {
+      const x = find(w, r)?.server_cpu_ms_per_1k;
+      return `${fmt(ratio(x, find("socketio", r)?.server_cpu_ms_per_1k), 2)}× / ${fmt(ratio(x, find("socketioxide", r)?.server_cpu_ms_per_1k), 2)}×`;
+    });
+    if (below.some((r) => find(w, r))) console.log(`| ${NAMES[w]} | ${cells.join(" | ")} |`);
+  }
+  console.log();
+}
+
 table(echoLabels);
 const echoRates = [...new Set(runs.filter((r) => echoLabels.includes(r.label)).map((r) => r.result.offered_per_sec))].sort((a, b) => a - b);
 if (echoRates.length) {
