@@ -6,6 +6,8 @@
 #   socketioxide      socketioxide + socketioxide-redis, 3 processes
 #   wsring-hash       wsring gateway + 3 wsring nodes, hash routing, Redis backend;
 #                     clients connect through the gateway
+#   wsring-direct     the same cluster; each client asks the gateway where its
+#                     user lives (GET /ws/locate) and connects to that node
 #   wsring-broadcast  3 wsring nodes, broadcast routing, Redis backend; clients
 #                     connect to the nodes directly
 #
@@ -39,7 +41,7 @@ USERS=${USERS:-300}
 WORKERS=${WORKERS:-2}
 PAYLOAD=${PAYLOAD:-64}
 GRACE=${GRACE:-15} # seconds at most; ends once everything sent has arrived
-SYSTEMS=${SYSTEMS:-"socketio socketioxide wsring-hash wsring-broadcast"}
+SYSTEMS=${SYSTEMS:-"socketio socketioxide wsring-hash wsring-direct wsring-broadcast"}
 ECHO=${ECHO:-1}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${REDIS_PORT:-6379}
@@ -202,8 +204,9 @@ run_system() {
         urls+="http://127.0.0.1:$port,"
       done
       ;;
-    wsring-hash | wsring-broadcast)
+    wsring-hash | wsring-direct | wsring-broadcast)
       local routing=${system#wsring-}
+      [ "$routing" = direct ] && routing=hash
       local common=(--cluster "$REDIS_URL/" --namespace "$ns" --insecure-no-auth --routing "$routing"
         --client-messages-per-sec 0)
       for i in 1 2 3; do
@@ -230,10 +233,11 @@ run_system() {
       fi
       ;;
   esac
-  local rate
+  local rate extra=()
+  [ "$system" = wsring-direct ] && extra=(--locate)
   for rate in $RATES; do
     measure "$system" "$([ "${system%%-*}" = wsring ] && echo wsring || echo socketio)" "${urls%,}" \
-      "$rate" "${pids%,}"
+      "$rate" "${pids%,}" "${extra[@]}"
   done
   cleanup
   case $system in wsring-*) purge_wsring "$ns" ;; esac

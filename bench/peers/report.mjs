@@ -22,12 +22,14 @@ const fmt = (v, d = 1) => (v === null || v === undefined ? "–" : Number(v).toF
 const thousands = (v) => Math.round(v).toLocaleString("en-US");
 const find = (label, rate) => runs.find((r) => r.label === label && r.result.offered_per_sec === rate)?.result;
 
-const peerLabels = ["socketio", "socketioxide", "wsring-hash", "wsring-broadcast"];
+const wsringLabels = ["wsring-hash", "wsring-direct", "wsring-broadcast"];
+const peerLabels = ["socketio", "socketioxide", ...wsringLabels];
 const echoLabels = ["bare-echo", "wsring-node-self"];
 const NAMES = {
   socketio: "socket.io + redis-adapter",
   socketioxide: "socketioxide + socketioxide-redis",
   "wsring-hash": "wsring hash (gateway + 3 nodes)",
+  "wsring-direct": "wsring hash, clients located through the gateway, direct to nodes",
   "wsring-broadcast": "wsring broadcast (3 nodes direct)",
   "bare-echo": "bare tokio-tungstenite echo",
   "wsring-node-self": "wsring node, send to self (memory)",
@@ -55,7 +57,7 @@ const ratio = (a, b) => (a === undefined || b === undefined || !b ? null : a / b
 const mark = (v, goal, le) => (v === null ? "–" : `${v.toFixed(2)}× ${(le ? v <= goal : v >= goal) ? "(met)" : "(missed)"}`);
 
 const rows = [];
-for (const w of ["wsring-hash", "wsring-broadcast"]) {
+for (const w of wsringLabels) {
   const ws = find(w, steady);
   const wt = find(w, top);
   if (!ws && !wt) continue;
@@ -87,7 +89,7 @@ const below = rates.filter((r) => r !== top);
 if (below.length && rows.length) {
   console.log(`| wsring mode | ${below.map((r) => `CPU/msg vs socket.io / vs socketioxide at ${thousands(r)}/s`).join(" | ")} |`);
   console.log(`|---|${below.map(() => "---:|").join("")}`);
-  for (const w of ["wsring-hash", "wsring-broadcast"]) {
+  for (const w of wsringLabels) {
     const cells = below.map((r) => {
       const x = find(w, r)?.server_cpu_ms_per_1k;
       return `${fmt(ratio(x, find("socketio", r)?.server_cpu_ms_per_1k), 2)}× / ${fmt(ratio(x, find("socketioxide", r)?.server_cpu_ms_per_1k), 2)}×`;

@@ -9,7 +9,9 @@
 // offered rate R: each message goes from the next user of the worker's
 // round-robin to a random user on ANOTHER server (wsring reports the node in
 // its `welcome` frame, so this holds behind a gateway too), or, with
-// `--self`, to the sender itself. The payload carries the send time, the
+// `--self`, to the sender itself. With `--locate` (wsring), each user first
+// asks the gateway where it lives (`GET /ws/locate`) and connects to that
+// node, skipping the gateway's tunnel. The payload carries the send time, the
 // sending worker and a sequence number; receivers keep one bit per sequence
 // number, so duplicates are told apart from deliveries. After the send phase
 // a grace period (ended early once everything sent has arrived) lets the
@@ -76,6 +78,7 @@ async function main() {
       payload: { type: "string", default: "64" },
       prefix: { type: "string", default: `lg${process.pid}-` },
       self: { type: "boolean", default: false },
+      locate: { type: "boolean", default: false }, // wsring: ask the gateway where each user lives, connect there
       "cpu-pids": { type: "string", default: "" },
     },
   });
@@ -111,6 +114,7 @@ async function main() {
           duration,
           payload,
           self,
+          locate: o.locate && o.system === "wsring",
           base,
           maxSeq,
         },
@@ -270,7 +274,7 @@ function machineBusy() {
 // ---------------------------------------------------------------- worker
 
 async function worker(cfg) {
-  const { w, nWorkers, system, users, rate, duration, payload, self, base, maxSeq } = cfg;
+  const { w, nWorkers, system, users, rate, duration, payload, self, locate, base, maxSeq } = cfg;
   const nowUs = () => Number(process.hrtime.bigint() - base) / 1000;
   const pad = "x".repeat(payload);
   // One bit per (sending worker, sequence number).
@@ -312,9 +316,19 @@ async function worker(cfg) {
     }
   }
 
-  function connectWs(u, limit) {
+  /** With `--locate`: the node's URL from the gateway's `GET /ws/locate`. */
+  async function located(u, limit) {
+    const q = `user=${encodeURIComponent(u.name)}`;
+    const r = await fetch(`${u.url.replace(/^ws/, "http")}/locate?${q}`, { signal: AbortSignal.timeout(limit) });
+    const body = await r.json();
+    if (!r.ok || typeof body.url !== "string") throw new Error(`${u.name}: locate answered ${r.status} ${JSON.stringify(body)}`);
+    return `${body.url}&${q}`;
+  }
+
+  async function connectWs(u, limit) {
+    const target = locate ? await located(u, limit) : null;
     return new Promise((resolve, reject) => {
-      const url = system === "echo" ? u.url : `${u.url}?user=${encodeURIComponent(u.name)}`;
+      const url = system === "echo" ? u.url : (target ?? `${u.url}?user=${encodeURIComponent(u.name)}`);
       const ws = new WebSocketImpl(url, { perMessageDeflate: false });
       const c = { name: u.name, server: u.url, ws, send: (to, data) => ws.send(JSON.stringify({ type: "send", to, data })), buffered: () => ws.bufferedAmount };
       const t = setTimeout(() => {

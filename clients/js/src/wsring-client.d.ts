@@ -87,6 +87,13 @@ export interface WsringClientOptions {
   timeout?: number;
   /** Delay before resending a request the server answered with `unavailable`. Default 250. */
   retryUnavailable?: number;
+  /**
+   * Connect straight to the user's node instead of through the gateway's
+   * tunnel: before every (re)connect the client asks the gateway where to go
+   * (`GET /ws/locate`, with the same credentials and cookies). The nodes'
+   * advertised URLs must be reachable from the client. Default false.
+   */
+  direct?: boolean;
   /** The WebSocket class. Default: the global `WebSocket`, else the `ws` package (imported on first use). */
   WebSocket?: WebSocketConstructor;
   /** Start connecting in the constructor. Default true. */
@@ -98,7 +105,7 @@ export type ConnectOptions = Omit<WsringClientOptions, "autoStart">;
 
 /** The options a client runs with: what was given, defaults filled in. */
 export type ResolvedOptions = WsringClientOptions &
-  Required<Pick<WsringClientOptions, "backoffBase" | "backoffCap" | "movedJitter" | "timeout" | "retryUnavailable">>;
+  Required<Pick<WsringClientOptions, "backoffBase" | "backoffCap" | "movedJitter" | "timeout" | "retryUnavailable" | "direct">>;
 
 /** A delivered message. */
 export interface WsringMessage {

@@ -58,6 +58,7 @@ const DEFAULTS = Object.freeze({
   movedJitter: 100, // ms, extra random delay on top of `retry_after_ms`
   timeout: 30000, // ms, connect attempt limit and request acknowledgement limit
   retryUnavailable: 250, // ms, resend delay after an `unavailable` error
+  direct: false, // locate the user's node through the gateway and connect to it, skipping the tunnel
 });
 
 /** An error from the server (`error` frame) or from the client itself. */
@@ -137,6 +138,20 @@ function closeSocket(ws, code, reason) {
   }
 }
 
+/**
+ * The locate request for a gateway's WebSocket URL and a connect query:
+ * `ws://h:p/ws?x` → `http://h:p/ws/locate?x&<query>`; null for a URL that
+ * is not ws(s)/http(s).
+ */
+function locateUrl(wsUrl, query) {
+  const m = /^(wss?|https?):\/\/([^?#]*)(?:\?([^#]*))?/.exec(wsUrl);
+  if (!m) return null;
+  const scheme = m[1] === "wss" || m[1] === "https" ? "https" : "http";
+  const path = m[2].replace(/\/+$/, "");
+  const given = m[3] ? `${m[3]}&` : "";
+  return `${scheme}://${path}/locate?${given}${query.toString()}`;
+}
+
 function idKey(id) {
   return typeof id === "string" ? id : JSON.stringify(id);
 }
@@ -176,6 +191,10 @@ export class WsringClient {
    * @param {number} [options.movedJitter=100]
    * @param {number} [options.timeout=30000]
    * @param {number} [options.retryUnavailable=250]
+   * @param {boolean} [options.direct=false] before every (re)connect, ask the
+   *   gateway where this user lives (`GET /ws/locate`, same credentials) and
+   *   connect to that node instead of through the gateway's tunnel; the
+   *   nodes' advertised URLs must be reachable from the client
    * @param {typeof WebSocket} [options.WebSocket] constructor to use; default:
    *   the global one, else the `ws` package
    * @param {boolean} [options.autoStart=true] start connecting immediately
@@ -368,8 +387,12 @@ export class WsringClient {
 
   // ------------------------------------------------------------ connection
 
-  /** The connect URL for `token` (or `user`), with `resume`/`epoch` once the user stream is known. */
-  _connectUrl(token) {
+  /**
+   * The connect URL at `base` (the gateway's URL, or the node's from a
+   * locate) for `token` (or `user`), with `resume`/`epoch` once the user
+   * stream is known.
+   */
+  _connectUrl(token, base = this.url) {
     // The token names the user; `user` is sent only without one.
     const q = new URLSearchParams(token ? { token } : { user: this.user });
     const c = this._cursors.get("user");
@@ -377,7 +400,39 @@ export class WsringClient {
       q.set("resume", String(c.seq));
       q.set("epoch", c.epoch);
     }
-    return this.url + (this.url.includes("?") ? "&" : "?") + q.toString();
+    return base + (base.includes("?") ? "&" : "?") + q.toString();
+  }
+
+  /**
+   * Asks the gateway where this user connects (`GET /ws/locate`):
+   * `{base}` (the node's URL), `{later}` (try again with backoff) or
+   * `{fatal}` (refused: retrying cannot help).
+   */
+  async _locate(token) {
+    const url = locateUrl(this.url, new URLSearchParams(token ? { token } : { user: this.user }));
+    if (!url) return { fatal: new WsringError("bad_request", `cannot derive a locate URL from ${this.url}`) };
+    if (typeof globalThis.fetch !== "function") {
+      return { fatal: new WsringError("bad_request", "`direct` needs `fetch` (Node 18+ or a browser)") };
+    }
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.options.timeout);
+    try {
+      // Cookies go along, as on a WebSocket connect (the application's
+      // connect check may read them).
+      const r = await fetch(url, { credentials: "include", signal: ctl.signal, cache: "no-store" });
+      const body = await r.json().catch(() => null);
+      if (r.ok && typeof body?.url === "string") return { base: body.url };
+      if (r.status >= 400 && r.status < 500 && r.status !== 421 && r.status !== 429) {
+        return {
+          fatal: new WsringError(body?.error?.code ?? "refused", body?.error?.message ?? `locate refused with HTTP ${r.status}`),
+        };
+      }
+      return { later: `locate answered HTTP ${r.status}` };
+    } catch (e) {
+      return { later: `locate failed: ${e?.message ?? e}` };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Starts connecting (only needed with `autoStart: false`). */
@@ -400,18 +455,26 @@ export class WsringClient {
     } catch (e) {
       token = Promise.reject(e);
     }
-    if (this._WebSocket && !isThenable(token)) {
+    if (this._WebSocket && !isThenable(token) && !this.options.direct) {
       this._dial(token);
       return;
     }
     this._preparing = true;
-    this._prepare(token).then((r) => {
+    this._prepare(token).then(async (r) => {
+      if (this.options.direct && !r.fatal && !r.tokenError && this.state !== "closed") {
+        const where = await this._locate(r.token);
+        if (where.fatal) r = { fatal: where.fatal };
+        else if (where.later) r = { later: where.later };
+        else r = { ...r, base: where.base };
+      }
       this._preparing = false;
       if (this.state === "closed") return;
       if (r.fatal) this._fail(r.fatal);
-      // The token could not be had: a failed attempt, retried with backoff.
+      // The token, or the node's address, could not be had: a failed
+      // attempt, retried with backoff.
       else if (r.tokenError) this._onClose(1006, `token: ${r.tokenError?.message ?? r.tokenError}`);
-      else this._dial(r.token);
+      else if (r.later) this._onClose(1006, r.later);
+      else this._dial(r.token, r.base);
     });
   }
 
@@ -440,11 +503,11 @@ export class WsringClient {
     }
   }
 
-  /** Opens the socket of one attempt. */
-  _dial(token) {
+  /** Opens the socket of one attempt, at `base` (default: the gateway). */
+  _dial(token, base) {
     let ws;
     try {
-      ws = new this._WebSocket(this._connectUrl(token));
+      ws = new this._WebSocket(this._connectUrl(token, base));
     } catch (e) {
       // A malformed URL is the caller's bug; retrying would not help.
       this._fail(new WsringError("bad_request", String(e?.message ?? e)));

@@ -89,6 +89,15 @@ async function route(ctx, user) {
   return r.body?.node;
 }
 
+/** Tunnels open through the gateway (its `wsring_gateway_tunnels` series, summed). */
+async function tunnels(ctx) {
+  const r = await api(ctx, "GET", "/metrics");
+  return String(r.body)
+    .split("\n")
+    .filter((l) => l.startsWith("wsring_gateway_tunnels"))
+    .reduce((sum, l) => sum + Number(l.trim().split(/\s+/).pop()), 0);
+}
+
 /** Connects `user` with the runner's options; records what the client reports. */
 async function open(client, ctx, user, extra = {}) {
   const c = await client.connect({ url: ctx.url, user, ...ctx.options, ...extra });
@@ -261,6 +270,34 @@ const open_ = [
           return dan.got.length > 0;
         });
         check(tags(dan).every((t) => t.startsWith("after-move-")), `only the new messages: ${tags(dan)}`);
+      });
+    },
+  },
+  {
+    name: "direct: the client connects to its node without the gateway's tunnel, and follows a move there",
+    noisy: true,
+    async run(client, ctx) {
+      await withClients(async (cs) => {
+        // The clients of earlier scenarios are closed; their tunnels end.
+        await waitFor("earlier tunnels to end", async () => (await tunnels(ctx)) === 0);
+        const users = Array.from({ length: 6 }, (_, i) => `direct-${i}`);
+        cs.push(...(await Promise.all(users.map((u) => open(client, ctx, u, { direct: true })))));
+        for (const c of cs) equal(c.node, await route(ctx, c.user), `${c.user} is on its owner`);
+        equal(await tunnels(ctx), 0, "no tunnel through the gateway");
+        const [a, b] = cs;
+        await a.send(b.user, { tag: "d1" });
+        await waitFor("the direct message", () => tags(b).includes("d1"));
+        // Draining a's node moves a: it locates again and lands on the new
+        // owner, still without a tunnel.
+        const old = a.node;
+        equal((await api(ctx, "DELETE", `/api/nodes/${old}?mode=drain`)).status, 202, "drain accepted");
+        await waitFor("a to be connected to another node", () => a.state === "connected" && a.node !== old);
+        equal(a.node, await route(ctx, a.user), "the new node is the owner");
+        check(a.events.some((e) => e.type === "disconnected" && e.code === 1012), `closed with 1012: ${JSON.stringify(a.events)}`);
+        equal(await tunnels(ctx), 0, "still no tunnel");
+        await waitFor("everyone connected again", () => cs.every((c) => c.state === "connected"));
+        await b.send(a.user, { tag: "d2" });
+        await waitFor("a message after the move", () => tags(a).includes("d2"));
       });
     },
   },

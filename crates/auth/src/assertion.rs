@@ -20,6 +20,11 @@ use crate::jwt::{Identity, grant};
 /// The request header carrying the identity from gateway to node.
 pub const IDENTITY_HEADER: &str = "x-wsring-identity";
 
+/// The query parameter carrying the same token when a client connects to
+/// its node directly after asking a gateway where to go (`GET /ws/locate`):
+/// browsers cannot set headers on a WebSocket connect.
+pub const IDENTITY_PARAM: &str = "identity";
+
 /// The audience every identity token names.
 const AUDIENCE: &str = "wsring:connect-identity";
 

@@ -34,7 +34,7 @@ mod rate;
 mod settings;
 
 pub use api_key::{ApiKeyId, ApiKeys, bearer};
-pub use assertion::{Assertions, IDENTITY_HEADER, unix_now};
+pub use assertion::{Assertions, IDENTITY_HEADER, IDENTITY_PARAM, unix_now};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};

@@ -125,7 +125,7 @@ fn http_base(url: &str) -> Result<String, ApiError> {
 }
 
 /// rustls with the *ring* provider, trusting the system roots and `ca`.
-fn tls(ca: Option<&[u8]>) -> Result<rustls::ClientConfig, ApiError> {
+pub(crate) fn tls(ca: Option<&[u8]>) -> Result<rustls::ClientConfig, ApiError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -13,6 +13,13 @@ pub struct ClientConfig {
     /// Connect token (a JWT), sent as `?token=`; required when the server
     /// has authentication on. Default: none.
     pub token: Option<String>,
+    /// Connect straight to the node that holds this user instead of through
+    /// the gateway's tunnel: before every (re)connect the client asks the
+    /// gateway where to go (`GET /ws/locate`, with the same credentials)
+    /// and connects to the node it names. Halves the socket work per
+    /// message; needs the nodes' advertised URLs to be reachable from the
+    /// client. Default: off.
+    pub direct: bool,
     /// First backoff step after a failed or lost connection. Default: 100 ms.
     pub backoff_base: Duration,
     /// Backoff ceiling. Default: 5 s.
@@ -35,6 +42,7 @@ impl ClientConfig {
             url: url.into(),
             user: user.into(),
             token: None,
+            direct: false,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
             moved_jitter: Duration::from_millis(100),
@@ -50,6 +58,12 @@ impl ClientConfig {
         self.token = Some(token.into());
         self
     }
+
+    /// These settings with [`ClientConfig::direct`] on.
+    pub fn direct(mut self) -> Self {
+        self.direct = true;
+        self
+    }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -58,6 +72,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("direct", &self.direct)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_cap", &self.backoff_cap)
             .field("moved_jitter", &self.moved_jitter)

@@ -88,6 +88,44 @@ pub(crate) struct Driver {
     instance: String,
     /// Internal ids (room re-joins) whose acks are not the application's.
     internal: BTreeSet<String>,
+    /// For `GET /ws/locate`; built on first use.
+    http: Option<reqwest::Client>,
+}
+
+/// Why a locate named no node.
+enum NotLocated {
+    /// Try again: after the server's hint, or with backoff.
+    Later(Option<Duration>),
+    /// Refused for good (a 4xx other than 421 and 429).
+    Refused { status: u16, body: String },
+}
+
+/// `retry_after_ms` from a JSON error body.
+fn retry_hint(body: &[u8]) -> Option<Duration> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["retry_after_ms"].as_u64())
+        .map(Duration::from_millis)
+}
+
+/// The locate request for a gateway's WebSocket URL and a connect query:
+/// `ws://h:p/ws?x` → `http://h:p/ws/locate?x&<query>`.
+fn locate_url(ws_url: &str, query: &str) -> Option<String> {
+    let (scheme, rest) = ws_url.split_once("://")?;
+    let scheme = match scheme {
+        "ws" | "http" => "http",
+        "wss" | "https" => "https",
+        _ => return None,
+    };
+    let (path, given) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = path.trim_end_matches('/');
+    Some(match given {
+        Some(q) if !q.is_empty() => format!("{scheme}://{path}/locate?{q}&{query}"),
+        _ => format!("{scheme}://{path}/locate?{query}"),
+    })
 }
 
 fn jitter(max: Duration) -> Duration {
@@ -121,6 +159,7 @@ impl Driver {
             next_id: 0,
             instance,
             internal: BTreeSet::new(),
+            http: None,
         }
     }
 
@@ -128,17 +167,23 @@ impl Driver {
         format!("{}-{n}", self.instance)
     }
 
-    /// The connect URL, with `resume`/`epoch` once the user stream is known.
-    fn url(&self) -> String {
+    /// The connect query's parameters, with `resume`.
+    fn connect_params(&self, resume: Option<(u64, String)>) -> ConnectParams {
         ConnectParams {
             user: self.cfg.user.clone(),
             token: self.cfg.token.clone(),
-            resume: self
-                .cursors
-                .get(USER_STREAM)
-                .map(|c| (c.seq, c.epoch.clone())),
+            resume,
         }
-        .url(&self.cfg.url)
+    }
+
+    /// The connect URL at `base`, with `resume`/`epoch` once the user stream
+    /// is known.
+    fn url(&self, base: &str) -> String {
+        let resume = self
+            .cursors
+            .get(USER_STREAM)
+            .map(|c| (c.seq, c.epoch.clone()));
+        self.connect_params(resume).url(base)
     }
 
     pub(crate) async fn run(mut self, ready: oneshot::Sender<Result<(), ClientError>>) {
@@ -146,49 +191,8 @@ impl Driver {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
-            let connected = tokio::time::timeout(self.cfg.timeout, connect_async(self.url())).await;
-            let delay = match connected {
-                Ok(Ok((ws, _))) => {
-                    attempt = 0;
-                    match self.session(ws, &mut ready).await {
-                        Ended::Closed => return,
-                        Ended::Moved(d) => d + jitter(self.cfg.moved_jitter),
-                        Ended::Lost => self.backoff(&mut attempt),
-                    }
-                }
-                Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_server_error() => {
-                    // The gateway suggests when to come back (it already held
-                    // the request while the ring converged).
-                    let hint = resp
-                        .body()
-                        .as_ref()
-                        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                        .and_then(|v| v["error"]["retry_after_ms"].as_u64());
-                    match hint {
-                        Some(ms) => Duration::from_millis(ms).min(self.cfg.backoff_cap),
-                        None => self.backoff(&mut attempt),
-                    }
-                }
-                Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_client_error() => {
-                    // 4xx other than the transient ones is the caller's fault
-                    // (an invalid user id): retrying cannot help.
-                    let status = resp.status().as_u16();
-                    if status != 421 && status != 429 {
-                        let body = resp
-                            .body()
-                            .as_ref()
-                            .map(|b| String::from_utf8_lossy(b).into_owned())
-                            .unwrap_or_default();
-                        self.fail(ClientError::Refused { status, body }, &mut ready);
-                        return;
-                    }
-                    self.backoff(&mut attempt)
-                }
-                Ok(Err(e)) => {
-                    debug!(error = %e, "connect failed");
-                    self.backoff(&mut attempt)
-                }
-                Err(_) => self.backoff(&mut attempt),
+            let Some(delay) = self.attempt(&mut ready, &mut attempt).await else {
+                return;
             };
             if ready.is_some() && started.elapsed() >= self.cfg.timeout {
                 self.fail(ClientError::Timeout, &mut ready);
@@ -209,6 +213,119 @@ impl Driver {
             if ready.is_none() {
                 self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// One connection attempt (located first with [`ClientConfig::direct`]),
+    /// and the session if it connects. The delay before the next attempt,
+    /// or `None` when the client is done (closed, or refused for good).
+    async fn attempt(
+        &mut self,
+        ready: &mut Option<oneshot::Sender<Result<(), ClientError>>>,
+        attempt: &mut u32,
+    ) -> Option<Duration> {
+        let base = if self.cfg.direct {
+            match self.locate().await {
+                Ok(url) => url,
+                Err(NotLocated::Later(hint)) => {
+                    return Some(hint.unwrap_or_else(|| self.backoff(attempt)));
+                }
+                Err(NotLocated::Refused { status, body }) => {
+                    self.fail(ClientError::Refused { status, body }, ready);
+                    return None;
+                }
+            }
+        } else {
+            self.cfg.url.clone()
+        };
+        let connected =
+            tokio::time::timeout(self.cfg.timeout, connect_async(self.url(&base))).await;
+        let delay = match connected {
+            Ok(Ok((ws, _))) => {
+                *attempt = 0;
+                match self.session(ws, ready).await {
+                    Ended::Closed => return None,
+                    Ended::Moved(d) => d + jitter(self.cfg.moved_jitter),
+                    Ended::Lost => self.backoff(attempt),
+                }
+            }
+            Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_server_error() => {
+                // The gateway suggests when to come back (it already held
+                // the request while the ring converged).
+                match resp.body().as_deref().and_then(retry_hint) {
+                    Some(d) => d.min(self.cfg.backoff_cap),
+                    None => self.backoff(attempt),
+                }
+            }
+            Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_client_error() => {
+                // 4xx other than the transient ones is the caller's fault
+                // (an invalid user id): retrying cannot help. A 421 from a
+                // node reached directly is retried with a fresh locate.
+                let status = resp.status().as_u16();
+                if status != 421 && status != 429 {
+                    let body = resp
+                        .body()
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    self.fail(ClientError::Refused { status, body }, ready);
+                    return None;
+                }
+                self.backoff(attempt)
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "connect failed");
+                self.backoff(attempt)
+            }
+            Err(_) => self.backoff(attempt),
+        };
+        Some(delay)
+    }
+
+    /// Asks the gateway where this user connects (`GET /ws/locate` with the
+    /// connect credentials): the node's URL, ready for the connect query.
+    async fn locate(&mut self) -> Result<String, NotLocated> {
+        let Some(url) = locate_url(&self.cfg.url, &self.connect_params(None).to_query()) else {
+            return Err(NotLocated::Refused {
+                status: 400,
+                body: format!("cannot derive a locate URL from {:?}", self.cfg.url),
+            });
+        };
+        if self.http.is_none() {
+            let tls = crate::api::tls(None).map_err(|e| NotLocated::Refused {
+                status: 400,
+                body: e.to_string(),
+            })?;
+            let built = reqwest::Client::builder()
+                .timeout(self.cfg.timeout)
+                .tls_backend_preconfigured(tls)
+                .build()
+                .map_err(|e| NotLocated::Refused {
+                    status: 400,
+                    body: e.to_string(),
+                })?;
+            self.http = Some(built);
+        }
+        let http = self.http.as_ref().ok_or(NotLocated::Later(None))?;
+        let resp = http.get(&url).send().await.map_err(|e| {
+            debug!(error = %e, "locate failed");
+            NotLocated::Later(None)
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|_| NotLocated::Later(None))?;
+        match status {
+            200..=299 => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+                .ok_or(NotLocated::Later(None)),
+            421 | 429 => Err(NotLocated::Later(None)),
+            400..=499 => Err(NotLocated::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+            _ => Err(NotLocated::Later(
+                retry_hint(&body).map(|d| d.min(self.cfg.backoff_cap)),
+            )),
         }
     }
 
@@ -591,5 +708,31 @@ async fn next_text(ws: &mut Ws) -> Option<String> {
             Ok(WsMessage::Close(_)) | Err(_) => return None,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_urls() {
+        assert_eq!(
+            locate_url("ws://127.0.0.1:7000/ws", "user=alice").as_deref(),
+            Some("http://127.0.0.1:7000/ws/locate?user=alice")
+        );
+        assert_eq!(
+            locate_url("wss://rt.example/app/ws/?v=2", "token=t").as_deref(),
+            Some("https://rt.example/app/ws/locate?v=2&token=t")
+        );
+        assert_eq!(locate_url("127.0.0.1:7000/ws", "user=a"), None);
+        assert_eq!(locate_url("ftp://h/ws", "user=a"), None);
+    }
+
+    #[test]
+    fn retry_hints() {
+        let body = br#"{"error":{"code":"unavailable","retry_after_ms":400}}"#;
+        assert_eq!(retry_hint(body), Some(Duration::from_millis(400)));
+        assert_eq!(retry_hint(b"not json"), None);
     }
 }

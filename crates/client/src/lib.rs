@@ -26,6 +26,10 @@
 //!   and resolve on the server's `ack`; unacknowledged requests are resent
 //!   after a reconnect or an `unavailable` error, with the same id, which a
 //!   durable cluster deduplicates — so a message is stored exactly once.
+//! * **Skips the tunnel when asked** ([`ClientConfig::direct`]): before every
+//!   connect it asks the gateway where its user lives (`GET /ws/locate`) and
+//!   connects to that node, so messages cross two sockets fewer; a move
+//!   leads to a fresh locate.
 //! * **Stops when told to**: a close with an application code (4000–4999,
 //!   e.g. from `POST /api/disconnect`) is final: no reconnect.
 //!

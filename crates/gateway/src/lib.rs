@@ -10,6 +10,7 @@
 //! # Layout
 //! * [`config`] — [`GatewayConfig`].
 //! * `proxy`: upgrade forwarding.
+//! * `locate`: where a client may connect instead of through the tunnel.
 //! * `tunnel`: the byte tunnel after the upgrade.
 //! * `api/`: one file per route group.
 //! * [`events`] — membership event log and the SSE feed.
@@ -26,6 +27,7 @@ pub mod config;
 mod dashboard;
 pub mod events;
 pub mod launcher;
+mod locate;
 mod proxy;
 mod tunnel;
 
@@ -130,6 +132,7 @@ fn router(gw: Arc<Gateway>) -> Router {
     let security = Arc::clone(&gw.security);
     Router::new()
         .route("/ws", get(proxy::ws))
+        .route("/ws/locate", get(locate::locate))
         .merge(api::routes(Arc::clone(&security)))
         .merge(dashboard::routes())
         .fallback(wsring_http::not_found)

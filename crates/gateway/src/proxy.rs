@@ -73,13 +73,7 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let query = req.uri().query().map(str::to_owned);
-    let admitted = match wsring_http::admission(&gw.security, query.as_deref(), req.headers(), peer)
-    {
-        Ok(Admission::Admitted(p, _)) => Ok((p, None)),
-        Ok(Admission::Ask(ask)) => ask_app(&gw, query.as_deref(), &ask).await,
-        Err(e) => Err(e),
-    };
-    let (params, identity) = match admitted {
+    let (params, identity) = match admit(&gw, query.as_deref(), req.headers(), peer).await {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -146,6 +140,21 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
     retry_later(ApiError::unavailable("routing did not converge"))
 }
 
+/// Who a connect (or a locate) is: decided from its credentials, or by the
+/// application's connect proxy, whose decision comes back signed for the
+/// node as well.
+pub(crate) async fn admit(
+    gw: &Gateway,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<(wsring_protocol::ConnectParams, Option<HeaderValue>), ApiError> {
+    match wsring_http::admission(&gw.security, query, headers, peer)? {
+        Admission::Admitted(p, _) => Ok((p, None)),
+        Admission::Ask(ask) => ask_app(gw, query, &ask).await,
+    }
+}
+
 /// Asks the application's connect proxy who a connection is; on success
 /// also returns the signed identity to forward to the node. No answer
 /// (timeout, error, breaker open) is 503: the client retries later.
@@ -193,14 +202,14 @@ where
 
 /// A 503 with a jittered `retry_after_ms` hint, so refused clients do not
 /// come back in lockstep.
-fn retry_later(e: ApiError) -> Response<Body> {
+pub(crate) fn retry_later(e: ApiError) -> Response<Body> {
     let ms = rand::rng().random_range(250..=1000u64);
     e.with("retry_after_ms", ms).into_response()
 }
 
 impl Gateway {
     /// Waits until the view moves past `epoch` or `until`; true if it moved.
-    async fn wait_for_change(&self, epoch: u64, until: tokio::time::Instant) -> bool {
+    pub(crate) async fn wait_for_change(&self, epoch: u64, until: tokio::time::Instant) -> bool {
         let left = until.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             return false;

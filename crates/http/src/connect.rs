@@ -5,8 +5,10 @@
 //! [`admission`] decides what a WebSocket upgrade needs:
 //!
 //! 1. the `Origin` check comes first, as for every connect (403);
-//! 2. an identity forwarded by a gateway ([`IDENTITY_HEADER`]) that verifies
-//!    under the shared secret is the decision (a bad one is 401);
+//! 2. an identity forwarded by a gateway ([`IDENTITY_HEADER`], or the
+//!    [`IDENTITY_PARAM`] query parameter of a client sent straight to its
+//!    node by `GET /ws/locate`) that verifies under the shared secret is the
+//!    decision (a bad one is 401);
 //! 3. with JWT keys configured, a connect presenting a token is decided by
 //!    the token, as without a proxy;
 //! 4. anything else is a question for the application: [`Admission::Ask`]
@@ -18,15 +20,18 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use wsring_auth::{AuthError, IDENTITY_HEADER, Identity, Refusal, Security, unix_now};
+use wsring_auth::{
+    AuthError, IDENTITY_HEADER, IDENTITY_PARAM, Identity, Refusal, Security, unix_now,
+};
 use wsring_protocol::{ConnectParams, ErrorCode, query_token};
 
 use crate::ApiError;
 use crate::guard::{admit, header_str, refusal};
+use crate::request::query_param;
 
 /// Query parameters never passed to the application (credentials of other
-/// schemes).
-const PRIVATE_PARAMS: &[&str] = &["token"];
+/// schemes, and the identity it already decided).
+const PRIVATE_PARAMS: &[&str] = &["token", IDENTITY_PARAM];
 
 /// What the connect proxy is asked: a JSON object with the allow-listed
 /// request headers (lower-case names; repeated headers joined by `, `, and
@@ -73,9 +78,12 @@ pub fn admission(
             message: "this page's Origin is not in the server's allowed origins".into(),
         }));
     }
-    if let Some(token) = headers.get(IDENTITY_HEADER) {
-        let token = token.to_str().unwrap_or_default();
-        let identity = proxy.assertions.verify(token).map_err(unauthorized)?;
+    let forwarded = match headers.get(IDENTITY_HEADER) {
+        Some(h) => Some(h.to_str().unwrap_or_default().to_owned()),
+        None => query_param(query, IDENTITY_PARAM),
+    };
+    if let Some(token) = forwarded {
+        let identity = proxy.assertions.verify(&token).map_err(unauthorized)?;
         return admitted_as(query, identity).map(|(p, i)| Admission::Admitted(p, i));
     }
     let has_token = query_token(query).is_some_and(|t| !t.is_empty())
@@ -287,6 +295,16 @@ mod tests {
         assert_eq!((p.user.as_str(), got), ("alice", id));
         let forged = headers(&[(IDENTITY_HEADER, "a.b.c")]);
         let e = admission(&sec, None, &forged, None).expect_err("refused");
+        assert_eq!(e.status.as_u16(), 401);
+        // A client sent straight to its node carries it in the query.
+        let q = format!("user=mallory&{IDENTITY_PARAM}={t}");
+        let Ok(Admission::Admitted(p, _)) = admission(&sec, Some(&q), &HeaderMap::new(), None)
+        else {
+            panic!("admitted by the query's identity");
+        };
+        assert_eq!(p.user, "alice");
+        let q = format!("user=mallory&{IDENTITY_PARAM}=a.b.c");
+        let e = admission(&sec, Some(&q), &HeaderMap::new(), None).expect_err("refused");
         assert_eq!(e.status.as_u16(), 401);
     }
 

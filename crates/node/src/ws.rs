@@ -6,9 +6,10 @@
 //! directly.
 //!
 //! In hash mode a node accepts only users it owns. The gateway sends the
-//! epoch it routed by in `x-wsring-epoch`; if this node has not seen that
-//! epoch yet it waits briefly for it, so a gateway that learned of a change
-//! first does not bounce clients.
+//! epoch it routed by in `x-wsring-epoch` (a client that located its node
+//! through a gateway, `GET /ws/locate`, sends it as `ring_epoch`); if this
+//! node has not seen that epoch yet it waits briefly for it, so a gateway
+//! that learned of a change first does not bounce clients.
 //!
 //! In echo mode ([`crate::echo`]) every path is [`echo_upgrade`] instead:
 //! no checks beyond the handshake. Both answer the handshake through
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wsring_http::Admission;
-use wsring_protocol::{EPOCH_HEADER, ErrorCode};
+use wsring_protocol::{EPOCH_HEADER, ErrorCode, RING_EPOCH_PARAM};
 
 use crate::config::Routing;
 use crate::error::ApiError;
@@ -62,6 +63,8 @@ pub(crate) async fn upgrade(
         let wanted = headers
             .get(EPOCH_HEADER)
             .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| wsring_http::query_param(query.as_deref(), RING_EPOCH_PARAM))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let mut view = node.membership.view();

@@ -22,6 +22,11 @@ use crate::ids::{validate_room, validate_user};
 /// that has not seen that epoch yet waits briefly for it.
 pub const EPOCH_HEADER: &str = "x-wsring-epoch";
 
+/// The same epoch as a connect query parameter, for a client that asked a
+/// gateway where its user lives (`GET /ws/locate`) and connects to that
+/// node directly (browsers cannot set headers on a WebSocket connect).
+pub const RING_EPOCH_PARAM: &str = "ring_epoch";
+
 /// How messages find sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -611,3 +611,111 @@ async fn rooms_per_session_are_capped() {
     assert_eq!(cl.next().await, json!({"type":"ack","id":"c2"}));
     c.shutdown().await;
 }
+
+/// The gateway's `wsring_gateway_tunnels` series, summed.
+async fn tunnels(api: &Api) -> u64 {
+    let url = format!("{}/metrics", api.base);
+    let series = common::metric_series(&url, "wsring_gateway_tunnels").await;
+    series.iter().map(|(_, v)| v).sum::<f64>() as u64
+}
+
+/// The node of the next `Connected` event (other events are skipped).
+async fn connected_node(events: &mut wsring_client::Events) -> String {
+    loop {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("a connected event in time")
+            .expect("the client is running");
+        if let wsring_client::Event::Connected { node, .. } = e {
+            return node;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_locate_their_node_and_connect_to_it_without_the_tunnel() {
+    let c = dev(3, hash()).await;
+    let api = Api::new(c.http_url());
+    let gw = c.gateway_url();
+
+    // The locate answer: the owner, the epoch, and a URL ready to connect to.
+    let (s, v) = api.get("/ws/locate?user=alice").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["user"], "alice");
+    assert_eq!(v["node"], json!(api.route("alice").await));
+    let epoch = api.epoch().await;
+    assert_eq!(v["epoch"], json!(epoch));
+    let url = v["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with(&format!("/ws?ring_epoch={epoch}")),
+        "{url}"
+    );
+    // Bad input is refused like a connect: 400 with a JSON error.
+    for bad in ["/ws/locate", "/ws/locate?user=", "/ws/locate?user=a%20b"] {
+        let (s, v) = api.get(bad).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{bad}: {v}");
+    }
+
+    // SDK clients with `direct` land on their owners, and no tunnel opens.
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let user = format!("d{i}");
+        let cfg = wsring_client::ClientConfig::new(&gw, &user).direct();
+        let (client, mut events) = wsring_client::connect_with(cfg).await.expect("connect");
+        let node = connected_node(&mut events).await;
+        assert_eq!(node, api.route(&user).await, "{user} is on its owner");
+        clients.push((user, client, events, node));
+    }
+    assert_eq!(tunnels(&api).await, 0, "no client went through the tunnel");
+
+    // A node joins: the users it takes over locate again and connect to it
+    // directly; the others stay where they are.
+    let (s, v) = api.post("/api/nodes", json!({})).await;
+    assert_eq!(s, 201, "{v}");
+    wait_until("the gateway sees n4", || async {
+        api.epoch().await > epoch
+    })
+    .await;
+    let mut moved = 0;
+    for (user, _, events, node) in &mut clients {
+        let owner = api.route(user).await;
+        if owner == *node {
+            continue;
+        }
+        assert_eq!(owner, "n4");
+        assert_eq!(
+            connected_node(events).await,
+            "n4",
+            "{user} follows the move"
+        );
+        moved += 1;
+    }
+    assert!(moved > 0, "some users moved to n4");
+    assert_eq!(
+        tunnels(&api).await,
+        0,
+        "the moved users skipped the tunnel too"
+    );
+
+    // Messages flow between direct clients, on new and old nodes alike.
+    let (first, rest) = clients.split_first_mut().expect("clients");
+    for (user, _, events, _) in rest {
+        first
+            .1
+            .send(user, json!({"to": user.as_str()}))
+            .await
+            .expect("ack");
+        loop {
+            let e = tokio::time::timeout(WAIT, events.next())
+                .await
+                .expect("the message in time")
+                .expect("running");
+            if let wsring_client::Event::Message(m) = e {
+                assert_eq!(m.data, json!({"to": user.as_str()}));
+                break;
+            }
+        }
+    }
+    c.shutdown().await;
+}

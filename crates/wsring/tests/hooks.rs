@@ -595,6 +595,39 @@ async fn the_connect_proxy_decides_who_connects() {
     assert_eq!(bob.welcome["user"], "bob");
     assert_eq!(calls("sid=bob"), 1);
 
+    // Located through the gateway, then straight to the node: the
+    // application is asked once, at the locate, and the node takes the
+    // signed decision from the query.
+    let locate = |cookie: &'static str| {
+        common::http()
+            .get(format!("{}/ws/locate?user=mallory", c.http_url()))
+            .header("cookie", cookie)
+            .send()
+    };
+    let r = locate("sid=carol").await.expect("locate");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.expect("JSON");
+    assert_eq!(v["user"], "carol", "{v}");
+    assert_eq!(v["node"], json!(api.route("carol").await));
+    let url = v["url"].as_str().expect("url");
+    assert!(url.contains("&identity="), "{url}");
+    let carol = Client::try_connect_with(&format!("{url}&user=mallory"), &[])
+        .await
+        .expect("admitted by the node");
+    assert_eq!(carol.welcome["user"], "carol");
+    assert_eq!(carol.node(), v["node"].as_str().expect("node"));
+    assert_eq!(calls("sid=carol"), 1, "asked once, at the locate");
+    let r = locate("sid=banned").await.expect("locate");
+    assert_eq!(r.status().as_u16(), 403);
+    let v: Value = r.json().await.expect("JSON");
+    assert_eq!(v["error"]["message"], "banned");
+    // A forged identity in the query does not pass either.
+    let r = Client::try_connect_with(&format!("{node_url}?identity=a.b.c"), &[])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(r.status, 401);
+
     // Refusals keep their status; a dead or slow application is 503.
     for (cookie, status) in [("sid=banned", 403), ("", 401), ("sid=slow", 503)] {
         let headers: &[(&str, &str)] = if cookie.is_empty() {

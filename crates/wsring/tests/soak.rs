@@ -87,25 +87,6 @@ async fn dev_process() -> Cluster {
     }
 }
 
-/// Every `wsring_backend_reconnects_total` series on `url`, with its value.
-async fn reconnect_series(url: &str) -> Vec<(String, f64)> {
-    let body = common::http()
-        .get(url)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    body.lines()
-        .filter(|l| l.starts_with(wsring_cluster::link::RECONNECTS_METRIC))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 /// One soak at a time: four clusters at once on two cores would test the
 /// machine, not wsring.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -159,7 +140,7 @@ async fn soak(name: &str, cluster: Cluster, expect_backend: &str) {
 
     // Zero reconnects, as an explicit 0 on every process.
     for url in &cluster.metrics {
-        let series = reconnect_series(url).await;
+        let series = common::metric_series(url, wsring_cluster::link::RECONNECTS_METRIC).await;
         assert!(!series.is_empty(), "{url} exports the reconnect counter");
         if url != cluster.metrics.last().unwrap_or(url) || cluster.metrics.len() == 1 {
             // Nodes (and the all-in-one dev process) carry the broker's series.

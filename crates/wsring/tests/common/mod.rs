@@ -106,6 +106,26 @@ where
     }
 }
 
+/// Every series on the Prometheus page at `url` whose name starts with
+/// `prefix`, with its value.
+pub async fn metric_series(url: &str, prefix: &str) -> Vec<(String, f64)> {
+    let body = http()
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A small HTTP client for the API.
 pub struct Api {
     pub base: String,
