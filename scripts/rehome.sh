@@ -11,7 +11,8 @@
 # gateway). Everything it starts is killed on exit.
 #
 # Usage: scripts/rehome.sh [users] ; env: PER_PROC (12000), PER_GATEWAY
-# (8000), NODE_ARGS (extra `wsring node` flags), NO_BUILD=1,
+# (8000), NODE_ARGS (extra `wsring node` flags), DIRECT=1 (clients locate
+# their node through a gateway and connect to it directly), NO_BUILD=1,
 # KEEP=1 (keep the run directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,7 +87,7 @@ CLIENT_PIDS=()
 for ((p = 1; p <= PROCS; p++)); do
   COUNT=$(( USERS / PROCS + (p <= USERS % PROCS ? 1 : 0) ))
   "$TOOL" clients --gateways "$GW_LIST" --from "$FROM" --count "$COUNT" --out "$RUN/c$p.json" \
-    --new-node n4 >"$RUN/c$p.out" 2>"$RUN/c$p.err" &
+    --new-node n4 ${DIRECT:+--direct} >"$RUN/c$p.out" 2>"$RUN/c$p.err" &
   PIDS+=($!)
   CLIENT_PIDS+=($!)
   FROM=$((FROM + COUNT))

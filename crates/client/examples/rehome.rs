@@ -12,7 +12,9 @@
 //!   `moved` came, when the reconnect happened and when a probe arrived
 //!   (Unix nanoseconds, so several processes share one clock). Untouched
 //!   users get one probe each at the end (up to `--check`), to show they
-//!   still receive. It writes one JSON document to `--out` and exits.
+//!   still receive. It writes one JSON document to `--out` and exits. With
+//!   `--direct` the clients locate their node through the gateway and
+//!   connect to it, skipping the tunnel (`ClientConfig::direct`).
 //! * `rehome report --t0-ns T FILE…` merges those documents and prints, for
 //!   the moved users, the time from `T` (the joining node's start) until
 //!   50 %, 99 % and 100 % of them received again.
@@ -87,6 +89,7 @@ struct Opts {
     settle: Duration,
     check: usize,
     ws_senders: usize,
+    direct: bool,
 }
 
 fn now_ns() -> u64 {
@@ -132,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
                 settle: ms("--settle-ms", 3_000)?,
                 check: arg(&args, "--check", Some(1_000))?,
                 ws_senders: arg(&args, "--ws-senders", Some(0))?,
+                direct: args.iter().any(|a| a == "--direct"),
             };
             clients(opts).await
         }
@@ -181,6 +185,7 @@ async fn clients(o: Opts) -> anyhow::Result<()> {
         let user = format!("u{n}");
         let mut cfg = ClientConfig::new(opts.gateways[n % opts.gateways.len()].clone(), &user);
         cfg.event_buffer = 64;
+        cfg.direct = opts.direct;
         let slots = Arc::clone(&connect_slots);
         connects.push(tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
