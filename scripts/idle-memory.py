@@ -16,6 +16,22 @@ script started is killed on exit.
     python3 scripts/idle-memory.py --direct             # 8,000 straight to the node
     python3 scripts/idle-memory.py -n 100000 --nodes 6 --gateways 11 --hold 60 --ping-interval 10s
 
+With --during 'COMMAND' a shell command runs once every connection is
+welcomed (the hold starts with it, and lasts at least as long as it does),
+with the gateways' WebSocket URLs in $WSRING_GATEWAYS and the nodes' in
+$WSRING_NODES (comma-separated); for example a `wsring bench` against the
+loaded cluster. Its output goes to the terminal, and the CPU seconds the
+servers spent while it ran are reported. -n 0 starts the same cluster with
+no idle connections, for a baseline of the same command.
+
+With --bench-rate R the script itself runs `wsring bench` (direct mode)
+during the hold: one bench worker process per gateway, --bench-clients
+users in all, R messages per second across them, for --bench-duration; the
+workers' latency histograms are merged exactly and p50/p99/max printed with
+the bench's own CPU time and the servers'. Each --bench-wrap (a command
+prefix such as 'nice -n -5'; may be repeated, '' for none) is one bench run,
+in the order given.
+
 Python 3 standard library only. The binary is built with
 `cargo build --release -p wsring` unless --no-build (or --bin) is given.
 """
@@ -175,6 +191,80 @@ def rss(pid):
             if m:
                 out[m.group(1)] = int(m.group(2))
     return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of `pid`, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_bench(a, wrap, gateways, server_pids, deadline, client_pids=()):
+    """One `wsring bench` run, one worker process per gateway (users split
+    evenly, one prefix so the direct-mode pairs cross workers), histograms
+    merged; returns the figures."""
+    k = len(gateways)
+    per = -(-a.bench_clients // k)
+    prefix = f"bench{os.getpid()}x{int(time.monotonic() * 1000) % 1_000_000}"
+    import resource
+    procs = []
+    # Only the bench workers are waited for between here and the end, so the
+    # growth of the children's usage is their CPU time (the client workers
+    # are still running and not in it).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = sum(cpu_seconds(p) for p in server_pids)
+    clients0 = sum(cpu_seconds(p) for p in client_pids)
+    t0 = time.monotonic()
+    for i, (_, addr) in enumerate(gateways):
+        first = i * per
+        clients = min(per, a.bench_clients - first)
+        if clients <= 0:
+            break
+        cmd = shlex.split(wrap) + [
+            a.bin, "bench", "--worker", "--url", f"ws://{addr}/ws", "--clients", str(clients),
+            "--first", str(first), "--total", str(a.bench_clients), "--prefix", prefix,
+            "--mode", "direct", "--rate", str(a.bench_rate),
+            "--duration", f"{a.bench_duration:g}s", "--payload", str(a.bench_payload)]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=a.stderr, text=True))
+    hist, sent, received = {}, 0, 0
+    for p in procs:
+        left = max(1.0, deadline - time.monotonic() - 30)
+        try:
+            out, _ = p.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise SystemExit("a bench worker did not finish in time")
+        lines = out.strip().splitlines()
+        if p.returncode != 0 or not lines:
+            raise SystemExit(f"a bench worker failed (status {p.returncode})")
+        r = json.loads(lines[-1])
+        sent += r["sent"]
+        received += r["received"]
+        for v, c in r["latency_us"]:
+            hist[v] = hist.get(v, 0) + c
+    wall = time.monotonic() - t0
+    server_cpu = sum(cpu_seconds(p) for p in server_pids) - cpu0
+    clients_cpu = sum(cpu_seconds(p) for p in client_pids) - clients0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    bench_cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    total = sum(hist.values())
+
+    def q(f):
+        seen = 0
+        for v in sorted(hist):
+            seen += hist[v]
+            if seen >= f * total:
+                return v / 1000
+        return 0.0
+
+    return {"wrap": wrap, "sent": sent, "received": received, "p50_ms": q(0.5),
+            "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": max(hist, default=0) / 1000,
+            "bench_cpu_seconds": round(bench_cpu, 1), "server_cpu_seconds": round(server_cpu, 1),
+            "idle_clients_cpu_seconds": round(clients_cpu, 1),
+            "seconds": round(wall, 1)}
 
 
 def redis_purge(addr, ns, deadline=10):
@@ -383,6 +473,15 @@ def main():
     ap.add_argument("--wrap-node", help="command prefix for the node, e.g. 'heaptrack -o /tmp/node' "
                     "(it is killed with SIGKILL at the end)")
     ap.add_argument("--wrap-gateway", help="the same for the gateway")
+    ap.add_argument("--during", help="shell command to run while the connections are held "
+                    "($WSRING_GATEWAYS, $WSRING_NODES: comma-separated WebSocket URLs)")
+    ap.add_argument("--bench-rate", type=float,
+                    help="run `wsring bench` at this many messages per second during the hold")
+    ap.add_argument("--bench-clients", type=int, default=1100)
+    ap.add_argument("--bench-duration", type=float, default=30, help="seconds of sending")
+    ap.add_argument("--bench-payload", type=int, default=64)
+    ap.add_argument("--bench-wrap", action="append",
+                    help="command prefix of one bench run (repeat for several runs; '' for none)")
     ap.add_argument("--concurrency", type=int, default=200,
                     help="connection attempts in flight at once per client worker")
     ap.add_argument("--worker", nargs=6,
@@ -451,19 +550,41 @@ def main():
             settled = {p.pid: rss(p.pid) for p, _ in nodes + gateways}
 
         held = None
-        if a.hold:
+        during = None
+        if a.hold or a.during:
             end = time.monotonic() + a.hold
             if end > deadline:
                 raise SystemExit("--hold does not fit in --timeout")
+            if a.during:
+                env = dict(os.environ,
+                           WSRING_GATEWAYS=",".join(f"ws://{addr}/ws" for _, addr in gateways),
+                           WSRING_NODES=",".join(url for _, url in nodes))
+                pids = [p.pid for p, _ in nodes + gateways]
+                cpu0 = sum(cpu_seconds(p) for p in pids)
+                t0 = time.monotonic()
+                try:
+                    rc = subprocess.run(a.during, shell=True, env=env,
+                                        timeout=max(1.0, deadline - time.monotonic() - 30)).returncode
+                except subprocess.TimeoutExpired:
+                    rc = "timed out"
+                wall = time.monotonic() - t0
+                during = {"status": rc, "seconds": round(wall, 1),
+                          "server_cpu_seconds": round(sum(cpu_seconds(p) for p in pids) - cpu0, 1)}
+            if a.bench_rate:
+                during = during or {}
+                during["bench"] = [run_bench(a, wrap, gateways, [p.pid for p, _ in nodes + gateways],
+                                             deadline, [w.pid for w in workers])
+                                   for wrap in (a.bench_wrap or [""])]
             # Nothing to wait for but the clock: the hold is the measurement.
-            time.sleep(a.hold)
+            time.sleep(max(0.0, end - time.monotonic()))
             totals = {"open": 0, "lost": 0, "pings": 0, "close_frames": 0}
             for w in workers:
                 w.stdin.write("status\n")
                 w.stdin.flush()
                 for k, v in read_json(w, deadline)["status"].items():
                     totals[k] += v
-            held = dict(totals, seconds=a.hold, rss_after_hold={p.pid: rss(p.pid)["VmRSS"]
+            held = dict(totals, seconds=round(time.monotonic() - end + a.hold, 1),
+                        rss_after_hold={p.pid: rss(p.pid)["VmRSS"]
                                                                   for p, _ in nodes + gateways})
 
         n = a.connections
@@ -476,15 +597,18 @@ def main():
                 row = {
                     "pid": p.pid,
                     "rss_before_kib": b["VmRSS"], "rss_after_kib": f["VmRSS"],
-                    "kib_per_conn": round((f["VmRSS"] - b["VmRSS"]) / share, 2),
-                    "anon_kib_per_conn": round((f["Anonymous"] - b["Anonymous"]) / share, 2),
+                    "kib_per_conn": round((f["VmRSS"] - b["VmRSS"]) / share, 2) if n else 0.0,
+                    "anon_kib_per_conn":
+                        round((f["Anonymous"] - b["Anonymous"]) / share, 2) if n else 0.0,
                 }
-                if settled is not None:
+                if settled is not None and n:
                     row["settled_kib_per_conn"] = round(
                         (settled[p.pid]["VmRSS"] - b["VmRSS"]) / share, 2)
                 result[kind].append(row)
         if held is not None:
             result["held"] = held
+        if during is not None:
+            result["during"] = during
         if a.json:
             print(json.dumps(result, indent=1))
         else:
@@ -503,6 +627,15 @@ def main():
                 print(f"held {held['seconds']:.0f} s: {'all open' if ok else 'NOT all open'} "
                       f"(open {held['open']}, lost {held['lost']}, pings answered {held['pings']}); "
                       f"server RSS total {total:.0f} MiB")
+            for b in (during or {}).get("bench", []):
+                print(f"bench [{b['wrap'] or 'plain'}]: sent {b['sent']}, received {b['received']}, "
+                      f"p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms, p99.9 {b['p999_ms']:.1f} ms, "
+                      f"max {b['max_ms']:.1f} ms; bench CPU {b['bench_cpu_seconds']:.1f} s, "
+                      f"servers' CPU {b['server_cpu_seconds']:.1f} s, idle clients' CPU "
+                      f"{b['idle_clients_cpu_seconds']:.1f} s over {b['seconds']:.1f} s")
+            if during is not None and "status" in during:
+                print(f"--during: exit status {during['status']}, {during['seconds']:.1f} s, "
+                      f"servers' CPU {during['server_cpu_seconds']:.1f} s")
     finally:
         c.kill_wrapped()
         for w in workers:

@@ -5,6 +5,19 @@
 use std::process::ExitCode;
 use wsring::settings::SettingsError;
 
+// jemalloc instead of the system allocator. glibc malloc keeps the
+// high-water mark of a connection burst in its per-thread arenas for as long
+// as the process lives, so a node or gateway that once accepted a burst of
+// connections stays at that size while they sit idle; jemalloc returns dirty
+// pages to the kernel after its decay time (10 s by default). The purge runs
+// on jemalloc's background thread (the `background_threads` feature):
+// without it, jemalloc purges only when the program allocates, and an idle
+// server may not allocate for a long time. Not on MSVC, where jemalloc does
+// not build; there the system allocator stays.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match wsring::cli::Cli::load() {
         Ok(cli) => cli,
