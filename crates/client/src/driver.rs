@@ -88,8 +88,23 @@ pub(crate) struct Driver {
     instance: String,
     /// Internal ids (room re-joins) whose acks are not the application's.
     internal: BTreeSet<String>,
-    /// For `GET /ws/locate`; built on first use.
-    http: Option<reqwest::Client>,
+}
+
+/// The HTTP client of every locate in this process, built once: loading
+/// the system's root certificates takes milliseconds, too much to repeat
+/// for each of thousands of clients reconnecting at once.
+fn locate_client() -> Result<&'static reqwest::Client, crate::api::ApiError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let built = reqwest::Client::builder()
+        // One locate per connect: an idle pooled connection would only hold
+        // a slot of the gateway's connection limit until it ends.
+        .pool_max_idle_per_host(0)
+        .tls_backend_preconfigured(crate::api::tls(None)?)
+        .build()?;
+    Ok(CLIENT.get_or_init(|| built))
 }
 
 /// Why a locate named no node.
@@ -159,7 +174,6 @@ impl Driver {
             next_id: 0,
             instance,
             internal: BTreeSet::new(),
-            http: None,
         }
     }
 
@@ -291,26 +305,19 @@ impl Driver {
                 body: format!("cannot derive a locate URL from {:?}", self.cfg.url),
             });
         };
-        if self.http.is_none() {
-            let tls = crate::api::tls(None).map_err(|e| NotLocated::Refused {
-                status: 400,
-                body: e.to_string(),
-            })?;
-            let built = reqwest::Client::builder()
-                .timeout(self.cfg.timeout)
-                .tls_backend_preconfigured(tls)
-                .build()
-                .map_err(|e| NotLocated::Refused {
-                    status: 400,
-                    body: e.to_string(),
-                })?;
-            self.http = Some(built);
-        }
-        let http = self.http.as_ref().ok_or(NotLocated::Later(None))?;
-        let resp = http.get(&url).send().await.map_err(|e| {
-            debug!(error = %e, "locate failed");
-            NotLocated::Later(None)
+        let http = locate_client().map_err(|e| NotLocated::Refused {
+            status: 400,
+            body: e.to_string(),
         })?;
+        let resp = http
+            .get(&url)
+            .timeout(self.cfg.timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                debug!(error = %e, "locate failed");
+                NotLocated::Later(None)
+            })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|_| NotLocated::Later(None))?;
         match status {
