@@ -370,6 +370,23 @@ const secured = [
       }
     },
   },
+  {
+    name: "direct: a located client connects with its token, and a refused locate is final with the server's error",
+    noisy: true,
+    async run(client, ctx) {
+      await withClients(async (cs) => {
+        const tina = await open(client, ctx, "tina", { token: ctx.tokens.tina, direct: true });
+        cs.push(tina);
+        equal(tina.node, await route(ctx, "tina"), "on tina's owner");
+        await tina.send("tina", { tag: "direct-self" });
+        await waitFor("tina's own message", () => tags(tina).includes("direct-self"));
+      });
+      // Unlike a refused upgrade, a refused locate is readable: connect()
+      // fails at once with the server's code instead of timing out.
+      const err = await rejection(client.connect({ url: ctx.url, user: "mallory", ...ctx.options, token: "not-a-jwt", direct: true }));
+      equal([err.name, err.code], ["WsringError", "unauthorized"], `refused: ${JSON.stringify(err)}`);
+    },
+  },
 ];
 
 const durable = [
