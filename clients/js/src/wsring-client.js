@@ -230,6 +230,7 @@ export class WsringClient {
     this._welcomed = false;
     this._attempt = 0;
     this._movedDelay = null; // ms from the last `moved` frame of this session
+    this._movedTo = null; // direct mode: the new owner's URL a `moved` frame named (used once)
     this._everConnected = false;
     this._reconnectTimer = null;
     this._connectTimer = null;
@@ -462,7 +463,11 @@ export class WsringClient {
     this._preparing = true;
     this._prepare(token).then(async (r) => {
       if (this.options.direct && !r.fatal && !r.tokenError && this.state !== "closed") {
-        const where = await this._locate(r.token);
+        // After a `moved` that named the new owner, connect there without
+        // a locate; if that fails, the next attempt locates again.
+        const to = this._movedTo;
+        this._movedTo = null;
+        const where = to ? { base: to } : await this._locate(r.token);
         if (where.fatal) r = { fatal: where.fatal };
         else if (where.later) r = { later: where.later };
         else r = { ...r, base: where.base };
@@ -631,6 +636,7 @@ export class WsringClient {
       case "moved": {
         const ms = Number(f.retry_after_ms) || 0;
         this._movedDelay = ms;
+        if (this.options.direct && typeof f.url === "string") this._movedTo = f.url;
         this.stats.moves++;
         this._emit("moved", { epoch: f.epoch, retry_after_ms: ms });
         return;

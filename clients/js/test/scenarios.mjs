@@ -117,6 +117,22 @@ function track(c) {
 
 const tags = (c) => c.got.map((m) => m.data.tag);
 
+/** Counts the `GET /ws/locate` calls made through `fetch` until `stop()`. */
+function countLocates() {
+  const real = globalThis.fetch;
+  const counter = {
+    count: 0,
+    stop: () => {
+      globalThis.fetch = real;
+    },
+  };
+  globalThis.fetch = (url, ...rest) => {
+    if (String(url).includes("/ws/locate")) counter.count++;
+    return real.call(globalThis, url, ...rest);
+  };
+  return counter;
+}
+
 /** Runs `fn` with the clients it opens, closing them all afterwards. */
 async function withClients(fn) {
   const opened = [];
@@ -287,11 +303,17 @@ const open_ = [
         const [a, b] = cs;
         await a.send(b.user, { tag: "d1" });
         await waitFor("the direct message", () => tags(b).includes("d1"));
-        // Draining a's node moves a: it locates again and lands on the new
-        // owner, still without a tunnel.
+        // Draining a's node moves a: its `moved` frame names the new owner,
+        // and a connects there without locating again or a tunnel.
         const old = a.node;
-        equal((await api(ctx, "DELETE", `/api/nodes/${old}?mode=drain`)).status, 202, "drain accepted");
-        await waitFor("a to be connected to another node", () => a.state === "connected" && a.node !== old);
+        const locates = countLocates();
+        try {
+          equal((await api(ctx, "DELETE", `/api/nodes/${old}?mode=drain`)).status, 202, "drain accepted");
+          await waitFor("a to be connected to another node", () => a.state === "connected" && a.node !== old);
+        } finally {
+          locates.stop();
+        }
+        equal(locates.count, 0, "the moved clients followed their moved frame's URL");
         equal(a.node, await route(ctx, a.user), "the new node is the owner");
         check(a.events.some((e) => e.type === "disconnected" && e.code === 1012), `closed with 1012: ${JSON.stringify(a.events)}`);
         equal(await tunnels(ctx), 0, "still no tunnel");

@@ -19,6 +19,7 @@ use tokio::net::TcpSocket;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::debug;
 use wsring_protocol::{ClientFrame, ConnectParams, OwnedServerFrame};
@@ -108,9 +109,15 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
         .url(url)
         .into_client_request()
         .map_err(|e| format!("invalid request URL: {e}"))?;
-    let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp))
-        .await
-        .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
+    // tungstenite's default 128 KiB read buffer is zeroed before every
+    // read; at thousands of connections per bench process that memset
+    // would be the load generator's main cost, so frames (all small here)
+    // get 8 KiB, grown on demand.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(tcp), Some(config))
+            .await
+            .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
     // Wait for the welcome: the session is established only then.
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {

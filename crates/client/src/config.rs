@@ -16,9 +16,10 @@ pub struct ClientConfig {
     /// Connect straight to the node that holds this user instead of through
     /// the gateway's tunnel: before every (re)connect the client asks the
     /// gateway where to go (`GET /ws/locate`, with the same credentials)
-    /// and connects to the node it names. Halves the socket work per
-    /// message; needs the nodes' advertised URLs to be reachable from the
-    /// client. Default: off.
+    /// and connects to the node it names; after a `moved` that names the
+    /// new owner's URL it connects there without asking. Halves the socket
+    /// work per message; needs the nodes' advertised URLs to be reachable
+    /// from the client. Default: off.
     pub direct: bool,
     /// First backoff step after a failed or lost connection. Default: 100 ms.
     pub backoff_base: Duration,

@@ -25,8 +25,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tracing::debug;
 use wsring_protocol::server::{USER_STREAM, room_stream};
 use wsring_protocol::{ClientFrame, ConnectParams, ErrorCode, MsgId, OwnedServerFrame, close};
@@ -40,6 +41,20 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How often pending requests are checked for retries and timeouts.
 const TICK: Duration = Duration::from_millis(200);
+
+/// The WebSocket settings of every connection the client opens.
+///
+/// tungstenite's default read buffer is 128 KiB, and it zeroes the free
+/// part of it before every socket read: with many clients in one process
+/// (a load generator, a bot fleet) that memset was most of the process's
+/// CPU and 128 KiB of memory per connection. Server frames are small; a
+/// larger message still arrives whole, as the buffer grows for it.
+pub(crate) fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
+
+/// The initial read buffer of a connection, in bytes.
+const READ_BUFFER: usize = 8 * 1024;
 
 #[derive(Debug, Clone)]
 struct Cursor {
@@ -88,6 +103,9 @@ pub(crate) struct Driver {
     instance: String,
     /// Internal ids (room re-joins) whose acks are not the application's.
     internal: BTreeSet<String>,
+    /// Direct mode: the new owner's URL a `moved` frame named, used by the
+    /// next connect instead of a locate (once; a failure locates again).
+    moved_to: Option<String>,
 }
 
 /// The HTTP client of every locate in this process, built once: loading
@@ -174,6 +192,7 @@ impl Driver {
             next_id: 0,
             instance,
             internal: BTreeSet::new(),
+            moved_to: None,
         }
     }
 
@@ -238,7 +257,9 @@ impl Driver {
         ready: &mut Option<oneshot::Sender<Result<(), ClientError>>>,
         attempt: &mut u32,
     ) -> Option<Duration> {
-        let base = if self.cfg.direct {
+        let base = if let Some(url) = self.moved_to.take() {
+            url
+        } else if self.cfg.direct {
             match self.locate().await {
                 Ok(url) => url,
                 Err(NotLocated::Later(hint)) => {
@@ -252,8 +273,11 @@ impl Driver {
         } else {
             self.cfg.url.clone()
         };
-        let connected =
-            tokio::time::timeout(self.cfg.timeout, connect_async(self.url(&base))).await;
+        let connected = tokio::time::timeout(
+            self.cfg.timeout,
+            connect_async_with_config(self.url(&base), Some(ws_config()), true),
+        )
+        .await;
         let delay = match connected {
             Ok(Ok((ws, _))) => {
                 *attempt = 0;
@@ -479,6 +503,7 @@ impl Driver {
         }
         let mut moved_after = None;
         let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 frame = ws.next() => match frame {
@@ -528,7 +553,10 @@ impl Driver {
                         }
                     }
                 },
-                _ = tick.tick() => {
+                // Only while requests wait for their ack: an idle client
+                // arms no timer, so thousands of them in one process cost
+                // no wakeups.
+                _ = tick.tick(), if !self.pending.is_empty() => {
                     self.expire_requests();
                     let now = Instant::now();
                     let due: Vec<String> = self
@@ -683,7 +711,11 @@ impl Driver {
             OwnedServerFrame::Moved {
                 epoch,
                 retry_after_ms,
+                url,
             } => {
+                // Only a direct client follows it: a tunnelled one keeps
+                // its gateway (the server names no URL to those anyway).
+                self.moved_to = url.filter(|_| self.cfg.direct);
                 self.emit(Event::Moved {
                     epoch,
                     retry_after_ms,

@@ -27,7 +27,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wsring_http::ApiError;
-use wsring_protocol::RING_EPOCH_PARAM;
+use wsring_protocol::located_url;
 
 use crate::Gateway;
 use crate::proxy::{admit, retry_later};
@@ -79,13 +79,10 @@ pub(crate) async fn locate(
 /// `node_url` with the epoch routed by and, if the connect proxy decided,
 /// the signed identity.
 fn connect_url(node_url: &str, epoch: u64, identity: Option<&HeaderValue>) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.append_pair(RING_EPOCH_PARAM, &epoch.to_string());
-    if let Some(token) = identity.and_then(|t| t.to_str().ok()) {
-        q.append_pair(wsring_auth::IDENTITY_PARAM, token);
+    match identity.and_then(|t| t.to_str().ok()) {
+        Some(token) => located_url(node_url, epoch, &[(wsring_auth::IDENTITY_PARAM, token)]),
+        None => located_url(node_url, epoch, &[]),
     }
-    let sep = if node_url.contains('?') { '&' } else { '?' };
-    format!("{node_url}{sep}{}", q.finish())
 }
 
 #[cfg(test)]

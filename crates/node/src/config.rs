@@ -50,6 +50,14 @@ pub struct NodeConfig {
     #[arg(long, env = "WSRING_DRAIN_WINDOW", value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub drain_window: Duration,
+    /// Moved sessions per second this node asks to reconnect, when the
+    /// closes are not spread by `drain_window` (at least 1).
+    ///
+    /// Each moved session gets `retry_after_ms` random in [0, n / rate]
+    /// (between 50 ms and 5 s) for n sessions moved at once, so the new
+    /// owners see about `rate` reconnects a second from each old node.
+    #[arg(long, env = "WSRING_RECONNECT_RATE", default_value_t = 2000)]
+    pub reconnect_rate: u32,
     /// Outbound frames buffered per session before it is closed as a slow
     /// consumer with 1008 (at least 1).
     #[arg(long, env = "WSRING_SESSION_QUEUE", default_value_t = 1024)]
@@ -290,6 +298,7 @@ mod tests {
         assert_eq!(c.routing, Routing::Hash);
         assert_eq!(c.max_message_bytes, 65536);
         assert_eq!(c.drain_window, Duration::ZERO);
+        assert_eq!(c.reconnect_rate, 2000);
         assert_eq!(c.session_queue, 1024);
         assert_eq!(c.session_queue_bytes, 1024 * 1024);
         assert_eq!(c.ping_interval, Duration::from_secs(20));

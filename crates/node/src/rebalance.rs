@@ -74,9 +74,9 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
     node.record_moved(epoch, n);
     let window = node.cfg.drain_window;
     if window.is_zero() {
-        // Everything closes now; spread the reconnects instead: 2 ms per moved
-        // session, between 50 ms and 5 s.
-        let spread = (n * 2).clamp(50, MAX_RETRY_SPREAD_MS);
+        // Everything closes now; spread the reconnects instead, at about
+        // `reconnect_rate` a second, between 50 ms and 5 s.
+        let spread = retry_spread_ms(n, node.cfg.reconnect_rate);
         let mut rng = rand::rng();
         for h in moving {
             h.offer(Outbound::Moved {
@@ -107,6 +107,12 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
             });
         }
     });
+}
+
+/// The largest `retry_after_ms` for `n` sessions moved at once: long
+/// enough for about `rate` reconnects a second, between 50 ms and 5 s.
+fn retry_spread_ms(n: u64, rate: u32) -> u64 {
+    (n.saturating_mul(1000) / u64::from(rate.max(1))).clamp(50, MAX_RETRY_SPREAD_MS)
 }
 
 /// How long a drain waits for its sessions to go after the window.
@@ -198,10 +204,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_window_everyone_moves_at_once_with_spread_retries() {
         let (t, mut rxs, _) = drain(Duration::ZERO).await;
-        // 2 ms per session, at least 50 ms.
+        // 4 sessions at the default 2,000 a second: the 50 ms floor.
         assert_eq!(moved(&mut rxs, 50), 4);
         let epochs = t.node.counters.moved.lock().map(|m| m.len()).unwrap_or(0);
         assert_eq!(epochs, 1, "one moved report for the epoch");
+    }
+
+    #[test]
+    fn the_retry_spread_follows_the_reconnect_rate() {
+        assert_eq!(retry_spread_ms(1_000, 500), 2_000);
+        assert_eq!(retry_spread_ms(3_400, 2_000), 1_700);
+        assert_eq!(retry_spread_ms(3_400, 5_000), 680);
+        assert_eq!(retry_spread_ms(10, 500), 50, "floor");
+        assert_eq!(retry_spread_ms(100_000, 500), 5_000, "cap");
+        assert_eq!(
+            retry_spread_ms(u64::MAX, 0),
+            5_000,
+            "no overflow, rate 0 as 1"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -39,12 +39,23 @@ pub(crate) async fn upgrade(
     ws: Result<Upgrade, NotUpgrade>,
 ) -> Response {
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
+    // A client that located its node (`ring_epoch` in the query) and needs
+    // nothing signed to connect is told the new owner's URL when it moves,
+    // sparing it a locate. One the connect proxy admitted (directly or
+    // through a signed identity) locates again, so the application decides.
+    let mut follows = node.cfg.routing == Routing::Hash
+        && wsring_http::query_param(query.as_deref(), RING_EPOCH_PARAM).is_some()
+        && wsring_http::query_param(query.as_deref(), wsring_auth::IDENTITY_PARAM).is_none()
+        && !headers.contains_key(wsring_auth::IDENTITY_HEADER);
     let admitted = match wsring_http::admission(&node.security, query.as_deref(), &headers, peer) {
         Ok(Admission::Admitted(p, i)) => Ok((p, i)),
-        Ok(Admission::Ask(ask)) => match &node.connect_proxy {
-            Some(proxy) => ask_app(proxy, query.as_deref(), &ask).await,
-            None => Err(ApiError::unavailable("no connect proxy")),
-        },
+        Ok(Admission::Ask(ask)) => {
+            follows = false;
+            match &node.connect_proxy {
+                Some(proxy) => ask_app(proxy, query.as_deref(), &ask).await,
+                None => Err(ApiError::unavailable("no connect proxy")),
+            }
+        }
         Err(e) => Err(e),
     };
     let (params, identity) = match admitted {
@@ -101,7 +112,7 @@ pub(crate) async fn upgrade(
     let resume = params.resume.map(|(seq, epoch)| Resume { seq, epoch });
     let max = node.cfg.max_message_bytes;
     ws.on_upgrade(max, move |socket| {
-        session::run(node, socket, identity, resume)
+        session::run(node, socket, identity, resume, follows)
     })
 }
 
@@ -134,6 +145,6 @@ pub(crate) async fn echo_upgrade(
     let identity = wsring_auth::Identity::unrestricted(node.new_session_id().to_string());
     let max = node.cfg.max_message_bytes;
     ws.on_upgrade(max, move |socket| {
-        session::run(node, socket, identity, None)
+        session::run(node, socket, identity, None, false)
     })
 }

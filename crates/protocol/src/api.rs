@@ -27,6 +27,19 @@ pub const EPOCH_HEADER: &str = "x-wsring-epoch";
 /// node directly (browsers cannot set headers on a WebSocket connect).
 pub const RING_EPOCH_PARAM: &str = "ring_epoch";
 
+/// A node's WebSocket URL as a located client connects to it: with the
+/// epoch that routed the user there ([`RING_EPOCH_PARAM`]) and any `extra`
+/// query pairs (a signed identity), encoded.
+pub fn located_url(node_url: &str, epoch: u64, extra: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair(RING_EPOCH_PARAM, &epoch.to_string());
+    for (k, v) in extra {
+        q.append_pair(k, v);
+    }
+    let sep = if node_url.contains('?') { '&' } else { '?' };
+    format!("{node_url}{sep}{}", q.finish())
+}
+
 /// How messages find sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -31,7 +31,7 @@ pub mod server;
 
 pub use api::{
     BroadcastBody, DisconnectBody, EPOCH_HEADER, HistoryQuery, HistoryStream, InvalidBody,
-    PublishBody, RING_EPOCH_PARAM, RoomUserBody, Routing, SendBody,
+    PublishBody, RING_EPOCH_PARAM, RoomUserBody, Routing, SendBody, located_url,
 };
 pub use client::{ClientFrame, MsgId, ParseError, SERVER_ADDRESS};
 pub use connect::{ConnectParams, query_token};

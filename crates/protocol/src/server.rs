@@ -192,6 +192,13 @@ pub enum ServerFrame<'a> {
         /// Suggested delay before reconnecting, spreading a rebalance's
         /// reconnects instead of having every client return at once.
         retry_after_ms: u64,
+        /// Where to reconnect, for a session that connected to its node
+        /// directly (with `ring_epoch`): the new owner's WebSocket URL with
+        /// the epoch that moved the user, as `GET /ws/locate` would answer.
+        /// Absent for tunnelled sessions, in broadcast mode and for sessions
+        /// admitted by the connect proxy (those locate again).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<&'a str>,
     },
     /// Durable mode: replay of a stream finished and live delivery continues.
     Resumed {
@@ -383,6 +390,9 @@ pub enum OwnedServerFrame {
         epoch: u64,
         /// Suggested delay before reconnecting.
         retry_after_ms: u64,
+        /// Where to reconnect (see [`ServerFrame::Moved`]).
+        #[serde(default)]
+        url: Option<String>,
     },
     /// Durable mode: replay of a stream finished and live delivery continues.
     Resumed {
@@ -497,9 +507,11 @@ impl Serialize for OwnedServerFrame {
             OwnedServerFrame::Moved {
                 epoch,
                 retry_after_ms,
+                url,
             } => ServerFrame::Moved {
                 epoch: *epoch,
                 retry_after_ms: *retry_after_ms,
+                url: url.as_deref(),
             },
             OwnedServerFrame::Resumed {
                 stream,
@@ -594,10 +606,20 @@ mod tests {
         assert_eq!(
             ServerFrame::Moved {
                 epoch: 5,
-                retry_after_ms: 120
+                retry_after_ms: 120,
+                url: None,
             }
             .to_json(),
             r#"{"type":"moved","epoch":5,"retry_after_ms":120}"#
+        );
+        assert_eq!(
+            ServerFrame::Moved {
+                epoch: 5,
+                retry_after_ms: 0,
+                url: Some("ws://n2/ws?ring_epoch=5"),
+            }
+            .to_json(),
+            r#"{"type":"moved","epoch":5,"retry_after_ms":0,"url":"ws://n2/ws?ring_epoch=5"}"#
         );
     }
 

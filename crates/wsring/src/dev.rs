@@ -141,10 +141,12 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, DevError> {
     } else {
         "--port or --host"
     };
-    TcpListener::bind(&addr).await.map_err(|e| DevError::Bind {
-        reason: crate::roles::bind_reason(&e, flag),
-        addr,
-    })
+    wsring_http::serve::bind(&addr)
+        .await
+        .map_err(|e| DevError::Bind {
+            reason: crate::roles::bind_reason(&e, flag),
+            addr,
+        })
 }
 
 impl DevNodes {

@@ -85,7 +85,7 @@ pub(crate) fn bind_reason(e: &std::io::Error, flag: &str) -> String {
 }
 
 async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen)
+    wsring_http::serve::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {}", bind_reason(&e, "--listen")))
 }

@@ -153,6 +153,11 @@ impl Common {
         let checks = [
             (n.session_queue == 0, "session_queue", "must be at least 1"),
             (
+                n.reconnect_rate == 0,
+                "reconnect_rate",
+                "must be at least 1",
+            ),
+            (
                 n.session_queue_bytes < n.max_message_bytes,
                 "session_queue_bytes",
                 "must be at least max_message_bytes (one largest message must fit)",
@@ -582,6 +587,7 @@ mod tests {
     fn unusable_values_are_errors() {
         for toml in [
             "session_queue = 0",
+            "reconnect_rate = 0",
             "ping_interval = \"0s\"",
             "heartbeat_ttl = \"10ms\"",
             "history_size = 0",

@@ -668,9 +668,27 @@ async fn clients_locate_their_node_and_connect_to_it_without_the_tunnel() {
         clients.push((user, client, events, node));
     }
     assert_eq!(tunnels(&api).await, 0, "no client went through the tunnel");
+    // Raw clients: located ones (connected to the URL a locate gave) and,
+    // for contrast, tunnelled ones through the gateway.
+    let mut located = Vec::new();
+    for i in 0..12 {
+        let user = format!("r{i}");
+        let (s, v) = api.get(&format!("/ws/locate?user={user}")).await;
+        assert_eq!(s, 200, "{v}");
+        let url = format!("{}&user={user}", v["url"].as_str().expect("url"));
+        let client = common::Client::try_connect(&url)
+            .await
+            .unwrap_or_else(|r| panic!("{user}: {r:?}"));
+        located.push(client);
+    }
+    let mut tunnelled = Vec::new();
+    for i in 0..12 {
+        tunnelled.push(common::Client::connect(&gw, &format!("t{i}")).await);
+    }
 
-    // A node joins: the users it takes over locate again and connect to it
-    // directly; the others stay where they are.
+    // A node joins: the users it takes over follow to it directly (the
+    // `moved` frame names it, so no locate is needed); the others stay
+    // where they are.
     let (s, v) = api.post("/api/nodes", json!({})).await;
     assert_eq!(s, 201, "{v}");
     wait_until("the gateway sees n4", || async {
@@ -692,10 +710,54 @@ async fn clients_locate_their_node_and_connect_to_it_without_the_tunnel() {
         moved += 1;
     }
     assert!(moved > 0, "some users moved to n4");
-    assert_eq!(
-        tunnels(&api).await,
-        0,
-        "the moved users skipped the tunnel too"
+    let url = format!("{}/metrics", api.base);
+    let to_n4 = common::metric_series(&url, "wsring_gateway_tunnels{node=\"n4\"}").await;
+    assert!(
+        to_n4.iter().all(|(_, v)| *v == 0.0),
+        "the moved users skipped the tunnel too: {to_n4:?}"
+    );
+    // A located session's `moved` names the new owner's URL with the epoch
+    // that moved it: the locate answer, ready to connect to. A tunnelled
+    // session's names none (its client reconnects through the gateway).
+    let epoch = api.epoch().await;
+    let (mut followed, mut tunnelled_moved) = (0, 0);
+    for (mut c, is_located) in located
+        .into_iter()
+        .map(|c| (c, true))
+        .chain(tunnelled.into_iter().map(|c| (c, false)))
+    {
+        let user = c.welcome["user"].as_str().expect("user").to_owned();
+        if api.route(&user).await != "n4" {
+            continue;
+        }
+        let (frames, end) = c.until_end().await;
+        assert_eq!(end, common::Ended::Close(1012, "moved".into()), "{user}");
+        let m = frames.last().expect("a moved frame");
+        assert_eq!(
+            (&m["type"], &m["epoch"]),
+            (&json!("moved"), &json!(epoch)),
+            "{m}"
+        );
+        if !is_located {
+            assert!(m.get("url").is_none(), "tunnelled {user}: {m}");
+            tunnelled_moved += 1;
+            continue;
+        }
+        let (_, v) = api.get(&format!("/ws/locate?user={user}")).await;
+        assert_eq!(
+            m["url"], v["url"],
+            "{user}: the moved frame names what a locate answers"
+        );
+        let url = format!("{}&user={user}", m["url"].as_str().expect("url"));
+        let again = common::Client::try_connect(&url)
+            .await
+            .unwrap_or_else(|r| panic!("{user} follows its moved URL: {r:?}"));
+        assert_eq!(again.node(), "n4");
+        followed += 1;
+    }
+    assert!(
+        followed > 0 && tunnelled_moved > 0,
+        "{followed} {tunnelled_moved}"
     );
 
     // Messages flow between direct clients, on new and old nodes alike.

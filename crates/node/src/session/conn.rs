@@ -25,7 +25,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, Utf8Bytes};
 use wsring_auth::Identity;
 use wsring_cluster::StreamName;
-use wsring_protocol::{ErrorCode, ServerFrame, close};
+use wsring_protocol::{ErrorCode, ServerFrame, close, located_url};
 
 use super::cursor::{Cursor, Resume};
 use super::state::SessionState;
@@ -73,6 +73,9 @@ pub(super) struct Conn<Si> {
     rate: wsring_auth::RateLimiter,
     /// The close code and reason the connection ended with, either side's.
     closed_with: Option<(u16, String)>,
+    /// A located client that connected without a signed identity: its
+    /// `moved` frame names the new owner's URL.
+    follows: bool,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -93,6 +96,7 @@ pub(super) fn serve<S>(
     socket: S,
     identity: Identity,
     resume: Option<Resume>,
+    follows: bool,
 ) -> impl Future<Output = End>
 where
     S: Sink<Message> + Stream<Item = Result<Message, ReadError>> + Unpin,
@@ -123,6 +127,7 @@ where
         ),
         rate,
         closed_with: None,
+        follows,
     };
     async move {
         let node = Arc::clone(&conn.node);
@@ -597,9 +602,20 @@ where
 
     /// Sends `moved` and closes 1012; the session ends.
     async fn moved(&mut self, epoch: u64, retry_after_ms: u64) -> Result<(), End> {
+        let url = if self.follows {
+            // The latest view: the one the rebalancer moved the user by, or
+            // a newer one (then the client is routed by that).
+            let view = self.node.membership.view();
+            view.owner(&self.state.handle.user)
+                .and_then(|owner| view.member(owner))
+                .map(|m| located_url(&m.url, view.epoch(), &[]))
+        } else {
+            None
+        };
         let f = ServerFrame::Moved {
             epoch,
             retry_after_ms,
+            url: url.as_deref(),
         };
         self.write_text(f.to_json()).await?;
         self.close(close::SERVICE_RESTART, close::REASON_MOVED)

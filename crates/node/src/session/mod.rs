@@ -88,15 +88,17 @@ impl ReadError {
     }
 }
 
-/// Runs a session of `identity` on an upgraded WebSocket to completion.
+/// Runs a session of `identity` on an upgraded WebSocket to completion;
+/// `follows`: its `moved` frames name the new owner's URL.
 pub(crate) fn run(
     node: Arc<Node>,
     ws: crate::upgrade::Socket,
     identity: wsring_auth::Identity,
     resume: Option<Resume>,
+    follows: bool,
 ) -> impl Future<Output = ()> {
     // Neither an `async fn` nor an `async` block awaiting the session: both
     // would hold what they are given next to what they move it into (the
     // session future), for the session's whole life.
-    conn::serve(node, ws, identity, resume).map(drop)
+    conn::serve(node, ws, identity, resume, follows).map(drop)
 }

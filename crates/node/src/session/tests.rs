@@ -35,12 +35,32 @@ impl Client {
         Client::connect_with(t, user, resume, server_tx, rx)
     }
 
+    /// Connects `user` as a located client that `moved` frames redirect.
+    fn connect_following(t: &TestNode, user: &str) -> Client {
+        let (server_tx, rx) = mpsc::channel(64);
+        Client::serve(t, user, None, server_tx, rx, true)
+    }
+
     fn connect_with<Si>(
         t: &TestNode,
         user: &str,
         resume: Option<Resume>,
         sink: Si,
         rx: mpsc::Receiver<Message>,
+    ) -> Client
+    where
+        Si: Sink<Message> + Unpin + Send + 'static,
+    {
+        Client::serve(t, user, resume, sink, rx, false)
+    }
+
+    fn serve<Si>(
+        t: &TestNode,
+        user: &str,
+        resume: Option<Resume>,
+        sink: Si,
+        rx: mpsc::Receiver<Message>,
+        follows: bool,
     ) -> Client
     where
         Si: Sink<Message> + Unpin + Send + 'static,
@@ -54,6 +74,7 @@ impl Client {
             },
             wsring_auth::Identity::unrestricted(user),
             resume,
+            follows,
         ));
         Client { tx, rx, task }
     }
@@ -570,6 +591,24 @@ async fn moves_stops_and_crashes() {
     assert_eq!(c.close_frame().await, (1012, "moved".to_owned()));
     assert_eq!(c.end().await, End::Closed);
 
+    // A located client is told where to go: the owner under the latest
+    // view (this one node here), with that view's epoch.
+    let mut c = Client::connect_following(&t, "alice");
+    let h = c.handle(&t, "alice").await;
+    h.offer(Outbound::Moved {
+        epoch: 7,
+        retry_after_ms: 30,
+    });
+    let view = t.node.membership.view();
+    let member = view.member(t.node.id()).expect("a member");
+    let url = format!("{}?ring_epoch={}", member.url, view.epoch());
+    assert_eq!(
+        c.frame().await,
+        json!({"type":"moved","epoch":7,"retry_after_ms":30,"url":url})
+    );
+    assert_eq!(c.close_frame().await, (1012, "moved".to_owned()));
+    assert_eq!(c.end().await, End::Closed);
+
     let mut c = Client::connect(&t, "alice", None);
     let h = c.handle(&t, "alice").await;
     h.offer(Outbound::Close(1001, "server shutting down".into()));
@@ -791,6 +830,7 @@ async fn the_session_future_stays_small() {
         },
         wsring_auth::Identity::unrestricted("alice"),
         None,
+        false,
     );
     let size = std::mem::size_of_val(&session);
     assert!(size <= 2 * 1024, "{size} bytes");
