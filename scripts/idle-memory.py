@@ -32,6 +32,11 @@ the bench's own CPU time and the servers'. Each --bench-wrap (a command
 prefix such as 'nice -n -5'; may be repeated, '' for none) is one bench run,
 in the order given.
 
+With --rust-clients the connections are held by the Rust idle worker
+(crates/bench/examples/idle-worker.rs, built with the binary) instead of
+Python worker processes: the same protocol and counts, at a fraction of the
+CPU per answered ping.
+
 Python 3 standard library only. The binary is built with
 `cargo build --release -p wsring` unless --no-build (or --bin) is given.
 """
@@ -484,6 +489,11 @@ def main():
                     help="command prefix of one bench run (repeat for several runs; '' for none)")
     ap.add_argument("--concurrency", type=int, default=200,
                     help="connection attempts in flight at once per client worker")
+    ap.add_argument("--rust-clients", action="store_true",
+                    help="hold the connections with the Rust idle worker "
+                         "(crates/bench/examples/idle-worker.rs) instead of Python: the same "
+                         "job at a fraction of the CPU, so pings answered on the same cores "
+                         "weigh less in a latency measurement")
     ap.add_argument("--worker", nargs=6,
                     metavar=("TARGETS", "SOURCE", "FIRST", "COUNT", "TIMEOUT", "CONCURRENCY"),
                     help=argparse.SUPPRESS)
@@ -502,6 +512,13 @@ def main():
         a.bin = os.path.join(target, "release", "wsring")
         if not a.no_build:
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsring"], cwd=root, check=True)
+    worker_cmd = [sys.executable, os.path.abspath(__file__), "--worker"]
+    if a.rust_clients:
+        worker_bin = os.path.join(os.path.dirname(a.bin), "examples", "idle-worker")
+        if not a.no_build:
+            subprocess.run(["cargo", "build", "--release", "-q", "-p", "wsring-bench",
+                            "--example", "idle-worker"], cwd=root, check=True)
+        worker_cmd = [worker_bin]
     a.stderr = open(a.server_log, "w")
     c = Cluster(a)
     workers = []
@@ -530,9 +547,8 @@ def main():
             count = min(per, a.connections - first)
             source = a.source_ips[len(workers) % len(a.source_ips)] if a.source_ips else ""
             left = max(1.0, deadline - time.monotonic())
-            w = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker",
-                                  json.dumps(targets), source, str(first), str(count), str(left),
-                                  str(a.concurrency)],
+            w = subprocess.Popen(worker_cmd + [json.dumps(targets), source, str(first), str(count),
+                                               str(left), str(a.concurrency)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             workers.append(w)
             first += count
