@@ -29,26 +29,9 @@ if [ -z "${NO_BUILD:-}" ]; then cargo build --release -j2 -q -p wsring; fi
 BIN=$TARGET/release/wsring
 
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  for pat in "{$NS}:*" "{$NS:*"; do
-    redis-cli --scan --pattern "$pat" 2>/dev/null | head -100000 | xargs -r -n 500 redis-cli unlink >/dev/null 2>&1 || true
-  done
-  if [ -z "${KEEP:-}" ]; then rm -rf "$RUN"; else echo "run directory: $RUN"; fi
-}
-trap cleanup EXIT INT TERM
-
-# wait_line FILE PATTERN SECONDS: the first line of FILE matching PATTERN.
-wait_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -q -- "$2" "$1" 2>/dev/null; then grep -m1 -- "$2" "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2
-  return 1
-}
+# shellcheck source=scripts/run-lib.sh
+. scripts/run-lib.sh
+trap run_cleanup EXIT INT TERM
 
 NODE_PIDS=()
 for id in n1 n2 n3; do

@@ -33,27 +33,9 @@ BIN=$TARGET/release/wsring
 TOOL=$TARGET/release/examples/rehome
 
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  for pat in "{$NS}:*" "{$NS:*"; do
-    redis-cli --scan --pattern "$pat" 2>/dev/null | head -100000 | xargs -r -n 500 redis-cli unlink >/dev/null 2>&1 || true
-  done
-  if [ -z "${KEEP:-}" ]; then rm -rf "$RUN"; else echo "run directory: $RUN"; fi
-}
-trap cleanup EXIT INT TERM
-
-# wait_line FILE PATTERN SECONDS: the first line of FILE matching PATTERN.
-wait_line() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    if grep -q -- "$2" "$1" 2>/dev/null; then grep -m1 -- "$2" "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2
-  tail -n 5 "$1" "${1%.out}.err" >&2 || true
-  return 1
-}
+# shellcheck source=scripts/run-lib.sh
+. scripts/run-lib.sh
+trap run_cleanup EXIT INT TERM
 
 start_node() { # id
   RUST_LOG=warn "$BIN" node --id "$1" --listen 127.0.0.1:0 --registry "$REDIS" --broker "$REDIS" \
