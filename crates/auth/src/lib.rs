@@ -40,4 +40,6 @@ pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
-pub use settings::{AuthSettings, ConnectProxy, Refusal, Security, SettingsError};
+pub use settings::{
+    AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
+};

@@ -16,7 +16,7 @@ use wsring_protocol::ErrorCode;
 
 /// Who may connect and call the API. Outside `wsring dev`, a node or gateway
 /// refuses to start unless a token key or `--insecure-no-auth` is given.
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize)]
 pub struct AuthSettings {
     /// HMAC secret verifying connect tokens (HS256). Repeat the flag to
     /// accept several at once while rotating.
@@ -94,12 +94,33 @@ pub struct AuthSettings {
     pub connect_proxy_headers: Vec<String>,
 }
 
+impl Default for AuthSettings {
+    /// The declared defaults: no key, no proxy, the flags' default timeouts
+    /// and header list.
+    fn default() -> Self {
+        declared_defaults().expect("the declared defaults parse (a unit test checks)")
+    }
+}
+
 /// What the connect proxy sees of a request by default: the session cookie
 /// and credentials an application authenticates with, and what it may log.
 const DEFAULT_PROXY_HEADERS: &str =
     "cookie,authorization,user-agent,origin,x-forwarded-for,x-real-ip,accept-language";
 
-fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+/// The value of every setting of `T` when nothing is given: `T` parsed from
+/// an empty command line with its environment variables ignored, so the
+/// `default_value…` attributes on its fields are the only source of its
+/// defaults.
+pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, clap::Error> {
+    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|a| a.env(None::<&'static str>));
+    T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
+}
+
+/// A duration in the syntax its flag accepts ("1s 200ms"), for
+/// `#[serde(serialize_with)]`: a serialized settings struct is turned back
+/// into command-line flags.
+pub fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))
 }
 
@@ -332,6 +353,19 @@ impl AuthSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_is_the_declared_one() {
+        let d = AuthSettings::default();
+        assert_eq!(d.jwt_leeway, Duration::from_secs(5));
+        assert_eq!(d.connect_proxy_timeout, Duration::from_secs(2));
+        assert_eq!(
+            d.connect_proxy_headers.join(","),
+            DEFAULT_PROXY_HEADERS,
+            "the header allow-list"
+        );
+        assert!(d.jwt_secret.is_empty() && d.connect_proxy.is_none() && !d.insecure_no_auth);
+    }
 
     #[test]
     fn node_and_gateway_need_a_choice() {

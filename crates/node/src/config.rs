@@ -269,22 +269,9 @@ impl NodeConfig {
     }
 }
 
-/// The value of every setting of `T` when nothing is given: `T` parsed from
-/// an empty command line with its environment variables ignored, so the
-/// `default_value…` attributes on its fields are the only source of its
-/// defaults.
-pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, clap::Error> {
-    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
-        .mut_args(|a| a.env(None::<&'static str>));
-    T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
-}
-
-/// A duration in the syntax its flag accepts ("1s 200ms"), for
-/// `#[serde(serialize_with)]`: a serialized settings struct is turned back
-/// into command-line flags.
-pub fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_duration(*d))
-}
+// Shared with the other settings structs (declared in the lowest crate
+// that has settings).
+pub use wsring_auth::{declared_defaults, human};
 
 #[cfg(test)]
 mod tests {
