@@ -166,14 +166,9 @@ async fn ask_app(
     let (Some(proxy), Some(settings)) = (&gw.connect_proxy, &gw.security.connect_proxy) else {
         return Err(ApiError::unavailable("no connect proxy"));
     };
-    let (params, identity) = match proxy.call(ask).await {
-        Ok(reply) => wsring_http::answered(query, reply.status, &reply.body)?,
-        Err(e) => {
-            return Err(ApiError::unavailable(format!(
-                "the application's connect check did not answer: {e}"
-            )));
-        }
-    };
+    let reply = proxy.call(ask).await;
+    let (params, identity) =
+        wsring_http::proxy_outcome(query, reply.as_ref().map(|r| (r.status, &r.body)))?;
     let token = settings
         .assertions
         .mint(&identity)

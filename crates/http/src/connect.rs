@@ -149,6 +149,21 @@ struct Answer {
     message: Option<String>,
 }
 
+/// What a connect-proxy call came to: [`answered`] for a reply (its status
+/// and JSON body), 503 when the application did not answer (timeout, error,
+/// open breaker), so the client retries later.
+pub fn proxy_outcome<E: std::fmt::Display>(
+    query: Option<&str>,
+    reply: Result<(u16, &serde_json::Value), E>,
+) -> Result<(ConnectParams, Identity), ApiError> {
+    match reply {
+        Ok((status, body)) => answered(query, status, body),
+        Err(e) => Err(ApiError::unavailable(format!(
+            "the application's connect check did not answer: {e}"
+        ))),
+    }
+}
+
 /// Reads the application's reply (its HTTP status below 500 and JSON body):
 /// 2xx with a `user` admits, 401 and 403 refuse with the same status (and the
 /// body's `message`, if any), any other status refuses with 403. An answer
@@ -338,5 +353,12 @@ mod tests {
             let e = answered(None, 200, &unusable).expect_err("unusable");
             assert_eq!(e.status.as_u16(), 502, "{unusable}");
         }
+        // A reply goes through `answered`; no reply is 503 with the reason.
+        let body = json!({"user":"carol"});
+        let (p, _) = proxy_outcome::<&str>(None, Ok((200, &body))).expect("admitted");
+        assert_eq!(p.user, "carol");
+        let e = proxy_outcome(None, Err("timed out")).expect_err("no answer");
+        assert_eq!(e.status.as_u16(), 503);
+        assert!(e.message.contains("timed out"), "{}", e.message);
     }
 }

@@ -28,7 +28,7 @@ pub mod request;
 pub mod serve;
 pub mod tls;
 
-pub use connect::{Admission, ConnectRequest, admission, answered};
+pub use connect::{Admission, ConnectRequest, admission, answered, proxy_outcome};
 pub use error::ApiError;
 pub use fallback::{method_not_allowed, not_found};
 pub use guard::{

@@ -123,12 +123,8 @@ pub(crate) async fn ask_app(
     query: Option<&str>,
     ask: &wsring_http::ConnectRequest,
 ) -> Result<(wsring_protocol::ConnectParams, wsring_auth::Identity), ApiError> {
-    match proxy.call(ask).await {
-        Ok(reply) => wsring_http::answered(query, reply.status, &reply.body),
-        Err(e) => Err(ApiError::unavailable(format!(
-            "the application's connect check did not answer: {e}"
-        ))),
-    }
+    let reply = proxy.call(ask).await;
+    wsring_http::proxy_outcome(query, reply.as_ref().map(|r| (r.status, &r.body)))
 }
 
 /// Echo mode's upgrade, at any path (see [`crate::echo`]): no credentials,
