@@ -12,7 +12,8 @@
 #
 # Usage: scripts/rehome.sh [users] ; env: PER_PROC (12000), PER_GATEWAY
 # (8000), NODE_ARGS (extra `wsring node` flags), DIRECT=1 (clients locate
-# their node through a gateway and connect to it directly), NO_BUILD=1,
+# their node through a gateway and connect to it directly), TOOL_ARGS
+# (extra `rehome clients` flags, e.g. "--ws-senders 64"), NO_BUILD=1,
 # KEEP=1 (keep the run directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +70,7 @@ CLIENT_PIDS=()
 for ((p = 1; p <= PROCS; p++)); do
   COUNT=$(( USERS / PROCS + (p <= USERS % PROCS ? 1 : 0) ))
   "$TOOL" clients --gateways "$GW_LIST" --from "$FROM" --count "$COUNT" --out "$RUN/c$p.json" \
-    --new-node n4 ${DIRECT:+--direct} >"$RUN/c$p.out" 2>"$RUN/c$p.err" &
+    --new-node n4 ${DIRECT:+--direct} ${TOOL_ARGS:-} >"$RUN/c$p.out" 2>"$RUN/c$p.err" &
   PIDS+=($!)
   CLIENT_PIDS+=($!)
   FROM=$((FROM + COUNT))
