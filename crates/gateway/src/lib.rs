@@ -29,6 +29,7 @@ pub mod events;
 pub mod launcher;
 mod locate;
 mod proxy;
+mod recent;
 mod tunnel;
 
 use axum::Router;
@@ -53,6 +54,9 @@ pub struct Gateway {
     pub(crate) http: reqwest::Client,
     /// Open tunnels per node, for least-connections routing.
     tunnels: Mutex<HashMap<String, u64>>,
+    /// Broadcast routing: clients located lately, per node, until the
+    /// nodes' heartbeats show them.
+    located: Mutex<recent::RecentLocates>,
     pub(crate) events: events::Events,
     pub(crate) stop: CancellationToken,
     /// Who may connect and call the API.
@@ -112,6 +116,7 @@ pub async fn start(
         launcher,
         http,
         tunnels: Mutex::new(HashMap::new()),
+        located: Mutex::new(recent::RecentLocates::default()),
         events: events::Events::default(),
         stop: stop.clone(),
         security,
@@ -152,6 +157,16 @@ impl Gateway {
 
     pub(crate) fn tunnel_counts(&self) -> HashMap<String, u64> {
         self.lock_tunnels().clone()
+    }
+
+    /// Counts a client located to `node`, which connects there directly.
+    pub(crate) fn note_located(&self, node: &str) {
+        wsring_cluster::lock(&self.located).note(node, std::time::Instant::now());
+    }
+
+    /// Clients located lately per node (see [`recent`]).
+    pub(crate) fn recent_locates(&self) -> HashMap<String, u64> {
+        wsring_cluster::lock(&self.located).counts(std::time::Instant::now())
     }
 
     /// Joins the client and node sides of an upgraded connection.

@@ -27,7 +27,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use wsring_http::ApiError;
-use wsring_protocol::located_url;
+use wsring_protocol::{Routing, located_url};
 
 use crate::Gateway;
 use crate::proxy::{admit, retry_later};
@@ -55,6 +55,10 @@ pub(crate) async fn locate(
             }
             return retry_later(ApiError::unavailable("no node is up"));
         };
+        if gw.cfg.routing == Routing::Broadcast {
+            // Its node's load shows this client only after a heartbeat.
+            gw.note_located(&node);
+        }
         let url = connect_url(&node_url, view.epoch(), identity.as_ref());
         let body = json!({
             "user": params.user,

@@ -236,9 +236,11 @@ impl Gateway {
             Routing::Broadcast => {
                 let stats = self.membership.stats();
                 let tunnels = self.tunnel_counts();
+                let located = self.recent_locates();
                 let load = |id: &str| {
                     let hb = stats.get(id).map_or(0, |s| s.connections);
                     hb.max(tunnels.get(id).copied().unwrap_or(0))
+                        + located.get(id).copied().unwrap_or(0)
                 };
                 let up: Vec<&String> = view
                     .doc

@@ -446,6 +446,30 @@ async fn bad_connects_and_api_calls_get_json_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_routing_spreads_located_clients_before_heartbeats_show_them() {
+    let c = dev(3, common::common(Routing::Broadcast)).await;
+    let api = Api::new(c.http_url());
+    // Back to back, well within one heartbeat of each other: the nodes'
+    // heartbeats still say 0 connections, so only the gateway's count of
+    // its own recent answers can spread them (evenly: each goes to a node
+    // with the fewest).
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for i in 0..30 {
+        let (s, v) = api.get(&format!("/ws/locate?user=l{i}")).await;
+        assert_eq!(s, 200, "{v}");
+        *per_node
+            .entry(v["node"].as_str().expect("node").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(
+        per_node.values().all(|&n| n == 10),
+        "located clients are spread evenly: {per_node:?}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_routing_spreads_sessions_and_fans_out() {
     let c = dev(3, common::common(Routing::Broadcast)).await;
     let api = Api::new(c.http_url());
