@@ -185,7 +185,8 @@ async fn connect(t: &Target, source: Option<IpAddr>, user: &str) -> Result<Ws, S
     let req = format!("ws://{}{}{sep}user={user}", t.host, t.path)
         .into_client_request()
         .map_err(|e| e.to_string())?;
-    // A small read buffer: the frames here are a welcome and pings.
+    // Smaller still than a client's (the frames here are a welcome and
+    // pings), for the least memory per held connection.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(tcp), Some(config))

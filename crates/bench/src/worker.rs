@@ -109,11 +109,10 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
         .url(url)
         .into_client_request()
         .map_err(|e| format!("invalid request URL: {e}"))?;
-    // tungstenite's default 128 KiB read buffer is zeroed before every
-    // read; at thousands of connections per bench process that memset
-    // would be the load generator's main cost, so frames (all small here)
-    // get 8 KiB, grown on demand.
-    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    // Not tungstenite's 128 KiB, zeroed before every read: at thousands of
+    // connections per bench process that would be its main cost.
+    let config =
+        WebSocketConfig::default().read_buffer_size(wsring_protocol::CLIENT_READ_BUFFER_BYTES);
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(tcp), Some(config))
             .await

@@ -42,19 +42,11 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How often pending requests are checked for retries and timeouts.
 const TICK: Duration = Duration::from_millis(200);
 
-/// The WebSocket settings of every connection the client opens.
-///
-/// tungstenite's default read buffer is 128 KiB, and it zeroes the free
-/// part of it before every socket read: with many clients in one process
-/// (a load generator, a bot fleet) that memset was most of the process's
-/// CPU and 128 KiB of memory per connection. Server frames are small; a
-/// larger message still arrives whole, as the buffer grows for it.
-pub(crate) fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+/// The WebSocket settings of every connection the client opens: a small
+/// read buffer (see [`wsring_protocol::CLIENT_READ_BUFFER_BYTES`]).
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(wsring_protocol::CLIENT_READ_BUFFER_BYTES)
 }
-
-/// The initial read buffer of a connection, in bytes.
-const READ_BUFFER: usize = 8 * 1024;
 
 #[derive(Debug, Clone)]
 struct Cursor {

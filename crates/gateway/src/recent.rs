@@ -50,22 +50,13 @@ impl Counts {
 impl RecentLocates {
     /// Counts one locate answered with `node`.
     pub(crate) fn note(&mut self, node: &str, now: Instant) {
-        match self.nodes.get_mut(node) {
-            Some(c) => {
-                c.roll(now);
-                c.current += 1;
-            }
-            None => {
-                self.nodes.insert(
-                    node.to_owned(),
-                    Counts {
-                        since: now,
-                        current: 1,
-                        previous: 0,
-                    },
-                );
-            }
-        }
+        let c = self.nodes.entry(node.to_owned()).or_insert(Counts {
+            since: now,
+            current: 0,
+            previous: 0,
+        });
+        c.roll(now);
+        c.current += 1;
     }
 
     /// The recent locates of every node that has any; nodes whose counts

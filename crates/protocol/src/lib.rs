@@ -42,3 +42,12 @@ pub use server::{ErrorCode, MessageFrame, OwnedServerFrame, PresenceEvent, Serve
 
 /// Largest client frame accepted unless `--max-message-bytes` says otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Initial read buffer of a client connection (the Rust client, the bench).
+///
+/// tungstenite's default is 128 KiB, and it zeroes the free part before
+/// every socket read: with thousands of clients in one process that memset
+/// was most of the process's CPU, and 128 KiB of memory per connection.
+/// Server frames are small; a larger message still arrives whole, as the
+/// buffer grows for it.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 8 * 1024;
