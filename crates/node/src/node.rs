@@ -89,6 +89,9 @@ pub struct Node {
     pub(crate) leaving: AtomicBool,
     /// Set once the node is on the ring; rebalancing waits for it.
     pub(crate) joined: AtomicBool,
+    /// Set while a view lacks this node although it is alive (reaped during
+    /// a backend stall); its sessions catch up once it is back.
+    pub(crate) missing: AtomicBool,
     pub(crate) http: reqwest::Client,
     /// Who may connect and call the API.
     pub(crate) security: Arc<wsring_auth::Security>,
@@ -175,6 +178,7 @@ impl Node {
             kill,
             leaving: AtomicBool::new(false),
             joined: AtomicBool::new(false),
+            missing: AtomicBool::new(false),
             http,
             security,
             hooks,

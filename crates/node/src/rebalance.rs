@@ -55,7 +55,11 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
             epoch = view.epoch(),
             "this node is missing from the view; waiting to rejoin"
         );
+        node.missing.store(true, Ordering::SeqCst);
         return;
+    }
+    if node.missing.swap(false, Ordering::SeqCst) {
+        catch_up_after_rejoin(node);
     }
     let moving: Vec<SessionHandle> = node
         .table
@@ -105,6 +109,34 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
                 epoch: latest.epoch(),
                 retry_after_ms,
             });
+        }
+    });
+}
+
+/// While this node was missing from the view, peers routed its users to
+/// other nodes, which had no session for them: in durable mode those
+/// messages are stored but were never delivered here. Every local session
+/// catches up from its streams now, and once more after [`SETTLE`], for
+/// what peers still routing by the older view sent meanwhile.
+fn catch_up_after_rejoin(node: &Arc<Node>) {
+    if node.streams.is_none() {
+        return;
+    }
+    info!(
+        epoch = node.membership.view().epoch(),
+        "back in the view; local sessions catch up"
+    );
+    let resync_all = |node: &Node| {
+        for h in node.table.all() {
+            h.offer(Outbound::Resync);
+        }
+    };
+    resync_all(node);
+    let node = Arc::clone(node);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = node.kill.cancelled() => {}
+            _ = tokio::time::sleep(SETTLE) => resync_all(&node),
         }
     });
 }
@@ -222,6 +254,31 @@ mod tests {
             5_000,
             "no overflow, rate 0 as 1"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_back_in_the_view_has_its_durable_sessions_catch_up() {
+        let t = TestNode::start(TestNode::durable_config()).await;
+        let mut rxs = sessions(&t);
+        let resyncs = |rxs: &mut [(SessionHandle, crate::outbox::Receiver)]| {
+            rxs.iter_mut()
+                .map(|(_, rx)| matches!(rx.try_recv(), Ok(Outbound::Resync)))
+                .filter(|&resync| resync)
+                .count()
+        };
+        let present = t.node.membership.view();
+        // Missing while alive: nobody moves, nothing to catch up yet.
+        rebalance(&t.node, &Arc::new(View::new(Default::default(), 16)));
+        assert_eq!(resyncs(&mut rxs), 0);
+        // Back: every session catches up now, and again after SETTLE.
+        rebalance(&t.node, &present);
+        assert_eq!(resyncs(&mut rxs), 4);
+        tokio::time::sleep(SETTLE + Duration::from_millis(10)).await;
+        assert_eq!(resyncs(&mut rxs), 4);
+        // A later view change with the node present all along: no catch-up.
+        rebalance(&t.node, &present);
+        tokio::time::sleep(SETTLE * 2).await;
+        assert_eq!(resyncs(&mut rxs), 0);
     }
 
     #[tokio::test(start_paused = true)]
