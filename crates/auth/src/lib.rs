@@ -40,7 +40,9 @@ pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
-pub use rate::{KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict};
+pub use rate::{
+    KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,
+};
 pub use settings::{
     AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
 };

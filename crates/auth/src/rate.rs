@@ -372,13 +372,19 @@ mod tests {
         let t0 = Instant::now();
         let k = KeyedLimiter::<String>::new(KEYED);
         let alice = "alice".to_owned();
-        assert_eq!((0..30).filter(|_| k.check(&alice, 1, t0).is_ok()).count(), 20);
+        assert_eq!(
+            (0..30).filter(|_| k.check(&alice, 1, t0).is_ok()).count(),
+            20
+        );
         let refused = k.check(&alice, 1, t0).expect_err("over");
         assert!(refused.0 >= Duration::from_millis(99), "{refused:?}");
         assert!(k.check(&"bob".to_owned(), 1, t0).is_ok());
         // The rate refills it.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!((0..30).filter(|_| k.check(&alice, 1, t1).is_ok()).count(), 10);
+        assert_eq!(
+            (0..30).filter(|_| k.check(&alice, 1, t1).is_ok()).count(),
+            10
+        );
     }
 
     #[test]
@@ -409,7 +415,10 @@ mod tests {
         // key is tracked, and limited.
         let t1 = t0 + Duration::from_secs(3);
         let fresh = 20_000;
-        assert_eq!((0..30).filter(|_| k.check(&fresh, 1, t1).is_ok()).count(), 20);
+        assert_eq!(
+            (0..30).filter(|_| k.check(&fresh, 1, t1).is_ok()).count(),
+            20
+        );
         assert!(k.len() <= SHARDS * 2);
     }
 

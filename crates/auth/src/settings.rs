@@ -399,7 +399,9 @@ mod tests {
             connect_proxy_secret: Some("s".repeat(32)),
             ..AuthSettings::default()
         };
-        let e = proxy.build(true).expect_err("cookies without an origin check");
+        let e = proxy
+            .build(true)
+            .expect_err("cookies without an origin check");
         assert!(matches!(e, SettingsError::ProxyOrigins), "{e}");
         assert!(e.to_string().contains("--allowed-origins"), "{e}");
         // An explicit list, or '*', or no cookies forwarded, starts.

@@ -8,9 +8,8 @@ use std::time::Duration;
 /// A source of fresh connect tokens: called before every connect and
 /// reconnect (see [`ClientConfig::with_token_provider`]). An `Err` counts as
 /// a failed connect attempt: the client backs off and calls it again.
-pub type TokenProvider = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync,
->;
+pub type TokenProvider =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// How a client connects and retries. `Debug` never prints the token.
 #[derive(Clone)]

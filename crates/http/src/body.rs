@@ -96,9 +96,9 @@ mod tests {
 
     /// A body that sends one chunk and then nothing: a trickling client.
     fn stalled() -> axum::body::Body {
-        let chunks = futures::stream::iter([Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(
-            b"{\"to\":",
-        )))])
+        let chunks = futures::stream::iter([Ok::<_, std::io::Error>(Frame::data(
+            Bytes::from_static(b"{\"to\":"),
+        ))])
         .chain(futures::stream::pending());
         axum::body::Body::new(TimedBody::new(
             StreamBody::new(chunks),

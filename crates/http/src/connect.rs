@@ -307,13 +307,19 @@ mod tests {
         let h = HeaderMap::new();
         // 2 a second, a burst of 10.
         for _ in 0..10 {
-            assert!(matches!(admission(&sec, None, &h, a), Ok(Admission::Ask(_))));
+            assert!(matches!(
+                admission(&sec, None, &h, a),
+                Ok(Admission::Ask(_))
+            ));
         }
         let e = admission(&sec, None, &h, a).expect_err("over the limit");
         assert_eq!(e.status.as_u16(), 429);
         assert_eq!(e.code, ErrorCode::RateLimited);
         // Another address has its own budget.
-        assert!(matches!(admission(&sec, None, &h, b), Ok(Admission::Ask(_))));
+        assert!(matches!(
+            admission(&sec, None, &h, b),
+            Ok(Admission::Ask(_))
+        ));
     }
 
     #[test]

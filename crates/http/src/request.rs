@@ -35,7 +35,11 @@ pub fn history_query(
 /// past the body limit, 408 past the body read timeout, 400 otherwise.
 pub fn rejection(r: BytesRejection) -> ApiError {
     if let Some(t) = crate::body::timed_out(&r) {
-        return ApiError::new(StatusCode::REQUEST_TIMEOUT, ErrorCode::BadRequest, t.to_string());
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadRequest,
+            t.to_string(),
+        );
     }
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(r.status(), ErrorCode::PayloadTooLarge, r.body_text())

@@ -139,10 +139,7 @@ pub async fn serve_with(
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let req = req.map(|b| {
-                    axum::body::Body::new(crate::body::TimedBody::new(
-                        b,
-                        limits.body_read_timeout,
-                    ))
+                    axum::body::Body::new(crate::body::TimedBody::new(b, limits.body_read_timeout))
                 });
                 app.clone().oneshot(req)
             });

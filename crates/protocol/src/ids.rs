@@ -34,7 +34,9 @@ pub enum IdError {
     },
     /// A user id starting with `@`: that prefix names the server's own
     /// addresses (`@server`), in any case.
-    #[error("{what} must not start with '@': that prefix is reserved for server addresses such as @server")]
+    #[error(
+        "{what} must not start with '@': that prefix is reserved for server addresses such as @server"
+    )]
     Reserved {
         /// Which identifier.
         what: &'static str,

@@ -505,13 +505,19 @@ async fn the_sdk_refreshes_its_token_and_loses_nothing_across_expiries() {
             .expect("the client is open");
         match e {
             wsring_client::Event::Message(m) => got.push(m.data.as_u64().expect("number")),
-            wsring_client::Event::Disconnected { code: Some(3000), .. } => expiries += 1,
+            wsring_client::Event::Disconnected {
+                code: Some(3000), ..
+            } => expiries += 1,
             wsring_client::Event::Resumed { complete, .. } => assert!(complete, "a gap"),
             _ => {}
         }
     }
     sender.await.expect("sender");
-    assert_eq!(got, (0..N).collect::<Vec<_>>(), "every message, once, in order");
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "every message, once, in order"
+    );
     assert!(expiries >= 2, "{expiries} expiries");
     assert!(
         fetched.load(Ordering::SeqCst) > expiries,

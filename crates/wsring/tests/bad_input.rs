@@ -672,7 +672,10 @@ async fn reconnecting_or_opening_more_sessions_does_not_escape_the_rate_limit() 
         limited += l;
     }
     let bound = 1000.0 + 200.0 * t0.elapsed().as_secs_f64() * 1.1 + 20.0;
-    assert!(limited > 0, "no rate_limited across reconnects ({pongs} answered)");
+    assert!(
+        limited > 0,
+        "no rate_limited across reconnects ({pongs} answered)"
+    );
     assert!((pongs as f64) <= bound, "{pongs} answered, bound {bound}");
 
     // 8 sessions of one user at once, 250 each.
@@ -685,7 +688,10 @@ async fn reconnecting_or_opening_more_sessions_does_not_escape_the_rate_limit() 
     let pongs: usize = results.iter().map(|r| r.0).sum();
     let limited: usize = results.iter().map(|r| r.1).sum();
     let bound = 1000.0 + 200.0 * t0.elapsed().as_secs_f64() * 1.1 + 20.0;
-    assert!(limited > 0, "no rate_limited across sessions ({pongs} answered)");
+    assert!(
+        limited > 0,
+        "no rate_limited across sessions ({pongs} answered)"
+    );
     assert!((pongs as f64) <= bound, "{pongs} answered, bound {bound}");
     // Another user is unaffected.
     let mut other = Client::connect(&d.ws, "bystander").await;

@@ -661,7 +661,10 @@ async fn the_connect_proxy_decides_who_connects() {
     // the application is asked (cross-site WebSocket hijacking).
     let r = Client::try_connect_with(
         &gw,
-        &[("cookie", "sid=hijacked"), ("origin", "https://evil.example")],
+        &[
+            ("cookie", "sid=hijacked"),
+            ("origin", "https://evil.example"),
+        ],
     )
     .await
     .err()
@@ -732,7 +735,10 @@ async fn the_connect_proxy_needs_origins_and_is_rate_limited_per_address() {
     let t0 = std::time::Instant::now();
     let (mut unauthorized, mut limited) = (0, 0);
     for _ in 0..100 {
-        let r = Client::try_connect_with(&ws, &[]).await.err().expect("refused");
+        let r = Client::try_connect_with(&ws, &[])
+            .await
+            .err()
+            .expect("refused");
         match r.status {
             401 => unauthorized += 1,
             429 => {
@@ -746,6 +752,12 @@ async fn the_connect_proxy_needs_origins_and_is_rate_limited_per_address() {
     // 5 a second, a burst of 25.
     let bound = 25.0 + 5.0 * t0.elapsed().as_secs_f64() * 1.1 + 2.0;
     assert!(limited > 0, "no connect was limited ({asked} asked)");
-    assert_eq!(asked, unauthorized, "every call not limited reached the app");
-    assert!((asked as f64) <= bound, "{asked} calls reached the app, bound {bound}");
+    assert_eq!(
+        asked, unauthorized,
+        "every call not limited reached the app"
+    );
+    assert!(
+        (asked as f64) <= bound,
+        "{asked} calls reached the app, bound {bound}"
+    );
 }

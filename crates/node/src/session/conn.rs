@@ -561,15 +561,15 @@ where
         let node = &self.node;
         let user = &self.state.handle.user;
         let mut user_wait = None;
-        let verdict = self.rate.check_with(len, now, || {
-            match node.user_rates.check(user, len, now) {
-                Ok(()) => true,
-                Err(wait) => {
-                    user_wait = Some(wait.0);
-                    false
-                }
-            }
-        });
+        let verdict =
+            self.rate
+                .check_with(len, now, || match node.user_rates.check(user, len, now) {
+                    Ok(()) => true,
+                    Err(wait) => {
+                        user_wait = Some(wait.0);
+                        false
+                    }
+                });
         if verdict == wsring_auth::Verdict::Allow {
             return None;
         }
