@@ -76,9 +76,9 @@ pub(super) struct Conn<Si> {
     /// A located client that connected without a signed identity: its
     /// `moved` frame names the new owner's URL.
     follows: bool,
-    /// When the session's identity expires (Unix seconds; 0: never): the
+    /// When the session's identity expires, on the session's clock: the
     /// token's `exp` plus the leeway, or the connect proxy's `expire_at`.
-    expire_at: u64,
+    expires: Option<Instant>,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -131,7 +131,11 @@ where
         rate,
         closed_with: None,
         follows,
-        expire_at: expire_at.unwrap_or(0),
+        expires: expire_at.map(|at| {
+            // Unix seconds, as a deadline measured from now.
+            let left = at.saturating_sub(wsring_auth::unix_now());
+            Instant::now() + Duration::from_secs(left)
+        }),
     };
     async move {
         let node = Arc::clone(&conn.node);
@@ -197,13 +201,12 @@ where
         }
     }
 
-    /// The expiry as a deadline on the session's clock: the identity's
-    /// Unix time, measured from now.
-    fn expires_at(&self) -> Option<Instant> {
-        (self.expire_at != 0).then(|| {
-            let left = self.expire_at.saturating_sub(wsring_auth::unix_now());
-            Instant::now() + Duration::from_secs(left)
-        })
+    /// When the session's timer must fire next: the next ping, the moment
+    /// the idle limit passes if nothing more is heard, or the expiry.
+    fn due(&self, next_ping: Instant, last_heard: Instant) -> Instant {
+        let idle = last_heard + self.node.cfg.ping_interval.mul_f32(IDLE_PERIODS);
+        let at = next_ping.min(idle);
+        self.expires.map_or(at, |e| at.min(e))
     }
 
     /// After our close frame: reads (and discards) for [`CLOSE_LINGER`].
@@ -223,16 +226,12 @@ where
         // more were heard, or at the expiry, whichever is first. It is reset
         // only when it fires (a message moves `last_heard` on, which can
         // only make the idle limit later), so traffic costs no timer work.
+        // (What the loop keeps across its waits is part of every idle
+        // session's memory: the rest is computed when the timer fires.)
         let ping_every = self.node.cfg.ping_interval;
-        let idle_limit = ping_every.mul_f32(IDLE_PERIODS);
-        let expires = self.expires_at();
         let mut next_ping = Instant::now() + ping_every;
         let mut last_heard = Instant::now();
-        let due = |next_ping: Instant, last_heard: Instant| {
-            let at = next_ping.min(last_heard + idle_limit);
-            expires.map_or(at, |e| at.min(e))
-        };
-        let mut timer = Box::pin(tokio::time::sleep_until(due(next_ping, last_heard)));
+        let mut timer = Box::pin(tokio::time::sleep_until(self.due(next_ping, last_heard)));
         let kill = self.node.kill.clone();
         let kick = self.state.handle.kick.clone();
         // Boxed, and only while a pass is due: most sessions never have one.
@@ -287,7 +286,8 @@ where
                 }
                 () = timer.as_mut() => {
                     let now = Instant::now();
-                    let step = if expires.is_some_and(|e| now >= e) {
+                    let idle_limit = ping_every.mul_f32(IDLE_PERIODS);
+                    let step = if self.expires.is_some_and(|e| now >= e) {
                         debug!("the session's identity expired; closing");
                         self.close(close::EXPIRED, close::REASON_EXPIRED).await
                     } else if now >= last_heard + idle_limit {
@@ -301,7 +301,7 @@ where
                     } else {
                         Ok(())
                     };
-                    timer.as_mut().reset(due(next_ping, last_heard));
+                    timer.as_mut().reset(self.due(next_ping, last_heard));
                     step
                 }
             };

@@ -948,5 +948,6 @@ async fn the_session_future_stays_small() {
         false,
     );
     let size = std::mem::size_of_val(&session);
+    println!("the session future: {size} bytes");
     assert!(size <= 2 * 1024, "{size} bytes");
 }
