@@ -272,18 +272,9 @@ where
                     last_heard = Instant::now();
                     Box::pin(self.on_client(msg)).await
                 }
-                Some(out) = rx.recv() => {
-                    self.state.handle.taken(&out);
-                    self.on_outbound(out).await
-                }
-                () = async {
-                    if let Some(timer) = resync.as_mut() {
-                        timer.as_mut().await;
-                    }
-                }, if resync_due => {
-                    self.state.take_resync();
-                    Box::pin(self.resync()).await
-                }
+                // Before the deliveries: a session whose queue never empties
+                // (a reader of a busy room) still pings on time, so a client
+                // that answers is never taken for dead, and expires on time.
                 () = timer.as_mut() => {
                     let now = Instant::now();
                     let idle_limit = ping_every.mul_f32(IDLE_PERIODS);
@@ -303,6 +294,18 @@ where
                     };
                     timer.as_mut().reset(self.due(next_ping, last_heard));
                     step
+                }
+                Some(out) = rx.recv() => {
+                    self.state.handle.taken(&out);
+                    self.on_outbound(out).await
+                }
+                () = async {
+                    if let Some(timer) = resync.as_mut() {
+                        timer.as_mut().await;
+                    }
+                }, if resync_due => {
+                    self.state.take_resync();
+                    Box::pin(self.resync()).await
                 }
             };
             if let Err(end) = step {
