@@ -6,7 +6,8 @@
 /** Any JSON value: what `data` of a received message can be. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** The user-id and room-name rule of the protocol: 1–128 characters from `[A-Za-z0-9_.:@-]`. */
+/** The user-id and room-name rule of the protocol: 1–128 characters from `[A-Za-z0-9_.:@-]` (a user id
+ * may not start with `@` besides: that prefix is reserved for server addresses such as `@server`). */
 export declare const ID_RULE: RegExp;
 
 /** Close code of a `moved` close: the user now belongs to another node. */

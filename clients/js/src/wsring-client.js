@@ -204,9 +204,10 @@ export class WsringClient {
   constructor(options) {
     const o = { ...DEFAULTS, ...options };
     if (typeof o.url !== "string" || !o.url) throw new TypeError("wsring: `url` is required");
-    if (!ID_RULE.test(o.user ?? "")) {
+    if (!ID_RULE.test(o.user ?? "") || o.user.startsWith("@")) {
       // Browsers cannot read the body of a refused upgrade, so an invalid id
-      // would look like an endless transient failure: refuse it here.
+      // would look like an endless transient failure: refuse it here. A
+      // leading `@` is reserved for server addresses such as `@server`.
       throw new TypeError(`wsring: invalid user id ${JSON.stringify(o.user)}`);
     }
     this.options = o;

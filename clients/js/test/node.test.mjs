@@ -78,7 +78,7 @@ describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? 
     });
 
     test("an invalid user id or a missing URL is a TypeError: a rejection from connect(), thrown by the constructor", async () => {
-      for (const bad of [{ url: cluster.url, user: "no spaces" }, { user: "finder" }]) {
+      for (const bad of [{ url: cluster.url, user: "no spaces" }, { url: cluster.url, user: "@server" }, { user: "finder" }]) {
         await assert.rejects(client.connect({ ...bad, ...options }), TypeError);
         assert.throws(() => new client.WsringClient({ ...bad, ...options }), TypeError);
       }
