@@ -103,6 +103,9 @@ pub struct Node {
     /// that reach this node without a token or a gateway's identity.
     pub(crate) connect_proxy: Option<wsring_hooks::Proxy>,
     next_session: AtomicU64,
+    /// Message and byte budgets per user, shared by all of the user's
+    /// sessions on this node and by its reconnects.
+    pub(crate) user_rates: wsring_auth::KeyedLimiter<Arc<str>>,
 }
 
 /// What the cluster accepted.
@@ -163,6 +166,7 @@ impl Node {
                 hooks.clone(),
             )
         });
+        let user_rates = wsring_auth::KeyedLimiter::new(cfg.user_rate_limits());
         Ok(Node {
             cfg,
             url,
@@ -185,6 +189,7 @@ impl Node {
             publish_proxy,
             connect_proxy,
             next_session: AtomicU64::new(0),
+            user_rates,
         })
     }
 
