@@ -106,6 +106,7 @@ where
         user,
         rooms,
         send,
+        publish,
         expire_at,
     } = identity;
     let handle = SessionHandle::new(
@@ -117,7 +118,9 @@ where
     let rate = wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std());
     let mut conn = Conn {
         node,
-        state: SessionState::new(handle.clone()).with_grants(rooms, send),
+        state: SessionState::new(handle.clone())
+            .with_grants(rooms, send)
+            .with_publish(publish),
         socket,
         dirty: false,
         control: wsring_auth::TokenBucket::new(
