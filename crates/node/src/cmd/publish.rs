@@ -33,7 +33,9 @@ impl Publish {
         };
         let key = dedup_key(s, id);
         let from = s.handle.user.clone();
-        let result = node.publish_room(Some(&from), &self.room, &data, key).await;
+        let result = node
+            .publish_room(Some(&from), &self.room, &data, key, Some(&from))
+            .await;
         answer(result, id)
     }
 }

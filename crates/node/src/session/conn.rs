@@ -355,6 +355,7 @@ where
         }
         let user_stream = StreamName::User(self.state.handle.user.to_string());
         let pos = match &self.node.streams {
+            // The user's own stream counts for nobody: every user has one.
             Some(store) => match store.head(&user_stream).await {
                 Ok(p) => Some(p),
                 Err(e) => {
