@@ -147,7 +147,9 @@ return {seq, e, 0, flat(freed)}
 /// KEYS: the six usage keys (streams by activity, bytes per stream, byte
 /// total, pairs by activity, bytes per pair, bytes per owner). ARGV:
 /// stream, cost, ttl_ms, max_streams, max_bytes, max_user_bytes (0: no
-/// limit), owner (`''`: none), the cost of a new stream. Returns 0
+/// limit), owner (`''`: none), the cost of a new stream, the cost of its
+/// entries key (charged with its first append, flagged by the field
+/// `<stream>\t`), the cost of a new owner–stream pair. Returns 0
 /// (reserved), 1 (streams limit), 2 (bytes limit) or 3 (owner's share).
 const RESERVE: &str = r"
 local now = now_ms()
@@ -155,7 +157,7 @@ local ttl = tonumber(ARGV[3])
 local cutoff = now - ttl
 local function forget(s)
   local b = tonumber(redis.call('HGET', KEYS[2], s) or '0')
-  redis.call('HDEL', KEYS[2], s)
+  redis.call('HDEL', KEYS[2], s, s .. '\t')
   redis.call('ZREM', KEYS[1], s)
   if b > 0 then redis.call('DECRBY', KEYS[3], b) end
 end
@@ -187,7 +189,14 @@ if owner ~= '' then
   if ps and tonumber(ps) < cutoff then forget_pair(pair) end
 end
 local cost = tonumber(ARGV[2])
+local appending = cost > 0
 if not seen then cost = cost + tonumber(ARGV[8]) end
+local new_entries = appending and redis.call('HEXISTS', KEYS[2], s .. '\t') == 0
+if new_entries then cost = cost + tonumber(ARGV[9]) end
+local charge_owner = owner ~= '' and cost > 0
+if charge_owner and redis.call('HEXISTS', KEYS[5], pair) == 0 then
+  cost = cost + tonumber(ARGV[10])
+end
 local max_streams = tonumber(ARGV[4])
 if not seen and max_streams > 0 and redis.call('ZCARD', KEYS[1]) >= max_streams then
   return 1
@@ -205,7 +214,8 @@ if cost > 0 then
   redis.call('HINCRBY', KEYS[2], s, cost)
   redis.call('INCRBY', KEYS[3], cost)
 end
-if owner ~= '' and cost > 0 then
+if new_entries then redis.call('HSET', KEYS[2], s .. '\t', 1) end
+if charge_owner then
   redis.call('ZADD', KEYS[4], now, pair)
   redis.call('HINCRBY', KEYS[5], pair, cost)
   redis.call('HINCRBY', KEYS[6], owner, cost)
@@ -280,6 +290,26 @@ local entries = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', tonumber(ARGV[
 return {e, first, last, entries, flat(freed)}
 ";
 
+/// What a stream's entries key costs Redis by itself, counted with its
+/// first append: Redis keeps the newest entries of a stream in a listpack
+/// node allocated at 4 KiB, so even a one-entry stream holds that much
+/// (measured with `MEMORY USAGE`: 4,736 bytes).
+const ENTRIES_KEY_COST_BYTES: u64 = 4 * 1024 + 640;
+
+/// What a stream's position costs here: [`STREAM_COST_BYTES`], plus its
+/// name, which Redis stores four times (in the meta key, the entries and
+/// dedup keys, and the usage index).
+fn stream_cost(stream: &StreamName) -> u64 {
+    STREAM_COST_BYTES + 4 * stream.key().len() as u64
+}
+
+/// What an owner–stream pair costs in the usage index (a sorted-set member
+/// and a hash field, each naming both), counted when the pair first holds
+/// bytes.
+fn pair_cost(owner: &str, stream: &StreamName) -> u64 {
+    128 + 2 * (owner.len() + stream.key().len()) as u64
+}
+
 /// Durable streams on Redis.
 pub struct RedisStreams {
     conn: Conn,
@@ -352,7 +382,9 @@ impl RedisStreams {
             .arg(self.retention.max_bytes)
             .arg(self.retention.max_user_bytes)
             .arg(owner.unwrap_or(""))
-            .arg(STREAM_COST_BYTES);
+            .arg(stream_cost(stream))
+            .arg(ENTRIES_KEY_COST_BYTES)
+            .arg(owner.map_or(0, |o| pair_cost(o, stream)));
         let verdict: i64 = self
             .conn
             .call("stream usage reserve", |mut c| async move {

@@ -992,7 +992,8 @@ fn refused_by(r: &Result<crate::Appended, ClusterError>, limit: crate::StoreLimi
 /// The store limits refuse a stream too many and a byte too many, store
 /// nothing when they do, still answer a retried duplicate, and never count
 /// what length trimming removed. Payloads are large next to any backend's
-/// per-message overhead, so the byte arithmetic holds on every backend.
+/// per-message and per-stream overhead (the largest: a Redis stream's
+/// first 4 KiB node), so the byte arithmetic holds on every backend.
 pub async fn streams_store_limits(h: &dyn Harness) {
     let ns = unique_ns("conf");
     let s = need!(
@@ -1002,14 +1003,14 @@ pub async fn streams_store_limits(h: &dyn Harness) {
                 max_len: 2,
                 max_age: Duration::from_secs(600),
                 max_streams: 2,
-                max_bytes: 7600,
+                max_bytes: 76_000,
                 max_user_bytes: 0,
             }
         )
         .await,
         "stream store"
     );
-    let kb = || Bytes::from(vec![b'x'; 2000]);
+    let kb = || Bytes::from(vec![b'x'; 20_000]);
     let (a, b, c) = (
         StreamName::Room("a".into()),
         StreamName::Room("b".into()),
@@ -1020,7 +1021,7 @@ pub async fn streams_store_limits(h: &dyn Harness) {
     let third = s.append(&c, kb(), None).await;
     assert!(refused_by(&third, crate::StoreLimit::Streams), "{third:?}");
     s.append(&a, kb(), None).await.expect("a2");
-    // 6,000 bytes held; 2,000 more are past 7,600.
+    // 60,000 payload bytes held; 20,000 more are past 76,000.
     let over = s.append(&b, kb(), None).await;
     assert!(refused_by(&over, crate::StoreLimit::Bytes), "{over:?}");
     let held = s.read_after(&b, 0, 10).await.expect("read b");

@@ -57,7 +57,9 @@ impl fmt::Display for StreamName {
 /// position (a `head` creates it, as does a first append or read), and each
 /// entry is [`entry_cost`]: its payload, its dedup key (kept beside the
 /// entry and dropped with it, so dedup keys are bounded by `max_len` per
-/// stream) and its owner, plus [`ENTRY_COST_BYTES`]. `max_user_bytes` is
+/// stream) and its owner, plus [`ENTRY_COST_BYTES`]. A backend adds what
+/// its own storage costs on top (Redis: the 4 KiB node a stream's entries
+/// start in, and its usage index). `max_user_bytes` is
 /// the share one owner (a user id, or an API key's identity) may hold of
 /// that; past it only that owner is refused
 /// ([`ClusterError::QuotaExceeded`]).
