@@ -149,7 +149,8 @@ return {seq, e, 0, flat(freed)}
 /// stream, cost, ttl_ms, max_streams, max_bytes, max_user_bytes (0: no
 /// limit), owner (`''`: none), the cost of a new stream, the cost of its
 /// entries key (charged with its first append, flagged by the field
-/// `<stream>\t`), the cost of a new owner–stream pair. Returns 0
+/// `<stream>\t`), the cost of a new owner–stream pair, and `1` to count
+/// without asking the limits (a position for nobody). Returns 0
 /// (reserved), 1 (streams limit), 2 (bytes limit) or 3 (owner's share).
 const RESERVE: &str = r"
 local now = now_ms()
@@ -198,14 +199,15 @@ if charge_owner and redis.call('HEXISTS', KEYS[5], pair) == 0 then
   cost = cost + tonumber(ARGV[10])
 end
 local max_streams = tonumber(ARGV[4])
-if not seen and max_streams > 0 and redis.call('ZCARD', KEYS[1]) >= max_streams then
+local admit = ARGV[11] == '1'
+if not admit and not seen and max_streams > 0 and redis.call('ZCARD', KEYS[1]) >= max_streams then
   return 1
 end
 local total = tonumber(redis.call('GET', KEYS[3]) or '0')
 local max_bytes = tonumber(ARGV[5])
-if max_bytes > 0 and total + cost > max_bytes then return 2 end
+if not admit and max_bytes > 0 and total + cost > max_bytes then return 2 end
 local max_user = tonumber(ARGV[6])
-if owner ~= '' and max_user > 0 and cost > 0 then
+if not admit and owner ~= '' and max_user > 0 and cost > 0 then
   local held = tonumber(redis.call('HGET', KEYS[6], owner) or '0')
   if held + cost > max_user then return 3 end
 end
@@ -357,13 +359,15 @@ impl RedisStreams {
 
     /// Reserves `cost` bytes for `owner` on `stream` (plus the stream's own
     /// cost if it is new to the usage), or refuses with
-    /// [`ClusterError::StorageFull`] or [`ClusterError::QuotaExceeded`]. A
-    /// zero `cost` (a `head`) refreshes the stream's activity.
+    /// [`ClusterError::StorageFull`] or [`ClusterError::QuotaExceeded`]
+    /// (never when `admit`: counted only). A zero `cost` (a `head`)
+    /// refreshes the stream's activity.
     async fn reserve(
         &self,
         stream: &StreamName,
         cost: u64,
         owner: Option<&str>,
+        admit: bool,
     ) -> Result<(), ClusterError> {
         if !self.limited() {
             return Ok(());
@@ -384,7 +388,8 @@ impl RedisStreams {
             .arg(owner.unwrap_or(""))
             .arg(stream_cost(stream))
             .arg(ENTRIES_KEY_COST_BYTES)
-            .arg(owner.map_or(0, |o| pair_cost(o, stream)));
+            .arg(owner.map_or(0, |o| pair_cost(o, stream)))
+            .arg(if admit { "1" } else { "0" });
         let verdict: i64 = self
             .conn
             .call("stream usage reserve", |mut c| async move {
@@ -589,7 +594,7 @@ impl StreamStore for RedisStreams {
         owner: Option<&str>,
     ) -> Result<Appended, ClusterError> {
         let cost = entry_cost(payload.len(), dedup, owner);
-        if let Err(full) = self.reserve(stream, cost, owner).await {
+        if let Err(full) = self.reserve(stream, cost, owner, false).await {
             // A retry of a message stored before the store (or the
             // sender's share) filled up still learns where it went.
             return match dedup {
@@ -644,8 +649,9 @@ impl StreamStore for RedisStreams {
         owner: Option<&str>,
     ) -> Result<StreamPos, ClusterError> {
         // Counted before it exists: a new stream's position is refused
-        // when the store (or the owner's share) is full.
-        self.reserve(stream, 0, owner).await?;
+        // when the store (or the owner's share) is full, unless it is asked
+        // for nobody (see the trait).
+        self.reserve(stream, 0, owner, owner.is_none()).await?;
         let mut call = self.head.key(self.keys.stream_meta(stream));
         call.key(self.keys.stream_entries(stream))
             .key(self.keys.stream_dedup(stream))

@@ -1078,10 +1078,11 @@ pub async fn streams_store_limits_age(h: &dyn Harness) {
     }
 }
 
-/// A stream's position counts before it holds anything: `head` (and a read)
-/// of streams that do not exist yet is refused past `max_streams`, and
-/// streams without entries fill `max_bytes` too, so joining rooms cannot
-/// grow the store past its limits. Existing streams are still served.
+/// A stream's position counts before it holds anything: a `head` for an
+/// owner of a stream that does not exist yet is refused past
+/// `max_streams`, and streams without entries fill `max_bytes` too, so
+/// joining rooms cannot grow the store past its limits. Existing streams
+/// are still served.
 pub async fn streams_positions_count(h: &dyn Harness) {
     let ns = unique_ns("conf");
     let s = need!(
@@ -1103,7 +1104,9 @@ pub async fn streams_positions_count(h: &dyn Harness) {
             .await
             .unwrap_or_else(|e| panic!("head {n}: {e}"));
     }
-    let over = s.head(&StreamName::Room("r20".into())).await;
+    let over = s
+        .head_as(&StreamName::Room("r20".into()), Some("alice"))
+        .await;
     assert!(
         matches!(
             over,
@@ -1114,10 +1117,22 @@ pub async fn streams_positions_count(h: &dyn Harness) {
         ),
         "{over:?}"
     );
-    let read = s.read_after(&StreamName::Room("r21".into()), 0, 10).await;
+    let append = s
+        .append(
+            &StreamName::Room("r21".into()),
+            Bytes::from_static(b"x"),
+            None,
+        )
+        .await;
     assert!(
-        matches!(read, Err(ClusterError::StorageFull { .. })),
-        "a read creates no uncounted stream: {read:?}"
+        matches!(
+            append,
+            Err(ClusterError::StorageFull {
+                limit: crate::StoreLimit::Streams,
+                ..
+            })
+        ),
+        "{append:?}"
     );
     s.append(
         &StreamName::Room("r3".into()),
@@ -1144,7 +1159,8 @@ pub async fn streams_positions_count(h: &dyn Harness) {
     );
     let mut created = 0;
     loop {
-        match s.head(&StreamName::Room(format!("e{created}"))).await {
+        let room = StreamName::Room(format!("e{created}"));
+        match s.head_as(&room, Some("mallory")).await {
             Ok(_) => created += 1,
             Err(ClusterError::StorageFull { .. }) => break,
             Err(e) => panic!("head: {e}"),

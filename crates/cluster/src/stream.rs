@@ -223,8 +223,13 @@ pub trait StreamStore: Send + Sync + 'static {
     }
 
     /// The current position, creating the stream (and its epoch) if needed so
-    /// that the epoch handed to a client stays valid; a new stream counts
-    /// against the store limits, and for `owner`.
+    /// that the epoch handed to a client stays valid. A new stream counts
+    /// against the store limits, and for `owner`; one asked for an owner is
+    /// refused past them, one asked for nobody (a user's own stream at
+    /// connect, a room the server put a user in) is counted but not
+    /// refused on the memory and Redis backends, so a full store never
+    /// keeps users from connecting (JetStream refuses it past
+    /// `max_streams`).
     async fn head_as(
         &self,
         stream: &StreamName,

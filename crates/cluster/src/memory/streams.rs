@@ -206,11 +206,13 @@ impl MemoryStreams {
 
     /// Runs `f` on the (trimmed) log of `name` with the store totals,
     /// creating the log, counted for `owner`, if it does not exist (or was
-    /// idle past the retention age), unless the limits refuse a new stream.
+    /// idle past the retention age), unless the limits refuse a new stream
+    /// (`admit`: they are not asked; see [`StreamStore::head_as`]).
     fn with_log<T>(
         &self,
         name: &StreamName,
         owner: Option<&str>,
+        admit: bool,
         f: impl FnOnce(&mut Log, &mut Totals, Instant) -> Result<T, ClusterError>,
     ) -> Result<T, ClusterError> {
         let now = Instant::now();
@@ -228,7 +230,7 @@ impl MemoryStreams {
             }
         }
         if !st.streams.contains_key(name) {
-            if st.admits_stream(&r, owner).is_err() {
+            if !admit && st.admits_stream(&r, owner).is_err() {
                 // Aged-out entries elsewhere may still be counted.
                 st.sweep(&r, now, false);
                 st.admits_stream(&r, owner)?;
@@ -276,7 +278,7 @@ impl StreamStore for MemoryStreams {
         let r = self.retention;
         let cost = entry_cost(payload.len(), dedup, owner);
         let attempt = |payload: Bytes| {
-            self.with_log(stream, owner, |log, totals, now| {
+            self.with_log(stream, owner, false, |log, totals, now| {
                 if let Some(seq) = dedup.and_then(|key| log.dedup.get(key)) {
                     return Ok(Appended {
                         seq: *seq,
@@ -325,7 +327,7 @@ impl StreamStore for MemoryStreams {
     ) -> Result<StreamPos, ClusterError> {
         // Handing out a position counts as activity: the epoch a client was
         // just given must stay valid for at least the retention age.
-        self.with_log(stream, owner, |log, _, now| {
+        self.with_log(stream, owner, owner.is_none(), |log, _, now| {
             log.touched = now;
             Ok(StreamPos {
                 seq: log.last_seq,
@@ -340,7 +342,7 @@ impl StreamStore for MemoryStreams {
         after: u64,
         limit: usize,
     ) -> Result<ReadBatch, ClusterError> {
-        self.with_log(stream, None, |log, _, _| {
+        self.with_log(stream, None, true, |log, _, _| {
             Ok(ReadBatch {
                 epoch: log.epoch.clone(),
                 first_seq: log.first_seq(),
