@@ -183,15 +183,22 @@ impl State {
         });
     }
 
-    /// Admits a new stream counted for `owner`.
-    fn admits_stream(&self, r: &Retention, owner: Option<&str>) -> Result<(), ClusterError> {
+    /// Admits a new stream counted for `owner`, with `then` bytes more
+    /// (the entry that creates it), so that a refused append creates no
+    /// stream.
+    fn admits_stream(
+        &self,
+        r: &Retention,
+        owner: Option<&str>,
+        then: u64,
+    ) -> Result<(), ClusterError> {
         if r.max_streams > 0 && self.streams.len() as u64 >= r.max_streams {
             return Err(ClusterError::StorageFull {
                 limit: StoreLimit::Streams,
                 max: r.max_streams,
             });
         }
-        self.totals.admits(r, owner, STREAM_COST_BYTES)
+        self.totals.admits(r, owner, STREAM_COST_BYTES + then)
     }
 }
 
@@ -207,12 +214,13 @@ impl MemoryStreams {
     /// Runs `f` on the (trimmed) log of `name` with the store totals,
     /// creating the log, counted for `owner`, if it does not exist (or was
     /// idle past the retention age), unless the limits refuse a new stream
-    /// (`admit`: they are not asked; see [`StreamStore::head_as`]).
+    /// with `then` bytes in it (`admit`: they are not asked; see
+    /// [`StreamStore::head_as`]).
     fn with_log<T>(
         &self,
         name: &StreamName,
         owner: Option<&str>,
-        admit: bool,
+        (admit, then): (bool, u64),
         f: impl FnOnce(&mut Log, &mut Totals, Instant) -> Result<T, ClusterError>,
     ) -> Result<T, ClusterError> {
         let now = Instant::now();
@@ -230,10 +238,10 @@ impl MemoryStreams {
             }
         }
         if !st.streams.contains_key(name) {
-            if !admit && st.admits_stream(&r, owner).is_err() {
+            if !admit && st.admits_stream(&r, owner, then).is_err() {
                 // Aged-out entries elsewhere may still be counted.
                 st.sweep(&r, now, false);
-                st.admits_stream(&r, owner)?;
+                st.admits_stream(&r, owner, then)?;
             }
             st.totals.charge(owner, STREAM_COST_BYTES);
             st.streams.insert(name.clone(), Log::new(now, owner));
@@ -278,7 +286,7 @@ impl StreamStore for MemoryStreams {
         let r = self.retention;
         let cost = entry_cost(payload.len(), dedup, owner);
         let attempt = |payload: Bytes| {
-            self.with_log(stream, owner, false, |log, totals, now| {
+            self.with_log(stream, owner, (false, cost), |log, totals, now| {
                 if let Some(seq) = dedup.and_then(|key| log.dedup.get(key)) {
                     return Ok(Appended {
                         seq: *seq,
@@ -327,7 +335,7 @@ impl StreamStore for MemoryStreams {
     ) -> Result<StreamPos, ClusterError> {
         // Handing out a position counts as activity: the epoch a client was
         // just given must stay valid for at least the retention age.
-        self.with_log(stream, owner, owner.is_none(), |log, _, now| {
+        self.with_log(stream, owner, (owner.is_none(), 0), |log, _, now| {
             log.touched = now;
             Ok(StreamPos {
                 seq: log.last_seq,
@@ -342,7 +350,7 @@ impl StreamStore for MemoryStreams {
         after: u64,
         limit: usize,
     ) -> Result<ReadBatch, ClusterError> {
-        self.with_log(stream, None, true, |log, _, _| {
+        self.with_log(stream, None, (true, 0), |log, _, _| {
             Ok(ReadBatch {
                 epoch: log.epoch.clone(),
                 first_seq: log.first_seq(),
