@@ -41,6 +41,7 @@ export type ErrorCode =
   | "unavailable"
   | "conflict"
   | "storage_full"
+  | "quota_exceeded"
   | "rejected"
   | "timeout"
   | "closed"

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{AuthError, KeyError};
 use crate::jwt::{Identity, grant};
+use crate::pattern::RoomPolicy;
 
 /// The request header carrying the identity from gateway to node.
 pub const IDENTITY_HEADER: &str = "x-wsring-identity";
@@ -44,6 +45,9 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rooms: Option<Vec<String>>,
     send: bool,
+    /// The `publish` claim, when the identity has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    publish: Option<Vec<String>>,
     /// The session's own expiry, when the application set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     xat: Option<u64>,
@@ -86,6 +90,7 @@ impl Assertions {
             exp: unix_now() + LIFETIME_SECS,
             rooms: id.rooms.entries(),
             send: id.send,
+            publish: id.publish.as_ref().and_then(RoomPolicy::entries),
             xat: id.expire_at,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
@@ -112,6 +117,7 @@ impl Assertions {
             Some(serde_json::Value::String(c.sub)),
             c.rooms,
             Some(c.send),
+            c.publish,
         )?;
         id.expire_at = c.xat;
         Ok(id)
@@ -121,7 +127,6 @@ impl Assertions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::RoomPolicy;
 
     #[test]
     fn round_trips_and_refuses_other_secrets_and_tokens() {
@@ -129,6 +134,7 @@ mod tests {
         let mut id = Identity::unrestricted("alice");
         id.rooms = RoomPolicy::from_claim(&["team-*", "lobby"]).expect("patterns");
         id.send = false;
+        id.publish = Some(RoomPolicy::from_claim(&["announce"]).expect("patterns"));
         id.expire_at = Some(unix_now() + 3600);
         let t = a.mint(&id).expect("mint");
         assert_eq!(a.verify(&t).expect("verify"), id);
@@ -156,6 +162,7 @@ mod tests {
             exp: unix_now() - 60,
             rooms: None,
             send: true,
+            publish: None,
             xat: None,
         };
         let t =

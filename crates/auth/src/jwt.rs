@@ -63,6 +63,9 @@ pub struct Identity {
     pub rooms: RoomPolicy,
     /// Whether it may send direct messages (`send` claim; `true` without it).
     pub send: bool,
+    /// Rooms it may publish to (`publish` claim): `None` without the claim,
+    /// and then publishing follows `send`. See [`Identity::may_publish`].
+    pub publish: Option<RoomPolicy>,
     /// When the node closes the session (Unix seconds): a token's `exp`
     /// plus the configured leeway, or the connect proxy's `expire_at`.
     pub expire_at: Option<u64>,
@@ -75,8 +78,65 @@ impl Identity {
             user: user.into(),
             rooms: RoomPolicy::All,
             send: true,
+            publish: None,
             expire_at: None,
         }
+    }
+
+    /// Whether this identity may publish to `room`: see [`may_publish`].
+    pub fn may_publish(&self, room: &str) -> Result<(), PublishRefusal> {
+        may_publish(&self.rooms, self.send, self.publish.as_ref(), room)
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishRefusal {
+    /// The `rooms` claim does not name the room.
+    Rooms,
+    /// A `publish` claim is present and does not name the room.
+    PublishClaim,
+    /// `send` is `false` and there is no `publish` claim: receive-only.
+    ReceiveOnly,
+}
+
+impl std::fmt::Display for PublishRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublishRefusal::Rooms => "this connection's token does not allow room",
+            PublishRefusal::PublishClaim => {
+                "this connection's token does not allow publishing to room"
+            }
+            PublishRefusal::ReceiveOnly => {
+                "this connection's token is receive-only (\"send\": false) and cannot publish to room"
+            }
+        })
+    }
+}
+
+/// The publish rule, one place for every caller. A publish to `room` needs
+/// the `rooms` claim (`rooms`) to allow the room, and then:
+///
+/// * with a `publish` claim: the room matches one of its patterns (`send`
+///   does not matter, so a receive-only client can be given rooms it may
+///   still write to, and a sending client can be kept from writing to
+///   rooms it only reads);
+/// * without one: `send` is `true`. A `"send": false` client is
+///   receive-only: no direct sends and no publishes.
+pub fn may_publish(
+    rooms: &RoomPolicy,
+    send: bool,
+    publish: Option<&RoomPolicy>,
+    room: &str,
+) -> Result<(), PublishRefusal> {
+    if !rooms.allows(room) {
+        return Err(PublishRefusal::Rooms);
+    }
+    match publish {
+        Some(p) if p.allows(room) => Ok(()),
+        Some(_) => Err(PublishRefusal::PublishClaim),
+        None if send => Ok(()),
+        None => Err(PublishRefusal::ReceiveOnly),
     }
 }
 
@@ -123,6 +183,8 @@ struct Claims {
     /// session's expiry.
     #[serde(default)]
     exp: Option<serde_json::Value>,
+    #[serde(default)]
+    publish: Option<Vec<String>>,
 }
 
 impl Verifier {
@@ -255,7 +317,7 @@ impl Verifier {
             v.as_u64()
                 .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.ceil() as u64))
         });
-        let mut id = grant(c.sub, c.rooms, c.send)?;
+        let mut id = grant(c.sub, c.rooms, c.send, c.publish)?;
         id.expire_at = exp.map(|e| e.saturating_add(self.leeway));
         Ok(id)
     }
@@ -267,6 +329,7 @@ pub fn grant(
     user: Option<serde_json::Value>,
     rooms: Option<Vec<String>>,
     send: Option<bool>,
+    publish: Option<Vec<String>>,
 ) -> Result<Identity, AuthError> {
     let user = match user {
         Some(serde_json::Value::String(s)) => s,
@@ -277,12 +340,82 @@ pub fn grant(
         None => RoomPolicy::All,
         Some(list) => RoomPolicy::from_claim(&list).map_err(|e| AuthError::Rooms(e.to_string()))?,
     };
+    let publish = match publish {
+        None => None,
+        Some(list) => Some(
+            RoomPolicy::from_claim(&list).map_err(|e| AuthError::Rooms(format!("publish: {e}")))?,
+        ),
+    };
     Ok(Identity {
         user,
         rooms,
         send: send.unwrap_or(true),
+        publish,
         expire_at: None,
     })
+}
+
+#[cfg(test)]
+mod publish_rule {
+    use super::*;
+
+    fn claim(entries: &[&str]) -> RoomPolicy {
+        RoomPolicy::from_claim(entries).expect("claim")
+    }
+
+    #[test]
+    fn send_false_is_receive_only_and_the_publish_claim_decides_when_present() {
+        let all = RoomPolicy::All;
+        assert_eq!(may_publish(&all, true, None, "a"), Ok(()));
+        assert_eq!(
+            may_publish(&all, false, None, "a"),
+            Err(PublishRefusal::ReceiveOnly)
+        );
+        let announce = claim(&["announce.*"]);
+        for send in [true, false] {
+            assert_eq!(
+                may_publish(&all, send, Some(&announce), "announce.1"),
+                Ok(())
+            );
+            assert_eq!(
+                may_publish(&all, send, Some(&announce), "chat"),
+                Err(PublishRefusal::PublishClaim)
+            );
+        }
+        // `rooms` is checked first and always.
+        let chat = claim(&["chat"]);
+        assert_eq!(
+            may_publish(&chat, true, Some(&announce), "announce.1"),
+            Err(PublishRefusal::Rooms)
+        );
+        // An empty claim allows no room.
+        assert_eq!(
+            may_publish(&all, true, Some(&claim(&[])), "a"),
+            Err(PublishRefusal::PublishClaim)
+        );
+    }
+
+    #[test]
+    fn the_publish_claim_is_read_and_checked_like_rooms() {
+        let id = grant(
+            Some(serde_json::json!("alice")),
+            None,
+            Some(false),
+            Some(vec!["news.*".into()]),
+        )
+        .expect("grant");
+        assert_eq!(id.publish, Some(claim(&["news.*"])));
+        assert!(id.may_publish("news.1").is_ok() && id.may_publish("chat").is_err());
+        assert!(
+            grant(
+                Some(serde_json::json!("alice")),
+                None,
+                None,
+                Some(vec!["bad room".into()]),
+            )
+            .is_err()
+        );
+    }
 }
 
 fn map_error(kind: ErrorKind) -> AuthError {

@@ -5,8 +5,9 @@
 //! * [`Verifier`]: checks a connect token (a JWT: HS256 secrets, RS256/ES256
 //!   PEM public keys or a JWKS file, several at once for rotation) and turns
 //!   it into an [`Identity`]: the user id (`sub`), the rooms it may join or
-//!   publish to (`rooms` claim) and whether it may send direct messages
-//!   (`send` claim).
+//!   publish to (`rooms` claim), whether it may send direct messages
+//!   (`send` claim) and the rooms it may publish to (`publish` claim;
+//!   [`may_publish`] is the whole rule).
 //! * [`RoomPolicy`]: the `rooms` claim's names and `*`-patterns.
 //! * [`ApiKeys`]: the keys that unlock the HTTP API's write and control
 //!   calls, compared in constant time.
@@ -38,7 +39,9 @@ pub use api_key::{ApiKeyId, ApiKeys, bearer};
 pub use assertion::{Assertions, IDENTITY_HEADER, IDENTITY_PARAM, unix_now};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
-pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
+pub use jwt::{
+    Identity, JwtSettings, MAX_TOKEN_BYTES, PublishRefusal, Verifier, grant, may_publish,
+};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{
     KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,

@@ -32,6 +32,14 @@
 //! server memory) and acks with the original's stream sequence, whose headers
 //! give the original wsring seq.
 //!
+//! What the store holds is bounded as follows: messages and epoch markers
+//! (a stream's position, which `head` and reads create too) are JetStream
+//! messages, counted by `max_bytes` at their stored size and by
+//! `max_streams` as subjects; message ids are kept by JetStream for the
+//! duplicate window only, outside the stream. `max_user_bytes` (the
+//! per-owner share) is not enforced here: JetStream has no per-owner
+//! accounting.
+//!
 //! Reads: a snapshot is the subject's last message (its stream sequence `L`,
 //! seq and epoch) plus its first retained message. Retention only ever drops
 //! the oldest messages, so the retained seqs are a contiguous range and the
@@ -520,11 +528,15 @@ fn busy(subject: &str) -> ClusterError {
 
 #[async_trait]
 impl StreamStore for NatsStreams {
-    async fn append(
+    /// `owner` is not counted: JetStream keeps no per-owner usage, so
+    /// `max_user_bytes` does not apply on this backend (see the module
+    /// documentation).
+    async fn append_as(
         &self,
         stream: &StreamName,
         payload: Bytes,
         dedup: Option<&str>,
+        _owner: Option<&str>,
     ) -> Result<Appended, ClusterError> {
         let subject = stream_subject(&self.namespace, stream);
         let msg_id = dedup.map(|key| dedup_id(&subject, key));
@@ -570,7 +582,11 @@ impl StreamStore for NatsStreams {
         Err(busy(&subject))
     }
 
-    async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
+    async fn head_as(
+        &self,
+        stream: &StreamName,
+        _owner: Option<&str>,
+    ) -> Result<StreamPos, ClusterError> {
         let last = self
             .ensure(&stream_subject(&self.namespace, stream))
             .await?;

@@ -9,11 +9,14 @@
 //! | cluster fan-out (channel) | `<ns>:cluster` |
 //! | room `r` (channel) | `<ns>:room:<r>` |
 //! | stream meta (hash: `e` epoch, `s` last seq) | `{<ns>:u:<user>}:m` / `{<ns>:r:<room>}:m` |
-//! | stream entries (Redis Stream, id `<seq>-0`) | `{<ns>:u:<user>}:x` / `{<ns>:r:<room>}:x` |
-//! | dedup marker of key `k` (string, `PX`) | `{<ns>:u:<user>}:d:<k>` |
-//! | store usage: streams by last append (sorted set, score ms) | `{<ns>}:streams:t` |
-//! | store usage: payload bytes per stream (hash) | `{<ns>}:streams:b` |
-//! | store usage: payload bytes in all (string) | `{<ns>}:streams:total` |
+//! | stream entries (Redis Stream, id `<seq>-0`; fields `t` time, `p` payload, `c` cost, `d` dedup key, `o` owner) | `{<ns>:u:<user>}:x` / `{<ns>:r:<room>}:x` |
+//! | dedup index of retained entries (hash: key → seq) | `{<ns>:u:<user>}:d` / `{<ns>:r:<room>}:d` |
+//! | store usage: streams by last activity (sorted set, score ms) | `{<ns>}:streams:t` |
+//! | store usage: bytes counted per stream (hash) | `{<ns>}:streams:b` |
+//! | store usage: bytes counted in all (string) | `{<ns>}:streams:total` |
+//! | store usage: owner–stream pairs by last activity (sorted set; member `<owner>\n<stream>`) | `{<ns>}:streams:ot` |
+//! | store usage: bytes counted per owner–stream pair (hash) | `{<ns>}:streams:ob` |
+//! | store usage: bytes counted per owner (hash) | `{<ns>}:streams:ou` |
 //! | server-side rooms of `user` (set) | `{<ns>:u:<user>}:rooms` |
 //!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
@@ -92,10 +95,12 @@ impl Keys {
         format!("{}:x", self.stream_tag(s))
     }
 
-    /// The store usage keys: streams by last append, bytes per stream, and
-    /// the byte total. One hash tag, so each usage update is one script.
-    pub fn stream_usage(&self) -> [String; 3] {
-        ["t", "b", "total"].map(|k| format!("{{{}}}:streams:{k}", self.ns))
+    /// The store usage keys: streams by last activity, bytes per stream,
+    /// the byte total, owner–stream pairs by last activity, bytes per pair
+    /// and bytes per owner. One hash tag, so each usage update is one
+    /// script.
+    pub fn stream_usage(&self) -> [String; 6] {
+        ["t", "b", "total", "ot", "ob", "ou"].map(|k| format!("{{{}}}:streams:{k}", self.ns))
     }
 
     /// The set of `user`'s server-side rooms: beside the user's stream, in
@@ -107,9 +112,10 @@ impl Keys {
         )
     }
 
-    /// A stream's dedup marker for `key`.
-    pub fn stream_dedup(&self, s: &StreamName, key: &str) -> String {
-        format!("{}:d:{key}", self.stream_tag(s))
+    /// A stream's dedup index: one field per retained entry with a dedup
+    /// key, dropped with the entry.
+    pub fn stream_dedup(&self, s: &StreamName) -> String {
+        format!("{}:d", self.stream_tag(s))
     }
 }
 
@@ -124,7 +130,7 @@ mod tests {
         assert_eq!(k.heartbeat("n1"), "{t1}:hb:n1");
         let s = StreamName::Room("a.b".into());
         assert_eq!(k.stream_entries(&s), "{t1:r:a.b}:x");
-        assert_eq!(k.stream_dedup(&s, "ws:u:s:1"), "{t1:r:a.b}:d:ws:u:s:1");
+        assert_eq!(k.stream_dedup(&s), "{t1:r:a.b}:d");
         assert_eq!(k.server_rooms("bob@x"), "{t1:u:bob@x}:rooms");
         for t in [
             Topic::Cluster,

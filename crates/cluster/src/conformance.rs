@@ -51,6 +51,11 @@ pub trait Harness: Send + Sync {
     ) -> Option<(Arc<dyn Broker>, Inbox)> {
         None
     }
+    /// Whether the stream store enforces [`Retention::max_user_bytes`]
+    /// (the per-owner share). Default: yes.
+    fn owner_quota(&self) -> bool {
+        true
+    }
 }
 
 /// Reports an unreachable service: prints `SKIPPED: <why>` (so the test passes
@@ -987,7 +992,8 @@ fn refused_by(r: &Result<crate::Appended, ClusterError>, limit: crate::StoreLimi
 /// The store limits refuse a stream too many and a byte too many, store
 /// nothing when they do, still answer a retried duplicate, and never count
 /// what length trimming removed. Payloads are large next to any backend's
-/// per-message overhead, so the byte arithmetic holds on every backend.
+/// per-message and per-stream overhead (the largest: a Redis stream's
+/// first 4 KiB node), so the byte arithmetic holds on every backend.
 pub async fn streams_store_limits(h: &dyn Harness) {
     let ns = unique_ns("conf");
     let s = need!(
@@ -997,13 +1003,14 @@ pub async fn streams_store_limits(h: &dyn Harness) {
                 max_len: 2,
                 max_age: Duration::from_secs(600),
                 max_streams: 2,
-                max_bytes: 7600,
+                max_bytes: 76_000,
+                max_user_bytes: 0,
             }
         )
         .await,
         "stream store"
     );
-    let kb = || Bytes::from(vec![b'x'; 2000]);
+    let kb = || Bytes::from(vec![b'x'; 20_000]);
     let (a, b, c) = (
         StreamName::Room("a".into()),
         StreamName::Room("b".into()),
@@ -1014,7 +1021,7 @@ pub async fn streams_store_limits(h: &dyn Harness) {
     let third = s.append(&c, kb(), None).await;
     assert!(refused_by(&third, crate::StoreLimit::Streams), "{third:?}");
     s.append(&a, kb(), None).await.expect("a2");
-    // 6,000 bytes held; 2,000 more are past 7,600.
+    // 60,000 payload bytes held; 20,000 more are past 76,000.
     let over = s.append(&b, kb(), None).await;
     assert!(refused_by(&over, crate::StoreLimit::Bytes), "{over:?}");
     let held = s.read_after(&b, 0, 10).await.expect("read b");
@@ -1045,6 +1052,7 @@ pub async fn streams_store_limits_age(h: &dyn Harness) {
                 max_age: Duration::from_secs(1),
                 max_streams: 1,
                 max_bytes: 0,
+                max_user_bytes: 0,
             }
         )
         .await,
@@ -1068,6 +1076,206 @@ pub async fn streams_store_limits_age(h: &dyn Harness) {
             Err(e) => panic!("append: {e}"),
         }
     }
+}
+
+/// A stream's position counts before it holds anything: a `head` for an
+/// owner of a stream that does not exist yet is refused past
+/// `max_streams`, and streams without entries fill `max_bytes` too, so
+/// joining rooms cannot grow the store past its limits. Existing streams
+/// are still served.
+pub async fn streams_positions_count(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 10,
+                max_age: Duration::from_secs(600),
+                max_streams: 20,
+                max_bytes: 0,
+                max_user_bytes: 0,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    for n in 0..20 {
+        s.head_as(&StreamName::Room(format!("r{n}")), Some("mallory"))
+            .await
+            .unwrap_or_else(|e| panic!("head {n}: {e}"));
+    }
+    let over = s
+        .head_as(&StreamName::Room("r20".into()), Some("alice"))
+        .await;
+    assert!(
+        matches!(
+            over,
+            Err(ClusterError::StorageFull {
+                limit: crate::StoreLimit::Streams,
+                ..
+            })
+        ),
+        "{over:?}"
+    );
+    let append = s
+        .append(
+            &StreamName::Room("r21".into()),
+            Bytes::from_static(b"x"),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(
+            append,
+            Err(ClusterError::StorageFull {
+                limit: crate::StoreLimit::Streams,
+                ..
+            })
+        ),
+        "{append:?}"
+    );
+    s.append(
+        &StreamName::Room("r3".into()),
+        Bytes::from_static(b"x"),
+        None,
+    )
+    .await
+    .expect("an existing stream still takes messages");
+
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 10,
+                max_age: Duration::from_secs(600),
+                max_streams: 0,
+                max_bytes: 16 * 1024,
+                max_user_bytes: 0,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    let mut created = 0;
+    loop {
+        let room = StreamName::Room(format!("e{created}"));
+        match s.head_as(&room, Some("mallory")).await {
+            Ok(_) => created += 1,
+            Err(ClusterError::StorageFull { .. }) => break,
+            Err(e) => panic!("head: {e}"),
+        }
+        assert!(created < 2000, "empty streams are not counted in bytes");
+    }
+}
+
+/// Dedup keys are part of what the store holds: one-byte messages with
+/// long unique ids fill `max_bytes` (a store counting only payloads would
+/// take all 2,000), and a retry of a retained one is still recognised.
+pub async fn streams_dedup_keys_count(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 1000,
+                max_age: Duration::from_secs(600),
+                max_streams: 0,
+                max_bytes: 64 * 1024,
+                max_user_bytes: 0,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    let room = StreamName::Room("ids".into());
+    let key = |i: usize| format!("ws/mallory/{i:0>200}");
+    let mut stored = 0;
+    let refused = loop {
+        match s
+            .append(&room, Bytes::from_static(b"1"), Some(&key(stored)))
+            .await
+        {
+            Ok(a) => {
+                assert!(!a.duplicate);
+                stored += 1;
+            }
+            Err(e) => break e,
+        }
+        assert!(stored < 2000, "2,000 unique ids and not one counted");
+    };
+    assert!(
+        matches!(
+            refused,
+            ClusterError::StorageFull {
+                limit: crate::StoreLimit::Bytes,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert!(stored > 10, "refused after only {stored}");
+    let again = s
+        .append(&room, Bytes::from_static(b"1"), Some(&key(3)))
+        .await
+        .expect("a retry of a stored message is answered, full or not");
+    assert!(again.duplicate && again.seq == 4, "{again:?}");
+}
+
+/// One owner's share: past `max_user_bytes` only that owner is refused
+/// (`QuotaExceeded`), others and the server still store, and a retried
+/// duplicate still learns its position.
+pub async fn streams_owner_quota(h: &dyn Harness) {
+    if !h.owner_quota() {
+        eprintln!("not applicable: this backend keeps no per-owner usage");
+        return;
+    }
+    let ns = unique_ns("conf");
+    let s = need!(
+        h.streams(
+            &ns,
+            Retention {
+                max_len: 1000,
+                max_age: Duration::from_secs(600),
+                max_streams: 0,
+                max_bytes: 1024 * 1024,
+                max_user_bytes: 20_000,
+            }
+        )
+        .await,
+        "stream store"
+    );
+    let kb = || Bytes::from(vec![b'x'; 1000]);
+    let room = StreamName::Room("flood".into());
+    let first = s
+        .append_as(&room, kb(), Some("m0"), Some("mallory"))
+        .await
+        .expect("first");
+    let mut n = 1;
+    let refused = loop {
+        match s.append_as(&room, kb(), None, Some("mallory")).await {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 100, "the owner's share never refused");
+    };
+    assert!(
+        matches!(refused, ClusterError::QuotaExceeded { max: 20_000 }),
+        "{refused}"
+    );
+    assert!(n >= 10, "refused early, after {n}");
+    let other = StreamName::Room("other".into());
+    s.append_as(&room, kb(), None, Some("alice"))
+        .await
+        .expect("another owner still stores");
+    s.append(&other, kb(), None)
+        .await
+        .expect("the server still stores");
+    let again = s
+        .append_as(&room, kb(), Some("m0"), Some("mallory"))
+        .await
+        .expect("a retry is answered");
+    assert!(again.duplicate && again.seq == first.seq, "{again:?}");
 }
 
 /// Server-side rooms: add is idempotent and bounded per user, remove says
@@ -1173,7 +1381,8 @@ macro_rules! conformance_suite {
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,
             membership_fences_stale_node, membership_reap_spares_rejoined,
             streams_append_read, streams_retention, streams_age, streams_dedup,
-            streams_store_limits, streams_store_limits_age,
+            streams_store_limits, streams_store_limits_age, streams_positions_count,
+            streams_dedup_keys_count, streams_owner_quota,
             server_rooms_add_remove, server_rooms_concurrent_bound);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -56,6 +56,15 @@ pub enum ClusterError {
         /// Its configured value.
         max: u64,
     },
+    /// The sender's share of the durable store
+    /// ([`crate::Retention::max_user_bytes`]) is used up; nothing was
+    /// stored. Other senders are not affected; retrying helps only once
+    /// this sender's entries age out or are trimmed.
+    #[error("this sender's share of durable storage ({max} bytes) is used up")]
+    QuotaExceeded {
+        /// The quota in bytes.
+        max: u64,
+    },
 }
 
 impl ClusterError {

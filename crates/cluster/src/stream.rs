@@ -45,12 +45,24 @@ impl fmt::Display for StreamName {
 /// Retention limits of every stream, and of the store as a whole.
 ///
 /// The per-stream limits (`max_len`, `max_age`) trim old entries; the store
-/// limits (`max_streams`, `max_bytes`) refuse new ones: an append that would
-/// create one stream too many, or retain more payload bytes than allowed,
-/// fails with [`ClusterError::StorageFull`] and nothing is stored. Space comes
-/// back as entries age out or are trimmed. The store limits hold for one
-/// backend namespace, shared by every node using it (for the in-memory
-/// backend: for the process).
+/// limits (`max_streams`, `max_bytes`) refuse new ones: an append, or a new
+/// stream's first position, that would make one stream too many or count
+/// more bytes than allowed fails with [`ClusterError::StorageFull`] and
+/// nothing is stored. Space comes back as entries age out or are trimmed.
+/// The store limits hold for one backend namespace, shared by every node
+/// using it (for the in-memory backend: for the process).
+///
+/// What counts against `max_bytes` is everything the store keeps, not only
+/// payloads: each stream is [`STREAM_COST_BYTES`] from the moment it has a
+/// position (a `head` creates it, as does a first append or read), and each
+/// entry is [`entry_cost`]: its payload, its dedup key (kept beside the
+/// entry and dropped with it, so dedup keys are bounded by `max_len` per
+/// stream) and its owner, plus [`ENTRY_COST_BYTES`]. A backend adds what
+/// its own storage costs on top (Redis: the 4 KiB node a stream's entries
+/// start in, and its usage index). `max_user_bytes` is
+/// the share one owner (a user id, or an API key's identity) may hold of
+/// that; past it only that owner is refused
+/// ([`ClusterError::QuotaExceeded`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Entries kept per stream. Default: 1000 (`--history-size`).
@@ -61,9 +73,44 @@ pub struct Retention {
     /// Streams holding at least one entry, across the store; 0 means no
     /// limit. Default: 100,000 (`--history-max-streams`).
     pub max_streams: u64,
-    /// Payload bytes retained across all streams; 0 means no limit.
+    /// Bytes counted across all streams (see above); 0 means no limit.
     /// Default: 256 MiB (`--history-max-bytes`).
     pub max_bytes: u64,
+    /// Bytes counted for one owner's entries and the streams it created;
+    /// 0 means no limit. Default: 10% of `max_bytes`
+    /// (`--history-max-user-percent`).
+    pub max_user_bytes: u64,
+}
+
+/// What one stream counts against [`Retention::max_bytes`] by itself: its
+/// position and epoch, and the store's bookkeeping for it.
+pub const STREAM_COST_BYTES: u64 = 256;
+
+/// What one entry counts against [`Retention::max_bytes`] on top of its
+/// payload, dedup key and owner: its id, timestamp and framing.
+pub const ENTRY_COST_BYTES: u64 = 128;
+
+/// What an entry counts against [`Retention::max_bytes`]: the payload, the
+/// dedup key twice (stored with the entry, and indexed), the owner, and
+/// [`ENTRY_COST_BYTES`].
+pub fn entry_cost(payload: usize, dedup: Option<&str>, owner: Option<&str>) -> u64 {
+    let dedup = dedup.map_or(0, str::len) as u64;
+    let owner = owner.map_or(0, str::len) as u64;
+    payload as u64 + 2 * dedup + owner + ENTRY_COST_BYTES
+}
+
+/// The default per-owner share of the store, in percent.
+pub const DEFAULT_USER_PERCENT: u64 = 10;
+
+/// `percent` of `max_bytes`, the per-owner quota (0 when either is 0: no
+/// quota).
+pub fn user_quota(max_bytes: u64, percent: u64) -> u64 {
+    if percent == 0 || max_bytes == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(max_bytes) * u128::from(percent.min(100)) / 100)
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 impl Default for Retention {
@@ -73,6 +120,7 @@ impl Default for Retention {
             max_age: Duration::from_secs(600),
             max_streams: 100_000,
             max_bytes: 256 * 1024 * 1024,
+            max_user_bytes: user_quota(256 * 1024 * 1024, DEFAULT_USER_PERCENT),
         }
     }
 }
@@ -82,7 +130,8 @@ impl Default for Retention {
 pub enum StoreLimit {
     /// `max_streams`: the append would have created one stream too many.
     Streams,
-    /// `max_bytes`: the append would have retained too many payload bytes.
+    /// `max_bytes`: the append (or new stream) would have counted too many
+    /// bytes.
     Bytes,
 }
 
@@ -137,21 +186,55 @@ impl ReadBatch {
 }
 
 /// Storage for durable streams.
+///
+/// `owner` (of [`append_as`](Self::append_as) and
+/// [`head_as`](Self::head_as)) is who the bytes are counted for under
+/// [`Retention::max_user_bytes`]: the sender's user id or API key identity;
+/// `None` counts for nobody (the server itself).
 #[async_trait]
 pub trait StreamStore: Send + Sync + 'static {
-    /// Appends a payload. With `dedup`, a key seen within the retention age
-    /// returns the original position instead of appending again, which makes
-    /// client retries idempotent.
+    /// Appends a payload, counted for nobody: see
+    /// [`append_as`](Self::append_as).
     async fn append(
         &self,
         stream: &StreamName,
         payload: Bytes,
         dedup: Option<&str>,
+    ) -> Result<Appended, ClusterError> {
+        self.append_as(stream, payload, dedup, None).await
+    }
+
+    /// Appends a payload for `owner`. With `dedup`, a key whose entry is
+    /// still retained (at most the retention age, at most `max_len`
+    /// appends ago) returns the original position instead of appending
+    /// again, which makes client retries idempotent.
+    async fn append_as(
+        &self,
+        stream: &StreamName,
+        payload: Bytes,
+        dedup: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<Appended, ClusterError>;
 
+    /// The current position, a new stream counted for nobody: see
+    /// [`head_as`](Self::head_as).
+    async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
+        self.head_as(stream, None).await
+    }
+
     /// The current position, creating the stream (and its epoch) if needed so
-    /// that the epoch handed to a client stays valid.
-    async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError>;
+    /// that the epoch handed to a client stays valid. A new stream counts
+    /// against the store limits, and for `owner`; one asked for an owner is
+    /// refused past them, one asked for nobody (a user's own stream at
+    /// connect, a room the server put a user in) is counted but not
+    /// refused on the memory and Redis backends, so a full store never
+    /// keeps users from connecting (JetStream refuses it past
+    /// `max_streams`).
+    async fn head_as(
+        &self,
+        stream: &StreamName,
+        owner: Option<&str>,
+    ) -> Result<StreamPos, ClusterError>;
 
     /// Entries with `seq > after`, oldest first, at most `limit`.
     async fn read_after(

@@ -11,11 +11,15 @@
 //!   breaker, so a slow or dead application costs a bounded wait and then a
 //!   configured answer, not a stall.
 //!
+//! * [`redact`] — how those URLs are shown (logs, metrics, `/api/info`):
+//!   never with their userinfo or query values.
+//!
 //! The crate knows nothing about sessions or the cluster: the node decides
 //! what to emit and what to ask; this crate only carries it, bounded.
 
 pub mod backoff;
 pub mod proxy;
+pub mod redact;
 pub mod sign;
 pub mod webhook;
 

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::redact;
 use crate::sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 
 /// What to do when the application cannot answer (timeout, error, breaker
@@ -148,7 +149,7 @@ fn lock(m: &Mutex<Breaker>) -> MutexGuard<'_, Breaker> {
 impl Proxy {
     /// A proxy named `name` (`connect`, `publish`: the metrics label).
     pub fn new(name: &'static str, cfg: ProxyConfig, client: reqwest::Client) -> Proxy {
-        info!(proxy = name, url = %cfg.url, timeout = ?cfg.timeout, when_down = ?cfg.when_down, "proxy on");
+        info!(proxy = name, url = %redact::redact(&cfg.url), timeout = ?cfg.timeout, when_down = ?cfg.when_down, "proxy on");
         Proxy {
             name,
             slots: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
@@ -254,7 +255,8 @@ impl Proxy {
             if e.is_timeout() {
                 ProxyError::Timeout(self.name, self.cfg.timeout)
             } else {
-                ProxyError::Unreachable(self.name, e.to_string())
+                // The error would show the URL as configured.
+                ProxyError::Unreachable(self.name, e.without_url().to_string())
             }
         };
         let mut resp = req.body(body).send().await.map_err(fail)?;

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::backoff;
+use crate::redact;
 use crate::sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 
 /// Webhook delivery settings. The defaults are the documented defaults of
@@ -144,7 +145,13 @@ struct Inner {
 }
 
 struct Sink {
+    /// Where to POST: the URL as configured, credentials included. Never
+    /// logged or exported; `shown` and `label` are.
     url: String,
+    /// The URL for logs ([`redact::redact`]).
+    shown: String,
+    /// The URL for metrics labels ([`redact::label`]).
+    label: String,
     cfg: WebhookConfig,
     queue: Mutex<Queue>,
     wake: Notify,
@@ -189,6 +196,8 @@ impl Webhooks {
             .map(|url| {
                 Arc::new(Sink {
                     url: url.clone(),
+                    shown: redact::redact(url),
+                    label: redact::label(url),
                     cfg: cfg.clone(),
                     queue: Mutex::new(Queue::default()),
                     wake: Notify::new(),
@@ -202,7 +211,8 @@ impl Webhooks {
             .map(|s| tokio::spawn(s.clone().run()))
             .collect();
         if !sinks.is_empty() {
-            info!(urls = ?cfg.urls, signed = cfg.secret.is_some(), "webhooks on");
+            let urls: Vec<&str> = sinks.iter().map(|s| s.shown.as_str()).collect();
+            info!(?urls, signed = cfg.secret.is_some(), "webhooks on");
         }
         Webhooks {
             inner: Arc::new(Inner {
@@ -299,7 +309,7 @@ impl Webhooks {
             };
             if left > 0 {
                 sink.dropped(left as u64, "shutdown");
-                warn!(url = %sink.url, events = left, "webhook events still queued at shutdown were dropped");
+                warn!(url = %sink.shown, events = left, "webhook events still queued at shutdown were dropped");
             }
         }
     }
@@ -326,7 +336,7 @@ impl Sink {
             let due = q.warned_at.is_none_or(|at| at.elapsed() >= WARN_EVERY);
             if due {
                 warn!(
-                    url = %self.url,
+                    url = %self.shown,
                     queued_bytes = q.bytes,
                     limit = self.cfg.queue_bytes,
                     dropped = q.unreported,
@@ -342,7 +352,7 @@ impl Sink {
         }
         q.bytes += event.len();
         q.events.push_back(event);
-        metrics::gauge!("wsring_webhook_queue_bytes", "url" => self.url.clone())
+        metrics::gauge!("wsring_webhook_queue_bytes", "url" => self.label.clone())
             .set(q.bytes as f64);
         drop(q);
         self.wake.notify_one();
@@ -351,7 +361,7 @@ impl Sink {
 
     fn dropped(&self, n: u64, reason: &'static str) {
         self.counters.dropped.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("wsring_webhook_dropped_total", "url" => self.url.clone(), "reason" => reason)
+        metrics::counter!("wsring_webhook_dropped_total", "url" => self.label.clone(), "reason" => reason)
             .increment(n);
     }
 
@@ -376,7 +386,7 @@ impl Sink {
             q.bytes -= e.len();
             batch.push(e);
         }
-        metrics::gauge!("wsring_webhook_queue_bytes", "url" => self.url.clone())
+        metrics::gauge!("wsring_webhook_queue_bytes", "url" => self.label.clone())
             .set(q.bytes as f64);
         batch
     }
@@ -439,15 +449,15 @@ impl Sink {
             match self.send(&body, signature.as_deref()).await {
                 Sent::Delivered => {
                     self.counters.delivered.fetch_add(events, Ordering::Relaxed);
-                    metrics::counter!("wsring_webhook_delivered_total", "url" => self.url.clone())
+                    metrics::counter!("wsring_webhook_delivered_total", "url" => self.label.clone())
                         .increment(events);
                     if attempt > 0 {
-                        info!(url = %self.url, events, attempts = attempt + 1, "webhook batch delivered after retries");
+                        info!(url = %self.shown, events, attempts = attempt + 1, "webhook batch delivered after retries");
                     }
                     return;
                 }
                 Sent::Rejected(status) => {
-                    warn!(url = %self.url, status, events, "webhook receiver refused a batch; dropped");
+                    warn!(url = %self.shown, status, events, "webhook receiver refused a batch; dropped");
                     self.dropped(events, "rejected");
                     return;
                 }
@@ -455,19 +465,19 @@ impl Sink {
                     let closed = lock(&self.queue).closed;
                     let wait = backoff::delay(self.cfg.retry_base, self.cfg.retry_cap, attempt);
                     if closed || started.elapsed() + wait > self.cfg.retry_for {
-                        warn!(url = %self.url, events, attempts = attempt + 1, error = %why, "webhook batch not delivered in time; dropped");
+                        warn!(url = %self.shown, events, attempts = attempt + 1, error = %why, "webhook batch not delivered in time; dropped");
                         self.dropped(events, "expired");
                         return;
                     }
                     // The first failure is routine (a receiver restarting);
                     // a receiver failing for longer is worth a warning.
                     if attempt == 2 {
-                        warn!(url = %self.url, events, error = %why, "webhook receiver failing; retrying");
+                        warn!(url = %self.shown, events, error = %why, "webhook receiver failing; retrying");
                     } else {
-                        debug!(url = %self.url, events, attempt, error = %why, ?wait, "webhook batch will be retried");
+                        debug!(url = %self.shown, events, attempt, error = %why, ?wait, "webhook batch will be retried");
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("wsring_webhook_retries_total", "url" => self.url.clone())
+                    metrics::counter!("wsring_webhook_retries_total", "url" => self.label.clone())
                         .increment(1);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -508,14 +518,15 @@ impl Sink {
             Err(e) if e.is_timeout() => {
                 Sent::Retry(format!("no answer within {:?}", self.cfg.timeout))
             }
-            Err(e) => Sent::Retry(e.to_string()),
+            // The error would show the URL as configured.
+            Err(e) => Sent::Retry(e.without_url().to_string()),
         };
         let label = match &outcome {
             Sent::Delivered => "delivered",
             Sent::Retry(_) => "failed",
             Sent::Rejected(_) => "rejected",
         };
-        metrics::histogram!("wsring_webhook_request_seconds", "url" => self.url.clone(), "outcome" => label)
+        metrics::histogram!("wsring_webhook_request_seconds", "url" => self.label.clone(), "outcome" => label)
             .record(started.elapsed().as_secs_f64());
         outcome
     }

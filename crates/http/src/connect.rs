@@ -160,6 +160,8 @@ struct Answer {
     #[serde(default)]
     send: Option<bool>,
     #[serde(default)]
+    publish: Option<Vec<String>>,
+    #[serde(default)]
     expire_at: Option<u64>,
     #[serde(default)]
     message: Option<String>,
@@ -216,7 +218,7 @@ pub fn answered(
         return Err(bad("not a JSON object".into()));
     };
     let mut identity =
-        wsring_auth::grant(a.user, a.rooms, a.send).map_err(|e| bad(e.to_string()))?;
+        wsring_auth::grant(a.user, a.rooms, a.send, a.publish).map_err(|e| bad(e.to_string()))?;
     if let Some(at) = a.expire_at {
         if at <= unix_now() {
             return Err(refusal(Refusal {

@@ -40,6 +40,10 @@ pub enum RouteError {
     /// stored; retrying helps only once old entries age out.
     #[error("{0}")]
     StorageFull(ClusterError),
+    /// Durable mode: the sender's share of the stream store is used up.
+    /// Nothing was stored; others are not affected.
+    #[error("{0}")]
+    QuotaExceeded(ClusterError),
     /// No node is up to own the recipient.
     #[error("no node is up to own {0:?}")]
     NoOwner(String),
@@ -55,6 +59,12 @@ impl From<ClusterError> for RouteError {
             e @ ClusterError::StorageFull { .. } => {
                 storage_full_warning(&e);
                 RouteError::StorageFull(e)
+            }
+            e @ ClusterError::QuotaExceeded { .. } => {
+                // One sender's business, not the operator's: counted, not
+                // logged.
+                metrics::counter!("wsring_quota_exceeded_total").increment(1);
+                RouteError::QuotaExceeded(e)
             }
             e => RouteError::Unavailable(e),
         }
@@ -83,7 +93,8 @@ fn storage_full_warning(e: &ClusterError) {
 
 impl From<RouteError> for ApiError {
     /// A conflict is 409 `conflict`, a full stream store 507
-    /// `storage_full`; anything else was not accepted and may be retried:
+    /// `storage_full`, a used-up sender share 507 `quota_exceeded`; anything
+    /// else was not accepted and may be retried:
     /// 503 `unavailable`.
     fn from(e: RouteError) -> Self {
         match e {
@@ -95,6 +106,11 @@ impl From<RouteError> for ApiError {
             RouteError::StorageFull(_) => ApiError::new(
                 axum::http::StatusCode::INSUFFICIENT_STORAGE,
                 wsring_protocol::ErrorCode::StorageFull,
+                e.to_string(),
+            ),
+            RouteError::QuotaExceeded(_) => ApiError::new(
+                axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                wsring_protocol::ErrorCode::QuotaExceeded,
                 e.to_string(),
             ),
             e => ApiError::unavailable(e.to_string()),

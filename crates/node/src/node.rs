@@ -273,20 +273,23 @@ impl Node {
             .increment(count);
     }
 
-    /// Sends a direct message to every session of `to`.
+    /// Sends a direct message to every session of `to`. In durable mode the
+    /// stored message counts for `owner`'s share of the store (the sending
+    /// user, or the API key's identity).
     pub async fn send_direct(
         &self,
         from: Option<&str>,
         to: &str,
         data: &RawValue,
         dedup: Option<String>,
+        owner: Option<&str>,
     ) -> Result<Accepted, RouteError> {
         let (frame, pos) = match &self.streams {
             Some(store) => {
                 let stored = durable::encode(from, Some(to), None, data);
                 let name = StreamName::User(to.to_owned());
                 let a = store
-                    .append(&name, stored.clone(), dedup.as_deref())
+                    .append_as(&name, stored.clone(), dedup.as_deref(), owner)
                     .await?;
                 same_message(store.as_ref(), &name, &a, &stored).await?;
                 let frame = MessageFrame::direct(from, to, data)
@@ -325,20 +328,23 @@ impl Node {
         })
     }
 
-    /// Publishes to a room: only nodes with members receive it.
+    /// Publishes to a room: only nodes with members receive it. In durable
+    /// mode the stored message counts for `owner`, as with
+    /// [`send_direct`](Self::send_direct).
     pub async fn publish_room(
         &self,
         from: Option<&str>,
         room: &str,
         data: &RawValue,
         dedup: Option<String>,
+        owner: Option<&str>,
     ) -> Result<Accepted, RouteError> {
         let (frame, pos) = match &self.streams {
             Some(store) => {
                 let stored = durable::encode(from, None, Some(room), data);
                 let name = StreamName::Room(room.to_owned());
                 let a = store
-                    .append(&name, stored.clone(), dedup.as_deref())
+                    .append_as(&name, stored.clone(), dedup.as_deref(), owner)
                     .await?;
                 same_message(store.as_ref(), &name, &a, &stored).await?;
                 let frame = MessageFrame::room(from, room, data)
@@ -541,18 +547,23 @@ pub(crate) mod testing {
 
     #[async_trait]
     impl StreamStore for Switchable {
-        async fn append(
+        async fn append_as(
             &self,
             stream: &StreamName,
             payload: Bytes,
             dedup: Option<&str>,
+            owner: Option<&str>,
         ) -> Result<Appended, ClusterError> {
             self.check()?;
-            self.inner.append(stream, payload, dedup).await
+            self.inner.append_as(stream, payload, dedup, owner).await
         }
-        async fn head(&self, stream: &StreamName) -> Result<StreamPos, ClusterError> {
+        async fn head_as(
+            &self,
+            stream: &StreamName,
+            owner: Option<&str>,
+        ) -> Result<StreamPos, ClusterError> {
             self.check()?;
-            self.inner.head(stream).await
+            self.inner.head_as(stream, owner).await
         }
         async fn read_after(
             &self,

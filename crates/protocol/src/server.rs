@@ -52,8 +52,8 @@ pub enum ErrorCode {
     /// 401).
     Unauthorized,
     /// The credentials do not allow this: a room outside the token's `rooms`
-    /// claim, a direct send with `send: false`, a page from an origin not
-    /// allowed.
+    /// claim, a direct send or publish with `send: false`, a publish outside
+    /// the `publish` claim, a page from an origin not allowed.
     Forbidden,
     /// Too many messages or bytes per second on this connection; the message
     /// was dropped.
@@ -66,6 +66,10 @@ pub enum ErrorCode {
     /// Durable mode: the stream store is at its stream-count or byte limit;
     /// nothing was stored (HTTP 507). Space frees as old entries age out.
     StorageFull,
+    /// Durable mode: the sender (a token's user, or an API key) holds its
+    /// whole share of the stream store (`--history-max-user-percent`);
+    /// nothing was stored (HTTP 507). Other senders are not affected.
+    QuotaExceeded,
     /// A code this build does not know (sent by a newer server). Parsing
     /// maps it here so an older client still fails the request instead of
     /// ignoring the error; never sent.
@@ -75,7 +79,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation checks.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::Unavailable,
         ErrorCode::NotFound,
@@ -90,6 +94,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::StorageFull,
+        ErrorCode::QuotaExceeded,
         ErrorCode::Rejected,
     ];
 
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Rejected => "rejected",
             ErrorCode::Unknown => "unknown",
         }

@@ -107,17 +107,26 @@ pub struct Common {
     #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub history_ttl: Duration,
-    /// Durable mode: streams holding messages, across the backend (for the
-    /// memory backend: the process); an append that would create one more
-    /// is refused with `storage_full` (HTTP 507). 0: unlimited.
+    /// Durable mode: streams across the backend (for the memory backend:
+    /// the process), counted from a stream's first position (a join or
+    /// connect creates it, as does a first message); a message or join that
+    /// would create one more is refused with `storage_full` (HTTP 507). 0:
+    /// unlimited.
     #[arg(long, env = "WSRING_HISTORY_MAX_STREAMS", default_value_t = Retention::default().max_streams)]
     pub history_max_streams: u64,
-    /// Durable mode: message bytes retained across all streams of the
-    /// backend (for the memory backend: the process); an append past it is
-    /// refused with `storage_full` (HTTP 507) until old entries age out.
-    /// 0: unlimited.
+    /// Durable mode: bytes the stream store holds across the backend (for
+    /// the memory backend: the process): payloads, dedup ids and a fixed
+    /// cost per message and per stream (see docs/PROTOCOL.md, "Store
+    /// limits"); an append past it is refused with `storage_full` (HTTP
+    /// 507) until old entries age out. 0: unlimited.
     #[arg(long, env = "WSRING_HISTORY_MAX_BYTES", value_name = "BYTES", default_value_t = Retention::default().max_bytes)]
     pub history_max_bytes: u64,
+    /// Durable mode: the share of history_max_bytes, in percent, that one
+    /// sender (a token's user, or an API key) may hold; past it only that
+    /// sender is refused, with `quota_exceeded` (HTTP 507). 0: no per-sender
+    /// quota.
+    #[arg(long, env = "WSRING_HISTORY_MAX_USER_PERCENT", value_name = "PERCENT", default_value_t = wsring_cluster::stream::DEFAULT_USER_PERCENT, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub history_max_user_percent: u64,
     /// A node silent this long is removed from the ring; heartbeats are sent
     /// every heartbeat_ttl / 4 (at least 200ms).
     #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
@@ -207,6 +216,10 @@ impl Common {
             max_age: self.history_ttl,
             max_streams: self.history_max_streams,
             max_bytes: self.history_max_bytes,
+            max_user_bytes: wsring_cluster::stream::user_quota(
+                self.history_max_bytes,
+                self.history_max_user_percent,
+            ),
         }
     }
 

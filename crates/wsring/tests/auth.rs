@@ -170,13 +170,89 @@ async fn rooms_and_send_claims_limit_what_a_session_may_do() {
         c.send(json!({"type":"join","room":room,"id":id})).await;
         assert_eq!(c.next().await, json!({"type":"ack","id":id}));
     }
+    // Receive-only: not even an allowed room can be published to.
     c.send(json!({"type":"publish","room":"chat.1","data":"hi","id":"p2"}))
         .await;
-    let mut got = [c.next().await, c.next().await];
-    got.sort_by_key(|v| v["type"].as_str().map(str::to_owned));
-    assert_eq!(got[0], json!({"type":"ack","id":"p2"}));
-    assert_eq!(got[1]["data"], "hi");
+    assert_eq!(c.next().await["code"], "forbidden");
     c.roundtrip("alive").await;
+}
+
+/// `"send": false` is receive-only, publishes included, wherever the
+/// session lives: a listener in the room sees nothing of a refused
+/// publish. A `publish` claim names the rooms such a client may still
+/// publish to, and limits a sending client the same way.
+#[tokio::test]
+async fn receive_only_tokens_cannot_publish_and_the_publish_claim_opens_rooms() {
+    let (_dev, ws, base) = secured().await;
+    let connect = |user: &str, claims: Value| {
+        let url = format!("{ws}?token={}", token_with(TEST_JWT_SECRET, user, claims));
+        async move { Client::try_connect(&url).await.expect("connects") }
+    };
+    let mut dave = connect("dave", json!({})).await;
+    for (room, id) in [("lobby", "j1"), ("announce", "j2")] {
+        dave.send(json!({"type":"join","room":room,"id":id})).await;
+        assert_eq!(dave.next().await, json!({"type":"ack","id":id}));
+    }
+    // No claim but `send: false`, at the gateway and at every node directly.
+    let quiet = token_with(TEST_JWT_SECRET, "quiet", json!({"send": false}));
+    let mut urls = vec![format!("{ws}?token={quiet}")];
+    for node in node_urls(&base).await {
+        urls.push(format!("{node}?token={quiet}"));
+    }
+    for (n, url) in urls.iter().enumerate() {
+        let Ok(mut c) = Client::try_connect(url).await else {
+            continue; // hash mode: only the owner node takes the user
+        };
+        for room in ["lobby", "announce", "quiet-room"] {
+            let id = format!("q{n}-{room}");
+            c.send(json!({"type":"publish","room":room,"data":"leak","id":id}))
+                .await;
+            let f = c.next().await;
+            assert_eq!(
+                (f["type"].as_str(), f["code"].as_str(), f["id"].as_str()),
+                (Some("error"), Some("forbidden"), Some(id.as_str())),
+                "{f}"
+            );
+        }
+        c.roundtrip("still open").await;
+    }
+    // `send: false` with a `publish` claim: that room, and no other.
+    let mut speaker = connect("speaker", json!({"send": false, "publish": ["announce"]})).await;
+    speaker
+        .send(json!({"type":"publish","room":"lobby","data":"leak","id":"s1"}))
+        .await;
+    assert_eq!(speaker.next().await["code"], "forbidden");
+    speaker
+        .send(json!({"type":"send","to":"dave","data":"leak","id":"s2"}))
+        .await;
+    assert_eq!(speaker.next().await["code"], "forbidden");
+    speaker
+        .send(json!({"type":"publish","room":"announce","data":"news","id":"s3"}))
+        .await;
+    assert_eq!(speaker.next().await, json!({"type":"ack","id":"s3"}));
+    // A sending client with a `publish` claim is limited by it too.
+    let mut writer = connect("writer", json!({"publish": ["announce"]})).await;
+    writer
+        .send(json!({"type":"publish","room":"lobby","data":"leak","id":"w1"}))
+        .await;
+    assert_eq!(writer.next().await["code"], "forbidden");
+    // Dave got the one allowed publish and nothing refused.
+    let got = dave.next().await;
+    assert_eq!(
+        (
+            got["room"].as_str(),
+            got["from"].as_str(),
+            got["data"].as_str()
+        ),
+        (Some("announce"), Some("speaker"), Some("news")),
+        "{got}"
+    );
+    dave.send(json!({"type":"ping","id":"last"})).await;
+    assert_eq!(
+        dave.next().await,
+        json!({"type":"pong","id":"last"}),
+        "nothing refused reached dave"
+    );
 }
 
 #[tokio::test]

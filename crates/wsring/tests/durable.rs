@@ -337,9 +337,10 @@ async fn stream_store_limits_refuse_new_rooms_and_bytes() {
         (m["data"].as_str(), m["seq"].as_u64()),
         (Some("small"), Some(1))
     );
-    // Three rooms and bob's stream hold messages: four more streams fit.
-    let (rooms, refusal) = publish_until_refused(&api, "tiny", &json!(1), 4).await;
-    assert_eq!(rooms, 4);
+    // Three rooms and the users' own streams (each made when its user
+    // connected; refused appends made none): three more streams fit.
+    let (rooms, refusal) = publish_until_refused(&api, "tiny", &json!(1), 3).await;
+    assert_eq!(rooms, 3);
     assert_eq!(refusal.0, 507, "{}", refusal.1);
     assert!(
         refusal.1["error"]["message"]

@@ -761,3 +761,159 @@ async fn the_connect_proxy_needs_origins_and_is_rate_limited_per_address() {
         "{asked} calls reached the app, bound {bound}"
     );
 }
+
+/// Secrets planted in the webhook, publish-proxy and connect-proxy URLs
+/// (userinfo and query values) and the signing secret.
+const PLANTED: [&str; 7] = [
+    "hookuser",
+    "HOOKPASS",
+    "HOOKTOKEN",
+    "DEADPASS",
+    "PROXYTOKEN",
+    "CONNECTPASS",
+    "SIGNSECRET",
+];
+
+/// Shows webhook and proxy URLs only with their secrets hidden: a `wsring
+/// dev` process is given URLs carrying credentials (`user:PASS@`,
+/// `?token=`), one receiver fails its first requests and one is not there
+/// at all (so retries, WARN lines and proxy errors happen), and then
+/// everything the process printed (at debug level), its `/metrics` and its
+/// `/api/info` are searched for the planted secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_and_proxy_urls_never_show_their_secrets() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let router = axum::Router::new()
+        .route(
+            "/events",
+            post({
+                let (calls, delivered) = (calls.clone(), delivered.clone());
+                move || async move {
+                    // The first three batches fail: the third failure in a
+                    // row is logged as a WARN.
+                    if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        delivered.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::OK
+                    }
+                }
+            }),
+        )
+        .route(
+            "/connect",
+            post(|| async { axum::Json(json!({"user":"alice"})) }),
+        );
+    let app = serve(router).await;
+    let app_host = app.trim_start_matches("http://");
+    // A port nothing listens on: connection refused, at once and every time.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let hook = format!("http://hookuser:HOOKPASS@{app_host}/events?token=HOOKTOKEN&v=2");
+    let dead_hook = format!("http://u:DEADPASS@{dead}/hook?token=HOOKTOKEN");
+    let publish_proxy = format!("http://p:PROXYTOKEN@{dead}/proxy?token=PROXYTOKEN");
+    let connect_proxy = format!("http://c:CONNECTPASS@{app_host}/connect?key=CONNECTPASS");
+    let webhooks = format!("{hook},{dead_hook}");
+    let p = common::procs::Proc::start_logging(
+        &[
+            "dev",
+            "--port",
+            "0",
+            "--nodes",
+            "1",
+            "--webhook-url",
+            &webhooks,
+            "--webhook-secret",
+            "SIGNSECRET",
+            "--publish-proxy",
+            &publish_proxy,
+            "--proxy-when-down",
+            "allow",
+            "--connect-proxy",
+            &connect_proxy,
+            "--connect-proxy-secret",
+            "SIGNSECRET",
+            "--allowed-origins",
+            "https://app.example",
+        ],
+        "gateway",
+        "info,wsring_hooks=debug,wsring_node=debug,wsring_http=debug,wsring_gateway=debug",
+    )
+    .await;
+    let ws = p
+        .ready_line
+        .split_whitespace()
+        .nth(1)
+        .expect("gateway url")
+        .to_owned();
+    let base = ws.replacen("ws://", "http://", 1).replace("/ws", "");
+
+    // The connect proxy admits alice; her publish goes past the dead publish
+    // proxy (allowed when down) and makes webhook events.
+    let mut alice = Client::try_connect(&ws).await.expect("admitted");
+    alice
+        .send(json!({"type":"join","room":"chat","id":"j"}))
+        .await;
+    assert_eq!(alice.next().await, json!({"type":"ack","id":"j"}));
+    alice
+        .send(json!({"type":"publish","room":"chat","data":"hi","id":"p"}))
+        .await;
+    assert_eq!(alice.next_non_ack().await["data"], "hi");
+    common::wait_until("a webhook batch delivered after retries", || async {
+        delivered.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    common::wait_until("a WARN line about the dead receiver", || async {
+        p.warnings()
+            .iter()
+            .any(|l| l.contains("webhook receiver failing"))
+    })
+    .await;
+
+    let metrics = common::http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(&format!(
+            "wsring_webhook_delivered_total{{url=\"{app_host}/events\"}}"
+        )),
+        "delivered counter labelled by host and path: {metrics}"
+    );
+    let info = common::http()
+        .get(format!("{base}/api/info"))
+        .send()
+        .await
+        .expect("info")
+        .text()
+        .await
+        .expect("body");
+    let log = p.log.lock().expect("log").join("\n");
+    assert!(
+        log.contains("webhooks on") && log.contains("proxy on"),
+        "start-up lines are there to be searched: {log}"
+    );
+    assert!(
+        log.contains("token=REDACTED"),
+        "URLs are shown, redacted: {log}"
+    );
+    for (what, text) in [
+        ("the log", &log),
+        ("the readiness line", &p.ready_line),
+        ("/metrics", &metrics),
+        ("/api/info", &info),
+    ] {
+        for secret in PLANTED {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+    }
+}

@@ -120,18 +120,31 @@ async fn ask_peers(
     }
 }
 
+/// The identity of the API key that made the call; `None` when the API is
+/// open.
+fn api_key_id(node: &Node, headers: &axum::http::HeaderMap) -> Option<String> {
+    let auth = wsring_http::header_str(headers, axum::http::header::AUTHORIZATION);
+    match node.security.api_call(auth) {
+        Ok(Some(key)) => Some(key.0),
+        // The guard already refused a call without a valid key when one is
+        // needed: what is left is the open API.
+        _ => None,
+    }
+}
+
 /// The idempotency key of an API write: the id, scoped by the API key that
 /// made the call (`-` when the API is open), so one caller cannot claim, and
 /// poison, another's ids.
 fn dedup_key(node: &Node, headers: &axum::http::HeaderMap, id: &str) -> String {
-    let auth = wsring_http::header_str(headers, axum::http::header::AUTHORIZATION);
-    let scope = match node.security.api_call(auth) {
-        Ok(Some(key)) => key.0,
-        // The guard already refused a call without a valid key when one is
-        // needed: what is left is the open API.
-        _ => "-".to_owned(),
-    };
+    let scope = api_key_id(node, headers).unwrap_or_else(|| "-".to_owned());
     format!("api/{scope}/{id}")
+}
+
+/// Who an API write's stored message counts for in the per-sender share of
+/// the durable store: `api/<key identity>` (`/` cannot occur in a user id,
+/// so a key never shares a user's share); nobody when the API is open.
+fn api_owner(node: &Node, headers: &axum::http::HeaderMap) -> Option<String> {
+    api_key_id(node, headers).map(|id| format!("api/{id}"))
 }
 
 /// The answer for a `user` query that cannot be served: 400 for the

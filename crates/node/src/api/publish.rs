@@ -23,6 +23,9 @@ pub(super) async fn handle(
     let b: PublishBody = parse_body(body)?;
     b.validate()?;
     let dedup = b.id.map(|id| super::dedup_key(&node, &headers, &id));
-    let ok = node.publish_room(None, &b.room, &b.data, dedup).await?;
+    let owner = super::api_owner(&node, &headers);
+    let ok = node
+        .publish_room(None, &b.room, &b.data, dedup, owner.as_deref())
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }

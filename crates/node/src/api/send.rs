@@ -22,7 +22,10 @@ pub(super) async fn handle(
     let b: SendBody = parse_body(body)?;
     b.validate()?;
     let dedup = b.id.map(|id| super::dedup_key(&node, &headers, &id));
-    let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
+    let owner = super::api_owner(&node, &headers);
+    let ok = node
+        .send_direct(None, &b.to, &b.data, dedup, owner.as_deref())
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
 }
 

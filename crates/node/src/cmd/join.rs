@@ -18,6 +18,7 @@ use wsring_cluster::StreamName;
 use wsring_protocol::{ErrorCode, MsgId};
 
 use super::Outcome;
+use crate::error::RouteError;
 use crate::node::Node;
 use crate::session::cursor::{Cursor, Resume};
 use crate::session::state::SessionState;
@@ -62,7 +63,7 @@ impl Join {
             let msg = format!("a session may be in at most {limit} rooms");
             return Outcome::error(ErrorCode::LimitExceeded, &msg, id);
         }
-        match enter(s, node, &room, resume, epoch).await {
+        match enter(s, node, &room, resume, epoch, true).await {
             Ok(catch_up) => {
                 node.set_presence(&s.handle, &room, presence == Some(true))
                     .await;
@@ -72,7 +73,7 @@ impl Join {
                     None => ack,
                 }
             }
-            Err(msg) => Outcome::error(ErrorCode::Unavailable, &msg, id),
+            Err((code, msg)) => Outcome::error(code, &msg, id),
         }
     }
 }
@@ -80,19 +81,22 @@ impl Join {
 /// Puts the session in `room` (the node subscribes to the room first if
 /// needed) and, in durable mode, sets its cursor: at the room's head, or at
 /// `resume` of stream `epoch`. Returns the stream to replay up to its head
-/// (which ends with `resumed`), or why the join failed; a failed join
-/// changes nothing.
+/// (which ends with `resumed`), or why the join failed (the error code and
+/// message); a failed join changes nothing. A room stream this creates
+/// counts for the user's share of the store when the client asked
+/// (`by_client`), for nobody when the server did.
 pub(crate) async fn enter(
     s: &mut SessionState,
     node: &Node,
     room: &str,
     resume: Option<u64>,
     epoch: Option<String>,
-) -> Result<Option<StreamName>, String> {
+    by_client: bool,
+) -> Result<Option<StreamName>, (ErrorCode, String)> {
     let added = node
         .join_room(&s.handle, room)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (ErrorCode::Unavailable, e.to_string()))?;
     if added {
         crate::events::member_added(node, &s.handle, room);
     }
@@ -105,14 +109,22 @@ pub(crate) async fn enter(
         // the head would skip messages queued for this session right now).
         return Ok(Some(stream));
     }
-    let head = match store.head(&stream).await {
+    let owner = by_client.then(|| s.handle.user.to_string());
+    let head = match store.head_as(&stream, owner.as_deref()).await {
         Ok(h) => h,
         Err(e) => {
             // Undo only what this request did.
             if added {
                 node.leave_room(&s.handle, room);
             }
-            return Err(format!("stream store unavailable: {e}"));
+            return Err(match RouteError::from(e) {
+                e @ RouteError::StorageFull(_) => (ErrorCode::StorageFull, e.to_string()),
+                e @ RouteError::QuotaExceeded(_) => (ErrorCode::QuotaExceeded, e.to_string()),
+                e => (
+                    ErrorCode::Unavailable,
+                    format!("stream store unavailable: {e}"),
+                ),
+            });
         }
     };
     let cursor = match resume {

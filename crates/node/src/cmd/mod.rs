@@ -167,6 +167,9 @@ fn answer(result: Result<Accepted, RouteError>, id: Option<&MsgId>) -> Outcome {
         Err(e @ RouteError::StorageFull(_)) => {
             Outcome::error(ErrorCode::StorageFull, &e.to_string(), id)
         }
+        Err(e @ RouteError::QuotaExceeded(_)) => {
+            Outcome::error(ErrorCode::QuotaExceeded, &e.to_string(), id)
+        }
         Err(e) => Outcome::error(ErrorCode::Unavailable, &e.to_string(), id),
     }
 }

@@ -20,11 +20,10 @@ pub(crate) struct Publish {
 
 impl Publish {
     pub async fn apply(self, s: &mut SessionState, node: &Node) -> Outcome {
-        if !s.rooms.allows(&self.room) {
-            let msg = format!(
-                "this connection's token does not allow room {:?}",
-                self.room
-            );
+        if let Err(why) =
+            wsring_auth::may_publish(&s.rooms, s.may_send, s.publish.as_ref(), &self.room)
+        {
+            let msg = format!("{why} {:?}", self.room);
             return Outcome::error(ErrorCode::Forbidden, &msg, self.id.as_ref());
         }
         let id = self.id.as_ref();
@@ -34,7 +33,9 @@ impl Publish {
         };
         let key = dedup_key(s, id);
         let from = s.handle.user.clone();
-        let result = node.publish_room(Some(&from), &self.room, &data, key).await;
+        let result = node
+            .publish_room(Some(&from), &self.room, &data, key, Some(&from))
+            .await;
         answer(result, id)
     }
 }
@@ -70,6 +71,58 @@ mod tests {
             .apply(&mut alice, &t.node)
             .await;
         assert_eq!(reply(&o), json!({"type":"ack","id":6}));
+    }
+
+    #[tokio::test]
+    async fn a_receive_only_token_cannot_publish_unless_its_publish_claim_says_so() {
+        let t = TestNode::start(TestNode::config()).await;
+        let (bob, mut bob_rx) = t.session("bob");
+        t.node.join_room(&bob, "ops").await.expect("join");
+        t.node.join_room(&bob, "announce").await.expect("join");
+        // `send: false`, no `publish` claim: no room at all.
+        let mut quiet = t
+            .state("quiet")
+            .with_grants(wsring_auth::RoomPolicy::All, false);
+        let o = publish("ops", "1", Some(MsgId::Int(1)))
+            .apply(&mut quiet, &t.node)
+            .await;
+        assert_eq!(reply(&o)["code"], "forbidden");
+        assert!(
+            reply(&o)["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("receive-only")),
+            "{o:?}"
+        );
+        assert!(bob_rx.try_recv().is_err(), "nothing was delivered");
+        // `send: false` with `publish: ["announce"]`: that room only.
+        let only = wsring_auth::RoomPolicy::from_claim(&["announce"]).expect("claim");
+        let mut speaker = t
+            .state("speaker")
+            .with_grants(wsring_auth::RoomPolicy::All, false)
+            .with_publish(Some(only.clone()));
+        let o = publish("ops", "2", Some(MsgId::Int(2)))
+            .apply(&mut speaker, &t.node)
+            .await;
+        assert_eq!(reply(&o)["code"], "forbidden");
+        let o = publish("announce", "3", Some(MsgId::Int(3)))
+            .apply(&mut speaker, &t.node)
+            .await;
+        assert_eq!(reply(&o), json!({"type":"ack","id":3}));
+        assert_eq!(
+            TestNode::next_message(&mut bob_rx).await["data"],
+            3,
+            "the allowed publish arrived, and only it"
+        );
+        // `send: true` with a `publish` claim: the claim still limits.
+        let mut sender = t
+            .state("sender")
+            .with_grants(wsring_auth::RoomPolicy::All, true)
+            .with_publish(Some(only));
+        let o = publish("ops", "4", Some(MsgId::Int(4)))
+            .apply(&mut sender, &t.node)
+            .await;
+        assert_eq!(reply(&o)["code"], "forbidden");
+        assert!(bob_rx.try_recv().is_err(), "nothing more was delivered");
     }
 
     #[tokio::test]

@@ -33,7 +33,9 @@ impl Send {
         };
         let key = dedup_key(s, id);
         let from = s.handle.user.clone();
-        let result = node.send_direct(Some(&from), &self.to, &data, key).await;
+        let result = node
+            .send_direct(Some(&from), &self.to, &data, key, Some(&from))
+            .await;
         answer(result, id)
     }
 

@@ -9,7 +9,7 @@
 //! that raced with it may ask for the same join twice; only the first one
 //! says `joined`.
 
-use wsring_protocol::{ErrorCode, ServerFrame};
+use wsring_protocol::ServerFrame;
 
 use super::Outcome;
 use super::join::enter;
@@ -29,7 +29,7 @@ impl ServerJoin {
         if !newly && node.table.is_in(&s.handle.id, &room) {
             return Outcome::none();
         }
-        match enter(s, node, &room, None, None).await {
+        match enter(s, node, &room, None, None, false).await {
             Ok(catch_up) => {
                 let joined = Outcome::reply(&ServerFrame::Joined { room: &room });
                 match catch_up {
@@ -37,10 +37,10 @@ impl ServerJoin {
                     None => joined,
                 }
             }
-            Err(why) => {
+            Err((code, why)) => {
                 s.server_rooms.remove(&room);
                 let msg = format!("could not join server-side room {room:?}: {why}");
-                Outcome::error(ErrorCode::Unavailable, &msg, None)
+                Outcome::error(code, &msg, None)
             }
         }
     }

@@ -109,6 +109,7 @@ where
         user,
         rooms,
         send,
+        publish,
         expire_at,
     } = identity;
     let handle = SessionHandle::new(
@@ -120,7 +121,9 @@ where
     let rate = wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std());
     let mut conn = Conn {
         node,
-        state: SessionState::new(handle.clone()).with_grants(rooms, send),
+        state: SessionState::new(handle.clone())
+            .with_grants(rooms, send)
+            .with_publish(publish),
         socket,
         dirty: false,
         control: wsring_auth::TokenBucket::new(
@@ -387,6 +390,7 @@ where
         }
         let user_stream = StreamName::User(self.state.handle.user.to_string());
         let pos = match &self.node.streams {
+            // The user's own stream counts for nobody: every user has one.
             Some(store) => match store.head(&user_stream).await {
                 Ok(p) => Some(p),
                 Err(e) => {

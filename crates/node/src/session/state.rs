@@ -33,8 +33,12 @@ pub(crate) struct SessionState {
     pub cursors: HashMap<StreamName, Cursor>,
     /// Rooms the connect token lets it join and publish to.
     pub rooms: RoomPolicy,
-    /// Whether the connect token lets it send direct messages.
+    /// Whether the connect token lets it send direct messages (and, without
+    /// a `publish` claim, publish).
     pub may_send: bool,
+    /// The token's `publish` claim, if it has one
+    /// ([`wsring_auth::may_publish`]).
+    pub publish: Option<RoomPolicy>,
     /// Rooms the server put the session's user in (and the session is in):
     /// allowed whatever the token's `rooms` claim says.
     pub server_rooms: HashSet<String>,
@@ -55,6 +59,7 @@ impl SessionState {
             cursors: HashMap::new(),
             rooms: RoomPolicy::All,
             may_send: true,
+            publish: None,
             server_rooms: HashSet::new(),
             resync_at: None,
             resync_failures: 0,
@@ -66,6 +71,12 @@ impl SessionState {
     pub fn with_grants(mut self, rooms: RoomPolicy, may_send: bool) -> SessionState {
         self.rooms = rooms;
         self.may_send = may_send;
+        self
+    }
+
+    /// The same session with the token's `publish` claim.
+    pub fn with_publish(mut self, publish: Option<RoomPolicy>) -> SessionState {
+        self.publish = publish;
         self
     }
 

@@ -60,7 +60,8 @@ pub struct Proc {
     /// The first line it printed on stdout (its readiness line).
     pub ready_line: String,
     /// Every line it wrote to stderr (its log at `RUST_LOG=warn`), also
-    /// echoed to the test's own stderr.
+    /// echoed to the test's own stderr, and the stdout lines after the
+    /// readiness line.
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -77,13 +78,18 @@ impl Proc {
     /// `--insecure-no-auth`: these tests are about routing, and the ones
     /// about authentication pass their keys.
     pub async fn start_until(args: &[&str], needle: &str) -> Proc {
+        let filter = std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into());
+        Self::start_logging(args, needle, &filter).await
+    }
+
+    /// Like [`start_until`](Self::start_until) with the log filter
+    /// `rust_log`; every stdout line after the readiness line is kept in
+    /// [`log`](Self::log) too, so a test can read all the process printed.
+    pub async fn start_logging(args: &[&str], needle: &str, rust_log: &str) -> Proc {
         let args = with_auth_choice(args);
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -116,7 +122,14 @@ impl Proc {
         })
         .await
         .unwrap_or_else(|_| panic!("wsring {args:?} printed no {needle:?} line within 30 s"));
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        tokio::spawn({
+            let log = Arc::clone(&log);
+            async move {
+                while let Ok(Some(l)) = lines.next_line().await {
+                    log.lock().unwrap_or_else(|e| e.into_inner()).push(l);
+                }
+            }
+        });
         Proc {
             child,
             ready_line: line,
