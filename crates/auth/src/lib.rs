@@ -18,6 +18,9 @@
 //! * [`RateLimiter`]: per-connection message and byte budgets, and when a
 //!   client that ignores `rate_limited` is closed.
 //!
+//! * [`mint`]: signs a connect token the [`Verifier`] accepts (for
+//!   `wsring token` and `wsring bench`).
+//!
 //! [`AuthSettings`] declares the flags once; [`Security`] is their runtime
 //! form.
 //!
@@ -29,6 +32,7 @@ mod assertion;
 mod connect;
 mod error;
 mod jwt;
+mod mint;
 mod pattern;
 mod rate;
 mod settings;
@@ -37,9 +41,12 @@ pub use api_key::{ApiKeyId, ApiKeys, bearer};
 pub use assertion::{Assertions, IDENTITY_HEADER, IDENTITY_PARAM, unix_now};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
+pub use jsonwebtoken::Algorithm;
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
+pub use mint::{Grant, MintError, SigningKey, mint, unverified_subject};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
 pub use settings::{
     AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
+    parse_duration,
 };
