@@ -77,13 +77,17 @@ impl Proc {
     /// `--insecure-no-auth`: these tests are about routing, and the ones
     /// about authentication pass their keys.
     pub async fn start_until(args: &[&str], needle: &str) -> Proc {
+        let filter = std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into());
+        Self::start_logging(args, needle, &filter).await
+    }
+
+    /// [`Proc::start_until`] with the log filter `filter` (`RUST_LOG`
+    /// syntax), for tests that read INFO lines.
+    pub async fn start_logging(args: &[&str], needle: &str, filter: &str) -> Proc {
         let args = with_auth_choice(args);
         let mut child = Command::new(env!("CARGO_BIN_EXE_wsring"))
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WSRING_TEST_LOG").unwrap_or_else(|_| "warn,lapin=off".into()),
-            )
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
