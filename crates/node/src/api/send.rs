@@ -23,7 +23,12 @@ pub(super) async fn handle(
     b.validate()?;
     let dedup = b.id.map(|id| super::dedup_key(&node, &headers, &id));
     let ok = node.send_direct(None, &b.to, &b.data, dedup).await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
+    let mut body = accepted(ok.seq);
+    if ok.delivered == Some(false) {
+        // As on the `ack` frame: the backend says no live node received it.
+        body["delivered"] = Value::Bool(false);
+    }
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 /// The 202 body: `{"ok":true}`, plus `seq` in durable mode.
