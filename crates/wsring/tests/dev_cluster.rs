@@ -334,6 +334,31 @@ async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_just_joined_is_listed_as_up() {
+    let c = dev(2, hash()).await;
+    let api = Api::new(c.http_url());
+    let (status, body) = api.post("/api/nodes", json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    // Its first appearance in /api/nodes, not a later one, says `up`.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let state = loop {
+        let (_, v) = api.get("/api/nodes").await;
+        if let Some(n) = v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == "n3")
+        {
+            break n["state"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "n3 never listed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(state, "up");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_node_moves_its_sessions_then_leaves() {
     let c = dev(3, hash()).await;
     let api = Api::new(c.http_url());
