@@ -204,9 +204,8 @@ fn private_key(path: &Path) -> Result<(EncodingKey, Family), KeyError> {
     if let Ok(k) = EncodingKey::from_ed_pem(&pem) {
         return Ok((k, Family::Ed));
     }
-    Err(KeyError::Pem {
+    Err(KeyError::PrivatePem {
         path: path.to_owned(),
-        reason: "expected an RSA, EC (PKCS#8) or Ed25519 (PKCS#8) private key".into(),
     })
 }
 
@@ -266,6 +265,37 @@ mod tests {
                 .verify(&token)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_token_signed_with_an_ec_private_key_verifies_with_its_public_half() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("keygen");
+        let dir = std::env::temp_dir().join(format!("wsring-mint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let (private, public) = (dir.join("ec.key"), dir.join("ec.pub"));
+        std::fs::write(&private, kp.serialize_pem()).expect("write");
+        std::fs::write(&public, kp.public_key_pem()).expect("write");
+        let key = SigningKey::PrivateKey(private.clone());
+        let token = mint(&key, None, &grant("erin")).expect("mints with ES256");
+        let v = Verifier::from_settings(&JwtSettings {
+            public_keys: vec![public],
+            leeway: Duration::from_secs(5),
+            ..JwtSettings::default()
+        })
+        .expect("keys load")
+        .expect("configured");
+        assert_eq!(v.verify(&token).expect("verifies").user, "erin");
+        let err = mint(&key, Some(Algorithm::RS256), &grant("erin")).expect_err("EC + RS256");
+        assert!(err.to_string().contains("ES256"), "{err}");
+        // A public key is not a signing key.
+        let err = mint(
+            &SigningKey::PrivateKey(dir.join("ec.pub")),
+            None,
+            &grant("erin"),
+        )
+        .expect_err("a public key");
+        assert!(err.to_string().contains("private key"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
