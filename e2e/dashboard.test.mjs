@@ -5,7 +5,8 @@
 //   WSRING_DASHBOARD_URL=http://127.0.0.1:7000/ node e2e/dashboard.test.mjs
 //
 // crates/wsring/tests/dashboard_e2e.rs starts the cluster and runs this as
-// part of `cargo test --workspace`. Every wait is a condition polled with a
+// part of the full test run (`cargo test --workspace --features
+// wsring/slow-tests`). Every wait is a condition polled with a
 // timeout, never a fixed sleep. Screenshots go to artifacts/ at the repo
 // root. Exit status: 0 when every step passed, 1 otherwise.
 

@@ -30,6 +30,7 @@ export declare const STATES: readonly ["connecting", "connected", "reconnecting"
 
 /**
  * Codes a `WsringError` carries: the protocol's `error` frame codes, and the
+ * codes of a refused connect (`unauthorized`, `forbidden`), and the
  * client's own `timeout`, `closed` and `no_websocket`. A server may add codes,
  * so any other string can occur too.
  */
@@ -43,6 +44,7 @@ export type ErrorCode =
   | "storage_full"
   | "quota_exceeded"
   | "rejected"
+  | "unauthorized"
   | "timeout"
   | "closed"
   | "no_websocket"

@@ -530,13 +530,80 @@ export class WsringClient {
     ws.onmessage = (ev) => {
       if (this._ws === ws) this._onText(ev.data);
     };
-    ws.onclose = (ev) => {
-      if (this._ws === ws) this._onClose(ev.code, ev.reason);
+    // Where the runtime hides a refused upgrade's HTTP answer (browsers,
+    // Node's built-in WebSocket) it reads as a bare 1006, or as an `error`
+    // alone (Node 20's built-in never follows it with `close`). The
+    // gateway's `/ws/locate` makes the same admission decision with a
+    // readable answer: ask it before retrying, so a bad token fails
+    // connect() with the server's reason, not a timeout. The `ws` package
+    // shows the answer itself (below).
+    const failedBeforeWelcome = (code, reason) => {
+      if (this._ws !== ws) return;
+      if (this._welcomed || ws.on || this.options.direct) {
+        this._onClose(code, reason);
+        return;
+      }
+      this._ws = null;
+      clearTimeout(this._connectTimer);
+      this._connectTimer = null;
+      closeSocket(ws, 1000, "connect failed");
+      this._preparing = true;
+      this._locate(token).then((r) => {
+        this._preparing = false;
+        if (this.state === "closed") return;
+        if (r.fatal && r.fatal.code !== "bad_request" && r.fatal.code !== "not_found") this._fail(r.fatal);
+        else this._onClose(code, reason);
+      });
     };
-    // `error` is always followed by `close`; handling it there is enough.
-    // A listener is still set so that the runtime does not report it as
-    // unhandled (the `ws` package throws an `error` nobody listens to).
-    ws.onerror = () => {};
+    ws.onclose = (ev) => {
+      if (ev.code === 1006 && !this._welcomed) failedBeforeWelcome(ev.code, ev.reason);
+      else if (this._ws === ws) this._onClose(ev.code, ev.reason);
+    };
+    // After a welcome `error` is always followed by `close`; handling it
+    // there is enough. A listener is still set so that the runtime does not
+    // report it as unhandled (the `ws` package throws an `error` nobody
+    // listens to).
+    ws.onerror = () => {
+      if (!this._welcomed && !ws.on) failedBeforeWelcome(1006, "connect failed");
+    };
+    if (typeof ws.on === "function") {
+      // The `ws` package shows a refused upgrade's status and JSON body.
+      ws.on("unexpected-response", (_req, res) => this._onRefusedUpgrade(ws, res));
+    }
+  }
+
+  /**
+   * A refused upgrade seen through the `ws` package: a 4xx other than the
+   * transient 421 and 429 is final and fails the client at once with the
+   * server's `code` and `message` (e.g. `unauthorized: token expired`);
+   * anything else drops the socket and is retried with backoff.
+   */
+  _onRefusedUpgrade(ws, res) {
+    const status = res.statusCode;
+    let text = "";
+    res.setEncoding?.("utf8");
+    res.on("data", (chunk) => {
+      if (text.length < 65536) text += chunk;
+    });
+    let finished = false;
+    const done = () => {
+      if (finished) return;
+      finished = true;
+      ws.terminate();
+      if (this._ws !== ws || !(status >= 400 && status < 500 && status !== 421 && status !== 429)) return;
+      let body = null;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // Not the server's JSON error: the status alone says it.
+      }
+      this._ws = null;
+      clearTimeout(this._connectTimer);
+      this._connectTimer = null;
+      this._fail(new WsringError(body?.error?.code ?? "refused", body?.error?.message ?? `connect refused with HTTP ${status}`));
+    };
+    res.once("end", done);
+    res.once("error", done);
   }
 
   /** Abandons socket `ws` as if it had dropped (1006), then reconnects. */

@@ -31,6 +31,8 @@ export const TOKENS = {
   tom: ["tom", {}],
   chatOnly: ["cora", { rooms: ["chat.*"] }],
   receiveOnly: ["rita", { send: false }],
+  // Expired an hour ago: well past the server's leeway.
+  expired: ["mallory", { exp: Math.floor(Date.now() / 1000) - 3600 }],
 };
 
 const WAIT_MS = 15_000;
@@ -39,6 +41,10 @@ const WAIT_MS = 15_000;
 
 export function check(cond, msg) {
   if (!cond) throw new Error(`check failed: ${msg}`);
+}
+
+function ok(cond, msg) {
+  check(cond, msg);
 }
 
 function equal(actual, expected, msg) {
@@ -383,12 +389,20 @@ const secured = [
     },
   },
   {
-    name: "without a valid token the upgrade is refused and connect() gives up with `timeout`",
+    name: "without a valid token the upgrade is refused and connect() fails within a second with the server's reason",
     noisy: true,
     async run(client, ctx) {
-      for (const extra of [{ token: "not-a-jwt" }, {}]) {
-        const err = await rejection(client.connect({ url: ctx.url, user: "mallory", ...ctx.options, ...extra, timeout: 1500 }));
-        equal([err.name, err.code], ["WsringError", "timeout"], `refused (${JSON.stringify(extra)}): ${JSON.stringify(err)}`);
+      for (const [extra, why] of [
+        [{ token: "not-a-jwt" }, /malformed token/],
+        [{ token: ctx.tokens.expired }, /token expired/],
+        [{}, /token/],
+      ]) {
+        const t0 = Date.now();
+        const err = await rejection(client.connect({ url: ctx.url, user: "mallory", ...ctx.options, ...extra, timeout: 5000 }));
+        const took = Date.now() - t0;
+        equal([err.name, err.code], ["WsringError", "unauthorized"], `refused (${JSON.stringify(extra)}): ${JSON.stringify(err)}`);
+        ok(why.test(err.message), `the server's reason (${JSON.stringify(extra)}): ${err.message}`);
+        ok(took < 1000, `reported in ${took} ms, not after the 5000 ms timeout`);
       }
     },
   },

@@ -66,6 +66,14 @@ pub enum KeyError {
         /// What the parser said.
         reason: String,
     },
+    /// The file holds no usable private key (`wsring token --private-key`).
+    #[error(
+        "{path}: not an RSA (PKCS#1 or PKCS#8), EC (PKCS#8) or Ed25519 (PKCS#8) private key in PEM form"
+    )]
+    PrivatePem {
+        /// The file.
+        path: PathBuf,
+    },
     /// The JWKS file is not a JSON Web Key Set, or one of its keys is unusable.
     #[error("{path}: {reason}")]
     Jwks {

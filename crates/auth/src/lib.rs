@@ -20,6 +20,9 @@
 //!   connection and per key (user, remote address), and when a
 //!   client that ignores `rate_limited` is closed.
 //!
+//! * [`mint`]: signs a connect token the [`Verifier`] accepts (for
+//!   `wsring token` and `wsring bench`).
+//!
 //! [`AuthSettings`] declares the flags once; [`Security`] is their runtime
 //! form.
 //!
@@ -31,6 +34,7 @@ mod assertion;
 mod connect;
 mod error;
 mod jwt;
+mod mint;
 mod pattern;
 mod rate;
 mod settings;
@@ -39,13 +43,16 @@ pub use api_key::{ApiKeyId, ApiKeys, bearer};
 pub use assertion::{Assertions, IDENTITY_HEADER, IDENTITY_PARAM, unix_now};
 pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
+pub use jsonwebtoken::Algorithm;
 pub use jwt::{
     Identity, JwtSettings, MAX_TOKEN_BYTES, PublishRefusal, Verifier, grant, may_publish,
 };
+pub use mint::{Grant, MintError, SigningKey, mint, unverified_subject};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{
     KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,
 };
 pub use settings::{
     AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
+    parse_duration,
 };

@@ -35,7 +35,7 @@ pub struct AuthSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_jwks_file: Option<PathBuf>,
     /// Clock skew tolerated on a token's `exp` and `nbf`.
-    #[arg(long, env = "WSRING_JWT_LEEWAY", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_JWT_LEEWAY", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     #[serde(serialize_with = "human")]
     pub jwt_leeway: Duration,
     /// Required token audience (`aud`); repeatable. Unset: `aud` is not checked.
@@ -81,7 +81,7 @@ pub struct AuthSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_proxy_secret: Option<String>,
     /// Time the application has to answer a connect (then 503).
-    #[arg(long, env = "WSRING_CONNECT_PROXY_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_CONNECT_PROXY_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     #[serde(serialize_with = "human")]
     pub connect_proxy_timeout: Duration,
     /// Request headers passed to the connect proxy, comma-separated (case
@@ -128,6 +128,17 @@ pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, cl
     let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
         .mut_args(|a| a.env(None::<&'static str>));
     T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
+}
+
+/// Parses a duration setting ("500ms", "2s", "1m30s", "1h"). A bad value
+/// names the format instead of the parser's position ("expected number at
+/// 0"), since it may come from a config file far from any help text.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!(
+            "invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 2s, 1m30s or 1h"
+        )
+    })
 }
 
 /// A duration in the syntax its flag accepts ("1s 200ms"), for

@@ -18,6 +18,7 @@ mod report;
 mod worker;
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -76,6 +77,62 @@ pub struct BenchConfig {
     /// Local source addresses to spread connections over (beyond ~28k
     /// ephemeral ports per address).
     pub source_ips: Vec<std::net::IpAddr>,
+    /// Connect credentials (not serialized: the secret or the token file
+    /// reaches each worker process through its own flags and environment).
+    #[serde(skip)]
+    pub tokens: Tokens,
+    /// `Authorization: Bearer` key for `POST /api/broadcast` (broadcast
+    /// mode on a cluster whose API is protected).
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+impl BenchConfig {
+    /// The user id of client `i` (0-based across all workers): the
+    /// `sub` of the `i`-th token of a token list, else `<prefix>-<i>`.
+    pub fn user(&self, i: usize) -> String {
+        match &self.tokens {
+            Tokens::List(list) if !list.is_empty() => list[i % list.len()].0.clone(),
+            _ => format!("{}-{}", self.prefix, i),
+        }
+    }
+
+    /// The connect token of user `i`, if the cluster needs one.
+    pub fn token(&self, i: usize) -> Result<Option<String>, String> {
+        match &self.tokens {
+            Tokens::None => Ok(None),
+            Tokens::Mint(mint) => mint(&self.user(i)).map(Some),
+            Tokens::List(list) if list.is_empty() => Err("the token list is empty".into()),
+            Tokens::List(list) => Ok(Some(list[i % list.len()].1.clone())),
+        }
+    }
+}
+
+/// A function that mints the connect token of a user id.
+pub type MintFn = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Where the bench's clients get their connect tokens.
+#[derive(Clone, Default)]
+pub enum Tokens {
+    /// No token: a cluster in open mode (`wsring dev`, `--insecure-no-auth`).
+    #[default]
+    None,
+    /// One token per client user, minted on the spot (`--jwt-secret`).
+    Mint(MintFn),
+    /// Given tokens with their users (`--token-file`): client `i` is the
+    /// `i`-th entry's user.
+    List(Arc<Vec<(String, String)>>),
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a token.
+        match self {
+            Tokens::None => f.write_str("None"),
+            Tokens::Mint(_) => f.write_str("Mint"),
+            Tokens::List(l) => write!(f, "List({} tokens)", l.len()),
+        }
+    }
 }
 
 /// Why a bench could not run.
@@ -85,9 +142,7 @@ pub enum BenchError {
     #[error("invalid url {0:?}")]
     Url(String),
     /// Fewer than half of the clients could connect.
-    #[error(
-        "only {connected} of {wanted} clients connected; first failure: {first_failure}; check that a wsring gateway or node serves {url}"
-    )]
+    #[error("only {connected} of {wanted} clients connected; first failure: {first_failure}; {}", hint(.first_failure, .url))]
     Connect {
         /// Connected.
         connected: usize,
@@ -98,4 +153,17 @@ pub enum BenchError {
         /// The URL dialled.
         url: String,
     },
+}
+
+/// What to check after a failed connect: a refused one (HTTP 401 or 403)
+/// reached a server that wants credentials; anything else may not have
+/// reached a wsring server at all.
+fn hint(first_failure: &str, url: &str) -> String {
+    if first_failure.contains("HTTP 401") || first_failure.contains("HTTP 403") {
+        "the server refused the connect: give the bench the cluster's --jwt-secret \
+         (it mints one token per client) or a --token-file"
+            .to_owned()
+    } else {
+        format!("check that a wsring gateway or node serves {url}")
+    }
 }

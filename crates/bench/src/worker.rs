@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -82,7 +83,12 @@ fn host_port(url: &str) -> Result<SocketAddr, BenchError> {
 
 /// Connects one client and waits for its `welcome`; on failure, says why
 /// (the first reason is reported if too few clients connect).
-async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+async fn connect_one(
+    url: &str,
+    user: &str,
+    token: Option<String>,
+    source: Option<IpAddr>,
+) -> Result<Ws, String> {
     let target = host_port(url).map_err(|e| e.to_string())?;
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()
@@ -102,7 +108,7 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
     let _ = tcp.set_nodelay(true);
     let params = ConnectParams {
         user: user.to_owned(),
-        token: None,
+        token,
         resume: None,
     };
     let req = params
@@ -116,7 +122,10 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(tcp), Some(config))
             .await
-            .map_err(|e| format!("WebSocket handshake with {url}: {e}"))?;
+            .map_err(|e| match e {
+                tungstenite::Error::Http(resp) => refused(url, resp.status().as_u16(), resp.body()),
+                e => format!("WebSocket handshake with {url}: {e}"),
+            })?;
     // Wait for the welcome: the session is established only then.
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
@@ -139,6 +148,26 @@ async fn connect_one(url: &str, user: &str, source: Option<IpAddr>) -> Result<Ws
     }
 }
 
+/// A refused upgrade in words: the status, and the server's `code: message`
+/// from its JSON error body (e.g. `unauthorized: token expired`).
+fn refused(url: &str, status: u16, body: &Option<Vec<u8>>) -> String {
+    let reason = body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| {
+            let e = v.get("error")?;
+            Some(format!(
+                "{}: {}",
+                e.get("code")?.as_str()?,
+                e.get("message")?.as_str()?
+            ))
+        });
+    match reason {
+        Some(r) => format!("{url} refused the connect with HTTP {status}: {r}"),
+        None => format!("{url} refused the connect with HTTP {status}"),
+    }
+}
+
 /// Runs one worker to completion.
 pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
     host_port(&cfg.url)?;
@@ -151,10 +180,18 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
         if let Some(p) = pace {
             tokio::time::sleep_until(ramp + p * i as u32).await;
         }
-        let user = format!("{}-{}", cfg.prefix, cfg.first + i);
+        let user = cfg.user(cfg.first + i);
+        let token = match cfg.token(cfg.first + i) {
+            Ok(t) => t,
+            Err(why) => {
+                report.connect_errors += 1;
+                first_failure.get_or_insert(format!("no token for {user}: {why}"));
+                continue;
+            }
+        };
         let source = (!cfg.source_ips.is_empty()).then(|| cfg.source_ips[i % cfg.source_ips.len()]);
         let t0 = Instant::now();
-        match connect_one(&cfg.url, &user, source).await {
+        match connect_one(&cfg.url, &user, token, source).await {
             Ok(ws) => {
                 let _ = report
                     .connect_us
@@ -248,7 +285,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
                 };
                 let frame = match cfg.mode {
                     Mode::Direct => ClientFrame::Send {
-                        to: format!("{}-{}", cfg.prefix, (idx + 1) % cfg.total.max(1)),
+                        to: cfg.user((idx + 1) % cfg.total.max(1)),
                         data,
                         id: None,
                     },
@@ -290,12 +327,11 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
                     p: &padding,
                 },
             };
-            match http
-                .post(format!("{api}/api/broadcast"))
-                .json(&body)
-                .send()
-                .await
-            {
+            let mut req = http.post(format!("{api}/api/broadcast")).json(&body);
+            if let Some(key) = &cfg.api_key {
+                req = req.bearer_auth(key);
+            }
+            match req.send().await {
                 Ok(r) if r.status().is_success() => {
                     sent.fetch_add(1, Ordering::Relaxed);
                 }

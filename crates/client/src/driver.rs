@@ -653,7 +653,7 @@ impl Driver {
                 }))
                 .await;
             }
-            OwnedServerFrame::Ack { id } => {
+            OwnedServerFrame::Ack { id, .. } => {
                 if self.internal.remove(&id_key(&id)) {
                     return Action::Continue;
                 }

@@ -223,16 +223,27 @@ async fn pinger(shared: Arc<Shared>) {
 #[async_trait]
 impl Broker for RedisBroker {
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError> {
+        self.publish_counted(topic, payload).await.map(|_| ())
+    }
+
+    /// `PUBLISH` answers with the number of subscribers that received it.
+    async fn publish_counted(
+        &self,
+        topic: &Topic,
+        payload: Bytes,
+    ) -> Result<Option<usize>, ClusterError> {
         let channel = self.shared.keys.channel(topic);
-        self.publisher
+        let received: usize = self
+            .publisher
             .call("PUBLISH", |mut c| async move {
                 redis::cmd("PUBLISH")
                     .arg(channel)
                     .arg(payload.as_ref())
-                    .query_async::<()>(&mut c)
+                    .query_async::<usize>(&mut c)
                     .await
             })
-            .await
+            .await?;
+        Ok(Some(received))
     }
 
     async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {

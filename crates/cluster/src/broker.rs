@@ -157,6 +157,20 @@ pub trait Broker: Send + Sync + 'static {
     /// message (not when subscribers have received it).
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError>;
 
+    /// [`Broker::publish`], also saying how many subscribers the backend
+    /// handed the message to, where it can tell: `Some(0)` means no node is
+    /// subscribed to `topic` (e.g. a node that died before the ring dropped
+    /// it), so the message reached nobody. `None`: the backend cannot tell
+    /// (the default; NATS core and RabbitMQ do not report it, and Redis
+    /// Cluster's count covers one shard node only).
+    async fn publish_counted(
+        &self,
+        topic: &Topic,
+        payload: Bytes,
+    ) -> Result<Option<usize>, ClusterError> {
+        self.publish(topic, payload).await.map(|()| None)
+    }
+
     /// Starts receiving `topic` (idempotent). Returns once the subscription is
     /// active, so a publish after it returns is received.
     async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError>;

@@ -142,6 +142,36 @@ pub async fn broker_directed(h: &dyn Harness) {
     b.close().await;
 }
 
+/// Receiver counts: a backend that reports them (`publish_counted` returns
+/// `Some`) counts the one subscribed node, and zero for a topic nobody
+/// subscribes to (a dead node's); one that cannot tell says `None` for both.
+/// Either way the message is delivered as by `publish`.
+pub async fn broker_receiver_count(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let (a, _ia) = need!(h.broker(&ns, "a").await, "broker");
+    let (b, mut ib) = need!(h.broker(&ns, "b").await, "broker");
+    b.subscribe(&Topic::Node("b".into())).await.expect("sub b");
+    let to_b = a
+        .publish_counted(&Topic::Node("b".into()), Bytes::from_static(b"counted"))
+        .await
+        .expect("publish");
+    let to_nobody = a
+        .publish_counted(&Topic::Node("gone".into()), Bytes::from_static(b"lost"))
+        .await
+        .expect("publish");
+    match (to_b, to_nobody) {
+        (Some(1), Some(0)) | (None, None) => {}
+        other => panic!("receiver counts (to b, to nobody): {other:?}"),
+    }
+    let (topic, payload) = next_message(&mut ib).await;
+    assert_eq!(
+        (topic, payload.as_ref()),
+        (Topic::Node("b".into()), b"counted".as_slice())
+    );
+    a.close().await;
+    b.close().await;
+}
+
 /// Fan-out: a message on `Cluster` reaches every subscribed node exactly once.
 pub async fn broker_fanout(h: &dyn Harness) {
     let ns = unique_ns("conf");
@@ -1376,7 +1406,7 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             broker_directed, broker_fanout, broker_rooms, broker_order, broker_order_across_topics,
-            broker_recovers_after_connection_loss,
+            broker_recovers_after_connection_loss, broker_receiver_count,
             registry_cas, registry_heartbeat_ttl, registry_fencing, registry_watch,
             membership_join_leave, membership_crash_expiry, membership_duplicate_id,
             membership_fences_stale_node, membership_reap_spares_rejoined,

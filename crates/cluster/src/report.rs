@@ -31,8 +31,11 @@ pub fn nodes(view: &View, stats: &BTreeMap<String, NodeStats>, routing: Routing)
             let s = stats.get(id);
             let state = match (m.state, s) {
                 (MemberState::Draining, _) => "draining",
-                // Listed but no live heartbeat seen yet, or it says not ready.
-                (MemberState::Up, None) => "suspect",
+                // Listed, but joined after the last heartbeat read: a node
+                // that just joined is up (its join is its first heartbeat;
+                // one whose heartbeat expired is removed by that read).
+                (MemberState::Up, None) => "up",
+                // Its heartbeat says a backend is unreachable.
                 (MemberState::Up, Some(s)) if !s.ready => "suspect",
                 (MemberState::Up, Some(_)) => "up",
             };
@@ -347,8 +350,18 @@ mod tests {
         assert_eq!(body["nodes"][0]["share"], 1.0);
         assert_eq!(body["nodes"][1]["state"], "draining");
         assert_eq!(body["nodes"][1]["share"], 0.0);
-        // Up but no heartbeat yet: suspect.
+        // Up and no heartbeat read yet: it just joined, it is up.
         let body = nodes(&view(), &BTreeMap::new(), Routing::Hash);
+        assert_eq!(body["nodes"][0]["state"], "up");
+        // A heartbeat that says its backends are unreachable: suspect.
+        stats.insert(
+            "a".to_string(),
+            NodeStats {
+                ready: false,
+                ..Default::default()
+            },
+        );
+        let body = nodes(&view(), &stats, Routing::Hash);
         assert_eq!(body["nodes"][0]["state"], "suspect");
     }
 

@@ -41,7 +41,10 @@ pub(crate) async fn locate(
     let peer = peer.map(|Extension(ConnectInfo(p))| p);
     let (params, identity) = match admit(&gw, query.as_deref(), &headers, peer).await {
         Ok(x) => x,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            wsring_http::log_refused("gateway", peer, &e);
+            return e.into_response();
+        }
     };
     let hold_until = tokio::time::Instant::now() + gw.cfg.reroute_wait;
     loop {

@@ -75,7 +75,10 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
     let query = req.uri().query().map(str::to_owned);
     let (params, identity) = match admit(&gw, query.as_deref(), req.headers(), peer).await {
         Ok(x) => x,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            wsring_http::log_refused("gateway", peer, &e);
+            return e.into_response();
+        }
     };
     if !is_upgrade(req.headers()) {
         return ApiError::bad_request("expected a WebSocket upgrade request").into_response();

@@ -14,6 +14,7 @@
 //! * [`guard`] — API keys, JSON-only bodies and CORS, as middleware.
 //! * [`connect`] — the connect decision with a connect proxy: what to ask
 //!   the application, and how its answer reads.
+//! * [`refused`] — refused connects in the log, rate limited per reason.
 //! * [`tls`] — TLS on listeners, and for connections to other processes.
 //!
 //! Nothing here knows about sessions, membership or backends.
@@ -25,6 +26,7 @@ pub mod fallback;
 pub mod guard;
 pub mod metrics;
 pub mod peers;
+pub mod refused;
 pub mod request;
 pub mod serve;
 pub mod tls;
@@ -36,5 +38,6 @@ pub use guard::{
     admit, cors, header_str, refusal, require_json, require_key, require_key_or_query,
 };
 pub use metrics::prometheus_handle;
+pub use refused::log_refused;
 pub use request::{history_query, parse_body, query_param, rejection};
 pub use serve::{ServeLimits, serve, serve_with};

@@ -47,7 +47,7 @@ pub struct NodeConfig {
     /// closing every moved session at once.
     ///
     /// The i-th of n moved sessions is closed at `i/n * drain_window`.
-    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_DRAIN_WINDOW", value_name = "DURATION", default_value = "0s", value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub drain_window: Duration,
     /// Moved sessions per second this node asks to reconnect, when the
@@ -71,7 +71,7 @@ pub struct NodeConfig {
     pub session_queue_bytes: usize,
     /// Server ping period; a session silent for 2.5 periods is dropped (at
     /// least 100ms).
-    #[arg(long, env = "WSRING_PING_INTERVAL", value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_PING_INTERVAL", value_name = "DURATION", default_value = "20s", value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub ping_interval: Duration,
     /// How long a connect may wait for this node to catch up with the epoch
@@ -141,7 +141,7 @@ pub struct NodeConfig {
     /// Time a client gets to send its complete HTTP request head (the
     /// WebSocket upgrade included); slower or silent connections are
     /// dropped.
-    #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_HEADER_READ_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_HEADER_READ_TIMEOUT).to_string(), value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub header_read_timeout: Duration,
     /// Time an HTTP request body (an API call's JSON) gets to arrive whole
@@ -192,7 +192,7 @@ pub struct NodeConfig {
     pub publish_proxy: Option<String>,
     /// Time the publish proxy has to answer; after it (or an error, or
     /// with its breaker open) proxy_when_down decides.
-    #[arg(long, env = "WSRING_PROXY_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_hooks::ProxyConfig::new("").timeout).to_string(), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_PROXY_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_hooks::ProxyConfig::new("").timeout).to_string(), value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub proxy_timeout: Duration,
     /// What an unanswered proxy call means: `reject` (the client gets an

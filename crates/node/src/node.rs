@@ -113,6 +113,10 @@ pub struct Node {
 pub struct Accepted {
     /// Durable mode: the message's stream position.
     pub seq: Option<u64>,
+    /// `Some(false)`: a non-durable direct message the backend says no live
+    /// node received (its owner died and the ring does not know yet), so
+    /// it is lost. `None`: not known (other backends, other messages).
+    pub delivered: Option<bool>,
 }
 
 impl Node {
@@ -312,9 +316,17 @@ impl Node {
                 match view.owner(to) {
                     Some(owner) if owner == self.id() => self.deliver_local(env),
                     Some(owner) => {
-                        self.broker
-                            .publish(&Topic::Node(owner.to_owned()), env.encode())
+                        let received = self
+                            .broker
+                            .publish_counted(&Topic::Node(owner.to_owned()), env.encode())
                             .await?;
+                        // Stored messages reach the user on its next connect.
+                        if received == Some(0) && pos.is_none() {
+                            return Ok(Accepted {
+                                seq: None,
+                                delivered: Some(false),
+                            });
+                        }
                     }
                     // Durable: it is stored; the user gets it on connect.
                     None if pos.is_some() => {}
@@ -324,6 +336,7 @@ impl Node {
             Routing::Broadcast => self.broker.publish(&Topic::Cluster, env.encode()).await?,
         }
         Ok(Accepted {
+            delivered: None,
             seq: pos.map(|a| a.seq),
         })
     }
@@ -365,6 +378,7 @@ impl Node {
             .publish(&Topic::Room(room.to_owned()), env.encode())
             .await?;
         Ok(Accepted {
+            delivered: None,
             seq: pos.map(|a| a.seq),
         })
     }

@@ -60,7 +60,10 @@ pub(crate) async fn upgrade(
     };
     let (params, identity) = match admitted {
         Ok(x) => x,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            wsring_http::log_refused("node", peer, &e);
+            return e.into_response();
+        }
     };
     let ws = match ws {
         Ok(ws) => ws,

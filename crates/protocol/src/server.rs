@@ -175,6 +175,11 @@ pub enum ServerFrame<'a> {
     Ack {
         /// The request id.
         id: &'a MsgId,
+        /// `false` on a non-durable direct send when the backend reports
+        /// that no live node received the message (it is lost); absent
+        /// otherwise, including wherever the backend cannot tell.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered: Option<bool>,
     },
     /// Answer to `ping`.
     Pong {
@@ -352,6 +357,10 @@ pub enum OwnedServerFrame {
     Ack {
         /// The request id.
         id: MsgId,
+        /// `Some(false)`: no live node received the message (see
+        /// [`ServerFrame::Ack`]).
+        #[serde(default)]
+        delivered: Option<bool>,
     },
     /// Answer to `ping`.
     Pong {
@@ -503,7 +512,10 @@ impl Serialize for OwnedServerFrame {
                 seq: *seq,
                 stream_epoch: stream_epoch.as_deref(),
             },
-            OwnedServerFrame::Ack { id } => ServerFrame::Ack { id },
+            OwnedServerFrame::Ack { id, delivered } => ServerFrame::Ack {
+                id,
+                delivered: *delivered,
+            },
             OwnedServerFrame::Pong { id } => ServerFrame::Pong { id: id.as_ref() },
             OwnedServerFrame::Error { code, message, id } => ServerFrame::Error {
                 code: *code,
@@ -593,8 +605,20 @@ mod tests {
     fn control_shapes() {
         let id = MsgId::Str("m1".into());
         assert_eq!(
-            ServerFrame::Ack { id: &id }.to_json(),
+            ServerFrame::Ack {
+                id: &id,
+                delivered: None
+            }
+            .to_json(),
             r#"{"type":"ack","id":"m1"}"#
+        );
+        assert_eq!(
+            ServerFrame::Ack {
+                id: &id,
+                delivered: Some(false)
+            }
+            .to_json(),
+            r#"{"type":"ack","id":"m1","delivered":false}"#
         );
         assert_eq!(
             ServerFrame::Pong { id: None }.to_json(),
@@ -692,7 +716,8 @@ mod tests {
         assert_eq!(
             f,
             OwnedServerFrame::Ack {
-                id: MsgId::Str("m1".into())
+                id: MsgId::Str("m1".into()),
+                delivered: None
             }
         );
     }

@@ -4,12 +4,21 @@
 
 use anyhow::Context;
 use std::process::Stdio;
+use std::sync::Arc;
 use tokio::process::Command;
-use wsring_bench::{BenchConfig, Report};
+use wsring_auth::{Grant, SigningKey};
+use wsring_bench::{BenchConfig, MintFn, Report, Tokens};
 
 use crate::cli::BenchArgs;
 
-fn config(a: &BenchArgs, clients: usize, first: usize, total: usize, prefix: &str) -> BenchConfig {
+fn config(
+    a: &BenchArgs,
+    tokens: &Tokens,
+    clients: usize,
+    first: usize,
+    total: usize,
+    prefix: &str,
+) -> BenchConfig {
     BenchConfig {
         url: a.url.clone(),
         clients,
@@ -23,7 +32,43 @@ fn config(a: &BenchArgs, clients: usize, first: usize, total: usize, prefix: &st
         room_size: a.room_size,
         connect_rate: a.connect_rate * clients as f64 / total.max(1) as f64,
         source_ips: a.source_ips.clone(),
+        tokens: tokens.clone(),
+        api_key: a.api_key.clone(),
     }
+}
+
+/// The clients' credentials: minted per user from `--jwt-secret`, read
+/// from `--token-file`, or none.
+fn tokens(a: &BenchArgs) -> anyhow::Result<Tokens> {
+    if let Some(path) = &a.token_file {
+        let list = crate::token::read_token_file(path)?;
+        anyhow::ensure!(
+            list.len() >= a.clients,
+            "the token file {} has {} tokens; --clients {} needs one per client",
+            path.display(),
+            list.len(),
+            a.clients
+        );
+        return Ok(Tokens::List(Arc::new(list)));
+    }
+    let Some(secret) = a.jwt_secret.clone() else {
+        return Ok(Tokens::None);
+    };
+    let key = SigningKey::Secret(secret);
+    let (audience, issuer) = (a.jwt_audience.clone(), a.jwt_issuer.clone());
+    // Long enough for any run; the token is checked at connect only.
+    let ttl = a.duration + std::time::Duration::from_secs(3600);
+    let mint: MintFn = Arc::new(move |user: &str| {
+        let grant = Grant {
+            sub: user.to_owned(),
+            audience: audience.clone(),
+            issuer: issuer.clone(),
+            ttl,
+            ..Grant::default()
+        };
+        wsring_auth::mint(&key, None, &grant).map_err(|e| e.to_string())
+    });
+    Ok(Tokens::Mint(mint))
 }
 
 /// Runs the bench and prints the report.
@@ -33,8 +78,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         .prefix
         .clone()
         .unwrap_or_else(|| format!("bench{:06x}", rand_suffix()));
+    let tokens = tokens(&a)?;
     if a.worker || a.procs <= 1 {
-        let report = wsring_bench::run(config(&a, a.clients, a.first, total, &prefix)).await?;
+        let report =
+            wsring_bench::run(config(&a, &tokens, a.clients, a.first, total, &prefix)).await?;
         if a.worker {
             println!("{}", report.to_json());
         } else {
@@ -61,7 +108,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &a.clients.to_string(),
             ])
             .args(["--prefix", &prefix, "--mode", mode_name(a.mode)])
-            .args(["--rate", &a.rate.to_string()])
+            .args(["--send-rate", &a.rate.to_string()])
             .args([
                 "--duration",
                 &humantime::format_duration(a.duration).to_string(),
@@ -71,6 +118,23 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .args(["--connect-rate", &a.connect_rate.to_string()])
             .stdout(Stdio::piped())
             .kill_on_drop(true);
+        // Credentials reach the workers through the environment, never
+        // their command line (which other local users can read).
+        if let Some(secret) = &a.jwt_secret {
+            cmd.env("WSRING_JWT_SECRET", secret);
+        }
+        if let Some(key) = &a.api_key {
+            cmd.env("WSRING_API_KEY", key);
+        }
+        if let Some(path) = &a.token_file {
+            cmd.arg("--token-file").arg(path);
+        }
+        for aud in &a.jwt_audience {
+            cmd.args(["--jwt-audience", aud]);
+        }
+        if let Some(iss) = &a.jwt_issuer {
+            cmd.args(["--jwt-issuer", iss]);
+        }
         if !a.source_ips.is_empty() {
             let ips: Vec<String> = a.source_ips.iter().map(ToString::to_string).collect();
             cmd.args(["--source-ips", &ips.join(",")]);
@@ -100,7 +164,7 @@ fn mode_name(m: wsring_bench::Mode) -> &'static str {
 
 fn print_report(a: &BenchArgs, r: &Report) {
     println!(
-        "wsring bench: {} clients, mode={}, rate={}/s, {:?}, payload={} B, procs={}\n",
+        "wsring bench: {} clients, mode={}, send rate={}/s, {:?}, payload={} B, procs={}\n",
         a.clients,
         mode_name(a.mode),
         a.rate,

@@ -89,6 +89,14 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Load generator: many WebSocket clients, latency histograms.
     Bench(BenchArgs),
+    /// Print a connect token (JWT) that nodes and gateways started with the
+    /// same --jwt-secret (or the public half of --private-key),
+    /// --jwt-audience and --jwt-issuer accept.
+    ///
+    /// `wsring token --jwt-secret S --sub alice --rooms 'chat.*' --ttl 1h`.
+    /// For first clients, scripts and load tests: in production the
+    /// application mints its users' tokens.
+    Token(TokenArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// Bash: `wsring completions bash > ~/.local/share/bash-completion/completions/wsring`;
@@ -131,11 +139,20 @@ pub struct BenchArgs {
     /// Traffic: direct (client i → user i+1), room, or broadcast (via the API).
     #[arg(long, default_value = "direct")]
     pub mode: wsring_bench::Mode,
-    /// Messages per second, all clients together.
-    #[arg(long, default_value_t = 1000.0)]
+    /// Messages sent per second, all clients together: direct sends (each
+    /// delivered to one client), room publishes (each delivered to the
+    /// room's --room-size members) or API broadcasts (each delivered to
+    /// every client). Deliveries per second are in the report. `--rate` is
+    /// an alias.
+    #[arg(
+        long = "send-rate",
+        visible_alias = "rate",
+        value_name = "PER_SECOND",
+        default_value_t = 1000.0
+    )]
     pub rate: f64,
-    /// How long to send (after all clients connected).
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    /// How long to send (after all clients connected), e.g. 500ms, 10s, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub duration: Duration,
     /// Payload padding in bytes.
     #[arg(long, default_value_t = 64)]
@@ -153,6 +170,31 @@ pub struct BenchArgs {
     /// ~28k ephemeral ports per address.
     #[arg(long, value_delimiter = ',')]
     pub source_ips: Vec<std::net::IpAddr>,
+    /// HMAC secret of a secured cluster (its --jwt-secret): the bench mints
+    /// one connect token per client user.
+    #[arg(
+        long,
+        env = "WSRING_JWT_SECRET",
+        value_name = "SECRET",
+        conflicts_with = "token_file"
+    )]
+    pub jwt_secret: Option<String>,
+    /// Audience (`aud`) for the minted tokens, as the cluster's
+    /// --jwt-audience.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Vec<String>,
+    /// Issuer (`iss`) for the minted tokens, as the cluster's --jwt-issuer.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// File of connect tokens, one per line (blank lines and `#` comments
+    /// skipped): client i connects as the `sub` of line i, so the file needs
+    /// at least --clients tokens with distinct users.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// API key for broadcast mode's `POST /api/broadcast` on a cluster
+    /// started with --api-key.
+    #[arg(long, env = "WSRING_API_KEY", value_name = "KEY")]
+    pub api_key: Option<String>,
     /// Internal: run as a worker and print a JSON report.
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -168,7 +210,59 @@ pub struct BenchArgs {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
+    wsring_auth::parse_duration(s)
+}
+
+/// `wsring token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long, value_name = "USER")]
+    pub sub: String,
+    /// HMAC secret to sign with: the nodes' --jwt-secret.
+    #[arg(
+        long,
+        visible_alias = "secret",
+        env = "WSRING_JWT_SECRET",
+        value_name = "SECRET",
+        required_unless_present = "private_key",
+        conflicts_with = "private_key"
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM private key to sign with, whose public half the nodes have as
+    /// --jwt-public-key: RSA (PKCS#1 or PKCS#8), EC P-256/P-384 (PKCS#8)
+    /// or Ed25519 (PKCS#8).
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Signing algorithm. Default: HS256 with a secret, RS256, ES256 or
+    /// EdDSA after the private key's kind.
+    #[arg(long, value_name = "ALG", value_parser = algorithm)]
+    pub algorithm: Option<wsring_auth::Algorithm>,
+    /// A room name or `*`-pattern the user may join and publish to
+    /// (`rooms` claim); repeatable. Without it, every room.
+    #[arg(long, value_name = "ROOM")]
+    pub rooms: Vec<String>,
+    /// `--send false` makes a receive-only token (`"send":false`: no direct
+    /// messages or publishes).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub send: Option<bool>,
+    /// Lifetime: `exp` is now plus this (e.g. 30m, 1h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub ttl: Duration,
+    /// Audience (`aud`), as the nodes' --jwt-audience; repeatable.
+    #[arg(long, visible_alias = "aud", value_name = "AUD")]
+    pub jwt_audience: Vec<String>,
+    /// Issuer (`iss`), as the nodes' --jwt-issuer.
+    #[arg(long, visible_alias = "iss", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+}
+
+fn algorithm(s: &str) -> Result<wsring_auth::Algorithm, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "unknown algorithm {s:?}; use HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+        )
+    })
 }
 
 /// Where a `wsring node` or `wsring gateway` listens and finds the cluster.

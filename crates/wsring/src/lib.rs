@@ -10,6 +10,7 @@
 //! * [`roles`] — `wsring node` and `wsring gateway`.
 //! * [`backends`] — URL scheme → backend crate.
 //! * [`bench`] — `wsring bench`, splitting the load over worker processes.
+//! * [`token`] — `wsring token`: connect tokens for first clients.
 //! * [`logging`] — tracing setup.
 //! * [`manual`] — shell completions, manual pages and the configuration
 //!   reference (docs/CONFIGURATION.md).
@@ -23,6 +24,7 @@ pub mod manual;
 pub mod processes;
 pub mod roles;
 pub mod settings;
+pub mod token;
 
 use anyhow::Context;
 use cli::{Cli, Command};
@@ -52,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Token(args) => return token::run(args),
         _ => {}
     }
     if !matches!(cli.command, Command::Bench(_)) {
@@ -65,7 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => roles::run_node(args).await,
         Command::Gateway(args) => roles::run_gateway(args).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::Completions(_) | Command::Man(_) => Ok(()),
+        Command::Completions(_) | Command::Man(_) | Command::Token(_) => Ok(()),
     }
 }
 

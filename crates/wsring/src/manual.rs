@@ -90,10 +90,23 @@ pub fn configuration_reference() -> String {
             help(arg)
         ));
     }
-    out.push_str("\n`wsring bench` takes flags only (no environment variables, no file keys):\n\n");
-    out.push_str("| flag | default | meaning |\n|---|---|---|\n");
-    if let Some(bench) = cli.find_subcommand("bench") {
-        for arg in bench
+    // `bench` and `token` are tools, not roles: flags only, no file keys.
+    for (name, intro) in [
+        (
+            "bench",
+            "`wsring bench` takes flags only (no file keys; the credentials also come from `WSRING_JWT_SECRET` and `WSRING_API_KEY`):",
+        ),
+        (
+            "token",
+            "`wsring token` takes flags only (no file keys; the secret also comes from `WSRING_JWT_SECRET`):",
+        ),
+    ] {
+        let Some(sub) = cli.find_subcommand(name) else {
+            continue;
+        };
+        out.push_str(&format!("\n{intro}\n\n"));
+        out.push_str("| flag | default | meaning |\n|---|---|---|\n");
+        for arg in sub
             .get_arguments()
             .filter(|a| documented(a) && !a.is_global_set())
         {

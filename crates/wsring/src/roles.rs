@@ -40,7 +40,7 @@ fn listen_and_registry(
     let registry = serve
         .registry
         .or_else(|| common.cluster.clone())
-        .ok_or(SettingsError::Missing("registry"))?;
+        .ok_or(SettingsError::MissingBackend("registry"))?;
     Ok((listen, registry))
 }
 
@@ -140,7 +140,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let broker_url = args
         .broker
         .or_else(|| common.cluster.clone())
-        .ok_or(SettingsError::Missing("broker"))?;
+        .ok_or(SettingsError::MissingBackend("broker"))?;
     let security = security(&common)?;
     let ns = &common.namespace;
 

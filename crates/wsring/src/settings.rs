@@ -76,6 +76,14 @@ pub enum SettingsError {
         env = .0.to_uppercase()
     )]
     Missing(&'static str),
+    /// No backend URL for the registry or the broker: `--cluster` gives
+    /// both at once, so the message names it first.
+    #[error(
+        "missing required setting `{0}`: give --cluster URL (registry and broker in one; env \
+         WSRING_CLUSTER) or --{0} URL (env WSRING_{env}), or set either in the config file",
+        env = .0.to_uppercase()
+    )]
+    MissingBackend(&'static str),
     /// The command line itself is wrong (or asks for help): clap's own
     /// report, printed by clap.
     #[error(transparent)]
@@ -104,7 +112,7 @@ pub struct Common {
     pub history_size: u64,
     /// Durable mode: age limit of stream entries; idle streams reset after
     /// it (at least 1s).
-    #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_HISTORY_TTL", value_name = "DURATION", default_value = human_default(Retention::default().max_age), value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub history_ttl: Duration,
     /// Durable mode: streams across the backend (for the memory backend:
@@ -129,7 +137,7 @@ pub struct Common {
     pub history_max_user_percent: u64,
     /// A node silent this long is removed from the ring; heartbeats are sent
     /// every heartbeat_ttl / 4 (at least 200ms).
-    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = wsring_auth::parse_duration)]
     #[serde(serialize_with = "human")]
     pub heartbeat_ttl: Duration,
     /// The session settings.

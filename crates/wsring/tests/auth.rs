@@ -601,3 +601,85 @@ async fn the_sdk_refreshes_its_token_and_loses_nothing_across_expiries() {
     );
     client.close();
 }
+
+#[tokio::test]
+async fn a_refused_connect_is_reported_by_its_cause_at_once_and_logged_at_info() {
+    let mut all = vec![
+        "dev",
+        "--port",
+        "0",
+        "--nodes",
+        "2",
+        "--jwt-secret",
+        TEST_JWT_SECRET,
+    ];
+    all.extend(["--api-key", TEST_API_KEY]);
+    let p = common::procs::Proc::start_logging(&all, "gateway", "warn,wsring_http=info").await;
+    let ws = p
+        .ready_line
+        .split_whitespace()
+        .nth(1)
+        .expect("gateway url")
+        .to_owned();
+    let expired = token_with(
+        TEST_JWT_SECRET,
+        "alice",
+        json!({"exp": now() - 3600, "iat": now() - 7200}),
+    );
+    // The Rust client: the server's code and message, well within a second,
+    // although its connect timeout is 10 s.
+    for (token, cause) in [
+        (expired.as_str(), "unauthorized: token expired"),
+        ("not-a-jwt", "unauthorized: malformed token"),
+    ] {
+        let mut cfg = wsring_client::ClientConfig::new(ws.clone(), "alice").with_token(token);
+        cfg.timeout = std::time::Duration::from_secs(10);
+        let t0 = std::time::Instant::now();
+        let err = match wsring_client::connect_with(cfg).await {
+            Ok(_) => panic!("{cause}: accepted"),
+            Err(e) => e,
+        };
+        let took = t0.elapsed();
+        assert!(err.to_string().starts_with(cause), "{err}");
+        assert!(err.to_string().contains("HTTP 401"), "{err}");
+        assert_eq!(err.code().as_deref(), Some("unauthorized"));
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{cause}: took {took:?}"
+        );
+    }
+    // A burst of the same refusal: logged at INFO with the reason and the
+    // remote address, at most once a second per reason, never the token.
+    for _ in 0..20 {
+        refused(&format!("{ws}?token={expired}"), 401, "unauthorized").await;
+    }
+    let lines = || -> Vec<String> {
+        p.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|l| l.contains("connect refused"))
+            .cloned()
+            .collect()
+    };
+    common::wait_until("the refusal log line", || async {
+        lines().iter().any(|l| l.contains("token expired"))
+    })
+    .await;
+    let expired_lines: Vec<String> = lines()
+        .into_iter()
+        .filter(|l| l.contains("token expired"))
+        .collect();
+    // The client test above refused alice once already; within the same
+    // second the burst adds at most one more line.
+    assert!(expired_lines.len() <= 3, "{expired_lines:#?}");
+    for l in lines() {
+        assert!(l.contains("INFO"), "{l}");
+        assert!(l.contains("remote=127.0.0.1"), "{l}");
+        assert!(
+            !l.contains(&expired) && !l.contains("not-a-jwt"),
+            "no token: {l}"
+        );
+    }
+    assert!(p.warnings().is_empty(), "{:#?}", p.warnings());
+}

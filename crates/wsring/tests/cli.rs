@@ -7,10 +7,18 @@
 //! * `wsring completions` and `wsring man` produce usable output;
 //! * `wsring.example.toml` is accepted by the binary.
 //!
+//! * `wsring token` mints tokens a secured cluster accepts, and `wsring
+//!   bench` runs against one with `--jwt-secret` or `--token-file`.
+//!
 //! Nothing here needs Redis, NATS or RabbitMQ: the "unreachable" and "not a
 //! Redis server" rows point at a closed port and at a small HTTP responder
 //! this file runs itself.
 
+mod common;
+
+use common::Client;
+use common::procs::{Proc, dev_process};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -45,6 +53,39 @@ async fn wsring(args: &[String], env: &[(&str, &str)]) -> Output {
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The secret of the secured dev cluster these tests start.
+const SECRET: &str = "cli-test-secret";
+
+/// `wsring token <args>`: the token it printed (asserting it succeeded).
+async fn mint(args: &[&str]) -> String {
+    let mut all = vec!["token".to_owned()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let out = wsring(&all, &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wsring {all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    stdout.trim().to_owned()
+}
+
+/// A secured two-node `wsring dev` (tokens signed with [`SECRET`] for
+/// audience `cli`), and its gateway's WebSocket URL.
+async fn secured_dev() -> (Proc, String) {
+    let (p, ws, _) = dev_process(&[
+        "--nodes",
+        "2",
+        "--jwt-secret",
+        SECRET,
+        "--jwt-audience",
+        "cli",
+    ])
+    .await;
+    (p, ws)
 }
 
 /// A TCP server that answers anything with an HTTP 400, like a web server
@@ -93,6 +134,18 @@ async fn start_up_errors_are_one_actionable_line() {
     let zero_nodes = tmp.join("zero.toml");
     std::fs::write(&zero_nodes, "nodes = 0\n").expect("write");
     let missing = tmp.join("missing.toml");
+    let short_tokens = tmp.join("tokens.txt");
+    std::fs::write(
+        &short_tokens,
+        format!(
+            "# one token\n{}\n",
+            mint(&["--jwt-secret", "s", "--sub", "u1"]).await
+        ),
+    )
+    .expect("write");
+    let (_secured_proc, secured) = secured_dev().await;
+    let bad_duration = tmp.join("duration.toml");
+    std::fs::write(&bad_duration, "heartbeat_ttl = \"2x\"\n").expect("write");
 
     let s = |v: &str| v.to_owned();
     let cases = [
@@ -212,6 +265,55 @@ async fn start_up_errors_are_one_actionable_line() {
                 s("Connection refused"),
                 format!("ws://127.0.0.1:{dead}/ws"),
             ],
+        },
+        Case {
+            name: "bench refused by a secured node names the server's reason",
+            args: words(&format!("bench --url {secured} --clients 2 --duration 1s")),
+            want: vec![
+                s("only 0 of 2 clients connected"),
+                s("refused the connect with HTTP 401: unauthorized: "),
+                s("give the bench the cluster's --jwt-secret"),
+                s("--token-file"),
+            ],
+        },
+        Case {
+            name: "gateway without a registry names --cluster",
+            args: words("gateway --listen 127.0.0.1:0 --insecure-no-auth"),
+            want: vec![
+                s("missing required setting `registry`"),
+                s("--cluster URL"),
+                s("--registry URL"),
+            ],
+        },
+        Case {
+            name: "a bad duration in the config file names the format",
+            args: vec![s("--config"), bad_duration.display().to_string(), s("dev")],
+            want: vec![
+                s("`heartbeat_ttl`"),
+                s("invalid duration \"2x\""),
+                s("500ms, 2s"),
+            ],
+        },
+        Case {
+            name: "token for an invalid user id",
+            args: words("token --jwt-secret s --sub a/b"),
+            want: vec![s("cannot mint the token"), s("not a valid user id")],
+        },
+        Case {
+            name: "token with an algorithm that does not fit the key",
+            args: words("token --jwt-secret s --sub alice --algorithm ES256"),
+            want: vec![s("does not fit an HMAC secret"), s("HS256, HS384 or HS512")],
+        },
+        Case {
+            name: "bench with a token file too short",
+            args: vec![
+                s("bench"),
+                s("--clients"),
+                s("3"),
+                s("--token-file"),
+                short_tokens.display().to_string(),
+            ],
+            want: vec![s("has 1 tokens"), s("--clients 3 needs one per client")],
         },
         Case {
             name: "dev --nodes 0",
@@ -493,5 +595,161 @@ async fn precedence_is_flag_then_environment_then_file_then_default() {
     let _ = std::fs::remove_dir_all(&tmp);
     for (stderr, want) in cases {
         assert!(stderr.contains(want), "want {want:?} in {stderr:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minted_tokens_connect_to_a_secured_cluster_with_their_claims() {
+    let (_dev, ws) = secured_dev().await;
+    // A full token: alice, every room, may send.
+    let alice = mint(&["--jwt-secret", SECRET, "--sub", "alice", "--aud", "cli"]).await;
+    let mut a = Client::try_connect(&format!("{ws}?token={alice}"))
+        .await
+        .unwrap_or_else(|r| panic!("alice refused: {r:?}"));
+    assert_eq!(a.welcome["user"], "alice", "{}", a.welcome);
+    // Receive-only and limited to `chat.*`, through the long flag names
+    // the nodes use, with the secret from the environment.
+    let out = wsring(
+        &words("token --sub bob --rooms chat.* --send false --ttl 10m --jwt-audience cli"),
+        &[("WSRING_JWT_SECRET", SECRET)],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut b = Client::try_connect(&format!("{ws}?token={bob}"))
+        .await
+        .unwrap_or_else(|r| panic!("bob refused: {r:?}"));
+    b.send(json!({"type":"send","to":"alice","data":1,"id":"s1"}))
+        .await;
+    let v = b.next().await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("forbidden")),
+        "{v}"
+    );
+    b.send(json!({"type":"join","room":"news","id":"j1"})).await;
+    let v = b.next().await;
+    assert_eq!(v["code"], "forbidden", "{v}");
+    b.send(json!({"type":"join","room":"chat.lobby","id":"j2"}))
+        .await;
+    let v = b.next().await;
+    assert_ne!(v["type"], "error", "{v}");
+    a.roundtrip("alive").await;
+    // The wrong secret, or no audience, is refused with the reason.
+    for (args, reason) in [
+        (
+            vec!["--jwt-secret", "other", "--sub", "carol", "--aud", "cli"],
+            "token signature does not verify",
+        ),
+        (vec!["--jwt-secret", SECRET, "--sub", "carol"], "aud"),
+    ] {
+        let t = mint(&args).await;
+        match Client::try_connect(&format!("{ws}?token={t}")).await {
+            Ok(c) => panic!("{args:?}: accepted as {}", c.welcome),
+            Err(r) => {
+                assert_eq!(r.status, 401, "{:?}", r.body);
+                let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+                assert!(msg.contains(reason), "{args:?}: {msg}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_against_a_secured_cluster_with_a_secret_or_a_token_file() {
+    let (_dev, ws) = secured_dev().await;
+    let tmp = std::env::temp_dir().join(format!("wsring-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let file = tmp.join("tokens.txt");
+    let mut lines = vec!["# tokens for the bench".to_owned()];
+    for i in 0..4 {
+        lines.push(
+            mint(&[
+                "--jwt-secret",
+                SECRET,
+                "--aud",
+                "cli",
+                "--sub",
+                &format!("tf-{i}"),
+            ])
+            .await,
+        );
+    }
+    std::fs::write(&file, lines.join("\n")).expect("write tokens");
+    let file = file.display().to_string();
+    for creds in [
+        vec![
+            "--jwt-secret",
+            SECRET,
+            "--jwt-audience",
+            "cli",
+            "--clients",
+            "6",
+        ],
+        vec!["--token-file", file.as_str(), "--clients", "4"],
+        // Split over worker processes: credentials reach each worker.
+        vec![
+            "--jwt-secret",
+            SECRET,
+            "--jwt-audience",
+            "cli",
+            "--clients",
+            "6",
+            "--procs",
+            "2",
+        ],
+    ] {
+        let mut args = vec![
+            "bench",
+            "--url",
+            ws.as_str(),
+            "--send-rate",
+            "40",
+            "--duration",
+            "1s",
+        ];
+        args.extend(creds.iter().copied());
+        let (status, out) = Proc::run_stdout(&args, Duration::from_secs(60)).await;
+        assert!(status.success(), "{creds:?}: {out}");
+        let clients = creds[creds
+            .iter()
+            .position(|a| *a == "--clients")
+            .expect("clients")
+            + 1];
+        assert!(
+            out.contains(&format!("| clients connected | {clients} (0 failed) |")),
+            "{creds:?}: {out}"
+        );
+        assert!(
+            out.contains("| received | 40"),
+            "{creds:?}: every message arrived: {out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[tokio::test]
+async fn token_needs_a_key_and_says_which() {
+    let out = wsring(&words("token --sub alice"), &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--jwt-secret"), "{stderr}");
+    // The help names both kinds of key and the claims' flags.
+    let help = wsring(&words("token --help"), &[]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--jwt-secret",
+        "--private-key",
+        "--rooms",
+        "--send",
+        "--ttl",
+        "--jwt-audience",
+        "--jwt-issuer",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
     }
 }

@@ -283,6 +283,82 @@ async fn crashed_node_leaves_the_ring_and_its_users_reconnect_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
+    // A long heartbeat TTL keeps the crashed node in the ring for the whole
+    // test: the window in which a non-durable message would be lost.
+    let mut common = hash();
+    common.heartbeat_ttl = std::time::Duration::from_secs(30);
+    let c = dev(3, common).await;
+    let api = Api::new(c.http_url());
+    let sender = users_where(&api, "s", 1, |n| n == "n1").await.remove(0);
+    let victim = users_where(&api, "v", 1, |n| n == "n2").await.remove(0);
+    let alive = users_where(&api, "a", 1, |n| n == "n3").await.remove(0);
+    let mut s = Client::connect(&c.gateway_url(), &sender).await;
+    let mut v = Client::connect(&c.gateway_url(), &victim).await;
+    let _a = Client::connect(&c.gateway_url(), &alive).await;
+    s.send(json!({"type":"send","to":alive,"data":1,"id":"live"}))
+        .await;
+    assert_eq!(s.next().await, json!({"type":"ack","id":"live"}));
+    let (status, _) = api.delete("/api/nodes/n2?mode=crash").await;
+    assert_eq!(status, 202);
+    let (_, end) = v.until_end().await;
+    assert_eq!(end, Ended::Abrupt);
+    // n2 is still the victim's owner in every view, but nobody receives.
+    assert_eq!(api.route(&victim).await, "n2");
+    s.send(json!({"type":"send","to":victim,"data":2,"id":"lost"}))
+        .await;
+    assert_eq!(
+        s.next().await,
+        json!({"type":"ack","id":"lost","delivered":false})
+    );
+    // The HTTP API of a live node says the same in its 202 body.
+    let n1 = c
+        .members()
+        .into_iter()
+        .find(|(id, _)| id == "n1")
+        .map(|(_, url)| {
+            url.replacen("ws://", "http://", 1)
+                .trim_end_matches("/ws")
+                .to_owned()
+        })
+        .expect("n1");
+    let (status, body) = Api::new(n1)
+        .post("/api/send", json!({"to": victim, "data": 3}))
+        .await;
+    assert_eq!((status, body), (202, json!({"ok":true,"delivered":false})));
+    // A live receiver's ack is unchanged.
+    s.send(json!({"type":"send","to":alive,"data":4,"id":"still"}))
+        .await;
+    assert_eq!(s.next().await, json!({"type":"ack","id":"still"}));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_just_joined_is_listed_as_up() {
+    let c = dev(2, hash()).await;
+    let api = Api::new(c.http_url());
+    let (status, body) = api.post("/api/nodes", json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    // Its first appearance in /api/nodes, not a later one, says `up`.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let state = loop {
+        let (_, v) = api.get("/api/nodes").await;
+        if let Some(n) = v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == "n3")
+        {
+            break n["state"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "n3 never listed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(state, "up");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_node_moves_its_sessions_then_leaves() {
     let c = dev(3, hash()).await;
     let api = Api::new(c.http_url());

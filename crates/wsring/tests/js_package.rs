@@ -12,7 +12,8 @@
 //!   1012, durable resume after a crash, a drain and a join) under Node,
 //!   once with the `ws` package and once with Node's built-in WebSocket
 //!   (Node 22+, or `--experimental-websocket` on 20 and 21);
-//! * `test/browser.test.mjs` — the same scenarios in headless Chromium;
+//! * `test/browser.test.mjs` — the same scenarios in headless Chromium
+//!   (one of the slow suites: with `--features slow-tests` only);
 //! * `test/types/usage.ts` through `tsc`, `test/surface.test.mjs` (the
 //!   hand-written declarations against the code) and `test/readme.test.mjs`
 //!   (the README's examples type-checked against the declarations);
@@ -43,6 +44,8 @@ const NODE_ONLY: Needs = Needs {
     ..PACKAGE
 };
 
+// The browser run is one of the slow suites (`--features slow-tests`).
+#[cfg(feature = "slow-tests")]
 const PACKAGE_IN_BROWSER: Needs = Needs {
     chromium: true,
     ..PACKAGE
@@ -141,6 +144,7 @@ async fn js_client_under_node_with_its_builtin_websocket() {
     .await;
 }
 
+#[cfg(feature = "slow-tests")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_client_in_headless_chromium() {
     run(

@@ -100,6 +100,14 @@ impl MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<(), ClusterError> {
+        self.publish_counted(topic, payload).await.map(|_| ())
+    }
+
+    async fn publish_counted(
+        &self,
+        topic: &Topic,
+        payload: Bytes,
+    ) -> Result<Option<usize>, ClusterError> {
         if !self.up.load(Ordering::SeqCst) {
             return Err(ClusterError::unavailable(
                 "memory broker connection severed",
@@ -109,16 +117,22 @@ impl Broker for MemoryBroker {
             .get(topic)
             .map(|subs| subs.values().cloned().collect())
             .unwrap_or_default();
+        let mut received = 0;
         for tx in targets {
-            // A closed inbox is a crashed node; like a real broker, ignore it.
-            let _ = tx
+            // A closed inbox is a crashed node; like a real broker, ignore
+            // it (and do not count it as a receiver).
+            if tx
                 .send(BrokerEvent::Message {
                     topic: topic.clone(),
                     payload: payload.clone(),
                 })
-                .await;
+                .await
+                .is_ok()
+            {
+                received += 1;
+            }
         }
-        Ok(())
+        Ok(Some(received))
     }
 
     async fn subscribe(&self, topic: &Topic) -> Result<(), ClusterError> {

@@ -26,7 +26,12 @@ pub(super) async fn handle(
     let ok = node
         .send_direct(None, &b.to, &b.data, dedup, owner.as_deref())
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(accepted(ok.seq))))
+    let mut body = accepted(ok.seq);
+    if ok.delivered == Some(false) {
+        // As on the `ack` frame: the backend says no live node received it.
+        body["delivered"] = Value::Bool(false);
+    }
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 /// The 202 body: `{"ok":true}`, plus `seq` in durable mode.

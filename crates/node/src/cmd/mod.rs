@@ -69,8 +69,13 @@ impl Outcome {
 
     /// `ack` for an accepted request that carried an id; nothing otherwise.
     pub fn ack(id: Option<&MsgId>) -> Outcome {
+        Self::ack_delivered(id, None)
+    }
+
+    /// An `ack` that may say `"delivered":false` (see [`Accepted`]).
+    pub fn ack_delivered(id: Option<&MsgId>, delivered: Option<bool>) -> Outcome {
         match id {
-            Some(id) => Outcome::reply(&ServerFrame::Ack { id }),
+            Some(id) => Outcome::reply(&ServerFrame::Ack { id, delivered }),
             None => Outcome::none(),
         }
     }
@@ -162,7 +167,8 @@ pub(crate) fn request_id(text: &str) -> Option<MsgId> {
 /// `ack` if the cluster accepted a message, an `unavailable` error if not.
 fn answer(result: Result<Accepted, RouteError>, id: Option<&MsgId>) -> Outcome {
     match result {
-        Ok(_) => Outcome::ack(id),
+        // Only a known loss is reported; a delivery is not promised.
+        Ok(a) => Outcome::ack_delivered(id, (a.delivered == Some(false)).then_some(false)),
         Err(e @ RouteError::Conflict) => Outcome::error(ErrorCode::Conflict, &e.to_string(), id),
         Err(e @ RouteError::StorageFull(_)) => {
             Outcome::error(ErrorCode::StorageFull, &e.to_string(), id)
