@@ -30,6 +30,7 @@ mod connect;
 mod error;
 mod jwt;
 mod pattern;
+pub mod pusher;
 mod rate;
 mod settings;
 
@@ -41,5 +42,5 @@ pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
 pub use settings::{
-    AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
+    AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults, human,
 };
