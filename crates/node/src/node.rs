@@ -422,7 +422,19 @@ impl Node {
         h: &SessionHandle,
         room: &str,
     ) -> Result<bool, RouteError> {
-        let joined = self.table.join(&h.id, room);
+        self.join_room_as(h, room, None).await
+    }
+
+    /// [`join_room`](Self::join_room) as `member` rather than as the
+    /// session's user (see [`SessionTable::join_as`]).
+    pub(crate) async fn join_room_as(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+        member: Option<Arc<str>>,
+    ) -> Result<bool, RouteError> {
+        let who = member.clone().unwrap_or_else(|| Arc::clone(&h.user));
+        let joined = self.table.join_as(&h.id, room, member);
         if let Err(e) = self.rooms.ensure(room).await {
             if joined.added {
                 self.leave_room(h, room);
@@ -430,7 +442,7 @@ impl Node {
             return Err(e.into());
         }
         if joined.added {
-            self.roster.touch(room, &h.user);
+            self.roster.touch(room, &who);
             self.touch_occupancy(room);
         }
         Ok(joined.added)
@@ -447,7 +459,8 @@ impl Node {
             self.roster.release(room);
         }
         if left.was_member {
-            self.roster.touch(room, &h.user);
+            self.roster
+                .touch(room, left.member.as_deref().unwrap_or(&h.user));
             self.touch_occupancy(room);
             crate::events::member_removed(self, h, room);
         }
@@ -457,11 +470,23 @@ impl Node {
     /// Turns a member session's `presence` events for `room` on (waiting
     /// until the room's roster is ready) or off.
     pub(crate) async fn set_presence(&self, h: &SessionHandle, room: &str, on: bool) {
+        self.set_presence_as(h, room, on, &h.user).await;
+    }
+
+    /// [`set_presence`](Self::set_presence) for a session in the room as
+    /// `member`.
+    pub(crate) async fn set_presence_as(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+        on: bool,
+        member: &str,
+    ) {
         if on {
             // The roster first (its own announcement of this user
             // included), the table's watcher after: the session's own join
             // is not news to it.
-            let _keep = self.roster.watch(room, &h.user).await;
+            let _keep = self.roster.watch(room, member).await;
             self.table.set_presence(&h.id, room, true);
         } else if self.table.set_presence(&h.id, room, false) {
             self.roster.release(room);
@@ -478,7 +503,12 @@ impl Node {
             self.roster.release(room);
         }
         for room in &removed.rooms {
-            self.roster.touch(room, &handle.user);
+            let member = removed
+                .members
+                .iter()
+                .find(|(r, _)| r == room)
+                .map_or(&handle.user, |(_, m)| m);
+            self.roster.touch(room, member);
             self.touch_occupancy(room);
         }
         removed.rooms
