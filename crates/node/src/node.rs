@@ -103,6 +103,8 @@ pub struct Node {
     /// that reach this node without a token or a gateway's identity.
     pub(crate) connect_proxy: Option<wsring_hooks::Proxy>,
     next_session: AtomicU64,
+    /// The first half of this process's Pusher `socket_id`s.
+    socket_prefix: u32,
 }
 
 /// What the cluster accepted.
@@ -185,6 +187,7 @@ impl Node {
             publish_proxy,
             connect_proxy,
             next_session: AtomicU64::new(0),
+            socket_prefix: rand::random::<u32>() >> 1,
         })
     }
 
@@ -198,6 +201,28 @@ impl Node {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         let salt: u32 = rand::random();
         format!("{}-{n:x}-{salt:08x}", self.cfg.id).into()
+    }
+
+    /// A Pusher `socket_id` (`123.456`), unique cluster-wide: a random
+    /// per-process prefix and this process's session counter.
+    pub(crate) fn new_socket_id(&self) -> Arc<str> {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n}", self.socket_prefix).into()
+    }
+
+    /// Whether this node should hold session `h` under `view`: its user's
+    /// owner (hash routing) or any node that is up; a Pusher session is
+    /// placed by load, so any node that is up.
+    pub(crate) fn holds(&self, view: &View, h: &SessionHandle) -> bool {
+        match h.codec {
+            crate::sessions::Codec::Native => self.owns(view, &h.user),
+            crate::sessions::Codec::Pusher => {
+                !self.leaving.load(Ordering::Relaxed)
+                    && view
+                        .member(self.id())
+                        .is_some_and(|m| m.state == MemberState::Up)
+            }
+        }
     }
 
     /// Whether this node should hold sessions of `user` under `view`.

@@ -728,6 +728,7 @@ mod tests {
         assert_eq!(
             left,
             Left {
+                member: None,
                 was_member: true,
                 emptied: false,
                 unwatched: true
@@ -741,5 +742,36 @@ mod tests {
         t.remove("s1");
         assert_eq!(t.room_counts("r")["alice"], 1, "s2 is still in r");
         assert!(!t.has_watchers("q"));
+    }
+
+    #[test]
+    fn members_count_once_per_member_whatever_the_session_user() {
+        let t = SessionTable::default();
+        let (a, _ra) = handle("s1", "pusher:1.1");
+        let (b, _rb) = handle("s2", "pusher:1.2");
+        let (c, _rc) = handle("s3", "pusher:1.3");
+        for h in [&a, &b, &c] {
+            t.insert(h.clone());
+        }
+        let ann: Arc<str> = "ann".into();
+        assert!(t.join_as("s1", "presence-r", Some(Arc::clone(&ann))).added);
+        assert!(t.join_as("s2", "presence-r", Some(Arc::clone(&ann))).added);
+        t.join_as("s3", "presence-r", Some("bob".into()));
+        assert!(t.user_in_room("ann", "presence-r") && t.user_in_room("bob", "presence-r"));
+        assert!(
+            !t.user_in_room("pusher:1.1", "presence-r"),
+            "a session in a room as a member is not there as its user"
+        );
+        assert_eq!(
+            t.room_counts("presence-r"),
+            BTreeMap::from([("ann".to_string(), 2), ("bob".to_string(), 1)])
+        );
+        let left = t.leave("s1", "presence-r");
+        assert_eq!(left.member.as_deref(), Some("ann"));
+        assert!(t.user_in_room("ann", "presence-r"), "s2 is still ann");
+        let gone = t.remove("s2");
+        assert_eq!(gone.members, vec![("presence-r".to_string(), ann)]);
+        assert!(!t.user_in_room("ann", "presence-r"));
+        assert_eq!(t.room_names(), vec!["presence-r".to_string()]);
     }
 }
