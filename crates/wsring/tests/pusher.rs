@@ -1,0 +1,181 @@
+//! The Pusher Channels protocol on a 3-node cluster on Redis, as real
+//! processes of the `wsring` binary configured with a Pusher app only (no
+//! `--jwt-*`, no `--insecure-no-auth`):
+//!
+//! * the native `/ws` answers 401 naming the settings it lacks;
+//! * `/app/{key}` refuses an unknown key with `pusher:error` and close
+//!   4001, and a protocol below 7 with 4007;
+//! * a gateway configured the same way places Pusher connections by load
+//!   and relays the signed API;
+//! * `compat/pusher.test.js` drives the unmodified `pusher-js` client and
+//!   `pusher` server library (pinned in `compat/package-lock.json`) across
+//!   the three nodes: public, private and presence channels, a bad
+//!   signature refused, client events, `trigger` with `socket_id`
+//!   exclusion, `triggerBatch`, every GET endpoint, and a forged API call
+//!   refused.
+//!
+//! Needs Redis at 127.0.0.1:6379 and Node.js 20+ (`npm ci` in `compat/` is
+//! run when its packages are missing); without them it prints `SKIPPED`
+//! (and fails under `WSRING_REQUIRE_BROKERS=1` or
+//! `WSRING_REQUIRE_BROWSER=1`).
+//!
+//! Run: `cargo test -p wsring --test pusher`.
+
+mod common;
+
+use common::js::{self, Needs};
+use common::procs::{self, Proc};
+use futures::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use wsring_cluster::conformance::unique_ns;
+
+const APP_ID: &str = "compat-app";
+const KEY: &str = "compat-key";
+const SECRET: &str = "compat-secret";
+
+const COMPAT: Needs = Needs {
+    dir: "compat",
+    packages: &["pusher-js", "pusher"],
+    chromium: false,
+};
+
+/// The flags of a Pusher-only node.
+fn pusher_flags() -> Vec<&'static str> {
+    vec![
+        "--pusher-app-id",
+        APP_ID,
+        "--pusher-key",
+        KEY,
+        "--pusher-secret",
+        SECRET,
+        "--pusher-client-events",
+    ]
+}
+
+/// `host:port` of a node from its readiness line.
+fn host_port(p: &Proc) -> String {
+    let a = p.announced();
+    let a = a.split("://").last().unwrap_or(a);
+    a.split('/').next().unwrap_or(a).to_owned()
+}
+
+/// The first frame and the close code a Pusher connection to `url` gets.
+async fn first_frame_and_close(url: &str) -> (serde_json::Value, Option<u16>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let mut first = serde_json::Value::Null;
+    let mut code = None;
+    let read = async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Text(t) if first.is_null() => {
+                    first = serde_json::from_str(t.as_str()).expect("JSON frame");
+                }
+                Message::Close(f) => {
+                    code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("closed within 10 s");
+    let _ = ws.close(None).await;
+    (first, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_clients_and_server_library_on_a_redis_cluster() {
+    let Some(b) = procs::redis().await else {
+        return;
+    };
+    let ns = unique_ns("pusher");
+    let flags = pusher_flags();
+    let mut nodes = Vec::new();
+    for id in ["p1", "p2", "p3"] {
+        nodes.push(b.node(&ns, id, &flags).await);
+    }
+    let hosts: Vec<String> = nodes.iter().map(host_port).collect();
+    let (gateway, gw_base) = b.gateway(&ns, &flags).await;
+    let gw = gw_base.trim_start_matches("http://").to_owned();
+    let http = common::http();
+    // Every node sees all three before clients spread over them.
+    for h in hosts.iter().chain([&gw]) {
+        common::wait_until("three nodes up", || {
+            let http = http.clone();
+            let url = format!("http://{h}/api/nodes");
+            async move {
+                let Ok(r) = http.get(&url).send().await else {
+                    return false;
+                };
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                v["nodes"].as_array().is_some_and(|n| {
+                    n.iter().filter(|m| m["state"] == "up").count() == 3
+                })
+            }
+        })
+        .await;
+    }
+
+    // The native endpoint is closed, and says what would open it.
+    let r = http
+        .get(format!("http://{}/ws?user=alice", hosts[0]))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("native /ws answers");
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.expect("JSON error body");
+    let msg = body["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("--jwt-secret") && msg.contains("--insecure-no-auth"),
+        "{body}"
+    );
+
+    // Pusher's connection errors.
+    let (f, code) = first_frame_and_close(&format!("ws://{}/app/wrong?protocol=7", hosts[1])).await;
+    assert_eq!((f["event"].as_str(), code), (Some("pusher:error"), Some(4001)));
+    assert_eq!(f["data"]["code"], 4001);
+    let (f, code) = first_frame_and_close(&format!("ws://{}/app/{KEY}?protocol=6", hosts[1])).await;
+    assert_eq!((f["data"]["code"].as_u64(), code), (Some(4007), Some(4007)));
+
+    // The real libraries.
+    if let Some(why) = js::prerequisites(&COMPAT).await {
+        js::skip("the pusher-js/pusher compatibility run", &why);
+    } else {
+        // Clients take turns: the gateway (placed by load), then each node
+        // directly; the server library calls the gateway.
+        let joined = format!("{gw},{}", hosts.join(","));
+        let out = js::run_node(
+            "compat",
+            &["pusher.test.js"],
+            &[
+                ("WSRING_PUSHER_HOSTS", &joined),
+                ("WSRING_PUSHER_API", &gw),
+                ("WSRING_PUSHER_APP_ID", APP_ID),
+                ("WSRING_PUSHER_KEY", KEY),
+                ("WSRING_PUSHER_SECRET", SECRET),
+            ],
+            Duration::from_secs(150),
+        )
+        .await;
+        js::check_output(
+            "compat/pusher.test.js",
+            out,
+            "its output above names the failing step",
+        );
+    }
+    for p in nodes.iter().chain([&gateway]) {
+        assert!(p.warnings().is_empty(), "clean log: {:?}", p.warnings());
+    }
+    drop(nodes);
+    drop(gateway);
+    b.purge(&ns).await;
+}
