@@ -356,6 +356,42 @@ mod tests {
     }
 
     #[test]
+    fn published_examples() {
+        // Pusher's worked examples (key, secret, socket id, channel and the
+        // events request below), which the `pusher` npm library reproduces.
+        let a = app();
+        assert_eq!(
+            a.channel_auth("1234.1234", "private-foobar", None),
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
+        // Computed with `pusher` 5.3.4's authorizeChannel.
+        let data = r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#;
+        assert_eq!(
+            a.channel_auth("1234.1234", "presence-foobar", Some(data)),
+            "278d425bdf160c739803:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"
+        );
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        assert_eq!(body_md5(body), "ec365a775a4cd0599faeb73354201b6f");
+        let params: Vec<(String, String)> = [
+            ("auth_key", "278d425bdf160c739803"),
+            ("auth_timestamp", "1353088179"),
+            ("auth_version", "1.0"),
+            ("body_md5", "ec365a775a4cd0599faeb73354201b6f"),
+            (
+                "auth_signature",
+                "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &params, body, 1_353_088_179),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn channel_auth_round_trips_and_binds_every_part() {
         let a = app();
         let auth = a.channel_auth("1234.1234", "private-foobar", None);

@@ -25,7 +25,7 @@ mod common;
 
 use common::js::{self, Needs};
 use common::procs::{self, Proc};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use wsring_cluster::conformance::unique_ns;
@@ -133,7 +133,7 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         .expect("native /ws answers");
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.expect("JSON error body");
-    let msg = body["message"].as_str().unwrap_or_default();
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
         msg.contains("--jwt-secret") && msg.contains("--insecure-no-auth"),
         "{body}"
