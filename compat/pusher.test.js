@@ -5,6 +5,9 @@
 //   WSRING_PUSHER_HOSTS  host:port of each node clients connect to (comma-separated)
 //   WSRING_PUSHER_API    host:port the server library calls
 //   WSRING_PUSHER_APP_ID, WSRING_PUSHER_KEY, WSRING_PUSHER_SECRET
+//   WSRING_PUSHER_DRAIN_PID  a node process the last step drains (SIGTERM);
+//                            its clients come back through the first host
+//                            (the gateway)
 // Client i connects to host i % n, so every scenario crosses nodes.
 // Prints one line per step and "N passed, N failed" at the end; exits
 // non-zero on the first failure.
@@ -25,6 +28,7 @@ const [API_HOST, API_PORT] = env("WSRING_PUSHER_API").split(":");
 const APP_ID = env("WSRING_PUSHER_APP_ID");
 const KEY = env("WSRING_PUSHER_KEY");
 const SECRET = env("WSRING_PUSHER_SECRET");
+const DRAIN_PID = Number(env("WSRING_PUSHER_DRAIN_PID"));
 
 const server = new PusherServer({
   appId: APP_ID,
@@ -62,8 +66,8 @@ const open = [];
  * server library (as an app's auth endpoint would), as presence user
  * `user` when given. `secret` overrides the signing secret (bad auth).
  */
-function client({ user, info, secret } = {}) {
-  const host = HOSTS[clients++ % HOSTS.length];
+function client({ user, info, secret, host: via } = {}) {
+  const host = via || HOSTS[clients++ % HOSTS.length];
   const [wsHost, wsPort] = host.split(":");
   const signer = secret
     ? new PusherServer({ appId: APP_ID, key: KEY, secret, host: API_HOST, port: API_PORT })
@@ -128,7 +132,7 @@ async function rejected(promise) {
 const steps = [];
 const step = (name, fn) => steps.push({ name, fn });
 
-let a, b, c;
+let a, b, c, bad;
 
 step("clients connect to different nodes with unique socket ids", async () => {
   a = client({ user: "1", info: { name: "Ann" } });
@@ -176,7 +180,7 @@ step("private channel: a valid auth subscribes, a bad one gets 401", async () =>
   const ok = await subscribe(a, "private-room");
   assert.equal(ok.status, "ok");
   record(ok.ch);
-  const bad = client({ secret: "not-the-secret" });
+  bad = client({ secret: "not-the-secret" });
   await connected(bad);
   const refused = await subscribe(bad, "private-room");
   assert.equal(refused.status, 401);
@@ -276,6 +280,58 @@ step("a request signed with another secret is refused with 401", async () => {
   const e = await rejected(wrong.trigger("news", "forged", {}));
   assert.equal(e.status, 401);
   assert.match(e.body, /signature/);
+});
+
+step("a drained node's clients reconnect through the gateway and re-subscribe", async () => {
+  // Clients connected straight to a node follow it nowhere; this one is
+  // done anyway.
+  bad.disconnect();
+  const crowd = [];
+  for (let i = 0; i < 9; i++) {
+    crowd.push(client({ user: `d${i}`, info: { i }, host: HOSTS[0] }));
+  }
+  await Promise.all(crowd.map(connected));
+  for (const p of crowd) {
+    const { status, ch } = await subscribe(p, "presence-drain");
+    assert.equal(status, "ok");
+    record(ch);
+  }
+  const before = crowd.map((p) => p.connection.socket_id);
+  process.kill(DRAIN_PID, "SIGTERM");
+  const users = async () =>
+    (await (await server.get({ path: "/channels/presence-drain/users" })).json()).users.length;
+  // Back: some connections moved (new socket ids), every client is
+  // connected and subscribed, and the member list is whole again.
+  let moved = 0;
+  await until(
+    "every client back",
+    () => {
+      moved = crowd.filter((p, i) => p.connection.socket_id !== before[i]).length;
+      return (
+        moved > 0 &&
+        crowd.every(
+          (p) => p.connection.state === "connected" && p.channel("presence-drain").subscribed,
+        )
+      );
+    },
+    30000,
+  );
+  await until(
+    "every client's member list whole",
+    () => crowd.every((p) => p.channel("presence-drain").members.count === 9),
+    30000,
+  );
+  const deadline = Date.now() + 30000;
+  while ((await users()) !== 9) {
+    assert.ok(Date.now() < deadline, "the API lists 9 users again within 30 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Resubscribed channels deliver again, on every node still up.
+  for (const p of crowd) p.channel("presence-drain").got = [];
+  await server.trigger("presence-drain", "after-drain", { moved });
+  await until("after-drain everywhere", () =>
+    crowd.every((p) => received(p, "presence-drain", "after-drain").length === 1));
+  console.log(`  (${moved} of 9 connections moved)`);
 });
 
 (async () => {

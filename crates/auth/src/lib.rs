@@ -42,5 +42,6 @@ pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
 pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
 pub use settings::{
-    AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults, human,
+    AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults,
+    human,
 };

@@ -194,7 +194,12 @@ impl PusherApp {
 
     /// The `auth` a client needs to subscribe `socket_id` to `channel`
     /// (`channel_data` for presence channels).
-    pub fn channel_auth(&self, socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    pub fn channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
         format!(
             "{}:{}",
             self.key,
@@ -282,7 +287,11 @@ impl PusherApp {
         if !body.is_empty() {
             all.push(("body_md5".into(), md5));
         }
-        all.extend(params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        all.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let sig = self.sign(&request_string(method, path, &all));
         let mut query: Vec<String> = all.iter().map(|(k, v)| format!("{k}={v}")).collect();
         query.push(format!("auth_signature={sig}"));
@@ -307,7 +316,12 @@ fn request_string(method: &str, path: &str, params: &[(String, String)]) -> Stri
         .collect();
     pairs.sort();
     let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query.join("&"))
+    format!(
+        "{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path,
+        query.join("&")
+    )
 }
 
 /// Lower-case hex MD5 of a request body.

@@ -456,12 +456,16 @@ mod tests {
         assert!(!both.native_off && both.admit(bare, None).is_ok());
         // `wsring dev` (nothing required) keeps /ws open beside the app.
         let dev = AuthSettings {
-            pusher: both.pusher.as_ref().map(|_| PusherSettings {
-                pusher_app_id: Some("1".into()),
-                pusher_key: Some("k".into()),
-                pusher_secret: Some("s".into()),
-                pusher_client_events: false,
-            }).unwrap_or_default(),
+            pusher: both
+                .pusher
+                .as_ref()
+                .map(|_| PusherSettings {
+                    pusher_app_id: Some("1".into()),
+                    pusher_key: Some("k".into()),
+                    pusher_secret: Some("s".into()),
+                    pusher_client_events: false,
+                })
+                .unwrap_or_default(),
             ..Default::default()
         }
         .build(false)

@@ -11,8 +11,11 @@
 //!   `pusher` server library (pinned in `compat/package-lock.json`) across
 //!   the three nodes: public, private and presence channels, a bad
 //!   signature refused, client events, `trigger` with `socket_id`
-//!   exclusion, `triggerBatch`, every GET endpoint, and a forged API call
-//!   refused.
+//!   exclusion, `triggerBatch`, every GET endpoint, a forged API call
+//!   refused, and finally a node drained (SIGTERM) under nine gateway
+//!   clients of a presence channel: the moved ones are closed with 4200,
+//!   reconnect through the gateway and re-subscribe by themselves, and the
+//!   member list is whole again.
 //!
 //! Needs Redis at 127.0.0.1:6379 and Node.js 20+ (`npm ci` in `compat/` is
 //! run when its packages are missing); without them it prints `SKIPPED`
@@ -51,6 +54,14 @@ fn pusher_flags() -> Vec<&'static str> {
         SECRET,
         "--pusher-client-events",
     ]
+}
+
+/// A node's flags: the app, and a short drain window so the drain step
+/// is quick.
+fn node_flags() -> Vec<&'static str> {
+    let mut f = pusher_flags();
+    f.extend(["--drain-window", "1s"]);
+    f
 }
 
 /// `host:port` of a node from its readiness line.
@@ -94,11 +105,11 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         return;
     };
     let ns = unique_ns("pusher");
-    let flags = pusher_flags();
     let mut nodes = Vec::new();
     for id in ["p1", "p2", "p3"] {
-        nodes.push(b.node(&ns, id, &flags).await);
+        nodes.push(b.node(&ns, id, &node_flags()).await);
     }
+    let flags = pusher_flags();
     let hosts: Vec<String> = nodes.iter().map(host_port).collect();
     let (gateway, gw_base) = b.gateway(&ns, &flags).await;
     let gw = gw_base.trim_start_matches("http://").to_owned();
@@ -113,9 +124,9 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
                     return false;
                 };
                 let v: serde_json::Value = r.json().await.unwrap_or_default();
-                v["nodes"].as_array().is_some_and(|n| {
-                    n.iter().filter(|m| m["state"] == "up").count() == 3
-                })
+                v["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().filter(|m| m["state"] == "up").count() == 3)
             }
         })
         .await;
@@ -141,7 +152,10 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
 
     // Pusher's connection errors.
     let (f, code) = first_frame_and_close(&format!("ws://{}/app/wrong?protocol=7", hosts[1])).await;
-    assert_eq!((f["event"].as_str(), code), (Some("pusher:error"), Some(4001)));
+    assert_eq!(
+        (f["event"].as_str(), code),
+        (Some("pusher:error"), Some(4001))
+    );
     assert_eq!(f["data"]["code"], 4001);
     let (f, code) = first_frame_and_close(&format!("ws://{}/app/{KEY}?protocol=6", hosts[1])).await;
     assert_eq!((f["data"]["code"].as_u64(), code), (Some(4007), Some(4007)));
@@ -153,6 +167,7 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         // Clients take turns: the gateway (placed by load), then each node
         // directly; the server library calls the gateway.
         let joined = format!("{gw},{}", hosts.join(","));
+        let drain = nodes[2].pid().to_string();
         let out = js::run_node(
             "compat",
             &["pusher.test.js"],
@@ -162,6 +177,7 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
                 ("WSRING_PUSHER_APP_ID", APP_ID),
                 ("WSRING_PUSHER_KEY", KEY),
                 ("WSRING_PUSHER_SECRET", SECRET),
+                ("WSRING_PUSHER_DRAIN_PID", &drain),
             ],
             Duration::from_secs(150),
         )

@@ -37,9 +37,9 @@ use std::sync::Arc;
 use wsring_auth::pusher::PusherApp;
 use wsring_cluster::report::PRESENCE_PEER_TIMEOUT;
 
+use super::MAX_EVENT_DATA_BYTES;
 use super::channel::{self, Kind, Member};
 use super::frames::RoomEvent;
-use super::MAX_EVENT_DATA_BYTES;
 use crate::node::Node;
 
 /// Most channels one event may go to.
@@ -60,9 +60,17 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/apps/{app_id}/channels/{name}/users", get(users))
 }
 
-/// An error answer: `{"error": message}`.
-fn fail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": message.into()}))).into_response()
+/// An error answer: the status and `{"error": message}`.
+struct Fail(StatusCode, String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
+    Fail(status, message.into())
 }
 
 fn ok(body: Value) -> Response {
@@ -91,7 +99,7 @@ fn check(
     uri: &Uri,
     params: &[(String, String)],
     body: &[u8],
-) -> Result<Arc<PusherApp>, Response> {
+) -> Result<Arc<PusherApp>, Fail> {
     let Some(app) = node.security.pusher.clone() else {
         return Err(fail(StatusCode::NOT_FOUND, "no Pusher app is configured"));
     };
@@ -127,7 +135,7 @@ struct EventBody {
 
 impl EventBody {
     /// The channels, checked, or the 4xx answer.
-    fn targets(&self) -> Result<Vec<&str>, Response> {
+    fn targets(&self) -> Result<Vec<&str>, Fail> {
         let list: Vec<&str> = match (&self.channel, &self.channels) {
             (Some(c), None) => vec![c.as_str()],
             (None, Some(cs)) => cs.iter().map(String::as_str).collect(),
@@ -138,7 +146,10 @@ impl EventBody {
                 ));
             }
             (None, None) => {
-                return Err(fail(StatusCode::BAD_REQUEST, "channel or channels is required"));
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "channel or channels is required",
+                ));
             }
         };
         if list.is_empty() || list.len() > MAX_CHANNELS {
@@ -167,7 +178,7 @@ impl EventBody {
         Ok(list)
     }
 
-    async fn publish(&self, node: &Node, targets: &[&str]) -> Result<(), Response> {
+    async fn publish(&self, node: &Node, targets: &[&str]) -> Result<(), Fail> {
         let event = RoomEvent {
             event: self.name.clone(),
             data: self.data.clone(),
@@ -184,7 +195,7 @@ impl EventBody {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Fail> {
     serde_json::from_slice(body)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
@@ -199,7 +210,7 @@ async fn events(
 ) -> Response {
     let params = params(q.as_deref());
     if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
-        return r;
+        return r.into_response();
     }
     let result = async {
         let e: EventBody = parse(&body)?;
@@ -208,7 +219,7 @@ async fn events(
     };
     match result.await {
         Ok(()) => ok(json!({})),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -227,7 +238,7 @@ async fn batch_events(
 ) -> Response {
     let params = params(q.as_deref());
     if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
-        return r;
+        return r.into_response();
     }
     let result = async {
         let b: Batch = parse(&body)?;
@@ -255,7 +266,7 @@ async fn batch_events(
     };
     match result.await {
         Ok(()) => ok(json!({})),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -378,7 +389,7 @@ async fn channels(
     let params = params(q.as_deref());
     let app = match check(&node, &app_id, &method, &uri, &params, b"") {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let prefix = param(&params, "filter_by_prefix").unwrap_or("");
     if param(&params, "scope") == Some("local") {
@@ -390,7 +401,8 @@ async fn channels(
         return fail(
             StatusCode::BAD_REQUEST,
             "info=user_count needs filter_by_prefix=presence-",
-        );
+        )
+        .into_response();
     }
     let share = cluster_share(&node, &app, prefix).await;
     let channels: serde_json::Map<String, Value> = share
@@ -417,17 +429,18 @@ async fn channel_info(
     let params = params(q.as_deref());
     let app = match check(&node, &app_id, &method, &uri, &params, b"") {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Some(why) = channel::invalid_name(&name) {
-        return fail(StatusCode::BAD_REQUEST, why);
+        return fail(StatusCode::BAD_REQUEST, why).into_response();
     }
     let info = infos(&params);
     if info.contains("user_count") && Kind::of(&name) != Kind::Presence {
         return fail(
             StatusCode::BAD_REQUEST,
             "info=user_count is for presence channels only",
-        );
+        )
+        .into_response();
     }
     let share = cluster_share(&node, &app, &name).await;
     let (subs, users) = share.get(&name).cloned().unwrap_or_default();
@@ -451,13 +464,14 @@ async fn users(
     let params = params(q.as_deref());
     let app = match check(&node, &app_id, &method, &uri, &params, b"") {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if Kind::of(&name) != Kind::Presence || channel::invalid_name(&name).is_some() {
         return fail(
             StatusCode::BAD_REQUEST,
             "users are listed for presence channels only",
-        );
+        )
+        .into_response();
     }
     let share = cluster_share(&node, &app, &name).await;
     let users: Vec<Value> = share

@@ -101,8 +101,8 @@ impl Member {
     /// The member of a presence subscription's `channel_data`
     /// (`{"user_id": string or number, "user_info"?: any}`), or why not.
     pub fn from_channel_data(data: &str) -> Result<Member, String> {
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| format!("channel_data is not JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_str(data).map_err(|e| format!("channel_data is not JSON: {e}"))?;
         let user_id = match v.get("user_id") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),

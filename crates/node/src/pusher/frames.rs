@@ -157,7 +157,11 @@ pub(crate) fn subscription_succeeded(channel: &str, members: Option<&[Member]>) 
             serde_json::json!({"presence": {"count": ids.len(), "ids": ids, "hash": hash}})
         }
     };
-    internal("pusher_internal:subscription_succeeded", Some(channel), &data)
+    internal(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        &data,
+    )
 }
 
 /// The parts of a native server frame a Pusher connection may receive.
@@ -333,7 +337,8 @@ mod tests {
         assert_eq!(inner(&removed), json!({"user_id":"7"}));
         // Only presence subscribers hear them.
         assert_eq!(
-            delivery(&frame("join"), "1.1", |c: &str| (c == "presence-r").then_some(false)),
+            delivery(&frame("join"), "1.1", |c: &str| (c == "presence-r")
+                .then_some(false)),
             None
         );
     }

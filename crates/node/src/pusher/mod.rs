@@ -138,23 +138,28 @@ impl PusherConn {
                 None,
                 "user authentication (pusher:signin) is not supported by this server",
             )),
-            other => reply(frames::error(
-                None,
-                &format!("unsupported event {other:?}"),
-            )),
+            other => reply(frames::error(None, &format!("unsupported event {other:?}"))),
         }
     }
 
     async fn subscribe(&mut self, sub: Subscribe, s: &mut SessionState, node: &Node) -> Outcome {
         let channel = sub.channel;
         if let Some(why) = channel::invalid_name(&channel) {
-            return reply(frames::subscription_error(&channel, 400, "InvalidChannel", &why));
+            return reply(frames::subscription_error(
+                &channel,
+                400,
+                "InvalidChannel",
+                &why,
+            ));
         }
         let kind = Kind::of(&channel);
         let member = match kind {
             Kind::Public => None,
             Kind::Private | Kind::Presence => {
-                let data = sub.channel_data.as_deref().filter(|_| kind == Kind::Presence);
+                let data = sub
+                    .channel_data
+                    .as_deref()
+                    .filter(|_| kind == Kind::Presence);
                 let auth = sub.auth.as_deref().unwrap_or_default();
                 if !self
                     .app
@@ -288,7 +293,10 @@ impl PusherConn {
             socket_id: Some(self.socket_id.to_string()),
             user_id: member.as_ref().map(|m| m.user_id.clone()),
         };
-        match node.publish_room(None, &channel, &event.to_raw(), None).await {
+        match node
+            .publish_room(None, &channel, &event.to_raw(), None)
+            .await
+        {
             Ok(_) => Outcome::none(),
             Err(e) => reply(frames::error(
                 None,
@@ -304,3 +312,6 @@ fn reply(frame: String) -> Outcome {
         ..Outcome::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,9 +35,7 @@ pub(crate) async fn upgrade(
     let Some(app) = node.security.pusher.clone() else {
         return wsring_http::not_found().await.into_response();
     };
-    let origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !node.security.origins.permits(origin) {
         return ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -83,5 +81,7 @@ pub(crate) async fn upgrade(
     }
     let socket_id = node.new_socket_id();
     let conn = PusherConn::new(socket_id, app);
-    ws.on_upgrade(max, move |socket| crate::session::run_pusher(node, socket, conn))
+    ws.on_upgrade(max, move |socket| {
+        crate::session::run_pusher(node, socket, conn)
+    })
 }

@@ -505,15 +505,13 @@ where
             Some(Ok(Message::Text(text))) => {
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
                 match self.rate_check(text.len(), Some(text.as_str())) {
-                    Some(refused) if self.pusher.is_some() && refused.close.is_none() => {
-                        Outcome {
-                            reply: Some(crate::pusher::frames::error(
-                                None,
-                                "too many messages; slow down",
-                            )),
-                            ..Outcome::default()
-                        }
-                    }
+                    Some(refused) if self.pusher.is_some() && refused.close.is_none() => Outcome {
+                        reply: Some(crate::pusher::frames::error(
+                            None,
+                            "too many messages; slow down",
+                        )),
+                        ..Outcome::default()
+                    },
                     Some(refused) => refused,
                     None if self.node.cfg.echo => return self.write(Message::Text(text)).await,
                     None if self.pusher.is_some() => match self.pusher.as_mut() {

@@ -25,13 +25,9 @@ fn skip_visibly(why: &str) {
 fn with_auth_choice<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut args = args.to_vec();
     let role = args.first().copied().unwrap_or_default();
-    let chose = args
-        .iter()
-        .any(|a| {
-            a.starts_with("--jwt-")
-                || a.starts_with("--insecure-no-auth")
-                || a.starts_with("--pusher-")
-        });
+    let chose = args.iter().any(|a| {
+        a.starts_with("--jwt-") || a.starts_with("--insecure-no-auth") || a.starts_with("--pusher-")
+    });
     if (role == "node" || role == "gateway") && !chose {
         args.push("--insecure-no-auth");
     }
