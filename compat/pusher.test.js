@@ -5,9 +5,10 @@
 //   WSRING_PUSHER_HOSTS  host:port of each node clients connect to (comma-separated)
 //   WSRING_PUSHER_API    host:port the server library calls
 //   WSRING_PUSHER_APP_ID, WSRING_PUSHER_KEY, WSRING_PUSHER_SECRET
-//   WSRING_PUSHER_DRAIN_PID  a node process the last step drains (SIGTERM);
-//                            its clients come back through the first host
-//                            (the gateway)
+//   WSRING_PUSHER_NODE_PIDS  the node processes behind hosts 2.. (comma-
+//                            separated): the last step drains (SIGTERM) the
+//                            one holding most of its clients, which come
+//                            back through the first host (the gateway)
 // Client i connects to host i % n, so every scenario crosses nodes.
 // Prints one line per step and "N passed, N failed" at the end; exits
 // non-zero on the first failure.
@@ -28,7 +29,7 @@ const [API_HOST, API_PORT] = env("WSRING_PUSHER_API").split(":");
 const APP_ID = env("WSRING_PUSHER_APP_ID");
 const KEY = env("WSRING_PUSHER_KEY");
 const SECRET = env("WSRING_PUSHER_SECRET");
-const DRAIN_PID = Number(env("WSRING_PUSHER_DRAIN_PID"));
+const NODE_PIDS = env("WSRING_PUSHER_NODE_PIDS").split(",").map(Number);
 
 const server = new PusherServer({
   appId: APP_ID,
@@ -283,9 +284,9 @@ step("a request signed with another secret is refused with 401", async () => {
 });
 
 step("a drained node's clients reconnect through the gateway and re-subscribe", async () => {
-  // Clients connected straight to a node follow it nowhere; this one is
-  // done anyway.
-  bad.disconnect();
+  // Clients connected straight to a node would knock on the drained node
+  // again; they are done anyway.
+  for (const p of [a, b, c, bad]) p.disconnect();
   const crowd = [];
   for (let i = 0; i < 9; i++) {
     crowd.push(client({ user: `d${i}`, info: { i }, host: HOSTS[0] }));
@@ -297,18 +298,35 @@ step("a drained node's clients reconnect through the gateway and re-subscribe", 
     record(ch);
   }
   const before = crowd.map((p) => p.connection.socket_id);
-  process.kill(DRAIN_PID, "SIGTERM");
+  // Each node's own share (what nodes ask each other), to drain the one
+  // that holds most of the crowd.
+  const local = await Promise.all(
+    HOSTS.slice(1).map(async (h) => {
+      const [host, port] = h.split(":");
+      const node = new PusherServer({ appId: APP_ID, key: KEY, secret: SECRET, host, port, useTLS: false });
+      const res = await node.get({
+        path: "/channels",
+        params: { filter_by_prefix: "presence-drain", scope: "local" },
+      });
+      const share = (await res.json()).channels["presence-drain"];
+      return share ? share.s : 0;
+    }),
+  );
+  assert.equal(local.reduce((x, y) => x + y, 0), 9, `shares ${local}`);
+  const busiest = local.indexOf(Math.max(...local));
+  process.kill(NODE_PIDS[busiest], "SIGTERM");
   const users = async () =>
     (await (await server.get({ path: "/channels/presence-drain/users" })).json()).users.length;
-  // Back: some connections moved (new socket ids), every client is
-  // connected and subscribed, and the member list is whole again.
+  // Back: the drained node's connections moved (new socket ids; the
+  // drain spreads their closes over its window), every client is connected
+  // and subscribed, and the member list is whole again.
   let moved = 0;
   await until(
     "every client back",
     () => {
       moved = crowd.filter((p, i) => p.connection.socket_id !== before[i]).length;
       return (
-        moved > 0 &&
+        moved >= local[busiest] &&
         crowd.every(
           (p) => p.connection.state === "connected" && p.channel("presence-drain").subscribed,
         )
@@ -331,7 +349,8 @@ step("a drained node's clients reconnect through the gateway and re-subscribe", 
   await server.trigger("presence-drain", "after-drain", { moved });
   await until("after-drain everywhere", () =>
     crowd.every((p) => received(p, "presence-drain", "after-drain").length === 1));
-  console.log(`  (${moved} of 9 connections moved)`);
+  assert.equal(moved, local[busiest], "exactly the drained node's connections moved");
+  console.log(`  (${moved} of 9 connections moved; shares ${local})`);
 });
 
 (async () => {

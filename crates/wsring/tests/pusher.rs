@@ -167,7 +167,8 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         // Clients take turns: the gateway (placed by load), then each node
         // directly; the server library calls the gateway.
         let joined = format!("{gw},{}", hosts.join(","));
-        let drain = nodes[2].pid().to_string();
+        let pids: Vec<String> = nodes.iter().map(|n| n.pid().to_string()).collect();
+        let pids = pids.join(",");
         let out = js::run_node(
             "compat",
             &["pusher.test.js"],
@@ -177,7 +178,7 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
                 ("WSRING_PUSHER_APP_ID", APP_ID),
                 ("WSRING_PUSHER_KEY", KEY),
                 ("WSRING_PUSHER_SECRET", SECRET),
-                ("WSRING_PUSHER_DRAIN_PID", &drain),
+                ("WSRING_PUSHER_NODE_PIDS", &pids),
             ],
             Duration::from_secs(150),
         )
