@@ -298,60 +298,90 @@ step("a drained node's clients reconnect through the gateway and re-subscribe", 
     record(ch);
   }
   const before = crowd.map((p) => p.connection.socket_id);
-  // Each node's own share (what nodes ask each other), to drain the one
-  // that holds most of the crowd.
-  const local = await Promise.all(
-    HOSTS.slice(1).map(async (h) => {
+  const local = await shares("presence-drain");
+  assert.equal(local.reduce((x, y) => x + y, 0), 9, `shares ${local}`);
+  const busiest = local.indexOf(Math.max(...local));
+  gone.add(busiest);
+  process.kill(NODE_PIDS[busiest], "SIGTERM");
+  await backAfter(crowd, before, local[busiest], "presence-drain", "after-drain");
+});
+
+step("a SIGKILLed node's clients reconnect and presence is right again after the TTL", async () => {
+  const crowd = open.filter((p) => p.channel("presence-drain"));
+  const before = crowd.map((p) => p.connection.socket_id);
+  const local = await shares("presence-drain");
+  assert.equal(local.reduce((x, y) => x + y, 0), 9, `shares ${local}`);
+  const busiest = local.indexOf(Math.max(...local));
+  gone.add(busiest);
+  process.kill(NODE_PIDS[busiest], "SIGKILL");
+  await backAfter(crowd, before, local[busiest], "presence-drain", "after-kill");
+});
+
+/** Nodes stopped by the steps (indexes into NODE_PIDS). */
+const gone = new Set();
+
+/**
+ * Each running node's own subscription count of `channel` (what nodes ask
+ * each other), in NODE_PIDS order (0 for a stopped node).
+ */
+function shares(channel) {
+  return Promise.all(
+    HOSTS.slice(1).map(async (h, i) => {
+      if (gone.has(i)) return 0;
       const [host, port] = h.split(":");
       const node = new PusherServer({ appId: APP_ID, key: KEY, secret: SECRET, host, port, useTLS: false });
       const res = await node.get({
         path: "/channels",
-        params: { filter_by_prefix: "presence-drain", scope: "local" },
+        params: { filter_by_prefix: channel, scope: "local" },
       });
-      const share = (await res.json()).channels["presence-drain"];
+      const share = (await res.json()).channels[channel];
       return share ? share.s : 0;
     }),
   );
-  assert.equal(local.reduce((x, y) => x + y, 0), 9, `shares ${local}`);
-  const busiest = local.indexOf(Math.max(...local));
-  process.kill(NODE_PIDS[busiest], "SIGTERM");
-  const users = async () =>
-    (await (await server.get({ path: "/channels/presence-drain/users" })).json()).users.length;
-  // Back: the drained node's connections moved (new socket ids; the
-  // drain spreads their closes over its window), every client is connected
-  // and subscribed, and the member list is whole again.
+}
+
+/**
+ * After a node stopped: exactly its `expected` connections of `crowd` come
+ * back with new socket ids, every client is connected and subscribed to
+ * `channel` again with the whole member list, the API agrees, and an
+ * event `name` reaches everyone.
+ */
+async function backAfter(crowd, before, expected, channel, name) {
+  const n = crowd.length;
+  // The stopped node's connections move (new socket ids; a drain spreads
+  // their closes over its window, a crash takes the TTL to be noticed).
   let moved = 0;
   await until(
     "every client back",
     () => {
       moved = crowd.filter((p, i) => p.connection.socket_id !== before[i]).length;
       return (
-        moved >= local[busiest] &&
-        crowd.every(
-          (p) => p.connection.state === "connected" && p.channel("presence-drain").subscribed,
-        )
+        moved >= expected &&
+        crowd.every((p) => p.connection.state === "connected" && p.channel(channel).subscribed)
       );
     },
     30000,
   );
   await until(
     "every client's member list whole",
-    () => crowd.every((p) => p.channel("presence-drain").members.count === 9),
+    () => crowd.every((p) => p.channel(channel).members.count === n),
     30000,
   );
+  const users = async () =>
+    (await (await server.get({ path: `/channels/${channel}/users` })).json()).users.length;
   const deadline = Date.now() + 30000;
-  while ((await users()) !== 9) {
-    assert.ok(Date.now() < deadline, "the API lists 9 users again within 30 s");
+  while ((await users()) !== n) {
+    assert.ok(Date.now() < deadline, `the API lists ${n} users again within 30 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
   // Resubscribed channels deliver again, on every node still up.
-  for (const p of crowd) p.channel("presence-drain").got = [];
-  await server.trigger("presence-drain", "after-drain", { moved });
-  await until("after-drain everywhere", () =>
-    crowd.every((p) => received(p, "presence-drain", "after-drain").length === 1));
-  assert.equal(moved, local[busiest], "exactly the drained node's connections moved");
-  console.log(`  (${moved} of 9 connections moved; shares ${local})`);
-});
+  for (const p of crowd) p.channel(channel).got = [];
+  await server.trigger(channel, name, { moved });
+  await until(`${name} everywhere`, () =>
+    crowd.every((p) => received(p, channel, name).length === 1));
+  assert.equal(moved, expected, "exactly the stopped node's connections moved");
+  console.log(`  (${moved} of ${n} connections moved)`);
+}
 
 (async () => {
   let passed = 0;
