@@ -291,7 +291,6 @@ impl Security {
             "api_key": self.api_protected,
             "insecure": self.insecure,
             "origins": self.origins.is_configured(),
-            "pusher": self.pusher.is_some(),
         })
     }
 
@@ -444,7 +443,6 @@ mod tests {
         let r = s.admit(bare, None).expect_err("native /ws closed");
         assert_eq!((r.status, r.code), (401, ErrorCode::Unauthorized));
         assert!(r.message.contains("--jwt-secret") && r.message.contains("--insecure-no-auth"));
-        assert_eq!(s.summary()["pusher"], true);
         // With the native side's own choice, both are served.
         let both = AuthSettings {
             pusher,
