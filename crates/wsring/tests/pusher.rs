@@ -7,6 +7,9 @@
 //!   4001, and a protocol below 7 with 4007;
 //! * a gateway configured the same way places Pusher connections by load
 //!   and relays the signed API;
+//! * `compat/browser.test.js` runs pusher-js's browser build in headless
+//!   Chromium: presence across nodes, a forged authorization refused,
+//!   client events without echo, server events with `socket_id` exclusion;
 //! * `compat/pusher.test.js` drives the unmodified `pusher-js` client and
 //!   `pusher` server library (pinned in `compat/package-lock.json`) across
 //!   the three nodes: public, private and presence channels, a bad
@@ -18,10 +21,11 @@
 //!   member list is whole again; then the same after a node is SIGKILLed
 //!   (within the heartbeat TTL).
 //!
-//! Needs Redis at 127.0.0.1:6379 and Node.js 20+ (`npm ci` in `compat/` is
-//! run when its packages are missing); without them it prints `SKIPPED`
-//! (and fails under `WSRING_REQUIRE_BROKERS=1` or
-//! `WSRING_REQUIRE_BROWSER=1`).
+//! Needs Redis at 127.0.0.1:6379, Node.js 20+ (`npm ci` in `compat/` is
+//! run when its packages are missing) and, for the browser part, Debian's
+//! Chromium (installed when missing, as `common::js` describes); without
+//! them that part prints `SKIPPED` (and fails under
+//! `WSRING_REQUIRE_BROKERS=1` or `WSRING_REQUIRE_BROWSER=1`).
 //!
 //! Run: `cargo test -p wsring --test pusher`.
 
@@ -40,8 +44,14 @@ const SECRET: &str = "compat-secret";
 
 const COMPAT: Needs = Needs {
     dir: "compat",
-    packages: &["pusher-js", "pusher"],
+    packages: &["pusher-js", "pusher", "playwright-core"],
     chromium: false,
+};
+
+/// The same, in headless Chromium.
+const COMPAT_BROWSER: Needs = Needs {
+    chromium: true,
+    ..COMPAT
 };
 
 /// The flags of a Pusher-only node.
@@ -164,26 +174,53 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
     let (f, code) = first_frame_and_close(&format!("ws://{}/app/{KEY}?protocol=6", hosts[1])).await;
     assert_eq!((f["data"]["code"].as_u64(), code), (Some(4007), Some(4007)));
 
-    // The real libraries.
+    let joined = format!("{gw},{}", hosts.join(","));
+    let compat_env = |extra: Vec<(&'static str, String)>| {
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("WSRING_PUSHER_HOSTS", joined.clone()),
+            ("WSRING_PUSHER_API", gw.clone()),
+            ("WSRING_PUSHER_APP_ID", APP_ID.into()),
+            ("WSRING_PUSHER_KEY", KEY.into()),
+            ("WSRING_PUSHER_SECRET", SECRET.into()),
+        ];
+        env.extend(extra);
+        env
+    };
+
+    // pusher-js's browser build in Chromium (first: the Node run ends by
+    // stopping two nodes).
+    if let Some(why) = js::prerequisites(&COMPAT_BROWSER).await {
+        js::skip("the pusher-js browser run", &why);
+    } else {
+        let env = compat_env(vec![]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = js::run_node(
+            "compat",
+            &["browser.test.js"],
+            &env,
+            Duration::from_secs(150),
+        )
+        .await;
+        js::check_output(
+            "compat/browser.test.js",
+            out,
+            "its output above names the failing step",
+        );
+    }
+
+    // The real libraries under Node.
     if let Some(why) = js::prerequisites(&COMPAT).await {
         js::skip("the pusher-js/pusher compatibility run", &why);
     } else {
         // Clients take turns: the gateway (placed by load), then each node
         // directly; the server library calls the gateway.
-        let joined = format!("{gw},{}", hosts.join(","));
         let pids: Vec<String> = nodes.iter().map(|n| n.pid().to_string()).collect();
-        let pids = pids.join(",");
+        let env = compat_env(vec![("WSRING_PUSHER_NODE_PIDS", pids.join(","))]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = js::run_node(
             "compat",
             &["pusher.test.js"],
-            &[
-                ("WSRING_PUSHER_HOSTS", &joined),
-                ("WSRING_PUSHER_API", &gw),
-                ("WSRING_PUSHER_APP_ID", APP_ID),
-                ("WSRING_PUSHER_KEY", KEY),
-                ("WSRING_PUSHER_SECRET", SECRET),
-                ("WSRING_PUSHER_NODE_PIDS", &pids),
-            ],
+            &env,
             Duration::from_secs(150),
         )
         .await;
