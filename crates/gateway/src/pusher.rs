@@ -3,8 +3,8 @@
 //!
 //! * `GET /app/{key}`: a Pusher client has no user at the upgrade, so it
 //!   is placed by load (the least-loaded up node, as broadcast routing
-//!   places clients) whatever the routing mode, then tunnelled like any
-//!   other connection. The node checks the key and the protocol version.
+//!   places clients, counting each pick at once so a burst spreads)
+//!   whatever the routing mode, then tunnelled like any other connection. The node checks the key and the protocol version.
 //! * `/apps/{app_id}/…`: the signed HTTP API, relayed unchanged (path,
 //!   query and body, so the signature still holds) to an up node, which
 //!   checks the signature and answers for the whole cluster.
@@ -52,6 +52,10 @@ async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<
         let Some(member) = view.member(&target) else {
             return retry_later(ApiError::unavailable("no node is up"));
         };
+        // Counted at once, like a located client: a burst of connects all
+        // pick before any of their tunnels is open, and would otherwise
+        // all land on the same node.
+        gw.note_located(&target);
         match forward(&gw, &parts, &member.url, Some(&path), view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
                 gw.spawn_tunnel(target, client_upgrade, node_upgrade);
