@@ -256,6 +256,47 @@ step("GET channels, channel and users are cluster-wide", async () => {
   assert.deepEqual(empty, { occupied: false });
 });
 
+step("the Python server library agrees (when WSRING_PUSHER_PYTHON is set)", async () => {
+  const python = process.env.WSRING_PUSHER_PYTHON;
+  if (!python) {
+    console.log("  SKIPPED: WSRING_PUSHER_PYTHON is not set");
+    return;
+  }
+  const { execFileSync } = require("node:child_process");
+  const text = execFileSync(python, ["server_api.py"], {
+    cwd: __dirname,
+    env: { ...process.env, WSRING_PUSHER_EXCLUDE: b.connection.socket_id },
+    timeout: 30000,
+  }).toString();
+  const py = JSON.parse(text);
+  const node = {
+    presence: await (
+      await server.get({ path: "/channels", params: { filter_by_prefix: "presence-", info: "user_count" } })
+    ).json(),
+    news: await (
+      await server.get({ path: "/channels/news", params: { info: "subscription_count" } })
+    ).json(),
+    users: await (await server.get({ path: "/channels/presence-lobby/users" })).json(),
+  };
+  assert.deepEqual(py.presence, node.presence);
+  assert.deepEqual(py.news, node.news);
+  assert.deepEqual(
+    py.users.users.map((u) => u.id).sort(),
+    node.users.users.map((u) => u.id).sort(),
+  );
+  assert.equal(py.forged, "401");
+  await until("python's events", () =>
+    [a, c].every(
+      (p) =>
+        received(p, "news", "from-python").length === 1 &&
+        received(p, "news", "python-batch").length === 1,
+    ),
+  );
+  await until("b has the batch", () => received(b, "news", "python-batch").length === 1);
+  assert.equal(received(b, "news", "from-python").length, 0, "b was excluded");
+  assert.deepEqual(received(a, "news", "from-python")[0].data, { lib: "python" });
+});
+
 step("presence: the last connection of a user leaving removes the member", async () => {
   // c (user 1) leaves: Ann still has a's connection, so nobody hears of it.
   c.unsubscribe("presence-lobby");

@@ -10,6 +10,10 @@
 //! * `compat/browser.test.js` runs pusher-js's browser build in headless
 //!   Chromium: presence across nodes, a forged authorization refused,
 //!   client events without echo, server events with `socket_id` exclusion;
+//! * the Python `pusher` library (`compat/server_api.py`, pinned in
+//!   `compat/requirements.txt`, installed by pip into `compat/.pydeps` when
+//!   missing) answers the same GETs as the Node.js one and triggers events
+//!   the clients receive;
 //! * `compat/pusher.test.js` drives the unmodified `pusher-js` client and
 //!   `pusher` server library (pinned in `compat/package-lock.json`) across
 //!   the three nodes: public, private and presence channels, a bad
@@ -38,7 +42,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use wsring_cluster::conformance::unique_ns;
 
-const APP_ID: &str = "compat-app";
+const APP_ID: &str = "424242";
 const KEY: &str = "compat-key";
 const SECRET: &str = "compat-secret";
 
@@ -76,6 +80,63 @@ fn node_flags() -> Vec<&'static str> {
     let mut f = pusher_flags();
     f.extend(["--drain-window", "1s"]);
     f
+}
+
+/// Where the Python `pusher` library is installed for the run (from
+/// `compat/requirements.txt`, by pip, when it is not there yet).
+const PYDEPS: &str = "compat/.pydeps";
+
+/// Makes the Python `pusher` library importable from [`PYDEPS`]; why not,
+/// if it cannot be.
+async fn python_lib() -> Result<String, String> {
+    let dir = js::repo_root().join(PYDEPS);
+    let dir_s = dir.to_string_lossy().into_owned();
+    let imports = || async {
+        tokio::process::Command::new("python3")
+            .args(["-c", "import pusher"])
+            .env("PYTHONPATH", &dir_s)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success())
+    };
+    if imports().await {
+        return Ok(dir_s);
+    }
+    js::say("installing the Python pusher library (pip, compat/requirements.txt)");
+    let req = js::repo_root().join("compat/requirements.txt");
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("-r")
+            .arg(&req)
+            .stdin(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .map_err(|_| "pip took over 300 s".to_owned())?
+    .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "pip install failed: {}",
+            err.lines().last().unwrap_or_default()
+        ));
+    }
+    if imports().await {
+        Ok(dir_s)
+    } else {
+        Err("the pusher module does not import after pip install".into())
+    }
 }
 
 /// `host:port` of a node from its readiness line.
@@ -215,7 +276,16 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         // Clients take turns: the gateway (placed by load), then each node
         // directly; the server library calls the gateway.
         let pids: Vec<String> = nodes.iter().map(|n| n.pid().to_string()).collect();
-        let env = compat_env(vec![("WSRING_PUSHER_NODE_PIDS", pids.join(","))]);
+        let mut extra = vec![("WSRING_PUSHER_NODE_PIDS", pids.join(","))];
+        // The Python library takes part when it can be had.
+        match python_lib().await {
+            Ok(path) => {
+                extra.push(("WSRING_PUSHER_PYTHON", "python3".into()));
+                extra.push(("PYTHONPATH", path));
+            }
+            Err(why) => js::skip("the Python pusher library step", &why),
+        }
+        let env = compat_env(extra);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = js::run_node(
             "compat",
