@@ -175,6 +175,13 @@ step("triggerBatch delivers each event to its channel", async () => {
   await until("both batch events", () =>
     [a, b, c].every((p) =>
       received(p, "news", "batch-1").length === 1 && received(p, "news", "batch-2").length === 1));
+  // A full batch: 10 events of 9,000 bytes each, a body past the native
+  // API's 64 KiB limit.
+  const big = "x".repeat(9000);
+  await server.triggerBatch(
+    Array.from({ length: 10 }, (_, i) => ({ channel: "news", name: "big", data: { i, big } })),
+  );
+  await until("ten big events", () => received(c, "news", "big").length === 10);
 });
 
 step("private channel: a valid auth subscribes, a bad one gets 401", async () => {

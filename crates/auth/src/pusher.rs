@@ -21,6 +21,12 @@ use std::sync::Arc;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Largest body of a Pusher API request: a batch of 10 events of 10 KB
+/// each with room to spare, past the native API's smaller default limit
+/// (`--max-message-bytes`). Node and gateway both apply it to
+/// `/apps/…`.
+pub const MAX_API_BODY_BYTES: usize = 256 * 1024;
+
 /// How far a signed API request's `auth_timestamp` may be from now.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
 

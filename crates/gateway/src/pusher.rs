@@ -31,6 +31,9 @@ pub(crate) fn routes(enabled: bool) -> Router<Arc<Gateway>> {
     Router::new()
         .route("/app/{key}", get(ws))
         .route("/apps/{*rest}", any(api))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            wsring_auth::pusher::MAX_API_BODY_BYTES,
+        ))
 }
 
 async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<Body> {

@@ -58,6 +58,11 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/apps/{app_id}/channels", get(channels))
         .route("/apps/{app_id}/channels/{name}", get(channel_info))
         .route("/apps/{app_id}/channels/{name}/users", get(users))
+        // Over the router's own limit: set here, it is the one the body
+        // extractor sees.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            wsring_auth::pusher::MAX_API_BODY_BYTES,
+        ))
 }
 
 /// An error answer: the status and `{"error": message}`.
