@@ -122,6 +122,11 @@ pub(crate) fn connection_established(socket_id: &str, activity_timeout: u64) -> 
     )
 }
 
+/// `pusher:ping`, the server's keep-alive for a Pusher connection.
+pub(crate) fn ping() -> String {
+    internal("pusher:ping", None, &serde_json::json!({}))
+}
+
 /// `pusher:error` (its data is an object, as Pusher sends it).
 pub(crate) fn error(code: Option<u16>, message: &str) -> String {
     event(

@@ -296,8 +296,7 @@ where
                         Err(End::Gone)
                     } else if self.pusher.is_some() {
                         // Pusher clients answer the protocol's own ping.
-                        let ping = crate::pusher::frames::internal("pusher:ping", None, &serde_json::json!({}));
-                        self.write_text(ping).await
+                        self.write_text(crate::pusher::frames::ping()).await
                     } else {
                         self.write(Message::Ping(bytes::Bytes::new())).await
                     }
