@@ -6,11 +6,16 @@
 /** Any JSON value: what `data` of a received message can be. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** The user-id and room-name rule of the protocol: 1–128 characters from `[A-Za-z0-9_.:@-]`. */
+/** The user-id and room-name rule of the protocol: 1–128 characters from `[A-Za-z0-9_.:@-]` (a user id
+ * may not start with `@` besides: that prefix is reserved for server addresses such as `@server`). */
 export declare const ID_RULE: RegExp;
 
 /** Close code of a `moved` close: the user now belongs to another node. */
 export declare const CLOSE_MOVED: 1012;
+
+/** Close code of a session whose token (or connect-proxy identity) expired:
+ * with a token function the client reconnects at once with a fresh token. */
+export declare const CLOSE_EXPIRED: 3000;
 
 /** Whether a close code is an application's own (4000–4999, e.g. 4000 from
  * `POST /api/disconnect`): the server ended the session on purpose, so the
@@ -74,7 +79,9 @@ export interface WsringClientOptions {
    * Connect token (a JWT) for a server with authentication on, sent as
    * `?token=`. A function is called before every (re)connect; it may return
    * a promise, and a rejected one counts as a failed attempt (retried with
-   * backoff).
+   * backoff). The server closes a session when its token expires (close
+   * 3000 `expired`); with a function the client then reconnects at once
+   * with the fresh token it returns and, in durable mode, resumes.
    */
   token?: string | (() => string | Promise<string>);
   /** First backoff step after a lost connection. Default 100. */

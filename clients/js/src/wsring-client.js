@@ -42,6 +42,8 @@ export const ID_RULE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 
 /** Close code of a `moved` close: the user now belongs to another node. */
 export const CLOSE_MOVED = 1012;
+/** Close code of a session whose token (or connect-proxy identity) expired. */
+export const CLOSE_EXPIRED = 3000;
 
 /** Whether a close code is an application's own (4000–4999): the server
  * ended the session on purpose, so the client does not reconnect. */
@@ -202,9 +204,10 @@ export class WsringClient {
   constructor(options) {
     const o = { ...DEFAULTS, ...options };
     if (typeof o.url !== "string" || !o.url) throw new TypeError("wsring: `url` is required");
-    if (!ID_RULE.test(o.user ?? "")) {
+    if (!ID_RULE.test(o.user ?? "") || o.user.startsWith("@")) {
       // Browsers cannot read the body of a refused upgrade, so an invalid id
-      // would look like an endless transient failure: refuse it here.
+      // would look like an endless transient failure: refuse it here. A
+      // leading `@` is reserved for server addresses such as `@server`.
       throw new TypeError(`wsring: invalid user id ${JSON.stringify(o.user)}`);
     }
     this.options = o;
@@ -730,6 +733,10 @@ export class WsringClient {
     const moved = code === CLOSE_MOVED;
     if (moved) {
       delay = (this._movedDelay ?? 0) + jitter(this.options.movedJitter);
+    } else if (code === CLOSE_EXPIRED && wasWelcomed && typeof this.options.token === "function") {
+      // The session's token expired: the token function supplies a fresh
+      // one, so reconnect (and resume) at once.
+      delay = 0;
     } else {
       // A refused upgrade (503 while the ring converges, 421…) also lands
       // here as 1006: browsers hide the HTTP status and its retry hint, so

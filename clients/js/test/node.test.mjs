@@ -16,8 +16,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { WebSocket as WsWebSocket } from "ws";
 import * as client from "../src/wsring-client.js";
-import { startDev, tokens } from "./cluster.mjs";
-import { API_KEY, CLUSTERS, SCENARIOS } from "./scenarios.mjs";
+import { startDev, token, tokens } from "./cluster.mjs";
+import { API_KEY, CLUSTERS, JWT_SECRET, SCENARIOS } from "./scenarios.mjs";
 
 const wanted = process.env.WSRING_TEST_WEBSOCKET || (typeof globalThis.WebSocket === "function" ? "builtin" : "ws");
 if (!["builtin", "ws"].includes(wanted)) throw new Error(`WSRING_TEST_WEBSOCKET must be builtin or ws, not ${wanted}`);
@@ -78,9 +78,50 @@ describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? 
     });
 
     test("an invalid user id or a missing URL is a TypeError: a rejection from connect(), thrown by the constructor", async () => {
-      for (const bad of [{ url: cluster.url, user: "no spaces" }, { user: "finder" }]) {
+      for (const bad of [{ url: cluster.url, user: "no spaces" }, { url: cluster.url, user: "@server" }, { user: "finder" }]) {
         await assert.rejects(client.connect({ ...bad, ...options }), TypeError);
         assert.throws(() => new client.WsringClient({ ...bad, ...options }), TypeError);
+      }
+    });
+  });
+
+  describe("tokens that expire (wsring dev --durable --jwt-leeway 1s)", () => {
+    let cluster;
+    before(async () => {
+      cluster = await startDev(["--durable", "--jwt-secret", JWT_SECRET, "--api-key", API_KEY, "--jwt-leeway", "1s"]);
+    });
+    after(() => cluster?.stop());
+
+    test("each session is closed with 3000 at its token's expiry; the token function reconnects at once and nothing is lost", { timeout: TEST_MS }, async () => {
+      let asked = 0;
+      const fresh = () => {
+        asked++;
+        return token("ivy", { exp: Math.floor(Date.now() / 1000) + 2 });
+      };
+      const c = await client.connect({ url: cluster.url, user: "ivy", token: fresh, ...options });
+      const got = [];
+      const closes = [];
+      c.on("message", (m) => got.push(m.data));
+      c.on("disconnected", (e) => closes.push(e.code));
+      try {
+        // A server-side sender across about three expiries.
+        const N = 250;
+        for (let i = 0; i < N; i++) {
+          const r = await fetch(`${cluster.http}/api/send`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+            body: JSON.stringify({ to: "ivy", data: i }),
+          });
+          assert.equal(r.status, 202);
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        const deadline = Date.now() + 15_000;
+        while (got.length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(got, Array.from({ length: N }, (_, i) => i), "every message once, in order");
+        assert.ok(closes.filter((code) => code === client.CLOSE_EXPIRED).length >= 2, `closed at expiry: ${closes}`);
+        assert.ok(asked > closes.length, `a fresh token for every connect (${asked} for ${closes.length} closes)`);
+      } finally {
+        c.close();
       }
     });
   });

@@ -70,7 +70,7 @@ test("installed by name, it imports under Node with every export", async () => {
     const pkg = createRequire(import.meta.url)("wsring-client/package.json");
     console.log(JSON.stringify({ exports: Object.keys(m).sort(), version: pkg.version, close: m.CLOSE_MOVED, connect: typeof m.connect }));
   `);
-  assert.deepEqual(got.exports, ["CLOSE_MOVED", "ID_RULE", "STATES", "WsringClient", "WsringError", "connect", "isAppClose"]);
+  assert.deepEqual(got.exports, ["CLOSE_EXPIRED", "CLOSE_MOVED", "ID_RULE", "STATES", "WsringClient", "WsringError", "connect", "isAppClose"]);
   assert.equal(got.close, 1012);
   assert.equal(got.connect, "function");
   assert.equal(got.version, packed.version);

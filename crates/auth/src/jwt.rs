@@ -63,8 +63,8 @@ pub struct Identity {
     pub rooms: RoomPolicy,
     /// Whether it may send direct messages (`send` claim; `true` without it).
     pub send: bool,
-    /// When the node closes the session (Unix seconds): the connect proxy's
-    /// `expire_at`. `None` for tokens, which are checked at connect only.
+    /// When the node closes the session (Unix seconds): a token's `exp`
+    /// plus the configured leeway, or the connect proxy's `expire_at`.
     pub expire_at: Option<u64>,
 }
 
@@ -119,6 +119,10 @@ struct Claims {
     rooms: Option<Vec<String>>,
     #[serde(default)]
     send: Option<bool>,
+    /// Checked by the library (required, numeric); read here for the
+    /// session's expiry.
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
 }
 
 impl Verifier {
@@ -176,7 +180,7 @@ impl Verifier {
         let mut last = AuthError::BadSignature;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return identity(data.claims),
+                Ok(data) => return self.identity(data.claims),
                 // The next key may be the one (rotation).
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
                 // The signature verified (claims are checked after it), or
@@ -242,8 +246,19 @@ fn header(token: &str) -> Result<(Algorithm, Option<String>), AuthError> {
     Ok((parsed, h.kid))
 }
 
-fn identity(c: Claims) -> Result<Identity, AuthError> {
-    grant(c.sub, c.rooms, c.send)
+impl Verifier {
+    /// The identity a verified token carries; it expires (the node closes
+    /// its sessions with 3000 `expired`) when the token does, leeway
+    /// included.
+    fn identity(&self, c: Claims) -> Result<Identity, AuthError> {
+        let exp = c.exp.as_ref().and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f.ceil() as u64))
+        });
+        let mut id = grant(c.sub, c.rooms, c.send)?;
+        id.expire_at = exp.map(|e| e.saturating_add(self.leeway));
+        Ok(id)
+    }
 }
 
 /// An identity from its claims, however they arrived (a token's `sub`, the

@@ -15,7 +15,8 @@
 //! * [`ConnectProxy`] and [`Assertions`]: the application deciding who a
 //!   connection is over HTTP instead of a token (`--connect-proxy`), and the
 //!   short-lived identity token a gateway forwards that decision in.
-//! * [`RateLimiter`]: per-connection message and byte budgets, and when a
+//! * [`RateLimiter`] and [`KeyedLimiter`]: message and byte budgets per
+//!   connection and per key (user, remote address), and when a
 //!   client that ignores `rate_limited` is closed.
 //!
 //! [`AuthSettings`] declares the flags once; [`Security`] is their runtime
@@ -40,7 +41,9 @@ pub use connect::{ConnectAuth, Credentials, Origins};
 pub use error::{AuthError, KeyError};
 pub use jwt::{Identity, JwtSettings, MAX_TOKEN_BYTES, Verifier, grant};
 pub use pattern::{MAX_ROOM_PATTERNS, PatternError, RoomPattern, RoomPolicy};
-pub use rate::{RateLimiter, RateLimits, TokenBucket, Verdict};
+pub use rate::{
+    KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,
+};
 pub use settings::{
     AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults,
     human,

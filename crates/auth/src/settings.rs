@@ -9,7 +9,9 @@ use crate::connect::{ConnectAuth, Credentials, Origins};
 use crate::error::{AuthError, KeyError};
 use crate::jwt::{Identity, JwtSettings, Verifier};
 use crate::pusher::{PusherApp, PusherSettings, PusherSettingsError};
+use crate::rate::{KeyedLimiter, KeyedLimits};
 use serde::Serialize;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +99,17 @@ pub struct AuthSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub pusher: PusherSettings,
+    /// Connect-proxy calls per second allowed from one remote address (the
+    /// TCP peer), with a burst of five times this; past it a connect is
+    /// answered 429 `rate_limited` without calling the application.
+    /// 0: unlimited.
+    #[arg(
+        long,
+        env = "WSRING_CONNECT_PROXY_CALLS_PER_SEC",
+        value_name = "N",
+        default_value_t = 20.0
+    )]
+    pub connect_proxy_calls_per_sec: f64,
 }
 
 impl Default for AuthSettings {
@@ -157,6 +170,14 @@ pub enum SettingsError {
     /// The Pusher app settings are incomplete or invalid.
     #[error(transparent)]
     Pusher(#[from] PusherSettingsError),
+    /// A connect proxy that is shown cookies, without an origin allow-list.
+    #[error(
+        "--connect-proxy with cookies forwarded needs --allowed-origins: a browser sends its \
+         cookies with a WebSocket upgrade from any site, so without an Origin check any page \
+         could connect as its visitor; list the application's origins (or say \
+         --allowed-origins '*' to accept every page)"
+    )]
+    ProxyOrigins,
 }
 
 /// The application's connect endpoint, as the gateway and the node call it.
@@ -172,7 +193,13 @@ pub struct ConnectProxy {
     pub headers: Vec<String>,
     /// The identity tokens a gateway forwards to a node.
     pub assertions: Assertions,
+    /// Calls per remote address.
+    pub calls: KeyedLimiter<IpAddr>,
 }
+
+/// Remote addresses whose connect-proxy calls are tracked at most: about
+/// 100 bytes each.
+const MAX_PROXY_CALLERS: usize = 65_536;
 
 /// The runtime form: what the gateway and the node consult on each connect
 /// and API call.
@@ -367,22 +394,33 @@ impl AuthSettings {
         let Some(url) = self.connect_proxy.clone().filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
+        let headers: Vec<String> = self
+            .connect_proxy_headers
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         let secret = self
             .connect_proxy_secret
             .clone()
             .filter(|s| !s.is_empty())
             .ok_or(SettingsError::ProxySecret)?;
+        if headers.iter().any(|h| h == "cookie") && self.allowed_origins.is_empty() {
+            return Err(SettingsError::ProxyOrigins);
+        }
         Ok(Some(Arc::new(ConnectProxy {
             url,
             assertions: Assertions::new(&secret)?,
             secret,
             timeout: self.connect_proxy_timeout,
-            headers: self
-                .connect_proxy_headers
-                .iter()
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            headers,
+            calls: KeyedLimiter::new(KeyedLimits {
+                messages_per_sec: self.connect_proxy_calls_per_sec.max(0.0),
+                message_burst: self.connect_proxy_calls_per_sec.max(0.0) * 5.0,
+                bytes_per_sec: 0.0,
+                byte_burst: 0.0,
+                max_keys: MAX_PROXY_CALLERS,
+            }),
         })))
     }
 }
@@ -390,6 +428,33 @@ impl AuthSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connect_proxy_shown_cookies_needs_allowed_origins() {
+        let proxy = AuthSettings {
+            connect_proxy: Some("http://127.0.0.1:1/connect".into()),
+            connect_proxy_secret: Some("s".repeat(32)),
+            ..AuthSettings::default()
+        };
+        let e = proxy
+            .build(true)
+            .expect_err("cookies without an origin check");
+        assert!(matches!(e, SettingsError::ProxyOrigins), "{e}");
+        assert!(e.to_string().contains("--allowed-origins"), "{e}");
+        // An explicit list, or '*', or no cookies forwarded, starts.
+        for origins in [vec!["https://app.example".to_owned()], vec!["*".to_owned()]] {
+            let s = AuthSettings {
+                allowed_origins: origins,
+                ..proxy.clone()
+            };
+            assert!(s.build(true).is_ok());
+        }
+        let no_cookies = AuthSettings {
+            connect_proxy_headers: vec!["authorization".into()],
+            ..proxy.clone()
+        };
+        assert!(no_cookies.build(true).is_ok());
+    }
 
     #[test]
     fn the_default_is_the_declared_one() {

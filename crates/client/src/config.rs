@@ -1,6 +1,15 @@
 //! Client settings with documented defaults.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A source of fresh connect tokens: called before every connect and
+/// reconnect (see [`ClientConfig::with_token_provider`]). An `Err` counts as
+/// a failed connect attempt: the client backs off and calls it again.
+pub type TokenProvider =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// How a client connects and retries. `Debug` never prints the token.
 #[derive(Clone)]
@@ -13,6 +22,12 @@ pub struct ClientConfig {
     /// Connect token (a JWT), sent as `?token=`; required when the server
     /// has authentication on. Default: none.
     pub token: Option<String>,
+    /// Called before every connect and reconnect for the token to connect
+    /// with (it replaces [`ClientConfig::token`]), so a session the server
+    /// closes when its token expires (close 3000 `expired`) reconnects at
+    /// once with a fresh one and, in durable mode, resumes where it was.
+    /// Default: none (the fixed `token`, if any).
+    pub token_provider: Option<TokenProvider>,
     /// Connect straight to the node that holds this user instead of through
     /// the gateway's tunnel: before every (re)connect the client asks the
     /// gateway where to go (`GET /ws/locate`, with the same credentials)
@@ -43,6 +58,7 @@ impl ClientConfig {
             url: url.into(),
             user: user.into(),
             token: None,
+            token_provider: None,
             direct: false,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(5),
@@ -60,6 +76,29 @@ impl ClientConfig {
         self
     }
 
+    /// These settings with a token provider: `fetch` is called before every
+    /// connect and reconnect, and its token is the one connected with.
+    ///
+    /// ```
+    /// # let cfg = wsring_client::ClientConfig::new("ws://127.0.0.1:7000/ws", "alice");
+    /// let cfg = cfg.with_token_provider(|| async {
+    ///     // Ask the application's backend for a fresh token here.
+    ///     Ok::<_, std::io::Error>("eyJ…".to_owned())
+    /// });
+    /// ```
+    pub fn with_token_provider<F, Fut, E>(mut self, fetch: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.token_provider = Some(Arc::new(move || {
+            let fut = fetch();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        self
+    }
+
     /// These settings with [`ClientConfig::direct`] on.
     pub fn direct(mut self) -> Self {
         self.direct = true;
@@ -73,6 +112,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_provider", &self.token_provider.is_some())
             .field("direct", &self.direct)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_cap", &self.backoff_cap)

@@ -78,6 +78,9 @@ enum Ended {
     Closed,
     /// `moved` + close `SERVICE_RESTART`: reconnect after this delay.
     Moved(Duration),
+    /// Close 3000 `expired`: the session's token expired. Reconnect at once
+    /// with a token provider (it fetches a fresh one), else with backoff.
+    Expired,
     /// Anything else: reconnect with backoff.
     Lost,
 }
@@ -249,6 +252,19 @@ impl Driver {
         ready: &mut Option<oneshot::Sender<Result<(), ClientError>>>,
         attempt: &mut u32,
     ) -> Option<Duration> {
+        if let Some(fetch) = self.cfg.token_provider.clone() {
+            match tokio::time::timeout(self.cfg.timeout, fetch()).await {
+                Ok(Ok(token)) => self.cfg.token = Some(token),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "the token provider failed");
+                    return Some(self.backoff(attempt));
+                }
+                Err(_) => {
+                    debug!("the token provider did not answer");
+                    return Some(self.backoff(attempt));
+                }
+            }
+        }
         let base = if let Some(url) = self.moved_to.take() {
             url
         } else if self.cfg.direct {
@@ -276,7 +292,10 @@ impl Driver {
                 match self.session(ws, ready).await {
                     Ended::Closed => return None,
                     Ended::Moved(d) => d + jitter(self.cfg.moved_jitter),
-                    Ended::Lost => self.backoff(attempt),
+                    // With a provider, a fresh token is one call away:
+                    // reconnect (and resume) at once.
+                    Ended::Expired if self.cfg.token_provider.is_some() => Duration::ZERO,
+                    Ended::Expired | Ended::Lost => self.backoff(attempt),
                 }
             }
             Ok(Err(tungstenite::Error::Http(resp))) if resp.status().is_server_error() => {
@@ -518,6 +537,7 @@ impl Driver {
                             (Some(c), _) if close::is_app_code(c) => Ended::Closed,
                             (Some(close::SERVICE_RESTART), Some(d)) => Ended::Moved(d),
                             (Some(close::SERVICE_RESTART), None) => Ended::Moved(Duration::ZERO),
+                            (Some(close::EXPIRED), _) => Ended::Expired,
                             _ => Ended::Lost,
                         };
                     }

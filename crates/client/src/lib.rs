@@ -30,6 +30,10 @@
 //!   connect it asks the gateway where its user lives (`GET /ws/locate`) and
 //!   connects to that node, so messages cross two sockets fewer; a move
 //!   leads to a fresh locate.
+//! * **Refreshes its token** ([`ClientConfig::with_token_provider`]): the
+//!   provider is called before every connect and reconnect, so when the
+//!   server closes a session whose token expired (3000 `expired`) the client
+//!   reconnects at once with a fresh token and resumes where it was.
 //! * **Stops when told to**: a close with an application code (4000–4999,
 //!   e.g. from `POST /api/disconnect`) is final: no reconnect.
 //!
@@ -61,7 +65,7 @@ use tokio::sync::{mpsc, oneshot};
 use wsring_protocol::ClientFrame;
 
 pub use api::{Api, ApiConfig, ApiError};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, TokenProvider};
 pub use error::ClientError;
 pub use event::{Event, Message, PresenceEvent};
 

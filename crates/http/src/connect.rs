@@ -93,6 +93,22 @@ pub fn admission(
     if security.connect.is_on() && has_token {
         return admit(security, query, headers).map(|(p, i)| Admission::Admitted(p, i));
     }
+    // Each question costs the application a request: a flood from one
+    // address is refused here, before it reaches the application.
+    if let Some(peer) = peer
+        && let Err(wait) = proxy
+            .calls
+            .check(&peer.ip(), 0, tokio::time::Instant::now().into_std())
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!(
+                "too many connects from this address; retry in {} ms",
+                wait.0.as_millis().max(1)
+            ),
+        ));
+    }
     Ok(Admission::Ask(request(
         &proxy.headers,
         query,
@@ -242,6 +258,8 @@ mod tests {
             connect_proxy: Some("http://127.0.0.1:9/connect".into()),
             connect_proxy_secret: Some("s".into()),
             connect_proxy_headers: vec!["cookie".into(), "user-agent".into()],
+            allowed_origins: vec!["*".into()],
+            connect_proxy_calls_per_sec: 2.0,
             jwt_secret: if jwt { vec!["k".into()] } else { vec![] },
             ..AuthSettings::default()
         }
@@ -279,6 +297,29 @@ mod tests {
         assert!(!req.headers.contains_key("x-secret"));
         assert_eq!(req.query, BTreeMap::from([("room".into(), "a".into())]));
         assert_eq!(req.remote_addr.as_deref(), Some("10.0.0.7"));
+    }
+
+    #[test]
+    fn questions_from_one_address_are_rate_limited() {
+        let sec = security(false);
+        let a = "10.0.0.7:5555".parse().ok();
+        let b = "10.0.0.8:5555".parse().ok();
+        let h = HeaderMap::new();
+        // 2 a second, a burst of 10.
+        for _ in 0..10 {
+            assert!(matches!(
+                admission(&sec, None, &h, a),
+                Ok(Admission::Ask(_))
+            ));
+        }
+        let e = admission(&sec, None, &h, a).expect_err("over the limit");
+        assert_eq!(e.status.as_u16(), 429);
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        // Another address has its own budget.
+        assert!(matches!(
+            admission(&sec, None, &h, b),
+            Ok(Admission::Ask(_))
+        ));
     }
 
     #[test]

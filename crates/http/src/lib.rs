@@ -18,6 +18,7 @@
 //!
 //! Nothing here knows about sessions, membership or backends.
 
+pub mod body;
 pub mod connect;
 pub mod error;
 pub mod fallback;

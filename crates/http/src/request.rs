@@ -32,8 +32,15 @@ pub fn history_query(
 }
 
 /// The answer for a body that could not be read: 413 `payload_too_large`
-/// past the body limit, 400 otherwise.
+/// past the body limit, 408 past the body read timeout, 400 otherwise.
 pub fn rejection(r: BytesRejection) -> ApiError {
+    if let Some(t) = crate::body::timed_out(&r) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadRequest,
+            t.to_string(),
+        );
+    }
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(r.status(), ErrorCode::PayloadTooLarge, r.body_text())
     } else {
@@ -41,9 +48,17 @@ pub fn rejection(r: BytesRejection) -> ApiError {
     }
 }
 
-/// Parses a JSON body, mapping every failure to a JSON 4xx.
+/// Parses a JSON body, mapping every failure to a JSON 4xx. Bodies nested
+/// deeper than [`wsring_protocol::MAX_JSON_DEPTH`] are refused (400) before
+/// parsing, as client frames are: their `data` would be relayed as it is.
 pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(rejection)?;
+    if let Err(depth) = wsring_protocol::check_depth(&bytes, wsring_protocol::MAX_JSON_DEPTH) {
+        return Err(ApiError::bad_request(format!(
+            "invalid JSON body: nested deeper than {} levels (at least {depth})",
+            wsring_protocol::MAX_JSON_DEPTH
+        )));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -63,6 +78,24 @@ mod tests {
         assert_eq!(query_param(None, "user"), None);
         assert_eq!(query_param(Some(""), "user"), None);
         assert_eq!(query_param(Some("user="), "user").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn parse_body_refuses_deep_nesting() {
+        let deep = format!(
+            r#"{{"to":"bob","data":{}1{}}}"#,
+            "[".repeat(30_000),
+            "]".repeat(30_000)
+        );
+        let e = parse_body::<SendBody>(Ok(Bytes::from(deep))).expect_err("too deep");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("nested deeper than 64"), "{}", e.message);
+        let ok = format!(
+            r#"{{"to":"bob","data":{}1{}}}"#,
+            "[".repeat(63),
+            "]".repeat(63)
+        );
+        assert!(parse_body::<SendBody>(Ok(Bytes::from(ok))).is_ok());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! * a header-read timeout ([`ServeLimits::header_read_timeout`]): a peer
 //!   that does not finish its request head in time (slowloris, a silent
 //!   TCP connection) is dropped;
+//! * a body read timeout ([`ServeLimits::body_read_timeout`], see
+//!   [`crate::body`]): a request body must arrive whole in time (408);
 //! * `accept` errors (EMFILE) are logged at most once per second, with the
 //!   count of those suppressed in between.
 
@@ -35,6 +37,9 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Time a connection gets to send a complete request head.
     pub header_read_timeout: Duration,
+    /// Time a request's body gets to arrive whole, from its head (408
+    /// past it).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -42,6 +47,7 @@ impl Default for ServeLimits {
         ServeLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -53,6 +59,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 8_000;
 
 /// Default header-read timeout.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default body read timeout.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pending connections the kernel queues for a listener before `accept`.
 ///
@@ -129,6 +138,9 @@ pub async fn serve_with(
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                let req = req.map(|b| {
+                    axum::body::Body::new(crate::body::TimedBody::new(b, limits.body_read_timeout))
+                });
                 app.clone().oneshot(req)
             });
         let stop = stop.clone();
@@ -258,6 +270,7 @@ mod tests {
         let (addr, stop) = start(ServeLimits {
             max_connections: 2,
             header_read_timeout: Duration::from_secs(60),
+            ..ServeLimits::default()
         })
         .await;
         let held = [
@@ -302,6 +315,7 @@ mod tests {
         let (addr, stop) = start(ServeLimits {
             max_connections: 10,
             header_read_timeout: Duration::from_secs(5),
+            ..ServeLimits::default()
         })
         .await;
         let mut silent = TcpStream::connect(addr).await.expect("silent");

@@ -117,6 +117,17 @@ pub struct NodeConfig {
     /// closed with 1008: a client that ignores `rate_limited` is cut off.
     #[arg(long, env = "WSRING_CLIENT_RATE_STRIKES", default_value_t = 100)]
     pub client_rate_strikes: u32,
+    /// Client messages one user may send per second across all of its
+    /// sessions on this node, reconnects included (burst: five times
+    /// this); past it each one is answered `rate_limited` and dropped, as
+    /// past the per-connection limit. 0: unlimited.
+    #[arg(long, env = "WSRING_USER_MESSAGES_PER_SEC", default_value_t = 200.0)]
+    pub user_messages_per_sec: f64,
+    /// Client message bytes one user may send per second across all of its
+    /// sessions on this node (burst: four times this, and at least twice
+    /// max_message_bytes). 0: unlimited.
+    #[arg(long, env = "WSRING_USER_BYTES_PER_SEC", default_value_t = 1024 * 1024)]
+    pub user_bytes_per_sec: u64,
     /// Sessions one user may hold on one node (in hash mode all of a user's
     /// sessions are on one node, so this is cluster-wide); one more closes
     /// the user's oldest session with 1008 `too many sessions`.
@@ -133,6 +144,11 @@ pub struct NodeConfig {
     #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_HEADER_READ_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "human")]
     pub header_read_timeout: Duration,
+    /// Time an HTTP request body (an API call's JSON) gets to arrive whole
+    /// after its request head; a slower one is answered 408.
+    #[arg(long, env = "WSRING_BODY_READ_TIMEOUT", value_name = "DURATION", default_value = humantime::format_duration(wsring_http::serve::DEFAULT_BODY_READ_TIMEOUT).to_string(), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub body_read_timeout: Duration,
     /// PEM certificate chain for this process's listener (with tls_key):
     /// clients then connect with wss:// and https://. Unset: plain ws://.
     #[arg(long, env = "WSRING_TLS_CERT", value_name = "FILE")]
@@ -193,6 +209,12 @@ pub struct NodeConfig {
     pub echo: bool,
 }
 
+/// Users whose rate budgets a node tracks at once: those that sent within
+/// the last few seconds (an entry is dropped once its budget has refilled).
+/// About 150 bytes each, so at most ~10 MB; a user past the bound is held
+/// to its per-connection limits only.
+pub const MAX_RATED_USERS: usize = 65_536;
+
 /// Bytes tungstenite may hold in a session's write buffer beyond the frame
 /// being written: writes past it fail, and the session ends, rather than
 /// buffering without bound behind a reader that does not read.
@@ -211,6 +233,19 @@ impl NodeConfig {
             bytes_per_sec: bytes,
             byte_burst: (bytes * 4.0).max(self.max_message_bytes as f64 * 2.0),
             max_strikes: self.client_rate_strikes,
+        }
+    }
+
+    /// The per-user budgets (see [`MAX_RATED_USERS`]).
+    pub fn user_rate_limits(&self) -> wsring_auth::KeyedLimits {
+        let messages = self.user_messages_per_sec.max(0.0);
+        let bytes = self.user_bytes_per_sec as f64;
+        wsring_auth::KeyedLimits {
+            messages_per_sec: messages,
+            message_burst: messages * 5.0,
+            bytes_per_sec: bytes,
+            byte_burst: (bytes * 4.0).max(self.max_message_bytes as f64 * 2.0),
+            max_keys: MAX_RATED_USERS,
         }
     }
 
@@ -253,6 +288,7 @@ impl NodeConfig {
         wsring_http::ServeLimits {
             max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
         }
     }
 

@@ -105,6 +105,9 @@ pub struct Node {
     next_session: AtomicU64,
     /// The first half of this process's Pusher `socket_id`s.
     socket_prefix: u32,
+    /// Message and byte budgets per user, shared by all of the user's
+    /// sessions on this node and by its reconnects.
+    pub(crate) user_rates: wsring_auth::KeyedLimiter<Arc<str>>,
 }
 
 /// What the cluster accepted.
@@ -165,6 +168,7 @@ impl Node {
                 hooks.clone(),
             )
         });
+        let user_rates = wsring_auth::KeyedLimiter::new(cfg.user_rate_limits());
         Ok(Node {
             cfg,
             url,
@@ -188,6 +192,7 @@ impl Node {
             connect_proxy,
             next_session: AtomicU64::new(0),
             socket_prefix: rand::random::<u32>() >> 1,
+            user_rates,
         })
     }
 

@@ -7,7 +7,9 @@
 //! keep the session busy until the rest (up to the frame limit) arrived.
 //! [`TextGuard`] sits between the upgraded connection and tungstenite,
 //! follows the client's frames as their bytes are read, unmasks the payload
-//! of text messages (across fragments) and checks it incrementally. On the
+//! of text messages (across fragments, and past the message limit, which
+//! tungstenite enforces only at the end of a frame) and checks it
+//! incrementally. On the
 //! first byte that cannot start or continue valid UTF-8 it hands tungstenite
 //! what came before, then fails the next read with [`InvalidText`], which
 //! the session answers with close 1007. From then on it reads and discards
@@ -17,7 +19,7 @@
 //! It only ever *adds* this earlier failure: on anything tungstenite will
 //! refuse itself (reserved bits or opcodes, unmasked frames, fragments out
 //! of order, control frames too long or fragmented, frames or messages over
-//! the limits, data after a close frame) it stops looking and passes bytes
+//! the frame limit, data after a close frame) it stops looking and passes bytes
 //! through unchanged, so tungstenite's own error and close code stand. An
 //! incomplete character at the end of a message is tungstenite's to report
 //! too. Writes pass through untouched.
@@ -118,11 +120,8 @@ struct Scanner {
     in_message: bool,
     /// That message is text.
     in_text: bool,
-    /// Bytes of the open message so far.
-    message_len: u64,
     utf8: Utf8Stream,
     max_frame: u64,
-    max_message: u64,
 }
 
 const HEADER_START: Stage = Stage::Header {
@@ -131,16 +130,13 @@ const HEADER_START: Stage = Stage::Header {
 };
 
 impl Scanner {
-    fn new(max_frame: Option<usize>, max_message: Option<usize>) -> Scanner {
-        let limit = |l: Option<usize>| l.map_or(u64::MAX, |l| l as u64);
+    fn new(max_frame: Option<usize>) -> Scanner {
         Scanner {
             stage: HEADER_START,
             in_message: false,
             in_text: false,
-            message_len: 0,
             utf8: Utf8Stream::default(),
-            max_frame: limit(max_frame),
-            max_message: limit(max_message),
+            max_frame: max_frame.map_or(u64::MAX, |l| l as u64),
         }
     }
 
@@ -221,7 +217,6 @@ impl Scanner {
                 }
                 self.in_message = true;
                 self.in_text = opcode == 0x1;
-                self.message_len = 0;
                 self.utf8.reset();
                 self.in_text
             }
@@ -236,10 +231,9 @@ impl Scanner {
             }
             _ => return Stage::Passive,
         };
-        self.message_len = self.message_len.saturating_add(len);
-        if self.message_len > self.max_message {
-            return Stage::Passive;
-        }
+        // A text message over the message limit is still checked: tungstenite
+        // refuses it (1009) only once its frame is complete, and invalid
+        // text in it fails the connection (1007) as soon as it arrives.
         self.payload(len, mask, text, fin)
     }
 
@@ -328,7 +322,7 @@ impl<T> TextGuard<T> {
     pub(crate) fn new(io: T, config: &WebSocketConfig) -> TextGuard<T> {
         TextGuard {
             io,
-            scanner: Scanner::new(config.max_frame_size, config.max_message_size),
+            scanner: Scanner::new(config.max_frame_size),
             verdict: Verdict::Clean,
         }
     }

@@ -249,7 +249,9 @@ impl RawFrame {
         let frame = match kind {
             "send" => {
                 let to = need(self.to, "to")?;
-                validate_user(&to).map_err(|e| fail(format!("`to`: {e}")))?;
+                if to != SERVER_ADDRESS {
+                    validate_user(&to).map_err(|e| fail(format!("`to`: {e}")))?;
+                }
                 ClientFrame::Send {
                     to,
                     data: data(self.data)?,

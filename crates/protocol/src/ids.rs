@@ -32,6 +32,15 @@ pub enum IdError {
         /// A description of the alphabet.
         allowed: &'static str,
     },
+    /// A user id starting with `@`: that prefix names the server's own
+    /// addresses (`@server`), in any case.
+    #[error(
+        "{what} must not start with '@': that prefix is reserved for server addresses such as @server"
+    )]
+    Reserved {
+        /// Which identifier.
+        what: &'static str,
+    },
 }
 
 /// Maximum length of a user id or room name.
@@ -66,9 +75,15 @@ fn user_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-')
 }
 
-/// A user id is 1–128 characters from `[A-Za-z0-9_.:@-]`.
+/// A user id is 1–128 characters from `[A-Za-z0-9_.:@-]`, not starting with
+/// `@` (reserved for addresses such as `@server`, so that no user can pass
+/// for one, whatever its case or suffix).
 pub fn validate_user(s: &str) -> Result<(), IdError> {
-    check("user", s, MAX_USER_LEN, USER_ALPHABET, user_char)
+    check("user", s, MAX_USER_LEN, USER_ALPHABET, user_char)?;
+    if s.starts_with('@') {
+        return Err(IdError::Reserved { what: "user" });
+    }
+    Ok(())
 }
 
 /// A room name follows the user-id rule: 1–128 characters from `[A-Za-z0-9_.:@-]`.
@@ -106,6 +121,14 @@ mod tests {
         ));
         assert!(validate_user("ünï").is_err());
         assert!(validate_user("a/b").is_err());
+        for reserved in ["@server", "@SERVER", "@server.", "@Server:x", "@", "@alice"] {
+            assert_eq!(
+                validate_user(reserved),
+                Err(IdError::Reserved { what: "user" }),
+                "{reserved}"
+            );
+        }
+        assert!(validate_user("alice@example.com").is_ok());
     }
 
     #[test]

@@ -427,3 +427,101 @@ async fn idempotency_ids_are_scoped_by_api_key_and_a_reuse_with_other_content_is
     assert_eq!(v["error"]["code"], "conflict");
     bob.roundtrip("after").await;
 }
+
+/// A secured `wsring dev` whose tokens' `exp` is enforced with a 1 s leeway;
+/// `extra` flags appended.
+async fn short_leeway(extra: &[&str]) -> (common::procs::Proc, String, String) {
+    let mut args = vec![
+        "--nodes",
+        "2",
+        "--jwt-secret",
+        TEST_JWT_SECRET,
+        "--jwt-leeway",
+        "1s",
+        "--api-key",
+        TEST_API_KEY,
+    ];
+    args.extend_from_slice(extra);
+    dev_process(&args).await
+}
+
+/// A session does not outlive its token: once `exp` plus the leeway has
+/// passed, it is closed with 3000 `expired`, although it keeps answering
+/// pings.
+#[tokio::test]
+async fn a_session_is_closed_with_3000_when_its_token_expires() {
+    let (_p, ws, _) = short_leeway(&[]).await;
+    let exp = now() + 2;
+    let t = token_with(TEST_JWT_SECRET, "ephemeral", json!({ "exp": exp }));
+    let mut c = Client::try_connect(&format!("{ws}?token={t}"))
+        .await
+        .expect("admitted");
+    c.roundtrip("alive").await;
+    let (_, end) = c.until_end().await;
+    assert_eq!(end, common::Ended::Close(3000, "expired".into()));
+    // Not before the token expired (Unix time has a one-second resolution).
+    assert!(now() >= exp, "closed at {} for exp {exp}", now());
+}
+
+/// The Rust SDK with a token provider: each session's token lives 2 s; the
+/// server closes each one at its expiry, the client fetches a fresh token,
+/// reconnects and resumes, and no message sent meanwhile is lost or
+/// duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_refreshes_its_token_and_loses_nothing_across_expiries() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_p, ws, base) = short_leeway(&["--durable"]).await;
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fetched);
+    let cfg = wsring_client::ClientConfig::new(&ws, "refresher").with_token_provider(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let t = token_with(TEST_JWT_SECRET, "refresher", json!({ "exp": now() + 2 }));
+        async move { Ok::<_, std::convert::Infallible>(t) }
+    });
+    let (client, mut events) = wsring_client::connect_with(cfg).await.expect("connect");
+    // A server-side sender, through the expiries (about 3 of them).
+    const N: u64 = 300;
+    let sender = tokio::spawn(async move {
+        let http = common::http();
+        for i in 0..N {
+            let r = http
+                .post(format!("{base}/api/send"))
+                .bearer_auth(TEST_API_KEY)
+                .json(&json!({"to": "refresher", "data": i}))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status().as_u16(), 202);
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let mut expiries = 0;
+    while (got.len() as u64) < N {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(15), events.next())
+            .await
+            .expect("events keep coming")
+            .expect("the client is open");
+        match e {
+            wsring_client::Event::Message(m) => got.push(m.data.as_u64().expect("number")),
+            wsring_client::Event::Disconnected {
+                code: Some(3000), ..
+            } => expiries += 1,
+            wsring_client::Event::Resumed { complete, .. } => assert!(complete, "a gap"),
+            _ => {}
+        }
+    }
+    sender.await.expect("sender");
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "every message, once, in order"
+    );
+    assert!(expiries >= 2, "{expiries} expiries");
+    assert!(
+        fetched.load(Ordering::SeqCst) > expiries,
+        "a fresh token for every connect"
+    );
+    client.close();
+}

@@ -494,3 +494,206 @@ async fn silent_connections_time_out_and_the_cap_answers_503() {
     let mut again = Client::connect(&ws, "again").await;
     again.roundtrip("in-again").await;
 }
+
+/// A text frame over the message limit (64 KiB) but under the frame limit
+/// (128 KiB), whose first bytes are not UTF-8 and whose rest never comes:
+/// closed with 1007 at once, not left waiting for the rest of the frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_past_the_message_limit_fails_at_once_with_1007() {
+    let d = dev().await;
+    let mut healthy = Client::connect(&d.ws, "healthy").await;
+    for len in [64 * 1024 + 1, 100 * 1024, 128 * 1024] {
+        let mut raw = Raw::connect(&d.addr, "bad-utf8").await;
+        raw.frame_header(true, 0x1, len, true).await;
+        raw.masked_payload(&[0xff; 64]).await;
+        // `fill` panics if nothing comes within its limit.
+        assert_eq!(raw.until_end().await, Seen::Close(1007), "{len}");
+    }
+    healthy.roundtrip("after-utf8").await;
+}
+
+/// A client that never answers pings is dropped 2.5 ping periods after it
+/// was last heard (5 s at a 2 s interval), as PROTOCOL.md says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_pings_is_dropped_after_two_and_a_half_periods() {
+    let (_p, _ws, base) =
+        common::procs::dev_process(&["--nodes", "1", "--ping-interval", "2s"]).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut raw = Raw::connect(&addr, "silent").await;
+    let t0 = std::time::Instant::now();
+    assert_eq!(raw.until_end().await, Seen::Eof);
+    let took = t0.elapsed();
+    // Three periods (6 s) before; a generous margin below that.
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_millis(5800),
+        "dropped after {took:?}"
+    );
+}
+
+/// User ids starting with `@` (the server's addresses: `@server`, in any
+/// case, with any suffix) are refused at connect and in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_at_prefix_is_reserved_at_connect_and_in_the_api() {
+    let d = dev().await;
+    let api = Api::new(format!("http://{}", d.addr));
+    for user in ["%40SERVER", "%40server.", "%40Server", "%40alice"] {
+        let r = Client::try_connect(&format!("{}?user={user}", d.ws)).await;
+        let refused = r.err().unwrap_or_else(|| panic!("{user} was admitted"));
+        assert_eq!(refused.status, 400, "{user}: {:?}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "bad_request", "{user}");
+    }
+    for to in ["@SERVER", "@server.", "@x"] {
+        let (s, body) = api
+            .post("/api/send", serde_json::json!({"to": to, "data": 1}))
+            .await;
+        assert_eq!(s, 400, "{to}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reserved")),
+            "{body}"
+        );
+    }
+    // `@` elsewhere in an id is still fine.
+    let mut ok = Client::connect(&d.ws, "alice%40example.com").await;
+    ok.roundtrip("at-inside").await;
+}
+
+/// API bodies nested deeper than 64 levels are refused with a JSON 400 and
+/// never fanned out; a body that trickles in is cut off with 408 after
+/// `--body-read-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_or_slow_api_bodies_are_refused() {
+    let (_p, ws, base) =
+        common::procs::dev_process(&["--nodes", "1", "--body-read-timeout", "1s"]).await;
+    let api = Api::new(base.clone());
+    wait_until("1 node", || async { api.node_ids().await.len() == 1 }).await;
+    let mut healthy = Client::connect(&ws, "healthy").await;
+    let deep = format!("{}1{}", "[".repeat(30_000), "]".repeat(30_000));
+    for (path, body) in [
+        ("/api/broadcast", format!(r#"{{"data":{deep}}}"#)),
+        ("/api/publish", format!(r#"{{"room":"r","data":{deep}}}"#)),
+        ("/api/send", format!(r#"{{"to":"healthy","data":{deep}}}"#)),
+    ] {
+        let (s, v) = api.post_raw(path, body).await;
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "bad_request", "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nested deeper than 64")),
+            "{path}: {v}"
+        );
+    }
+    // Nothing of it reached the healthy client: the next message it gets
+    // is the next good broadcast.
+    let (s, v) = api
+        .post("/api/broadcast", serde_json::json!({"data": "after"}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let got = healthy.next().await;
+    assert_eq!(got["data"], "after", "{got}");
+
+    // A body announced as 100 bytes, of which 8 ever arrive.
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+    let head = format!(
+        "POST /api/broadcast HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n{{\"data\":"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let t0 = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match timeout(LIMIT, tcp.read(&mut chunk)).await {
+            Err(_) => panic!("no answer within {LIMIT:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&chunk[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                    break;
+                }
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"bad_request""#), "{answer}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    healthy.roundtrip("after-slow-body").await;
+}
+
+/// Sends `n` pings at once on `c` and reads the answers: (pongs,
+/// `rate_limited` errors), until all are answered or the session is closed
+/// (a client that ignores 100 refusals in a row is cut off with 1008).
+async fn blast(c: &mut Client, n: usize) -> (usize, usize) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    for i in 0..n {
+        let m = Message::text(format!(r#"{{"type":"ping","id":{i}}}"#));
+        if c.ws.feed(m).await.is_err() {
+            break;
+        }
+    }
+    let _ = c.ws.flush().await;
+    let (mut pongs, mut limited) = (0, 0);
+    while pongs + limited < n {
+        match timeout(LIMIT, c.ws.next()).await {
+            Err(_) => panic!("answers stopped coming"),
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                match v["type"].as_str() {
+                    Some("pong") => pongs += 1,
+                    Some("error") if v["code"] == "rate_limited" => limited += 1,
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    (pongs, limited)
+}
+
+/// The per-user rate limit (defaults: 200 messages a second, burst 1,000)
+/// holds across reconnects and across many sessions of one user: neither
+/// gets more through than one connection would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_or_opening_more_sessions_does_not_escape_the_rate_limit() {
+    let d = dev().await;
+    // Reconnect after every burst of 1,000.
+    let t0 = std::time::Instant::now();
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..3 {
+        let mut c = Client::connect(&d.ws, "reconnector").await;
+        let (p, l) = blast(&mut c, 1000).await;
+        pongs += p;
+        limited += l;
+    }
+    let bound = 1000.0 + 200.0 * t0.elapsed().as_secs_f64() * 1.1 + 20.0;
+    assert!(
+        limited > 0,
+        "no rate_limited across reconnects ({pongs} answered)"
+    );
+    assert!((pongs as f64) <= bound, "{pongs} answered, bound {bound}");
+
+    // 8 sessions of one user at once, 250 each.
+    let mut crowd = Vec::new();
+    for _ in 0..8 {
+        crowd.push(Client::connect(&d.ws, "crowd").await);
+    }
+    let t0 = std::time::Instant::now();
+    let results = futures::future::join_all(crowd.iter_mut().map(|c| blast(c, 250))).await;
+    let pongs: usize = results.iter().map(|r| r.0).sum();
+    let limited: usize = results.iter().map(|r| r.1).sum();
+    let bound = 1000.0 + 200.0 * t0.elapsed().as_secs_f64() * 1.1 + 20.0;
+    assert!(
+        limited > 0,
+        "no rate_limited across sessions ({pongs} answered)"
+    );
+    assert!((pongs as f64) <= bound, "{pongs} answered, bound {bound}");
+    // Another user is unaffected.
+    let mut other = Client::connect(&d.ws, "bystander").await;
+    assert_eq!(blast(&mut other, 100).await, (100, 0));
+}

@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wsring_node::Routing;
 
 const SECRET: &str = "hook-secret";
+/// The application's own web origin, in the connect proxy tests.
+const APP_ORIGIN: &str = "https://app.example";
 
 #[derive(Default)]
 struct App {
@@ -546,6 +548,7 @@ async fn the_connect_proxy_decides_who_connects() {
     settings.auth.connect_proxy_secret = Some(SECRET.into());
     settings.auth.connect_proxy_timeout = Duration::from_millis(500);
     settings.auth.connect_proxy_headers = vec!["cookie".into(), "user-agent".into()];
+    settings.auth.allowed_origins = vec![APP_ORIGIN.into()];
     let c = dev(3, settings).await;
     let gw = c.gateway_url();
     let api = common::Api::new(c.http_url());
@@ -654,6 +657,25 @@ async fn the_connect_proxy_decides_who_connects() {
         .expect("refused");
     assert_eq!(r.status, 401);
 
+    // A page of another site, carrying the user's cookie, is refused before
+    // the application is asked (cross-site WebSocket hijacking).
+    let r = Client::try_connect_with(
+        &gw,
+        &[
+            ("cookie", "sid=hijacked"),
+            ("origin", "https://evil.example"),
+        ],
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(calls("sid=hijacked"), 0);
+    let ok = Client::try_connect_with(&gw, &[("cookie", "sid=dave"), ("origin", APP_ORIGIN)])
+        .await
+        .expect("the application's own page is admitted");
+    assert_eq!(ok.welcome["user"], "dave");
+
     // An identity with an expiry is closed when it expires.
     let mut short = Client::try_connect_with(&gw, &[("cookie", "sid=short")])
         .await
@@ -669,4 +691,73 @@ async fn occupancy_across_crashes_on_rabbitmq() {
     if let Some(b) = common::procs::amqp().await {
         occupancy_across_crashes(b).await;
     }
+}
+
+/// A connect proxy that is shown cookies does not start without an origin
+/// allow-list (explicit `'*'` allowed), and connect-proxy calls are limited
+/// per remote address: a flood of unauthenticated connects gets 429 without
+/// reaching the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_proxy_needs_origins_and_is_rate_limited_per_address() {
+    let shared = Shared::default();
+    let router = axum::Router::new()
+        .route("/connect", post(connect_app))
+        .with_state(shared.clone());
+    let base = serve(router).await;
+    let proxy = format!("{base}/connect");
+    let (status, stderr) = common::procs::Proc::run(
+        &[
+            "dev",
+            "--port",
+            "0",
+            "--connect-proxy",
+            &proxy,
+            "--connect-proxy-secret",
+            SECRET,
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(!status.success(), "started without --allowed-origins");
+    assert!(stderr.contains("--allowed-origins"), "{stderr}");
+
+    let (_p, ws, _) = common::procs::dev_process(&[
+        "--connect-proxy",
+        &proxy,
+        "--connect-proxy-secret",
+        SECRET,
+        "--allowed-origins",
+        "*",
+        "--connect-proxy-calls-per-sec",
+        "5",
+    ])
+    .await;
+    let t0 = std::time::Instant::now();
+    let (mut unauthorized, mut limited) = (0, 0);
+    for _ in 0..100 {
+        let r = Client::try_connect_with(&ws, &[])
+            .await
+            .err()
+            .expect("refused");
+        match r.status {
+            401 => unauthorized += 1,
+            429 => {
+                assert_eq!(r.body["error"]["code"], "rate_limited", "{:?}", r.body);
+                limited += 1;
+            }
+            other => panic!("{other}: {:?}", r.body),
+        }
+    }
+    let asked = shared.lock().expect("lock").proxied.len();
+    // 5 a second, a burst of 25.
+    let bound = 25.0 + 5.0 * t0.elapsed().as_secs_f64() * 1.1 + 2.0;
+    assert!(limited > 0, "no connect was limited ({asked} asked)");
+    assert_eq!(
+        asked, unauthorized,
+        "every call not limited reached the app"
+    );
+    assert!(
+        (asked as f64) <= bound,
+        "{asked} calls reached the app, bound {bound}"
+    );
 }

@@ -10,7 +10,8 @@
 //! session. Messages carry a 2,000-byte payload, so the stalled member's
 //! budget fills within seconds. `WSRING_STALL_MESSAGES=N` changes the count.
 //! The publisher is a high-rate producer, so the per-connection rate limits
-//! are lifted (`--client-messages-per-sec 0 --client-bytes-per-sec 0`).
+//! are lifted (`--client-messages-per-sec 0 --client-bytes-per-sec 0`, and the
+//! same per user).
 
 mod common;
 
@@ -61,6 +62,10 @@ async fn a_stalled_reader_is_closed_and_costs_nothing_else() {
             "--client-messages-per-sec",
             "0",
             "--client-bytes-per-sec",
+            "0",
+            "--user-messages-per-sec",
+            "0",
+            "--user-bytes-per-sec",
             "0",
         ],
         "node n1",

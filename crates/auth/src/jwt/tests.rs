@@ -48,10 +48,18 @@ fn tmp(name: &str, body: &[u8]) -> PathBuf {
 #[test]
 fn accepts_a_valid_token() {
     let v = secrets(&["s3cret"]);
+    let exp = now() + 60;
     let id = v
-        .verify(&hs("s3cret", json!({"sub": "alice", "exp": now() + 60})))
+        .verify(&hs("s3cret", json!({"sub": "alice", "exp": exp})))
         .expect("valid");
-    assert_eq!(id, Identity::unrestricted("alice"));
+    // The session expires with the token, the 5 s leeway included.
+    assert_eq!(
+        id,
+        Identity {
+            expire_at: Some(exp as u64 + 5),
+            ..Identity::unrestricted("alice")
+        }
+    );
 }
 
 #[test]

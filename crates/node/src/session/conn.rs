@@ -80,6 +80,9 @@ pub(super) struct Conn<Si> {
     /// The Pusher protocol's state, for a Pusher connection; `None` for
     /// the native protocol.
     pusher: Option<Box<PusherConn>>,
+    /// When the session's identity expires, on the session's clock: the
+    /// token's `exp` plus the leeway, or the connect proxy's `expire_at`.
+    expires: Option<Instant>,
 }
 
 /// One socket operation, run under the session's stop conditions.
@@ -154,6 +157,11 @@ where
         closed_with: None,
         follows,
         pusher,
+        expires: expire_at.map(|at| {
+            // Unix seconds, as a deadline measured from now.
+            let left = at.saturating_sub(wsring_auth::unix_now());
+            Instant::now() + Duration::from_secs(left)
+        }),
     };
     async move {
         let node = Arc::clone(&conn.node);
@@ -173,8 +181,6 @@ where
                 close::REASON_TOO_MANY_SESSIONS.into(),
             ));
         }
-        // Ends (dropped) with the session.
-        let _expiry = expire_at.map(|at| close_at(handle.clone(), at));
         crate::events::connected(&node, &handle);
         let end = conn.main(rx, resume).instrument(span.clone()).await;
         span.in_scope(|| debug!(?end, "session ended"));
@@ -221,6 +227,14 @@ where
         }
     }
 
+    /// When the session's timer must fire next: the next ping, the moment
+    /// the idle limit passes if nothing more is heard, or the expiry.
+    fn due(&self, next_ping: Instant, last_heard: Instant) -> Instant {
+        let idle = last_heard + self.node.cfg.ping_interval.mul_f32(IDLE_PERIODS);
+        let at = next_ping.min(idle);
+        self.expires.map_or(at, |e| at.min(e))
+    }
+
     /// After our close frame: reads (and discards) for [`CLOSE_LINGER`].
     async fn linger(&mut self) {
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
@@ -233,9 +247,17 @@ where
         if let Err(end) = Box::pin(self.start(resume)).await {
             return end;
         }
+        // One timer for the keep-alive rules and the identity's expiry: it
+        // fires at the next ping, when the idle limit would pass if nothing
+        // more were heard, or at the expiry, whichever is first. It is reset
+        // only when it fires (a message moves `last_heard` on, which can
+        // only make the idle limit later), so traffic costs no timer work.
+        // (What the loop keeps across its waits is part of every idle
+        // session's memory: the rest is computed when the timer fires.)
         let ping_every = self.node.cfg.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let mut next_ping = Instant::now() + ping_every;
         let mut last_heard = Instant::now();
+        let mut timer = Box::pin(tokio::time::sleep_until(self.due(next_ping, last_heard)));
         let kill = self.node.kill.clone();
         let kick = self.state.handle.kick.clone();
         // Boxed, and only while a pass is due: most sessions never have one.
@@ -276,6 +298,34 @@ where
                     last_heard = Instant::now();
                     Box::pin(self.on_client(msg)).await
                 }
+                // Before the deliveries: a session whose queue never empties
+                // (a reader of a busy room) still pings on time, so a client
+                // that answers is never taken for dead, and expires on time.
+                () = timer.as_mut() => {
+                    let now = Instant::now();
+                    let idle_limit = ping_every.mul_f32(IDLE_PERIODS);
+                    let step = if self.expires.is_some_and(|e| now >= e) {
+                        debug!("the session's identity expired; closing");
+                        self.close(close::EXPIRED, close::REASON_EXPIRED).await
+                    } else if now >= last_heard + idle_limit {
+                        // Not even a pong: the peer is presumed dead, so a
+                        // close frame would go nowhere.
+                        debug!("no traffic from client; dropping the connection");
+                        Err(End::Gone)
+                    } else if now >= next_ping {
+                        next_ping = (next_ping + ping_every).max(now);
+                        if self.pusher.is_some() {
+                            // Pusher clients answer the protocol's own ping.
+                            self.write_text(crate::pusher::frames::ping()).await
+                        } else {
+                            self.write(Message::Ping(bytes::Bytes::new())).await
+                        }
+                    } else {
+                        Ok(())
+                    };
+                    timer.as_mut().reset(self.due(next_ping, last_heard));
+                    step
+                }
                 Some(out) = rx.recv() => {
                     self.state.handle.taken(&out);
                     self.on_outbound(out).await
@@ -287,19 +337,6 @@ where
                 }, if resync_due => {
                     self.state.take_resync();
                     Box::pin(self.resync()).await
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > ping_every.mul_f32(IDLE_PERIODS) {
-                        // Not even a pong: the peer is presumed dead, so a
-                        // close frame would go nowhere.
-                        debug!("no traffic from client; dropping the connection");
-                        Err(End::Gone)
-                    } else if self.pusher.is_some() {
-                        // Pusher clients answer the protocol's own ping.
-                        self.write_text(crate::pusher::frames::ping()).await
-                    } else {
-                        self.write(Message::Ping(bytes::Bytes::new())).await
-                    }
                 }
             };
             if let Err(end) = step {
@@ -573,12 +610,25 @@ where
         self.carry_out(outcome).await
     }
 
-    /// Charges one client message of `len` bytes to the connection's budget:
+    /// Charges one client message of `len` bytes to the connection's budget
+    /// and to its user's (shared by the user's sessions on this node):
     /// `None` if it may proceed, else the answer (`rate_limited`, echoing the
     /// request's `id` when one can be read, or a 1008 close for a client that
     /// keeps going).
     fn rate_check(&mut self, len: usize, text: Option<&str>) -> Option<Outcome> {
-        let verdict = self.rate.check(len, Instant::now().into_std());
+        let now = Instant::now().into_std();
+        let node = &self.node;
+        let user = &self.state.handle.user;
+        let mut user_wait = None;
+        let verdict =
+            self.rate
+                .check_with(len, now, || match node.user_rates.check(user, len, now) {
+                    Ok(()) => true,
+                    Err(wait) => {
+                        user_wait = Some(wait.0);
+                        false
+                    }
+                });
         if verdict == wsring_auth::Verdict::Allow {
             return None;
         }
@@ -591,8 +641,15 @@ where
             ));
         }
         let id = text.and_then(crate::cmd::request_id);
-        let wait = self.rate.retry_after(len).as_millis();
-        let message = format!("too many messages; retry in {wait} ms");
+        let wait = self
+            .rate
+            .retry_after(len)
+            .max(user_wait.unwrap_or_default())
+            .as_millis();
+        let message = match user_wait {
+            Some(_) => format!("too many messages from this user; retry in {wait} ms"),
+            None => format!("too many messages; retry in {wait} ms"),
+        };
         Some(Outcome::error(
             ErrorCode::RateLimited,
             &message,
@@ -744,23 +801,4 @@ where
             },
         }
     }
-}
-
-/// Closes the session with [`close::EXPIRED`] at `at` (Unix seconds), when
-/// the identity the connect proxy gave it expires. Dropping the returned
-/// guard (the session ended first) stops the timer. Only sessions with an
-/// expiry pay for it.
-fn close_at(handle: SessionHandle, at: u64) -> tokio_util::sync::DropGuard {
-    let wait = Duration::from_secs(at.saturating_sub(wsring_auth::unix_now()));
-    let ended = tokio_util::sync::CancellationToken::new();
-    let guard = ended.clone().drop_guard();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = ended.cancelled() => {}
-            _ = tokio::time::sleep(wait) => {
-                handle.offer(Outbound::Close(close::EXPIRED, close::REASON_EXPIRED.into()));
-            }
-        }
-    });
-    guard
 }

@@ -89,7 +89,7 @@ pub(crate) fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn scanner() -> Scanner {
-    Scanner::new(Some(1 << 20), Some(1 << 20))
+    Scanner::new(Some(1 << 20))
 }
 
 /// Feeds `stream` in two pieces split at `cut`: the offset in the whole
@@ -186,15 +186,27 @@ fn what_tungstenite_refuses_is_left_to_tungstenite() {
     ];
     for (what, stream) in cases {
         // The last case's frame is over this scanner's 1 KiB frame limit.
-        let mut s = Scanner::new(Some(1024), Some(1 << 20));
+        let mut s = Scanner::new(Some(1024));
         assert_eq!(s.feed(&stream), Ok(()), "{what}");
         assert!(matches!(s.stage, Stage::Passive), "{what}");
     }
-    // A message over the message limit, in fragments under the frame limit.
-    let mut s = Scanner::new(Some(1024), Some(1500));
+}
+
+#[test]
+fn text_past_the_message_limit_is_still_checked() {
+    // tungstenite refuses a message over its limit only once the frame that
+    // takes it over is complete; invalid text in it fails at once.
+    // One frame, under the frame limit, over a 1 KiB message limit, whose
+    // first bytes are not UTF-8 and whose rest has not arrived.
+    let mut s = Scanner::new(Some(2048));
+    let whole = frame(true, 0x1, &[0xff; 1500]);
+    assert_eq!(s.feed(&whole[..8 + 16]), Err(8));
+    // In fragments under the frame limit.
+    let mut s = Scanner::new(Some(1024));
     let mut stream = frame(false, 0x1, &[b'a'; 1000]);
+    let bad = stream.len();
     stream.extend(frame(true, 0x0, &[0xff; 1000]));
-    assert_eq!(s.feed(&stream), Ok(()));
+    assert_eq!(s.feed(&stream), Err(bad + 8));
 }
 
 #[tokio::test]
