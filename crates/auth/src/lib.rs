@@ -36,6 +36,7 @@ mod error;
 mod jwt;
 mod mint;
 mod pattern;
+pub mod pusher;
 mod rate;
 mod settings;
 
@@ -53,6 +54,6 @@ pub use rate::{
     KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,
 };
 pub use settings::{
-    AuthSettings, ConnectProxy, Refusal, Security, SettingsError, declared_defaults, human,
-    parse_duration,
+    AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults,
+    human, parse_duration,
 };

@@ -8,6 +8,7 @@ use crate::assertion::Assertions;
 use crate::connect::{ConnectAuth, Credentials, Origins};
 use crate::error::{AuthError, KeyError};
 use crate::jwt::{Identity, JwtSettings, Verifier};
+use crate::pusher::{PusherApp, PusherSettings, PusherSettingsError};
 use crate::rate::{KeyedLimiter, KeyedLimits};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -94,6 +95,10 @@ pub struct AuthSettings {
         default_value = DEFAULT_PROXY_HEADERS
     )]
     pub connect_proxy_headers: Vec<String>,
+    /// The Pusher Channels app.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pusher: PusherSettings,
     /// Connect-proxy calls per second allowed from one remote address (the
     /// TCP peer), with a burst of five times this; past it a connect is
     /// answered 429 `rate_limited` without calling the application.
@@ -173,6 +178,9 @@ pub enum SettingsError {
          and the identity a gateway forwards to a node (give every gateway and node the same one)"
     )]
     ProxySecret,
+    /// The Pusher app settings are incomplete or invalid.
+    #[error(transparent)]
+    Pusher(#[from] PusherSettingsError),
     /// A connect proxy that is shown cookies, without an origin allow-list.
     #[error(
         "--connect-proxy with cookies forwarded needs --allowed-origins: a browser sends its \
@@ -221,6 +229,11 @@ pub struct Security {
     pub insecure: bool,
     /// The application decides connects without a token.
     pub connect_proxy: Option<Arc<ConnectProxy>>,
+    /// The Pusher Channels app served at `/app/{key}` and `/apps/{app_id}`.
+    pub pusher: Option<Arc<PusherApp>>,
+    /// The native `/ws` is refused: only a Pusher app authenticates (none
+    /// of a token key, a connect proxy or `--insecure-no-auth` is given).
+    pub native_off: bool,
 }
 
 /// Why a connect or API call is refused before anything else happens: the
@@ -254,6 +267,11 @@ impl Refusal {
     }
 }
 
+/// Why the native `/ws` refuses a connect on a Pusher-only server.
+pub const NATIVE_OFF: &str = "the native /ws endpoint needs authentication: this server is configured \
+     for Pusher clients only (at /app/{key}); give --jwt-secret (or --jwt-public-key, \
+     --jwt-jwks-file), --connect-proxy or --insecure-no-auth to open /ws too";
+
 impl Security {
     /// The connect decision for a WebSocket upgrade: the origin check, then
     /// the token (or, in open mode, `?user=`). `Ok(None)`: open mode and no
@@ -263,6 +281,13 @@ impl Security {
         credentials: Credentials<'_>,
         origin: Option<&str>,
     ) -> Result<Option<Identity>, Refusal> {
+        if self.native_off {
+            return Err(Refusal {
+                status: 401,
+                code: ErrorCode::Unauthorized,
+                message: NATIVE_OFF.to_owned(),
+            });
+        }
         if !self.origins.permits(origin) {
             return Err(Refusal::forbidden(
                 "this page's Origin is not in the server's allowed origins",
@@ -316,6 +341,8 @@ impl Security {
             api_protected: false,
             insecure: false,
             connect_proxy: None,
+            pusher: None,
+            native_off: false,
         }
     }
 }
@@ -346,21 +373,31 @@ impl AuthSettings {
         if connect_proxy.is_some() && self.insecure_no_auth {
             return Err(SettingsError::ProxyContradiction);
         }
-        if require && verifier.is_none() && connect_proxy.is_none() && !self.insecure_no_auth {
+        let pusher = self.pusher.app()?;
+        // A Pusher app authenticates its own endpoints; the native `/ws`
+        // then stays closed unless its own authentication is chosen too.
+        let native_auth = verifier.is_some() || connect_proxy.is_some() || self.insecure_no_auth;
+        if require && !native_auth && pusher.is_none() {
             return Err(SettingsError::NoAuth);
         }
+        let native_off = require && !native_auth;
         let api_keys = ApiKeys::new(&self.api_key)?;
         let connect = match verifier {
             Some(v) => ConnectAuth::Jwt(Arc::new(v)),
             None => ConnectAuth::Open,
         };
         Ok(Security {
-            api_protected: connect.is_on() || connect_proxy.is_some() || !api_keys.is_empty(),
+            api_protected: connect.is_on()
+                || connect_proxy.is_some()
+                || !api_keys.is_empty()
+                || native_off,
             connect,
             api_keys,
             origins: Origins::new(&self.allowed_origins),
             insecure: self.insecure_no_auth,
             connect_proxy,
+            pusher,
+            native_off,
         })
     }
 
@@ -458,6 +495,56 @@ mod tests {
         assert!(insecure.insecure && !insecure.connect.is_on());
         let msg = SettingsError::NoAuth.to_string();
         assert!(msg.contains("--jwt-secret") && msg.contains("--insecure-no-auth"));
+    }
+
+    #[test]
+    fn a_pusher_app_alone_starts_with_the_native_ws_closed() {
+        let pusher = PusherSettings {
+            pusher_app_id: Some("1".into()),
+            pusher_key: Some("k".into()),
+            pusher_secret: Some("s".into()),
+            pusher_client_events: false,
+        };
+        let s = AuthSettings {
+            pusher: pusher.clone(),
+            ..Default::default()
+        }
+        .build(true)
+        .expect("a Pusher app is enough to start");
+        assert!(s.native_off && s.api_protected && s.pusher.is_some());
+        let bare = Credentials {
+            user: Some("alice"),
+            ..Default::default()
+        };
+        let r = s.admit(bare, None).expect_err("native /ws closed");
+        assert_eq!((r.status, r.code), (401, ErrorCode::Unauthorized));
+        assert!(r.message.contains("--jwt-secret") && r.message.contains("--insecure-no-auth"));
+        // With the native side's own choice, both are served.
+        let both = AuthSettings {
+            pusher,
+            insecure_no_auth: true,
+            ..Default::default()
+        }
+        .build(true)
+        .expect("both");
+        assert!(!both.native_off && both.admit(bare, None).is_ok());
+        // `wsring dev` (nothing required) keeps /ws open beside the app.
+        let dev = AuthSettings {
+            pusher: both
+                .pusher
+                .as_ref()
+                .map(|_| PusherSettings {
+                    pusher_app_id: Some("1".into()),
+                    pusher_key: Some("k".into()),
+                    pusher_secret: Some("s".into()),
+                    pusher_client_events: false,
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+        .build(false)
+        .expect("dev");
+        assert!(!dev.native_off && dev.pusher.is_some());
     }
 
     #[test]

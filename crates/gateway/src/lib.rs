@@ -12,6 +12,7 @@
 //! * `proxy`: upgrade forwarding.
 //! * `locate`: where a client may connect instead of through the tunnel.
 //! * `tunnel`: the byte tunnel after the upgrade.
+//! * `pusher`: the Pusher Channels endpoints, placed by load and relayed.
 //! * `api/`: one file per route group.
 //! * [`events`] — membership event log and the SSE feed.
 //! * `dashboard`: the embedded browser dashboard.
@@ -29,6 +30,7 @@ pub mod events;
 pub mod launcher;
 mod locate;
 mod proxy;
+mod pusher;
 mod recent;
 mod tunnel;
 
@@ -138,6 +140,7 @@ fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/ws", get(proxy::ws))
         .route("/ws/locate", get(locate::locate))
+        .merge(pusher::routes(gw.security.pusher.is_some()))
         .merge(api::routes(Arc::clone(&security)))
         .merge(dashboard::routes())
         .fallback(wsring_http::not_found)

@@ -55,7 +55,7 @@ const FORWARDED_HEADERS: &[&str] = &[
     wsring_auth::IDENTITY_HEADER,
 ];
 
-enum Forwarded {
+pub(crate) enum Forwarded {
     Upgraded(Response<Body>, hyper::upgrade::OnUpgrade),
     /// 421 from the node: it has seen a newer epoch than we routed by.
     Misrouted(u64, Response<Body>),
@@ -106,7 +106,7 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
         let Some(member) = view.member(&target) else {
             return retry_later(ApiError::unavailable("no node is up"));
         };
-        match forward(&gw, &parts, &member.url, view.epoch()).await {
+        match forward(&gw, &parts, &member.url, None, view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
                 gw.spawn_tunnel(target, client_upgrade, node_upgrade);
                 return resp;
@@ -220,7 +220,7 @@ impl Gateway {
     }
 }
 
-fn is_upgrade(h: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(h: &HeaderMap) -> bool {
     let has = |name: header::HeaderName, token: &str| {
         h.get_all(name).iter().any(|v| {
             v.to_str()
@@ -236,34 +236,40 @@ impl Gateway {
     pub(crate) fn pick(&self, view: &View, user: &str) -> Option<String> {
         match self.cfg.routing {
             Routing::Hash => view.owner(user).map(str::to_owned),
-            Routing::Broadcast => {
-                let stats = self.membership.stats();
-                let tunnels = self.tunnel_counts();
-                let located = self.recent_locates();
-                let load = |id: &str| {
-                    let hb = stats.get(id).map_or(0, |s| s.connections);
-                    hb.max(tunnels.get(id).copied().unwrap_or(0))
-                        + located.get(id).copied().unwrap_or(0)
-                };
-                let up: Vec<&String> = view
-                    .doc
-                    .members
-                    .iter()
-                    .filter(|(_, m)| m.state == MemberState::Up)
-                    .map(|(id, _)| id)
-                    .collect();
-                let least = up.iter().map(|id| load(id)).min()?;
-                let best: Vec<&&String> = up.iter().filter(|id| load(id) == least).collect();
-                best.choose(&mut rand::rng()).map(|id| id.to_string())
-            }
+            Routing::Broadcast => self.least_loaded(view),
         }
+    }
+
+    /// The up node with the fewest connections (ties broken at random),
+    /// as broadcast routing places clients.
+    pub(crate) fn least_loaded(&self, view: &View) -> Option<String> {
+        let stats = self.membership.stats();
+        let tunnels = self.tunnel_counts();
+        let located = self.recent_locates();
+        let load = |id: &str| {
+            let hb = stats.get(id).map_or(0, |s| s.connections);
+            hb.max(tunnels.get(id).copied().unwrap_or(0)) + located.get(id).copied().unwrap_or(0)
+        };
+        let up: Vec<&String> = view
+            .doc
+            .members
+            .iter()
+            .filter(|(_, m)| m.state == MemberState::Up)
+            .map(|(id, _)| id)
+            .collect();
+        let least = up.iter().map(|id| load(id)).min()?;
+        let best: Vec<&&String> = up.iter().filter(|id| load(id) == least).collect();
+        best.choose(&mut rand::rng()).map(|id| id.to_string())
     }
 }
 
-async fn forward(
+/// Forwards the upgrade `req` to the node at `node_url`, at that URL's path
+/// or at `path`.
+pub(crate) async fn forward(
     gw: &Gateway,
     req: &axum::http::request::Parts,
     node_url: &str,
+    path: Option<&str>,
     epoch: u64,
 ) -> Result<Forwarded, String> {
     let uri: Uri = node_url
@@ -273,9 +279,10 @@ async fn forward(
         .authority()
         .ok_or_else(|| format!("node URL {node_url:?} has no host"))?
         .clone();
+    let path = path.unwrap_or(uri.path());
     let path_and_query = match req.uri.query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_owned(),
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     };
     let limit = gw.cfg.connect_timeout;
     let tcp = tokio::time::timeout(limit, TcpStream::connect(authority.as_str()))

@@ -46,6 +46,7 @@ mod inbound;
 mod node;
 mod occupancy;
 mod outbox;
+mod pusher;
 mod rebalance;
 mod rooms;
 mod roster;
@@ -200,8 +201,13 @@ fn router(node: Arc<Node>) -> Router {
     }
     let limit = node.cfg.max_message_bytes;
     let security = Arc::clone(&node.security);
+    let pusher = match &security.pusher {
+        Some(_) => pusher::api::routes(),
+        None => Router::new(),
+    };
     Router::new()
         .route("/ws", get(ws::upgrade))
+        .merge(pusher)
         .merge(api::routes(Arc::clone(&security)))
         .fallback(wsring_http::not_found)
         .method_not_allowed_fallback(wsring_http::method_not_allowed)

@@ -103,6 +103,8 @@ pub struct Node {
     /// that reach this node without a token or a gateway's identity.
     pub(crate) connect_proxy: Option<wsring_hooks::Proxy>,
     next_session: AtomicU64,
+    /// The first half of this process's Pusher `socket_id`s.
+    socket_prefix: u32,
     /// Message and byte budgets per user, shared by all of the user's
     /// sessions on this node and by its reconnects.
     pub(crate) user_rates: wsring_auth::KeyedLimiter<Arc<str>>,
@@ -193,6 +195,7 @@ impl Node {
             publish_proxy,
             connect_proxy,
             next_session: AtomicU64::new(0),
+            socket_prefix: rand::random::<u32>() >> 1,
             user_rates,
         })
     }
@@ -207,6 +210,28 @@ impl Node {
         let n = self.next_session.fetch_add(1, Ordering::Relaxed);
         let salt: u32 = rand::random();
         format!("{}-{n:x}-{salt:08x}", self.cfg.id).into()
+    }
+
+    /// A Pusher `socket_id` (`123.456`), unique cluster-wide: a random
+    /// per-process prefix and this process's session counter.
+    pub(crate) fn new_socket_id(&self) -> Arc<str> {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{n}", self.socket_prefix).into()
+    }
+
+    /// Whether this node should hold session `h` under `view`: its user's
+    /// owner (hash routing) or any node that is up; a Pusher session is
+    /// placed by load, so any node that is up.
+    pub(crate) fn holds(&self, view: &View, h: &SessionHandle) -> bool {
+        match h.codec {
+            crate::sessions::Codec::Native => self.owns(view, &h.user),
+            crate::sessions::Codec::Pusher => {
+                !self.leaving.load(Ordering::Relaxed)
+                    && view
+                        .member(self.id())
+                        .is_some_and(|m| m.state == MemberState::Up)
+            }
+        }
     }
 
     /// Whether this node should hold sessions of `user` under `view`.
@@ -447,7 +472,19 @@ impl Node {
         h: &SessionHandle,
         room: &str,
     ) -> Result<bool, RouteError> {
-        let joined = self.table.join(&h.id, room);
+        self.join_room_as(h, room, None).await
+    }
+
+    /// [`join_room`](Self::join_room) as `member` rather than as the
+    /// session's user (see [`SessionTable::join_as`]).
+    pub(crate) async fn join_room_as(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+        member: Option<Arc<str>>,
+    ) -> Result<bool, RouteError> {
+        let who = member.clone().unwrap_or_else(|| Arc::clone(&h.user));
+        let joined = self.table.join_as(&h.id, room, member);
         if let Err(e) = self.rooms.ensure(room).await {
             if joined.added {
                 self.leave_room(h, room);
@@ -455,7 +492,7 @@ impl Node {
             return Err(e.into());
         }
         if joined.added {
-            self.roster.touch(room, &h.user);
+            self.roster.touch(room, &who);
             self.touch_occupancy(room);
         }
         Ok(joined.added)
@@ -472,7 +509,8 @@ impl Node {
             self.roster.release(room);
         }
         if left.was_member {
-            self.roster.touch(room, &h.user);
+            self.roster
+                .touch(room, left.member.as_deref().unwrap_or(&h.user));
             self.touch_occupancy(room);
             crate::events::member_removed(self, h, room);
         }
@@ -482,11 +520,23 @@ impl Node {
     /// Turns a member session's `presence` events for `room` on (waiting
     /// until the room's roster is ready) or off.
     pub(crate) async fn set_presence(&self, h: &SessionHandle, room: &str, on: bool) {
+        self.set_presence_as(h, room, on, &h.user).await;
+    }
+
+    /// [`set_presence`](Self::set_presence) for a session in the room as
+    /// `member`.
+    pub(crate) async fn set_presence_as(
+        &self,
+        h: &SessionHandle,
+        room: &str,
+        on: bool,
+        member: &str,
+    ) {
         if on {
             // The roster first (its own announcement of this user
             // included), the table's watcher after: the session's own join
             // is not news to it.
-            let _keep = self.roster.watch(room, &h.user).await;
+            let _keep = self.roster.watch(room, member).await;
             self.table.set_presence(&h.id, room, true);
         } else if self.table.set_presence(&h.id, room, false) {
             self.roster.release(room);
@@ -503,7 +553,12 @@ impl Node {
             self.roster.release(room);
         }
         for room in &removed.rooms {
-            self.roster.touch(room, &handle.user);
+            let member = removed
+                .members
+                .iter()
+                .find(|(r, _)| r == room)
+                .map_or(&handle.user, |(_, m)| m);
+            self.roster.touch(room, member);
             self.touch_occupancy(room);
         }
         removed.rooms

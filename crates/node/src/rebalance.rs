@@ -65,7 +65,7 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
         .table
         .all()
         .into_iter()
-        .filter(|h| !node.owns(view, &h.user))
+        .filter(|h| !node.holds(view, h))
         // Each session is moved once, however many rebalances overlap.
         .filter(|h| !h.moving.swap(true, Ordering::SeqCst))
         .collect();
@@ -100,7 +100,7 @@ pub(crate) fn rebalance(node: &Arc<Node>, view: &Arc<View>) {
                 _ = tokio::time::sleep_until(at) => {}
             }
             let latest = node.membership.view();
-            if node.owns(&latest, &h.user) {
+            if node.holds(&latest, &h) {
                 h.moving.store(false, Ordering::SeqCst);
                 continue;
             }

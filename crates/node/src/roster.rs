@@ -321,6 +321,16 @@ impl Roster {
         guard
     }
 
+    /// Every user (member) in a watched `room` cluster-wide, as far as
+    /// this node knows; empty for a room nobody here watches.
+    pub(crate) fn members(&self, room: &str) -> Vec<String> {
+        lock(&self.watched)
+            .rooms
+            .get(room)
+            .map(|r| r.tally.counts.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets `room`'s roster unless a local session watches it or is
     /// about to.
     pub(crate) fn release(&self, room: &str) {

@@ -94,11 +94,27 @@ impl Outbound {
     }
 }
 
+/// The protocol a session speaks: how its deliveries are written, and
+/// where it may be placed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// wsring's own protocol at `/ws`: placed by user (hash routing) or
+    /// anywhere (broadcast routing).
+    #[default]
+    Native,
+    /// The Pusher Channels protocol at `/app/{key}`: its connections have
+    /// no user at the upgrade, so they are placed by load whatever the
+    /// routing mode.
+    Pusher,
+}
+
 /// A handle to one live session.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
     pub id: Arc<str>,
     pub user: Arc<str>,
+    /// The protocol the session speaks.
+    pub codec: Codec,
     pub tx: crate::outbox::Sender,
     /// Cancelled when the session's queue overflows (slow consumer).
     pub kick: CancellationToken,
@@ -117,12 +133,19 @@ impl SessionHandle {
         SessionHandle {
             id,
             user,
+            codec: Codec::Native,
             tx,
             kick: CancellationToken::new(),
             moving: Arc::default(),
             queued: Arc::default(),
             budget,
         }
+    }
+
+    /// The same handle for a session speaking `codec`.
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     /// Queues work without waiting. A full queue (by frames or by bytes)
@@ -169,8 +192,11 @@ pub(crate) struct Joined {
 }
 
 /// What a [`SessionTable::leave`] changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Left {
+    /// The member the session was in the room as, if not its user (see
+    /// [`SessionTable::join_as`]).
+    pub member: Option<Arc<str>>,
     /// The session was in the room.
     pub was_member: bool,
     /// The room has no local member now: unsubscribe the node.
@@ -188,6 +214,9 @@ pub(crate) struct Removed {
     pub emptied: Vec<String>,
     /// Rooms that have no local session watching their presence now.
     pub unwatched: Vec<String>,
+    /// Rooms the session was in as another member than its user, and as
+    /// whom.
+    pub members: Vec<(String, Arc<str>)>,
 }
 
 struct Entry {
@@ -204,6 +233,9 @@ struct Memberships {
     rooms: HashSet<String>,
     /// Rooms (a subset of `rooms`) whose presence events this session gets.
     watching: HashSet<String>,
+    /// Rooms (a subset of `rooms`) the session is in as another member
+    /// than its user (a Pusher presence channel's `user_id`).
+    members: HashMap<String, Arc<str>>,
 }
 
 impl Entry {
@@ -213,6 +245,11 @@ impl Entry {
 
     fn room_count(&self) -> usize {
         self.rooms.as_ref().map_or(0, |m| m.rooms.len())
+    }
+
+    /// The member the session is in `room` as, if not its user.
+    fn member_in(&self, room: &str) -> Option<&Arc<str>> {
+        self.rooms.as_ref().and_then(|m| m.members.get(room))
     }
 
     fn memberships(&mut self) -> &mut Memberships {
@@ -235,6 +272,9 @@ struct Tables {
     users: HashMap<Arc<str>, Vec<Arc<str>>>,
     rooms: HashMap<String, HashSet<Arc<str>>>,
     watchers: HashMap<String, HashSet<Arc<str>>>,
+    /// Per room, the members sessions are in it as (other than their
+    /// users), with their number of local sessions.
+    aliases: HashMap<String, HashMap<Arc<str>, u32>>,
     next_order: u64,
 }
 
@@ -252,6 +292,22 @@ impl Tables {
             return true;
         }
         false
+    }
+
+    /// One session less is in `room` as `member`.
+    fn unalias(&mut self, room: &str, member: &Arc<str>) {
+        let Some(members) = self.aliases.get_mut(room) else {
+            return;
+        };
+        if let Some(n) = members.get_mut(member) {
+            *n -= 1;
+            if *n == 0 {
+                members.remove(member);
+            }
+        }
+        if members.is_empty() {
+            self.aliases.remove(room);
+        }
     }
 }
 
@@ -327,11 +383,19 @@ impl SessionTable {
             }
         }
         let mut out = Removed::default();
-        let Memberships { rooms, watching } = entry.rooms.map(|m| *m).unwrap_or_default();
+        let Memberships {
+            rooms,
+            watching,
+            members,
+        } = entry.rooms.map(|m| *m).unwrap_or_default();
         for room in &watching {
             if t.unwatch(id, room) {
                 out.unwatched.push(room.clone());
             }
+        }
+        for (room, member) in members {
+            t.unalias(&room, &member);
+            out.members.push((room, member));
         }
         for room in rooms {
             if let Some(set) = t.rooms.get_mut(&room) {
@@ -347,13 +411,34 @@ impl SessionTable {
     }
 
     /// Adds a session to a room.
+    #[cfg(test)]
     pub fn join(&self, id: &str, room: &str) -> Joined {
+        self.join_as(id, room, None)
+    }
+
+    /// Adds a session to a room, as `member` rather than as its user when
+    /// given: rosters and member counts then count it under that name (a
+    /// Pusher presence channel's `user_id`). A session already in the room
+    /// keeps the member it joined as.
+    pub fn join_as(&self, id: &str, room: &str, member: Option<Arc<str>>) -> Joined {
         let mut t = self.lock();
         let Some(entry) = t.sessions.get_mut(id) else {
             return Joined::default();
         };
-        let added = entry.memberships().rooms.insert(room.to_owned());
+        let m = entry.memberships();
+        let added = m.rooms.insert(room.to_owned());
+        let member = member.filter(|_| added);
+        if let Some(member) = &member {
+            m.members.insert(room.to_owned(), Arc::clone(member));
+        }
         let sid = Arc::clone(&entry.handle.id);
+        if let Some(member) = member {
+            *t.aliases
+                .entry(room.to_owned())
+                .or_default()
+                .entry(member)
+                .or_default() += 1;
+        }
         let set = t.rooms.entry(room.to_owned()).or_default();
         let first_local = set.is_empty();
         set.insert(sid);
@@ -383,8 +468,12 @@ impl SessionTable {
             return Left::default();
         }
         let watched = m.watching.remove(room);
+        let member = m.members.remove(room);
         entry.tidy();
         let unwatched = watched && t.unwatch(id, room);
+        if let Some(member) = &member {
+            t.unalias(room, member);
+        }
         let mut emptied = false;
         if let Some(set) = t.rooms.get_mut(room) {
             set.remove(id);
@@ -394,6 +483,7 @@ impl SessionTable {
             }
         }
         Left {
+            member,
             was_member: true,
             emptied,
             unwatched,
@@ -438,13 +528,25 @@ impl SessionTable {
             .unwrap_or_default()
     }
 
-    /// Whether `user` has a local session in `room`.
+    /// Whether `user` has a local session in `room` (as itself, or a
+    /// session is in it as member `user`).
     pub fn user_in_room(&self, user: &str, room: &str) -> bool {
         let t = self.lock();
+        if t.aliases.get(room).is_some_and(|m| m.contains_key(user)) {
+            return true;
+        }
         t.users.get(user).is_some_and(|ids| {
-            ids.iter()
-                .any(|id| t.sessions.get(id).is_some_and(|e| e.is_in(room)))
+            ids.iter().any(|id| {
+                t.sessions
+                    .get(id)
+                    .is_some_and(|e| e.is_in(room) && e.member_in(room).is_none())
+            })
         })
+    }
+
+    /// The rooms with a local member.
+    pub fn room_names(&self) -> Vec<String> {
+        self.lock().rooms.keys().cloned().collect()
     }
 
     /// Each local user in `room` with its number of sessions there.
@@ -453,7 +555,8 @@ impl SessionTable {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for id in t.rooms.get(room).into_iter().flatten() {
             if let Some(e) = t.sessions.get(id) {
-                *out.entry(e.handle.user.to_string()).or_default() += 1;
+                let member = e.member_in(room).unwrap_or(&e.handle.user);
+                *out.entry(member.to_string()).or_default() += 1;
             }
         }
         out
@@ -625,6 +728,7 @@ mod tests {
         assert_eq!(
             left,
             Left {
+                member: None,
                 was_member: true,
                 emptied: false,
                 unwatched: true
@@ -638,5 +742,36 @@ mod tests {
         t.remove("s1");
         assert_eq!(t.room_counts("r")["alice"], 1, "s2 is still in r");
         assert!(!t.has_watchers("q"));
+    }
+
+    #[test]
+    fn members_count_once_per_member_whatever_the_session_user() {
+        let t = SessionTable::default();
+        let (a, _ra) = handle("s1", "pusher:1.1");
+        let (b, _rb) = handle("s2", "pusher:1.2");
+        let (c, _rc) = handle("s3", "pusher:1.3");
+        for h in [&a, &b, &c] {
+            t.insert(h.clone());
+        }
+        let ann: Arc<str> = "ann".into();
+        assert!(t.join_as("s1", "presence-r", Some(Arc::clone(&ann))).added);
+        assert!(t.join_as("s2", "presence-r", Some(Arc::clone(&ann))).added);
+        t.join_as("s3", "presence-r", Some("bob".into()));
+        assert!(t.user_in_room("ann", "presence-r") && t.user_in_room("bob", "presence-r"));
+        assert!(
+            !t.user_in_room("pusher:1.1", "presence-r"),
+            "a session in a room as a member is not there as its user"
+        );
+        assert_eq!(
+            t.room_counts("presence-r"),
+            BTreeMap::from([("ann".to_string(), 2), ("bob".to_string(), 1)])
+        );
+        let left = t.leave("s1", "presence-r");
+        assert_eq!(left.member.as_deref(), Some("ann"));
+        assert!(t.user_in_room("ann", "presence-r"), "s2 is still ann");
+        let gone = t.remove("s2");
+        assert_eq!(gone.members, vec![("presence-r".to_string(), ann)]);
+        assert!(!t.user_in_room("ann", "presence-r"));
+        assert_eq!(t.room_names(), vec!["presence-r".to_string()]);
     }
 }

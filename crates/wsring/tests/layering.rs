@@ -347,3 +347,45 @@ fn siblings_agree_on_shared_defaults() {
         "largest API body vs largest client message"
     );
 }
+
+/// The node's protocol layer sits above its session core: `pusher/` may
+/// call the core (sessions, commands, rooms, rosters, routing), but no file
+/// of the core or of the native HTTP API imports it. Only the places that
+/// plug a protocol in — the router (`lib.rs`) and the session loop
+/// (`session/`) — name it.
+#[test]
+fn the_node_core_does_not_know_the_pusher_protocol() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/src");
+    let mut checked = 0;
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read crates/node/src") {
+            let path = entry.expect("dir entry").path();
+            let rel = path.strip_prefix(&src).expect("under src").to_owned();
+            let top = rel.components().next().map(|c| c.as_os_str().to_owned());
+            if matches!(
+                top.as_deref().and_then(|t| t.to_str()),
+                Some("pusher" | "session" | "lib.rs")
+            ) {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                for needle in ["crate::pusher", "super::pusher", "mod pusher"] {
+                    assert!(
+                        !text.contains(needle),
+                        "crates/node/src/{} names the Pusher protocol layer (`{needle}`): \
+                         the session core must not depend on a protocol",
+                        rel.display()
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "the core's files were found ({checked})");
+}

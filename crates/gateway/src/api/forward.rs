@@ -215,7 +215,7 @@ pub(super) async fn history(
 /// Forwards a call to a node with the caller's `Authorization` header, so
 /// the node checks the same API key the gateway did. `path` carries the
 /// query, if any; `body` is sent as JSON.
-async fn relay(
+pub(crate) async fn relay(
     gw: &Gateway,
     headers: &HeaderMap,
     method: Method,

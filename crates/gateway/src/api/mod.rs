@@ -10,7 +10,7 @@
 //! route, ring, info), health and metrics stay open and carry no secrets.
 
 mod control;
-mod forward;
+pub(crate) mod forward;
 mod read;
 
 use axum::Router;

@@ -33,7 +33,8 @@ use super::{End, ReadError};
 use crate::cmd::{Command, Outcome, ServerJoin, ServerLeave};
 use crate::node::Node;
 use crate::outbox;
-use crate::sessions::{Outbound, SessionHandle};
+use crate::pusher::PusherConn;
+use crate::sessions::{Codec, Outbound, SessionHandle};
 
 /// A peer that accepts no bytes for this long is treated as gone: a blocked
 /// write must never pin a session (or a crash, or a drain) forever.
@@ -76,6 +77,9 @@ pub(super) struct Conn<Si> {
     /// A located client that connected without a signed identity: its
     /// `moved` frame names the new owner's URL.
     follows: bool,
+    /// The Pusher protocol's state, for a Pusher connection; `None` for
+    /// the native protocol.
+    pusher: Option<Box<PusherConn>>,
     /// When the session's identity expires, on the session's clock: the
     /// token's `exp` plus the leeway, or the connect proxy's `expire_at`.
     expires: Option<Instant>,
@@ -104,6 +108,21 @@ pub(super) fn serve<S>(
 where
     S: Sink<Message> + Stream<Item = Result<Message, ReadError>> + Unpin,
 {
+    serve_as(node, socket, identity, resume, follows, None)
+}
+
+/// [`serve`] speaking the Pusher protocol when `pusher` is given.
+pub(super) fn serve_as<S>(
+    node: Arc<Node>,
+    socket: S,
+    identity: Identity,
+    resume: Option<Resume>,
+    follows: bool,
+    pusher: Option<Box<PusherConn>>,
+) -> impl Future<Output = End>
+where
+    S: Sink<Message> + Stream<Item = Result<Message, ReadError>> + Unpin,
+{
     let (tx, rx) = outbox::channel(node.cfg.session_queue);
     let Identity {
         user,
@@ -112,12 +131,18 @@ where
         publish,
         expire_at,
     } = identity;
+    let codec = if pusher.is_some() {
+        Codec::Pusher
+    } else {
+        Codec::Native
+    };
     let handle = SessionHandle::new(
         node.new_session_id(),
         user.into(),
         tx,
         node.cfg.session_queue_bytes,
-    );
+    )
+    .with_codec(codec);
     let rate = wsring_auth::RateLimiter::new(node.cfg.rate_limits(), Instant::now().into_std());
     let mut conn = Conn {
         node,
@@ -134,6 +159,7 @@ where
         rate,
         closed_with: None,
         follows,
+        pusher,
         expires: expire_at.map(|at| {
             // Unix seconds, as a deadline measured from now.
             let left = at.saturating_sub(wsring_auth::unix_now());
@@ -291,7 +317,12 @@ where
                         Err(End::Gone)
                     } else if now >= next_ping {
                         next_ping = (next_ping + ping_every).max(now);
-                        self.write(Message::Ping(bytes::Bytes::new())).await
+                        if self.pusher.is_some() {
+                            // Pusher clients answer the protocol's own ping.
+                            self.write_text(crate::pusher::frames::ping()).await
+                        } else {
+                            self.write(Message::Ping(bytes::Bytes::new())).await
+                        }
                     } else {
                         Ok(())
                     };
@@ -387,6 +418,12 @@ where
     async fn start(&mut self, resume: Option<Resume>) -> Result<(), End> {
         if self.node.cfg.echo {
             return Ok(());
+        }
+        if let Some(p) = &self.pusher {
+            // No durable user stream and no server-side rooms: a Pusher
+            // connection is anonymous until it subscribes.
+            let established = p.established();
+            return self.write_text(established).await;
         }
         let user_stream = StreamName::User(self.state.handle.user.to_string());
         let pos = match &self.node.streams {
@@ -508,8 +545,19 @@ where
             Some(Ok(Message::Text(text))) => {
                 self.node.counters.msgs_in.fetch_add(1, Ordering::Relaxed);
                 match self.rate_check(text.len(), Some(text.as_str())) {
+                    Some(refused) if self.pusher.is_some() && refused.close.is_none() => Outcome {
+                        reply: Some(crate::pusher::frames::error(
+                            None,
+                            "too many messages; slow down",
+                        )),
+                        ..Outcome::default()
+                    },
                     Some(refused) => refused,
                     None if self.node.cfg.echo => return self.write(Message::Text(text)).await,
+                    None if self.pusher.is_some() => match self.pusher.as_mut() {
+                        Some(p) => p.apply(text.as_str(), &mut self.state, &self.node).await,
+                        None => Outcome::none(),
+                    },
                     None => match Command::parse(text.as_str()) {
                         Ok(cmd) => cmd.apply(&mut self.state, &self.node).await,
                         Err(bad_input) => bad_input,
@@ -523,6 +571,14 @@ where
                 }
                 if self.node.cfg.echo {
                     return self.write(Message::Binary(b)).await;
+                }
+                if self.pusher.is_some() {
+                    return self
+                        .write_text(crate::pusher::frames::error(
+                            None,
+                            "binary frames are not supported; send JSON text frames",
+                        ))
+                        .await;
                 }
                 Outcome::error(
                     ErrorCode::BadRequest,
@@ -620,6 +676,19 @@ where
     }
 
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
+        if let Some(p) = &self.pusher {
+            let frame = match &out {
+                Outbound::Frame(text) => Some(text),
+                Outbound::Stream(m) => Some(&m.frame),
+                _ => None,
+            };
+            if let Some(frame) = frame {
+                return match p.delivery(frame.as_str()) {
+                    Some(text) => self.write_text(text).await,
+                    None => Ok(()),
+                };
+            }
+        }
         match out {
             Outbound::Frame(text) => self.write(Message::Text(text)).await,
             other => Box::pin(self.on_other_outbound(other)).await,
@@ -659,8 +728,14 @@ where
         }
     }
 
-    /// Sends `moved` and closes 1012; the session ends.
+    /// Sends `moved` and closes 1012; the session ends. A Pusher
+    /// connection is closed with 4200 (reconnect now) instead.
     async fn moved(&mut self, epoch: u64, retry_after_ms: u64) -> Result<(), End> {
+        if self.pusher.is_some() {
+            return self
+                .close(crate::pusher::code::RECONNECT_NOW, close::REASON_MOVED)
+                .await;
+        }
         let url = if self.follows {
             // The latest view: the one the rebalancer moved the user by, or
             // a newer one (then the client is routed by that).
@@ -702,6 +777,14 @@ where
     /// Sends a close frame and ends the session.
     async fn close(&mut self, code: u16, reason: impl Into<Cow<'static, str>>) -> Result<(), End> {
         let reason = reason.into();
+        // Pusher clients reconnect at once on 4200; the native "come back"
+        // codes mean just that.
+        let code = match code {
+            close::GOING_AWAY | close::SERVICE_RESTART if self.pusher.is_some() => {
+                crate::pusher::code::RECONNECT_NOW
+            }
+            code => code,
+        };
         self.closed_with = Some((code, reason.to_string()));
         let reason = match reason {
             Cow::Borrowed(r) => Utf8Bytes::from_static(r),

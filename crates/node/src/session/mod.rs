@@ -102,3 +102,16 @@ pub(crate) fn run(
     // session future), for the session's whole life.
     conn::serve(node, ws, identity, resume, follows).map(drop)
 }
+
+/// Runs a Pusher protocol session ([`crate::pusher`]) on an upgraded
+/// WebSocket to completion.
+pub(crate) fn run_pusher(
+    node: Arc<Node>,
+    ws: crate::upgrade::Socket,
+    pusher: crate::pusher::PusherConn,
+) -> impl Future<Output = ()> {
+    // Its user is its socket: it has no other identity, and the session
+    // cap per user then never closes another connection.
+    let identity = wsring_auth::Identity::unrestricted(format!("pusher:{}", pusher.socket_id));
+    conn::serve_as(node, ws, identity, None, false, Some(Box::new(pusher))).map(drop)
+}

@@ -951,3 +951,75 @@ async fn the_session_future_stays_small() {
     println!("the session future: {size} bytes");
     assert!(size <= 2 * 1024, "{size} bytes");
 }
+
+/// A Pusher connection runs the same loop with the Pusher codec at its
+/// edges: `connection_established` first, Pusher frames in, room messages
+/// out as channel events, `pusher:ping` for the keep-alive, 4200 for a
+/// drain's move.
+#[tokio::test]
+async fn a_pusher_session_speaks_pusher_at_every_edge() {
+    tokio::time::pause();
+    let t = TestNode::start(TestNode::config()).await;
+    let (server_tx, rx) = mpsc::channel(64);
+    let (tx, server_rx) = mpsc::channel(64);
+    let app = Arc::new(wsring_auth::pusher::PusherApp::new(
+        "1", "key", "secret", false,
+    ));
+    let task = tokio::spawn(conn::serve_as(
+        Arc::clone(&t.node),
+        Duplex {
+            sink: server_tx,
+            stream: server_rx,
+        },
+        wsring_auth::Identity::unrestricted("pusher:7.1"),
+        None,
+        false,
+        Some(Box::new(crate::pusher::PusherConn::new("7.1".into(), app))),
+    ));
+    let mut c = Client { tx, rx, task };
+    let f = c.frame().await;
+    assert_eq!(f["event"], "pusher:connection_established");
+    let data: Value = serde_json::from_str(f["data"].as_str().expect("string")).expect("JSON");
+    assert_eq!(data["socket_id"], "7.1");
+
+    c.text(r#"{"event":"pusher:subscribe","data":{"channel":"news"}}"#)
+        .await;
+    let f = c.frame().await;
+    assert_eq!(
+        (f["event"].as_str(), f["channel"].as_str()),
+        (Some("pusher_internal:subscription_succeeded"), Some("news"))
+    );
+    let event = crate::pusher::frames::RoomEvent {
+        event: "greet".into(),
+        data: serde_json::value::RawValue::from_string(r#""hi""#.into()).expect("raw"),
+        socket_id: None,
+        user_id: None,
+    };
+    t.node
+        .publish_room(None, "news", &event.to_raw(), None)
+        .await
+        .expect("published");
+    assert_eq!(
+        c.frame().await,
+        json!({"event":"greet","channel":"news","data":"hi"})
+    );
+
+    c.send(Ok(Message::Binary(bytes::Bytes::from_static(b"x"))))
+        .await;
+    assert_eq!(c.frame().await["event"], "pusher:error");
+
+    // The keep-alive is the protocol's own ping, not a WebSocket one.
+    tokio::time::advance(t.node.cfg.ping_interval).await;
+    match c.next().await {
+        Some(Message::Text(t)) => assert!(t.as_str().contains("pusher:ping"), "{t}"),
+        other => panic!("expected pusher:ping, got {other:?}"),
+    }
+
+    let h = t.node.table.user_sessions("pusher:7.1").remove(0);
+    assert_eq!(h.codec, crate::sessions::Codec::Pusher);
+    h.offer(Outbound::Moved {
+        epoch: 9,
+        retry_after_ms: 0,
+    });
+    assert_eq!(c.close_frame().await.0, 4200, "reconnect now");
+}

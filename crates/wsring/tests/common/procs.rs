@@ -21,13 +21,13 @@ fn skip_visibly(why: &str) {
 }
 
 /// `args` with `--insecure-no-auth` added for a `node` or `gateway` that
-/// was given no authentication setting.
+/// was given no authentication setting (a Pusher app is one).
 fn with_auth_choice<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut args = args.to_vec();
     let role = args.first().copied().unwrap_or_default();
-    let chose = args
-        .iter()
-        .any(|a| a.starts_with("--jwt-") || a.starts_with("--insecure-no-auth"));
+    let chose = args.iter().any(|a| {
+        a.starts_with("--jwt-") || a.starts_with("--insecure-no-auth") || a.starts_with("--pusher-")
+    });
     if (role == "node" || role == "gateway") && !chose {
         args.push("--insecure-no-auth");
     }

@@ -1,0 +1,501 @@
+//! The Pusher Channels application a cluster serves: its settings (declared
+//! once, like every other setting) and the three signatures of the Pusher
+//! protocol, all HMAC-SHA256 under the app secret and compared in constant
+//! time:
+//!
+//! * channel authorization: `key:hex(HMAC(secret, "socket_id:channel"))`,
+//!   with `":channel_data"` appended for presence channels;
+//! * the signed HTTP API: `hex(HMAC(secret, "METHOD\npath\nquery"))` where
+//!   the query is every parameter but `auth_signature`, keys lower-cased and
+//!   sorted, `key=value` joined by `&`; a body is bound by `body_md5`;
+//! * webhooks (not served yet) sign their body the same way.
+//!
+//! The node's protocol layer and the gateway both use these, so they live
+//! below both.
+
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde::Serialize;
+use sha2::Sha256;
+use std::sync::Arc;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Largest body of a Pusher API request: a batch of 10 events of 10 KB
+/// each with room to spare, past the native API's smaller default limit
+/// (`--max-message-bytes`). Node and gateway both apply it to
+/// `/apps/…`.
+pub const MAX_API_BODY_BYTES: usize = 256 * 1024;
+
+/// How far a signed API request's `auth_timestamp` may be from now.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
+
+/// The Pusher Channels app of this cluster. Either none of the id, key and
+/// secret is given (the Pusher endpoints are off), or all three.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct PusherSettings {
+    /// Pusher Channels app id: the `{app_id}` of the HTTP API paths
+    /// (`/apps/{app_id}/…`). Setting the id, key and secret turns on the
+    /// Pusher endpoints (`/app/{key}` and `/apps/{app_id}/…`).
+    #[arg(long, env = "WSRING_PUSHER_APP_ID", value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pusher_app_id: Option<String>,
+    /// Pusher Channels app key: clients connect to `/app/{key}`; signed API
+    /// requests carry it as `auth_key`.
+    #[arg(long, env = "WSRING_PUSHER_KEY", value_name = "KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pusher_key: Option<String>,
+    /// Pusher Channels app secret: verifies private and presence channel
+    /// authorizations and signed API requests.
+    #[arg(long, env = "WSRING_PUSHER_SECRET", value_name = "SECRET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pusher_secret: Option<String>,
+    /// Let Pusher clients send `client-*` events on private and presence
+    /// channels (10 a second per connection).
+    #[arg(long, env = "WSRING_PUSHER_CLIENT_EVENTS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pusher_client_events: bool,
+}
+
+/// Why the Pusher settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PusherSettingsError {
+    /// Some of id, key and secret given, not all.
+    #[error(
+        "the Pusher app needs --pusher-app-id, --pusher-key and --pusher-secret together; missing: {0}"
+    )]
+    Incomplete(String),
+    /// A value Pusher clients cannot use.
+    #[error("invalid --{0}: {1}")]
+    Invalid(&'static str, &'static str),
+}
+
+impl PusherSettings {
+    /// The app, if configured.
+    pub fn app(&self) -> Result<Option<Arc<PusherApp>>, PusherSettingsError> {
+        let given = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+        let (id, key, secret) = (
+            given(&self.pusher_app_id),
+            given(&self.pusher_key),
+            given(&self.pusher_secret),
+        );
+        if id.is_none() && key.is_none() && secret.is_none() {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = [
+            ("--pusher-app-id", id.is_none()),
+            ("--pusher-key", key.is_none()),
+            ("--pusher-secret", secret.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, missing)| missing.then_some(flag))
+        .collect();
+        let (Some(app_id), Some(key), Some(secret)) = (id, key, secret) else {
+            return Err(PusherSettingsError::Incomplete(missing.join(", ")));
+        };
+        let path_safe = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !path_safe(&app_id) {
+            return Err(PusherSettingsError::Invalid(
+                "pusher-app-id",
+                "use letters, digits, '-', '_' and '.' only (it is a URL path segment)",
+            ));
+        }
+        if !path_safe(&key) {
+            return Err(PusherSettingsError::Invalid(
+                "pusher-key",
+                "use letters, digits, '-', '_' and '.' only (it is a URL path segment)",
+            ));
+        }
+        Ok(Some(Arc::new(PusherApp {
+            app_id,
+            key,
+            secret,
+            client_events: self.pusher_client_events,
+        })))
+    }
+}
+
+/// A configured Pusher Channels app.
+pub struct PusherApp {
+    /// The `{app_id}` of the HTTP API.
+    pub app_id: String,
+    /// The public key clients connect with.
+    pub key: String,
+    secret: String,
+    /// Whether `client-*` events are relayed.
+    pub client_events: bool,
+}
+
+impl std::fmt::Debug for PusherApp {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PusherApp")
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .field("client_events", &self.client_events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a signed API request is refused (each a 401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiSignatureError {
+    /// A required parameter is missing.
+    #[error("missing query parameter `{0}`")]
+    Missing(&'static str),
+    /// `auth_key` is not this app's key.
+    #[error("unknown auth_key")]
+    UnknownKey,
+    /// `auth_version` other than 1.0.
+    #[error("unsupported auth_version (only 1.0 is supported)")]
+    Version,
+    /// `auth_timestamp` unreadable or too far from now.
+    #[error("auth_timestamp is not within {MAX_CLOCK_SKEW_SECS} seconds of the server's clock")]
+    Timestamp,
+    /// `body_md5` does not match the body.
+    #[error("body_md5 does not match the request body")]
+    BodyMd5,
+    /// The signature does not match.
+    #[error("invalid auth_signature")]
+    Signature,
+}
+
+impl PusherApp {
+    /// An app from its parts (tests and embedding).
+    pub fn new(app_id: &str, key: &str, secret: &str, client_events: bool) -> PusherApp {
+        PusherApp {
+            app_id: app_id.to_owned(),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            client_events,
+        }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        match HmacSha256::new_from_slice(self.secret.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts keys of every length"),
+        }
+    }
+
+    /// Lower-case hex HMAC-SHA256 of `text` under the app secret.
+    pub fn sign(&self, text: &str) -> String {
+        let mut m = self.mac();
+        m.update(text.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// Whether `hex_sig` is the signature of `text` (constant time).
+    fn verify(&self, text: &str, hex_sig: &str) -> bool {
+        let Ok(sig) = hex::decode(hex_sig) else {
+            return false;
+        };
+        let mut m = self.mac();
+        m.update(text.as_bytes());
+        m.verify_slice(&sig).is_ok()
+    }
+
+    /// The `auth` a client needs to subscribe `socket_id` to `channel`
+    /// (`channel_data` for presence channels).
+    pub fn channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+    ) -> String {
+        format!(
+            "{}:{}",
+            self.key,
+            self.sign(&channel_string(socket_id, channel, channel_data))
+        )
+    }
+
+    /// Whether `auth` (`key:signature`) authorizes `socket_id` on
+    /// `channel`.
+    pub fn verify_channel_auth(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        channel_data: Option<&str>,
+        auth: &str,
+    ) -> bool {
+        let Some((key, sig)) = auth.split_once(':') else {
+            return false;
+        };
+        // The key is public; only the signature needs a constant-time check.
+        key == self.key && self.verify(&channel_string(socket_id, channel, channel_data), sig)
+    }
+
+    /// Checks a signed API request: `method` (upper case), `path` as
+    /// requested, its query parameters (decoded) and body, at `now` (Unix
+    /// seconds).
+    pub fn verify_request(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(String, String)],
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), ApiSignatureError> {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let key = get("auth_key").ok_or(ApiSignatureError::Missing("auth_key"))?;
+        let ts = get("auth_timestamp").ok_or(ApiSignatureError::Missing("auth_timestamp"))?;
+        let version = get("auth_version").ok_or(ApiSignatureError::Missing("auth_version"))?;
+        let sig = get("auth_signature").ok_or(ApiSignatureError::Missing("auth_signature"))?;
+        if key != self.key {
+            return Err(ApiSignatureError::UnknownKey);
+        }
+        if version != "1.0" {
+            return Err(ApiSignatureError::Version);
+        }
+        let ts: u64 = ts.parse().map_err(|_| ApiSignatureError::Timestamp)?;
+        if ts.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+            return Err(ApiSignatureError::Timestamp);
+        }
+        if !body.is_empty() {
+            let md5 = get("body_md5").ok_or(ApiSignatureError::Missing("body_md5"))?;
+            if !md5.eq_ignore_ascii_case(&body_md5(body)) {
+                return Err(ApiSignatureError::BodyMd5);
+            }
+        }
+        if self.verify(&request_string(method, path, params), sig) {
+            Ok(())
+        } else {
+            Err(ApiSignatureError::Signature)
+        }
+    }
+
+    /// The query string (without `?`) that signs a request: `auth_*`,
+    /// `body_md5` for a body, and `params`; what the server libraries send.
+    pub fn sign_request(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+        now: u64,
+    ) -> String {
+        let now = now.to_string();
+        let md5 = body_md5(body);
+        let mut all: Vec<(String, String)> = vec![
+            ("auth_key".into(), self.key.clone()),
+            ("auth_timestamp".into(), now),
+            ("auth_version".into(), "1.0".into()),
+        ];
+        if !body.is_empty() {
+            all.push(("body_md5".into(), md5));
+        }
+        all.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let sig = self.sign(&request_string(method, path, &all));
+        let mut query: Vec<String> = all.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        query.push(format!("auth_signature={sig}"));
+        query.join("&")
+    }
+}
+
+fn channel_string(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    }
+}
+
+/// `METHOD\npath\nk1=v1&k2=v2…`: every parameter but `auth_signature`,
+/// keys lower-cased, sorted by key.
+fn request_string(method: &str, path: &str, params: &[(String, String)]) -> String {
+    let mut pairs: Vec<(String, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .filter(|(k, _)| k != "auth_signature")
+        .collect();
+    pairs.sort();
+    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path,
+        query.join("&")
+    )
+}
+
+/// Lower-case hex MD5 of a request body.
+pub fn body_md5(body: &[u8]) -> String {
+    hex::encode(Md5::digest(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> PusherApp {
+        PusherApp::new("3", "278d425bdf160c739803", "7ad3773142a6692b25b8", false)
+    }
+
+    #[test]
+    fn settings_need_all_three_or_none() {
+        assert!(PusherSettings::default().app().expect("none").is_none());
+        let partial = PusherSettings {
+            pusher_key: Some("k".into()),
+            ..Default::default()
+        };
+        let e = partial.app().expect_err("incomplete");
+        assert_eq!(
+            e.to_string(),
+            "the Pusher app needs --pusher-app-id, --pusher-key and --pusher-secret together; \
+             missing: --pusher-app-id, --pusher-secret"
+        );
+        let bad = PusherSettings {
+            pusher_app_id: Some("a/b".into()),
+            pusher_key: Some("k".into()),
+            pusher_secret: Some("s".into()),
+            pusher_client_events: true,
+        };
+        assert!(matches!(
+            bad.app(),
+            Err(PusherSettingsError::Invalid("pusher-app-id", _))
+        ));
+        let good = PusherSettings {
+            pusher_app_id: Some("1".into()),
+            ..bad
+        };
+        let app = good.app().expect("valid").expect("some");
+        assert!(app.client_events);
+        assert!(!format!("{app:?}").contains("\"s\""), "secret not printed");
+    }
+
+    #[test]
+    fn published_examples() {
+        // Pusher's worked examples (key, secret, socket id, channel and the
+        // events request below), which the `pusher` npm library reproduces.
+        let a = app();
+        assert_eq!(
+            a.channel_auth("1234.1234", "private-foobar", None),
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
+        // Computed with `pusher` 5.3.4's authorizeChannel.
+        let data = r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#;
+        assert_eq!(
+            a.channel_auth("1234.1234", "presence-foobar", Some(data)),
+            "278d425bdf160c739803:31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80"
+        );
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        assert_eq!(body_md5(body), "ec365a775a4cd0599faeb73354201b6f");
+        let params: Vec<(String, String)> = [
+            ("auth_key", "278d425bdf160c739803"),
+            ("auth_timestamp", "1353088179"),
+            ("auth_version", "1.0"),
+            ("body_md5", "ec365a775a4cd0599faeb73354201b6f"),
+            (
+                "auth_signature",
+                "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &params, body, 1_353_088_179),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn channel_auth_round_trips_and_binds_every_part() {
+        let a = app();
+        let auth = a.channel_auth("1234.1234", "private-foobar", None);
+        assert!(auth.starts_with("278d425bdf160c739803:"));
+        assert!(a.verify_channel_auth("1234.1234", "private-foobar", None, &auth));
+        assert!(!a.verify_channel_auth("1234.1235", "private-foobar", None, &auth));
+        assert!(!a.verify_channel_auth("1234.1234", "private-foobaz", None, &auth));
+        let data = r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#;
+        let auth = a.channel_auth("1234.1234", "presence-foobar", Some(data));
+        assert!(a.verify_channel_auth("1234.1234", "presence-foobar", Some(data), &auth));
+        assert!(!a.verify_channel_auth("1234.1234", "presence-foobar", Some("{}"), &auth));
+        for bad in ["", "nocolon", "otherkey:00", "278d425bdf160c739803:zz"] {
+            assert!(!a.verify_channel_auth("1234.1234", "private-foobar", None, bad));
+        }
+    }
+
+    fn decoded(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn signed_requests_verify_and_every_check_bites() {
+        let a = app();
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let now = 1_353_088_179;
+        let q = a.sign_request("POST", "/apps/3/events", &[], body, now);
+        let params = decoded(&q);
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &params, body, now + 30),
+            Ok(())
+        );
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &params, body, now + 601),
+            Err(ApiSignatureError::Timestamp)
+        );
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &params, b"{}", now),
+            Err(ApiSignatureError::BodyMd5)
+        );
+        assert_eq!(
+            a.verify_request("POST", "/apps/4/events", &params, body, now),
+            Err(ApiSignatureError::Signature)
+        );
+        assert_eq!(
+            a.verify_request("GET", "/apps/3/events", &params, body, now),
+            Err(ApiSignatureError::Signature)
+        );
+        let without: Vec<_> = params
+            .iter()
+            .filter(|(k, _)| k != "auth_key")
+            .cloned()
+            .collect();
+        assert_eq!(
+            a.verify_request("POST", "/apps/3/events", &without, body, now),
+            Err(ApiSignatureError::Missing("auth_key"))
+        );
+        // Extra parameters are signed too, in key order.
+        let q = a.sign_request(
+            "GET",
+            "/apps/3/channels",
+            &[("info", "user_count"), ("filter_by_prefix", "presence-")],
+            b"",
+            now,
+        );
+        let mut params = decoded(&q);
+        assert_eq!(
+            a.verify_request("GET", "/apps/3/channels", &params, b"", now),
+            Ok(())
+        );
+        params.push(("extra".into(), "1".into()));
+        assert_eq!(
+            a.verify_request("GET", "/apps/3/channels", &params, b"", now),
+            Err(ApiSignatureError::Signature)
+        );
+    }
+
+    #[test]
+    fn body_md5_is_hex_md5() {
+        // RFC 1321's test suite.
+        assert_eq!(body_md5(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(body_md5(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+}
