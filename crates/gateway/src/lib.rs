@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use wsring_cluster::Membership;
+use wsring_cluster::{Membership, Suspicion};
 
 pub use config::GatewayConfig;
 pub use launcher::{LaunchError, Launched, Launcher, RemoveMode};
@@ -104,6 +104,7 @@ pub async fn start(
     let http = client_tls
         .http_client(std::time::Duration::from_secs(5))
         .map_err(std::io::Error::other)?;
+    membership.set_prober(healthz_prober(http.clone()));
     let acceptor = cfg.tls.acceptor().map_err(std::io::Error::other)?;
     let connect_proxy = security.connect_proxy.as_ref().map(|c| {
         let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
@@ -191,9 +192,20 @@ impl Gateway {
                 // the upgrade wait too: it lasts as long as the connection.
                 let mut tunnel = tunnel::run(c, u);
                 tokio::spawn(async move {
-                    tokio::select! {
-                        _ = &mut tunnel => {}
-                        _ = open.gw.stop.cancelled() => {}
+                    let ended = tokio::select! {
+                        r = &mut tunnel => Some(r),
+                        _ = open.gw.stop.cancelled() => None,
+                    };
+                    // A tunnel the node reset, or ended, is a sign it may
+                    // have died: have it probed (cheaply, see
+                    // `wsring_cluster::probe`), so a dead node leaves the
+                    // ring before its clients come back.
+                    match ended {
+                        Some(Err(_)) => open.gw.membership.suspect(&open.node, Suspicion::Strong),
+                        Some(Ok(tunnel::Ended::ByNode)) => {
+                            open.gw.membership.suspect(&open.node, Suspicion::Weak)
+                        }
+                        _ => {}
                     }
                     drop(open);
                 });
@@ -218,4 +230,20 @@ impl Drop for OpenTunnel {
             }
         }
     }
+}
+
+/// Probes members with `GET /healthz`, whose answer carries the incarnation
+/// the process serves (see `wsring_cluster::probe`).
+fn healthz_prober(http: reqwest::Client) -> wsring_cluster::Prober {
+    std::sync::Arc::new(move |url: String, limit: std::time::Duration| {
+        let http = http.clone();
+        Box::pin(async move {
+            let base = wsring_cluster::view::api_base_of(&url);
+            match wsring_http::peers::health_probe(&http, &base, limit).await {
+                wsring_http::peers::Health::Refused => wsring_cluster::Probe::Refused,
+                wsring_http::peers::Health::Answered(Some(i)) => wsring_cluster::Probe::Answered(i),
+                _ => wsring_cluster::Probe::Unconfirmed,
+            }
+        })
+    })
 }

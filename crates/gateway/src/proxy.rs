@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{debug, warn};
-use wsring_cluster::{MemberState, View};
+use wsring_cluster::{MemberState, Suspicion, View};
 use wsring_http::{Admission, ApiError};
 
 use wsring_protocol::{EPOCH_HEADER, Routing};
@@ -103,7 +103,7 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
         let Some(member) = view.member(&target) else {
             return retry_later(ApiError::unavailable("no node is up"));
         };
-        match forward(&gw, &parts, &member.url, view.epoch()).await {
+        match forward(&gw, &parts, &target, &member.url, view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
                 gw.spawn_tunnel(target, client_upgrade, node_upgrade);
                 return resp;
@@ -258,8 +258,9 @@ impl Gateway {
 }
 
 async fn forward(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     req: &axum::http::request::Parts,
+    node: &str,
     node_url: &str,
     epoch: u64,
 ) -> Result<Forwarded, String> {
@@ -278,7 +279,14 @@ async fn forward(
     let tcp = tokio::time::timeout(limit, TcpStream::connect(authority.as_str()))
         .await
         .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // Nothing listens where the node said it would: it has most
+            // likely died. Have it probed and, if so, removed at once.
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                gw.membership.suspect(node, Suspicion::Strong);
+            }
+            e.to_string()
+        })?;
     let _ = tcp.set_nodelay(true);
     let mut sender = if uri.scheme_str() == Some("wss") {
         // A TLS node: verified against the system roots and --tls-ca, by

@@ -196,8 +196,18 @@ impl Direction {
     }
 }
 
+/// How a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The client's side ended first.
+    ByClient,
+    /// The node's side ended first: a normal close (a WebSocket server
+    /// closes its connection first), a drain, or a dead process.
+    ByNode,
+}
+
 /// Copies bytes both ways between `client` and `node` until both directions
-/// have ended, or either fails.
+/// have ended, or either fails; says which side ended first.
 ///
 /// Not an `async fn`, which would keep both `Upgraded` arguments for the
 /// tunnel's whole life next to the sides made of them; and `Unpin`, so the
@@ -205,16 +215,24 @@ impl Direction {
 pub(crate) fn run(
     client: Upgraded,
     node: Upgraded,
-) -> impl Future<Output = io::Result<()>> + Unpin {
+) -> impl Future<Output = io::Result<Ended>> + Unpin {
     let (mut client, early_from_client) = Side::new(client);
     let (mut node, early_from_node) = Side::new(node);
     let mut up = Direction::starting_with(early_from_client);
     let mut down = Direction::starting_with(early_from_node);
+    let mut first = None;
     poll_fn(move |cx| {
         let up = up.poll(cx, &mut client, &mut node)?;
         let down = down.poll(cx, &mut node, &mut client)?;
+        if first.is_none() {
+            if down.is_ready() {
+                first = Some(Ended::ByNode);
+            } else if up.is_ready() {
+                first = Some(Ended::ByClient);
+            }
+        }
         ready!(up);
         ready!(down);
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(first.unwrap_or(Ended::ByClient)))
     })
 }
