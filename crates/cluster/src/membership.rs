@@ -809,7 +809,12 @@ impl Membership {
             let url = doc.members.get(&id).map(|m| m.url.clone());
             let own = me.as_deref() == Some(id.as_str());
             async move {
-                let Some(url) = url.filter(|_| !own) else {
+                // A node never buries itself: it is alive by definition, and
+                // its heartbeat loop claims its id again.
+                if own {
+                    return None;
+                }
+                let Some(url) = url else {
                     return Some((id, inc));
                 };
                 let Ok(_slot) = self.probe_slots.acquire().await else {

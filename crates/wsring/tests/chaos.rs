@@ -709,6 +709,7 @@ async fn detect(b: Backend) {
     // 1. The registry is unreachable from n1 alone for 15 s while its
     //    listener answers: it is never removed and no session moves.
     let victim = "n1";
+    let epoch_before = d.api(0).epoch().await;
     let proxy = &d.registries[victim];
     proxy.refuse(true);
     proxy.cut();
@@ -738,6 +739,14 @@ async fn detect(b: Backend) {
     for c in &clients {
         assert_eq!(c.count(), 1, "{}: no session moved during the outage", b.name);
     }
+    // At most one change: the node listed under the incarnation it claimed
+    // when the registry came back. A removal and a rejoin would be two.
+    let epochs = d.api(0).epoch().await - epoch_before;
+    assert!(
+        epochs <= 1,
+        "{}: {epochs} membership changes during the outage",
+        b.name
+    );
     println!(
         "DETECT {}: registry unreachable from {victim} for 15 s: never removed, 0 sessions moved",
         b.name
