@@ -386,7 +386,11 @@ impl Membership {
     /// compare-and-set on the incarnation it is listed with; if it answers
     /// or the probe is inconclusive it stays, and its heartbeat decides.
     pub fn suspect(self: &Arc<Self>, id: &str, why: Suspicion) {
-        let Some(listed) = self.view().member(id).map(|m| (m.url.clone(), m.incarnation)) else {
+        let Some(listed) = self
+            .view()
+            .member(id)
+            .map(|m| (m.url.clone(), m.incarnation))
+        else {
             return;
         };
         if lock(&self.local).as_ref().is_some_and(|l| l.id == id) {
@@ -405,7 +409,10 @@ impl Membership {
             s.probing = true;
         }
         let Ok(slot) = Arc::clone(&self.probe_slots).try_acquire_owned() else {
-            debug!(node = id, "too many probes in flight; leaving the suspect to its heartbeat");
+            debug!(
+                node = id,
+                "too many probes in flight; leaving the suspect to its heartbeat"
+            );
             self.probe_done(id, None);
             return;
         };
@@ -1030,7 +1037,11 @@ mod tests {
             .await
             .expect("victim");
         victim
-            .join("victim", "ws://127.0.0.1:1/ws", Arc::new(NodeStats::default))
+            .join(
+                "victim",
+                "ws://127.0.0.1:1/ws",
+                Arc::new(NodeStats::default),
+            )
             .await
             .expect("join");
         observer.reload().await.expect("reload");
@@ -1123,16 +1134,32 @@ mod tests {
             s.observer.suspect("victim", Suspicion::Weak);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(s.script.calls.load(Ordering::SeqCst), 1, "500 ms of weak signs");
+        assert_eq!(
+            s.script.calls.load(Ordering::SeqCst),
+            1,
+            "500 ms of weak signs"
+        );
         s.observer.suspect("victim", Suspicion::Strong);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(s.script.calls.load(Ordering::SeqCst), 2, "a strong sign is probed");
+        assert_eq!(
+            s.script.calls.load(Ordering::SeqCst),
+            2,
+            "a strong sign is probed"
+        );
         tokio::time::sleep(WEAK_COOLDOWN).await;
         s.observer.suspect("victim", Suspicion::Weak);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(s.script.calls.load(Ordering::SeqCst), 3, "after the cooldown");
+        assert_eq!(
+            s.script.calls.load(Ordering::SeqCst),
+            3,
+            "after the cooldown"
+        );
         assert!(listed(&s.observer));
-        assert_eq!(s.script.calls.load(Ordering::SeqCst), 3, "a live heartbeat is never probed");
+        assert_eq!(
+            s.script.calls.load(Ordering::SeqCst),
+            3,
+            "a live heartbeat is never probed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1155,9 +1182,13 @@ mod tests {
         let bytes = Bytes::from(serde_json::to_vec(&doc).expect("json"));
         registry.store(None, bytes).await.expect("store");
         let stop = CancellationToken::new();
-        let m = Membership::start(registry, MembershipConfig::with_ttl(TTL), stop.child_token())
-            .await
-            .expect("observer");
+        let m = Membership::start(
+            registry,
+            MembershipConfig::with_ttl(TTL),
+            stop.child_token(),
+        )
+        .await
+        .expect("observer");
         let script = Script::new(Probe::Answered(1));
         *lock(&script.delay) = Duration::from_millis(400);
         m.set_prober(script.prober());

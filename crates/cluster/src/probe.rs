@@ -121,10 +121,7 @@ mod tests {
         );
         assert_eq!(authority_of("wss://h/ws").as_deref(), Some("h:443"));
         assert_eq!(authority_of("ws://[::1]/ws").as_deref(), Some("[::1]:80"));
-        assert_eq!(
-            authority_of("ws://[::1]:9/ws").as_deref(),
-            Some("[::1]:9")
-        );
+        assert_eq!(authority_of("ws://[::1]:9/ws").as_deref(), Some("[::1]:9"));
         assert_eq!(authority_of("nonsense"), None);
     }
 

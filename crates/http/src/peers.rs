@@ -186,7 +186,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let live = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let old = Router::new().route("/healthz", get(|| async { axum::Json(json!({ "ok": true })) }));
+        let old = Router::new().route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "ok": true })) }),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let older = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, old).await });

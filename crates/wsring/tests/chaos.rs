@@ -590,10 +590,9 @@ impl Detect {
             let proxy = FaultProxy::start(addr_of(&b.registry))
                 .await
                 .expect("proxy");
-            let registry = b.registry.replace(
-                &addr_of(&b.registry).to_string(),
-                &proxy.addr().to_string(),
-            );
+            let registry = b
+                .registry
+                .replace(&addr_of(&b.registry).to_string(), &proxy.addr().to_string());
             let args = [
                 "node",
                 "--id",
@@ -669,10 +668,7 @@ impl Detect {
                     status == 200
                         && nodes
                             .iter()
-                            .any(|n| {
-                                n["id"] == *id
-                                    && states.iter().any(|s| n["state"] == *s)
-                            })
+                            .any(|n| n["id"] == *id && states.iter().any(|s| n["state"] == *s))
                 })
                 .collect();
             out.push(up);
@@ -709,6 +705,13 @@ async fn detect(b: Backend) {
     // 1. The registry is unreachable from n1 alone for 15 s while its
     //    listener answers: it is never removed and no session moves.
     let victim = "n1";
+    // `/healthz` tells a prober which incarnation of which node answers.
+    let base = wsring_cluster::view::api_base_of(d.nodes[victim].announced());
+    let (status, health) = Api::new(base).get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["node"], victim);
+    assert!(health["incarnation"].as_u64().is_some(), "{health}");
     let epoch_before = d.api(0).epoch().await;
     let proxy = &d.registries[victim];
     proxy.refuse(true);
@@ -737,7 +740,12 @@ async fn detect(b: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for c in &clients {
-        assert_eq!(c.count(), 1, "{}: no session moved during the outage", b.name);
+        assert_eq!(
+            c.count(),
+            1,
+            "{}: no session moved during the outage",
+            b.name
+        );
     }
     // At most one change: the node listed under the incarnation it claimed
     // when the registry came back. A removal and a rejoin would be two.
@@ -759,9 +767,7 @@ async fn detect(b: Backend) {
     assert!(!theirs.is_empty(), "some clients are on {victim}");
     let killed = Instant::now();
     d.nodes[victim].signal(Signal::SIGKILL);
-    let gone = d
-        .gone_from_every_ring(victim, killed, DETECT_TTL * 3)
-        .await;
+    let gone = d.gone_from_every_ring(victim, killed, DETECT_TTL * 3).await;
     let mut back = Duration::ZERO;
     for c in &theirs {
         wait_until("the client reconnected elsewhere", || async {
@@ -817,7 +823,11 @@ async fn detect(b: Backend) {
         c.client.close();
     }
     let Detect {
-        b, ns, nodes, gateways, ..
+        b,
+        ns,
+        nodes,
+        gateways,
+        ..
     } = d;
     drop(gateways);
     drop(nodes);
