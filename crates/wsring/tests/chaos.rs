@@ -18,6 +18,13 @@
 //! `WSRING_CHAOS_SEED=N` replays a run. Per fault the suite prints the
 //! longest delivery gap, the client reconnects and the duplicates the SDK
 //! suppressed (BENCHMARKS.md records them).
+//!
+//! `detect_*` measure failure detection on a default cluster (2 s TTL) whose
+//! nodes each reach the registry through a proxy of their own: the registry
+//! refused to one node for 15 s (it must never leave any ring, no session may
+//! move), a SIGKILL (gone from both gateways' rings and its clients back on
+//! their new owners well before the TTL), and a SIGSTOP standing for a host
+//! that vanished (removed on the TTL, not earlier). They print the figures.
 
 mod common;
 
