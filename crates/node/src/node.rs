@@ -502,10 +502,6 @@ fn envelope(target: Target, frame: String, pos: Option<&Appended>) -> Envelope {
     }
 }
 
-/// A node on the in-memory backend for unit tests: on the ring alone (so it
-/// owns every user), subscribed to its topics, with its broker inbox served,
-/// but without a listener or rebalancer (tests call those pieces directly).
-
 /// Probes members with `GET /healthz`, whose answer carries the incarnation
 /// the process serves (see `wsring_cluster::probe`).
 fn healthz_prober(http: reqwest::Client) -> wsring_cluster::Prober {
@@ -522,6 +518,9 @@ fn healthz_prober(http: reqwest::Client) -> wsring_cluster::Prober {
     })
 }
 
+/// A node on the in-memory backend for unit tests: on the ring alone (so it
+/// owns every user), subscribed to its topics, with its broker inbox served,
+/// but without a listener or rebalancer (tests call those pieces directly).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
