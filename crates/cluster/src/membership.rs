@@ -180,8 +180,8 @@ pub struct Membership {
 struct SuspectState {
     /// A probe of it is running.
     probing: bool,
-    /// When it last answered a probe as alive.
-    answered: Option<tokio::time::Instant>,
+    /// When its last probe ended.
+    probed: Option<tokio::time::Instant>,
 }
 
 /// Upper bound on compare-and-set retries before giving up.
@@ -401,7 +401,7 @@ impl Membership {
             let mut suspects = lock(&self.suspects);
             let s = suspects.entry(id.to_owned()).or_default();
             let recently = s
-                .answered
+                .probed
                 .is_some_and(|t| now.saturating_duration_since(t) < WEAK_COOLDOWN);
             if s.probing || (why == Suspicion::Weak && recently) {
                 return;
@@ -413,7 +413,9 @@ impl Membership {
                 node = id,
                 "too many probes in flight; leaving the suspect to its heartbeat"
             );
-            self.probe_done(id, None);
+            if let Some(s) = lock(&self.suspects).get_mut(id) {
+                s.probing = false;
+            }
             return;
         };
         let (url, inc) = listed;
@@ -425,7 +427,7 @@ impl Membership {
             debug!(node = %id, incarnation = inc, ?why, ?probe, "probed a suspect");
             match probe {
                 Probe::Refused => {
-                    me.probe_done(&id, None);
+                    me.probe_done(&id);
                     let plan = ReapPlan {
                         dead: vec![(id.clone(), inc)],
                     };
@@ -433,19 +435,16 @@ impl Membership {
                         debug!(node = %id, error = %e, "removing a dead suspect failed; its heartbeat will decide");
                     }
                 }
-                p if proves_alive(p, inc) => me.probe_done(&id, Some(tokio::time::Instant::now())),
-                _ => me.probe_done(&id, None),
+                _ => me.probe_done(&id),
             }
         });
     }
 
-    fn probe_done(&self, id: &str, answered: Option<tokio::time::Instant>) {
+    fn probe_done(&self, id: &str) {
         let mut suspects = lock(&self.suspects);
         if let Some(s) = suspects.get_mut(id) {
             s.probing = false;
-            if answered.is_some() {
-                s.answered = answered;
-            }
+            s.probed = Some(tokio::time::Instant::now());
         }
         // Forget members that left the document, so the map stays as small
         // as the membership.
@@ -870,7 +869,7 @@ impl Membership {
             })
             .await?;
         if !removed.is_empty() {
-            warn!(nodes = ?removed, epoch = view.epoch(), reason = why, "removed dead members");
+            warn!(nodes = ?removed, epoch = view.epoch(), reason = why, "reaped members found dead");
         }
         Ok(())
     }

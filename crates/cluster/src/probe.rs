@@ -19,8 +19,7 @@
 //! The cost is bounded by design: only suspects and members with expired
 //! heartbeats are probed, at most one probe per member at a time, at most
 //! [`MAX_PROBES_IN_FLIGHT`] per process, each bounded by the probe timeout;
-//! a weak suspicion of a member that answered within [`WEAK_COOLDOWN`] is
-//! ignored.
+//! a weak suspicion of a member probed within [`WEAK_COOLDOWN`] is ignored.
 
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -45,11 +44,12 @@ pub type Prober = Arc<dyn Fn(String, Duration) -> BoxFuture<'static, Probe> + Se
 /// Why a process suspects a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suspicion {
-    /// A connect to the member was refused, or a connection to it was reset:
-    /// always probed (unless a probe is already running).
+    /// A connect to the member was refused: always probed (unless a probe
+    /// of it is already running).
     Strong,
-    /// A connection to the member ended from its side, as connections also
-    /// do in normal operation: probed at most once per [`WEAK_COOLDOWN`].
+    /// A connection to the member ended from its side or failed, as
+    /// connections also do in normal operation: probed at most once per
+    /// [`WEAK_COOLDOWN`].
     Weak,
 }
 
@@ -57,8 +57,8 @@ pub enum Suspicion {
 /// heartbeat TTL.
 pub const MAX_PROBES_IN_FLIGHT: usize = 8;
 
-/// A weak suspicion of a member that answered a probe less than this ago is
-/// not probed again.
+/// A weak suspicion of a member probed less than this ago is not probed
+/// again.
 pub const WEAK_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// The default prober, for processes that serve no HTTP client: a TCP

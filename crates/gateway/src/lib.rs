@@ -196,16 +196,13 @@ impl Gateway {
                         r = &mut tunnel => Some(r),
                         _ = open.gw.stop.cancelled() => None,
                     };
-                    // A tunnel the node reset, or ended, is a sign it may
-                    // have died: have it probed (cheaply, see
+                    // A tunnel the node ended, or that failed (either side
+                    // may have reset it), is a sign the node may have died:
+                    // have it probed (at most once a second per node, see
                     // `wsring_cluster::probe`), so a dead node leaves the
                     // ring before its clients come back.
-                    match ended {
-                        Some(Err(_)) => open.gw.membership.suspect(&open.node, Suspicion::Strong),
-                        Some(Ok(tunnel::Ended::ByNode)) => {
-                            open.gw.membership.suspect(&open.node, Suspicion::Weak)
-                        }
-                        _ => {}
+                    if matches!(ended, Some(Err(_) | Ok(tunnel::Ended::ByNode))) {
+                        open.gw.membership.suspect(&open.node, Suspicion::Weak);
                     }
                     drop(open);
                 });
