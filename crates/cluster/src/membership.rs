@@ -30,7 +30,7 @@
 //!   plus one reap period plus one probe timeout (2 s + 0.5 s + 0.5 s by
 //!   default).
 //! * **Suspicion:** a process that sees a member's connections fail (a
-//!   gateway's tunnels reset, a connect refused) calls
+//!   gateway's tunnels ended or reset, a connect refused) calls
 //!   [`Membership::suspect`]; the member is probed at once, and one whose
 //!   address refuses connects is removed at once, by the same
 //!   compare-and-set on `(id, incarnation)` as the reaper's. A SIGKILLed
@@ -182,6 +182,8 @@ struct SuspectState {
     probing: bool,
     /// When its last probe ended.
     probed: Option<tokio::time::Instant>,
+    /// A weak sign came during the cooldown: one probe is due at its end.
+    deferred: bool,
 }
 
 /// Upper bound on compare-and-set retries before giving up.
@@ -381,8 +383,9 @@ impl Membership {
 
     /// Reports a sign that member `id` may be dead (see [`Suspicion`]). The
     /// member is probed in the background, unless a probe of it is running,
-    /// [`MAX_PROBES_IN_FLIGHT`] are, or (for a weak sign) it answered one
-    /// lately. If its address refuses connects it is removed at once by
+    /// [`MAX_PROBES_IN_FLIGHT`] are; a weak sign of a member probed less
+    /// than [`WEAK_COOLDOWN`] ago has it probed once at the end of the
+    /// cooldown instead. If its address refuses connects it is removed at once by
     /// compare-and-set on the incarnation it is listed with; if it answers
     /// or the probe is inconclusive it stays, and its heartbeat decides.
     pub fn suspect(self: &Arc<Self>, id: &str, why: Suspicion) {
@@ -400,10 +403,32 @@ impl Membership {
         {
             let mut suspects = lock(&self.suspects);
             let s = suspects.entry(id.to_owned()).or_default();
-            let recently = s
+            if s.probing {
+                return;
+            }
+            let cooling = s
                 .probed
-                .is_some_and(|t| now.saturating_duration_since(t) < WEAK_COOLDOWN);
-            if s.probing || (why == Suspicion::Weak && recently) {
+                .map(|t| t + WEAK_COOLDOWN)
+                .filter(|until| *until > now);
+            if let (Suspicion::Weak, Some(until)) = (why, cooling) {
+                // Not lost, only postponed: one probe at the end of the
+                // cooldown covers every weak sign seen during it.
+                if !s.deferred {
+                    s.deferred = true;
+                    let me = Arc::clone(self);
+                    let id = id.to_owned();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = me.cancel.cancelled() => {}
+                            _ = tokio::time::sleep_until(until) => {
+                                if let Some(s) = lock(&me.suspects).get_mut(&id) {
+                                    s.deferred = false;
+                                }
+                                me.suspect(&id, Suspicion::Weak);
+                            }
+                        }
+                    });
+                }
                 return;
             }
             s.probing = true;
@@ -449,7 +474,7 @@ impl Membership {
         // Forget members that left the document, so the map stays as small
         // as the membership.
         let view = self.view();
-        suspects.retain(|id, s| s.probing || view.member(id).is_some());
+        suspects.retain(|id, s| s.probing || s.deferred || view.member(id).is_some());
     }
 
     /// One probe of the member at `url`, bounded by the probe timeout.
@@ -1129,36 +1154,25 @@ mod tests {
         let s = setup(Probe::Unconfirmed).await;
         let inc = s.victim.incarnation().expect("joined");
         s.script.set(Probe::Answered(inc));
+        let calls = || s.script.calls.load(Ordering::SeqCst);
         for _ in 0..100 {
             s.observer.suspect("victim", Suspicion::Weak);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(
-            s.script.calls.load(Ordering::SeqCst),
-            1,
-            "500 ms of weak signs"
-        );
+        assert_eq!(calls(), 1, "500 ms of weak signs");
         s.observer.suspect("victim", Suspicion::Strong);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            s.script.calls.load(Ordering::SeqCst),
-            2,
-            "a strong sign is probed"
-        );
+        assert_eq!(calls(), 2, "a strong sign is probed at once");
+        // The weak signs of the cooldown were postponed, not lost: one probe
+        // at its end covers them all.
         tokio::time::sleep(WEAK_COOLDOWN).await;
+        assert_eq!(calls(), 3, "one postponed probe");
+        tokio::time::sleep(WEAK_COOLDOWN * 3).await;
+        assert_eq!(calls(), 3, "nothing more without a new sign");
         s.observer.suspect("victim", Suspicion::Weak);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            s.script.calls.load(Ordering::SeqCst),
-            3,
-            "after the cooldown"
-        );
+        assert_eq!(calls(), 4, "after the cooldown, at once");
         assert!(listed(&s.observer));
-        assert_eq!(
-            s.script.calls.load(Ordering::SeqCst),
-            3,
-            "a live heartbeat is never probed"
-        );
     }
 
     #[tokio::test(start_paused = true)]

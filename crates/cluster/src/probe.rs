@@ -19,7 +19,8 @@
 //! The cost is bounded by design: only suspects and members with expired
 //! heartbeats are probed, at most one probe per member at a time, at most
 //! [`MAX_PROBES_IN_FLIGHT`] per process, each bounded by the probe timeout;
-//! a weak suspicion of a member probed within [`WEAK_COOLDOWN`] is ignored.
+//! weak suspicions of a member probed less than [`WEAK_COOLDOWN`] ago are
+//! postponed to one probe at the end of the cooldown.
 
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -49,7 +50,7 @@ pub enum Suspicion {
     Strong,
     /// A connection to the member ended from its side or failed, as
     /// connections also do in normal operation: probed at most once per
-    /// [`WEAK_COOLDOWN`].
+    /// [`WEAK_COOLDOWN`] (a sign during the cooldown is probed at its end).
     Weak,
 }
 
@@ -57,8 +58,8 @@ pub enum Suspicion {
 /// heartbeat TTL.
 pub const MAX_PROBES_IN_FLIGHT: usize = 8;
 
-/// A weak suspicion of a member probed less than this ago is not probed
-/// again.
+/// A weak suspicion of a member probed less than this ago waits for the
+/// end of this cooldown to have it probed again.
 pub const WEAK_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// The default prober, for processes that serve no HTTP client: a TCP
