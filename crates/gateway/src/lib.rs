@@ -188,21 +188,22 @@ impl Gateway {
             })
             .await;
             if let Ok(Ok((c, u))) = joined {
+                // The node ending a tunnel, or a tunnel failing (either
+                // side may have reset it), is a sign the node may have died:
+                // have it probed (at most once a second per node, see
+                // `wsring_cluster::probe`), so a dead node leaves the ring
+                // before its clients come back.
+                let (membership, node) = (Arc::clone(&open.gw.membership), open.node.clone());
+                let suspect = move || membership.suspect(&node, Suspicion::Weak);
+                let mut tunnel = tunnel::run(c, u, suspect);
                 // A task of its own, sized for the tunnel alone and not for
                 // the upgrade wait too: it lasts as long as the connection.
-                let mut tunnel = tunnel::run(c, u);
                 tokio::spawn(async move {
-                    let ended = tokio::select! {
-                        r = &mut tunnel => Some(r),
-                        _ = open.gw.stop.cancelled() => None,
-                    };
-                    // A tunnel the node ended, or that failed (either side
-                    // may have reset it), is a sign the node may have died:
-                    // have it probed (at most once a second per node, see
-                    // `wsring_cluster::probe`), so a dead node leaves the
-                    // ring before its clients come back.
-                    if matches!(ended, Some(Err(_) | Ok(tunnel::Ended::ByNode))) {
-                        open.gw.membership.suspect(&open.node, Suspicion::Weak);
+                    tokio::select! {
+                        r = &mut tunnel => if r.is_err() {
+                            open.gw.membership.suspect(&open.node, Suspicion::Weak);
+                        },
+                        _ = open.gw.stop.cancelled() => {}
                     }
                     drop(open);
                 });

@@ -196,18 +196,11 @@ impl Direction {
     }
 }
 
-/// How a tunnel ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
-    /// The client's side ended first.
-    ByClient,
-    /// The node's side ended first: a normal close (a WebSocket server
-    /// closes its connection first), a drain, or a dead process.
-    ByNode,
-}
-
 /// Copies bytes both ways between `client` and `node` until both directions
-/// have ended, or either fails; says which side ended first.
+/// have ended, or either fails. `node_ended` is called the moment the node's
+/// side ends first (a normal close, since a WebSocket server closes its
+/// connection first; a drain; or a dead process), without waiting for the
+/// client, which may take long to notice.
 ///
 /// Not an `async fn`, which would keep both `Upgraded` arguments for the
 /// tunnel's whole life next to the sides made of them; and `Unpin`, so the
@@ -215,24 +208,25 @@ pub(crate) enum Ended {
 pub(crate) fn run(
     client: Upgraded,
     node: Upgraded,
-) -> impl Future<Output = io::Result<Ended>> + Unpin {
+    node_ended: impl FnOnce() + Send + Unpin + 'static,
+) -> impl Future<Output = io::Result<()>> + Unpin {
     let (mut client, early_from_client) = Side::new(client);
     let (mut node, early_from_node) = Side::new(node);
     let mut up = Direction::starting_with(early_from_client);
     let mut down = Direction::starting_with(early_from_node);
-    let mut first = None;
+    let mut node_ended = Some(node_ended);
+    let mut client_ended = false;
     poll_fn(move |cx| {
         let up = up.poll(cx, &mut client, &mut node)?;
         let down = down.poll(cx, &mut node, &mut client)?;
-        if first.is_none() {
-            if down.is_ready() {
-                first = Some(Ended::ByNode);
-            } else if up.is_ready() {
-                first = Some(Ended::ByClient);
+        if down.is_ready() && !client_ended {
+            if let Some(f) = node_ended.take() {
+                f();
             }
         }
+        client_ended |= up.is_ready();
         ready!(up);
         ready!(down);
-        Poll::Ready(Ok(first.unwrap_or(Ended::ByClient)))
+        Poll::Ready(Ok(()))
     })
 }
