@@ -219,10 +219,11 @@ pub(crate) fn run(
     poll_fn(move |cx| {
         let up = up.poll(cx, &mut client, &mut node)?;
         let down = down.poll(cx, &mut node, &mut client)?;
-        if down.is_ready() && !client_ended {
-            if let Some(f) = node_ended.take() {
-                f();
-            }
+        if down.is_ready()
+            && !client_ended
+            && let Some(f) = node_ended.take()
+        {
+            f();
         }
         client_ended |= up.is_ready();
         ready!(up);
