@@ -382,10 +382,11 @@ impl Membership {
     }
 
     /// Reports a sign that member `id` may be dead (see [`Suspicion`]). The
-    /// member is probed in the background, unless a probe of it is running,
-    /// [`MAX_PROBES_IN_FLIGHT`] are; a weak sign of a member probed less
-    /// than [`WEAK_COOLDOWN`] ago has it probed once at the end of the
-    /// cooldown instead. If its address refuses connects it is removed at once by
+    /// member is probed in the background, unless [`MAX_PROBES_IN_FLIGHT`]
+    /// are running. A sign that comes while a probe of the member runs, or
+    /// a weak sign of a member probed less than [`WEAK_COOLDOWN`] ago, has
+    /// it probed once more later (after that probe, at the end of the
+    /// cooldown), never more than one such probe pending per member. If its address refuses connects it is removed at once by
     /// compare-and-set on the incarnation it is listed with; if it answers
     /// or the probe is inconclusive it stays, and its heartbeat decides.
     pub fn suspect(self: &Arc<Self>, id: &str, why: Suspicion) {
@@ -403,16 +404,22 @@ impl Membership {
         {
             let mut suspects = lock(&self.suspects);
             let s = suspects.entry(id.to_owned()).or_default();
-            if s.probing {
-                return;
-            }
             let cooling = s
                 .probed
                 .map(|t| t + WEAK_COOLDOWN)
                 .filter(|until| *until > now);
-            if let (Suspicion::Weak, Some(until)) = (why, cooling) {
+            let later = if s.probing {
+                // The probe in flight may have started before this sign:
+                // ask again once it is over.
+                Some(now + self.cfg.probe_timeout)
+            } else if why == Suspicion::Weak {
+                cooling
+            } else {
+                None
+            };
+            if let Some(until) = later {
                 // Not lost, only postponed: one probe at the end of the
-                // cooldown covers every weak sign seen during it.
+                // cooldown covers every sign seen during it.
                 if !s.deferred {
                     s.deferred = true;
                     let me = Arc::clone(self);
@@ -424,7 +431,7 @@ impl Membership {
                                 if let Some(s) = lock(&me.suspects).get_mut(&id) {
                                     s.deferred = false;
                                 }
-                                me.suspect(&id, Suspicion::Weak);
+                                me.suspect(&id, why);
                             }
                         }
                     });
@@ -1029,10 +1036,12 @@ mod tests {
                     me.calls.fetch_add(1, Ordering::SeqCst);
                     let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
                     me.most.fetch_max(now, Ordering::SeqCst);
+                    // What the member would say when the probe reached it.
+                    let answer = *lock(&me.answer);
                     let delay = *lock(&me.delay);
                     tokio::time::sleep(delay).await;
                     me.running.fetch_sub(1, Ordering::SeqCst);
-                    *lock(&me.answer)
+                    answer
                 })
             })
         }
@@ -1173,6 +1182,31 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(calls(), 4, "after the cooldown, at once");
         assert!(listed(&s.observer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sign_during_a_probe_is_not_lost() {
+        let s = setup(Probe::Unconfirmed).await;
+        let inc = s.victim.incarnation().expect("joined");
+        s.script.set(Probe::Answered(inc));
+        *lock(&s.script.delay) = Duration::from_millis(300);
+        s.observer.suspect("victim", Suspicion::Weak);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // It dies while the first probe, which it answered, is under way.
+        s.crash.cancel();
+        s.script.set(Probe::Refused);
+        let start = tokio::time::Instant::now();
+        s.observer.suspect("victim", Suspicion::Weak);
+        let mut rx = s.observer.subscribe();
+        rx.wait_for(|v| v.member("victim").is_none())
+            .await
+            .expect("view");
+        let took = start.elapsed();
+        assert!(
+            took <= WEAK_COOLDOWN + Duration::from_millis(500),
+            "removed after {took:?}: by a later probe, not by the TTL"
+        );
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
