@@ -186,6 +186,9 @@ struct SuspectState {
     deferred: bool,
 }
 
+/// How long after an inconclusive probe of a suspect it is probed once more.
+const SECOND_LOOK: Duration = Duration::from_millis(100);
+
 /// Upper bound on compare-and-set retries before giving up.
 const MAX_CAS_ATTEMPTS: u32 = 64;
 
@@ -454,7 +457,14 @@ impl Membership {
         let id = id.to_owned();
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            let probe = me.probe(&url).await;
+            let mut probe = me.probe(&url).await;
+            if probe == Probe::Unconfirmed {
+                // A process being killed closes its connections before its
+                // listener, and a pooled connection to it fails without a
+                // refusal: one more look, shortly after, tells them apart.
+                tokio::time::sleep(SECOND_LOOK).await;
+                probe = me.probe(&url).await;
+            }
             drop(slot);
             debug!(node = %id, incarnation = inc, ?why, ?probe, "probed a suspect");
             match probe {

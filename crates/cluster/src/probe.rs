@@ -17,7 +17,8 @@
 //! * an expired heartbeat, in the reap pass.
 //!
 //! The cost is bounded by design: only suspects and members with expired
-//! heartbeats are probed, at most one probe per member at a time, at most
+//! heartbeats are probed (a suspect twice, 100 ms apart, when the first
+//! probe is inconclusive), at most one probe per member at a time, at most
 //! [`MAX_PROBES_IN_FLIGHT`] per process, each bounded by the probe timeout;
 //! weak suspicions of a member probed less than [`WEAK_COOLDOWN`] ago are
 //! postponed to one probe at the end of the cooldown.
