@@ -25,6 +25,10 @@ pub struct Grant {
     /// `Some(false)`: receive-only (`"send":false`); `None` leaves the
     /// claim out (sending allowed).
     pub send: Option<bool>,
+    /// Room names and `*`-patterns it may publish to even when receive-only
+    /// (`publish`); empty: the claim is left out, and publishing follows
+    /// `rooms` and `send`.
+    pub publish: Vec<String>,
     /// Audiences (`aud`): one is written as a string, several as a list.
     pub audience: Vec<String>,
     /// Issuer (`iss`).
@@ -74,6 +78,8 @@ struct Claims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     send: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
@@ -88,6 +94,7 @@ pub fn mint(key: &SigningKey, alg: Option<Algorithm>, grant: &Grant) -> Result<S
         Some(serde_json::Value::String(grant.sub.clone())),
         (!grant.rooms.is_empty()).then(|| grant.rooms.clone()),
         grant.send,
+        (!grant.publish.is_empty()).then(|| grant.publish.clone()),
     )
     .map_err(|e| MintError::Claim(e.to_string()))?;
     let (encoding, family) = match key {
@@ -121,6 +128,7 @@ pub fn mint(key: &SigningKey, alg: Option<Algorithm>, grant: &Grant) -> Result<S
         exp: now.saturating_add(grant.ttl.as_secs().max(1)),
         rooms: (!grant.rooms.is_empty()).then_some(grant.rooms.as_slice()),
         send: grant.send,
+        publish: (!grant.publish.is_empty()).then_some(grant.publish.as_slice()),
         aud,
         iss: grant.issuer.as_deref(),
     };
@@ -239,6 +247,7 @@ mod tests {
         let g = Grant {
             rooms: vec!["chat.*".into(), "news".into()],
             send: Some(false),
+            publish: vec!["news".into()],
             audience: vec!["app".into()],
             issuer: Some("me".into()),
             ..grant("alice")
@@ -253,6 +262,8 @@ mod tests {
         assert_eq!(id.user, "alice");
         assert!(!id.send);
         assert!(id.rooms.allows("chat.x") && !id.rooms.allows("other"));
+        let publish = id.publish.as_ref().expect("the publish claim");
+        assert!(publish.allows("news") && !publish.allows("chat.x"));
         // Another secret, audience or issuer refuses it.
         assert!(verifier("other", &["app"], &["me"]).verify(&token).is_err());
         assert!(

@@ -22,6 +22,7 @@
 //!   their types.
 //! * [`view`] — the membership document and the derived [`View`] (ring + epoch).
 //! * [`membership`] — the protocol: [`Membership`].
+//! * [`probe`] — direct probes of suspected members, before removal.
 //! * [`memory`] — the embedded backend used by `wsring dev`.
 //! * [`report`] — the JSON reports every process serves from its view
 //!   (`/api/nodes`, `/api/route`, `/api/ring`), whom to ask for the
@@ -48,6 +49,7 @@ pub mod local_clusters;
 pub mod membership;
 pub mod memory;
 pub mod order;
+pub mod probe;
 pub mod registry;
 pub mod report;
 pub mod server_rooms;
@@ -86,6 +88,7 @@ pub fn validate_namespace(ns: &str) -> Result<(), ClusterError> {
 pub use error::{BoxError, ClusterError};
 pub use link::Link;
 pub use membership::{Fenced, Membership, MembershipConfig, ReapPlan};
+pub use probe::{Probe, Prober, Suspicion};
 pub use registry::{Heartbeat, Lease, Registry, Versioned};
 pub use server_rooms::{RoomAdd, ServerRooms};
 pub use stream::{Appended, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore};

@@ -22,8 +22,20 @@
 //!   compare-and-set on `(id, incarnation)`: a member that rejoined between
 //!   the check and the removal carries a new incarnation and is kept. Many
 //!   processes may notice the same death; the CAS makes exactly one of them
-//!   bump the epoch. Detection time is at most `ttl` plus one reap period
-//!   (2 s + 0.5 s by default).
+//!   bump the epoch. Before removing a member whose heartbeat expired, the
+//!   reaper probes it directly ([`crate::probe`]): a member that answers
+//!   with its incarnation is alive (its registry is unreachable, not its
+//!   process) and is kept; one that refuses connects or does not answer is
+//!   removed. A host that vanished is therefore removed after at most `ttl`
+//!   plus one reap period plus one probe timeout (2 s + 0.5 s + 0.5 s by
+//!   default).
+//! * **Suspicion:** a process that sees a member's connections fail (a
+//!   gateway's tunnels ended or reset, a connect refused) calls
+//!   [`Membership::suspect`]; the member is probed at once, and one whose
+//!   address refuses connects is removed at once, by the same
+//!   compare-and-set on `(id, incarnation)` as the reaper's. A SIGKILLed
+//!   node thus leaves every ring within milliseconds of the first refused
+//!   connect, not after its TTL.
 //! * **Drain / leave:** mark the member `draining` (off the ring at once, still
 //!   listed), then remove it and delete its heartbeat (both only for its own
 //!   incarnation).
@@ -36,24 +48,29 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::error::ClusterError;
+use crate::probe::{
+    MAX_PROBES_IN_FLIGHT, Probe, Prober, Suspicion, WEAK_COOLDOWN, proves_alive, tcp_prober,
+};
 use crate::registry::{Lease, Registry};
 use crate::view::{Member, MemberState, MembershipDoc, NodeStats, View};
 
 /// Timing and ring parameters of the membership protocol.
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
-    /// A node whose heartbeat is older than this is dead. Default: 2 s, so a
-    /// SIGKILLed node leaves every ring in about 2.5 s.
+    /// A node whose heartbeat is older than this, and which does not answer
+    /// a direct probe, is dead. Default: 2 s, so a host that vanished leaves
+    /// every ring in about 3 s (a SIGKILLed process, whose port refuses
+    /// connects, leaves as soon as a suspicion has it probed).
     pub ttl: Duration,
     /// Heartbeat and reap period. Default: `ttl / 4` (500 ms).
     pub heartbeat_every: Duration,
@@ -61,6 +78,9 @@ pub struct MembershipConfig {
     pub poll_every: Duration,
     /// Virtual nodes per member. Default: [`wsring_ring::DEFAULT_VNODES`].
     pub vnodes: u32,
+    /// How long a direct probe of a member may take. Default: `ttl / 4`
+    /// (500 ms).
+    pub probe_timeout: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -77,6 +97,7 @@ impl MembershipConfig {
             heartbeat_every: ttl / 4,
             poll_every: Duration::from_secs(1),
             vnodes: wsring_ring::DEFAULT_VNODES,
+            probe_timeout: ttl / 4,
         }
     }
 }
@@ -145,8 +166,28 @@ pub struct Membership {
     /// Set when a stall longer than the TTL was seen; cleared by a heartbeat
     /// confirmed after it.
     suspect_tx: watch::Sender<Option<tokio::time::Instant>>,
+    /// How members are probed ([`crate::probe`]).
+    prober: Mutex<Prober>,
+    /// Bounds the probes in flight ([`MAX_PROBES_IN_FLIGHT`]).
+    probe_slots: Arc<Semaphore>,
+    /// Members under suspicion or lately probed, by id.
+    suspects: Mutex<HashMap<String, SuspectState>>,
     cancel: CancellationToken,
 }
+
+/// What this process knows of one suspected member.
+#[derive(Debug, Default)]
+struct SuspectState {
+    /// A probe of it is running.
+    probing: bool,
+    /// When its last probe ended.
+    probed: Option<tokio::time::Instant>,
+    /// A weak sign came during the cooldown: one probe is due at its end.
+    deferred: bool,
+}
+
+/// How long after an inconclusive probe of a suspect it is probed once more.
+const SECOND_LOOK: Duration = Duration::from_millis(100);
 
 /// Upper bound on compare-and-set retries before giving up.
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -177,6 +218,9 @@ impl Membership {
             fenced_tx: watch::channel(None).0,
             last_tick: Mutex::new(None),
             suspect_tx: watch::channel(None).0,
+            prober: Mutex::new(tcp_prober()),
+            probe_slots: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
+            suspects: Mutex::new(HashMap::new()),
             cancel,
         });
         tokio::spawn(Arc::clone(&m).watch_loop());
@@ -322,6 +366,142 @@ impl Membership {
     /// This node's incarnation, once joined.
     pub fn incarnation(&self) -> Option<u64> {
         lock(&self.local).as_ref().map(|l| l.incarnation)
+    }
+
+    /// This node's incarnation while it serves as a member: joined, not
+    /// fenced, not stopped. What `/healthz` reports, so that a probe proves
+    /// a live member and nothing else.
+    pub fn live_incarnation(&self) -> Option<u64> {
+        if self.cancel.is_cancelled() || self.fenced_tx.borrow().is_some() {
+            return None;
+        }
+        self.incarnation()
+    }
+
+    /// Replaces the prober (the default only tells a refused connect).
+    /// Processes with an HTTP client install one that asks `/healthz`.
+    pub fn set_prober(&self, prober: Prober) {
+        *lock(&self.prober) = prober;
+    }
+
+    /// Reports a sign that member `id` may be dead (see [`Suspicion`]). The
+    /// member is probed in the background, unless [`MAX_PROBES_IN_FLIGHT`]
+    /// are running. A sign that comes while a probe of the member runs, or
+    /// a weak sign of a member probed less than [`WEAK_COOLDOWN`] ago, has
+    /// it probed once more later (after that probe, at the end of the
+    /// cooldown), never more than one such probe pending per member. If its address refuses connects it is removed at once by
+    /// compare-and-set on the incarnation it is listed with; if it answers
+    /// or the probe is inconclusive it stays, and its heartbeat decides.
+    pub fn suspect(self: &Arc<Self>, id: &str, why: Suspicion) {
+        let Some(listed) = self
+            .view()
+            .member(id)
+            .map(|m| (m.url.clone(), m.incarnation))
+        else {
+            return;
+        };
+        if lock(&self.local).as_ref().is_some_and(|l| l.id == id) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        {
+            let mut suspects = lock(&self.suspects);
+            let s = suspects.entry(id.to_owned()).or_default();
+            let cooling = s
+                .probed
+                .map(|t| t + WEAK_COOLDOWN)
+                .filter(|until| *until > now);
+            let later = if s.probing {
+                // The probe in flight may have started before this sign:
+                // ask again once it is over.
+                Some(now + self.cfg.probe_timeout)
+            } else if why == Suspicion::Weak {
+                cooling
+            } else {
+                None
+            };
+            if let Some(until) = later {
+                // Not lost, only postponed: one probe at the end of the
+                // cooldown covers every sign seen during it.
+                if !s.deferred {
+                    s.deferred = true;
+                    let me = Arc::clone(self);
+                    let id = id.to_owned();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = me.cancel.cancelled() => {}
+                            _ = tokio::time::sleep_until(until) => {
+                                if let Some(s) = lock(&me.suspects).get_mut(&id) {
+                                    s.deferred = false;
+                                }
+                                me.suspect(&id, why);
+                            }
+                        }
+                    });
+                }
+                return;
+            }
+            s.probing = true;
+        }
+        let Ok(slot) = Arc::clone(&self.probe_slots).try_acquire_owned() else {
+            debug!(
+                node = id,
+                "too many probes in flight; leaving the suspect to its heartbeat"
+            );
+            if let Some(s) = lock(&self.suspects).get_mut(id) {
+                s.probing = false;
+            }
+            return;
+        };
+        let (url, inc) = listed;
+        let id = id.to_owned();
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut probe = me.probe(&url).await;
+            if probe == Probe::Unconfirmed {
+                // A process being killed closes its connections before its
+                // listener, and a pooled connection to it fails without a
+                // refusal: one more look, shortly after, tells them apart.
+                tokio::time::sleep(SECOND_LOOK).await;
+                probe = me.probe(&url).await;
+            }
+            drop(slot);
+            debug!(node = %id, incarnation = inc, ?why, ?probe, "probed a suspect");
+            match probe {
+                Probe::Refused => {
+                    me.probe_done(&id);
+                    let plan = ReapPlan {
+                        dead: vec![(id.clone(), inc)],
+                    };
+                    if let Err(e) = me.remove(&plan, "its address refuses connections").await {
+                        debug!(node = %id, error = %e, "removing a dead suspect failed; its heartbeat will decide");
+                    }
+                }
+                _ => me.probe_done(&id),
+            }
+        });
+    }
+
+    fn probe_done(&self, id: &str) {
+        let mut suspects = lock(&self.suspects);
+        if let Some(s) = suspects.get_mut(id) {
+            s.probing = false;
+            s.probed = Some(tokio::time::Instant::now());
+        }
+        // Forget members that left the document, so the map stays as small
+        // as the membership.
+        let view = self.view();
+        suspects.retain(|id, s| s.probing || s.deferred || view.member(id).is_some());
+    }
+
+    /// One probe of the member at `url`, bounded by the probe timeout.
+    async fn probe(&self, url: &str) -> Probe {
+        let prober = lock(&self.prober).clone();
+        let limit = self.cfg.probe_timeout;
+        // The prober bounds itself; this bounds a prober that does not.
+        tokio::time::timeout(limit + limit / 2, prober(url.to_owned(), limit))
+            .await
+            .unwrap_or(Probe::Unconfirmed)
     }
 
     fn fence(&self, node: &str, ours: u64, holder: Option<u64>) {
@@ -659,13 +839,61 @@ impl Membership {
             }
         }
         self.stats_tx.send_replace(Arc::new(stats));
+        let dead = self.spare_answering(&doc, dead).await;
         Ok(ReapPlan { dead })
+    }
+
+    /// Probes each member whose heartbeat expired (bounded by the probe
+    /// slots) and keeps in the list only those that do not prove alive: a
+    /// member whose process answers with its incarnation is not dead, its
+    /// registry is unreachable.
+    async fn spare_answering(
+        &self,
+        doc: &MembershipDoc,
+        dead: Vec<(String, u64)>,
+    ) -> Vec<(String, u64)> {
+        let me = lock(&self.local).as_ref().map(|l| l.id.clone());
+        let checks = dead.into_iter().map(|(id, inc)| {
+            let url = doc.members.get(&id).map(|m| m.url.clone());
+            let own = me.as_deref() == Some(id.as_str());
+            async move {
+                // A node never buries itself: it is alive by definition, and
+                // its heartbeat loop claims its id again.
+                if own {
+                    return None;
+                }
+                let Some(url) = url else {
+                    return Some((id, inc));
+                };
+                let Ok(_slot) = self.probe_slots.acquire().await else {
+                    return Some((id, inc));
+                };
+                let probe = self.probe(&url).await;
+                if proves_alive(probe, inc) {
+                    debug!(node = %id, incarnation = inc, "heartbeat expired but the node answers its probe; kept");
+                    None
+                } else {
+                    Some((id, inc))
+                }
+            }
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The second half of a reap pass: removes the members of `plan`, each
     /// only if the document still lists the incarnation the plan saw. A
     /// member that rejoined meanwhile carries a new incarnation and stays.
     pub async fn reap_apply(&self, plan: &ReapPlan) -> Result<(), ClusterError> {
+        self.remove(plan, "expired heartbeat").await
+    }
+
+    /// Removes the members of `plan` by compare-and-set on their
+    /// incarnations, logging `why`.
+    async fn remove(&self, plan: &ReapPlan, why: &'static str) -> Result<(), ClusterError> {
         if plan.dead.is_empty() {
             return Ok(());
         }
@@ -683,7 +911,7 @@ impl Membership {
             })
             .await?;
         if !removed.is_empty() {
-            warn!(nodes = ?removed, epoch = view.epoch(), "reaped members with expired heartbeats");
+            warn!(nodes = ?removed, epoch = view.epoch(), reason = why, "reaped members found dead");
         }
         Ok(())
     }
@@ -773,3 +1001,262 @@ fn encode_stats(stats: &NodeStats) -> Bytes {
 }
 
 use crate::lock;
+
+#[cfg(test)]
+mod tests {
+    //! The timing rules of suspicion and probing, on the in-memory registry
+    //! with a scripted prober, in paused time.
+    use super::*;
+    use crate::memory::MemoryRegistry;
+    use std::sync::atomic::AtomicUsize;
+
+    const TTL: Duration = Duration::from_secs(2);
+
+    /// A prober whose answer the test sets, counting the probes it ran and
+    /// the most it ran at once.
+    struct Script {
+        answer: Mutex<Probe>,
+        calls: AtomicUsize,
+        running: AtomicUsize,
+        most: AtomicUsize,
+        /// Probes take this long (paused time).
+        delay: Mutex<Duration>,
+    }
+
+    impl Script {
+        fn new(answer: Probe) -> Arc<Script> {
+            Arc::new(Script {
+                answer: Mutex::new(answer),
+                calls: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+                delay: Mutex::new(Duration::from_millis(1)),
+            })
+        }
+
+        fn set(&self, answer: Probe) {
+            *lock(&self.answer) = answer;
+        }
+
+        fn prober(self: &Arc<Self>) -> Prober {
+            let me = Arc::clone(self);
+            Arc::new(move |_url, _limit| {
+                let me = Arc::clone(&me);
+                Box::pin(async move {
+                    me.calls.fetch_add(1, Ordering::SeqCst);
+                    let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
+                    me.most.fetch_max(now, Ordering::SeqCst);
+                    // What the member would say when the probe reached it.
+                    let answer = *lock(&me.answer);
+                    let delay = *lock(&me.delay);
+                    tokio::time::sleep(delay).await;
+                    me.running.fetch_sub(1, Ordering::SeqCst);
+                    answer
+                })
+            })
+        }
+    }
+
+    struct Setup {
+        observer: Arc<Membership>,
+        victim: Arc<Membership>,
+        crash: CancellationToken,
+        script: Arc<Script>,
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    /// An observer (a gateway) and a joined victim node on one registry.
+    async fn setup(answer: Probe) -> Setup {
+        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::default());
+        let stop = CancellationToken::new();
+        let cfg = MembershipConfig::with_ttl(TTL);
+        let observer = Membership::start(Arc::clone(&registry), cfg.clone(), stop.child_token())
+            .await
+            .expect("observer");
+        let script = Script::new(answer);
+        observer.set_prober(script.prober());
+        let crash = stop.child_token();
+        let victim = Membership::start(registry, cfg, crash.clone())
+            .await
+            .expect("victim");
+        victim
+            .join(
+                "victim",
+                "ws://127.0.0.1:1/ws",
+                Arc::new(NodeStats::default),
+            )
+            .await
+            .expect("join");
+        observer.reload().await.expect("reload");
+        assert!(observer.view().member("victim").is_some());
+        Setup {
+            observer,
+            victim,
+            crash,
+            script,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    fn listed(m: &Membership) -> bool {
+        m.view().member("victim").is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspect_whose_address_refuses_is_removed_at_once() {
+        let s = setup(Probe::Refused).await;
+        s.crash.cancel();
+        let start = tokio::time::Instant::now();
+        s.observer.suspect("victim", Suspicion::Strong);
+        let mut rx = s.observer.subscribe();
+        rx.wait_for(|v| v.member("victim").is_none())
+            .await
+            .expect("view");
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "removed after {:?}, not at once",
+            start.elapsed()
+        );
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspect_that_answers_is_kept_even_with_a_late_heartbeat() {
+        let s = setup(Probe::Unconfirmed).await;
+        let inc = s.victim.incarnation().expect("joined");
+        s.script.set(Probe::Answered(inc));
+        // The heartbeat stops (the registry is unreachable from the victim)
+        // while the process keeps answering its probes.
+        s.crash.cancel();
+        s.observer.suspect("victim", Suspicion::Strong);
+        tokio::time::sleep(TTL * 5).await;
+        assert!(listed(&s.observer), "a node that answers is never removed");
+        // Once it stops answering, the heartbeat rule applies at once: its
+        // TTL ran out long ago.
+        s.script.set(Probe::Unconfirmed);
+        tokio::time::sleep(TTL / 4 * 2).await;
+        assert!(!listed(&s.observer), "removed once it stopped answering");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_from_an_older_incarnation_proves_nothing() {
+        let s = setup(Probe::Unconfirmed).await;
+        let inc = s.victim.incarnation().expect("joined");
+        s.script.set(Probe::Answered(inc - 1));
+        s.crash.cancel();
+        tokio::time::sleep(TTL * 2).await;
+        assert!(!listed(&s.observer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_host_is_removed_on_the_ttl_and_not_earlier() {
+        let s = setup(Probe::Unconfirmed).await;
+        *lock(&s.script.delay) = TTL; // every probe times out
+        s.crash.cancel();
+        let start = tokio::time::Instant::now();
+        s.observer.suspect("victim", Suspicion::Strong);
+        let mut rx = s.observer.subscribe();
+        rx.wait_for(|v| v.member("victim").is_none())
+            .await
+            .expect("view");
+        let took = start.elapsed();
+        let cfg = s.observer.config();
+        // The TTL, then at most one reap period (with its jitter) and one
+        // bounded probe.
+        let most = cfg.ttl + cfg.heartbeat_every.mul_f64(1.2) + cfg.probe_timeout * 2;
+        assert!(took >= cfg.ttl, "removed after {took:?}, before the TTL");
+        assert!(took <= most, "removed after {took:?}, later than {most:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weak_suspicions_are_probed_once_per_cooldown() {
+        let s = setup(Probe::Unconfirmed).await;
+        let inc = s.victim.incarnation().expect("joined");
+        s.script.set(Probe::Answered(inc));
+        let calls = || s.script.calls.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            s.observer.suspect("victim", Suspicion::Weak);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(calls(), 1, "500 ms of weak signs");
+        s.observer.suspect("victim", Suspicion::Strong);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(calls(), 2, "a strong sign is probed at once");
+        // The weak signs of the cooldown were postponed, not lost: one probe
+        // at its end covers them all.
+        tokio::time::sleep(WEAK_COOLDOWN).await;
+        assert_eq!(calls(), 3, "one postponed probe");
+        tokio::time::sleep(WEAK_COOLDOWN * 3).await;
+        assert_eq!(calls(), 3, "nothing more without a new sign");
+        s.observer.suspect("victim", Suspicion::Weak);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(calls(), 4, "after the cooldown, at once");
+        assert!(listed(&s.observer));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sign_during_a_probe_is_not_lost() {
+        let s = setup(Probe::Unconfirmed).await;
+        let inc = s.victim.incarnation().expect("joined");
+        s.script.set(Probe::Answered(inc));
+        *lock(&s.script.delay) = Duration::from_millis(300);
+        s.observer.suspect("victim", Suspicion::Weak);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // It dies while the first probe, which it answered, is under way.
+        s.crash.cancel();
+        s.script.set(Probe::Refused);
+        let start = tokio::time::Instant::now();
+        s.observer.suspect("victim", Suspicion::Weak);
+        let mut rx = s.observer.subscribe();
+        rx.wait_for(|v| v.member("victim").is_none())
+            .await
+            .expect("view");
+        let took = start.elapsed();
+        assert!(
+            took <= WEAK_COOLDOWN + Duration::from_millis(500),
+            "removed after {took:?}: by a later probe, not by the TTL"
+        );
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_in_flight_are_bounded() {
+        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::default());
+        let mut doc = MembershipDoc {
+            epoch: 1,
+            members: BTreeMap::new(),
+        };
+        for i in 0..100 {
+            doc.members.insert(
+                format!("n{i}"),
+                Member {
+                    url: format!("ws://127.0.0.1:1/n{i}"),
+                    state: MemberState::Up,
+                    incarnation: 1,
+                },
+            );
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&doc).expect("json"));
+        registry.store(None, bytes).await.expect("store");
+        let stop = CancellationToken::new();
+        let m = Membership::start(
+            registry,
+            MembershipConfig::with_ttl(TTL),
+            stop.child_token(),
+        )
+        .await
+        .expect("observer");
+        let script = Script::new(Probe::Answered(1));
+        *lock(&script.delay) = Duration::from_millis(400);
+        m.set_prober(script.prober());
+        for i in 0..100 {
+            m.suspect(&format!("n{i}"), Suspicion::Strong);
+        }
+        // 100 members without heartbeats, all suspected: the reap passes
+        // probe them too, through the same slots.
+        tokio::time::sleep(TTL * 3).await;
+        assert_eq!(script.most.load(Ordering::SeqCst), MAX_PROBES_IN_FLIGHT);
+        assert_eq!(m.view().doc.members.len(), 100, "all answered, all kept");
+        stop.cancel();
+    }
+}

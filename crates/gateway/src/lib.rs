@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-use wsring_cluster::Membership;
+use wsring_cluster::{Membership, Suspicion};
 
 pub use config::GatewayConfig;
 pub use launcher::{LaunchError, Launched, Launcher, RemoveMode};
@@ -106,6 +106,7 @@ pub async fn start(
     let http = client_tls
         .http_client(std::time::Duration::from_secs(5))
         .map_err(std::io::Error::other)?;
+    membership.set_prober(healthz_prober(http.clone()));
     let acceptor = cfg.tls.acceptor().map_err(std::io::Error::other)?;
     let connect_proxy = security.connect_proxy.as_ref().map(|c| {
         let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
@@ -190,12 +191,21 @@ impl Gateway {
             })
             .await;
             if let Ok(Ok((c, u))) = joined {
+                // The node ending a tunnel, or a tunnel failing (either
+                // side may have reset it), is a sign the node may have died:
+                // have it probed (at most once a second per node, see
+                // `wsring_cluster::probe`), so a dead node leaves the ring
+                // before its clients come back.
+                let (membership, node) = (Arc::clone(&open.gw.membership), open.node.clone());
+                let suspect = move || membership.suspect(&node, Suspicion::Weak);
+                let mut tunnel = tunnel::run(c, u, suspect);
                 // A task of its own, sized for the tunnel alone and not for
                 // the upgrade wait too: it lasts as long as the connection.
-                let mut tunnel = tunnel::run(c, u);
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = &mut tunnel => {}
+                        r = &mut tunnel => if r.is_err() {
+                            open.gw.membership.suspect(&open.node, Suspicion::Weak);
+                        },
                         _ = open.gw.stop.cancelled() => {}
                     }
                     drop(open);
@@ -221,4 +231,20 @@ impl Drop for OpenTunnel {
             }
         }
     }
+}
+
+/// Probes members with `GET /healthz`, whose answer carries the incarnation
+/// the process serves (see `wsring_cluster::probe`).
+fn healthz_prober(http: reqwest::Client) -> wsring_cluster::Prober {
+    std::sync::Arc::new(move |url: String, limit: std::time::Duration| {
+        let http = http.clone();
+        Box::pin(async move {
+            let base = wsring_cluster::view::api_base_of(&url);
+            match wsring_http::peers::health_probe(&http, &base, limit).await {
+                wsring_http::peers::Health::Refused => wsring_cluster::Probe::Refused,
+                wsring_http::peers::Health::Answered(Some(i)) => wsring_cluster::Probe::Answered(i),
+                _ => wsring_cluster::Probe::Unconfirmed,
+            }
+        })
+    })
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{debug, warn};
-use wsring_cluster::{MemberState, View};
+use wsring_cluster::{MemberState, Suspicion, View};
 use wsring_http::{Admission, ApiError};
 
 use wsring_protocol::{EPOCH_HEADER, Routing};
@@ -106,7 +106,7 @@ pub(crate) async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -
         let Some(member) = view.member(&target) else {
             return retry_later(ApiError::unavailable("no node is up"));
         };
-        match forward(&gw, &parts, &member.url, None, view.epoch()).await {
+        match forward(&gw, &parts, &target, &member.url, None, view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
                 gw.spawn_tunnel(target, client_upgrade, node_upgrade);
                 return resp;
@@ -263,11 +263,12 @@ impl Gateway {
     }
 }
 
-/// Forwards the upgrade `req` to the node at `node_url`, at that URL's path
-/// or at `path`.
+/// Forwards the upgrade `req` to the node `node` at `node_url`, at that
+/// URL's path or at `path`.
 pub(crate) async fn forward(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     req: &axum::http::request::Parts,
+    node: &str,
     node_url: &str,
     path: Option<&str>,
     epoch: u64,
@@ -288,7 +289,14 @@ pub(crate) async fn forward(
     let tcp = tokio::time::timeout(limit, TcpStream::connect(authority.as_str()))
         .await
         .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // Nothing listens where the node said it would: it has most
+            // likely died. Have it probed and, if so, removed at once.
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                gw.membership.suspect(node, Suspicion::Strong);
+            }
+            e.to_string()
+        })?;
     let _ = tcp.set_nodelay(true);
     let mut sender = if uri.scheme_str() == Some("wss") {
         // A TLS node: verified against the system roots and --tls-ca, by

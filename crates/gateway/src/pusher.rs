@@ -59,7 +59,7 @@ async fn ws(State(gw): State<Arc<Gateway>>, mut req: Request<Body>) -> Response<
         // pick before any of their tunnels is open, and would otherwise
         // all land on the same node.
         gw.note_located(&target);
-        match forward(&gw, &parts, &member.url, Some(&path), view.epoch()).await {
+        match forward(&gw, &parts, &target, &member.url, Some(&path), view.epoch()).await {
             Ok(Forwarded::Upgraded(resp, node_upgrade)) => {
                 gw.spawn_tunnel(target, client_upgrade, node_upgrade);
                 return resp;

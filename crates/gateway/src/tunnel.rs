@@ -197,7 +197,10 @@ impl Direction {
 }
 
 /// Copies bytes both ways between `client` and `node` until both directions
-/// have ended, or either fails.
+/// have ended, or either fails. `node_ended` is called the moment the node's
+/// side ends first (a normal close, since a WebSocket server closes its
+/// connection first; a drain; or a dead process), without waiting for the
+/// client, which may take long to notice.
 ///
 /// Not an `async fn`, which would keep both `Upgraded` arguments for the
 /// tunnel's whole life next to the sides made of them; and `Unpin`, so the
@@ -205,14 +208,24 @@ impl Direction {
 pub(crate) fn run(
     client: Upgraded,
     node: Upgraded,
+    node_ended: impl FnOnce() + Send + Unpin + 'static,
 ) -> impl Future<Output = io::Result<()>> + Unpin {
     let (mut client, early_from_client) = Side::new(client);
     let (mut node, early_from_node) = Side::new(node);
     let mut up = Direction::starting_with(early_from_client);
     let mut down = Direction::starting_with(early_from_node);
+    let mut node_ended = Some(node_ended);
+    let mut client_ended = false;
     poll_fn(move |cx| {
         let up = up.poll(cx, &mut client, &mut node)?;
         let down = down.poll(cx, &mut node, &mut client)?;
+        if down.is_ready()
+            && !client_ended
+            && let Some(f) = node_ended.take()
+        {
+            f();
+        }
+        client_ended |= up.is_ready();
         ready!(up);
         ready!(down);
         Poll::Ready(Ok(()))

@@ -65,6 +65,50 @@ async fn call_json_all(
     join_all(calls).await
 }
 
+/// What a `GET /healthz` of a member found (see [`health_probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The connect was refused: nothing listens at that address.
+    Refused,
+    /// The process answered 200, with the incarnation it reported, if any.
+    Answered(Option<u64>),
+    /// A timeout, another error, or an answer that is not a healthy one.
+    NoAnswer,
+}
+
+/// Asks `{api_base}/healthz` once, within `timeout`: whether the process
+/// there is alive, and which incarnation of its node it serves.
+pub async fn health_probe(http: &reqwest::Client, api_base: &str, timeout: Duration) -> Health {
+    let resp = http
+        .get(format!("{api_base}/healthz"))
+        .timeout(timeout)
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => {
+            let body = r.json::<Value>().await.ok();
+            Health::Answered(body.and_then(|b| b["incarnation"].as_u64()))
+        }
+        Ok(_) => Health::NoAnswer,
+        Err(e) if refused(&e) => Health::Refused,
+        Err(_) => Health::NoAnswer,
+    }
+}
+
+/// Whether an error was caused by a refused TCP connect.
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +175,51 @@ mod tests {
         );
         stop.cancel();
         drop(silent);
+    }
+
+    #[tokio::test]
+    async fn health_probe_tells_refused_answered_and_silent() {
+        let app = Router::new().route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "ok": true, "incarnation": 7 })) }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let live = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let old = Router::new().route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "ok": true })) }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let older = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, old).await });
+        // Accepts (the kernel does) but never answers.
+        let silent_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let silent = silent_l.local_addr().expect("addr");
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let http = crate::tls::ClientTls::new(None)
+            .and_then(|t| t.http_client(Duration::from_secs(5)))
+            .expect("client");
+        let t = Duration::from_millis(300);
+        assert_eq!(
+            health_probe(&http, &format!("http://{live}"), t).await,
+            Health::Answered(Some(7))
+        );
+        assert_eq!(
+            health_probe(&http, &format!("http://{older}"), t).await,
+            Health::Answered(None)
+        );
+        assert_eq!(
+            health_probe(&http, &format!("http://{silent}"), t).await,
+            Health::NoAnswer
+        );
+        assert_eq!(
+            health_probe(&http, &format!("http://{closed}"), t).await,
+            Health::Refused
+        );
+        drop(silent_l);
     }
 }

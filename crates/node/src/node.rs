@@ -140,6 +140,7 @@ impl Node {
             .tls_files()
             .client()?
             .http_client(std::time::Duration::from_secs(3))?;
+        membership.set_prober(healthz_prober(http.clone()));
         let table = Arc::new(SessionTable::default());
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
         // Event ids must stay unique across restarts of the same node id.
@@ -579,6 +580,22 @@ fn envelope(target: Target, frame: String, pos: Option<&Appended>) -> Envelope {
         stream_epoch: pos.map(|a| a.epoch.clone()),
         frame: Bytes::from(frame),
     }
+}
+
+/// Probes members with `GET /healthz`, whose answer carries the incarnation
+/// the process serves (see `wsring_cluster::probe`).
+fn healthz_prober(http: reqwest::Client) -> wsring_cluster::Prober {
+    std::sync::Arc::new(move |url: String, limit: std::time::Duration| {
+        let http = http.clone();
+        Box::pin(async move {
+            let base = wsring_cluster::view::api_base_of(&url);
+            match wsring_http::peers::health_probe(&http, &base, limit).await {
+                wsring_http::peers::Health::Refused => wsring_cluster::Probe::Refused,
+                wsring_http::peers::Health::Answered(Some(i)) => wsring_cluster::Probe::Answered(i),
+                _ => wsring_cluster::Probe::Unconfirmed,
+            }
+        })
+    })
 }
 
 /// A node on the in-memory backend for unit tests: on the ring alone (so it

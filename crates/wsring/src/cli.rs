@@ -246,6 +246,11 @@ pub struct TokenArgs {
     /// messages or publishes).
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub send: Option<bool>,
+    /// A room name or `*`-pattern the user may publish to even with
+    /// `--send false` (`publish` claim); repeatable. Without it, publishing
+    /// follows --rooms and --send.
+    #[arg(long, value_name = "ROOM")]
+    pub publish: Vec<String>,
     /// Lifetime: `exp` is now plus this (e.g. 30m, 1h, 7d).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
     pub ttl: Duration,

@@ -24,6 +24,7 @@ pub fn mint(a: &TokenArgs) -> anyhow::Result<String> {
         sub: a.sub.clone(),
         rooms: a.rooms.clone(),
         send: a.send,
+        publish: a.publish.clone(),
         audience: a.jwt_audience.clone(),
         issuer: a.jwt_issuer.clone(),
         ttl: a.ttl,

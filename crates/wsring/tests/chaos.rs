@@ -18,6 +18,13 @@
 //! `WSRING_CHAOS_SEED=N` replays a run. Per fault the suite prints the
 //! longest delivery gap, the client reconnects and the duplicates the SDK
 //! suppressed (BENCHMARKS.md records them).
+//!
+//! `detect_*` measure failure detection on a default cluster (2 s TTL) whose
+//! nodes each reach the registry through a proxy of their own: the registry
+//! refused to one node for 15 s (it must never leave any ring, no session may
+//! move), a SIGKILL (gone from both gateways' rings and its clients back on
+//! their new owners well before the TTL), and a SIGSTOP standing for a host
+//! that vanished (removed on the TTL, not earlier). They print the figures.
 
 mod common;
 
@@ -520,4 +527,332 @@ async fn chaos_amqp() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(b) = procs::amqp().await else { return };
     chaos(b).await;
+}
+
+// ---------------------------------------------------------------------------
+// Failure detection: how fast a dead node leaves every ring, and that a live
+// one never does.
+// ---------------------------------------------------------------------------
+
+/// The default heartbeat TTL: the figures are those of a default cluster.
+const DETECT_TTL: Duration = Duration::from_secs(2);
+
+/// A client that records which node each of its sessions started on.
+struct Watched {
+    client: wsring_client::Client,
+    /// `(when, node)` of every `Connected` event.
+    sessions: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Watched {
+    async fn connect(url: String, user: String) -> Watched {
+        let (client, mut events) = wsring_client::connect_with(client_cfg(url, user))
+            .await
+            .expect("connect");
+        let sessions: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let s = Arc::clone(&sessions);
+        tokio::spawn(async move {
+            while let Some(ev) = events.next().await {
+                if let wsring_client::Event::Connected { node, .. } = ev {
+                    s.lock().expect("sessions").push((Instant::now(), node));
+                }
+            }
+        });
+        let w = Watched { client, sessions };
+        wait_until("the first session", || async { w.count() > 0 }).await;
+        w
+    }
+
+    fn count(&self) -> usize {
+        self.sessions.lock().expect("sessions").len()
+    }
+
+    fn last(&self) -> (Instant, String) {
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .last()
+            .cloned()
+            .expect("a session")
+    }
+}
+
+/// Three nodes, each reaching the registry through a proxy of its own (so
+/// one node alone can lose it), and two gateways.
+struct Detect {
+    b: Backend,
+    ns: String,
+    registries: BTreeMap<&'static str, FaultProxy>,
+    nodes: BTreeMap<&'static str, Proc>,
+    gateways: Vec<(Proc, String)>,
+}
+
+impl Detect {
+    async fn start(b: Backend) -> Detect {
+        let ns = unique_ns("detect");
+        let ttl = format!("{}ms", DETECT_TTL.as_millis());
+        let mut registries = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for id in IDS {
+            let proxy = FaultProxy::start(addr_of(&b.registry))
+                .await
+                .expect("proxy");
+            let registry = b
+                .registry
+                .replace(&addr_of(&b.registry).to_string(), &proxy.addr().to_string());
+            let args = [
+                "node",
+                "--id",
+                id,
+                "--listen",
+                "127.0.0.1:0",
+                "--registry",
+                &registry,
+                "--broker",
+                &b.broker,
+                "--namespace",
+                &ns,
+                "--heartbeat-ttl",
+                &ttl,
+            ];
+            let p = Proc::start(&args).await;
+            assert!(p.ready_line.contains("serving"), "{}", p.ready_line);
+            registries.insert(id, proxy);
+            nodes.insert(id, p);
+        }
+        let mut gateways = Vec::new();
+        for _ in 0..2 {
+            let args = [
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--registry",
+                &b.registry,
+                "--namespace",
+                &ns,
+                "--heartbeat-ttl",
+                &ttl,
+            ];
+            let p = Proc::start(&args).await;
+            assert!(p.ready_line.contains("listening on"), "{}", p.ready_line);
+            let addr = p.announced().to_owned();
+            gateways.push((p, addr));
+        }
+        let d = Detect {
+            b,
+            ns,
+            registries,
+            nodes,
+            gateways,
+        };
+        let all: Vec<&str> = IDS.to_vec();
+        wait_until("both gateways list the three nodes", || async {
+            d.listed_as(&["up"]).await.iter().all(|l| *l == all)
+        })
+        .await;
+        d
+    }
+
+    fn api(&self, k: usize) -> Api {
+        Api::new(format!("http://{}", self.gateways[k].1))
+    }
+
+    /// The nodes on each gateway's ring (listed `up`, or `suspect`: on the
+    /// ring without a fresh heartbeat).
+    async fn listed_everywhere(&self) -> Vec<Vec<&'static str>> {
+        self.listed_as(&["up", "suspect"]).await
+    }
+
+    /// The nodes each gateway lists in one of `states`.
+    async fn listed_as(&self, states: &[&str]) -> Vec<Vec<&'static str>> {
+        let mut out = Vec::new();
+        for k in 0..self.gateways.len() {
+            let (status, v) = self.api(k).get("/api/nodes").await;
+            let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+            let up: Vec<&'static str> = IDS
+                .into_iter()
+                .filter(|id| {
+                    status == 200
+                        && nodes
+                            .iter()
+                            .any(|n| n["id"] == *id && states.iter().any(|s| n["state"] == *s))
+                })
+                .collect();
+            out.push(up);
+        }
+        out
+    }
+
+    /// Waits until no gateway lists `id`; the time since `since`.
+    async fn gone_from_every_ring(&self, id: &str, since: Instant, limit: Duration) -> Duration {
+        loop {
+            let listed = self.listed_everywhere().await;
+            if listed.iter().all(|l| !l.contains(&id)) {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < limit,
+                "{}: {id} still listed after {limit:?}: {listed:?}",
+                self.b.name
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn detect(b: Backend) {
+    let d = Detect::start(b.clone()).await;
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        let k = i % 2;
+        let url = format!("ws://{}/ws", d.gateways[k].1);
+        clients.push(Watched::connect(url, format!("u{i}")).await);
+    }
+
+    // 1. The registry is unreachable from n1 alone for 15 s while its
+    //    listener answers: it is never removed and no session moves.
+    let victim = "n1";
+    // `/healthz` tells a prober which incarnation of which node answers.
+    let base = wsring_cluster::view::api_base_of(d.nodes[victim].announced());
+    let (status, health) = Api::new(base).get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["node"], victim);
+    assert!(health["incarnation"].as_u64().is_some(), "{health}");
+    let epoch_before = d.api(0).epoch().await;
+    let proxy = &d.registries[victim];
+    proxy.refuse(true);
+    proxy.cut();
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(15) {
+        let listed = d.listed_everywhere().await;
+        assert!(
+            listed.iter().all(|l| l.contains(&victim)),
+            "{}: {victim} removed {:?} into its registry outage: {listed:?}",
+            b.name,
+            outage.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.refuse(false);
+    // Back: it heartbeats again, and for a few TTLs nothing changes.
+    let after = Instant::now();
+    while after.elapsed() < DETECT_TTL * 2 {
+        let listed = d.listed_everywhere().await;
+        assert!(
+            listed.iter().all(|l| l.len() == 3),
+            "{}: every node stays listed after the outage: {listed:?}",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for c in &clients {
+        assert_eq!(
+            c.count(),
+            1,
+            "{}: no session moved during the outage",
+            b.name
+        );
+    }
+    // At most one change: the node listed under the incarnation it claimed
+    // when the registry came back. A removal and a rejoin would be two.
+    let epochs = d.api(0).epoch().await - epoch_before;
+    assert!(
+        epochs <= 1,
+        "{}: {epochs} membership changes during the outage",
+        b.name
+    );
+    println!(
+        "DETECT {}: registry unreachable from {victim} for 15 s: never removed, 0 sessions moved",
+        b.name
+    );
+
+    // 2. SIGKILL: the node leaves every ring at once, and its clients are
+    //    back on their new owners soon after.
+    let victim = "n2";
+    let theirs: Vec<&Watched> = clients.iter().filter(|c| c.last().1 == victim).collect();
+    assert!(!theirs.is_empty(), "some clients are on {victim}");
+    let killed = Instant::now();
+    d.nodes[victim].signal(Signal::SIGKILL);
+    let gone = d.gone_from_every_ring(victim, killed, DETECT_TTL * 3).await;
+    let mut back = Duration::ZERO;
+    for c in &theirs {
+        wait_until("the client reconnected elsewhere", || async {
+            let (_, node) = c.last();
+            c.count() > 1 && node != victim
+        })
+        .await;
+        back = back.max(c.last().0 - killed);
+    }
+    println!(
+        "DETECT {}: SIGKILL: gone from every gateway's ring in {:.3} s, {} clients back on their new owners in {:.3} s",
+        b.name,
+        gone.as_secs_f64(),
+        theirs.len(),
+        back.as_secs_f64()
+    );
+    // The goals are 0.5 s and 1.5 s; the assertions leave room for a
+    // loaded machine while staying far below the heartbeat TTL.
+    assert!(
+        gone < Duration::from_millis(1000),
+        "{}: a killed node leaves every ring well before its TTL, took {gone:?}",
+        b.name
+    );
+    assert!(
+        back < Duration::from_millis(2500),
+        "{}: clients of a killed node reconnect soon, took {back:?}",
+        b.name
+    );
+
+    // 3. A host that vanishes (SIGSTOP: nothing resets, nothing answers)
+    //    is removed on the TTL, not earlier.
+    let victim = "n3";
+    let stopped = Instant::now();
+    d.nodes[victim].signal(Signal::SIGSTOP);
+    let gone = d
+        .gone_from_every_ring(victim, stopped, DETECT_TTL * 4)
+        .await;
+    d.nodes[victim].signal(Signal::SIGKILL);
+    println!(
+        "DETECT {}: vanished host (SIGSTOP): removed in {:.3} s (TTL {:?})",
+        b.name,
+        gone.as_secs_f64(),
+        DETECT_TTL
+    );
+    // Its last heartbeat may have been up to one period before the stop.
+    assert!(
+        gone >= DETECT_TTL - DETECT_TTL / 4,
+        "{}: a silent node is removed on its TTL, not after {gone:?}",
+        b.name
+    );
+
+    for c in &clients {
+        c.client.close();
+    }
+    let Detect {
+        b,
+        ns,
+        nodes,
+        gateways,
+        ..
+    } = d;
+    drop(gateways);
+    drop(nodes);
+    b.purge(&ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_redis() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::redis().await else {
+        return;
+    };
+    detect(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_nats() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::nats().await else { return };
+    detect(b).await;
 }
