@@ -192,7 +192,9 @@ impl EventBody {
         }
         .to_raw();
         for channel in targets {
-            node.publish_room(None, channel, &event, None)
+            // The app's own backend, like the server's sends: charged to
+            // no sender's quota.
+            node.publish_room(None, channel, &event, None, None)
                 .await
                 .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         }

@@ -293,8 +293,14 @@ impl PusherConn {
             socket_id: Some(self.socket_id.to_string()),
             user_id: member.as_ref().map(|m| m.user_id.clone()),
         };
+        // In durable mode a client event counts against its sender's store
+        // quota: the signed-in member's user id, else the connection's own.
+        let owner = member
+            .as_ref()
+            .map(|m| m.user_id.clone())
+            .unwrap_or_else(|| self.socket_id.to_string());
         match node
-            .publish_room(None, &channel, &event.to_raw(), None)
+            .publish_room(None, &channel, &event.to_raw(), None, Some(&owner))
             .await
         {
             Ok(_) => Outcome::none(),
