@@ -996,7 +996,7 @@ async fn a_pusher_session_speaks_pusher_at_every_edge() {
         user_id: None,
     };
     t.node
-        .publish_room(None, "news", &event.to_raw(), None)
+        .publish_room(None, "news", &event.to_raw(), None, None)
         .await
         .expect("published");
     assert_eq!(
