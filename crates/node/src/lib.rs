@@ -37,6 +37,7 @@
 
 pub mod api;
 mod cmd;
+pub mod deflate;
 pub mod config;
 mod durable;
 pub mod echo;
