@@ -389,11 +389,13 @@ async fn membership(backend: &MemoryBackend, stop: &CancellationToken) -> Arc<Me
 /// routes `/ws?user=…` as it always does (authentication off, as under
 /// `wsring dev`) and then only tunnels bytes, so every verdict must be the
 /// same as against the node itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn autobahn_through_the_gateway_finds_the_same() {
-    let Some(runner) = runner_or_skip().await else {
-        return;
-    };
+/// An in-process echo node behind an in-process gateway on one in-memory
+/// cluster, both stopped by the returned token.
+async fn echo_behind_gateway() -> (
+    wsring_node::NodeHandle,
+    wsring_gateway::GatewayHandle,
+    CancellationToken,
+) {
     let stop = CancellationToken::new();
     let backend = MemoryBackend::new(Retention::default());
     let open = Arc::new(wsring_auth::Security::open());
@@ -427,6 +429,15 @@ async fn autobahn_through_the_gateway_finds_the_same() {
     )
     .await
     .expect("gateway");
+    (node, gateway, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_through_the_gateway_finds_the_same() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let (node, gateway, stop) = echo_behind_gateway().await;
     let url = format!("ws://{}/ws?user=autobahn", gateway.addr());
     run_suite(&runner, &url, "autobahn-gateway-report").await;
     // Every session behind the tunnel ends once its case is over.
@@ -521,4 +532,148 @@ async fn echo_mode_keeps_a_limit_and_refuses_plain_http() {
     drop(ws);
     let log = node.stop().await;
     assert_quiet(&log);
+}
+
+/// What the Python client does: connects with websockets' permessage-deflate
+/// (its default offer), records the RSV1 bit of every data frame it receives
+/// and sends, echoes a chat-sized JSON message and a short one, and prints
+/// the negotiated extension with the bits as JSON.
+const PYTHON_CLIENT: &str = r#"
+import asyncio, json, sys
+from websockets.asyncio.client import connect
+
+async def main(url):
+    async with connect(url, compression="deflate", max_size=2**20) as ws:
+        ext = ws.response.headers.get("Sec-WebSocket-Extensions")
+        pmd = ws.protocol.extensions[0]
+        rx, tx = [], []
+        decode, encode = pmd.decode, pmd.encode
+        def counted_decode(frame, *a, **k):
+            rx.append(frame.rsv1)
+            return decode(frame, *a, **k)
+        def counted_encode(frame):
+            out = encode(frame)
+            tx.append(out.rsv1)
+            return out
+        pmd.decode, pmd.encode = counted_decode, counted_encode
+        chat = json.dumps([{"type": "message", "room": "general", "from": "user%d" % i,
+                            "text": "hello everyone, how is it going today?"} for i in range(30)])
+        for m in [chat, "short"]:
+            await ws.send(m)
+            got = await ws.recv()
+            assert got == m, "echo differs"
+        print(json.dumps({"extensions": ext, "rx": rx, "tx": tx}))
+
+asyncio.run(main(sys.argv[1]))
+"#;
+
+/// Python with the `websockets` package: the runner's environment, where
+/// it is installed next to `kosoku` if missing; `None` after saying why the
+/// test is skipped (a failure under `WSRING_REQUIRE_AUTOBAHN=1`).
+async fn python_websockets_or_skip() -> Option<PathBuf> {
+    static FOUND: OnceCell<Result<PathBuf, String>> = OnceCell::const_new();
+    let found = FOUND
+        .get_or_init(|| async {
+            let runner = kosoku().await?;
+            let python = runner.with_file_name("python");
+            let has = |python: PathBuf| async move {
+                Command::new(&python)
+                    .args(["-c", "import websockets.asyncio.client"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.success())
+            };
+            if has(python.clone()).await {
+                return Ok(python);
+            }
+            let fix = format!("run `{} -m pip install websockets`", python.display());
+            if std::env::var("WSRING_AUTOBAHN_INSTALL").as_deref() == Ok("0") {
+                return Err(format!("Python's websockets is not installed; {fix}"));
+            }
+            run(&python, &["-m", "pip", "install", "--quiet", "websockets"])
+                .await
+                .map_err(|e| format!("{e}; {fix}"))?;
+            if has(python.clone()).await {
+                Ok(python)
+            } else {
+                Err(format!("websockets does not import after installing; {fix}"))
+            }
+        })
+        .await
+        .clone();
+    match found {
+        Ok(python) => Some(python),
+        Err(why) => {
+            assert!(
+                std::env::var("WSRING_REQUIRE_AUTOBAHN").as_deref() != Ok("1"),
+                "Python's websockets is required (WSRING_REQUIRE_AUTOBAHN=1) but {why}"
+            );
+            say(&format!("SKIPPED: {why}"));
+            None
+        }
+    }
+}
+
+/// Runs [`PYTHON_CLIENT`] against `url` and checks that deflate was
+/// negotiated without context takeover and used both ways.
+async fn python_negotiates_deflate(python: &Path, url: &str) {
+    let out = tokio::time::timeout(
+        WAIT,
+        Command::new(python)
+            .args(["-c", PYTHON_CLIENT, url])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the Python client finishes within 30 s")
+    .expect("run python");
+    assert!(
+        out.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the client's JSON");
+    let ext = report["extensions"].as_str().unwrap_or_default();
+    assert!(ext.starts_with("permessage-deflate"), "{report}");
+    assert!(ext.contains("server_no_context_takeover"), "{report}");
+    assert!(ext.contains("client_no_context_takeover"), "{report}");
+    // The chat message came back compressed, the short one below the
+    // threshold did not; the client compressed what it sent.
+    assert_eq!(report["rx"], serde_json::json!([true, false]), "{report}");
+    assert_eq!(report["tx"][0], true, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_negotiates_deflate_with_the_node_and_through_the_gateway() {
+    let Some(python) = python_websockets_or_skip().await else {
+        return;
+    };
+    let node = EchoNode::start(&[]).await;
+    python_negotiates_deflate(&python, &format!("ws://{}/ws", node.addr)).await;
+    let log = node.stop().await;
+    assert_quiet(&log);
+
+    let (_node, gateway, stop) = echo_behind_gateway().await;
+    python_negotiates_deflate(&python, &format!("ws://{}/ws?user=py", gateway.addr())).await;
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deflate_is_declined_when_turned_off() {
+    let node = EchoNode::start(&["--deflate", "false"]).await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws", node.addr),
+    )
+    .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits".parse().expect("header"),
+    );
+    let (_ws, response) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    assert!(response.headers().get("sec-websocket-extensions").is_none());
+    node.stop().await;
 }
