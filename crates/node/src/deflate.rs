@@ -431,4 +431,88 @@ pub(crate) mod tests {
         compress_shared(12, &msg);
         assert_eq!(compressions() - before, 3);
     }
+
+    /// The bytes a WebSocket frame of `payload` bytes takes from the server.
+    fn frame_bytes(payload: usize) -> usize {
+        payload
+            + match payload {
+                0..=125 => 2,
+                126..=65535 => 4,
+                _ => 10,
+            }
+    }
+
+    /// A chat stream as a node delivers it: message events of a busy room,
+    /// shaped like a chat application's (an id, the author with a display
+    /// name and avatar URL, text of varying length, a timestamp, sometimes
+    /// reactions or a reply), mixed with presence and ack frames. 1,000
+    /// frames from a fixed seed.
+    pub(crate) fn chat_corpus() -> Vec<String> {
+        const WORDS: [&str; 40] = [
+            "hello", "team", "the", "deploy", "is", "done", "can", "you", "review", "my",
+            "pull", "request", "thanks", "lunch", "meeting", "at", "noon", "great", "work",
+            "on", "release", "notes", "bug", "fixed", "in", "staging", "prod", "looks", "good",
+            "to", "me", "ship", "it", "tomorrow", "morning", "sounds", "like", "a", "plan", "ok",
+        ];
+        const NAMES: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut out = Vec::new();
+        for i in 0..1000u64 {
+            let who = NAMES[next(8) as usize];
+            match next(10) {
+                0 => out.push(format!(r#"{{"type":"presence","room":"eng-general","user":"{who}","event":"join"}}"#)),
+                1 => out.push(format!(r#"{{"type":"ack","id":"m{i}"}}"#)),
+                _ => {
+                    let words = 3 + next(40);
+                    let text: Vec<&str> = (0..words).map(|_| WORDS[next(40) as usize]).collect();
+                    let extra = match next(4) {
+                        0 => format!(r#","reactions":[{{"emoji":"thumbsup","count":{},"users":["{}","{}"]}}]"#, next(9) + 1, NAMES[next(8) as usize], NAMES[next(8) as usize]),
+                        1 => format!(r#","reply_to":{{"id":"msg_{:012x}","author":"{}"}}"#, next(1 << 40), NAMES[next(8) as usize]),
+                        _ => String::new(),
+                    };
+                    out.push(format!(
+                        r#"{{"type":"message","from":"{who}","room":"eng-general","data":{{"id":"msg_{:012x}","author":{{"id":"user_{who}","name":"{}","avatar":"https://cdn.example.com/avatars/{who}/{:08x}.png"}},"text":"{}","sent_at":"2026-12-07T18:{:02}:{:02}.{:03}Z","edited":false{extra}}}}}"#,
+                        next(1 << 40),
+                        who.to_uppercase(),
+                        next(1 << 32),
+                        text.join(" "),
+                        next(60),
+                        next(60),
+                        next(1000)
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Wire bytes of [`chat_corpus`] with deflate (threshold 256, no context
+    /// takeover, as the node sends) against without; printed for
+    /// BENCHMARKS.md.
+    #[test]
+    fn a_chat_stream_takes_a_fraction_of_the_bytes() {
+        let corpus = chat_corpus();
+        let plain: usize = corpus.iter().map(|m| frame_bytes(m.len())).sum();
+        let deflated: usize = corpus
+            .iter()
+            .map(|m| {
+                if m.len() < 256 {
+                    return frame_bytes(m.len());
+                }
+                let z = compress(15, m.as_bytes());
+                frame_bytes(z.len().min(m.len()))
+            })
+            .sum();
+        let ratio = deflated as f64 / plain as f64;
+        println!(
+            "chat corpus: {} frames, {plain} bytes plain, {deflated} bytes with deflate: {ratio:.3}x",
+            corpus.len()
+        );
+        assert!(ratio < 0.75, "{ratio}");
+    }
 }
+
