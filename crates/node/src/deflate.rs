@@ -230,7 +230,9 @@ pub(crate) fn compress(window_bits: u8, payload: &[u8]) -> Vec<u8> {
             let i = p.iter().position(|(b, _)| *b == window_bits)?;
             Some(p.swap_remove(i).1)
         })
-        .unwrap_or_else(|| Compress::new_with_window_bits(Compression::new(LEVEL), false, window_bits));
+        .unwrap_or_else(|| {
+            Compress::new_with_window_bits(Compression::new(LEVEL), false, window_bits)
+        });
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     loop {
         let consumed = (compressor.total_in() as usize).min(payload.len());
@@ -338,10 +340,21 @@ pub(crate) mod tests {
                 let (agreed, a) = negotiate([offer.as_str()], &settings).expect(&offer);
                 assert!(a.contains("server_no_context_takeover"), "{offer}: {a}");
                 let client_nct = mask & 2 != 0 || !takeover;
-                assert_eq!(a.contains("client_no_context_takeover"), client_nct, "{offer}: {a}");
+                assert_eq!(
+                    a.contains("client_no_context_takeover"),
+                    client_nct,
+                    "{offer}: {a}"
+                );
                 assert_eq!(agreed.client_context_takeover, !client_nct);
-                assert_eq!(a.contains("server_max_window_bits=10"), mask & 4 != 0, "{offer}: {a}");
-                assert_eq!(agreed.server_window_bits, if mask & 4 != 0 { 10 } else { 15 });
+                assert_eq!(
+                    a.contains("server_max_window_bits=10"),
+                    mask & 4 != 0,
+                    "{offer}: {a}"
+                );
+                assert_eq!(
+                    agreed.server_window_bits,
+                    if mask & 4 != 0 { 10 } else { 15 }
+                );
                 assert!(!a.contains("client_max_window_bits"), "{offer}: {a}");
             }
         }
@@ -383,7 +396,10 @@ pub(crate) mod tests {
         assert_eq!(a, Some(format!("{BASE}; server_max_window_bits=12")));
         // Across header lines too, and past other extensions.
         let (agreed, _) = negotiate(
-            ["foo; bar=\"a,b\"", "PERMESSAGE-DEFLATE; Client_Max_Window_Bits=9"],
+            [
+                "foo; bar=\"a,b\"",
+                "PERMESSAGE-DEFLATE; Client_Max_Window_Bits=9",
+            ],
             &on(),
         )
         .expect("second line");
@@ -413,7 +429,9 @@ pub(crate) mod tests {
         }
         // An empty message and incompressible bytes round-trip too.
         assert_eq!(inflate(&compress(15, b"")), b"");
-        let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         assert_eq!(inflate(&compress(15, &noise)), noise);
     }
 
@@ -449,29 +467,44 @@ pub(crate) mod tests {
     /// frames from a fixed seed.
     pub(crate) fn chat_corpus() -> Vec<String> {
         const WORDS: [&str; 40] = [
-            "hello", "team", "the", "deploy", "is", "done", "can", "you", "review", "my",
-            "pull", "request", "thanks", "lunch", "meeting", "at", "noon", "great", "work",
-            "on", "release", "notes", "bug", "fixed", "in", "staging", "prod", "looks", "good",
-            "to", "me", "ship", "it", "tomorrow", "morning", "sounds", "like", "a", "plan", "ok",
+            "hello", "team", "the", "deploy", "is", "done", "can", "you", "review", "my", "pull",
+            "request", "thanks", "lunch", "meeting", "at", "noon", "great", "work", "on",
+            "release", "notes", "bug", "fixed", "in", "staging", "prod", "looks", "good", "to",
+            "me", "ship", "it", "tomorrow", "morning", "sounds", "like", "a", "plan", "ok",
         ];
-        const NAMES: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+        const NAMES: [&str; 8] = [
+            "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+        ];
         let mut seed: u64 = 0x5eed;
         let mut next = move |n: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
         let mut out = Vec::new();
         for i in 0..1000u64 {
             let who = NAMES[next(8) as usize];
             match next(10) {
-                0 => out.push(format!(r#"{{"type":"presence","room":"eng-general","user":"{who}","event":"join"}}"#)),
+                0 => out.push(format!(
+                    r#"{{"type":"presence","room":"eng-general","user":"{who}","event":"join"}}"#
+                )),
                 1 => out.push(format!(r#"{{"type":"ack","id":"m{i}"}}"#)),
                 _ => {
                     let words = 3 + next(40);
                     let text: Vec<&str> = (0..words).map(|_| WORDS[next(40) as usize]).collect();
                     let extra = match next(4) {
-                        0 => format!(r#","reactions":[{{"emoji":"thumbsup","count":{},"users":["{}","{}"]}}]"#, next(9) + 1, NAMES[next(8) as usize], NAMES[next(8) as usize]),
-                        1 => format!(r#","reply_to":{{"id":"msg_{:012x}","author":"{}"}}"#, next(1 << 40), NAMES[next(8) as usize]),
+                        0 => format!(
+                            r#","reactions":[{{"emoji":"thumbsup","count":{},"users":["{}","{}"]}}]"#,
+                            next(9) + 1,
+                            NAMES[next(8) as usize],
+                            NAMES[next(8) as usize]
+                        ),
+                        1 => format!(
+                            r#","reply_to":{{"id":"msg_{:012x}","author":"{}"}}"#,
+                            next(1 << 40),
+                            NAMES[next(8) as usize]
+                        ),
                         _ => String::new(),
                     };
                     out.push(format!(
@@ -515,4 +548,3 @@ pub(crate) mod tests {
         assert!(ratio < 0.75, "{ratio}");
     }
 }
-

@@ -37,8 +37,8 @@
 
 pub mod api;
 mod cmd;
-pub mod deflate;
 pub mod config;
+pub mod deflate;
 mod durable;
 pub mod echo;
 pub mod error;

@@ -720,7 +720,9 @@ async fn python_websockets_or_skip() -> Option<PathBuf> {
             if has(python.clone()).await {
                 Ok(python)
             } else {
-                Err(format!("websockets does not import after installing; {fix}"))
+                Err(format!(
+                    "websockets does not import after installing; {fix}"
+                ))
             }
         })
         .await
@@ -792,9 +794,13 @@ async fn deflate_is_declined_when_turned_off() {
     .expect("request");
     req.headers_mut().insert(
         "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits".parse().expect("header"),
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .expect("header"),
     );
-    let (_ws, response) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    let (_ws, response) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
     assert!(response.headers().get("sec-websocket-extensions").is_none());
     node.stop().await;
 }

@@ -293,7 +293,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
 /// threshold up that compression makes smaller.
 fn compressed(agreed: Agreed, item: Message) -> Message {
     let (payload, data) = match &item {
-        Message::Text(t) if t.len() >= agreed.threshold => (bytes::Bytes::from(t.clone()), Data::Text),
+        Message::Text(t) if t.len() >= agreed.threshold => {
+            (bytes::Bytes::from(t.clone()), Data::Text)
+        }
         Message::Binary(b) if b.len() >= agreed.threshold => (b.clone(), Data::Binary),
         _ => return item,
     };
@@ -461,7 +463,10 @@ mod tests {
             Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
             other => panic!("expected the text, got {other:?}"),
         }
-        assert!(!s.io.get_ref().holds_inflater(), "no inflater between messages");
+        assert!(
+            !s.io.get_ref().holds_inflater(),
+            "no inflater between messages"
+        );
         // Split over three fragments with a ping between, then a plain
         // message: both arrive as sent.
         let (a, rest) = z.split_at(10);
@@ -505,9 +510,13 @@ mod tests {
         let msg = b"{\"text\":\"the same words again and again\"}".repeat(10);
         for _ in 0..3 {
             let mut out = Vec::with_capacity(msg.len() + 64);
-            z.compress_vec(&msg, &mut out, FlushCompress::Sync).expect("deflate");
+            z.compress_vec(&msg, &mut out, FlushCompress::Sync)
+                .expect("deflate");
             out.truncate(out.len() - 4);
-            client.write_all(&rsv1_frame(true, true, 0x1, &out)).await.expect("write");
+            client
+                .write_all(&rsv1_frame(true, true, 0x1, &out))
+                .await
+                .expect("write");
             match s.next().await {
                 Some(Ok(Message::Text(t))) => assert_eq!(t.as_bytes(), &msg[..]),
                 other => panic!("expected the text, got {other:?}"),
@@ -523,7 +532,11 @@ mod tests {
             rsv1_frame(true, true, 0x1, &[0xff; 20]),
             // RSV1 on a control frame, and on a continuation frame.
             rsv1_frame(true, true, 0x9, b""),
-            [rsv1_frame(true, false, 0x1, &client_deflate(b"ab")[..1]), rsv1_frame(true, true, 0x0, b"x")].concat(),
+            [
+                rsv1_frame(true, false, 0x1, &client_deflate(b"ab")[..1]),
+                rsv1_frame(true, true, 0x0, b"x"),
+            ]
+            .concat(),
         ] {
             let (mut s, mut client) = deflate_pair(false);
             client.write_all(&bytes).await.expect("write");
@@ -536,7 +549,10 @@ mod tests {
         let (mut s, mut client) = deflate_pair(false);
         let bomb = client_deflate(&vec![b'a'; 1024 * 1024]);
         assert!(bomb.len() < 2048);
-        client.write_all(&rsv1_frame(true, true, 0x1, &bomb)).await.expect("write");
+        client
+            .write_all(&rsv1_frame(true, true, 0x1, &bomb))
+            .await
+            .expect("write");
         assert_eq!(s.next().await, Some(Err(ReadError::TooBig)));
     }
 
@@ -544,9 +560,14 @@ mod tests {
     async fn outbound_messages_from_the_threshold_up_are_compressed() {
         let (mut s, mut client) = deflate_pair(false);
         s.send(Message::Text("short".into())).await.expect("send");
-        assert_eq!(server_bytes(&mut client, 7).await, [&[0x81, 5][..], b"short"].concat());
+        assert_eq!(
+            server_bytes(&mut client, 7).await,
+            [&[0x81, 5][..], b"short"].concat()
+        );
         let long = "{\"type\":\"message\",\"text\":\"hello\"}".repeat(20);
-        s.send(Message::Text(long.clone().into())).await.expect("send");
+        s.send(Message::Text(long.clone().into()))
+            .await
+            .expect("send");
         let head = server_bytes(&mut client, 2).await;
         assert_eq!(head[0], 0xC1, "FIN, RSV1, text");
         let len = usize::from(head[1]);
