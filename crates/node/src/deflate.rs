@@ -411,7 +411,7 @@ pub(crate) mod tests {
         let mut d = Decompress::new(false);
         let mut input = z.to_vec();
         input.extend_from_slice(&TAIL);
-        let mut out = Vec::with_capacity(z.len() * 20 + 64);
+        let mut out = Vec::with_capacity(1 << 20);
         d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
             .expect("inflate");
         out

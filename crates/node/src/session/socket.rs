@@ -577,6 +577,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_fanned_out_to_a_room_is_compressed_once() {
+        let shared = tungstenite::Utf8Bytes::from(
+            "{\"type\":\"message\",\"room\":\"lobby\",\"text\":\"hi all\"}".repeat(30),
+        );
+        let before = crate::deflate::compressions();
+        let mut clients = Vec::new();
+        for _ in 0..100 {
+            let (mut s, mut client) = deflate_pair(false);
+            s.send(Message::Text(shared.clone())).await.expect("send");
+            let head = server_bytes(&mut client, 2).await;
+            assert_eq!(head[0], 0xC1, "compressed");
+            let z = server_bytes(&mut client, usize::from(head[1])).await;
+            assert_eq!(crate::deflate::tests::inflate(&z), shared.as_bytes());
+            clients.push((s, client));
+        }
+        assert_eq!(
+            crate::deflate::compressions() - before,
+            1,
+            "one deflate for 100 sessions"
+        );
+    }
+
+    #[tokio::test]
     async fn the_end_of_the_connection_ends_the_stream() {
         let (mut s, client) = pair();
         drop(client);
