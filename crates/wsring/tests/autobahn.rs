@@ -804,3 +804,31 @@ async fn deflate_is_declined_when_turned_off() {
     assert!(response.headers().get("sec-websocket-extensions").is_none());
     node.stop().await;
 }
+
+/// Headless Chromium (through playwright-core, `e2e/deflate.test.mjs`)
+/// negotiates permessage-deflate with a node and round-trips compressed and
+/// plain messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_negotiates_deflate_with_the_node() {
+    let needs = common::js::Needs {
+        dir: "e2e",
+        packages: &["playwright-core"],
+        chromium: true,
+    };
+    if let Some(why) = common::js::prerequisites(&needs).await {
+        common::js::skip("e2e/deflate.test.mjs", &why);
+        return;
+    }
+    let node = EchoNode::start(&[]).await;
+    let url = format!("ws://{}/ws", node.addr);
+    let run = common::js::run_node(
+        "e2e",
+        &["deflate.test.mjs"],
+        &[("WSRING_WS_URL", &url)],
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = node.stop().await;
+    common::js::check_output("e2e/deflate.test.mjs", run, "see its output above");
+    assert_quiet(&log);
+}
