@@ -22,7 +22,8 @@
 //!
 //! Python's `websockets` (installed next to the runner) negotiates deflate
 //! with a node and through a gateway, and exchanges compressed messages
-//! both ways.
+//! both ways; headless Chromium (`e2e/deflate.test.mjs`) negotiates it with
+//! a node and round-trips messages.
 //!
 //! The test finds the runner in `WSRING_KOSOKU` (a path), on `PATH`, or in a
 //! virtual environment under the target directory; when it is in none of
