@@ -14,6 +14,7 @@ script started is killed on exit.
 
     python3 scripts/idle-memory.py                      # 8,000 through one gateway
     python3 scripts/idle-memory.py --direct             # 8,000 straight to the node
+    python3 scripts/idle-memory.py --deflate            # each offering permessage-deflate
     python3 scripts/idle-memory.py -n 100000 --nodes 6 --gateways 11 --hold 60 --ping-interval 10s
 
 With --during 'COMMAND' a shell command runs once every connection is
@@ -64,6 +65,13 @@ MAX_CONNECTIONS = 19_000
 
 # ---------------------------------------------------------------- worker side
 
+# With --deflate (passed to the workers in the environment) every connection
+# offers permessage-deflate as browsers do, and must get it. The frames an
+# idle connection receives (welcome, pings) are below the node's deflate
+# threshold or control frames, so they stay uncompressed.
+DEFLATE_OFFER = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                 if os.environ.get("WSRING_IDLE_DEFLATE") == "1" else "")
+
 class Conn(asyncio.Protocol):
     """One client connection: handshake, wait for `welcome`, answer pings."""
 
@@ -82,7 +90,7 @@ class Conn(asyncio.Protocol):
         transport.write(
             (f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-             "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+             f"{DEFLATE_OFFER}Sec-WebSocket-Version: 13\r\n\r\n").encode())
 
     def data_received(self, data):
         self.buf += data
@@ -96,6 +104,9 @@ class Conn(asyncio.Protocol):
                 body = bytes(self.buf[:300]).decode(errors="replace")
                 self.fail("handshake: " + head.split(b"\r\n")[0].decode(errors="replace")
                           + " " + body)
+                return
+            if DEFLATE_OFFER and b"permessage-deflate" not in head.lower():
+                self.fail("permessage-deflate was offered but not negotiated")
                 return
             self.upgraded = True
         self.frames()
@@ -457,6 +468,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--connections", type=int, default=8000)
     ap.add_argument("--direct", action="store_true", help="connect straight to the nodes")
+    ap.add_argument("--deflate", action="store_true",
+                    help="every connection offers permessage-deflate and must get it")
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gateways", type=int, default=1)
     ap.add_argument("--hold", type=float, default=0, help="seconds to hold the connections")
@@ -505,6 +518,10 @@ def main():
                            int(concurrency)))
         return
 
+    if a.deflate:
+        if a.rust_clients:
+            raise SystemExit("--deflate needs the Python clients")
+        os.environ["WSRING_IDLE_DEFLATE"] = "1"
     deadline = time.monotonic() + a.timeout
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not a.bin:

@@ -200,6 +200,28 @@ pub struct NodeConfig {
     /// were configured).
     #[arg(long, env = "WSRING_PROXY_WHEN_DOWN", value_name = "POLICY", default_value = "reject", value_parser = ["reject", "allow"])]
     pub proxy_when_down: String,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it (every
+    /// browser does): messages from deflate_threshold bytes up are sent
+    /// compressed, compressed client messages are inflated.
+    ///
+    /// The server never keeps a compression context between messages, so
+    /// an idle connection holds no compressor, and a message fanned out to
+    /// many sessions is compressed once. `--deflate false` declines every
+    /// offer.
+    #[arg(long, env = "WSRING_DEFLATE", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub deflate: bool,
+    /// Outbound messages shorter than this many bytes are sent uncompressed
+    /// even with deflate negotiated: below it compression saves little and
+    /// costs CPU on both sides.
+    #[arg(long, env = "WSRING_DEFLATE_THRESHOLD", default_value_t = 256)]
+    pub deflate_threshold: usize,
+    /// Let a client keep its compression context from message to message
+    /// (better ratio for its messages), at the cost of an inflater of about
+    /// 40 KiB kept for each such connection. Off: the node answers
+    /// `client_no_context_takeover`, and inflates with state that exists only
+    /// while a compressed message is read.
+    #[arg(long, env = "WSRING_DEFLATE_CLIENT_CONTEXT_TAKEOVER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub deflate_client_context_takeover: bool,
     /// Echo mode, a test mode for WebSocket conformance suites (`wsring
     /// node --autobahn-echo`, see [`crate::echo`]): every path upgrades, every
     /// text and binary message comes back as it came, nothing else is sent.
@@ -224,6 +246,15 @@ pub const WRITE_BUFFER_MAX: usize = 256 * 1024;
 pub const WRITE_BUFFER: usize = 8 * 1024;
 
 impl NodeConfig {
+    /// The permessage-deflate settings.
+    pub fn deflate_settings(&self) -> crate::deflate::DeflateSettings {
+        crate::deflate::DeflateSettings {
+            enabled: self.deflate,
+            threshold: self.deflate_threshold,
+            client_context_takeover: self.deflate_client_context_takeover,
+        }
+    }
+
     /// One connection's message and byte budgets.
     pub fn rate_limits(&self) -> wsring_auth::RateLimits {
         let bytes = self.client_bytes_per_sec as f64;

@@ -38,6 +38,7 @@
 pub mod api;
 mod cmd;
 pub mod config;
+pub mod deflate;
 mod durable;
 pub mod echo;
 pub mod error;

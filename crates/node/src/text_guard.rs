@@ -329,6 +329,14 @@ impl<T> TextGuard<T> {
 }
 
 impl<T> TextGuard<T> {
+    /// The connection below (for tests).
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T> TextGuard<T> {
     /// Whether the bytes handed on so far end exactly where a message ends
     /// (no frame and no fragmented message is open) and nothing was found
     /// wrong: whoever parsed them all holds nothing of the client's.

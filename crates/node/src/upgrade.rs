@@ -19,6 +19,8 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::deflate::{Agreed, DeflateSettings};
+
 /// A session's WebSocket: tungstenite over the guarded upgraded connection.
 pub(crate) type Socket = crate::session::Socket<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -27,6 +29,11 @@ pub(crate) type Socket = crate::session::Socket<TokioIo<hyper::upgrade::Upgraded
 pub(crate) struct Upgrade {
     key: HeaderValue,
     on_upgrade: hyper::upgrade::OnUpgrade,
+    /// The client's `Sec-WebSocket-Extensions` values, in order.
+    extensions: Vec<HeaderValue>,
+    /// permessage-deflate as agreed by [`Upgrade::deflate`], with the
+    /// response's header value.
+    deflate: Option<(Agreed, HeaderValue)>,
 }
 
 /// Why a request is not a WebSocket opening handshake: the HTTP status and
@@ -104,7 +111,30 @@ impl Upgrade {
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded",
             ))?;
-        Ok(Upgrade { key, on_upgrade })
+        let extensions = parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .cloned()
+            .collect();
+        Ok(Upgrade {
+            key,
+            on_upgrade,
+            extensions,
+            deflate: None,
+        })
+    }
+
+    /// Negotiates permessage-deflate from the client's offers
+    /// ([`crate::deflate::negotiate`]): every endpoint that upgrades calls
+    /// this before [`Upgrade::on_upgrade`]. Without it no extension is
+    /// accepted.
+    pub(crate) fn deflate(mut self, settings: &DeflateSettings) -> Upgrade {
+        let offers = self.extensions.iter().filter_map(|v| v.to_str().ok());
+        self.deflate = crate::deflate::negotiate(offers, settings)
+            .and_then(|(agreed, answer)| Some((agreed, HeaderValue::from_str(&answer).ok()?)));
+        self.extensions = Vec::new();
+        self
     }
 
     /// Answers 101 and runs `session` on the socket once hyper hands the
@@ -118,6 +148,7 @@ impl Upgrade {
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         let config = config(max);
         let on_upgrade = self.on_upgrade;
+        let (agreed, answer) = self.deflate.unzip();
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 // The client went away before the switch: no session.
@@ -125,7 +156,11 @@ impl Upgrade {
             };
             // A task of its own, sized for the session alone and not for
             // this wait too: it lasts as long as the connection.
-            tokio::spawn(session(Socket::new(TokioIo::new(upgraded), config)));
+            tokio::spawn(session(Socket::with_deflate(
+                TokioIo::new(upgraded),
+                config,
+                agreed,
+            )));
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
@@ -133,6 +168,9 @@ impl Upgrade {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         if let Ok(accept) = HeaderValue::from_str(&accept) {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(answer) = answer {
+            headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
         }
         response
     }

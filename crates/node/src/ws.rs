@@ -114,9 +114,10 @@ pub(crate) async fn upgrade(
     }
     let resume = params.resume.map(|(seq, epoch)| Resume { seq, epoch });
     let max = node.cfg.max_message_bytes;
-    ws.on_upgrade(max, move |socket| {
-        session::run(node, socket, identity, resume, follows)
-    })
+    ws.deflate(&node.cfg.deflate_settings())
+        .on_upgrade(max, move |socket| {
+            session::run(node, socket, identity, resume, follows)
+        })
 }
 
 /// Asks the application's connect proxy who a connection is. No answer
@@ -143,7 +144,8 @@ pub(crate) async fn echo_upgrade(
     };
     let identity = wsring_auth::Identity::unrestricted(node.new_session_id().to_string());
     let max = node.cfg.max_message_bytes;
-    ws.on_upgrade(max, move |socket| {
-        session::run(node, socket, identity, None, false)
-    })
+    ws.deflate(&node.cfg.deflate_settings())
+        .on_upgrade(max, move |socket| {
+            session::run(node, socket, identity, None, false)
+        })
 }

@@ -81,7 +81,9 @@ pub(crate) async fn upgrade(
     }
     let socket_id = node.new_socket_id();
     let conn = PusherConn::new(socket_id, app);
-    ws.on_upgrade(max, move |socket| {
-        crate::session::run_pusher(node, socket, conn)
-    })
+    // The same permessage-deflate negotiation as the native endpoint.
+    ws.deflate(&node.cfg.deflate_settings())
+        .on_upgrade(max, move |socket| {
+            crate::session::run_pusher(node, socket, conn)
+        })
 }

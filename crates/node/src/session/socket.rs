@@ -20,6 +20,10 @@
 //!   leaves nothing behind.
 //! * There is no `split` and no lock between the halves: the session task
 //!   is the only user, so reads and writes run with its waker directly.
+//! * With permessage-deflate negotiated, compressed client messages are
+//!   inflated below the guard ([`Inflate`]) and outbound messages from the
+//!   threshold up are written as compressed frames (RSV1 set), the
+//!   compressed form shared with every session delivering the same message.
 
 use futures::{Sink, Stream};
 use std::io::{self, Read, Write};
@@ -30,11 +34,16 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error, Message};
 
 use super::ReadError;
+use crate::deflate::{self, Agreed, inflate::Inflate};
 use crate::text_guard::TextGuard;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// A WebSocket over `T` (see the module docs).
 pub(crate) struct Socket<T> {
-    io: TextGuard<T>,
+    io: TextGuard<Inflate<T>>,
+    /// What permessage-deflate agreed on, if it was negotiated.
+    deflate: Option<Agreed>,
     /// tungstenite's engine, while the connection is in use.
     engine: Option<Box<WebSocketContext>>,
     config: WebSocketConfig,
@@ -50,7 +59,7 @@ pub(crate) struct Socket<T> {
 /// length of one call: `Pending` becomes `WouldBlock`, and the task's waker
 /// is registered by the poll that returned it.
 struct Blocking<'a, 'b, T> {
-    io: &'a mut TextGuard<T>,
+    io: &'a mut TextGuard<Inflate<T>>,
     cx: &'a mut Context<'b>,
 }
 
@@ -87,9 +96,29 @@ fn would_block(e: &Error) -> bool {
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Socket<T> {
     /// A WebSocket with `config` on a connection whose handshake is done.
+    #[cfg(test)]
     pub(crate) fn new(io: T, config: WebSocketConfig) -> Socket<T> {
+        Socket::with_deflate(io, config, None)
+    }
+
+    /// A WebSocket with `config` and, if `deflate`, permessage-deflate as
+    /// agreed in the handshake.
+    pub(crate) fn with_deflate(
+        io: T,
+        config: WebSocketConfig,
+        deflate: Option<Agreed>,
+    ) -> Socket<T> {
+        let io = match deflate {
+            Some(a) => Inflate::deflate(
+                io,
+                a.client_context_takeover,
+                config.max_message_size.unwrap_or(usize::MAX),
+            ),
+            None => Inflate::plain(io),
+        };
         Socket {
             io: TextGuard::new(io, &config),
+            deflate,
             engine: None,
             config,
             ended: false,
@@ -210,6 +239,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
         // the engine's buffer, and the next `poll_ready` or `poll_flush`
         // retries it with the task's waker.
         let mut cx = Context::from_waker(Waker::noop());
+        let item = match this.deflate {
+            Some(agreed) => compressed(agreed, item),
+            None => item,
+        };
         match this.with(&mut cx, |engine, io| engine.write(io, item)) {
             Ok(()) => {
                 this.blocked = false;
@@ -254,6 +287,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
             Err(e) => Poll::Ready(Err(e)),
         }
     }
+}
+
+/// `item` as a compressed frame, if it is a data message from the
+/// threshold up that compression makes smaller.
+fn compressed(agreed: Agreed, item: Message) -> Message {
+    let (payload, data) = match &item {
+        Message::Text(t) if t.len() >= agreed.threshold => {
+            (bytes::Bytes::from(t.clone()), Data::Text)
+        }
+        Message::Binary(b) if b.len() >= agreed.threshold => (b.clone(), Data::Binary),
+        _ => return item,
+    };
+    let z = deflate::compress_shared(agreed.server_window_bits, &payload);
+    if z.len() >= payload.len() {
+        return item;
+    }
+    let mut frame = Frame::message(z, OpCode::Data(data), true);
+    frame.header_mut().rsv1 = true;
+    Message::Frame(frame)
 }
 
 #[cfg(test)]
@@ -372,6 +424,179 @@ mod tests {
         s.flush().await.expect("flushed");
         let got = reader.await.expect("reader");
         assert_eq!(&got[4..], big.as_bytes());
+    }
+
+    fn deflate_pair(takeover: bool) -> (Socket<DuplexStream>, DuplexStream) {
+        let (server, client) = tokio::io::duplex(256 * 1024);
+        let agreed = Agreed {
+            server_window_bits: 15,
+            client_context_takeover: takeover,
+            threshold: 256,
+        };
+        (Socket::with_deflate(server, config(), Some(agreed)), client)
+    }
+
+    /// A client frame with RSV1 set if `rsv1`.
+    fn rsv1_frame(rsv1: bool, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = client_frame(fin, opcode, payload);
+        if rsv1 {
+            f[0] |= 0x40;
+        }
+        f
+    }
+
+    /// A message compressed as a client would, without context.
+    fn client_deflate(msg: &[u8]) -> Vec<u8> {
+        crate::deflate::compress(15, msg)
+    }
+
+    #[tokio::test]
+    async fn compressed_client_messages_are_inflated_whole_or_fragmented() {
+        let (mut s, mut client) = deflate_pair(false);
+        let text = "{\"type\":\"send\",\"text\":\"hello\"}".repeat(40);
+        let z = client_deflate(text.as_bytes());
+        client
+            .write_all(&rsv1_frame(true, true, 0x1, &z))
+            .await
+            .expect("write");
+        match s.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
+            other => panic!("expected the text, got {other:?}"),
+        }
+        assert!(
+            !s.io.get_ref().holds_inflater(),
+            "no inflater between messages"
+        );
+        // Split over three fragments with a ping between, then a plain
+        // message: both arrive as sent.
+        let (a, rest) = z.split_at(10);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let mut bytes = rsv1_frame(true, false, 0x1, a);
+        bytes.extend(client_frame(false, 0x0, b));
+        bytes.extend(client_frame(true, 0x9, b"p"));
+        bytes.extend(client_frame(true, 0x0, c));
+        bytes.extend(client_frame(true, 0x1, b"plain"));
+        client.write_all(&bytes).await.expect("write");
+        assert!(matches!(s.next().await, Some(Ok(Message::Ping(_)))));
+        match s.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
+            other => panic!("expected the text, got {other:?}"),
+        }
+        match s.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), "plain"),
+            other => panic!("expected the text, got {other:?}"),
+        }
+        // An empty compressed message and a binary one.
+        let mut bytes = rsv1_frame(true, true, 0x1, &client_deflate(b""));
+        bytes.extend(rsv1_frame(true, true, 0x2, &client_deflate(&[9; 3000])));
+        client.write_all(&bytes).await.expect("write");
+        match s.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), ""),
+            other => panic!("expected the empty text, got {other:?}"),
+        }
+        match s.next().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(&b[..], &[9; 3000][..]),
+            other => panic!("expected the binary message, got {other:?}"),
+        }
+        assert!(poll_once(&mut s).is_pending());
+        assert!(s.is_parked());
+    }
+
+    #[tokio::test]
+    async fn a_client_keeping_its_context_is_inflated_with_it() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let (mut s, mut client) = deflate_pair(true);
+        let mut z = Compress::new(Compression::default(), false);
+        let msg = b"{\"text\":\"the same words again and again\"}".repeat(10);
+        for _ in 0..3 {
+            let mut out = Vec::with_capacity(msg.len() + 64);
+            z.compress_vec(&msg, &mut out, FlushCompress::Sync)
+                .expect("deflate");
+            out.truncate(out.len() - 4);
+            client
+                .write_all(&rsv1_frame(true, true, 0x1, &out))
+                .await
+                .expect("write");
+            match s.next().await {
+                Some(Ok(Message::Text(t))) => assert_eq!(t.as_bytes(), &msg[..]),
+                other => panic!("expected the text, got {other:?}"),
+            }
+        }
+        assert!(s.io.get_ref().holds_inflater());
+    }
+
+    #[tokio::test]
+    async fn bad_compressed_data_and_misplaced_rsv1_fail_the_connection() {
+        for bytes in [
+            // Not deflate at all.
+            rsv1_frame(true, true, 0x1, &[0xff; 20]),
+            // RSV1 on a control frame, and on a continuation frame.
+            rsv1_frame(true, true, 0x9, b""),
+            [
+                rsv1_frame(true, false, 0x1, &client_deflate(b"ab")[..1]),
+                rsv1_frame(true, true, 0x0, b"x"),
+            ]
+            .concat(),
+        ] {
+            let (mut s, mut client) = deflate_pair(false);
+            client.write_all(&bytes).await.expect("write");
+            assert_eq!(s.next().await, Some(Err(ReadError::Protocol)), "{bytes:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_inflating_past_the_limit_is_refused() {
+        let (mut s, mut client) = deflate_pair(false);
+        let bomb = client_deflate(&vec![b'a'; 1024 * 1024]);
+        assert!(bomb.len() < 2048);
+        client
+            .write_all(&rsv1_frame(true, true, 0x1, &bomb))
+            .await
+            .expect("write");
+        assert_eq!(s.next().await, Some(Err(ReadError::TooBig)));
+    }
+
+    #[tokio::test]
+    async fn outbound_messages_from_the_threshold_up_are_compressed() {
+        let (mut s, mut client) = deflate_pair(false);
+        s.send(Message::Text("short".into())).await.expect("send");
+        assert_eq!(
+            server_bytes(&mut client, 7).await,
+            [&[0x81, 5][..], b"short"].concat()
+        );
+        let long = "{\"type\":\"message\",\"text\":\"hello\"}".repeat(20);
+        s.send(Message::Text(long.clone().into()))
+            .await
+            .expect("send");
+        let head = server_bytes(&mut client, 2).await;
+        assert_eq!(head[0], 0xC1, "FIN, RSV1, text");
+        let len = usize::from(head[1]);
+        assert!(len < 126 && len < long.len() / 4, "{len}");
+        let z = server_bytes(&mut client, len).await;
+        assert_eq!(crate::deflate::tests::inflate(&z), long.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_message_fanned_out_to_a_room_is_compressed_once() {
+        let shared = tungstenite::Utf8Bytes::from(
+            "{\"type\":\"message\",\"room\":\"lobby\",\"text\":\"hi all\"}".repeat(30),
+        );
+        let before = crate::deflate::compressions();
+        let mut clients = Vec::new();
+        for _ in 0..100 {
+            let (mut s, mut client) = deflate_pair(false);
+            s.send(Message::Text(shared.clone())).await.expect("send");
+            let head = server_bytes(&mut client, 2).await;
+            assert_eq!(head[0], 0xC1, "compressed");
+            let z = server_bytes(&mut client, usize::from(head[1])).await;
+            assert_eq!(crate::deflate::tests::inflate(&z), shared.as_bytes());
+            clients.push((s, client));
+        }
+        assert_eq!(
+            crate::deflate::compressions() - before,
+            1,
+            "one deflate for 100 sessions"
+        );
     }
 
     #[tokio::test]
