@@ -358,3 +358,94 @@ async fn run_blocks_run_as_written() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }
+
+/// The chat backend of docs/INTEGRATION.md, as the page gives it: the
+/// commands of its block (the example backend, then `wsring dev` with the
+/// page's flags; the backend's port moved to a free one), the two client
+/// frames of its `json client` block, and the three answers its next
+/// paragraph promises, compared as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_backend_of_integration_md_answers_as_documented() {
+    use common::Client;
+    use serde_json::Value;
+    if let Err(why) = common::js::node_major().await {
+        common::js::skip("the chat backend example", &why);
+        return;
+    }
+    let page = std::fs::read_to_string(repo_root().join("docs/INTEGRATION.md")).expect("page");
+    let section = &page[page.find("## A chat backend").expect("the section")..];
+    let section = &section[..section[3..].find("\n## ").expect("the next section") + 3];
+    let fenced = |info: &str| -> String {
+        let open = format!("```{info}\n");
+        let start = section.find(&open).expect("the block") + open.len();
+        section[start..start + section[start..].find("```").expect("its end")].to_owned()
+    };
+    // The commands, continuation lines joined.
+    let commands: Vec<String> = fenced("sh no-run")
+        .replace("\\\n", " ")
+        .lines()
+        .map(|l| l.trim().trim_end_matches('&').trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let backend_port = free_port().to_string();
+    let backend_cmd = commands
+        .iter()
+        .find(|c| c.starts_with("node "))
+        .expect("the backend command");
+    let dev_cmd = commands
+        .iter()
+        .find_map(|c| c.strip_prefix("cargo run --release -- dev"))
+        .expect("the wsring dev command")
+        .replace("8080", &backend_port);
+    let dev_args: Vec<&str> = dev_cmd.split_whitespace().collect();
+    let frames: Vec<Value> = fenced("json client")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a client frame"))
+        .collect();
+    // The promised answers: the JSON in backticks after the frames.
+    let after = &section[section.find("```json client").expect("frames")..];
+    let after = after[after[3..].find("```").expect("end") + 6..].trim_start();
+    let paragraph = &after[..after.find("\n\n").unwrap_or(after.len())];
+    let promised: Vec<Value> = paragraph
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(Value::is_object)
+        .collect();
+    assert_eq!(promised.len(), 3, "ack, reply and error in {paragraph:?}");
+
+    let (_dev, ws, base) = common::procs::dev_process(&dev_args).await;
+    let mut parts = backend_cmd.split_whitespace();
+    let mut backend = Command::new(parts.next().expect("node"))
+        .args(parts)
+        .current_dir(repo_root())
+        .env("PORT", &backend_port)
+        .env("WSRING_API", &base)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the backend starts");
+    // Ready once it says where it listens.
+    let stdout = backend.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the backend is ready in time")
+        .expect("its stdout");
+    assert!(ready.is_some_and(|l| l.contains(&backend_port)));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut alice = Client::connect(&ws, "alice").await;
+    alice.send(frames[0].clone()).await;
+    // The ack and the backend's answer (a direct message through the API),
+    // in whichever order they arrive.
+    let (a, b) = (alice.next().await, alice.next().await);
+    let (ack, reply) = if a["type"] == "ack" { (a, b) } else { (b, a) };
+    assert_eq!(ack, promised[0], "the ack");
+    assert_eq!(reply["type"], "message", "{reply}");
+    assert_eq!(reply["data"], promised[1], "the backend's answer");
+    alice.send(frames[1].clone()).await;
+    assert_eq!(alice.next().await, promised[2], "the refusal");
+}
