@@ -295,6 +295,12 @@ pub struct Accepted {
     /// Durable mode: the message's position in its stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// `Some(false)` on a non-durable `POST /api/send` the backend says no
+    /// live node received (the user's owner node just died and the ring does
+    /// not know yet): the message is lost. Absent otherwise, and never
+    /// `Some(true)`; see `docs/PROTOCOL.md`, "What an ack means".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// One session in a `GET /api/presence` answer.
