@@ -458,12 +458,18 @@ mod tests {
     fn accepted_reads_delivered_only_when_the_server_sends_it() {
         let read = |j: &str| serde_json::from_str::<Accepted>(j).expect(j);
         let lost = read(r#"{"ok":true,"delivered":false}"#);
-        assert_eq!((lost.ok, lost.seq, lost.delivered), (true, None, Some(false)));
+        assert_eq!(
+            (lost.ok, lost.seq, lost.delivered),
+            (true, None, Some(false))
+        );
         let plain = read(r#"{"ok":true}"#);
         assert_eq!(plain.delivered, None);
         assert_eq!(read(r#"{"ok":true,"seq":7}"#).seq, Some(7));
         // Written back, an absent flag stays absent.
-        assert_eq!(serde_json::to_string(&plain).expect("json"), r#"{"ok":true}"#);
+        assert_eq!(
+            serde_json::to_string(&plain).expect("json"),
+            r#"{"ok":true}"#
+        );
         assert_eq!(
             serde_json::to_string(&lost).expect("json"),
             r#"{"ok":true,"delivered":false}"#
