@@ -117,6 +117,17 @@ export type ConnectOptions = Omit<WsringClientOptions, "autoStart">;
 export type ResolvedOptions = WsringClientOptions &
   Required<Pick<WsringClientOptions, "backoffBase" | "backoffCap" | "movedJitter" | "timeout" | "retryUnavailable" | "direct">>;
 
+/**
+ * What the server's `ack` of a `send` said. Without `--durable`, an ack
+ * means the cluster handed the message on; `delivered: false` means the
+ * backend saw no live node receive it (the user's owner node just died and
+ * the cluster does not know yet), so it is lost. Absent otherwise, also when
+ * the backend cannot tell (NATS, RabbitMQ, Redis Cluster).
+ */
+export interface WsringReceipt {
+  delivered?: false;
+}
+
 /** A delivered message. */
 export interface WsringMessage {
   /** The sending user; `null` for messages sent through the HTTP API. */
@@ -208,8 +219,10 @@ export declare class WsringClient {
   on<K extends keyof WsringEvents>(type: K, fn: WsringListener<K>): () => void;
   /** Unsubscribes `fn` from event `type`. */
   off<K extends keyof WsringEvents>(type: K, fn: WsringListener<K>): void;
-  /** Sends `data` (JSON-serialisable) to every session of user `to`; resolves on the server's `ack`. */
-  send(to: string, data: unknown): Promise<void>;
+  /** Sends `data` (JSON-serialisable) to every session of user `to`;
+   * resolves on the server's `ack` with what it said: `{delivered: false}`
+   * when no live node received the message (it is lost), else `{}`. */
+  send(to: string, data: unknown): Promise<WsringReceipt>;
   /** Joins `room` (kept across reconnects); resolves on `ack`. With
    * `{presence: true}` the client also gets the room's `presence` events; a
    * later plain join turns them off. */

@@ -293,7 +293,13 @@ export class WsringClient {
 
   // -------------------------------------------------------------- requests
 
-  /** Sends a direct message to every session of user `to`. Resolves on `ack`. */
+  /**
+   * Sends a direct message to every session of user `to`. Resolves on `ack`
+   * with a receipt: `{}`, or `{delivered: false}` when the server said no
+   * live node received the message (without `--durable`, the user's owner
+   * node just died: the message is lost; resending it soon reaches the new
+   * owner).
+   */
   send(to, data) {
     return this._request({ type: "send", to, data });
   }
@@ -688,7 +694,8 @@ export class WsringClient {
         if (n !== null) {
           const p = this._pending.get(n);
           this._pending.delete(n);
-          p.resolve();
+          // Only `send` resolves with what its ack said; the rest with nothing.
+          p.resolve(p.type === "send" ? receipt(f) : undefined);
         }
         return;
       }
@@ -852,6 +859,14 @@ export class WsringClient {
     if (ws) closeSocket(ws, 1000, "client closed");
     this._rejectAll(new WsringError("closed", "client is closed"));
   }
+}
+
+/**
+ * What an `ack` of a `send` tells the application: `delivered: false` only
+ * when the server said so (any other value is not part of the protocol).
+ */
+function receipt(ack) {
+  return ack?.delivered === false ? { delivered: false } : {};
 }
 
 /**

@@ -39,11 +39,12 @@ process.on("exit", () => {
 
 /**
  * Starts `wsring dev` with 3 nodes, a short heartbeat TTL (crash steps are
- * quick) and `flags`. Resolves with `{url, http, stop()}` once it printed
- * its gateway line.
+ * quick; `flags` may set another `--heartbeat-ttl`) and `flags`. Resolves
+ * with `{url, http, stop()}` once it printed its gateway line.
  */
 export async function startDev(flags) {
-  const child = spawn(wsringBin(), ["dev", "--port", "0", "--nodes", "3", "--heartbeat-ttl", "1200ms", ...flags], {
+  const ttl = flags.includes("--heartbeat-ttl") ? [] : ["--heartbeat-ttl", "1200ms"];
+  const child = spawn(wsringBin(), ["dev", "--port", "0", "--nodes", "3", ...ttl, ...flags], {
     // Crash and drain steps make the gateway log warnings about the lost
     // node; those are expected here, so only errors reach the output.
     env: { ...process.env, RUST_LOG: "error" },

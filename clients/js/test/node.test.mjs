@@ -85,6 +85,58 @@ describe(`wsring-client on Node ${process.version} with the ${wanted === "ws" ? 
     });
   });
 
+  describe("a send to a user whose node just died (wsring dev --heartbeat-ttl 30s)", () => {
+    let cluster;
+    before(async () => {
+      // A long TTL keeps the crashed node in the ring for the whole test:
+      // the window in which a non-durable direct message is lost.
+      cluster = await startDev(["--heartbeat-ttl", "30s"]);
+    });
+    after(() => cluster?.stop());
+
+    /** A user named `prefix<i>` whose owner is `node`. */
+    async function userOn(prefix, node) {
+      for (let i = 0; i < 10_000; i++) {
+        const r = await fetch(`${cluster.http}/api/route?user=${prefix}${i}`);
+        assert.equal(r.status, 200);
+        if ((await r.json()).node === node) return `${prefix}${i}`;
+      }
+      throw new Error(`no user on ${node}`);
+    }
+
+    test("send() resolves with {delivered: false}, and with {} for a live user", { timeout: TEST_MS }, async () => {
+      const [sender, victim, alive] = [await userOn("s", "n1"), await userOn("v", "n2"), await userOn("a", "n3")];
+      const s = await client.connect({ url: cluster.url, user: sender, ...options });
+      // The victim connects to n2 itself (`direct`), not through the
+      // gateway: a tunnel that ends makes the gateway suspect n2 and drop it
+      // within milliseconds, which would close the window this test needs.
+      const v = await client.connect({ url: cluster.url, user: victim, direct: true, ...options });
+      assert.equal(v.node, "n2");
+      const a = await client.connect({ url: cluster.url, user: alive, ...options });
+      try {
+        const got = new Promise((resolve) => a.on("message", resolve));
+        assert.deepEqual(await s.send(alive, 1), {});
+        assert.equal((await got).data, 1);
+
+        // Closed at once, so it does not try to reconnect to the dead node.
+        const lostSession = new Promise((resolve) => v.on("disconnected", () => resolve(v.close())));
+        const r = await fetch(`${cluster.http}/api/nodes/n2?mode=crash`, { method: "DELETE" });
+        assert.equal(r.status, 202);
+        await lostSession;
+        const route = await (await fetch(`${cluster.http}/api/route?user=${victim}`)).json();
+        assert.equal(route.node, "n2", "n2 is still the owner");
+
+        assert.deepEqual(await s.send(victim, 2), { delivered: false });
+        assert.deepEqual(await s.send(alive, 3), {}, "a live user's ack is unchanged");
+        assert.equal(await s.publish("room", 4), undefined, "publish still resolves with nothing");
+      } finally {
+        s.close();
+        v.close();
+        a.close();
+      }
+    });
+  });
+
   describe("tokens that expire (wsring dev --durable --jwt-leeway 1s)", () => {
     let cluster;
     before(async () => {

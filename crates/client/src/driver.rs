@@ -35,7 +35,7 @@ use wsring_protocol::{ClientFrame, ConnectParams, ErrorCode, MsgId, OwnedServerF
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::event::{Event, Message};
-use crate::{Command, Stats};
+use crate::{Command, Receipt, Stats};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -57,7 +57,7 @@ struct Cursor {
 struct Pending {
     /// The request, with its id.
     frame: ClientFrame,
-    reply: Option<oneshot::Sender<Result<(), ClientError>>>,
+    reply: Option<oneshot::Sender<Result<Receipt, ClientError>>>,
     deadline: Instant,
     /// Set by an `unavailable` error: resend at this time.
     retry_at: Option<Instant>,
@@ -396,7 +396,11 @@ impl Driver {
         }
     }
 
-    fn enqueue(&mut self, mut frame: ClientFrame, reply: oneshot::Sender<Result<(), ClientError>>) {
+    fn enqueue(
+        &mut self,
+        mut frame: ClientFrame,
+        reply: oneshot::Sender<Result<Receipt, ClientError>>,
+    ) {
         let n = self.next_id;
         self.next_id += 1;
         frame.set_id(Some(MsgId::Str(self.request_id(n))));
@@ -653,14 +657,14 @@ impl Driver {
                 }))
                 .await;
             }
-            OwnedServerFrame::Ack { id, .. } => {
+            OwnedServerFrame::Ack { id, delivered } => {
                 if self.internal.remove(&id_key(&id)) {
                     return Action::Continue;
                 }
                 if let Some(n) = self.pending_number(&id)
                     && let Some(r) = self.pending.remove(&n).and_then(|p| p.reply)
                 {
-                    let _ = r.send(Ok(()));
+                    let _ = r.send(Ok(Receipt { delivered }));
                 }
             }
             OwnedServerFrame::Error { code, message, id } => {

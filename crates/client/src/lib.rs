@@ -26,6 +26,10 @@
 //!   and resolve on the server's `ack`; unacknowledged requests are resent
 //!   after a reconnect or an `unavailable` error, with the same id, which a
 //!   durable cluster deduplicates — so a message is stored exactly once.
+//! * **Reports lost direct messages**: [`Client::send_receipt`] returns the
+//!   ack's [`Receipt`]; `delivered: Some(false)` means the backend saw no
+//!   live node receive the message (without `--durable`, its owner node
+//!   just died), so the application can resend it or tell the user.
 //! * **Skips the tunnel when asked** ([`ClientConfig::direct`]): before every
 //!   connect it asks the gateway where its user lives (`GET /ws/locate`) and
 //!   connects to that node, so messages cross two sockets fewer; a move
@@ -98,9 +102,34 @@ pub(crate) enum Command {
     Request {
         /// The frame without its id; the driver assigns one.
         frame: ClientFrame,
-        reply: oneshot::Sender<Result<(), ClientError>>,
+        reply: oneshot::Sender<Result<Receipt, ClientError>>,
     },
     Close,
+}
+
+/// What the cluster's `ack` of a request said, beyond "accepted".
+///
+/// Without `--durable`, an ack means the cluster took the message and
+/// handed it on, not that a session received it. When the backend can tell
+/// that no live node received a direct message (the user's owner node just
+/// died and the ring does not know yet), the ack says so and
+/// [`delivered`](Self::delivered) is `Some(false)`: the message is lost, and
+/// resending it after a moment reaches the user's new owner. See
+/// `docs/PROTOCOL.md`, "What an ack means", for which backends can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// `Some(false)`: no live node received the message. `None`: not known
+    /// to be lost — the usual case, and the only one for room messages,
+    /// durable clusters and backends that cannot tell.
+    pub delivered: Option<bool>,
+}
+
+impl Receipt {
+    /// True when the server said no live node received the message.
+    pub fn lost(&self) -> bool {
+        self.delivered == Some(false)
+    }
 }
 
 /// A handle to a connection; cheap to clone.
@@ -158,6 +187,10 @@ impl Client {
     }
 
     async fn request(&self, frame: ClientFrame) -> Result<(), ClientError> {
+        self.request_receipt(frame).await.map(|_| ())
+    }
+
+    async fn request_receipt(&self, frame: ClientFrame) -> Result<Receipt, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Request { frame, reply })
@@ -166,8 +199,21 @@ impl Client {
     }
 
     /// Sends `data` to every session of `to`; resolves on the cluster's ack.
+    /// [`send_receipt`](Self::send_receipt) also tells whether the server
+    /// said the message reached no live node.
     pub async fn send(&self, to: &str, data: impl Serialize) -> Result<(), ClientError> {
-        self.request(ClientFrame::Send {
+        self.send_receipt(to, data).await.map(|_| ())
+    }
+
+    /// Like [`send`](Self::send), and returns what the ack said: a
+    /// [`Receipt`] with `delivered: Some(false)` when the backend reports
+    /// that no live node received the message (its owner just died).
+    pub async fn send_receipt(
+        &self,
+        to: &str,
+        data: impl Serialize,
+    ) -> Result<Receipt, ClientError> {
+        self.request_receipt(ClientFrame::Send {
             to: to.to_owned(),
             data: payload(data)?,
             id: None,

@@ -295,6 +295,12 @@ pub struct Accepted {
     /// Durable mode: the message's position in its stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// `Some(false)` on a non-durable `POST /api/send` the backend says no
+    /// live node received (the user's owner node just died and the ring does
+    /// not know yet): the message is lost. Absent otherwise, and never
+    /// `Some(true)`; see `docs/PROTOCOL.md`, "What an ack means".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// One session in a `GET /api/presence` answer.
@@ -447,6 +453,28 @@ pub fn check_id(id: Option<&str>) -> Result<(), InvalidBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_reads_delivered_only_when_the_server_sends_it() {
+        let read = |j: &str| serde_json::from_str::<Accepted>(j).expect(j);
+        let lost = read(r#"{"ok":true,"delivered":false}"#);
+        assert_eq!(
+            (lost.ok, lost.seq, lost.delivered),
+            (true, None, Some(false))
+        );
+        let plain = read(r#"{"ok":true}"#);
+        assert_eq!(plain.delivered, None);
+        assert_eq!(read(r#"{"ok":true,"seq":7}"#).seq, Some(7));
+        // Written back, an absent flag stays absent.
+        assert_eq!(
+            serde_json::to_string(&plain).expect("json"),
+            r#"{"ok":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&lost).expect("json"),
+            r#"{"ok":true,"delivered":false}"#
+        );
+    }
 
     fn send(json: &str) -> SendBody {
         serde_json::from_str(json).expect("valid send body")

@@ -282,13 +282,19 @@ async fn crashed_node_leaves_the_ring_and_its_users_reconnect_elsewhere() {
     c.shutdown().await;
 }
 
+/// The WebSocket URL (`ws://…/ws`) of node `id`.
+fn node_url(c: &wsring::dev::DevCluster, id: &str) -> String {
+    c.members()
+        .into_iter()
+        .find(|(n, _)| n == id)
+        .map(|(_, url)| url)
+        .unwrap_or_else(|| panic!("{id} is a member"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
     // A long heartbeat TTL keeps the crashed node in the ring for the whole
-    // test: the window in which a non-durable message would be lost. (A
-    // gateway would see the crash at once through the end of a tunnel and
-    // drop the node from the ring, closing that window; so the victim
-    // connects to its node directly, and no tunnel tells.)
+    // test: the window in which a non-durable message would be lost.
     let mut common = hash();
     common.heartbeat_ttl = std::time::Duration::from_secs(30);
     let c = dev(3, common).await;
@@ -297,13 +303,10 @@ async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
     let victim = users_where(&api, "v", 1, |n| n == "n2").await.remove(0);
     let alive = users_where(&api, "a", 1, |n| n == "n3").await.remove(0);
     let mut s = Client::connect(&c.gateway_url(), &sender).await;
-    let n2_url = c
-        .members()
-        .into_iter()
-        .find(|(id, _)| id == "n2")
-        .map(|(_, url)| url)
-        .expect("n2");
-    let mut v = Client::connect(&n2_url, &victim).await;
+    // The victim connects to n2 itself, not through the gateway: a tunnel
+    // that ends makes the gateway suspect n2 and drop it within
+    // milliseconds, which would close the window this test needs.
+    let mut v = Client::connect(&node_url(&c, "n2"), &victim).await;
     let _a = Client::connect(&c.gateway_url(), &alive).await;
     s.send(json!({"type":"send","to":alive,"data":1,"id":"live"}))
         .await;
@@ -321,16 +324,10 @@ async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
         json!({"type":"ack","id":"lost","delivered":false})
     );
     // The HTTP API of a live node says the same in its 202 body.
-    let n1 = c
-        .members()
-        .into_iter()
-        .find(|(id, _)| id == "n1")
-        .map(|(_, url)| {
-            url.replacen("ws://", "http://", 1)
-                .trim_end_matches("/ws")
-                .to_owned()
-        })
-        .expect("n1");
+    let n1 = node_url(&c, "n1")
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/ws")
+        .to_owned();
     let (status, body) = Api::new(n1)
         .post("/api/send", json!({"to": victim, "data": 3}))
         .await;
@@ -339,6 +336,49 @@ async fn a_direct_send_to_a_dead_node_is_acked_as_not_delivered() {
     s.send(json!({"type":"send","to":alive,"data":4,"id":"still"}))
         .await;
     assert_eq!(s.next().await, json!({"type":"ack","id":"still"}));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_reports_a_send_to_a_dead_node_as_not_delivered() {
+    // The same window as above, seen through `wsring-client`: the WebSocket
+    // client's receipt and the server API client's answer both carry
+    // `delivered: Some(false)`, and a send to a live user carries nothing.
+    let mut common = hash();
+    common.heartbeat_ttl = std::time::Duration::from_secs(30);
+    let c = dev(3, common).await;
+    let api = Api::new(c.http_url());
+    let sender = users_where(&api, "s", 1, |n| n == "n1").await.remove(0);
+    let victim = users_where(&api, "v", 1, |n| n == "n2").await.remove(0);
+    let alive = users_where(&api, "a", 1, |n| n == "n3").await.remove(0);
+    let (client, _events) = wsring_client::connect(&c.gateway_url(), &sender)
+        .await
+        .expect("sender connects");
+    let mut v = Client::connect(&node_url(&c, "n2"), &victim).await;
+    let _a = Client::connect(&c.gateway_url(), &alive).await;
+    let live = client.send_receipt(&alive, 1).await.expect("ack");
+    assert_eq!(live.delivered, None);
+    assert!(!live.lost());
+    let (status, _) = api.delete("/api/nodes/n2?mode=crash").await;
+    assert_eq!(status, 202);
+    let (_, end) = v.until_end().await;
+    assert_eq!(end, Ended::Abrupt);
+    assert_eq!(api.route(&victim).await, "n2", "n2 is still the owner");
+
+    let lost = client.send_receipt(&victim, 2).await.expect("ack");
+    assert_eq!(lost.delivered, Some(false));
+    assert!(lost.lost());
+    // `send` keeps its signature and still resolves on the ack.
+    client.send(&victim, 3).await.expect("ack");
+
+    let sdk_api = wsring_client::Api::new(&node_url(&c, "n1")).expect("api client");
+    let answer = sdk_api.send(&victim, 4, None).await.expect("202");
+    assert_eq!((answer.ok, answer.delivered), (true, Some(false)));
+    let answer = sdk_api.send(&alive, 5, None).await.expect("202");
+    assert_eq!((answer.ok, answer.delivered), (true, None));
+    let after = client.send_receipt(&alive, 6).await.expect("ack");
+    assert_eq!(after.delivered, None);
+    client.close();
     c.shutdown().await;
 }
 

@@ -23,6 +23,7 @@ import {
   type WsringEvents,
   type WsringListener,
   type WsringMessage,
+  type WsringReceipt,
 } from "wsring-client";
 import { WebSocket as WsWebSocket } from "ws";
 
@@ -65,9 +66,11 @@ export async function usage(): Promise<void> {
   const connectOptions: ConnectOptions = { url: "ws://127.0.0.1:7000/ws", user: "dave" };
   void connectOptions;
 
-  // Requests resolve with nothing on ack.
-  same<ReturnType<WsringClient["send"]>, Promise<void>>(true);
-  await alice.send("bob", { text: "hi" });
+  // `send` resolves with the ack's receipt; the other requests with nothing.
+  same<ReturnType<WsringClient["send"]>, Promise<WsringReceipt>>(true);
+  const receipt = await alice.send("bob", { text: "hi" });
+  if (receipt.delivered === false) console.log("lost: bob's node just died");
+  same<ReturnType<WsringClient["publish"]>, Promise<void>>(true);
   await alice.join("lobby");
   await alice.join("lobby", { presence: true });
   await alice.publish("lobby", ["any", "JSON", 1, true, null]);
