@@ -80,7 +80,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::debug;
 use wsring_cluster::backoff::Backoff;
-use wsring_cluster::stream::{entry_cost, new_epoch};
+use wsring_cluster::stream::{STREAM_COST_BYTES, entry_cost, new_epoch};
 use wsring_cluster::{
     Appended, ClusterError, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore,
 };
@@ -361,6 +361,13 @@ impl NatsStreams {
 
     /// The subject's last message, creating the epoch marker if there is none.
     async fn ensure(&self, subject: &str) -> Result<Stored, ClusterError> {
+        self.ensure_as(subject, None).await
+    }
+
+    /// [`ensure`](Self::ensure), a new stream counted for `owner`
+    /// ([`STREAM_COST_BYTES`], charged before the marker is published and
+    /// given back if another creator won).
+    async fn ensure_as(&self, subject: &str, owner: Option<&str>) -> Result<Stored, ClusterError> {
         for _ in 0..APPEND_ATTEMPTS {
             if let Some(last) = self.last(subject).await? {
                 return Ok(last);
@@ -371,8 +378,18 @@ impl NatsStreams {
                 .payload(Bytes::new())
                 .header(HDR_SEQ, "0")
                 .header(HDR_EPOCH, epoch.as_str());
+            let charge = match (&self.usage, owner) {
+                (Some(usage), Some(owner)) => Some(usage.charge(owner, STREAM_COST_BYTES).await?),
+                _ => None,
+            };
             // Expected 0: only succeeds while the subject is still empty.
-            if let Some(ack) = self.publish(subject, marker, 0).await? {
+            let published = self.publish(subject, marker, 0).await;
+            if !matches!(published, Ok(Some(_)))
+                && let (Some(usage), Some(charge)) = (&self.usage, charge)
+            {
+                usage.refund(charge).await;
+            }
+            if let Some(ack) = published? {
                 debug!(%subject, %epoch, "stream (re)started with a new epoch");
                 // This node's own creations count at once; other nodes'
                 // show up at the next read of the subject count.
@@ -516,10 +533,11 @@ impl NatsStreams {
         subject: &str,
         payload: Bytes,
         msg_id: Option<String>,
+        owner: Option<&str>,
     ) -> Result<Appended, ClusterError> {
         let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
         for _ in 0..APPEND_ATTEMPTS {
-            let last = self.ensure(subject).await?;
+            let last = self.ensure_as(subject, owner).await?;
             let seq = last.seq + 1;
             let mut msg = PublishMessage::build()
                 .payload(payload.clone())
@@ -649,7 +667,7 @@ impl StreamStore for NatsStreams {
         let subject = stream_subject(&self.namespace, stream);
         let msg_id = dedup.map(|key| dedup_id(&subject, key));
         let (Some(usage), Some(owner)) = (&self.usage, owner) else {
-            return self.publish_entry(&subject, payload, msg_id).await;
+            return self.publish_entry(&subject, payload, msg_id, owner).await;
         };
         let cost = entry_cost(payload.len(), dedup, Some(owner));
         let charge = match usage.charge(owner, cost).await {
@@ -666,7 +684,9 @@ impl StreamStore for NatsStreams {
             }
             Err(e) => return Err(e),
         };
-        let r = self.publish_entry(&subject, payload, msg_id).await;
+        let r = self
+            .publish_entry(&subject, payload, msg_id, Some(owner))
+            .await;
         if !matches!(
             r,
             Ok(Appended {
@@ -679,13 +699,15 @@ impl StreamStore for NatsStreams {
         r
     }
 
+    /// A new stream is counted for `owner` ([`STREAM_COST_BYTES`]) and
+    /// refused past its quota.
     async fn head_as(
         &self,
         stream: &StreamName,
-        _owner: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<StreamPos, ClusterError> {
         let last = self
-            .ensure(&stream_subject(&self.namespace, stream))
+            .ensure_as(&stream_subject(&self.namespace, stream), owner)
             .await?;
         Ok(StreamPos {
             seq: last.seq,

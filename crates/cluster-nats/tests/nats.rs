@@ -591,6 +591,7 @@ async fn stream_retention_follows_configuration() {
 /// A 1000-byte payload costs this much under the quota with owner "mallory"
 /// and no dedup key: payload + owner + the fixed entry cost.
 const KB_COST: u64 = 1000 + 7 + wsring_cluster::stream::ENTRY_COST_BYTES;
+use wsring_cluster::stream::STREAM_COST_BYTES;
 
 fn quota_retention(max_age: Duration, entries: u64) -> Retention {
     Retention {
@@ -598,7 +599,8 @@ fn quota_retention(max_age: Duration, entries: u64) -> Retention {
         max_age,
         max_streams: 0,
         max_bytes: 1024 * 1024,
-        max_user_bytes: entries * KB_COST,
+        // The stream the owner's first append creates counts too.
+        max_user_bytes: entries * KB_COST + STREAM_COST_BYTES,
     }
 }
 
@@ -626,12 +628,19 @@ async fn owner_quota_is_shared_by_nodes_and_exact() {
             .await
             .expect_err("past the quota");
         assert!(
-            matches!(e, ClusterError::QuotaExceeded { max } if max == 6 * KB_COST),
+            matches!(e, ClusterError::QuotaExceeded { max } if max == 6 * KB_COST + STREAM_COST_BYTES),
             "{e}"
         );
     }
-    // Another namespace's owner of the same name is not affected, nor is
-    // the server itself.
+    // Nor may the owner create a stream; the server itself still stores.
+    let e = b
+        .head_as(&StreamName::Room("new".into()), Some("mallory"))
+        .await
+        .expect_err("a new stream past the quota");
+    assert!(matches!(e, ClusterError::QuotaExceeded { .. }), "{e}");
+    a.head_as(&room, Some("mallory"))
+        .await
+        .expect("an existing stream costs nothing");
     a.append(&room, kb(), None)
         .await
         .expect("the server still stores");
@@ -643,7 +652,8 @@ async fn owner_quota_is_shared_by_nodes_and_exact() {
     let ns2 = unique_ns("nats");
     server.track(&ns2);
     let one = Retention {
-        max_user_bytes: wsring_cluster::stream::entry_cost(1000, Some("k1"), Some("mallory")),
+        max_user_bytes: wsring_cluster::stream::entry_cost(1000, Some("k1"), Some("mallory"))
+            + STREAM_COST_BYTES,
         ..r
     };
     let c = connect_streams(&server.url(), &ns2, one).await.expect("c");
