@@ -30,6 +30,7 @@
 //! | room fan-out | subject `{ns}.room.{room}` | core NATS |
 //! | server-side rooms | stream `{ns}_rooms`, subject `{ns}.sr.{user}.{room}` per membership | one message per subject (payload: the room), deleted on leave; no age limit |
 //! | durable streams | stream `{ns}_streams`, subjects `{ns}.s.>` | `max_msgs_per_subject = max_len + 1`, `max_age`, duplicate window `min(max_age, 2 min)`, direct get on |
+//! | per-owner usage | KV bucket `{ns}_usage` (stream `KV_{ns}_usage`), key = escaped owner | history 1, `max_age` = retention age + one slot; value: bytes per time slot (`quota.rs`) |
 //! | user stream | subject `{ns}.s.u.{user}` | one subject per wsring stream |
 //! | room stream | subject `{ns}.s.r.{room}` | |
 //! | broker message header | `Wsring-Order: {publisher}.{counter}` | restores each publisher's order across topics |
@@ -42,6 +43,7 @@
 //! * `names`: the naming scheme above and header parsing.
 //! * `order`: keeping each publisher's broker messages in order across topics.
 //! * `setup`: creating or reconciling buckets and streams.
+//! * `quota`: each owner's share of the durable store (`max_user_bytes`).
 //! * `registry`, `broker`, `streams`, `rooms`: the trait implementations
 //!   ([`NatsRegistry`], [`NatsBroker`], [`NatsStreams`],
 //!   [`NatsServerRooms`]).
@@ -50,6 +52,7 @@ mod broker;
 mod connect;
 mod names;
 mod order;
+mod quota;
 mod registry;
 mod rooms;
 mod setup;
@@ -159,6 +162,7 @@ pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterEr
         format!("KV_{namespace}_heartbeats"),
         format!("{namespace}_rooms"),
         format!("{namespace}_streams"),
+        format!("KV_{namespace}_usage"),
     ] {
         let _ = js.delete_stream(&stream).await;
     }

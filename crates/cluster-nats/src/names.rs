@@ -75,6 +75,12 @@ pub(crate) fn heartbeats_bucket(ns: &str) -> String {
     format!("{ns}_heartbeats")
 }
 
+/// The KV bucket holding each owner's durable-store usage (one key per
+/// owner; see the quota module).
+pub(crate) fn usage_bucket(ns: &str) -> String {
+    format!("{ns}_usage")
+}
+
 /// The JetStream stream holding every server-side room membership of a
 /// namespace (subjects `{ns}.sr.{user}.{room}`).
 pub(crate) fn rooms_stream(ns: &str) -> String {

@@ -108,6 +108,7 @@ impl NatsRegistry {
             &members_bucket(namespace),
             format!("wsring membership document ({namespace})"),
             Duration::ZERO,
+            -1,
             replicas,
         )
         .await?;
@@ -117,6 +118,7 @@ impl NatsRegistry {
             &heartbeats_bucket(namespace),
             format!("wsring node heartbeats ({namespace}); max_age is the TTL"),
             ttl,
+            -1,
             replicas,
         )
         .await?;

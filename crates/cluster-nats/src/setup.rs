@@ -61,10 +61,12 @@ fn kv_stream_config(
     bucket: &str,
     description: String,
     max_age: Duration,
+    max_bytes: i64,
     replicas: usize,
 ) -> stream::Config {
     stream::Config {
         name: kv_stream(bucket),
+        max_bytes,
         description: Some(description),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
@@ -94,17 +96,18 @@ fn same_kv_limits(have: &stream::Config, want: &stream::Config) -> bool {
 }
 
 /// Opens KV bucket `bucket` (history 1, entries expire after `max_age`, zero
-/// meaning never, `replicas` copies), creating it, or updating it when its
-/// limits differ.
+/// meaning never, at most `max_bytes` stored, -1 meaning no limit,
+/// `replicas` copies), creating it, or updating it when its limits differ.
 pub(crate) async fn ensure_kv(
     js: &jetstream::Context,
     client: &Client,
     bucket: &str,
     description: String,
     max_age: Duration,
+    max_bytes: i64,
     replicas: usize,
 ) -> Result<kv::Store, ClusterError> {
-    let cfg = kv_stream_config(bucket, description, max_age, replicas);
+    let cfg = kv_stream_config(bucket, description, max_age, max_bytes, replicas);
     ensure_stream_with(js, client, cfg, same_kv_limits).await?;
     js.get_key_value(bucket)
         .await

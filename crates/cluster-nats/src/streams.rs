@@ -37,8 +37,16 @@
 //! messages, counted by `max_bytes` at their stored size and by
 //! `max_streams` as subjects; message ids are kept by JetStream for the
 //! duplicate window only, outside the stream. `max_user_bytes` (the
-//! per-owner share) is not enforced here: JetStream has no per-owner
-//! accounting.
+//! per-owner share) is kept in a KV bucket beside the stream (see the
+//! `quota` module): an owner's append is charged before it is published and
+//! given back when it stored nothing; aged-out bytes come back by time
+//! slot, so an owner is never let past its share (it may be refused a
+//! little early after its entries were trimmed by length). A retry of a
+//! still-deduplicated append is answered as a duplicate even past the
+//! quota: the refused append probes JetStream's duplicate window with a
+//! publish that cannot be stored (it expects a last message id no message
+//! has), which JetStream answers with the original's position if the id is
+//! known.
 //!
 //! Reads: a snapshot is the subject's last message (its stream sequence `L`,
 //! seq and epoch) plus its first retained message. Retention only ever drops
@@ -72,7 +80,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::debug;
 use wsring_cluster::backoff::Backoff;
-use wsring_cluster::stream::new_epoch;
+use wsring_cluster::stream::{STREAM_COST_BYTES, entry_cost, new_epoch};
 use wsring_cluster::{
     Appended, ClusterError, ReadBatch, Retention, StoreLimit, StreamName, StreamPos, StreamStore,
 };
@@ -81,6 +89,7 @@ use crate::connect::{backend_msg, fail};
 use crate::names::{
     HDR_EPOCH, HDR_SEQ, dedup_id, parse_meta, stream_subject, streams_filter, streams_stream,
 };
+use crate::quota::OwnerUsage;
 use crate::setup::{context, ensure_stream};
 
 /// Longest duplicate window: JetStream keeps every message id of the window
@@ -124,6 +133,8 @@ pub struct NatsStreams {
     subjects: Mutex<Option<(Instant, u64)>>,
     /// Direct gets (one server) or leader reads (a replicated stream).
     direct: bool,
+    /// Each owner's usage, when a per-owner quota is set.
+    usage: Option<OwnerUsage>,
 }
 
 /// How old the subject count used for `max_streams` may be.
@@ -174,7 +185,9 @@ impl NatsStreams {
         let js = context(&client);
         let cfg = stream_config(namespace, retention, replicas);
         let stream = ensure_stream(&js, &client, cfg).await?;
+        let usage = OwnerUsage::open(&client, namespace, retention, replicas).await?;
         Ok(NatsStreams {
+            usage,
             client,
             js,
             stream,
@@ -348,6 +361,13 @@ impl NatsStreams {
 
     /// The subject's last message, creating the epoch marker if there is none.
     async fn ensure(&self, subject: &str) -> Result<Stored, ClusterError> {
+        self.ensure_as(subject, None).await
+    }
+
+    /// [`ensure`](Self::ensure), a new stream counted for `owner`
+    /// ([`STREAM_COST_BYTES`], charged before the marker is published and
+    /// given back if another creator won).
+    async fn ensure_as(&self, subject: &str, owner: Option<&str>) -> Result<Stored, ClusterError> {
         for _ in 0..APPEND_ATTEMPTS {
             if let Some(last) = self.last(subject).await? {
                 return Ok(last);
@@ -358,8 +378,18 @@ impl NatsStreams {
                 .payload(Bytes::new())
                 .header(HDR_SEQ, "0")
                 .header(HDR_EPOCH, epoch.as_str());
+            let charge = match (&self.usage, owner) {
+                (Some(usage), Some(owner)) => Some(usage.charge(owner, STREAM_COST_BYTES).await?),
+                _ => None,
+            };
             // Expected 0: only succeeds while the subject is still empty.
-            if let Some(ack) = self.publish(subject, marker, 0).await? {
+            let published = self.publish(subject, marker, 0).await;
+            if !matches!(published, Ok(Some(_)))
+                && let (Some(usage), Some(charge)) = (&self.usage, charge)
+            {
+                usage.refund(charge).await;
+            }
+            if let Some(ack) = published? {
                 debug!(%subject, %epoch, "stream (re)started with a new epoch");
                 // This node's own creations count at once; other nodes'
                 // show up at the next read of the subject count.
@@ -495,6 +525,103 @@ impl NatsStreams {
     }
 }
 
+impl NatsStreams {
+    /// Publishes the next entry of `subject` (or finds the original of a
+    /// duplicate).
+    async fn publish_entry(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        msg_id: Option<String>,
+        owner: Option<&str>,
+    ) -> Result<Appended, ClusterError> {
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+        for _ in 0..APPEND_ATTEMPTS {
+            let last = self.ensure_as(subject, owner).await?;
+            let seq = last.seq + 1;
+            let mut msg = PublishMessage::build()
+                .payload(payload.clone())
+                .header(HDR_SEQ, seq.to_string())
+                .header(HDR_EPOCH, last.epoch.as_str());
+            if let Some(id) = &msg_id {
+                msg = msg.message_id(id);
+            }
+            let Some(ack) = self.publish(subject, msg, last.stream_seq).await? else {
+                // Lost a race with another appender: re-read, try again.
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            };
+            if !ack.duplicate {
+                return Ok(Appended {
+                    seq,
+                    epoch: last.epoch,
+                    duplicate: false,
+                });
+            }
+            return self.original(ack.sequence, last).await;
+        }
+        Err(busy(subject))
+    }
+
+    /// Where the original of a duplicate at stream sequence `at` went.
+    async fn original(&self, at: u64, last: Stored) -> Result<Appended, ClusterError> {
+        Ok(match self.at(at).await? {
+            Some(orig) => Appended {
+                seq: orig.seq,
+                epoch: orig.epoch,
+                duplicate: true,
+            },
+            // The original was already trimmed (more than max_len appends
+            // since): its exact seq is gone; it is at or before the head.
+            None => Appended {
+                seq: last.seq,
+                epoch: last.epoch,
+                duplicate: true,
+            },
+        })
+    }
+
+    /// Whether message id `id` is in JetStream's duplicate window: publishes
+    /// an empty message under it that expects a last message id no message
+    /// ever has, so it is never stored. JetStream checks the id first (a
+    /// replicated stream before proposing the message, one server before
+    /// the other checks) and answers a known one with the original's
+    /// position; an unknown one fails the expectation.
+    async fn probe_duplicate(
+        &self,
+        subject: &str,
+        id: &str,
+    ) -> Result<Option<Appended>, ClusterError> {
+        let last = self.ensure(subject).await?;
+        let probe = PublishMessage::build()
+            .payload(Bytes::new())
+            .header(HDR_SEQ, "0")
+            .header(HDR_EPOCH, last.epoch.as_str())
+            .message_id(id)
+            .expected_last_message_id(format!("{id}|probe"));
+        let what = || format!("checking a duplicate on {subject}");
+        let ack = match self.js.send_publish(subject.to_owned(), probe).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) if ack.duplicate => Ok(Some(self.original(ack.sequence, last).await?)),
+            Ok(ack) => Err(backend_msg(format!(
+                "a duplicate probe on {subject} was stored at {}",
+                ack.sequence
+            ))),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastMessageId => Ok(None),
+            Err(e) => {
+                let timed_out = matches!(
+                    e.kind(),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+                );
+                Err(fail(&self.client, what(), timed_out, e))
+            }
+        }
+    }
+}
+
 /// Where between stream sequences `lo` and `hi` (holding seqs `lo_seq` and
 /// `hi_seq`) seq `target` probably is, assuming evenly spread messages;
 /// always strictly between the two so every probe narrows the range.
@@ -528,67 +655,59 @@ fn busy(subject: &str) -> ClusterError {
 
 #[async_trait]
 impl StreamStore for NatsStreams {
-    /// `owner` is not counted: JetStream keeps no per-owner usage, so
-    /// `max_user_bytes` does not apply on this backend (see the module
-    /// documentation).
+    /// `owner` is charged [`entry_cost`] against `max_user_bytes` before the
+    /// publish (see the module documentation).
     async fn append_as(
         &self,
         stream: &StreamName,
         payload: Bytes,
         dedup: Option<&str>,
-        _owner: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<Appended, ClusterError> {
         let subject = stream_subject(&self.namespace, stream);
         let msg_id = dedup.map(|key| dedup_id(&subject, key));
-        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
-        for _ in 0..APPEND_ATTEMPTS {
-            let last = self.ensure(&subject).await?;
-            let seq = last.seq + 1;
-            let mut msg = PublishMessage::build()
-                .payload(payload.clone())
-                .header(HDR_SEQ, seq.to_string())
-                .header(HDR_EPOCH, last.epoch.as_str());
-            if let Some(id) = &msg_id {
-                msg = msg.message_id(id);
+        let (Some(usage), Some(owner)) = (&self.usage, owner) else {
+            return self.publish_entry(&subject, payload, msg_id, owner).await;
+        };
+        let cost = entry_cost(payload.len(), dedup, Some(owner));
+        let charge = match usage.charge(owner, cost).await {
+            Ok(c) => c,
+            Err(e @ ClusterError::QuotaExceeded { .. }) => {
+                // A retry of an append that was stored is answered, not
+                // refused.
+                if let Some(id) = &msg_id
+                    && let Some(dup) = self.probe_duplicate(&subject, id).await?
+                {
+                    return Ok(dup);
+                }
+                return Err(e);
             }
-            let Some(ack) = self.publish(&subject, msg, last.stream_seq).await? else {
-                // Lost a race with another appender: re-read, try again.
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            };
-            if !ack.duplicate {
-                return Ok(Appended {
-                    seq,
-                    epoch: last.epoch,
-                    duplicate: false,
-                });
-            }
-            // Seen before: report where the original went.
-            return Ok(match self.at(ack.sequence).await? {
-                Some(orig) => Appended {
-                    seq: orig.seq,
-                    epoch: orig.epoch,
-                    duplicate: true,
-                },
-                // The original was already trimmed (more than max_len appends
-                // since): its exact seq is gone; it is at or before the head.
-                None => Appended {
-                    seq: last.seq,
-                    epoch: last.epoch,
-                    duplicate: true,
-                },
-            });
+            Err(e) => return Err(e),
+        };
+        let r = self
+            .publish_entry(&subject, payload, msg_id, Some(owner))
+            .await;
+        if !matches!(
+            r,
+            Ok(Appended {
+                duplicate: false,
+                ..
+            })
+        ) {
+            usage.refund(charge).await;
         }
-        Err(busy(&subject))
+        r
     }
 
+    /// A new stream is counted for `owner` ([`STREAM_COST_BYTES`]) and
+    /// refused past its quota.
     async fn head_as(
         &self,
         stream: &StreamName,
-        _owner: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<StreamPos, ClusterError> {
         let last = self
-            .ensure(&stream_subject(&self.namespace, stream))
+            .ensure_as(&stream_subject(&self.namespace, stream), owner)
             .await?;
         Ok(StreamPos {
             seq: last.seq,

@@ -57,11 +57,6 @@ impl Harness for Server {
         )
     }
 
-    fn owner_quota(&self) -> bool {
-        // JetStream keeps no per-owner usage; see the stream store's docs.
-        false
-    }
-
     fn server_addr(&self) -> Option<SocketAddr> {
         // Behind a proxy, a cluster client would still learn the other
         // servers' direct addresses and bypass it; the single-server runs

@@ -1,7 +1,8 @@
 //! NATS-specific behaviour beyond the shared conformance suite: start-up
 //! validation and fail-fast, TTL reconciliation and expiry timing on the
 //! real server, cross-topic ordering under load, disconnect handling, and the
-//! stream store's concurrency, read windows and epoch resets.
+//! stream store's concurrency, read windows, epoch resets and per-owner
+//! quota (shared by two nodes, given back by age and for duplicates).
 
 mod common;
 
@@ -585,4 +586,138 @@ async fn stream_retention_follows_configuration() {
     }
     let b = ten.read_after(&st, 0, 100).await.expect("read");
     assert_eq!((b.first_seq, b.last_seq, b.entries.len()), (3, 12, 10));
+}
+
+/// A 1000-byte payload costs this much under the quota with owner "mallory"
+/// and no dedup key: payload + owner + the fixed entry cost.
+const KB_COST: u64 = 1000 + 7 + wsring_cluster::stream::ENTRY_COST_BYTES;
+use wsring_cluster::stream::STREAM_COST_BYTES;
+
+fn quota_retention(max_age: Duration, entries: u64) -> Retention {
+    Retention {
+        max_len: 1000,
+        max_age,
+        max_streams: 0,
+        max_bytes: 1024 * 1024,
+        // The stream the owner's first append creates counts too.
+        max_user_bytes: entries * KB_COST + STREAM_COST_BYTES,
+    }
+}
+
+/// Two nodes share one owner's quota: together they store exactly as many
+/// entries as fit, then both refuse; duplicates cost nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_quota_is_shared_by_nodes_and_exact() {
+    let server = server!();
+    let ns = unique_ns("nats");
+    server.track(&ns);
+    let r = quota_retention(Duration::from_secs(600), 6);
+    let a = connect_streams(&server.url(), &ns, r).await.expect("a");
+    let b = connect_streams(&server.url(), &ns, r).await.expect("b");
+    let kb = || Bytes::from(vec![b'x'; 1000]);
+    let room = StreamName::Room("shared".into());
+    for i in 0..6 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        s.append_as(&room, kb(), None, Some("mallory"))
+            .await
+            .unwrap_or_else(|e| panic!("append {i} within the quota: {e}"));
+    }
+    for s in [&a, &b] {
+        let e = s
+            .append_as(&room, kb(), None, Some("mallory"))
+            .await
+            .expect_err("past the quota");
+        assert!(
+            matches!(e, ClusterError::QuotaExceeded { max } if max == 6 * KB_COST + STREAM_COST_BYTES),
+            "{e}"
+        );
+    }
+    // Nor may the owner create a stream; the server itself still stores.
+    let e = b
+        .head_as(&StreamName::Room("new".into()), Some("mallory"))
+        .await
+        .expect_err("a new stream past the quota");
+    assert!(matches!(e, ClusterError::QuotaExceeded { .. }), "{e}");
+    a.head_as(&room, Some("mallory"))
+        .await
+        .expect("an existing stream costs nothing");
+    a.append(&room, kb(), None)
+        .await
+        .expect("the server still stores");
+    let head = a.head(&room).await.expect("head");
+    assert_eq!(head.seq, 7, "refused appends stored nothing");
+
+    // Duplicates are given back: a fresh owner with room for one keyed
+    // entry may retry it any number of times, and is refused a second one.
+    let ns2 = unique_ns("nats");
+    server.track(&ns2);
+    let one = Retention {
+        max_user_bytes: wsring_cluster::stream::entry_cost(1000, Some("k1"), Some("mallory"))
+            + STREAM_COST_BYTES,
+        ..r
+    };
+    let c = connect_streams(&server.url(), &ns2, one).await.expect("c");
+    let first = c
+        .append_as(&room, kb(), Some("k1"), Some("mallory"))
+        .await
+        .expect("first");
+    for _ in 0..3 {
+        let again = c
+            .append_as(&room, kb(), Some("k1"), Some("mallory"))
+            .await
+            .expect("retry");
+        assert!(again.duplicate && again.seq == first.seq, "{again:?}");
+    }
+    let e = c
+        .append_as(&room, kb(), Some("k2"), Some("mallory"))
+        .await
+        .expect_err("a second entry does not fit");
+    assert!(matches!(e, ClusterError::QuotaExceeded { .. }), "{e}");
+}
+
+/// Usage comes back once the entries it counted have aged out of the
+/// store, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_quota_is_given_back_by_age() {
+    let server = server!();
+    let ns = unique_ns("nats");
+    server.track(&ns);
+    let age = Duration::from_secs(2);
+    let s = connect_streams(&server.url(), &ns, quota_retention(age, 3))
+        .await
+        .expect("streams");
+    let kb = || Bytes::from(vec![b'x'; 1000]);
+    let room = StreamName::Room("aging".into());
+    let started = Instant::now();
+    for _ in 0..3 {
+        s.append_as(&room, kb(), None, Some("mallory"))
+            .await
+            .expect("within the quota");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match s.append_as(&room, kb(), None, Some("mallory")).await {
+            Ok(_) => break,
+            Err(ClusterError::QuotaExceeded { .. }) => {
+                assert!(Instant::now() < deadline, "usage never came back");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Every counted entry was stored after `started` and is kept `age` by
+    // JetStream: nothing came back before then.
+    assert!(
+        started.elapsed() >= age,
+        "given back after {:?}, before any entry aged out",
+        started.elapsed()
+    );
+    // What came back was really gone: the owner never held more than its
+    // three entries' worth.
+    let batch = s.read_after(&room, 0, 10).await.expect("read");
+    assert!(
+        batch.entries.len() <= 3,
+        "the owner holds {} entries",
+        batch.entries.len()
+    );
 }

@@ -89,6 +89,7 @@ pub async fn delete_namespaces(url: &str, namespaces: &[String]) {
             format!("KV_{ns}_heartbeats"),
             format!("{ns}_rooms"),
             format!("{ns}_streams"),
+            format!("KV_{ns}_usage"),
         ] {
             let _ = js.delete_stream(&stream).await;
         }
