@@ -59,9 +59,13 @@ where
     }
     let mut senders = Vec::new();
     for k in 0..SENDERS {
-        let (client, _events) = wsring_client::connect(&gw, &format!("sender{k}"))
-            .await
-            .expect("sender");
+        // A Redis Cluster failover can keep a stream's slot unreachable for
+        // longer than the SDK's default 30 s request limit when the machine
+        // is loaded; what is measured here is loss, not latency, so a
+        // request may wait for the backend as long as the receivers do.
+        let mut cfg = ClientConfig::new(gw.as_str(), format!("sender{k}"));
+        cfg.timeout = Duration::from_secs(90);
+        let (client, _events) = wsring_client::connect_with(cfg).await.expect("sender");
         senders.push((client, _events));
     }
     // Stream s (0..DIRECT: user d{s}; DIRECT..: room{s-DIRECT}) is fed by
