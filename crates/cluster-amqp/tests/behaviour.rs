@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use wsring_cluster::conformance::{skip_or_fail, unique_ns};
-use wsring_cluster::fault::FaultProxy;
 use wsring_cluster::{BrokerEvent, ClusterError, Inbox, Topic};
 use wsring_cluster_amqp::{Names, connect_broker};
+use wsring_cluster_testkit::conformance::{skip_or_fail, unique_ns};
+use wsring_cluster_testkit::fault::FaultProxy;
 
 const SERVER: &str = "127.0.0.1:5672";
 const WAIT: Duration = Duration::from_secs(15);

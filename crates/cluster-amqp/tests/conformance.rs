@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
-use wsring_cluster::fault::{TestPki, TlsProxy};
 use wsring_cluster::{Broker, Inbox, Registry, Retention, StreamStore};
 use wsring_cluster_amqp::{Names, connect_broker};
+use wsring_cluster_testkit::conformance::{Harness, skip_or_fail, unique_ns};
+use wsring_cluster_testkit::fault::{TestPki, TlsProxy};
 
 const SERVER: &str = "127.0.0.1:5672";
 
@@ -162,7 +162,7 @@ async fn rabbit() -> Option<Rabbit> {
     }
 }
 
-wsring_cluster::conformance_suite!(rabbit());
+wsring_cluster_testkit::conformance_suite!(rabbit());
 
 /// The same suite over TLS.
 mod tls {
@@ -177,7 +177,7 @@ mod tls {
         Some(r)
     }
 
-    wsring_cluster::conformance_suite!(rabbit_tls());
+    wsring_cluster_testkit::conformance_suite!(rabbit_tls());
 
     /// The TLS run really is TLS, and an untrusted server is refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,12 @@
 mod common;
 
 use std::time::Duration;
-use wsring_cluster::conformance::unique_ns;
-use wsring_cluster::local_clusters::{
-    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore,
-};
 use wsring_cluster::{Retention, StreamName, Topic};
 use wsring_cluster_nats::{connect_broker, connect_streams, purge_namespace};
+use wsring_cluster_testkit::conformance::unique_ns;
+use wsring_cluster_testkit::local_clusters::{
+    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_loss_keeps_every_acknowledged_append() {

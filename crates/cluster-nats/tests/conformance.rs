@@ -12,11 +12,11 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::conformance::Harness;
 use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
 use wsring_cluster_nats::{
     connect_broker, connect_registry, connect_server_rooms, connect_streams,
 };
+use wsring_cluster_testkit::conformance::Harness;
 
 use common::Server;
 
@@ -78,13 +78,13 @@ impl Harness for Server {
     }
 }
 
-wsring_cluster::conformance_suite!(common::server());
+wsring_cluster_testkit::conformance_suite!(common::server());
 
 /// The same suite over TLS.
 mod tls {
     use super::*;
 
-    wsring_cluster::conformance_suite!(common::tls_server());
+    wsring_cluster_testkit::conformance_suite!(common::tls_server());
 
     /// Without the CA, the TLS server is refused at start-up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +92,7 @@ mod tls {
         let Some(s) = common::tls_server().await else {
             return;
         };
-        let ns = wsring_cluster::conformance::unique_ns("tls");
+        let ns = wsring_cluster_testkit::conformance::unique_ns("tls");
         let (b, _inbox) = connect_broker(&s.url(), &ns, "a").await.expect("broker");
         assert!(b.healthy());
         let err = connect_broker(&format!("tls://{}", s.addr), &ns, "b")
@@ -108,7 +108,7 @@ mod tls {
 mod cluster {
     use super::*;
 
-    wsring_cluster::conformance_suite!(common::cluster());
+    wsring_cluster_testkit::conformance_suite!(common::cluster());
 
     /// On the cluster, the buckets and the stream really have three replicas.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +116,7 @@ mod cluster {
         let Some(s) = common::cluster().await else {
             return;
         };
-        let ns = wsring_cluster::conformance::unique_ns("r3");
+        let ns = wsring_cluster_testkit::conformance::unique_ns("r3");
         let _registry = s.registry(&ns, Duration::from_secs(5)).await;
         let _streams = s.streams(&ns, Retention::default()).await;
         let _rooms = s.server_rooms(&ns).await;

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::timeout;
-use wsring_cluster::conformance::unique_ns;
-use wsring_cluster::fault::FaultProxy;
 use wsring_cluster::{BrokerEvent, ClusterError, Inbox, Retention, StreamName, Topic};
 use wsring_cluster_nats::{connect_broker, connect_registry, connect_streams};
+use wsring_cluster_testkit::conformance::unique_ns;
+use wsring_cluster_testkit::fault::FaultProxy;
 
 macro_rules! server {
     () => {

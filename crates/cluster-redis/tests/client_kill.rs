@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::timeout;
-use wsring_cluster::conformance::{skip_or_fail, unique_ns};
-use wsring_cluster::fault::FaultProxy;
 use wsring_cluster::{BrokerEvent, Inbox, Topic};
+use wsring_cluster_testkit::conformance::{skip_or_fail, unique_ns};
+use wsring_cluster_testkit::fault::FaultProxy;
 
 const ADDR: &str = "127.0.0.1:6379";
 

@@ -13,12 +13,12 @@
 use bytes::Bytes;
 use std::time::Duration;
 use tokio::time::timeout;
-use wsring_cluster::conformance::{skip_or_fail, unique_ns};
-use wsring_cluster::local_clusters::{
-    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore, wait_event,
-};
 use wsring_cluster::{BrokerEvent, Retention, StreamName, Topic};
 use wsring_cluster_redis::Keys;
+use wsring_cluster_testkit::conformance::{skip_or_fail, unique_ns};
+use wsring_cluster_testkit::local_clusters::{
+    RestoreOnDrop, appends_survive, broker_recovers, kill_server, restore, wait_event,
+};
 
 /// The tests of this file fail servers over, so they take turns: a server
 /// restarted by one test's clean-up while another test's failover is still

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
-use wsring_cluster::fault::{TestPki, TlsProxy};
 use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster_testkit::conformance::{Harness, skip_or_fail, unique_ns};
+use wsring_cluster_testkit::fault::{TestPki, TlsProxy};
 
 const ADDR: &str = "127.0.0.1:6379";
 
@@ -107,13 +107,13 @@ async fn redis_tls() -> Option<Redis> {
     })
 }
 
-wsring_cluster::conformance_suite!(redis());
+wsring_cluster_testkit::conformance_suite!(redis());
 
 /// The same suite over TLS.
 mod tls {
     use super::*;
 
-    wsring_cluster::conformance_suite!(redis_tls());
+    wsring_cluster_testkit::conformance_suite!(redis_tls());
 
     /// The TLS run really is TLS, and a server whose CA is not trusted is
     /// refused at start-up.
@@ -228,7 +228,7 @@ mod cluster {
         None
     }
 
-    wsring_cluster::conformance_suite!(redis_cluster());
+    wsring_cluster_testkit::conformance_suite!(redis_cluster());
 
     /// `purge_namespace` finds a namespace's keys on every primary (they are
     /// spread over the shards) and removes them all.

@@ -14,8 +14,8 @@
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wsring_cluster::conformance::skip_or_fail;
 use wsring_cluster::{Broker, Topic};
+use wsring_cluster_testkit::conformance::skip_or_fail;
 
 const CLUSTER: &str = "redis-cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103,127.0.0.1:7104,127.0.0.1:7105";
 const NODES: usize = 12;

@@ -32,20 +32,15 @@
 //! * [`order`] — restoring each publisher's order across topics.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
 //! * [`tls`] — the `cacertfile` parameter of `rediss://`, `amqps://` and `tls://` URLs.
-//! * `conformance` (feature `conformance`): one test suite every backend must pass,
-//!   and `fault`, a TCP proxy that cuts connections on demand; `local_clusters`,
-//!   SIGKILL and recovery on the local clusters of `scripts/test-clusters`.
+//!
+//! The conformance suite every backend must pass, the fault-injection proxy
+//! and the local-cluster fault helpers live in `wsring-cluster-testkit`, a
+//! dev-dependency only.
 
 pub mod backoff;
 pub mod broker;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 pub mod error;
-#[cfg(feature = "conformance")]
-pub mod fault;
 pub mod link;
-#[cfg(feature = "conformance")]
-pub mod local_clusters;
 pub mod membership;
 pub mod memory;
 pub mod order;

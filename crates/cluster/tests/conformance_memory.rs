@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wsring_cluster::conformance::Harness;
 use wsring_cluster::memory::MemoryBackend;
 use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster_testkit::conformance::Harness;
 
 /// Namespaces map to separate in-memory backends, mirroring key prefixes.
 #[derive(Default)]
@@ -46,4 +46,4 @@ async fn memory() -> Option<Memory> {
     Some(Memory::default())
 }
 
-wsring_cluster::conformance_suite!(memory());
+wsring_cluster_testkit::conformance_suite!(memory());

@@ -42,8 +42,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use wsring_client::ClientConfig;
-use wsring_cluster::conformance::unique_ns;
-use wsring_cluster::fault::FaultProxy;
+use wsring_cluster_testkit::conformance::unique_ns;
+use wsring_cluster_testkit::fault::FaultProxy;
 
 const DIRECT: usize = 60;
 const ROOM_USERS: usize = 40;

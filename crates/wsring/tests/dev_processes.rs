@@ -8,7 +8,7 @@ use common::{Api, Client, Ended, users_where, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use std::time::Duration;
-use wsring_cluster::conformance::unique_ns;
+use wsring_cluster_testkit::conformance::unique_ns;
 
 async fn children_alive(ns: &str) -> usize {
     let out = tokio::process::Command::new("pgrep")

@@ -408,7 +408,7 @@ async fn rooms_are_occupied_and_vacated_cluster_wide() {
 async fn occupancy_across_crashes(b: common::procs::Backend) {
     use nix::sys::signal::Signal;
     let (base, app) = app().await;
-    let ns = wsring_cluster::conformance::unique_ns(&format!("occ-{}", b.name));
+    let ns = wsring_cluster_testkit::conformance::unique_ns(&format!("occ-{}", b.name));
     let url = format!("{base}/events");
     let hook = ["--webhook-url", url.as_str(), "--webhook-secret", SECRET];
     let mut nodes = Vec::new();

@@ -24,6 +24,7 @@ const CLUSTER: &str = "wsring-cluster";
 const REDIS: &str = "wsring-cluster-redis";
 const NATS: &str = "wsring-cluster-nats";
 const AMQP: &str = "wsring-cluster-amqp";
+const TESTKIT: &str = "wsring-cluster-testkit";
 const HTTP: &str = "wsring-http";
 const AUTH: &str = "wsring-auth";
 const NODE: &str = "wsring-node";
@@ -46,6 +47,12 @@ const HOOKS_LEAF: &str =
     "wsring-hooks only carries requests to the application; the roles decide what to send";
 const SDK: &str =
     "the client SDK and the bench speak only the wire protocol, like any external client";
+
+const TEST_ONLY: &str = "wsring-cluster-testkit is test code: a dev-dependency of the cluster core, \
+     the backends and the binary's tests, never compiled into a production crate";
+
+/// The crates that may take the test kit, and only as a dev-dependency.
+const TESTKIT_USERS: &[&str] = &[CLUSTER, REDIS, NATS, AMQP, BINARY];
 
 const ALL_BACKENDS: [(&str, &str); 3] = [(REDIS, BACKEND), (NATS, BACKEND), (AMQP, BACKEND)];
 
@@ -118,6 +125,19 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        // The test kit runs the conformance suite against the core's traits.
+        krate: TESTKIT,
+        may: &[CLUSTER, PROTOCOL, RING],
+        never: &[
+            ALL_BACKENDS[0],
+            ALL_BACKENDS[1],
+            ALL_BACKENDS[2],
+            (HTTP, TEST_ONLY),
+            (NODE, TEST_ONLY),
+            (GATEWAY, TEST_ONLY),
+        ],
+    },
+    Rule {
         krate: HTTP,
         may: &[PROTOCOL, AUTH],
         never: &[
@@ -158,7 +178,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: NODE,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS],
+        may: &[PROTOCOL, CLUSTER, HTTP, AUTH, HOOKS],
         never: &[
             (GATEWAY, SIBLINGS),
             ALL_BACKENDS[0],
@@ -168,7 +188,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: GATEWAY,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS],
+        may: &[PROTOCOL, CLUSTER, HTTP, AUTH, HOOKS],
         never: &[
             (NODE, SIBLINGS),
             ALL_BACKENDS[0],
@@ -207,7 +227,7 @@ const RULES: &[Rule] = &[
         krate: BINARY,
         may: &[
             PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, NODE, GATEWAY, CLIENT,
-            BENCH,
+            BENCH, TESTKIT,
         ],
         never: &[],
     },
@@ -303,7 +323,15 @@ fn no_crate_depends_on_what_its_layer_must_not_see() {
         let Some(r) = rule(from) else { continue };
         for (to, kinds) in deps {
             let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
-            if let Some((_, why)) = r.never.iter().find(|(n, _)| n == to) {
+            if to == TESTKIT {
+                if !TESTKIT_USERS.contains(&from.as_str()) || kinds != ["dev"] {
+                    violations.push(format!(
+                        "forbidden edge {from} -> {to} ({} dependency): {TEST_ONLY}; \
+                         allowed as a dev-dependency of {TESTKIT_USERS:?} only",
+                        kinds.join("+")
+                    ));
+                }
+            } else if let Some((_, why)) = r.never.iter().find(|(n, _)| n == to) {
                 violations.push(format!(
                     "forbidden edge {from} -> {to} ({} dependency): {why}",
                     kinds.join("+")

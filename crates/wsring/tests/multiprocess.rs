@@ -9,8 +9,8 @@ use common::{Api, Client, Ended, users_where, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use std::time::Duration;
-use wsring_cluster::conformance::unique_ns;
-use wsring_cluster::fault::FaultProxy;
+use wsring_cluster_testkit::conformance::unique_ns;
+use wsring_cluster_testkit::fault::FaultProxy;
 
 /// Waits until the gateway lists exactly `ids`, all up.
 async fn await_nodes(api: &Api, ids: &[&str]) {

@@ -40,7 +40,7 @@ use common::procs::{self, Proc};
 use futures::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use wsring_cluster::conformance::unique_ns;
+use wsring_cluster_testkit::conformance::unique_ns;
 
 const APP_ID: &str = "424242";
 const KEY: &str = "compat-key";

@@ -17,7 +17,7 @@ use common::{Client, Ended, TEST_API_KEY, TEST_JWT_SECRET, WAIT, token, token_wi
 use serde_json::{Value, json};
 use std::time::Duration;
 use wsring_client::{Api, ApiConfig, ApiError, Event};
-use wsring_cluster::conformance::unique_ns;
+use wsring_cluster_testkit::conformance::unique_ns;
 
 /// Rooms one user may be put in by the server, in these clusters.
 const MAX_SERVER_ROOMS: &str = "3";

@@ -23,7 +23,7 @@ use common::procs::{self, Backend, Proc};
 use common::traffic::Fleet;
 use common::{Api, TEST_API_KEY, TEST_JWT_SECRET, wait_until};
 use std::time::Duration;
-use wsring_cluster::conformance::unique_ns;
+use wsring_cluster_testkit::conformance::unique_ns;
 
 const USERS: usize = 200;
 const ROOMS: usize = 8;

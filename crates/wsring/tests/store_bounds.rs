@@ -127,7 +127,7 @@ async fn unique_ids_and_churned_rooms_stay_within_the_store_limits() {
     let Some(b) = procs::redis().await else {
         return;
     };
-    let ns = wsring_cluster::conformance::unique_ns("bounds");
+    let ns = wsring_cluster_testkit::conformance::unique_ns("bounds");
     let (max_bytes, max_streams) = (MAX_BYTES.to_string(), MAX_STREAMS.to_string());
     let (_node, _gw, ws, _base) = durable_cluster(
         &b,
@@ -257,7 +257,7 @@ async fn one_sender_fills_only_its_own_share_of_the_store() {
     let Some(b) = procs::redis().await else {
         return;
     };
-    let ns = wsring_cluster::conformance::unique_ns("quota");
+    let ns = wsring_cluster_testkit::conformance::unique_ns("quota");
     let max_bytes = (1024 * 1024).to_string();
     let (_node, _gw, ws, base) =
         durable_cluster(&b, &ns, &["--history-max-bytes", &max_bytes]).await;

@@ -30,7 +30,7 @@ fn durable_common(cluster: Option<String>) -> wsring::settings::Common {
     c.node.durable = true;
     c.cluster = cluster;
     if c.cluster.is_some() {
-        c.namespace = wsring_cluster::conformance::unique_ns("zl");
+        c.namespace = wsring_cluster_testkit::conformance::unique_ns("zl");
     }
     c
 }
@@ -247,10 +247,11 @@ async fn kill_a_redis_primary() {
         }
     }
     let port = victim.expect("a Redis Cluster primary");
-    let pid =
-        tokio::task::spawn_blocking(move || wsring_cluster::local_clusters::kill_server(port))
-            .await
-            .expect("kill");
+    let pid = tokio::task::spawn_blocking(move || {
+        wsring_cluster_testkit::local_clusters::kill_server(port)
+    })
+    .await
+    .expect("kill");
     println!("killed redis-server pid {pid} (primary on port {port})");
 }
 
@@ -429,10 +430,10 @@ async fn redis_cluster_primary_killed() {
     let Some(c) = redis_cluster_processes_surviving_failover().await else {
         return;
     };
-    let _restore = wsring_cluster::local_clusters::RestoreOnDrop;
+    let _restore = wsring_cluster_testkit::local_clusters::RestoreOnDrop;
     run("redis-cluster/primary-killed", &c, kill_a_redis_primary).await;
     c.shutdown().await;
-    tokio::task::spawn_blocking(wsring_cluster::local_clusters::restore)
+    tokio::task::spawn_blocking(wsring_cluster_testkit::local_clusters::restore)
         .await
         .expect("restore");
     purge(&c).await;
@@ -465,16 +466,18 @@ async fn nats_cluster_server_killed() {
     let Some(c) = nats_cluster_processes_surviving_failover().await else {
         return;
     };
-    let _restore = wsring_cluster::local_clusters::RestoreOnDrop;
+    let _restore = wsring_cluster_testkit::local_clusters::RestoreOnDrop;
     run("nats-cluster/server-killed", &c, || async {
-        let pid = tokio::task::spawn_blocking(|| wsring_cluster::local_clusters::kill_server(4230))
-            .await
-            .expect("kill");
+        let pid = tokio::task::spawn_blocking(|| {
+            wsring_cluster_testkit::local_clusters::kill_server(4230)
+        })
+        .await
+        .expect("kill");
         println!("killed nats-server pid {pid} (port 4230)");
     })
     .await;
     c.shutdown().await;
-    tokio::task::spawn_blocking(wsring_cluster::local_clusters::restore)
+    tokio::task::spawn_blocking(wsring_cluster_testkit::local_clusters::restore)
         .await
         .expect("restore");
     purge(&c).await;

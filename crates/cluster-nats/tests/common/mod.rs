@@ -38,7 +38,7 @@ pub struct Server {
 pub struct TlsServer {
     child: std::process::Child,
     /// The CA and certificate the server presents.
-    pub pki: wsring_cluster::fault::TestPki,
+    pub pki: wsring_cluster_testkit::fault::TestPki,
 }
 
 impl Drop for TlsServer {
@@ -126,13 +126,13 @@ impl Drop for Server {
 
 /// The server, or `None` (after [`skip_or_fail`]) when it is not reachable.
 ///
-/// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+/// [`skip_or_fail`]: wsring_cluster_testkit::conformance::skip_or_fail
 #[allow(dead_code)] // shared plumbing: not every test file uses the server
 pub async fn server() -> Option<Server> {
     let addr = match SERVER.to_socket_addrs().ok().and_then(|mut a| a.next()) {
         Some(a) => a,
         None => {
-            wsring_cluster::conformance::skip_or_fail(&format!("cannot resolve {SERVER}"));
+            wsring_cluster_testkit::conformance::skip_or_fail(&format!("cannot resolve {SERVER}"));
             return None;
         }
     };
@@ -151,7 +151,7 @@ pub async fn server() -> Option<Server> {
                     async_nats::jetstream::context::GetStreamErrorKind::JetStream(_)
                 );
                 if !jetstream_answered {
-                    wsring_cluster::conformance::skip_or_fail(&format!(
+                    wsring_cluster_testkit::conformance::skip_or_fail(&format!(
                         "NATS at {SERVER} has no JetStream: {e}"
                     ));
                     return None;
@@ -159,13 +159,13 @@ pub async fn server() -> Option<Server> {
             }
         }
         Ok(Err(e)) => {
-            wsring_cluster::conformance::skip_or_fail(&format!(
+            wsring_cluster_testkit::conformance::skip_or_fail(&format!(
                 "NATS not reachable at {SERVER}: {e}"
             ));
             return None;
         }
         Err(_) => {
-            wsring_cluster::conformance::skip_or_fail(&format!(
+            wsring_cluster_testkit::conformance::skip_or_fail(&format!(
                 "NATS not reachable at {SERVER}: timed out"
             ));
             return None;
@@ -182,7 +182,7 @@ pub async fn server() -> Option<Server> {
 /// The local NATS cluster, or `None` (after [`skip_or_fail`]) when it is not
 /// reachable, is not a cluster, or has no JetStream meta leader.
 ///
-/// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+/// [`skip_or_fail`]: wsring_cluster_testkit::conformance::skip_or_fail
 #[allow(dead_code)] // shared plumbing: not every test file uses the cluster
 pub async fn cluster() -> Option<Server> {
     let urls = cluster_url();
@@ -198,20 +198,20 @@ pub async fn cluster() -> Option<Server> {
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            wsring_cluster::conformance::skip_or_fail(&format!(
+            wsring_cluster_testkit::conformance::skip_or_fail(&format!(
                 "NATS cluster not reachable at {urls}: {e} ({hint})"
             ));
             return None;
         }
         Err(_) => {
-            wsring_cluster::conformance::skip_or_fail(&format!(
+            wsring_cluster_testkit::conformance::skip_or_fail(&format!(
                 "NATS cluster not reachable at {urls}: timed out ({hint})"
             ));
             return None;
         }
     };
     if client.server_info().cluster.is_none() {
-        wsring_cluster::conformance::skip_or_fail(&format!(
+        wsring_cluster_testkit::conformance::skip_or_fail(&format!(
             "NATS at {urls} is a standalone server, not a cluster"
         ));
         return None;
@@ -224,7 +224,7 @@ pub async fn cluster() -> Option<Server> {
             async_nats::jetstream::context::GetStreamErrorKind::JetStream(_)
         )
     {
-        wsring_cluster::conformance::skip_or_fail(&format!(
+        wsring_cluster_testkit::conformance::skip_or_fail(&format!(
             "NATS cluster at {urls} has no working JetStream: {e} ({hint})"
         ));
         return None;
@@ -241,7 +241,7 @@ pub async fn cluster() -> Option<Server> {
 /// Starts a private nats-server with TLS and JetStream (`None` after
 /// [`skip_or_fail`] when the binary is missing).
 ///
-/// [`skip_or_fail`]: wsring_cluster::conformance::skip_or_fail
+/// [`skip_or_fail`]: wsring_cluster_testkit::conformance::skip_or_fail
 #[allow(dead_code)] // shared plumbing: only the conformance tests use it
 pub async fn tls_server() -> Option<Server> {
     use std::io::{BufRead, BufReader};
@@ -258,10 +258,10 @@ pub async fn tls_server() -> Option<Server> {
             .is_ok()
     });
     let Some(bin) = bin else {
-        wsring_cluster::conformance::skip_or_fail("nats-server binary not found");
+        wsring_cluster_testkit::conformance::skip_or_fail("nats-server binary not found");
         return None;
     };
-    let pki = wsring_cluster::fault::TestPki::generate();
+    let pki = wsring_cluster_testkit::fault::TestPki::generate();
     let store = pki.dir.join("store");
     let mut child = std::process::Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])

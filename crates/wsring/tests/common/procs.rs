@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use wsring_cluster::conformance::skip_or_fail;
+use wsring_cluster_testkit::conformance::skip_or_fail;
 
 /// Reports a skip on the real stderr as well: the harness captures what
 /// `skip_or_fail` prints, so a plain `cargo test` would not show it.

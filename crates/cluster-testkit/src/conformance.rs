@@ -16,13 +16,13 @@ use std::time::Duration;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::ClusterError;
-use crate::broker::{Broker, BrokerEvent, Inbox, Topic};
-use crate::membership::{Membership, MembershipConfig};
-use crate::registry::{Heartbeat, Lease, Registry, Versioned};
-use crate::server_rooms::{RoomAdd, ServerRooms};
-use crate::stream::{Retention, StreamName, StreamStore};
-use crate::view::NodeStats;
+use wsring_cluster::ClusterError;
+use wsring_cluster::broker::{Broker, BrokerEvent, Inbox, Topic};
+use wsring_cluster::membership::{Membership, MembershipConfig};
+use wsring_cluster::registry::{Heartbeat, Lease, Registry, Versioned};
+use wsring_cluster::server_rooms::{RoomAdd, ServerRooms};
+use wsring_cluster::stream::{Retention, StreamName, StreamStore};
+use wsring_cluster::view::NodeStats;
 
 /// Builds backend instances inside a namespace.
 #[async_trait]
@@ -533,11 +533,11 @@ fn quick_cfg(ttl: Duration) -> MembershipConfig {
     }
 }
 
-fn no_stats() -> crate::membership::StatsFn {
+fn no_stats() -> wsring_cluster::membership::StatsFn {
     Arc::new(NodeStats::default)
 }
 
-async fn wait_view(m: &Membership, what: &str, cond: impl Fn(&crate::View) -> bool) {
+async fn wait_view(m: &Membership, what: &str, cond: impl Fn(&wsring_cluster::View) -> bool) {
     let mut rx = m.subscribe();
     timeout(Duration::from_secs(8), rx.wait_for(|v| cond(v)))
         .await
@@ -868,7 +868,7 @@ pub async fn membership_reap_spares_rejoined(h: &dyn Harness) {
     }
     reaper.reap_apply(&plan).await.expect("apply");
     let doc = reg.load().await.expect("load").expect("doc");
-    let doc: crate::MembershipDoc = serde_json::from_slice(&doc.value).expect("doc json");
+    let doc: wsring_cluster::MembershipDoc = serde_json::from_slice(&doc.value).expect("doc json");
     assert_eq!(
         doc.members.get("n1").map(|m| m.incarnation),
         Some(new),
@@ -1015,7 +1015,10 @@ pub async fn streams_dedup(h: &dyn Harness) {
 }
 
 /// Whether `r` is a refusal by `limit`.
-fn refused_by(r: &Result<crate::Appended, ClusterError>, limit: crate::StoreLimit) -> bool {
+fn refused_by(
+    r: &Result<wsring_cluster::Appended, ClusterError>,
+    limit: wsring_cluster::StoreLimit,
+) -> bool {
     matches!(r, Err(ClusterError::StorageFull { limit: l, .. }) if *l == limit)
 }
 
@@ -1049,11 +1052,17 @@ pub async fn streams_store_limits(h: &dyn Harness) {
     s.append(&a, kb(), None).await.expect("a1");
     s.append(&b, kb(), Some("b1")).await.expect("b1");
     let third = s.append(&c, kb(), None).await;
-    assert!(refused_by(&third, crate::StoreLimit::Streams), "{third:?}");
+    assert!(
+        refused_by(&third, wsring_cluster::StoreLimit::Streams),
+        "{third:?}"
+    );
     s.append(&a, kb(), None).await.expect("a2");
     // 60,000 payload bytes held; 20,000 more are past 76,000.
     let over = s.append(&b, kb(), None).await;
-    assert!(refused_by(&over, crate::StoreLimit::Bytes), "{over:?}");
+    assert!(
+        refused_by(&over, wsring_cluster::StoreLimit::Bytes),
+        "{over:?}"
+    );
     let held = s.read_after(&b, 0, 10).await.expect("read b");
     assert_eq!(held.last_seq, 1, "a refused append stores nothing");
     let again = s.append(&b, kb(), Some("b1")).await.expect("retry");
@@ -1093,7 +1102,10 @@ pub async fn streams_store_limits_age(h: &dyn Harness) {
         .await
         .expect("append");
     let first = s.append(&b, Bytes::from_static(b"new"), None).await;
-    assert!(refused_by(&first, crate::StoreLimit::Streams), "{first:?}");
+    assert!(
+        refused_by(&first, wsring_cluster::StoreLimit::Streams),
+        "{first:?}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1141,7 +1153,7 @@ pub async fn streams_positions_count(h: &dyn Harness) {
         matches!(
             over,
             Err(ClusterError::StorageFull {
-                limit: crate::StoreLimit::Streams,
+                limit: wsring_cluster::StoreLimit::Streams,
                 ..
             })
         ),
@@ -1158,7 +1170,7 @@ pub async fn streams_positions_count(h: &dyn Harness) {
         matches!(
             append,
             Err(ClusterError::StorageFull {
-                limit: crate::StoreLimit::Streams,
+                limit: wsring_cluster::StoreLimit::Streams,
                 ..
             })
         ),
@@ -1238,7 +1250,7 @@ pub async fn streams_dedup_keys_count(h: &dyn Harness) {
         matches!(
             refused,
             ClusterError::StorageFull {
-                limit: crate::StoreLimit::Bytes,
+                limit: wsring_cluster::StoreLimit::Bytes,
                 ..
             }
         ),

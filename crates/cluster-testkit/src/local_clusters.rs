@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::stream::{StreamName, StreamStore};
+use wsring_cluster::stream::{StreamName, StreamStore};
 
 /// Where `scripts/test-clusters` keeps its data and pid files.
 pub fn clusters_dir() -> PathBuf {
@@ -197,8 +197,8 @@ pub async fn appends_survive(
 /// Waits (up to 30 s) for the first broker event `want` accepts, skipping
 /// the others; panics naming `what` if none comes.
 pub async fn wait_event(
-    inbox: &mut crate::Inbox,
-    want: fn(&crate::BrokerEvent) -> bool,
+    inbox: &mut wsring_cluster::Inbox,
+    want: fn(&wsring_cluster::BrokerEvent) -> bool,
     what: &str,
 ) {
     let deadline = Duration::from_secs(30);
@@ -219,11 +219,11 @@ pub async fn wait_event(
 /// connection, then its resubscription, and a publish on `topic` by
 /// `publisher` reaches it again.
 pub async fn broker_recovers(
-    inbox: &mut crate::Inbox,
-    publisher: &dyn crate::Broker,
-    topic: &crate::Topic,
+    inbox: &mut wsring_cluster::Inbox,
+    publisher: &dyn wsring_cluster::Broker,
+    topic: &wsring_cluster::Topic,
 ) {
-    use crate::BrokerEvent;
+    use wsring_cluster::BrokerEvent;
     wait_event(
         inbox,
         |e| matches!(e, BrokerEvent::Disconnected),

@@ -132,7 +132,7 @@ impl FaultProxy {
     }
 }
 
-use crate::lock;
+use wsring_cluster::lock;
 
 /// A throwaway PKI for TLS tests: a CA and a server certificate for
 /// `localhost` and `127.0.0.1`, written as PEM files into a fresh directory.
