@@ -58,7 +58,7 @@ pub mod names;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
-use wsring_cluster::{Broker, ClusterError, Inbox};
+use wsring_cluster::{Backend, Broker, ClusterError, Inbox, Part};
 
 use lapin::uri::{AMQPScheme, AMQPUri};
 
@@ -71,6 +71,36 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// AMQP heartbeat requested unless the URL says otherwise (seconds).
 pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
+/// The RabbitMQ backend, as the binary picks it: `amqp://` and `amqps://`
+/// URLs, serving the broker only (RabbitMQ stores nothing, so a cluster
+/// with it keeps its registry, streams and server-side rooms in Redis or
+/// NATS).
+pub struct AmqpBackend;
+
+#[async_trait::async_trait]
+impl Backend for AmqpBackend {
+    fn name(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn accepts(&self, url: &str) -> bool {
+        url.starts_with("amqp://") || url.starts_with("amqps://")
+    }
+
+    fn serves(&self, part: Part) -> bool {
+        part == Part::Broker
+    }
+
+    async fn broker(
+        &self,
+        url: &str,
+        namespace: &str,
+        node: &str,
+    ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+        connect_broker(url, namespace, node).await
+    }
+}
 
 /// Connects node `node`'s broker in `namespace`.
 ///

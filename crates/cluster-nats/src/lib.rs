@@ -61,7 +61,9 @@ mod streams;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{
+    Backend, Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore,
+};
 
 pub use broker::NatsBroker;
 pub use registry::NatsRegistry;
@@ -69,6 +71,57 @@ pub use rooms::NatsServerRooms;
 pub use streams::NatsStreams;
 
 use connect::Role;
+
+/// The NATS backend, as the binary picks it: `nats://` and `tls://` (NATS
+/// over TLS) URLs, one server or a comma-separated cluster, serving every
+/// part.
+pub struct NatsBackend;
+
+#[async_trait::async_trait]
+impl Backend for NatsBackend {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn accepts(&self, url: &str) -> bool {
+        url.starts_with("nats://") || url.starts_with("tls://")
+    }
+
+    async fn registry(
+        &self,
+        url: &str,
+        namespace: &str,
+        ttl: Duration,
+    ) -> Result<Arc<dyn Registry>, ClusterError> {
+        connect_registry(url, namespace, ttl).await
+    }
+
+    async fn broker(
+        &self,
+        url: &str,
+        namespace: &str,
+        node: &str,
+    ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+        connect_broker(url, namespace, node).await
+    }
+
+    async fn streams(
+        &self,
+        url: &str,
+        namespace: &str,
+        retention: Retention,
+    ) -> Result<Arc<dyn StreamStore>, ClusterError> {
+        connect_streams(url, namespace, retention).await
+    }
+
+    async fn server_rooms(
+        &self,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
+        connect_server_rooms(url, namespace).await
+    }
+}
 
 /// Connects the membership registry of `namespace` at `url`
 /// (`nats://[user:pass@]host:port`, or a comma-separated list of the servers

@@ -34,7 +34,7 @@ pub mod streams;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsring_cluster::{
-    Broker, ClusterError, Inbox, Link, Registry, Retention, ServerRooms, StreamStore, lock,
+    Backend, Broker, ClusterError, Inbox, Link, Registry, Retention, ServerRooms, StreamStore, lock,
 };
 
 pub use keys::Keys;
@@ -42,12 +42,65 @@ pub use keys::Keys;
 /// Start-up connection timeout: fail fast rather than hang.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects a registry in `namespace`. `ttl` is unused here (each heartbeat
-/// carries its own expiry) but kept for symmetry with other backends.
+/// The Redis backend, as the binary picks it: `redis://`, `rediss://` (TLS)
+/// and `redis-cluster://` (a Redis Cluster by its seed nodes) URLs, serving
+/// every part.
+pub struct RedisBackend;
+
+#[async_trait::async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn accepts(&self, url: &str) -> bool {
+        ["redis://", "rediss://", "redis-cluster://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    }
+
+    /// Each heartbeat carries its own expiry, so the registry needs no TTL.
+    async fn registry(
+        &self,
+        url: &str,
+        namespace: &str,
+        _ttl: Duration,
+    ) -> Result<Arc<dyn Registry>, ClusterError> {
+        connect_registry(url, namespace).await
+    }
+
+    async fn broker(
+        &self,
+        url: &str,
+        namespace: &str,
+        node: &str,
+    ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
+        connect_broker(url, namespace, node).await
+    }
+
+    async fn streams(
+        &self,
+        url: &str,
+        namespace: &str,
+        retention: Retention,
+    ) -> Result<Arc<dyn StreamStore>, ClusterError> {
+        connect_streams(url, namespace, retention).await
+    }
+
+    async fn server_rooms(
+        &self,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
+        connect_server_rooms(url, namespace).await
+    }
+}
+
+/// Connects a registry in `namespace`. It takes no heartbeat TTL: each
+/// heartbeat carries its own expiry (`SET … PX`).
 pub async fn connect_registry(
     url: &str,
     namespace: &str,
-    _ttl: Duration,
 ) -> Result<Arc<dyn Registry>, ClusterError> {
     let keys = Keys::new(namespace)?;
     if cluster::is_cluster_url(url) {

@@ -35,9 +35,9 @@ impl Redis {
 
 #[async_trait]
 impl Harness for Redis {
-    async fn registry(&self, ns: &str, ttl: Duration) -> Option<Arc<dyn Registry>> {
+    async fn registry(&self, ns: &str, _ttl: Duration) -> Option<Arc<dyn Registry>> {
         Some(
-            wsring_cluster_redis::connect_registry(&self.url(&self.addr()), ns, ttl)
+            wsring_cluster_redis::connect_registry(&self.url(&self.addr()), ns)
                 .await
                 .expect("registry"),
         )
@@ -160,9 +160,9 @@ mod cluster {
 
     #[async_trait]
     impl Harness for RedisCluster {
-        async fn registry(&self, ns: &str, ttl: Duration) -> Option<Arc<dyn Registry>> {
+        async fn registry(&self, ns: &str, _ttl: Duration) -> Option<Arc<dyn Registry>> {
             Some(
-                wsring_cluster_redis::connect_registry(&self.url, ns, ttl)
+                wsring_cluster_redis::connect_registry(&self.url, ns)
                     .await
                     .expect("registry"),
             )

@@ -28,6 +28,8 @@
 //!   (`/api/nodes`, `/api/route`, `/api/ring`), whom to ask for the
 //!   cluster-wide calls (`/api/presence`, `/api/disconnect`,
 //!   `/api/rooms/…`) and how their answers merge.
+//! * [`backend`] — [`Backend`], one pluggable backend: the URLs it takes and
+//!   the parts it builds; the binary keeps a list of them.
 //! * [`backoff`] — exponential backoff with full jitter, shared by backends.
 //! * [`order`] — restoring each publisher's order across topics.
 //! * [`link`] — connection health and the reconnect counter every backend reports.
@@ -37,6 +39,7 @@
 //! and the local-cluster fault helpers live in `wsring-cluster-testkit`, a
 //! dev-dependency only.
 
+pub mod backend;
 pub mod backoff;
 pub mod broker;
 pub mod error;
@@ -52,6 +55,7 @@ pub mod stream;
 pub mod tls;
 pub mod view;
 
+pub use backend::{Backend, Part};
 pub use broker::{Broker, BrokerEvent, Inbox, InboxSender, Topic};
 
 /// Locks a std mutex, recovering from poisoning. Every mutex in wsring guards

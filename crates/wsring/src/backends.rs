@@ -1,4 +1,6 @@
-//! Backend selection by URL scheme: `redis://` and `nats://` registries;
+//! Backend selection by URL: each compiled-in backend crate exports one
+//! [`Backend`] that says which URLs it takes and builds its parts; this
+//! module only holds the feature-gated list of them. The URLs: `redis://` and `nats://` registries;
 //! `redis://`, `nats://` and `amqp://` brokers; `redis-cluster://h:p,h:p,…`
 //! (a Redis Cluster, by its seed nodes) and `nats://h:p,nats://h:p,…` (the
 //! servers of a NATS cluster) for either (each also over TLS:
@@ -11,6 +13,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use wsring_cluster::backend::{Backend, Part};
 use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 /// A start-up failure of the backend behind `flags` (e.g. `--registry or
@@ -33,18 +36,55 @@ pub fn startup_error(what: &str, flags: &str, e: &ClusterError) -> String {
     }
 }
 
-/// `redis://`, `rediss://` (TLS) or `redis-cluster://` (Redis Cluster).
-fn is_redis(url: &str) -> bool {
-    url.starts_with("redis://")
-        || url.starts_with("rediss://")
-        || url.starts_with("redis-cluster://")
-}
+/// The backends compiled into this binary, one per cargo feature; the first
+/// that accepts a URL and serves the part asked for is used.
+const BACKENDS: &[&dyn Backend] = &[
+    #[cfg(feature = "redis")]
+    &wsring_cluster_redis::RedisBackend,
+    #[cfg(feature = "nats")]
+    &wsring_cluster_nats::NatsBackend,
+    #[cfg(feature = "amqp")]
+    &wsring_cluster_amqp::AmqpBackend,
+];
 
-fn unsupported(url: &str, what: &str) -> ClusterError {
-    ClusterError::InvalidUrl {
-        url: url.to_owned(),
-        reason: format!("unsupported {what} URL scheme (use {})", schemes(what)),
+/// Every backend wsring has, compiled in or not: its cargo feature, the URL
+/// prefixes it takes and whether it stores anything (serves more than the
+/// broker). Only for the error naming the feature a URL needs, since a
+/// backend left out of the build cannot say which URLs it would take.
+const KNOWN: &[(&str, &[&str], bool)] = &[
+    (
+        "redis",
+        &["redis://", "rediss://", "redis-cluster://"],
+        true,
+    ),
+    ("nats", &["nats://", "tls://"], true),
+    ("amqp", &["amqp://", "amqps://"], false),
+];
+
+/// The compiled-in backend for `part` at `url`, or the error saying why
+/// there is none: an unknown scheme, or a backend left out of the build.
+fn backend(url: &str, part: Part) -> Result<&'static dyn Backend, ClusterError> {
+    if let Some(b) = wsring_cluster::backend::find(BACKENDS, url, part) {
+        return Ok(b);
     }
+    let what = if part == Part::Broker {
+        "broker"
+    } else {
+        "registry"
+    };
+    let missing = KNOWN.iter().find(|(_, prefixes, stores)| {
+        (*stores || part == Part::Broker) && prefixes.iter().any(|p| url.starts_with(p))
+    });
+    Err(match missing {
+        Some((feature, _, _)) => ClusterError::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!("this wsring was built without the `{feature}` feature"),
+        },
+        None => ClusterError::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!("unsupported {what} URL scheme (use {})", schemes(what)),
+        },
+    })
 }
 
 fn schemes(what: &str) -> &'static str {
@@ -55,106 +95,103 @@ fn schemes(what: &str) -> &'static str {
     }
 }
 
-#[cfg_attr(
-    all(feature = "redis", feature = "nats", feature = "amqp"),
-    allow(dead_code)
-)]
-fn not_built(url: &str, feature: &str) -> ClusterError {
-    ClusterError::InvalidUrl {
-        url: url.to_owned(),
-        reason: format!("this wsring was built without the `{feature}` feature"),
-    }
-}
-
 /// Connects the membership registry.
-#[allow(unused_variables)]
 pub async fn registry(
     url: &str,
     namespace: &str,
     ttl: Duration,
 ) -> Result<Arc<dyn Registry>, ClusterError> {
-    if is_redis(url) {
-        #[cfg(feature = "redis")]
-        return wsring_cluster_redis::connect_registry(url, namespace, ttl).await;
-        #[cfg(not(feature = "redis"))]
-        return Err(not_built(url, "redis"));
-    }
-    if url.starts_with("nats://") || url.starts_with("tls://") {
-        #[cfg(feature = "nats")]
-        return wsring_cluster_nats::connect_registry(url, namespace, ttl).await;
-        #[cfg(not(feature = "nats"))]
-        return Err(not_built(url, "nats"));
-    }
-    Err(unsupported(url, "registry"))
+    backend(url, Part::Registry)?
+        .registry(url, namespace, ttl)
+        .await
 }
 
 /// Connects node `node`'s broker.
-#[allow(unused_variables)]
 pub async fn broker(
     url: &str,
     namespace: &str,
     node: &str,
 ) -> Result<(Arc<dyn Broker>, Inbox), ClusterError> {
-    if is_redis(url) {
-        #[cfg(feature = "redis")]
-        return wsring_cluster_redis::connect_broker(url, namespace, node).await;
-        #[cfg(not(feature = "redis"))]
-        return Err(not_built(url, "redis"));
-    }
-    if url.starts_with("nats://") || url.starts_with("tls://") {
-        #[cfg(feature = "nats")]
-        return wsring_cluster_nats::connect_broker(url, namespace, node).await;
-        #[cfg(not(feature = "nats"))]
-        return Err(not_built(url, "nats"));
-    }
-    if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        #[cfg(feature = "amqp")]
-        return wsring_cluster_amqp::connect_broker(url, namespace, node).await;
-        #[cfg(not(feature = "amqp"))]
-        return Err(not_built(url, "amqp"));
-    }
-    Err(unsupported(url, "broker"))
+    backend(url, Part::Broker)?
+        .broker(url, namespace, node)
+        .await
 }
 
 /// Connects the durable stream store (on the registry's engine).
-#[allow(unused_variables)]
 pub async fn streams(
     registry_url: &str,
     namespace: &str,
     retention: Retention,
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
-    if is_redis(registry_url) {
-        #[cfg(feature = "redis")]
-        return wsring_cluster_redis::connect_streams(registry_url, namespace, retention).await;
-        #[cfg(not(feature = "redis"))]
-        return Err(not_built(registry_url, "redis"));
-    }
-    if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
-        #[cfg(feature = "nats")]
-        return wsring_cluster_nats::connect_streams(registry_url, namespace, retention).await;
-        #[cfg(not(feature = "nats"))]
-        return Err(not_built(registry_url, "nats"));
-    }
-    Err(unsupported(registry_url, "registry"))
+    backend(registry_url, Part::Streams)?
+        .streams(registry_url, namespace, retention)
+        .await
 }
 
 /// Connects the server-side room store (on the registry's engine).
-#[allow(unused_variables)]
 pub async fn server_rooms(
     registry_url: &str,
     namespace: &str,
 ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
-    if is_redis(registry_url) {
-        #[cfg(feature = "redis")]
-        return wsring_cluster_redis::connect_server_rooms(registry_url, namespace).await;
-        #[cfg(not(feature = "redis"))]
-        return Err(not_built(registry_url, "redis"));
+    backend(registry_url, Part::ServerRooms)?
+        .server_rooms(registry_url, namespace)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_scheme_lists_the_schemes_that_work() {
+        let Err(e) = backend("http://x", Part::Registry) else {
+            panic!("http:// found a registry backend");
+        };
+        assert!(
+            e.to_string().contains("unsupported registry URL scheme"),
+            "{e}"
+        );
+        let Err(e) = backend("http://x", Part::Broker) else {
+            panic!("http:// found a broker backend");
+        };
+        assert!(e.to_string().contains("amqps://"), "{e}");
     }
-    if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
-        #[cfg(feature = "nats")]
-        return wsring_cluster_nats::connect_server_rooms(registry_url, namespace).await;
-        #[cfg(not(feature = "nats"))]
-        return Err(not_built(registry_url, "nats"));
+
+    #[test]
+    fn rabbitmq_is_a_broker_only() {
+        let Err(e) = backend("amqp://h", Part::Registry) else {
+            panic!("amqp:// found a registry backend");
+        };
+        assert!(
+            e.to_string().contains("unsupported registry URL scheme"),
+            "{e}"
+        );
+        #[cfg(feature = "amqp")]
+        assert_eq!(
+            backend("amqp://h", Part::Broker).map(|b| b.name()).ok(),
+            Some("amqp")
+        );
     }
-    Err(unsupported(registry_url, "registry"))
+
+    #[test]
+    fn each_url_finds_its_backend() {
+        let cases = [
+            ("redis://h:1", Part::Streams, "redis"),
+            ("rediss://h:1", Part::Registry, "redis"),
+            ("redis-cluster://h:1,h:2", Part::Broker, "redis"),
+            ("nats://h:1", Part::ServerRooms, "nats"),
+            ("tls://h:1", Part::Registry, "nats"),
+            ("amqps://h", Part::Broker, "amqp"),
+        ];
+        for (url, part, feature) in cases {
+            match backend(url, part) {
+                Ok(b) => assert_eq!(b.name(), feature, "{url}"),
+                Err(e) => assert!(
+                    e.to_string()
+                        .contains(&format!("without the `{feature}` feature")),
+                    "{url}: {e}"
+                ),
+            }
+        }
+    }
 }
