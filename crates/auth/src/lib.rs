@@ -54,6 +54,7 @@ pub use rate::{
     KeyedLimiter, KeyedLimits, RateLimiter, RateLimits, RetryAfter, TokenBucket, Verdict,
 };
 pub use settings::{
-    AuthSettings, ConnectProxy, NATIVE_OFF, Refusal, Security, SettingsError, declared_defaults,
-    human, parse_duration,
+    AuthSettings, ConnectProxy, DEFAULT_CONNECT_PROXY_CALLS_PER_SEC, DEFAULT_CONNECT_PROXY_TIMEOUT,
+    DEFAULT_JWT_LEEWAY, DEFAULT_PROXY_HEADERS, NATIVE_OFF, Refusal, Security, SettingsError,
+    parse_duration,
 };

@@ -1,5 +1,5 @@
-//! The Pusher Channels application a cluster serves: its settings (declared
-//! once, like every other setting) and the three signatures of the Pusher
+//! The Pusher Channels application a cluster serves: its settings (a plain
+//! value the `wsring` binary's flags fill) and the three signatures of the Pusher
 //! protocol, all HMAC-SHA256 under the app secret and compared in constant
 //! time:
 //!
@@ -15,7 +15,6 @@
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use serde::Serialize;
 use sha2::Sha256;
 use std::sync::Arc;
 
@@ -32,28 +31,20 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
 
 /// The Pusher Channels app of this cluster. Either none of the id, key and
 /// secret is given (the Pusher endpoints are off), or all three.
-#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct PusherSettings {
     /// Pusher Channels app id: the `{app_id}` of the HTTP API paths
     /// (`/apps/{app_id}/…`). Setting the id, key and secret turns on the
     /// Pusher endpoints (`/app/{key}` and `/apps/{app_id}/…`).
-    #[arg(long, env = "WSRING_PUSHER_APP_ID", value_name = "ID")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pusher_app_id: Option<String>,
     /// Pusher Channels app key: clients connect to `/app/{key}`; signed API
     /// requests carry it as `auth_key`.
-    #[arg(long, env = "WSRING_PUSHER_KEY", value_name = "KEY")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pusher_key: Option<String>,
     /// Pusher Channels app secret: verifies private and presence channel
     /// authorizations and signed API requests.
-    #[arg(long, env = "WSRING_PUSHER_SECRET", value_name = "SECRET")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub pusher_secret: Option<String>,
     /// Let Pusher clients send `client-*` events on private and presence
     /// channels (10 a second per connection).
-    #[arg(long, env = "WSRING_PUSHER_CLIENT_EVENTS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pusher_client_events: bool,
 }
 

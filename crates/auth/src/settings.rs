@@ -1,7 +1,7 @@
-//! The authentication settings, declared once: each field is a flag, a
-//! `WSRING_*` environment variable and a TOML key, with its default here.
-//! [`AuthSettings::build`] turns them into the runtime [`Security`] that the
-//! gateway and the node consult.
+//! The authentication settings as a plain value, with their defaults
+//! declared here once (the `wsring` binary's flags, variables and TOML keys
+//! show and fill them). [`AuthSettings::build`] turns them into the runtime
+//! [`Security`] that the gateway and the node consult.
 
 use crate::api_key::{ApiKeyId, ApiKeys};
 use crate::assertion::Assertions;
@@ -10,7 +10,6 @@ use crate::error::{AuthError, KeyError};
 use crate::jwt::{Identity, JwtSettings, Verifier};
 use crate::pusher::{PusherApp, PusherSettings, PusherSettingsError};
 use crate::rate::{KeyedLimiter, KeyedLimits};
-use serde::Serialize;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,121 +18,93 @@ use wsring_protocol::ErrorCode;
 
 /// Who may connect and call the API. Outside `wsring dev`, a node or gateway
 /// refuses to start unless a token key or `--insecure-no-auth` is given.
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// HMAC secret verifying connect tokens (HS256). Repeat the flag to
     /// accept several at once while rotating.
-    #[arg(long, env = "WSRING_JWT_SECRET", value_name = "SECRET")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jwt_secret: Vec<String>,
     /// PEM file with an RSA, EC or Ed25519 public key verifying connect
     /// tokens (RS256, ES256, EdDSA, …). Repeatable.
-    #[arg(long, env = "WSRING_JWT_PUBLIC_KEY", value_name = "FILE")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jwt_public_key: Vec<PathBuf>,
     /// JSON Web Key Set file; a token's `kid` selects its key.
-    #[arg(long, env = "WSRING_JWT_JWKS_FILE", value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_jwks_file: Option<PathBuf>,
     /// Clock skew tolerated on a token's `exp` and `nbf`.
-    #[arg(long, env = "WSRING_JWT_LEEWAY", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    #[serde(serialize_with = "human")]
     pub jwt_leeway: Duration,
     /// Required token audience (`aud`); repeatable. Unset: `aud` is not checked.
-    #[arg(long, env = "WSRING_JWT_AUDIENCE", value_name = "AUD")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jwt_audience: Vec<String>,
     /// Required token issuer (`iss`); repeatable. Unset: `iss` is not checked.
-    #[arg(long, env = "WSRING_JWT_ISSUER", value_name = "ISS")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jwt_issuer: Vec<String>,
     /// Key for the HTTP API's send, publish, broadcast, presence, event
     /// stream and node control (`Authorization: Bearer KEY`). Repeatable.
-    #[arg(long, env = "WSRING_API_KEY", value_name = "KEY")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_key: Vec<String>,
     /// Accept bare `?user=` connects without a token (a proxy in front
     /// authenticates). Logged as a warning and shown on /api/info.
-    // `--insecure-no-auth` alone means true; `--insecure-no-auth false` is
-    // accepted too, so a generated command line can spell out either value.
-    #[arg(long, env = "WSRING_INSECURE_NO_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_auth: bool,
     /// Origins (scheme://host[:port]) whose pages may open /ws and get CORS
     /// headers on the API; comma-separated. Unset: no Origin check, no CORS.
-    #[arg(
-        long,
-        env = "WSRING_ALLOWED_ORIGINS",
-        value_name = "ORIGINS",
-        value_delimiter = ','
-    )]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
     /// The application's connect endpoint: each upgrade without a token is
     /// POSTed there (allow-listed headers, query, remote address) and the
     /// answer decides the user, or refuses with 401/403. Needs
     /// `--connect-proxy-secret`, the same on every gateway and node.
-    #[arg(long, env = "WSRING_CONNECT_PROXY", value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_proxy: Option<String>,
     /// Signs the connect proxy's requests (`X-Wsring-Signature`) and the
     /// identity a gateway forwards to a node.
-    #[arg(long, env = "WSRING_CONNECT_PROXY_SECRET", value_name = "SECRET")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_proxy_secret: Option<String>,
     /// Time the application has to answer a connect (then 503).
-    #[arg(long, env = "WSRING_CONNECT_PROXY_TIMEOUT", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    #[serde(serialize_with = "human")]
     pub connect_proxy_timeout: Duration,
     /// Request headers passed to the connect proxy, comma-separated (case
     /// does not matter); no others leave.
-    #[arg(
-        long,
-        env = "WSRING_CONNECT_PROXY_HEADERS",
-        value_name = "NAMES",
-        value_delimiter = ',',
-        default_value = DEFAULT_PROXY_HEADERS
-    )]
     pub connect_proxy_headers: Vec<String>,
     /// The Pusher Channels app.
-    #[command(flatten)]
-    #[serde(flatten)]
     pub pusher: PusherSettings,
     /// Connect-proxy calls per second allowed from one remote address (the
     /// TCP peer), with a burst of five times this; past it a connect is
     /// answered 429 `rate_limited` without calling the application.
     /// 0: unlimited.
-    #[arg(
-        long,
-        env = "WSRING_CONNECT_PROXY_CALLS_PER_SEC",
-        value_name = "N",
-        default_value_t = 20.0
-    )]
     pub connect_proxy_calls_per_sec: f64,
 }
 
 impl Default for AuthSettings {
-    /// The declared defaults: no key, no proxy, the flags' default timeouts
-    /// and header list.
+    /// No key, no proxy, the default timeouts and header list.
     fn default() -> Self {
-        declared_defaults().expect("the declared defaults parse (a unit test checks)")
+        AuthSettings {
+            jwt_secret: Vec::new(),
+            jwt_public_key: Vec::new(),
+            jwt_jwks_file: None,
+            jwt_leeway: DEFAULT_JWT_LEEWAY,
+            jwt_audience: Vec::new(),
+            jwt_issuer: Vec::new(),
+            api_key: Vec::new(),
+            insecure_no_auth: false,
+            allowed_origins: Vec::new(),
+            connect_proxy: None,
+            connect_proxy_secret: None,
+            connect_proxy_timeout: DEFAULT_CONNECT_PROXY_TIMEOUT,
+            connect_proxy_headers: DEFAULT_PROXY_HEADERS
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            pusher: PusherSettings::default(),
+            connect_proxy_calls_per_sec: DEFAULT_CONNECT_PROXY_CALLS_PER_SEC,
+        }
     }
 }
 
-/// What the connect proxy sees of a request by default: the session cookie
-/// and credentials an application authenticates with, and what it may log.
-const DEFAULT_PROXY_HEADERS: &str =
-    "cookie,authorization,user-agent,origin,x-forwarded-for,x-real-ip,accept-language";
+/// Clock skew tolerated on a token's `exp` and `nbf` by default.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(5);
 
-/// The value of every setting of `T` when nothing is given: `T` parsed from
-/// an empty command line with its environment variables ignored, so the
-/// `default_value…` attributes on its fields are the only source of its
-/// defaults.
-pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, clap::Error> {
-    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
-        .mut_args(|a| a.env(None::<&'static str>));
-    T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
-}
+/// Time the application has to answer a connect by default.
+pub const DEFAULT_CONNECT_PROXY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connect-proxy calls per second from one remote address by default.
+pub const DEFAULT_CONNECT_PROXY_CALLS_PER_SEC: f64 = 20.0;
+
+/// What the connect proxy sees of a request by default (comma-separated):
+/// the session cookie and credentials an application authenticates with,
+/// and what it may log.
+pub const DEFAULT_PROXY_HEADERS: &str =
+    "cookie,authorization,user-agent,origin,x-forwarded-for,x-real-ip,accept-language";
 
 /// Parses a duration setting ("500ms", "2s", "1m30s", "1h"). A bad value
 /// names the format instead of the parser's position ("expected number at
@@ -144,13 +115,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 2s, 1m30s or 1h"
         )
     })
-}
-
-/// A duration in the syntax its flag accepts ("1s 200ms"), for
-/// `#[serde(serialize_with)]`: a serialized settings struct is turned back
-/// into command-line flags.
-pub fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_duration(*d))
 }
 
 /// Why the settings cannot start a node or gateway.

@@ -116,7 +116,7 @@ pub enum Nodes {
 fn dev_security(opts: &DevOptions) -> Result<Arc<wsring_auth::Security>, DevError> {
     let security = opts
         .common
-        .auth
+        .auth_settings()
         .build(false)
         .map_err(|e| DevError::Launch(e.to_string()))?;
     Ok(Arc::new(security))
@@ -429,7 +429,7 @@ fn child_args(c: &Common, url: &str) -> Vec<String> {
         url.to_owned(),
     ];
     let mut c = c.clone();
-    if !c.auth.jwt().has_keys() {
+    if !c.auth_settings().jwt().has_keys() {
         c.auth.insecure_no_auth = true;
     }
     args.extend(c.to_args());

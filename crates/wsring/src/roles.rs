@@ -107,7 +107,7 @@ fn default_advertise(addr: SocketAddr, tls: bool) -> anyhow::Result<String> {
 /// The authentication a `node` or `gateway` runs with. Without a key it
 /// refuses to start unless `--insecure-no-auth` says so.
 fn security(common: &Common) -> anyhow::Result<Arc<Security>> {
-    Ok(Arc::new(common.auth.build(true)?))
+    Ok(Arc::new(common.auth_settings().build(true)?))
 }
 
 /// Once serving, an explicit `--insecure-no-auth` is logged as a warning,
@@ -224,7 +224,10 @@ async fn run_echo_node(args: NodeArgs) -> anyhow::Result<()> {
         (args.serve.registry.is_some(), "--registry"),
         (args.broker.is_some(), "--broker"),
         (common.node.durable, "--durable"),
-        (common.auth.jwt().has_keys(), "token keys (--jwt-…)"),
+        (
+            common.auth_settings().jwt().has_keys(),
+            "token keys (--jwt-…)",
+        ),
     ];
     if let Some((_, flag)) = conflicts.iter().find(|(set, _)| *set) {
         anyhow::bail!(
@@ -237,8 +240,10 @@ async fn run_echo_node(args: NodeArgs) -> anyhow::Result<()> {
     let listen = args.serve.listen.ok_or(SettingsError::Missing("listen"))?;
     check_listen(&listen)?;
     let mut cfg = common.node_config(&id).into_echo();
+    // The settings as echo mode changes them must still be valid.
     let mut checked = common.clone();
-    checked.node = cfg.clone();
+    checked.node.max_message_bytes = cfg.max_message_bytes;
+    checked.node.session_queue_bytes = cfg.session_queue_bytes;
     checked.validate()?;
     let listener = bind(&listen).await?;
     cfg.advertise = args.advertise;

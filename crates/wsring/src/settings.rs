@@ -3,9 +3,12 @@
 //! Each setting is declared once, as a field of a clap-derived struct: its
 //! doc comment is the help text, its `#[arg]` attribute names the flag, the
 //! `WSRING_*` environment variable and the default, and its field name is
-//! the TOML key. The structs are [`Common`] (here, with the session settings
-//! of [`NodeConfig`] flattened in), [`crate::dev::DevOptions`] and the
-//! `node`/`gateway` arguments in [`crate::cli`].
+//! the TOML key. The structs are [`Common`] (here, with the groups
+//! [`SessionArgs`] and [`AuthArgs`] flattened in), [`crate::dev::DevOptions`]
+//! and the `node`/`gateway` arguments in [`crate::cli`]. Only this crate
+//! knows clap: each group turns into a library's plain config value
+//! ([`NodeConfig`], [`AuthSettings`]), whose constructor or `Default` is
+//! where the group's defaults are declared.
 //!
 //! Precedence is flag > environment > file > built-in default, all resolved
 //! by clap: the file's values become the defaults of the matching arguments
@@ -22,7 +25,12 @@ use wsring_auth::AuthSettings;
 use wsring_cluster::{MembershipConfig, Retention};
 use wsring_gateway::GatewayConfig;
 use wsring_node::NodeConfig;
-use wsring_node::config::{declared_defaults, human};
+
+mod auth;
+mod session;
+
+pub use auth::{AuthArgs, PusherArgs};
+pub use session::SessionArgs;
 
 /// The subcommands whose settings the TOML file holds (`bench` has flags
 /// only; `completions` and `man` have none).
@@ -91,7 +99,7 @@ pub enum SettingsError {
 }
 
 /// Settings every role (dev, node, gateway) shares. The session settings
-/// are [`NodeConfig`]'s, flattened in.
+/// are [`SessionArgs`], flattened in.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct Common {
     /// Prefix of every key, channel, subject, exchange and queue on the
@@ -143,16 +151,33 @@ pub struct Common {
     /// The session settings.
     #[command(flatten)]
     #[serde(flatten)]
-    pub node: NodeConfig,
+    pub node: SessionArgs,
     /// Who may connect and call the API.
     #[command(flatten)]
     #[serde(flatten)]
-    pub auth: AuthSettings,
+    pub auth: AuthArgs,
 }
 
 /// A duration default in flag syntax ("10m").
 fn human_default(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// A duration in the syntax its flag accepts ("1s 200ms"), for
+/// `#[serde(serialize_with)]`: a serialized settings struct is turned back
+/// into command-line flags.
+fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+/// The value of every setting of `T` when nothing is given: `T` parsed from
+/// an empty command line with its environment variables ignored, so the
+/// `default_value…` attributes on its fields are the only source of its
+/// defaults.
+pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> Result<T, clap::Error> {
+    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|a| a.env(None::<&'static str>));
+    T::from_arg_matches(&cmd.try_get_matches_from(std::iter::empty::<&str>())?)
 }
 
 impl Default for Common {
@@ -238,10 +263,12 @@ impl Common {
 
     /// A node configuration for node `id` with these settings.
     pub fn node_config(&self, id: &str) -> NodeConfig {
-        NodeConfig {
-            id: id.to_owned(),
-            ..self.node.clone()
-        }
+        self.node.node_config(id)
+    }
+
+    /// The authentication settings.
+    pub fn auth_settings(&self) -> AuthSettings {
+        self.auth.clone().into()
     }
 
     /// The gateway configuration these settings imply (`mode`: `"dev"` or
@@ -252,8 +279,8 @@ impl Common {
             durable: self.node.durable,
             max_body_bytes: self.node.max_message_bytes,
             reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
-            limits: self.node.serve_limits(),
-            tls: self.node.tls_files(),
+            limits: self.node_config("").serve_limits(),
+            tls: self.node_config("").tls_files(),
             mode,
             ..GatewayConfig::default()
         }
@@ -568,6 +595,10 @@ mod tests {
         assert_eq!(
             format!("{:?}", c.gateway_config("gateway")),
             format!("{:?}", GatewayConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", c.auth_settings()),
+            format!("{:?}", AuthSettings::default())
         );
         c.validate().expect("the defaults are valid");
     }
