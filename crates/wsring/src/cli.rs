@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::dev::DevOptions;
-use crate::settings::{Common, FILE_ROLES, FileConfig, SettingsError};
+use crate::settings::{Common, FILE_ROLES, FileConfig, SettingsError, Shared};
 
 /// wsring: a clustered WebSocket server.
 #[derive(Debug, Parser)]
@@ -326,7 +326,7 @@ pub struct GatewayArgs {
     /// Listener and registry.
     #[command(flatten)]
     pub serve: ServeArgs,
-    /// Shared settings.
+    /// The settings a gateway reads; the node-only ones are not flags here.
     #[command(flatten)]
-    pub common: Common,
+    pub common: Shared,
 }

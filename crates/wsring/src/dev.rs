@@ -359,7 +359,7 @@ impl DevCluster {
 
     /// The gateway's `/ws` URL.
     pub fn gateway_url(&self) -> String {
-        let scheme = if self.common.node.tls_cert.is_some() {
+        let scheme = if self.common.tls_cert.is_some() {
             "wss"
         } else {
             "ws"
@@ -369,7 +369,7 @@ impl DevCluster {
 
     /// The gateway's HTTP base URL (API and dashboard).
     pub fn http_url(&self) -> String {
-        let scheme = if self.common.node.tls_cert.is_some() {
+        let scheme = if self.common.tls_cert.is_some() {
             "https"
         } else {
             "http"

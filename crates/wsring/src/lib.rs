@@ -105,8 +105,8 @@ async fn run_dev(opts: dev::DevOptions) -> anyhow::Result<()> {
     println!(
         "wsring dev: {} nodes, routing={}, durable={}, backend={}",
         opts.nodes,
-        opts.common.node.routing.as_str(),
-        opts.common.node.durable,
+        opts.common.routing.as_str(),
+        opts.common.durable,
         opts.common.cluster.as_deref().unwrap_or("memory")
     );
     println!(

@@ -28,12 +28,12 @@ use crate::backends::{self, startup_error};
 const REGISTRY_FLAGS: &str = "--registry or --cluster";
 const BROKER_FLAGS: &str = "--broker or --cluster";
 use crate::cli::{GatewayArgs, NodeArgs, ServeArgs};
-use crate::settings::{Common, SettingsError};
+use crate::settings::{SettingsError, Shared};
 
 /// `--listen` and the registry URL (`--registry`, else `--cluster`), both required.
 fn listen_and_registry(
     serve: ServeArgs,
-    common: &Common,
+    common: &Shared,
 ) -> Result<(String, String), SettingsError> {
     let listen = serve.listen.ok_or(SettingsError::Missing("listen"))?;
     check_listen(&listen)?;
@@ -106,7 +106,7 @@ fn default_advertise(addr: SocketAddr, tls: bool) -> anyhow::Result<String> {
 
 /// The authentication a `node` or `gateway` runs with. Without a key it
 /// refuses to start unless `--insecure-no-auth` says so.
-fn security(common: &Common) -> anyhow::Result<Arc<Security>> {
+fn security(common: &Shared) -> anyhow::Result<Arc<Security>> {
     Ok(Arc::new(common.auth_settings().build(true)?))
 }
 
@@ -150,7 +150,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let (broker, inbox) = backends::broker(&broker_url, ns, &id)
         .await
         .map_err(|e| anyhow!(startup_error("broker", BROKER_FLAGS, &e)))?;
-    let streams = if common.node.durable {
+    let streams = if common.durable {
         Some(
             backends::streams(&registry_url, ns, common.retention())
                 .await
@@ -168,7 +168,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Some(url) => Some(url),
         None => Some(default_advertise(
             listener.local_addr()?,
-            common.node.tls_cert.is_some(),
+            common.tls_cert.is_some(),
         )?),
     };
     let kill = CancellationToken::new();
@@ -223,7 +223,7 @@ async fn run_echo_node(args: NodeArgs) -> anyhow::Result<()> {
         (common.cluster.is_some(), "--cluster"),
         (args.serve.registry.is_some(), "--registry"),
         (args.broker.is_some(), "--broker"),
-        (common.node.durable, "--durable"),
+        (common.durable, "--durable"),
         (
             common.auth_settings().jwt().has_keys(),
             "token keys (--jwt-…)",
@@ -242,7 +242,7 @@ async fn run_echo_node(args: NodeArgs) -> anyhow::Result<()> {
     let mut cfg = common.node_config(&id).into_echo();
     // The settings as echo mode changes them must still be valid.
     let mut checked = common.clone();
-    checked.node.max_message_bytes = cfg.max_message_bytes;
+    checked.shared.max_message_bytes = cfg.max_message_bytes;
     checked.node.session_queue_bytes = cfg.session_queue_bytes;
     checked.validate()?;
     let listener = bind(&listen).await?;

@@ -16,15 +16,16 @@
 //! rejects unknown keys, so a typo is an error rather than a silently ignored
 //! line; one file may serve every role, each reading the keys it has.
 
-use clap::{Arg, Args, Command};
+use clap::{Arg, ArgAction, Args, Command};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
-use wsring_auth::AuthSettings;
+use wsring_auth::{AuthSettings, parse_duration};
 use wsring_cluster::{MembershipConfig, Retention};
 use wsring_gateway::GatewayConfig;
 use wsring_node::NodeConfig;
+use wsring_protocol::Routing;
 
 mod auth;
 mod session;
@@ -98,10 +99,11 @@ pub enum SettingsError {
     Usage(#[from] clap::Error),
 }
 
-/// Settings every role (dev, node, gateway) shares. The session settings
-/// are [`SessionArgs`], flattened in.
+/// Settings every role (dev, node, gateway) reads: the cluster, what a node
+/// and a gateway serve alike (routing, message size, listener limits, TLS)
+/// and authentication. `wsring gateway` takes these and no others.
 #[derive(Debug, Clone, Args, Serialize)]
-pub struct Common {
+pub struct Shared {
     /// Prefix of every key, channel, subject, exchange and queue on the
     /// backend, so several clusters can share one Redis, NATS or RabbitMQ.
     #[arg(long, env = "WSRING_NAMESPACE", default_value = "wsring")]
@@ -115,6 +117,74 @@ pub struct Common {
     #[arg(long, env = "WSRING_CLUSTER", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// A node silent this long is removed from the ring; heartbeats are sent
+    /// every heartbeat_ttl / 4 (at least 200ms).
+    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = wsring_auth::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub heartbeat_ttl: Duration,
+    /// Routing mode: `hash` (each user lives on the node that owns its id on
+    /// the consistent-hash ring) or `broadcast` (any node; direct messages fan
+    /// out to every node).
+    ///
+    /// All nodes and gateways of one cluster must agree.
+    #[arg(long, env = "WSRING_ROUTING", default_value = session::defaults().routing.as_str())]
+    pub routing: Routing,
+    /// Largest client message in bytes; a larger one closes the session with
+    /// 1009 (at least 256).
+    #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES", default_value_t = session::defaults().max_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Durable mode: append every direct and room message to a bounded stream
+    /// before acknowledging it, so clients resume after a reconnect with no
+    /// gap.
+    // `--durable` alone means true; `--durable false` is accepted too, so a
+    // generated command line can spell out either value.
+    #[arg(long, env = "WSRING_DURABLE", default_value_t = session::defaults().durable, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub durable: bool,
+    /// Open connections one process accepts (WebSockets, gateway tunnels and
+    /// HTTP calls alike); one more is answered 503 `unavailable` before any
+    /// upgrade. Keep it below the process's file descriptor limit.
+    #[arg(long, env = "WSRING_MAX_CONNECTIONS", default_value_t = session::defaults().max_connections)]
+    pub max_connections: usize,
+    /// Time a client gets to send its complete HTTP request head (the
+    /// WebSocket upgrade included); slower or silent connections are
+    /// dropped.
+    #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = human_default(session::defaults().header_read_timeout), value_parser = parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub header_read_timeout: Duration,
+    /// Time an HTTP request body (an API call's JSON) gets to arrive whole
+    /// after its request head; a slower one is answered 408.
+    #[arg(long, env = "WSRING_BODY_READ_TIMEOUT", value_name = "DURATION", default_value = human_default(session::defaults().body_read_timeout), value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "human")]
+    pub body_read_timeout: Duration,
+    /// PEM certificate chain for this process's listener (with tls_key):
+    /// clients then connect with wss:// and https://. Unset: plain ws://.
+    #[arg(long, env = "WSRING_TLS_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls_cert.
+    #[arg(long, env = "WSRING_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted, besides the system's, for wss:// and
+    /// https:// connections to other nodes (a private CA).
+    #[arg(long, env = "WSRING_TLS_CA", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Who may connect and call the API.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Settings of the roles that run nodes (`dev`, `node`): [`Shared`] plus
+/// durable history and the session settings ([`SessionArgs`]). Field access
+/// reaches the shared settings through `Deref`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Common {
+    /// The settings every role reads.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shared: Shared,
     /// Durable mode: messages kept per user or room stream (at least 1).
     #[arg(long, env = "WSRING_HISTORY_SIZE", default_value_t = Retention::default().max_len)]
     pub history_size: u64,
@@ -143,19 +213,23 @@ pub struct Common {
     /// quota.
     #[arg(long, env = "WSRING_HISTORY_MAX_USER_PERCENT", value_name = "PERCENT", default_value_t = wsring_cluster::stream::DEFAULT_USER_PERCENT, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub history_max_user_percent: u64,
-    /// A node silent this long is removed from the ring; heartbeats are sent
-    /// every heartbeat_ttl / 4 (at least 200ms).
-    #[arg(long, env = "WSRING_HEARTBEAT_TTL", value_name = "DURATION", default_value = human_default(MembershipConfig::default().ttl), value_parser = wsring_auth::parse_duration)]
-    #[serde(serialize_with = "human")]
-    pub heartbeat_ttl: Duration,
     /// The session settings.
     #[command(flatten)]
     #[serde(flatten)]
     pub node: SessionArgs,
-    /// Who may connect and call the API.
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub auth: AuthArgs,
+}
+
+impl std::ops::Deref for Common {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl std::ops::DerefMut for Common {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.shared
+    }
 }
 
 /// A duration default in flag syntax ("10m").
@@ -187,10 +261,86 @@ impl Default for Common {
     }
 }
 
+impl Default for Shared {
+    /// The declared defaults (no flags, environment or file).
+    fn default() -> Self {
+        declared_defaults().expect("the declared defaults parse (a unit test checks)")
+    }
+}
+
+impl Shared {
+    /// Rejects values that cannot work, with a one-line reason, before
+    /// anything starts.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let checks = [
+            (
+                self.heartbeat_ttl < Duration::from_millis(200),
+                "heartbeat_ttl",
+                "must be at least 200ms",
+            ),
+            (
+                self.max_message_bytes < 256,
+                "max_message_bytes",
+                "must be at least 256",
+            ),
+        ];
+        first_invalid(checks)
+    }
+
+    /// Membership timing, derived from the heartbeat TTL.
+    pub fn membership(&self) -> MembershipConfig {
+        MembershipConfig::with_ttl(self.heartbeat_ttl)
+    }
+
+    /// The authentication settings.
+    pub fn auth_settings(&self) -> AuthSettings {
+        self.auth.clone().into()
+    }
+
+    /// The accept loop's limits.
+    fn serve_limits(&self) -> wsring_http::ServeLimits {
+        wsring_http::ServeLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+        }
+    }
+
+    /// The gateway configuration these settings imply (`mode`: `"dev"` or
+    /// `"gateway"`).
+    pub fn gateway_config(&self, mode: &'static str) -> GatewayConfig {
+        GatewayConfig {
+            routing: self.routing,
+            durable: self.durable,
+            max_body_bytes: self.max_message_bytes,
+            reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
+            limits: self.serve_limits(),
+            tls: wsring_http::tls::TlsFiles {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                ca: self.tls_ca.clone(),
+            },
+            mode,
+            ..GatewayConfig::default()
+        }
+    }
+}
+
+/// The first failed check of `checks` (condition, key, reason) as an error.
+fn first_invalid<const N: usize>(
+    checks: [(bool, &'static str, &str); N],
+) -> Result<(), SettingsError> {
+    match checks.into_iter().find(|(bad, _, _)| *bad) {
+        Some((_, key, why)) => Err(SettingsError::Invalid(key, why.to_owned())),
+        None => Ok(()),
+    }
+}
+
 impl Common {
     /// Rejects values that cannot work (zero-sized queues, zero periods),
     /// with a one-line reason, before anything starts.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.shared.validate()?;
         let n = &self.node;
         let checks = [
             (n.session_queue == 0, "session_queue", "must be at least 1"),
@@ -200,7 +350,7 @@ impl Common {
                 "must be at least 1",
             ),
             (
-                n.session_queue_bytes < n.max_message_bytes,
+                n.session_queue_bytes < self.max_message_bytes,
                 "session_queue_bytes",
                 "must be at least max_message_bytes (one largest message must fit)",
             ),
@@ -208,16 +358,6 @@ impl Common {
                 n.ping_interval < Duration::from_millis(100),
                 "ping_interval",
                 "must be at least 100ms",
-            ),
-            (
-                self.heartbeat_ttl < Duration::from_millis(200),
-                "heartbeat_ttl",
-                "must be at least 200ms",
-            ),
-            (
-                n.max_message_bytes < 256,
-                "max_message_bytes",
-                "must be at least 256",
             ),
             (self.history_size == 0, "history_size", "must be at least 1"),
             (
@@ -236,10 +376,7 @@ impl Common {
                 "must be at least 1",
             ),
         ];
-        match checks.into_iter().find(|(bad, _, _)| *bad) {
-            Some((_, key, why)) => Err(SettingsError::Invalid(key, why.to_owned())),
-            None => Ok(()),
-        }
+        first_invalid(checks)
     }
 
     /// Stream retention (durable mode).
@@ -256,34 +393,9 @@ impl Common {
         }
     }
 
-    /// Membership timing, derived from the heartbeat TTL.
-    pub fn membership(&self) -> MembershipConfig {
-        MembershipConfig::with_ttl(self.heartbeat_ttl)
-    }
-
     /// A node configuration for node `id` with these settings.
     pub fn node_config(&self, id: &str) -> NodeConfig {
-        self.node.node_config(id)
-    }
-
-    /// The authentication settings.
-    pub fn auth_settings(&self) -> AuthSettings {
-        self.auth.clone().into()
-    }
-
-    /// The gateway configuration these settings imply (`mode`: `"dev"` or
-    /// `"gateway"`).
-    pub fn gateway_config(&self, mode: &'static str) -> GatewayConfig {
-        GatewayConfig {
-            routing: self.node.routing,
-            durable: self.node.durable,
-            max_body_bytes: self.node.max_message_bytes,
-            reroute_wait: GatewayConfig::reroute_wait_for(self.heartbeat_ttl),
-            limits: self.node_config("").serve_limits(),
-            tls: self.node_config("").tls_files(),
-            mode,
-            ..GatewayConfig::default()
-        }
+        self.node.node_config(&self.shared, id)
     }
 
     /// Flags that reproduce these settings on another command line (every
@@ -558,10 +670,10 @@ mod tests {
         let c = &d.common;
         assert_eq!(c.namespace, "fromflag");
         assert_eq!(d.nodes, 2);
-        assert_eq!(c.node.routing, Routing::Broadcast);
+        assert_eq!(c.routing, Routing::Broadcast);
         assert_eq!(c.history_size, 5);
         assert_eq!(c.history_ttl, Duration::from_secs(30));
-        assert_eq!(c.node.max_message_bytes, 65536);
+        assert_eq!(c.max_message_bytes, 65536);
         assert_eq!(c.heartbeat_ttl, Duration::from_secs(2));
         assert_eq!(d.port, 7000);
     }
@@ -577,6 +689,37 @@ mod tests {
                 assert_eq!(n.serve.listen.as_deref(), Some("127.0.0.1:7001"));
             }
             other => panic!("not node: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_gateway_rejects_the_flags_only_nodes_read() {
+        for flag in [
+            "--session-queue 8",
+            "--history-size 5",
+            "--webhook-url http://a",
+        ] {
+            let Err(SettingsError::Usage(e)) = load("", &format!("gateway {flag}")) else {
+                panic!("`wsring gateway {flag}` was accepted");
+            };
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{flag}");
+            assert!(load("", &format!("node {flag}")).is_ok(), "node {flag}");
+            assert!(load("", &format!("dev {flag}")).is_ok(), "dev {flag}");
+        }
+        // What the gateway does read stays accepted, and a shared file with
+        // node-only keys still serves it.
+        match load(
+            "session_queue = 8",
+            "gateway --routing broadcast --max-message-bytes 1024",
+        )
+        .expect("parses")
+        .command
+        {
+            Role::Gateway(g) => {
+                assert_eq!(g.common.routing, Routing::Broadcast);
+                assert_eq!(g.common.max_message_bytes, 1024);
+            }
+            other => panic!("not gateway: {other:?}"),
         }
     }
 
@@ -657,8 +800,8 @@ mod tests {
     #[test]
     fn child_args_reproduce_the_settings() {
         let mut c = Common::default();
-        c.node.routing = Routing::Broadcast;
-        c.node.durable = true;
+        c.shared.routing = Routing::Broadcast;
+        c.shared.durable = true;
         c.heartbeat_ttl = Duration::from_millis(1200);
         c.history_size = 7;
         c.cluster = Some("redis://127.0.0.1:6379/".into());

@@ -11,7 +11,7 @@ use wsring_node::Routing;
 
 fn durable(history: u64) -> wsring::settings::Common {
     let mut c = common::common(Routing::Hash);
-    c.node.durable = true;
+    c.shared.durable = true;
     c.history_size = history;
     c
 }

@@ -47,15 +47,17 @@ struct Cluster {
 async fn processes(b: &Backend, ns: &str) -> Cluster {
     let mut procs = Vec::new();
     let mut metrics = Vec::new();
+    let auth = ["--jwt-secret", TEST_JWT_SECRET, "--api-key", TEST_API_KEY];
+    // The session timers are node settings; the gateway rejects them.
     let mut args = TIMERS.to_vec();
-    args.extend(["--jwt-secret", TEST_JWT_SECRET, "--api-key", TEST_API_KEY]);
+    args.extend(auth);
     for id in ["n1", "n2", "n3"] {
         let p = b.node(ns, id, &args).await;
         let http = p.announced().replace("ws://", "http://");
         metrics.push(format!("{}/metrics", http.trim_end_matches("/ws")));
         procs.push(p);
     }
-    let (gw, base) = b.gateway(ns, &args).await;
+    let (gw, base) = b.gateway(ns, &auth).await;
     procs.push(gw);
     metrics.push(format!("{base}/metrics"));
     let api = Api::new(base.clone());

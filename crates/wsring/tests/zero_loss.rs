@@ -27,7 +27,7 @@ const FAULT_AT_ROUND: u64 = 10;
 
 fn durable_common(cluster: Option<String>) -> wsring::settings::Common {
     let mut c = common::common(Routing::Hash);
-    c.node.durable = true;
+    c.shared.durable = true;
     c.cluster = cluster;
     if c.cluster.is_some() {
         c.namespace = wsring_cluster_testkit::conformance::unique_ns("zl");

@@ -1,23 +1,22 @@
-//! The session settings group of the command line: what a node does with
-//! its sessions (routing, limits, rates, TLS, webhooks and the publish
-//! proxy, permessage-deflate), declared here once as flags, `WSRING_*`
+//! The session settings group of the command line, read by `dev` and `node`
+//! only (a gateway rejects these flags): what a node does with its sessions
+//! (queues, rates, room limits, webhooks and the publish proxy,
+//! permessage-deflate), declared here once as flags, `WSRING_*`
 //! variables and TOML keys and turned into `wsring-node`'s plain
 //! [`NodeConfig`], whose [`NodeConfig::new`] holds the defaults the flags
 //! show.
 
 use clap::{ArgAction, Args};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 use wsring_auth::parse_duration;
 use wsring_node::NodeConfig;
-use wsring_protocol::Routing;
 
-use super::{human, human_default};
+use super::{Shared, human, human_default};
 
 /// The node's defaults, the one place they are declared.
-fn defaults() -> &'static NodeConfig {
+pub(super) fn defaults() -> &'static NodeConfig {
     static DEFAULTS: OnceLock<NodeConfig> = OnceLock::new();
     DEFAULTS.get_or_init(|| NodeConfig::new(""))
 }
@@ -26,17 +25,6 @@ fn defaults() -> &'static NodeConfig {
 /// through `Serialize`.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct SessionArgs {
-    /// Routing mode: `hash` (each user lives on the node that owns its id on
-    /// the consistent-hash ring) or `broadcast` (any node; direct messages fan
-    /// out to every node).
-    ///
-    /// All nodes and gateways of one cluster must agree.
-    #[arg(long, env = "WSRING_ROUTING", default_value = defaults().routing.as_str())]
-    pub routing: Routing,
-    /// Largest client message in bytes; a larger one closes the session with
-    /// 1009 (at least 256).
-    #[arg(long, env = "WSRING_MAX_MESSAGE_BYTES", default_value_t = defaults().max_message_bytes)]
-    pub max_message_bytes: usize,
     /// Spread the closes of a rebalance or drain over this window instead of
     /// closing every moved session at once.
     ///
@@ -68,13 +56,6 @@ pub struct SessionArgs {
     #[arg(long, env = "WSRING_PING_INTERVAL", value_name = "DURATION", default_value = human_default(defaults().ping_interval), value_parser = parse_duration)]
     #[serde(serialize_with = "human")]
     pub ping_interval: Duration,
-    /// Durable mode: append every direct and room message to a bounded stream
-    /// before acknowledging it, so clients resume after a reconnect with no
-    /// gap.
-    // `--durable` alone means true; `--durable false` is accepted too, so a
-    // generated command line can spell out either value.
-    #[arg(long, env = "WSRING_DURABLE", default_value_t = defaults().durable, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
-    pub durable: bool,
     /// Rooms one session may be in at once; one more gets an `error` frame
     /// with code `limit_exceeded` (at least 1).
     ///
@@ -122,36 +103,6 @@ pub struct SessionArgs {
     /// the user's oldest session with 1008 `too many sessions`.
     #[arg(long, env = "WSRING_MAX_SESSIONS_PER_USER", default_value_t = defaults().max_sessions_per_user)]
     pub max_sessions_per_user: usize,
-    /// Open connections one process accepts (WebSockets, gateway tunnels and
-    /// HTTP calls alike); one more is answered 503 `unavailable` before any
-    /// upgrade. Keep it below the process's file descriptor limit.
-    #[arg(long, env = "WSRING_MAX_CONNECTIONS", default_value_t = defaults().max_connections)]
-    pub max_connections: usize,
-    /// Time a client gets to send its complete HTTP request head (the
-    /// WebSocket upgrade included); slower or silent connections are
-    /// dropped.
-    #[arg(long, env = "WSRING_HEADER_READ_TIMEOUT", value_name = "DURATION", default_value = human_default(defaults().header_read_timeout), value_parser = parse_duration)]
-    #[serde(serialize_with = "human")]
-    pub header_read_timeout: Duration,
-    /// Time an HTTP request body (an API call's JSON) gets to arrive whole
-    /// after its request head; a slower one is answered 408.
-    #[arg(long, env = "WSRING_BODY_READ_TIMEOUT", value_name = "DURATION", default_value = human_default(defaults().body_read_timeout), value_parser = humantime::parse_duration)]
-    #[serde(serialize_with = "human")]
-    pub body_read_timeout: Duration,
-    /// PEM certificate chain for this process's listener (with tls_key):
-    /// clients then connect with wss:// and https://. Unset: plain ws://.
-    #[arg(long, env = "WSRING_TLS_CERT", value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of tls_cert.
-    #[arg(long, env = "WSRING_TLS_KEY", value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted, besides the system's, for wss:// and
-    /// https:// connections to other nodes (a private CA).
-    #[arg(long, env = "WSRING_TLS_CA", value_name = "FILE")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_ca: Option<PathBuf>,
     /// Application URL receiving webhook events (session.connected,
     /// session.disconnected, room.member_added, room.member_removed,
     /// message.to_server) as signed JSON batches. Repeatable: every URL gets
@@ -214,18 +165,19 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The configuration of node `id` with these settings.
-    pub fn node_config(&self, id: &str) -> NodeConfig {
+    /// The configuration of node `id` with these settings and the ones
+    /// every role shares.
+    pub fn node_config(&self, shared: &Shared, id: &str) -> NodeConfig {
         let s = self;
         NodeConfig {
-            routing: s.routing,
-            max_message_bytes: s.max_message_bytes,
+            routing: shared.routing,
+            max_message_bytes: shared.max_message_bytes,
             drain_window: s.drain_window,
             reconnect_rate: s.reconnect_rate,
             session_queue: s.session_queue,
             session_queue_bytes: s.session_queue_bytes,
             ping_interval: s.ping_interval,
-            durable: s.durable,
+            durable: shared.durable,
             max_rooms_per_session: s.max_rooms_per_session,
             max_server_rooms: s.max_server_rooms,
             client_messages_per_sec: s.client_messages_per_sec,
@@ -235,12 +187,12 @@ impl SessionArgs {
             user_messages_per_sec: s.user_messages_per_sec,
             user_bytes_per_sec: s.user_bytes_per_sec,
             max_sessions_per_user: s.max_sessions_per_user,
-            max_connections: s.max_connections,
-            header_read_timeout: s.header_read_timeout,
-            body_read_timeout: s.body_read_timeout,
-            tls_cert: s.tls_cert.clone(),
-            tls_key: s.tls_key.clone(),
-            tls_ca: s.tls_ca.clone(),
+            max_connections: shared.max_connections,
+            header_read_timeout: shared.header_read_timeout,
+            body_read_timeout: shared.body_read_timeout,
+            tls_cert: shared.tls_cert.clone(),
+            tls_key: shared.tls_key.clone(),
+            tls_ca: shared.tls_ca.clone(),
             webhook_url: s.webhook_url.clone(),
             webhook_secret: s.webhook_secret.clone(),
             webhook_queue_bytes: s.webhook_queue_bytes,

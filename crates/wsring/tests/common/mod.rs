@@ -72,7 +72,7 @@ pub fn token(user: &str) -> String {
 /// Settings for a test cluster: short heartbeat TTL so crash tests are quick.
 pub fn common(routing: Routing) -> Common {
     let mut c = Common::default();
-    c.node.routing = routing;
+    c.shared.routing = routing;
     c.heartbeat_ttl = Duration::from_millis(1200);
     c
 }
