@@ -222,6 +222,22 @@ pub struct NodeConfig {
     /// while a compressed message is read.
     #[arg(long, env = "WSRING_DEFLATE_CLIENT_CONTEXT_TAKEOVER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub deflate_client_context_takeover: bool,
+    /// Keep the node's compression context from message to message on each
+    /// connection whose client allows it (the response then omits
+    /// `server_no_context_takeover`): a chat stream compresses to about half
+    /// the bytes it takes with each message alone, but every such
+    /// connection holds its own compressor (from about 130 KiB at 9 window
+    /// bits to about 260 KiB at 15; zlib's hash tables are most of it) once
+    /// it has sent a compressed message, and a message fanned out to many
+    /// sessions is compressed once per session instead of once.
+    #[arg(long, env = "WSRING_DEFLATE_SERVER_CONTEXT_TAKEOVER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub deflate_server_context_takeover: bool,
+    /// The largest window, in bits (9–15), of a connection's own compressor
+    /// with server context takeover; below 15 the node states it in its
+    /// response (`server_max_window_bits`). A smaller window saves memory
+    /// and refers less far back.
+    #[arg(long, env = "WSRING_DEFLATE_SERVER_MAX_WINDOW_BITS", default_value_t = crate::deflate::MAX_WINDOW_BITS, value_parser = clap::value_parser!(u8).range(9..=15))]
+    pub deflate_server_max_window_bits: u8,
     /// Echo mode, a test mode for WebSocket conformance suites (`wsring
     /// node --autobahn-echo`, see [`crate::echo`]): every path upgrades, every
     /// text and binary message comes back as it came, nothing else is sent.
@@ -252,6 +268,8 @@ impl NodeConfig {
             enabled: self.deflate,
             threshold: self.deflate_threshold,
             client_context_takeover: self.deflate_client_context_takeover,
+            server_context_takeover: self.deflate_server_context_takeover,
+            server_max_window_bits: self.deflate_server_max_window_bits,
         }
     }
 

@@ -31,6 +31,7 @@ const GATEWAY: &str = "wsring-gateway";
 const CLIENT: &str = "wsring-client";
 const BENCH: &str = "wsring-bench";
 const HOOKS: &str = "wsring-hooks";
+const DEFLATE: &str = "wsring-deflate";
 const BINARY: &str = "wsring";
 
 const LEAF: &str = "wire types and the ring are leaves: every other crate builds on them";
@@ -44,6 +45,7 @@ const SIBLINGS: &str =
     "gateway and node are siblings; what both need belongs in protocol, cluster or http";
 const HOOKS_LEAF: &str =
     "wsring-hooks only carries requests to the application; the roles decide what to send";
+const DEFLATE_LEAF: &str = "wsring-deflate is the extension's mechanics, shared by node and client: it knows no wsring type";
 const SDK: &str =
     "the client SDK and the bench speak only the wire protocol, like any external client";
 
@@ -157,8 +159,20 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        krate: DEFLATE,
+        may: &[],
+        never: &[
+            (PROTOCOL, DEFLATE_LEAF),
+            (CLUSTER, DEFLATE_LEAF),
+            (HTTP, DEFLATE_LEAF),
+            (NODE, DEFLATE_LEAF),
+            (GATEWAY, DEFLATE_LEAF),
+            (CLIENT, DEFLATE_LEAF),
+        ],
+    },
+    Rule {
         krate: NODE,
-        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS],
+        may: &[PROTOCOL, RING, CLUSTER, HTTP, AUTH, HOOKS, DEFLATE],
         never: &[
             (GATEWAY, SIBLINGS),
             ALL_BACKENDS[0],
@@ -178,7 +192,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: CLIENT,
-        may: &[PROTOCOL],
+        may: &[PROTOCOL, DEFLATE],
         never: &[
             (NODE, SDK),
             (GATEWAY, SDK),
@@ -206,8 +220,8 @@ const RULES: &[Rule] = &[
         // The binary wires everything together.
         krate: BINARY,
         may: &[
-            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, NODE, GATEWAY, CLIENT,
-            BENCH,
+            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, DEFLATE, NODE, GATEWAY,
+            CLIENT, BENCH,
         ],
         never: &[],
     },
