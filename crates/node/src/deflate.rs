@@ -491,5 +491,23 @@ pub(crate) mod tests {
             corpus.len()
         );
         assert!(ratio < 0.75, "{ratio}");
+        // With server context takeover (`--deflate-server-context-takeover`):
+        // one compressor for the stream, every message from the threshold up
+        // sent compressed.
+        for bits in [15, 10] {
+            let mut c = wsring_deflate::compressor(bits);
+            let kept: usize = corpus
+                .iter()
+                .map(|m| {
+                    if m.len() < 256 {
+                        return frame_bytes(m.len());
+                    }
+                    frame_bytes(wsring_deflate::compress_with(&mut c, m.as_bytes()).len())
+                })
+                .sum();
+            let r = kept as f64 / plain as f64;
+            println!("with context takeover, {bits}-bit window: {kept} bytes: {r:.3}x");
+            assert!(r < ratio, "{r} against {ratio}");
+        }
     }
 }
