@@ -532,6 +532,7 @@ async fn echo_behind_gateway() -> (
             inbox,
             streams: None,
             server_rooms: backend.rooms.clone(),
+            hook_queue: None,
             security: Arc::clone(&open),
             kill: stop.clone(),
         },

@@ -578,11 +578,13 @@ impl Watched {
 }
 
 /// Three nodes, each reaching the registry through a proxy of its own (so
-/// one node alone can lose it), and two gateways.
+/// one node alone can lose it), and two gateways. The last node is reached
+/// through a proxy in front of its listener, so its host can vanish.
 struct Detect {
     b: Backend,
     ns: String,
     registries: BTreeMap<&'static str, FaultProxy>,
+    listeners: BTreeMap<&'static str, FaultProxy>,
     nodes: BTreeMap<&'static str, Proc>,
     gateways: Vec<(Proc, String)>,
 }
@@ -592,20 +594,40 @@ impl Detect {
         let ns = unique_ns("detect");
         let ttl = format!("{}ms", DETECT_TTL.as_millis());
         let mut registries = BTreeMap::new();
+        let mut listeners = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for id in IDS {
+            // n3 listens on a port picked here, behind a proxy it
+            // advertises: everyone else reaches it through the proxy.
+            let mut listen = "127.0.0.1:0".to_owned();
+            let mut advertise = Vec::new();
+            if id == "n3" {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                listen = format!("127.0.0.1:{port}");
+                let front = FaultProxy::start(addr_of(&format!("ws://{listen}/ws")))
+                    .await
+                    .expect("listener proxy");
+                advertise = vec![
+                    "--advertise".to_owned(),
+                    format!("ws://{}/ws", front.addr()),
+                ];
+                listeners.insert(id, front);
+            }
             let proxy = FaultProxy::start(addr_of(&b.registry))
                 .await
                 .expect("proxy");
             let registry = b
                 .registry
                 .replace(&addr_of(&b.registry).to_string(), &proxy.addr().to_string());
-            let args = [
+            let mut args = vec![
                 "node",
                 "--id",
                 id,
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--registry",
                 &registry,
                 "--broker",
@@ -615,6 +637,7 @@ impl Detect {
                 "--heartbeat-ttl",
                 &ttl,
             ];
+            args.extend(advertise.iter().map(String::as_str));
             let p = Proc::start(&args).await;
             assert!(p.ready_line.contains("serving"), "{}", p.ready_line);
             registries.insert(id, proxy);
@@ -642,6 +665,7 @@ impl Detect {
             b,
             ns,
             registries,
+            listeners,
             nodes,
             gateways,
         };
@@ -804,17 +828,19 @@ async fn detect(b: Backend) {
         b.name
     );
 
-    // 3. A host that vanishes (SIGSTOP: nothing resets, nothing answers)
-    //    is removed on the TTL, not earlier.
+    // 3. A host that vanishes (its listener blackholed: connections hang,
+    //    nothing resets; and the process SIGSTOPped, so its heartbeats
+    //    stop) is removed within the TTL plus a probe timeout, not earlier.
     let victim = "n3";
     let stopped = Instant::now();
+    d.listeners[victim].blackhole(true);
     d.nodes[victim].signal(Signal::SIGSTOP);
     let gone = d
         .gone_from_every_ring(victim, stopped, DETECT_TTL * 4)
         .await;
     d.nodes[victim].signal(Signal::SIGKILL);
     println!(
-        "DETECT {}: vanished host (SIGSTOP): removed in {:.3} s (TTL {:?})",
+        "DETECT {}: vanished host (listener blackholed, SIGSTOP): removed in {:.3} s (TTL {:?})",
         b.name,
         gone.as_secs_f64(),
         DETECT_TTL
@@ -823,6 +849,13 @@ async fn detect(b: Backend) {
     assert!(
         gone >= DETECT_TTL - DETECT_TTL / 4,
         "{}: a silent node is removed on its TTL, not after {gone:?}",
+        b.name
+    );
+    // The TTL, then one probe that times out (1 s), with room for a
+    // loaded machine.
+    assert!(
+        gone < DETECT_TTL * 2,
+        "{}: a vanished host is removed within its TTL and a probe, took {gone:?}",
         b.name
     );
 
@@ -855,4 +888,184 @@ async fn detect_nats() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(b) = procs::nats().await else { return };
     detect(b).await;
+}
+
+// ---------------------------------------------------------------------------
+// Durable webhooks: a node that dies with events queued loses none of them.
+// ---------------------------------------------------------------------------
+
+/// What the application received, in arrival order (duplicates included).
+type Received = Arc<Mutex<Vec<serde_json::Value>>>;
+
+async fn take_events(
+    axum::extract::State(got): axum::extract::State<Received>,
+    body: axum::body::Bytes,
+) -> &'static str {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(events) = v["events"].as_array()
+    {
+        got.lock().expect("events").extend(events.iter().cloned());
+    }
+    "ok"
+}
+
+/// The events of queues whose owner is node `id` (any incarnation).
+async fn spooled_of(q: &dyn wsring_cluster::HookQueue, id: &str) -> usize {
+    let mut n = 0;
+    for name in q.queues().await.expect("list webhook queues") {
+        if name.ends_with(&format!("-{id}")) {
+            n += q.read(&name, 0, 10_000).await.expect("read").len();
+        }
+    }
+    n
+}
+
+/// Durable mode, receiver down: the victim's clients join rooms, so the
+/// victim queues `session.connected` and `room.member_added` events it
+/// cannot deliver; it is SIGKILLed, the receiver comes back, and every one
+/// of those events must arrive (with the id the victim gave it).
+async fn durable_hooks(b: Backend) {
+    let ns = unique_ns("dhooks");
+    let got: Received = Arc::default();
+    let app = axum::Router::new()
+        .route("/events", axum::routing::post(take_events))
+        .with_state(Arc::clone(&got));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    // The receiver is "down" while its proxy refuses connections.
+    let front = FaultProxy::start(app_addr).await.expect("proxy");
+    front.refuse(true);
+    let url = format!("http://{}/events", front.addr());
+    let extra = ["--durable", "--webhook-url", &url];
+    let mut nodes = BTreeMap::new();
+    for id in IDS {
+        nodes.insert(id, b.node(&ns, id, &extra).await);
+    }
+    let (gw, base) = b.gateway(&ns, &[]).await;
+    let ws = format!("{}/ws", base.replace("http://", "ws://"));
+    let victim = "n2";
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        clients.push(Watched::connect(ws.clone(), format!("u{i}")).await);
+    }
+    let mut theirs = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        if c.last().1 == victim {
+            c.client.join(&format!("room{i}")).await.expect("join");
+            theirs.push(format!("u{i}"));
+        }
+    }
+    assert!(!theirs.is_empty(), "some clients are on {victim}");
+    // Per client on the victim: its connect and its join.
+    let expected = theirs.len() * 2;
+    let spool = wsring::backends::hook_queue(&b.registry, &ns)
+        .await
+        .expect("webhook queue store");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spooled_of(spool.as_ref(), victim).await < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the victim's events reach its backend queue",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        got.lock().expect("events").is_empty(),
+        "nothing delivered while the receiver is down"
+    );
+    let killed = Instant::now();
+    nodes[victim].signal(Signal::SIGKILL);
+    // The receiver comes back once the victim is dead.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.refuse(false);
+    let back = Instant::now();
+    let from_victim = |e: &serde_json::Value| {
+        e["node"] == victim
+            && e["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&format!("{victim}-")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (arrived, duplicates) = loop {
+        let (arrived, dups) = {
+            let events = got.lock().expect("events");
+            let mut seen = std::collections::BTreeSet::new();
+            let mut dups = 0usize;
+            for e in events.iter().filter(|e| from_victim(e)) {
+                if !seen.insert(e["id"].as_str().unwrap_or_default().to_owned()) {
+                    dups += 1;
+                }
+            }
+            let arrived: Vec<(String, String)> = events
+                .iter()
+                .filter(|e| from_victim(e))
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or_default().to_owned(),
+                        e["user"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (arrived, dups)
+        };
+        let complete = theirs.iter().all(|u| {
+            ["session.connected", "room.member_added"]
+                .iter()
+                .all(|t| arrived.iter().any(|(k, user)| k == t && user == u))
+        });
+        if complete {
+            break (arrived, dups);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: events the killed node had queued are missing: got {arrived:?} for {theirs:?}",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "DURABLE HOOKS {}: {expected} events queued by the killed node, receiver back {:.3} s after the kill: all delivered {:.3} s later ({} arrivals, {duplicates} duplicates)",
+        b.name,
+        (back - killed).as_secs_f64(),
+        back.elapsed().as_secs_f64(),
+        arrived.len(),
+    );
+    // The dead node's queue is forgotten once delivered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spooled_of(spool.as_ref(), victim).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the dead node's queue empties",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in &clients {
+        c.client.close();
+    }
+    drop(gw);
+    drop(nodes);
+    b.purge(&ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_hooks_redis() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::redis().await else {
+        return;
+    };
+    durable_hooks(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_hooks_nats() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::nats().await else { return };
+    durable_hooks(b).await;
 }
