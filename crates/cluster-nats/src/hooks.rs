@@ -43,6 +43,8 @@ impl NatsHookQueue {
             name: hooks_stream(namespace),
             description: Some(format!("wsring durable webhook queues ({namespace})")),
             subjects: vec![format!("{namespace}.hq.>")],
+            // Unlimited, as the server reports it back.
+            max_messages_per_subject: -1,
             // Unused (no message ids here), but spelled out as the server's
             // default so that the configuration reads back unchanged.
             duplicate_window: std::time::Duration::from_secs(120),
