@@ -1069,3 +1069,73 @@ async fn durable_hooks_nats() {
     let Some(b) = procs::nats().await else { return };
     durable_hooks(b).await;
 }
+
+/// The local 3-server NATS cluster of `scripts/test-clusters` loses the
+/// server most connections use (SIGKILL): the nodes fail over to the other
+/// two, and no live node is reaped, no session moves, for 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_nats_cluster_server_killed() {
+    use wsring_cluster::local_clusters;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::nats_cluster().await else {
+        return;
+    };
+    let _restore = local_clusters::RestoreOnDrop;
+    let ns = unique_ns("detect-natsc");
+    let ttl = format!("{}ms", DETECT_TTL.as_millis());
+    let extra = ["--heartbeat-ttl", ttl.as_str()];
+    let mut nodes = BTreeMap::new();
+    for id in IDS {
+        nodes.insert(id, b.node(&ns, id, &extra).await);
+    }
+    let (gw, base) = b.gateway(&ns, &extra).await;
+    let api = Api::new(base.clone());
+    let listed = || async {
+        let (status, v) = api.get("/api/nodes").await;
+        let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+        IDS.into_iter()
+            .filter(|id| {
+                status == 200
+                    && nodes
+                        .iter()
+                        .any(|n| n["id"] == *id && (n["state"] == "up" || n["state"] == "suspect"))
+            })
+            .count()
+    };
+    wait_until("the gateway lists the three nodes", || async {
+        listed().await == IDS.len()
+    })
+    .await;
+    let ws = format!("{}/ws", base.replace("http://", "ws://"));
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        clients.push(Watched::connect(ws.clone(), format!("u{i}")).await);
+    }
+    let epoch_before = api.epoch().await;
+    // The first server of the list: every connection starts there.
+    local_clusters::kill_server(4230);
+    let killed = Instant::now();
+    while killed.elapsed() < Duration::from_secs(15) {
+        let n = listed().await;
+        assert_eq!(
+            n,
+            IDS.len(),
+            "a live node was reaped {:?} after a NATS server was killed",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for c in &clients {
+        assert_eq!(c.count(), 1, "no session moved");
+    }
+    let epochs = api.epoch().await - epoch_before;
+    println!(
+        "DETECT nats-cluster: one of three NATS servers SIGKILLed: no node reaped in 15 s, 0 sessions moved, {epochs} membership changes"
+    );
+    for c in &clients {
+        c.client.close();
+    }
+    drop(gw);
+    drop(nodes);
+    b.purge(&ns).await;
+}
