@@ -76,10 +76,7 @@ pub(crate) fn owner_name(id: &str, incarnation: u64) -> String {
 fn gone(view: &View, owner: &str) -> Option<bool> {
     let (inc, id) = owner.split_once('-')?;
     let inc: u64 = inc.parse().ok()?;
-    match view.doc.members.get(id) {
-        Some(m) => Some(m.incarnation > inc),
-        None => None,
-    }
+    view.doc.members.get(id).map(|m| m.incarnation > inc)
 }
 
 /// Attaches the spool once the node is a member, then sweeps for queues
