@@ -23,8 +23,14 @@
 //! nodes each reach the registry through a proxy of their own: the registry
 //! refused to one node for 15 s (it must never leave any ring, no session may
 //! move), a SIGKILL (gone from both gateways' rings and its clients back on
-//! their new owners well before the TTL), and a SIGSTOP standing for a host
-//! that vanished (removed on the TTL, not earlier). They print the figures.
+//! their new owners well before the TTL), and a host that vanished (a proxy
+//! blackholing its listener, and SIGSTOP: removed on the TTL, not earlier).
+//! `detect_nats_cluster_server_killed` kills one of the three local NATS
+//! servers: no live node may be reaped. They print the figures.
+//!
+//! `durable_hooks_*`: in durable mode, a node SIGKILLed while the webhook
+//! receiver is down loses none of the events it had queued: the occupancy
+//! emitter delivers them, with their ids, once the receiver is back.
 
 mod common;
 
@@ -815,15 +821,16 @@ async fn detect(b: Backend) {
         theirs.len(),
         back.as_secs_f64()
     );
-    // The goals are 0.5 s and 1.5 s; the assertions leave room for a
-    // loaded machine while staying far below the heartbeat TTL.
+    // The goals are 0.5 s and 1.5 s; the removal assertion leaves room for
+    // a loaded machine (NATS measured up to 0.52 s) while staying far below
+    // the heartbeat TTL.
     assert!(
         gone < Duration::from_millis(1000),
         "{}: a killed node leaves every ring well before its TTL, took {gone:?}",
         b.name
     );
     assert!(
-        back < Duration::from_millis(2500),
+        back < Duration::from_millis(1500),
         "{}: clients of a killed node reconnect soon, took {back:?}",
         b.name
     );
@@ -851,10 +858,10 @@ async fn detect(b: Backend) {
         "{}: a silent node is removed on its TTL, not after {gone:?}",
         b.name
     );
-    // The TTL, then one probe that times out (1 s), with room for a
-    // loaded machine.
+    // The TTL, one reap period and one probe timeout (3.1 s), with a
+    // little room for a loaded machine.
     assert!(
-        gone < DETECT_TTL * 2,
+        gone < DETECT_TTL + DETECT_TTL * 3 / 4,
         "{}: a vanished host is removed within its TTL and a probe, took {gone:?}",
         b.name
     );
