@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wsring_cluster::conformance::{Harness, skip_or_fail, unique_ns};
 use wsring_cluster::fault::{TestPki, TlsProxy};
-use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{Broker, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 const ADDR: &str = "127.0.0.1:6379";
 
@@ -61,6 +61,13 @@ impl Harness for Redis {
             wsring_cluster_redis::connect_server_rooms(&self.url(&self.addr()), ns)
                 .await
                 .expect("server rooms"),
+        )
+    }
+    async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+        Some(
+            wsring_cluster_redis::connect_hook_queue(&self.url(&self.addr()), ns)
+                .await
+                .expect("webhook queue"),
         )
     }
     fn server_addr(&self) -> Option<SocketAddr> {
@@ -186,6 +193,13 @@ mod cluster {
                 wsring_cluster_redis::connect_server_rooms(&self.url, ns)
                     .await
                     .expect("server rooms"),
+            )
+        }
+        async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+            Some(
+                wsring_cluster_redis::connect_hook_queue(&self.url, ns)
+                    .await
+                    .expect("webhook queue"),
             )
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsring_cluster::conformance::Harness;
 use wsring_cluster::memory::MemoryBackend;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{Broker, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore};
 
 /// Namespaces map to separate in-memory backends, mirroring key prefixes.
 #[derive(Default)]
@@ -39,6 +39,9 @@ impl Harness for Memory {
     }
     async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
         Some(self.space(ns, Retention::default()).rooms)
+    }
+    async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+        Some(self.space(ns, Retention::default()).hook_queue)
     }
 }
 

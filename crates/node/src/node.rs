@@ -130,6 +130,7 @@ impl Node {
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
         server_rooms: Arc<dyn ServerRooms>,
+        durable_hooks: bool,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, wsring_http::tls::TlsError> {
@@ -145,11 +146,14 @@ impl Node {
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
         // Event ids must stay unique across restarts of the same node id.
         let boot: u32 = rand::random();
-        let hooks = wsring_hooks::Webhooks::start(
-            cfg.webhooks(),
-            http.clone(),
-            &format!("{}-{boot:08x}", cfg.id),
-        );
+        let prefix = format!("{}-{boot:08x}", cfg.id);
+        // Durable: events wait in the backend once the node joined (see
+        // `hook_spool`).
+        let hooks = if durable_hooks {
+            wsring_hooks::Webhooks::start_durable(cfg.webhooks(), http.clone(), &prefix)
+        } else {
+            wsring_hooks::Webhooks::start(cfg.webhooks(), http.clone(), &prefix)
+        };
         let connect_proxy = security.connect_proxy.as_ref().map(|c| {
             let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
             wsring_hooks::Proxy::new("connect", cfg, http.clone())
@@ -753,6 +757,7 @@ pub(crate) mod testing {
                     Arc::clone(&broker) as _,
                     streams,
                     rooms,
+                    false,
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )

@@ -131,7 +131,7 @@ impl Picture {
 
 /// The member that queues occupancy webhooks: the lowest incarnation, then
 /// the lowest id (incarnations of `0` come from old documents).
-fn emitter(view: &View) -> Option<&str> {
+pub(crate) fn emitter(view: &View) -> Option<&str> {
     view.doc
         .members
         .iter()

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{
+    Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore,
+};
 
 /// A start-up failure of the backend behind `flags` (e.g. `--registry or
 /// --cluster`), as one line that ends with what to do about it.
@@ -132,6 +134,27 @@ pub async fn streams(
     if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
         #[cfg(feature = "nats")]
         return wsring_cluster_nats::connect_streams(registry_url, namespace, retention).await;
+        #[cfg(not(feature = "nats"))]
+        return Err(not_built(registry_url, "nats"));
+    }
+    Err(unsupported(registry_url, "registry"))
+}
+
+/// Connects the durable webhook queue store (on the registry's engine).
+#[allow(unused_variables)]
+pub async fn hook_queue(
+    registry_url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn HookQueue>, ClusterError> {
+    if is_redis(registry_url) {
+        #[cfg(feature = "redis")]
+        return wsring_cluster_redis::connect_hook_queue(registry_url, namespace).await;
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(registry_url, "redis"));
+    }
+    if registry_url.starts_with("nats://") || registry_url.starts_with("tls://") {
+        #[cfg(feature = "nats")]
+        return wsring_cluster_nats::connect_hook_queue(registry_url, namespace).await;
         #[cfg(not(feature = "nats"))]
         return Err(not_built(registry_url, "nats"));
     }

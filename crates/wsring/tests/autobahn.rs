@@ -549,6 +549,7 @@ async fn echo_behind_gateway() -> (
             inbox,
             streams: None,
             server_rooms: backend.rooms.clone(),
+            hook_queue: None,
             security: Arc::clone(&open),
             kill: stop.clone(),
         },
