@@ -295,7 +295,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
     }
 
     /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
@@ -325,7 +328,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
         info!(node = %node.id(), "drained");
     }
 }

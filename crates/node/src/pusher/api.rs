@@ -9,7 +9,13 @@
 //! * `GET /apps/{app_id}/channels/{name}?info=user_count,subscription_count`
 //!   → `{"occupied",…}`;
 //! * `GET /apps/{app_id}/channels/{name}/users` → `{"users":[{"id"}]}`
-//!   (presence channels).
+//!   (presence channels);
+//! * `POST /apps/{app_id}/users/{user_id}/terminate_connections` → `{}`:
+//!   every connection signed in as the user, on every node, is closed
+//!   with 4009 (pusher-js does not reconnect from it).
+//!
+//! Events to `#server-to-user-{id}` (the server libraries' `sendToUser`)
+//! go to the connections signed in as that user.
 //!
 //! Every request is checked ([`wsring_auth::pusher::PusherApp::verify_request`]):
 //! a missing or bad signature, a key that is not the app's, a timestamp
@@ -58,6 +64,10 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/apps/{app_id}/channels", get(channels))
         .route("/apps/{app_id}/channels/{name}", get(channel_info))
         .route("/apps/{app_id}/channels/{name}/users", get(users))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate),
+        )
         // Over the router's own limit: set here, it is the one the body
         // extractor sees.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -164,6 +174,10 @@ impl EventBody {
             ));
         }
         for c in &list {
+            // A user's own channel takes `sendToUser`'s events.
+            if channel::user_channel_owner(c).is_some() {
+                continue;
+            }
             if let Some(why) = channel::invalid_name(c) {
                 return Err(fail(StatusCode::BAD_REQUEST, format!("{c:?}: {why}")));
             }
@@ -189,6 +203,7 @@ impl EventBody {
             data: self.data.clone(),
             socket_id: self.socket_id.clone(),
             user_id: None,
+            terminate: false,
         }
         .to_raw();
         for channel in targets {
@@ -274,6 +289,41 @@ async fn batch_events(
     match result.await {
         Ok(()) => ok(json!({})),
         Err(r) => r.into_response(),
+    }
+}
+
+/// `POST …/users/{user_id}/terminate_connections`: a terminate order to
+/// the user's own channel, so it reaches the user's connections wherever
+/// they are.
+async fn terminate(
+    State(node): State<Arc<Node>>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let params = params(q.as_deref());
+    if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
+        return r.into_response();
+    }
+    if let Some(why) = channel::invalid_user_id(&user_id) {
+        return fail(StatusCode::BAD_REQUEST, why).into_response();
+    }
+    let order = RoomEvent {
+        event: "pusher_internal:terminate".into(),
+        data: RawValue::from_string("{}".into()).unwrap_or_else(|_| super::frames::null()),
+        socket_id: None,
+        user_id: None,
+        terminate: true,
+    }
+    .to_raw();
+    match node
+        .publish_room(None, &channel::user_channel(&user_id), &order, None, None)
+        .await
+    {
+        Ok(_) => ok(json!({})),
+        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
 
