@@ -271,6 +271,21 @@ step("GET channels, channel and users are cluster-wide", async () => {
   assert.deepEqual(users.users.map((u) => u.id).sort(), ["1", "2"]);
   const empty = await (await server.get({ path: "/channels/nobody-here" })).json();
   assert.deepEqual(empty, { occupied: false });
+  // `info` on a trigger: the counts come back with the answer.
+  const counted = await (
+    await server.trigger("presence-lobby", "counted", {}, { info: "user_count,subscription_count" })
+  ).json();
+  assert.deepEqual(counted, {
+    channels: { "presence-lobby": { user_count: 2, subscription_count: 3 } },
+  });
+  const many = await (
+    await server.trigger(["news", "private-room"], "counted", {}, { info: "subscription_count" })
+  ).json();
+  assert.deepEqual(many, {
+    channels: { news: { subscription_count: 3 }, "private-room": { subscription_count: 1 } },
+  });
+  const plain = await (await server.trigger("news", "counted", {})).json();
+  assert.deepEqual(plain, {});
 });
 
 step("the Python server library agrees (when WSRING_PUSHER_PYTHON is set)", async () => {

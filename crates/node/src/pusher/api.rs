@@ -1,7 +1,9 @@
 //! The Pusher HTTP API, signed with the app secret, on every node:
 //!
 //! * `POST /apps/{app_id}/events` `{"name","data","channel"|"channels"
-//!   (≤ 100),"socket_id"?}` → `{}`;
+//!   (≤ 100),"socket_id"?,"info"?}` → `{}`, or with `info`
+//!   (`subscription_count`, `user_count`) `{"channels":{name:{…}}}`,
+//!   counted cluster-wide after the publish;
 //! * `POST /apps/{app_id}/batch_events` `{"batch":[{"channel","name",
 //!   "data","socket_id"?}]}` (≤ 10 events) → `{}`;
 //! * `GET /apps/{app_id}/channels?filter_by_prefix=…&info=user_count` →
@@ -146,6 +148,10 @@ struct EventBody {
     channels: Option<Vec<String>>,
     #[serde(default)]
     socket_id: Option<String>,
+    /// `subscription_count` and/or `user_count` (presence channels): the
+    /// answer then carries them per channel.
+    #[serde(default)]
+    info: Option<String>,
 }
 
 impl EventBody {
@@ -231,16 +237,48 @@ async fn events(
     body: Bytes,
 ) -> Response {
     let params = params(q.as_deref());
-    if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
-        return r.into_response();
-    }
+    let app = match check(&node, &app_id, &method, &uri, &params, &body) {
+        Ok(app) => app,
+        Err(r) => return r.into_response(),
+    };
     let result = async {
         let e: EventBody = parse(&body)?;
         let targets = e.targets()?;
-        e.publish(&node, &targets).await
+        let info = info_set(e.info.as_deref().unwrap_or(""));
+        let user_count = info.contains("user_count");
+        if user_count && targets.iter().any(|c| Kind::of(c) != Kind::Presence) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "info=user_count is for presence channels only",
+            ));
+        }
+        e.publish(&node, &targets).await?;
+        if info.is_empty() {
+            return Ok(json!({}));
+        }
+        // The counts after the publish, cluster-wide: one question to
+        // every node (for one channel, about that channel only).
+        let prefix = match targets.as_slice() {
+            [one] => *one,
+            _ => "",
+        };
+        let share = cluster_share(&node, &app, prefix).await;
+        let mut channels = serde_json::Map::new();
+        for c in targets {
+            let (subs, users) = share.get(c).cloned().unwrap_or_default();
+            let mut v = json!({});
+            if info.contains("subscription_count") {
+                v["subscription_count"] = json!(subs);
+            }
+            if user_count {
+                v["user_count"] = json!(users.len());
+            }
+            channels.insert(c.to_owned(), v);
+        }
+        Ok(json!({ "channels": channels }))
     };
     match result.await {
-        Ok(()) => ok(json!({})),
+        Ok(body) => ok(body),
         Err(r) => r.into_response(),
     }
 }
@@ -427,9 +465,12 @@ fn encode_query(query: &str) -> String {
 }
 
 fn infos(params: &[(String, String)]) -> BTreeSet<String> {
-    param(params, "info")
-        .unwrap_or("")
-        .split(',')
+    info_set(param(params, "info").unwrap_or(""))
+}
+
+/// The attributes of an `info` list (`a,b`).
+fn info_set(info: &str) -> BTreeSet<String> {
+    info.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
