@@ -30,4 +30,7 @@ pub mod webhook;
 pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyReply, WhenDown};
 pub use sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
 pub use spool::{Spool, SpoolError, Spooled};
-pub use webhook::{Event, WebhookConfig, WebhookStats, Webhooks};
+pub use webhook::{
+    Event, Format, PUSHER_KEY_HEADER, PUSHER_SIGNATURE_HEADER, WebhookConfig, WebhookStats,
+    Webhooks,
+};

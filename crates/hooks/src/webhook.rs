@@ -31,6 +31,13 @@
 //! body `{"events":[{"id":…,"type":…,"at_ms":…,…}]}`, headers
 //! `X-Wsring-Signature: sha256=<hex HMAC-SHA256 of the body>` (when a secret
 //! is configured) and `X-Wsring-Timestamp: <unix ms>`.
+//!
+//! [`Format::Pusher`] writes the same queue's batches the way Pusher
+//! Channels sends its webhooks, so Pusher server libraries verify them
+//! unchanged: body `{"time_ms":…,"events":[{"name":…,…}]}`, headers
+//! `X-Pusher-Key: <app key>` and `X-Pusher-Signature: <hex HMAC-SHA256 of
+//! the body under the app secret>`. Such events carry no `id`: Pusher's
+//! receivers do not deduplicate, so a retried batch can repeat events.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
@@ -48,6 +55,27 @@ use crate::backoff;
 use crate::redact;
 use crate::sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use crate::spool::Spool;
+
+/// How batches are written on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Format {
+    /// wsring's own: `{"events":[{"id","type","at_ms",…}]}`, signed in
+    /// `X-Wsring-Signature`.
+    #[default]
+    Wsring,
+    /// Pusher Channels': `{"time_ms","events":[{"name",…}]}`, signed (with
+    /// [`WebhookConfig::secret`], the app secret) in `X-Pusher-Signature`
+    /// and naming the app `key` in `X-Pusher-Key`.
+    Pusher {
+        /// The Pusher app key.
+        key: String,
+    },
+}
+
+/// The Pusher key header.
+pub const PUSHER_KEY_HEADER: &str = "x-pusher-key";
+/// The Pusher signature header (bare lower-case hex, no `sha256=`).
+pub const PUSHER_SIGNATURE_HEADER: &str = "x-pusher-signature";
 
 /// Webhook delivery settings. The defaults are the documented defaults of
 /// the matching command-line flags.
@@ -77,6 +105,8 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
     /// Longest retry delay. Default: 30 s.
     pub retry_cap: Duration,
+    /// The wire format. Default: wsring's own.
+    pub format: Format,
 }
 
 impl Default for WebhookConfig {
@@ -92,6 +122,7 @@ impl Default for WebhookConfig {
             retry_for: Duration::from_secs(300),
             retry_base: Duration::from_millis(200),
             retry_cap: Duration::from_secs(30),
+            format: Format::Wsring,
         }
     }
 }
@@ -155,6 +186,7 @@ struct Inner {
     slot: Arc<OnceLock<Attached>>,
     /// Adopted queues being delivered now.
     adopting: Arc<Mutex<HashSet<String>>>,
+    format: Format,
     id_prefix: String,
     next_id: AtomicU64,
     counters: Arc<Counters>,
@@ -207,10 +239,18 @@ struct Queue {
 /// How often an idle durable worker looks at its spool queue anyway.
 const SPOOL_POLL: Duration = Duration::from_secs(1);
 
-/// The name of a receiver's spool queues: the first 8 bytes of the URL's
-/// SHA-256 in hex (the same in every process with the same configuration).
-fn url_hash(url: &str) -> String {
-    Sha256::digest(url.as_bytes())[..8]
+/// The name of a receiver's spool queues: the first 8 bytes of the SHA-256
+/// of the URL and the wire format, in hex (the same in every process with
+/// the same configuration). The format is part of it so that a URL that
+/// receives both wsring's and Pusher's webhooks has two queues, each
+/// delivered in its own format by whichever process adopts it.
+fn url_hash(format: &Format, url: &str) -> String {
+    let mut h = Sha256::new();
+    if let Format::Pusher { .. } = format {
+        h.update(b"pusher ");
+    }
+    h.update(url.as_bytes());
+    h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -260,7 +300,7 @@ impl Webhooks {
             .map(|url| {
                 Arc::new(Sink {
                     durable,
-                    hash: url_hash(url),
+                    hash: url_hash(&cfg.format, url),
                     slot: Arc::clone(&slot),
                     spooled_wake: Notify::new(),
                     url: url.clone(),
@@ -284,6 +324,7 @@ impl Webhooks {
         }
         Webhooks {
             inner: Arc::new(Inner {
+                format: cfg.format.clone(),
                 sinks,
                 slot,
                 adopting: Arc::new(Mutex::new(HashSet::new())),
@@ -380,9 +421,16 @@ impl Webhooks {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.inner.id_prefix);
         let mut obj = Map::with_capacity(event.fields.len() + 3);
-        obj.insert("id".into(), Value::String(id.clone()));
-        obj.insert("type".into(), Value::String(event.kind.into()));
-        obj.insert("at_ms".into(), Value::from(now_ms()));
+        match self.inner.format {
+            Format::Wsring => {
+                obj.insert("id".into(), Value::String(id.clone()));
+                obj.insert("type".into(), Value::String(event.kind.into()));
+                obj.insert("at_ms".into(), Value::from(now_ms()));
+            }
+            Format::Pusher { .. } => {
+                obj.insert("name".into(), Value::String(event.kind.into()));
+            }
+        }
         for (k, v) in event.fields {
             obj.entry(k).or_insert(v);
         }
@@ -730,10 +778,15 @@ impl Sink {
         Err(why)
     }
 
-    fn body(batch: &[Bytes]) -> Bytes {
-        let len = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 12;
+    fn body(&self, batch: &[Bytes]) -> Bytes {
+        let len = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 40;
         let mut b = BytesMut::with_capacity(len);
-        b.put_slice(b"{\"events\":[");
+        if let Format::Pusher { .. } = self.cfg.format {
+            b.put_slice(format!("{{\"time_ms\":{},", now_ms()).as_bytes());
+        } else {
+            b.put_u8(b'{');
+        }
+        b.put_slice(b"\"events\":[");
         for (i, e) in batch.iter().enumerate() {
             if i > 0 {
                 b.put_u8(b',');
@@ -749,8 +802,15 @@ impl Sink {
     /// (false: the batch stays in the spool).
     async fn deliver(&self, batch: Vec<Bytes>) -> bool {
         let events = batch.len() as u64;
-        let body = Self::body(&batch);
-        let signature = self.cfg.secret.as_ref().map(|s| sign(s.as_bytes(), &body));
+        let body = self.body(&batch);
+        let signature = self.cfg.secret.as_ref().map(|s| {
+            let sig = sign(s.as_bytes(), &body);
+            match self.cfg.format {
+                Format::Wsring => sig,
+                // Pusher's header is the bare hex digest.
+                Format::Pusher { .. } => sig.trim_start_matches("sha256=").to_owned(),
+            }
+        });
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -804,10 +864,20 @@ impl Sink {
             .post(&self.url)
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, now_ms().to_string())
             .body(body.clone());
-        if let Some(sig) = signature {
-            req = req.header(SIGNATURE_HEADER, sig);
+        match &self.cfg.format {
+            Format::Wsring => {
+                req = req.header(TIMESTAMP_HEADER, now_ms().to_string());
+                if let Some(sig) = signature {
+                    req = req.header(SIGNATURE_HEADER, sig);
+                }
+            }
+            Format::Pusher { key } => {
+                req = req.header(PUSHER_KEY_HEADER, key.as_str());
+                if let Some(sig) = signature {
+                    req = req.header(PUSHER_SIGNATURE_HEADER, sig);
+                }
+            }
         }
         let started = Instant::now();
         let outcome = match req.send().await {

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use wsring_hooks::{
-    Event, Proxy, ProxyConfig, ProxyError, WebhookConfig, Webhooks, WhenDown, verify,
+    Event, Format, Proxy, ProxyConfig, ProxyError, WebhookConfig, Webhooks, WhenDown, verify,
 };
 
 const SECRET: &str = "test-secret";
+const PUSHER_KEY: &str = "app-key";
 
 /// What the receiver does with request number `n` (0-based).
 type Behaviour = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
@@ -47,10 +48,14 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
         let mut s = r.seen.lock().expect("lock");
         let n = s.requests;
         s.requests += 1;
-        let signed = headers
-            .get("x-wsring-signature")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|sig| verify(SECRET.as_bytes(), &body, sig));
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let signed = header("x-wsring-signature")
+            .is_some_and(|sig| verify(SECRET.as_bytes(), &body, sig))
+            // Pusher's format: the bare hex digest, and the app key.
+            || (header("x-pusher-key") == Some(PUSHER_KEY)
+                && header("x-pusher-signature").is_some_and(|sig| {
+                    verify(SECRET.as_bytes(), &body, &format!("sha256={sig}"))
+                }));
         if !signed {
             s.bad_signatures += 1;
         }
@@ -60,7 +65,8 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
             let events = v["events"].as_array().expect("events").clone();
             s.batch_sizes.push(events.len());
             for e in &events {
-                s.accepted.push(e["id"].as_str().expect("id").to_owned());
+                let id = e["id"].as_str().or_else(|| e["name"].as_str());
+                s.accepted.push(id.expect("id or name").to_owned());
             }
             s.bodies.push(v);
         }
@@ -182,6 +188,44 @@ async fn signed_batches_carry_every_event_once_in_order() {
         assert_eq!(first["id"], "n1-abc-1");
     }
     until_stats(&hooks, |st| st.delivered == 250).await;
+}
+
+#[tokio::test]
+async fn pusher_format_is_pushers_body_and_headers() {
+    let (url, r) = receiver(|_| Answer::Ok).await;
+    let cfg = WebhookConfig {
+        format: Format::Pusher {
+            key: PUSHER_KEY.into(),
+        },
+        ..config(&url)
+    };
+    let hooks = Webhooks::start(cfg, client(), "n1");
+    hooks.emit(Event::new("channel_occupied").with("channel", "news"));
+    hooks.emit(
+        Event::new("member_added")
+            .with("channel", "presence-a")
+            .with("user_id", "7"),
+    );
+    r.until("both events", |s| s.accepted.len() == 2).await;
+    let s = r.seen.lock().expect("lock");
+    assert_eq!(
+        s.bad_signatures, 0,
+        "signed with the app secret, Pusher's way"
+    );
+    let body = &s.bodies[0];
+    assert!(
+        body["time_ms"]
+            .as_u64()
+            .is_some_and(|t| t > 1_600_000_000_000)
+    );
+    assert_eq!(
+        body["events"],
+        json!([
+            {"name":"channel_occupied","channel":"news"},
+            {"name":"member_added","channel":"presence-a","user_id":"7"}
+        ]),
+        "no wsring id, type or at_ms"
+    );
 }
 
 #[tokio::test]

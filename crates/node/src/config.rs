@@ -317,6 +317,27 @@ impl NodeConfig {
         }
     }
 
+    /// The settings of the webhooks in Pusher's format: `app`'s receivers,
+    /// signed with its secret, through a queue sized like the native one.
+    /// No receivers without an app.
+    pub fn pusher_webhooks(
+        &self,
+        app: Option<&wsring_auth::pusher::PusherApp>,
+    ) -> wsring_hooks::WebhookConfig {
+        match app {
+            Some(app) => wsring_hooks::WebhookConfig {
+                urls: app.webhook_urls.clone(),
+                secret: Some(app.webhook_secret().to_owned()),
+                queue_bytes: self.webhook_queue_bytes,
+                format: wsring_hooks::Format::Pusher {
+                    key: app.key.clone(),
+                },
+                ..wsring_hooks::WebhookConfig::default()
+            },
+            None => wsring_hooks::WebhookConfig::default(),
+        }
+    }
+
     /// The publish proxy's settings, if one is configured.
     pub fn publish_proxy(&self) -> Option<wsring_hooks::ProxyConfig> {
         let url = self.publish_proxy.as_ref()?;

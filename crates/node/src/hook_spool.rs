@@ -86,8 +86,13 @@ pub(crate) async fn run(node: Arc<Node>, queue: Arc<dyn HookQueue>, kill: Cancel
         return;
     };
     let me = owner_name(node.id(), inc);
-    node.hooks
-        .attach(Arc::new(BackendSpool(Arc::clone(&queue))), &me);
+    let spool: Arc<dyn Spool> = Arc::new(BackendSpool(Arc::clone(&queue)));
+    // wsring's and Pusher's receivers share the backend; a queue's name
+    // says whose receiver it belongs to.
+    let all = [&node.hooks, &node.pusher_hooks];
+    for hooks in all {
+        hooks.attach(Arc::clone(&spool), &me);
+    }
     let mut views = node.membership.subscribe();
     // Owners missing from the view at the previous sweep.
     let mut missing: HashSet<String> = HashSet::new();
@@ -98,7 +103,10 @@ pub(crate) async fn run(node: Arc<Node>, queue: Arc<dyn HookQueue>, kill: Cancel
                 Ok(Ok(names)) => {
                     let mut now_missing = HashSet::new();
                     for name in names {
-                        let Some(owner) = node.hooks.queue_owner(&name) else {
+                        let Some((hooks, owner)) = all
+                            .iter()
+                            .find_map(|h| h.queue_owner(&name).map(|o| (*h, o)))
+                        else {
                             continue;
                         };
                         if owner == me {
@@ -112,7 +120,7 @@ pub(crate) async fn run(node: Arc<Node>, queue: Arc<dyn HookQueue>, kill: Cancel
                             }
                         };
                         if adopt {
-                            node.hooks.adopt(&name);
+                            hooks.adopt(&name);
                         }
                     }
                     missing = now_missing;

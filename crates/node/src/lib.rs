@@ -167,7 +167,7 @@ pub async fn start(
     if let Some(o) = &node.occupancy {
         o.start(&kill);
     }
-    if let Some(q) = hook_queue.filter(|_| node.hooks.enabled()) {
+    if let Some(q) = hook_queue.filter(|_| node.hooks.enabled() || node.pusher_hooks.enabled()) {
         tokio::spawn(hook_spool::run(Arc::clone(&node), q, kill.clone()));
     }
     info!(node = %node.id(), %url, routing = node.cfg.routing.as_str(), durable = node.streams.is_some(), "node serving");
@@ -304,7 +304,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
     }
 
     /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
@@ -334,7 +337,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
         info!(node = %node.id(), "drained");
     }
 }
