@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     fn response(extensions: &[&str]) -> Response {
-        let mut r = Response::builder().status(101);
+        let mut r = tungstenite::http::Response::builder().status(101);
         for e in extensions {
             r = r.header(SEC_WEBSOCKET_EXTENSIONS, *e);
         }
