@@ -1,7 +1,10 @@
 // pusher-js's browser build, unmodified, in headless Chromium (Debian's,
 // driven by playwright-core) against a running wsring cluster; the page's
 // channel authorization is signed by the `pusher` server library here, as
-// an application's auth endpoint would.
+// an application's auth endpoint would. Then the same scenario through
+// Laravel Echo's Pusher connector (`laravel-echo`'s browser build, pinned
+// in package-lock.json): public, private and presence channels across
+// nodes, a whisper (client event), a leave.
 //
 // Run by crates/wsring/tests/pusher.rs with the environment of
 // pusher.test.js (WSRING_PUSHER_HOSTS: the gateway first, then nodes).
@@ -57,15 +60,21 @@ step("pusher-js connects from the browser through the gateway and to a node", as
     ({ key, hosts }) => {
       window.clients = {};
       window.got = [];
-      const make = (name, host, user, forge) => {
+      // pusher-js's options for `host`, also handed to Echo below.
+      window.connectTo = (host) => {
         const [wsHost, wsPort] = host.split(":");
-        const c = new window.Pusher(key, {
+        return {
           cluster: "local",
           wsHost,
           wsPort: Number(wsPort),
           forceTLS: false,
           enabledTransports: ["ws"],
           disableStats: true,
+        };
+      };
+      const make = (name, host, user, forge) => {
+        const c = new window.Pusher(key, {
+          ...window.connectTo(host),
           channelAuthorization: {
             customHandler: ({ socketId, channelName }, callback) => {
               window
@@ -142,6 +151,84 @@ step("server events reach the browser, minus the excluded socket", async () => {
       return n("bob").join() === "1,2" && n("ann").join() === "2";
     }),
   );
+});
+
+step("Laravel Echo's Pusher connector: channels across nodes, whisper, leave", async () => {
+  await page.addScriptTag({ path: path.join(__dirname, "node_modules/laravel-echo/dist/echo.iife.js") });
+  await inPage(
+    ({ key, hosts }) => {
+      window.echoGot = [];
+      const got = (who, ev, data) => window.echoGot.push({ who, ev, data });
+      const make = (who, host) =>
+        new window.Echo.default({
+          broadcaster: "pusher",
+          key,
+          ...window.connectTo(host),
+          withoutInterceptors: true,
+          channelAuthorization: {
+            customHandler: ({ socketId, channelName }, callback) => {
+              window
+                .authorize(socketId, channelName, `echo-${who}`, false)
+                .then((auth) => callback(null, auth), (e) => callback(e, null));
+            },
+          },
+        });
+      // Two different nodes.
+      window.echos = { ann: make("ann", hosts[1]), bob: make("bob", hosts[hosts.length - 1]) };
+      for (const who of ["ann", "bob"]) {
+        const echo = window.echos[who];
+        echo.channel("echo-news").listen(".greet", (d) => got(who, "greet", d));
+        echo.private("echo-orders").listen(".shipped", (d) => got(who, "shipped", d));
+        echo
+          .join("echo-room")
+          .here((users) => got(who, "here", users.length))
+          .joining(() => got(who, "joining"))
+          .leaving(() => got(who, "leaving"))
+          .listenForWhisper("typing", (d) => got(who, "whisper", d));
+      }
+    },
+    { key: KEY, hosts: HOSTS },
+  );
+  const count = (who, ev) =>
+    inPage(({ who, ev }) => window.echoGot.filter((e) => e.who === who && e.ev === ev).length, { who, ev });
+  const members = (who) =>
+    inPage((who) => {
+      const ch = window.echos[who].connector.pusher.channel("presence-echo-room");
+      return ch && ch.subscribed ? ch.members.count : 0;
+    }, who);
+  const subscribed = (who, name) =>
+    inPage(
+      ({ who, name }) => {
+        const ch = window.echos[who].connector.pusher.channel(name);
+        return !!(ch && ch.subscribed);
+      },
+      { who, name },
+    );
+  await until("both Echo clients in every channel, each seeing two members", async () => {
+    for (const who of ["ann", "bob"]) {
+      for (const name of ["echo-news", "private-echo-orders"]) {
+        if (!(await subscribed(who, name))) return false;
+      }
+      if ((await members(who)) !== 2) return false;
+    }
+    return true;
+  });
+  assert.equal(await count("ann", "here"), 1);
+  await server.trigger("echo-news", "greet", { n: 1 });
+  await server.trigger("private-echo-orders", "shipped", { id: 7 });
+  await until("both Echo clients got both events", async () => {
+    for (const who of ["ann", "bob"]) {
+      if ((await count(who, "greet")) !== 1 || (await count(who, "shipped")) !== 1) return false;
+    }
+    return true;
+  });
+  await inPage(() => window.echos.ann.join("echo-room").whisper("typing", { who: "ann" }));
+  await until("bob hears the whisper", async () => (await count("bob", "whisper")) === 1);
+  assert.equal(await count("ann", "whisper"), 0, "not echoed");
+  await inPage(() => window.echos.bob.leave("echo-room"));
+  await until("ann sees bob leave", async () => (await count("ann", "leaving")) === 1);
+  assert.equal(await members("ann"), 1);
+  await inPage(() => Object.values(window.echos).forEach((e) => e.disconnect()));
 });
 
 (async () => {

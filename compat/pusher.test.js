@@ -9,6 +9,9 @@
 //                            separated): the last step drains (SIGTERM) the
 //                            one holding most of its clients, which come
 //                            back through the first host (the gateway)
+//   WSRING_PUSHER_WEBHOOKS   host:port of compat/webhooks.js, the receiver of
+//                            the nodes' webhooks in Pusher's format (its
+//                            step is skipped when unset)
 // Client i connects to host i % n, so every scenario crosses nodes.
 // Prints one line per step and "N passed, N failed" at the end; exits
 // non-zero on the first failure.
@@ -30,6 +33,7 @@ const APP_ID = env("WSRING_PUSHER_APP_ID");
 const KEY = env("WSRING_PUSHER_KEY");
 const SECRET = env("WSRING_PUSHER_SECRET");
 const NODE_PIDS = env("WSRING_PUSHER_NODE_PIDS").split(",").map(Number);
+const WEBHOOKS = process.env.WSRING_PUSHER_WEBHOOKS;
 
 const server = new PusherServer({
   appId: APP_ID,
@@ -67,7 +71,7 @@ const open = [];
  * server library (as an app's auth endpoint would), as presence user
  * `user` when given. `secret` overrides the signing secret (bad auth).
  */
-function client({ user, info, secret, host: via } = {}) {
+function client({ user, info, secret, host: via, signin } = {}) {
   const host = via || HOSTS[clients++ % HOSTS.length];
   const [wsHost, wsPort] = host.split(":");
   const signer = secret
@@ -86,6 +90,12 @@ function client({ user, info, secret, host: via } = {}) {
           ? { user_id: user, user_info: info }
           : undefined;
         callback(null, signer.authorizeChannel(socketId, channelName, presence));
+      },
+    },
+    // Signed in as user `signin` (pusher:signin) when given.
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) => {
+        callback(null, signer.authenticateUser(socketId, { id: signin, user_info: { name: signin } }));
       },
     },
   });
@@ -261,6 +271,21 @@ step("GET channels, channel and users are cluster-wide", async () => {
   assert.deepEqual(users.users.map((u) => u.id).sort(), ["1", "2"]);
   const empty = await (await server.get({ path: "/channels/nobody-here" })).json();
   assert.deepEqual(empty, { occupied: false });
+  // `info` on a trigger: the counts come back with the answer.
+  const counted = await (
+    await server.trigger("presence-lobby", "counted", {}, { info: "user_count,subscription_count" })
+  ).json();
+  assert.deepEqual(counted, {
+    channels: { "presence-lobby": { user_count: 2, subscription_count: 3 } },
+  });
+  const many = await (
+    await server.trigger(["news", "private-room"], "counted", {}, { info: "subscription_count" })
+  ).json();
+  assert.deepEqual(many, {
+    channels: { news: { subscription_count: 3 }, "private-room": { subscription_count: 1 } },
+  });
+  const plain = await (await server.trigger("news", "counted", {})).json();
+  assert.deepEqual(plain, {});
 });
 
 step("the Python server library agrees (when WSRING_PUSHER_PYTHON is set)", async () => {
@@ -315,6 +340,113 @@ step("presence: the last connection of a user leaving removes the member", async
   assert.equal(a.channel("presence-lobby").members.count, 1);
   const users = await (await server.get({ path: "/channels/presence-lobby/users" })).json();
   assert.deepEqual(users.users, [{ id: "1" }]);
+});
+
+/** What the webhook receiver verified so far. */
+async function webhooks() {
+  const res = await fetch(`http://${WEBHOOKS}/events`);
+  return res.json();
+}
+
+/** The received webhook events matching `fields`. */
+function hooked(got, fields) {
+  return got.events.filter((e) => Object.entries(fields).every(([k, v]) => e[k] === v));
+}
+
+/** Waits until the receiver has events matching each of `wanted`. */
+async function untilHooks(what, wanted) {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const got = await webhooks();
+    const missing = wanted.filter((w) => hooked(got, w).length === 0);
+    if (missing.length === 0) return got;
+    if (Date.now() > deadline) {
+      throw new Error(`no webhook for ${what}: ${JSON.stringify(missing)}; got ${JSON.stringify(got)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+step("webhooks in Pusher's format: verified by the pusher library, once per cluster", async () => {
+  if (!WEBHOOKS) {
+    console.log("  SKIPPED: WSRING_PUSHER_WEBHOOKS is not set");
+    return;
+  }
+  // What the steps so far did, with clients on three nodes.
+  let got = await untilHooks("the steps so far", [
+    { name: "channel_occupied", channel: "news" },
+    { name: "channel_occupied", channel: "private-room" },
+    { name: "channel_occupied", channel: "presence-lobby" },
+    { name: "member_added", channel: "presence-lobby", user_id: "1" },
+    { name: "member_added", channel: "presence-lobby", user_id: "2" },
+    { name: "member_removed", channel: "presence-lobby", user_id: "2" },
+    { name: "client_event", channel: "presence-lobby", event: "client-typing" },
+    { name: "client_event", channel: "presence-lobby", event: "client-reply" },
+  ]);
+  // Once for the cluster, not once per node or connection: user 1 has two
+  // connections on two nodes, news subscribers are on three.
+  assert.equal(hooked(got, { name: "channel_occupied", channel: "news" }).length, 1);
+  assert.equal(hooked(got, { name: "member_added", user_id: "1" }).length, 1);
+  assert.equal(hooked(got, { name: "member_removed", user_id: "1" }).length, 0, "a is still in");
+  const typing = hooked(got, { name: "client_event", channel: "presence-lobby", event: "client-typing" });
+  assert.equal(typing.length, 1);
+  assert.deepEqual(JSON.parse(typing[0].data), { who: "Ann" });
+  assert.equal(typing[0].user_id, "1");
+  assert.equal(typing[0].socket_id, a.connection.socket_id);
+  assert.ok(typing[0].time_ms > 1.6e12);
+  // A channel with subscribers on two nodes is occupied once and vacated
+  // once, when the last one anywhere leaves.
+  for (const p of [a, b]) assert.equal((await subscribe(p, "hooked")).status, "ok");
+  await untilHooks("hooked occupied", [{ name: "channel_occupied", channel: "hooked" }]);
+  // A node-level vacated (a's node first) would make two of each.
+  a.unsubscribe("hooked");
+  b.unsubscribe("hooked");
+  got = await untilHooks("hooked vacated", [{ name: "channel_vacated", channel: "hooked" }]);
+  assert.equal(hooked(got, { name: "channel_occupied", channel: "hooked" }).length, 1);
+  assert.equal(hooked(got, { name: "channel_vacated", channel: "hooked" }).length, 1);
+  assert.equal(got.invalid, 0, "every delivery verified");
+});
+
+step("user authentication: signin, sendToUser across nodes, a forged signin refused", async () => {
+  // Two connections of user u-7 on two nodes, one of u-8, one forged.
+  const u7 = [client({ signin: "u-7" }), client({ signin: "u-7" })];
+  const u8 = client({ signin: "u-8" });
+  const forged = client({ signin: "u-7", secret: "not-the-secret" });
+  const all = [...u7, u8, forged];
+  await Promise.all(all.map(connected));
+  const errors = [];
+  forged.connection.bind("error", (e) => errors.push(e));
+  for (const p of all) p.signin();
+  await until("signed in, in the user's channel", () =>
+    [...u7, u8].every((p) => p.user.user_data && p.user.serverToUserChannel && p.user.serverToUserChannel.subscribed));
+  assert.equal(u7[0].user.user_data.id, "u-7");
+  await until("the forged signin refused", () => errors.length > 0);
+  assert.equal(errors[0].data.code, 4009);
+  assert.equal(forged.user.user_data, null);
+  const got = new Map(all.map((p) => [p, []]));
+  for (const p of all) p.user.bind("personal", (data) => got.get(p).push(data));
+  await server.sendToUser("u-7", "personal", { to: "u-7" });
+  await server.sendToUser("u-8", "personal", { to: "u-8" });
+  await until("each user's events on every one of its connections", () =>
+    u7.every((p) => got.get(p).length === 1) && got.get(u8).length === 1);
+  assert.deepEqual(got.get(u7[1])[0], { to: "u-7" });
+  assert.deepEqual(got.get(u8)[0], { to: "u-8" });
+  assert.equal(got.get(forged).length, 0, "not signed in: not reached");
+
+  // terminate_connections closes the user's connections on every node
+  // with 4009; pusher-js takes it as refused and does not reconnect.
+  const closes = [];
+  for (const p of u7) {
+    p.connection.bind("state_change", ({ current }) => closes.push(current));
+  }
+  await server.terminateUserConnections("u-7");
+  await until("u-7's connections closed", () =>
+    u7.every((p) => p.connection.state === "disconnected"));
+  assert.ok(!closes.includes("connecting"), `no reconnect: ${closes}`);
+  assert.equal(u8.connection.state, "connected", "another user stays");
+  await server.sendToUser("u-8", "personal", { after: true });
+  await until("u-8 still served", () => got.get(u8).length === 2);
+  for (const p of all) p.disconnect();
 });
 
 step("a request signed with another secret is refused with 401", async () => {

@@ -5,10 +5,14 @@
 //!
 //! * channel authorization: `key:hex(HMAC(secret, "socket_id:channel"))`,
 //!   with `":channel_data"` appended for presence channels;
+//! * user authentication (`pusher:signin`):
+//!   `key:hex(HMAC(secret, "socket_id::user::user_data"))`;
 //! * the signed HTTP API: `hex(HMAC(secret, "METHOD\npath\nquery"))` where
 //!   the query is every parameter but `auth_signature`, keys lower-cased and
 //!   sorted, `key=value` joined by `&`; a body is bound by `body_md5`;
-//! * webhooks (not served yet) sign their body the same way.
+//! * webhooks (`--pusher-webhook-url`) carry `hex(HMAC(secret, body))` in
+//!   `X-Pusher-Signature`, which the node's webhook queue computes with
+//!   [`PusherApp::webhook_secret`].
 //!
 //! The node's protocol layer and the gateway both use these, so they live
 //! below both.
@@ -46,6 +50,12 @@ pub struct PusherSettings {
     /// Let Pusher clients send `client-*` events on private and presence
     /// channels (10 a second per connection).
     pub pusher_client_events: bool,
+    /// Application URL receiving webhooks in Pusher's format
+    /// (channel_occupied, channel_vacated, member_added, member_removed,
+    /// client_event), signed with the app secret
+    /// (`X-Pusher-Signature`). Repeatable: every URL gets every event. Same
+    /// queue, batching and retries as `--webhook-url`.
+    pub pusher_webhook_url: Vec<String>,
 }
 
 /// Why the Pusher settings cannot be used.
@@ -71,6 +81,12 @@ impl PusherSettings {
             given(&self.pusher_secret),
         );
         if id.is_none() && key.is_none() && secret.is_none() {
+            if !self.pusher_webhook_url.is_empty() {
+                return Err(PusherSettingsError::Incomplete(
+                    "--pusher-app-id, --pusher-key, --pusher-secret (--pusher-webhook-url needs the app)"
+                        .into(),
+                ));
+            }
             return Ok(None);
         }
         let missing: Vec<&str> = [
@@ -100,11 +116,19 @@ impl PusherSettings {
                 "use letters, digits, '-', '_' and '.' only (it is a URL path segment)",
             ));
         }
+        let web = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if !self.pusher_webhook_url.iter().all(|u| web(u)) {
+            return Err(PusherSettingsError::Invalid(
+                "pusher-webhook-url",
+                "give http:// or https:// URLs",
+            ));
+        }
         Ok(Some(Arc::new(PusherApp {
             app_id,
             key,
             secret,
             client_events: self.pusher_client_events,
+            webhook_urls: self.pusher_webhook_url.clone(),
         })))
     }
 }
@@ -118,6 +142,8 @@ pub struct PusherApp {
     secret: String,
     /// Whether `client-*` events are relayed.
     pub client_events: bool,
+    /// Receivers of webhooks in Pusher's format.
+    pub webhook_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for PusherApp {
@@ -127,6 +153,7 @@ impl std::fmt::Debug for PusherApp {
             .field("app_id", &self.app_id)
             .field("key", &self.key)
             .field("client_events", &self.client_events)
+            .field("webhook_urls", &self.webhook_urls.len())
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +189,14 @@ impl PusherApp {
             key: key.to_owned(),
             secret: secret.to_owned(),
             client_events,
+            webhook_urls: Vec::new(),
         }
+    }
+
+    /// The key that signs webhooks to the app (`X-Pusher-Signature`): the
+    /// app secret. Only for the webhook queue, which signs each batch.
+    pub fn webhook_secret(&self) -> &str {
+        &self.secret
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -218,6 +252,25 @@ impl PusherApp {
         };
         // The key is public; only the signature needs a constant-time check.
         key == self.key && self.verify(&channel_string(socket_id, channel, channel_data), sig)
+    }
+
+    /// The `auth` a client needs to sign in `socket_id` as `user_data`
+    /// (the JSON text of `pusher:signin`, exactly as sent).
+    pub fn user_auth(&self, socket_id: &str, user_data: &str) -> String {
+        format!(
+            "{}:{}",
+            self.key,
+            self.sign(&user_string(socket_id, user_data))
+        )
+    }
+
+    /// Whether `auth` (`key:signature`) signs `socket_id` in as
+    /// `user_data`.
+    pub fn verify_user_auth(&self, socket_id: &str, user_data: &str, auth: &str) -> bool {
+        let Some((key, sig)) = auth.split_once(':') else {
+            return false;
+        };
+        key == self.key && self.verify(&user_string(socket_id, user_data), sig)
     }
 
     /// Checks a signed API request: `method` (upper case), `path` as
@@ -303,6 +356,10 @@ fn channel_string(socket_id: &str, channel: &str, channel_data: Option<&str>) ->
     }
 }
 
+fn user_string(socket_id: &str, user_data: &str) -> String {
+    format!("{socket_id}::user::{user_data}")
+}
+
 /// `METHOD\npath\nk1=v1&k2=v2…`: every parameter but `auth_signature`,
 /// keys lower-cased, sorted by key.
 fn request_string(method: &str, path: &str, params: &[(String, String)]) -> String {
@@ -352,6 +409,7 @@ mod tests {
             pusher_key: Some("k".into()),
             pusher_secret: Some("s".into()),
             pusher_client_events: true,
+            pusher_webhook_url: vec!["http://127.0.0.1:9/hooks".into()],
         };
         assert!(matches!(
             bad.app(),
@@ -361,8 +419,25 @@ mod tests {
             pusher_app_id: Some("1".into()),
             ..bad
         };
-        let app = good.app().expect("valid").expect("some");
+        let app = good.clone().app().expect("valid").expect("some");
         assert!(app.client_events);
+        assert_eq!(app.webhook_urls, ["http://127.0.0.1:9/hooks"]);
+        let not_web = PusherSettings {
+            pusher_webhook_url: vec!["ftp://x".into()],
+            ..good
+        };
+        assert!(matches!(
+            not_web.app(),
+            Err(PusherSettingsError::Invalid("pusher-webhook-url", _))
+        ));
+        let alone = PusherSettings {
+            pusher_webhook_url: vec!["http://x".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            alone.app(),
+            Err(PusherSettingsError::Incomplete(_))
+        ));
         assert!(!format!("{app:?}").contains("\"s\""), "secret not printed");
     }
 
@@ -417,6 +492,22 @@ mod tests {
         for bad in ["", "nocolon", "otherkey:00", "278d425bdf160c739803:zz"] {
             assert!(!a.verify_channel_auth("1234.1234", "private-foobar", None, bad));
         }
+    }
+
+    #[test]
+    fn user_auth_matches_the_server_library() {
+        // Computed with `pusher` 5.3.4's authenticateUser.
+        let a = app();
+        let data = r#"{"id":"12345","user_info":{"name":"Mr. Channels"}}"#;
+        let auth =
+            "278d425bdf160c739803:abe963eb4a43a3393065608e9b0a2b9a57fb808546d6cdfe9b62511684afb82f";
+        assert_eq!(a.user_auth("1234.1234", data), auth);
+        assert!(a.verify_user_auth("1234.1234", data, auth));
+        assert!(!a.verify_user_auth("1234.1235", data, auth));
+        assert!(!a.verify_user_auth("1234.1234", r#"{"id":"1"}"#, auth));
+        // A channel signature is not a sign-in.
+        let channel = a.channel_auth("1234.1234", "private-foobar", None);
+        assert!(!a.verify_user_auth("1234.1234", data, &channel));
     }
 
     fn decoded(query: &str) -> Vec<(String, String)> {

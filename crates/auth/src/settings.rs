@@ -467,7 +467,7 @@ mod tests {
             pusher_app_id: Some("1".into()),
             pusher_key: Some("k".into()),
             pusher_secret: Some("s".into()),
-            pusher_client_events: false,
+            ..Default::default()
         };
         let s = AuthSettings {
             pusher: pusher.clone(),
@@ -501,7 +501,7 @@ mod tests {
                     pusher_app_id: Some("1".into()),
                     pusher_key: Some("k".into()),
                     pusher_secret: Some("s".into()),
-                    pusher_client_events: false,
+                    ..Default::default()
                 })
                 .unwrap_or_default(),
             ..Default::default()

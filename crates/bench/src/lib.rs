@@ -49,6 +49,31 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// What a message's padding is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Text {
+    /// One character repeated: the cheapest to build, and compresses to
+    /// almost nothing.
+    #[default]
+    Repeat,
+    /// Words of a chat conversation, different in every message (from a
+    /// fixed seed per sender and message), for measuring compression on
+    /// something like real traffic.
+    Chat,
+}
+
+impl std::str::FromStr for Text {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "repeat" => Ok(Text::Repeat),
+            "chat" => Ok(Text::Chat),
+            o => Err(format!("unknown text {o:?}; use repeat or chat")),
+        }
+    }
+}
+
 /// A bench run (or one worker's share of it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchConfig {
@@ -70,6 +95,13 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// Payload padding in bytes.
     pub payload: usize,
+    /// What the padding is made of.
+    #[serde(default)]
+    pub text: Text,
+    /// Offer permessage-deflate on every connection (and fail a connection
+    /// the server does not agree to it on).
+    #[serde(default)]
+    pub deflate: bool,
     /// Members per room in room mode.
     pub room_size: usize,
     /// New connections per second while ramping up (0: as fast as possible).

@@ -23,6 +23,12 @@ pub struct Report {
     pub connect_us: Histogram<u64>,
     /// End-to-end delivery latency, microseconds.
     pub latency_us: Histogram<u64>,
+    /// Bytes the clients read from their sockets while traffic ran (frames
+    /// as sent, compressed where the server compressed them).
+    pub wire_bytes: u64,
+    /// The same frames' bytes had none been compressed (each received
+    /// message's payload plus its frame header).
+    pub plain_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,6 +41,10 @@ struct Wire {
     seconds: f64,
     connect_us: Vec<(u64, u64)>,
     latency_us: Vec<(u64, u64)>,
+    #[serde(default)]
+    wire_bytes: u64,
+    #[serde(default)]
+    plain_bytes: u64,
 }
 
 fn hist() -> Histogram<u64> {
@@ -57,6 +67,8 @@ impl Default for Report {
             received: 0,
             send_errors: 0,
             seconds: 0.0,
+            wire_bytes: 0,
+            plain_bytes: 0,
             connect_us: hist(),
             latency_us: hist(),
         }
@@ -72,6 +84,8 @@ impl Report {
         self.received += o.received;
         self.send_errors += o.send_errors;
         self.seconds = self.seconds.max(o.seconds);
+        self.wire_bytes += o.wire_bytes;
+        self.plain_bytes += o.plain_bytes;
         let _ = self.connect_us.add(&o.connect_us);
         let _ = self.latency_us.add(&o.latency_us);
     }
@@ -87,6 +101,8 @@ impl Report {
             seconds: self.seconds,
             connect_us: pairs(&self.connect_us),
             latency_us: pairs(&self.latency_us),
+            wire_bytes: self.wire_bytes,
+            plain_bytes: self.plain_bytes,
         })
         .unwrap_or_default()
     }
@@ -101,6 +117,8 @@ impl Report {
             received: w.received,
             send_errors: w.send_errors,
             seconds: w.seconds,
+            wire_bytes: w.wire_bytes,
+            plain_bytes: w.plain_bytes,
             ..Report::default()
         };
         for (v, c) in w.connect_us {
@@ -122,13 +140,19 @@ impl Report {
                 0.0
             }
         };
+        let ratio = if self.plain_bytes > 0 {
+            self.wire_bytes as f64 / self.plain_bytes as f64
+        } else {
+            0.0
+        };
         format!(
             "| metric | value |\n|---|---:|\n\
              | clients connected | {} ({} failed) |\n\
              | connect p50 / p99 | {:.2} ms / {:.2} ms |\n\
              | sent | {} ({:.0}/s, {} errors) |\n\
              | received | {} ({:.0}/s) |\n\
-             | latency p50 / p90 / p99 / max | {:.2} / {:.2} / {:.2} / {:.2} ms |\n",
+             | latency p50 / p90 / p99 / max | {:.2} / {:.2} / {:.2} / {:.2} ms |\n\
+             | bytes received on the wire | {} ({} uncompressed: {:.3}×) |\n",
             self.connected,
             self.connect_errors,
             ms(&self.connect_us, 0.5),
@@ -142,6 +166,9 @@ impl Report {
             ms(&self.latency_us, 0.9),
             ms(&self.latency_us, 0.99),
             self.latency_us.max() as f64 / 1000.0,
+            self.wire_bytes,
+            self.plain_bytes,
+            ratio,
         )
     }
 }
@@ -159,11 +186,18 @@ mod tests {
         for v in [100, 200, 300] {
             a.latency_us.record(v).expect("record");
         }
+        a.wire_bytes = 40;
+        a.plain_bytes = 100;
         let b = Report::from_json(&a.to_json()).expect("parse");
         let mut m = Report::default();
         m.merge(&a);
         m.merge(&b);
         assert_eq!(m.sent, 6);
+        assert_eq!((m.wire_bytes, m.plain_bytes), (80, 200));
+        assert!(
+            m.render()
+                .contains("| bytes received on the wire | 80 (200 uncompressed: 0.400×) |")
+        );
         assert_eq!(m.latency_us.len(), 6);
         assert_eq!(
             m.latency_us.value_at_quantile(0.5),

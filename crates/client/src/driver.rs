@@ -22,12 +22,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tracing::debug;
 use wsring_protocol::server::{USER_STREAM, room_stream};
 use wsring_protocol::{ClientFrame, ConnectParams, ErrorCode, MsgId, OwnedServerFrame, close};
@@ -37,16 +34,10 @@ use crate::error::ClientError;
 use crate::event::{Event, Message};
 use crate::{Command, Receipt, Stats};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::ws::Ws;
 
 /// How often pending requests are checked for retries and timeouts.
 const TICK: Duration = Duration::from_millis(200);
-
-/// The WebSocket settings of every connection the client opens: a small
-/// read buffer (see [`wsring_protocol::CLIENT_READ_BUFFER_BYTES`]).
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(wsring_protocol::CLIENT_READ_BUFFER_BYTES)
-}
 
 #[derive(Debug, Clone)]
 struct Cursor {
@@ -283,12 +274,18 @@ impl Driver {
         };
         let connected = tokio::time::timeout(
             self.cfg.timeout,
-            connect_async_with_config(self.url(&base), Some(ws_config()), true),
+            crate::ws::connect(&self.url(&base), self.cfg.deflate),
         )
         .await;
         let delay = match connected {
-            Ok(Ok((ws, _))) => {
+            Ok(Ok((ws, response))) => {
                 *attempt = 0;
+                if response
+                    .headers()
+                    .contains_key(tungstenite::http::header::SEC_WEBSOCKET_EXTENSIONS)
+                {
+                    self.stats.deflate.fetch_add(1, Ordering::Relaxed);
+                }
                 match self.session(ws, ready).await {
                     Ended::Closed => return None,
                     Ended::Moved(d) => d + jitter(self.cfg.moved_jitter),

@@ -60,6 +60,7 @@ pub mod config;
 mod driver;
 pub mod error;
 pub mod event;
+pub mod ws;
 
 use serde::Serialize;
 use serde_json::value::{RawValue, to_raw_value};
@@ -81,6 +82,7 @@ pub struct Stats {
     pub(crate) gaps: AtomicU64,
     pub(crate) incomplete: AtomicU64,
     pub(crate) resent: AtomicU64,
+    pub(crate) deflate: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -96,6 +98,9 @@ pub struct StatsSnapshot {
     pub incomplete: u64,
     /// Requests resent after a reconnect or an `unavailable` error.
     pub resent: u64,
+    /// Connections (of all opened) on which the server agreed to
+    /// permessage-deflate.
+    pub deflate: u64,
 }
 
 pub(crate) enum Command {
@@ -278,6 +283,7 @@ impl Client {
             gaps: g(&self.stats.gaps),
             incomplete: g(&self.stats.incomplete),
             resent: g(&self.stats.resent),
+            deflate: g(&self.stats.deflate),
         }
     }
 }

@@ -30,6 +30,7 @@
 //! | room fan-out | subject `{ns}.room.{room}` | core NATS |
 //! | server-side rooms | stream `{ns}_rooms`, subject `{ns}.sr.{user}.{room}` per membership | one message per subject (payload: the room), deleted on leave; no age limit |
 //! | durable streams | stream `{ns}_streams`, subjects `{ns}.s.>` | `max_msgs_per_subject = max_len + 1`, `max_age`, duplicate window `min(max_age, 2 min)`, direct get on |
+//! | durable webhook queues | stream `{ns}_hooks`, subject `{ns}.hq.{queue}` per queue | no limits (each owner bounds its queue in bytes); purged as delivered |
 //! | per-owner usage | KV bucket `{ns}_usage` (stream `KV_{ns}_usage`), key = escaped owner | history 1, `max_age` = retention age + one slot; value: bytes per time slot (`quota.rs`) |
 //! | user stream | subject `{ns}.s.u.{user}` | one subject per wsring stream |
 //! | room stream | subject `{ns}.s.r.{room}` | |
@@ -50,6 +51,7 @@
 
 mod broker;
 mod connect;
+mod hooks;
 mod names;
 mod order;
 mod quota;
@@ -62,10 +64,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use wsring_cluster::{
-    Backend, Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore,
+    Backend, Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms,
+    StreamStore,
 };
 
 pub use broker::NatsBroker;
+pub use hooks::NatsHookQueue;
 pub use registry::NatsRegistry;
 pub use rooms::NatsServerRooms;
 pub use streams::NatsStreams;
@@ -120,6 +124,14 @@ impl Backend for NatsBackend {
         namespace: &str,
     ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
         connect_server_rooms(url, namespace).await
+    }
+
+    async fn hook_queue(
+        &self,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Arc<dyn HookQueue>, ClusterError> {
+        connect_hook_queue(url, namespace).await
     }
 }
 
@@ -197,6 +209,20 @@ pub async fn connect_server_rooms(
     ))
 }
 
+/// Connects the durable webhook queue store of `namespace` at `url`,
+/// creating its JetStream stream if needed (three replicas on a cluster of
+/// three or more servers).
+pub async fn connect_hook_queue(
+    url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn HookQueue>, ClusterError> {
+    let (client, servers) = connect::connect(url, role("hooks", namespace, None), None).await?;
+    let replicas = connect::replicas(&client, servers);
+    Ok(Arc::new(
+        NatsHookQueue::open(client, namespace, replicas).await?,
+    ))
+}
+
 fn role(kind: &'static str, namespace: &str, node: Option<&str>) -> Role {
     Role {
         kind,
@@ -215,6 +241,7 @@ pub async fn purge_namespace(url: &str, namespace: &str) -> Result<(), ClusterEr
         format!("KV_{namespace}_heartbeats"),
         format!("{namespace}_rooms"),
         format!("{namespace}_streams"),
+        format!("{namespace}_hooks"),
         format!("KV_{namespace}_usage"),
     ] {
         let _ = js.delete_stream(&stream).await;

@@ -87,6 +87,12 @@ pub(crate) fn rooms_stream(ns: &str) -> String {
     format!("{ns}_rooms")
 }
 
+/// The JetStream stream holding every durable webhook queue of a
+/// namespace (subjects `{ns}.hq.{queue}`).
+pub(crate) fn hooks_stream(ns: &str) -> String {
+    format!("{ns}_hooks")
+}
+
 /// The JetStream stream backing a KV bucket (the `KV_` prefix is fixed by the
 /// KV protocol).
 pub(crate) fn kv_stream(bucket: &str) -> String {

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{Broker, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore};
 use wsring_cluster_nats::{
-    connect_broker, connect_registry, connect_server_rooms, connect_streams,
+    connect_broker, connect_hook_queue, connect_registry, connect_server_rooms, connect_streams,
 };
 use wsring_cluster_testkit::conformance::Harness;
 
@@ -54,6 +54,15 @@ impl Harness for Server {
             connect_server_rooms(&self.url(), ns)
                 .await
                 .expect("connect server rooms"),
+        )
+    }
+
+    async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+        self.track(ns);
+        Some(
+            connect_hook_queue(&self.url(), ns)
+                .await
+                .expect("connect webhook queue"),
         )
     }
 

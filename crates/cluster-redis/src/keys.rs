@@ -18,6 +18,9 @@
 //! | store usage: bytes counted per owner–stream pair (hash) | `{<ns>}:streams:ob` |
 //! | store usage: bytes counted per owner (hash) | `{<ns>}:streams:ou` |
 //! | server-side rooms of `user` (set) | `{<ns>:u:<user>}:rooms` |
+//! | durable webhook queues that exist (set of names) | `{<ns>}:hq` |
+//! | durable webhook queue `q` (Redis Stream, id `<seq>-1`, field `e` event) | `{<ns>:hq:<q>}:x` |
+//! | its last sequence number (string) | `{<ns>:hq:<q>}:n` |
 //!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
 //! with one `MGET`); each stream's keys share their own tag, so streams spread
@@ -110,6 +113,17 @@ impl Keys {
             "{}:rooms",
             self.stream_tag(&StreamName::User(user.to_owned()))
         )
+    }
+
+    /// The set of durable webhook queue names.
+    pub fn hook_queues(&self) -> String {
+        format!("{{{}}}:hq", self.ns)
+    }
+
+    /// A durable webhook queue's entries and its sequence counter, in one
+    /// slot.
+    pub fn hook_queue(&self, queue: &str) -> [String; 2] {
+        ["x", "n"].map(|k| format!("{{{}:hq:{queue}}}:{k}", self.ns))
     }
 
     /// A stream's dedup index: one field per retained entry with a dedup

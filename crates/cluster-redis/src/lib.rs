@@ -10,6 +10,7 @@
 //! * [`streams`]: Redis Streams with wsring's own per-stream seq as the entry
 //!   id, trimmed by length and age inside Lua scripts.
 //! * [`rooms`]: server-side room memberships, one set per user.
+//! * [`hooks`]: durable webhook queues, one Redis Stream per queue.
 //!
 //! Key layout is in [`keys`]; every key and channel starts with the
 //! namespace, and keys carry a `{…}` hash tag so that each script touches a
@@ -26,6 +27,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod cluster_broker;
+pub mod hooks;
 pub mod keys;
 pub mod registry;
 pub mod rooms;
@@ -34,7 +36,8 @@ pub mod streams;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wsring_cluster::{
-    Backend, Broker, ClusterError, Inbox, Link, Registry, Retention, ServerRooms, StreamStore, lock,
+    Backend, Broker, ClusterError, HookQueue, Inbox, Link, Registry, Retention, ServerRooms,
+    StreamStore, lock,
 };
 
 pub use keys::Keys;
@@ -93,6 +96,14 @@ impl Backend for RedisBackend {
         namespace: &str,
     ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
         connect_server_rooms(url, namespace).await
+    }
+
+    async fn hook_queue(
+        &self,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Arc<dyn HookQueue>, ClusterError> {
+        connect_hook_queue(url, namespace).await
     }
 }
 
@@ -166,6 +177,29 @@ pub async fn connect_streams(
     let at = shown_url(&client);
     Ok(Arc::new(
         streams::RedisStreams::connect(client, keys, retention)
+            .await
+            .map_err(|e| at_url(&at, e))?,
+    ))
+}
+
+/// Connects the durable webhook queue store in `namespace`.
+pub async fn connect_hook_queue(
+    url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn HookQueue>, ClusterError> {
+    let keys = Keys::new(namespace)?;
+    if cluster::is_cluster_url(url) {
+        let seeds = cluster::parse(url)?;
+        let at = seeds.display();
+        let conn = Conn::connect_cluster(&seeds, "hooks")
+            .await
+            .map_err(|e| at_url(&at, e))?;
+        return Ok(Arc::new(hooks::RedisHookQueue::with_conn(conn, keys)));
+    }
+    let client = open(url, namespace, "hooks", "hooks")?;
+    let at = shown_url(&client);
+    Ok(Arc::new(
+        hooks::RedisHookQueue::connect(client, keys)
             .await
             .map_err(|e| at_url(&at, e))?,
     ))

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{Broker, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore};
 use wsring_cluster_testkit::conformance::{Harness, skip_or_fail, unique_ns};
 use wsring_cluster_testkit::fault::{TestPki, TlsProxy};
 
@@ -61,6 +61,13 @@ impl Harness for Redis {
             wsring_cluster_redis::connect_server_rooms(&self.url(&self.addr()), ns)
                 .await
                 .expect("server rooms"),
+        )
+    }
+    async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+        Some(
+            wsring_cluster_redis::connect_hook_queue(&self.url(&self.addr()), ns)
+                .await
+                .expect("webhook queue"),
         )
     }
     fn server_addr(&self) -> Option<SocketAddr> {
@@ -186,6 +193,13 @@ mod cluster {
                 wsring_cluster_redis::connect_server_rooms(&self.url, ns)
                     .await
                     .expect("server rooms"),
+            )
+        }
+        async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+            Some(
+                wsring_cluster_redis::connect_hook_queue(&self.url, ns)
+                    .await
+                    .expect("webhook queue"),
             )
         }
     }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use wsring_cluster::ClusterError;
 use wsring_cluster::broker::{Broker, BrokerEvent, Inbox, Topic};
+use wsring_cluster::hook_queue::HookQueue;
 use wsring_cluster::membership::{Membership, MembershipConfig};
 use wsring_cluster::registry::{Heartbeat, Lease, Registry, Versioned};
 use wsring_cluster::server_rooms::{RoomAdd, ServerRooms};
@@ -35,6 +36,10 @@ pub trait Harness: Send + Sync {
     async fn streams(&self, ns: &str, retention: Retention) -> Option<Arc<dyn StreamStore>>;
     /// A server-side room store in namespace `ns`, if supported.
     async fn server_rooms(&self, _ns: &str) -> Option<Arc<dyn ServerRooms>> {
+        None
+    }
+    /// A durable webhook queue store in namespace `ns`, if supported.
+    async fn hook_queue(&self, _ns: &str) -> Option<Arc<dyn HookQueue>> {
         None
     }
     /// The server's address, for fault injection through a
@@ -1411,6 +1416,64 @@ pub async fn server_rooms_concurrent_bound(h: &dyn Harness) {
     assert!(a.list("u").await.expect("list").is_empty());
 }
 
+/// Durable webhook queues: appends keep their order and get ascending
+/// numbers, reads page after a number, removal takes a prefix, queues are
+/// separate and listed until forgotten, and two handles (two nodes) see the
+/// same queues, as a node adopting a dead one's queue needs.
+pub async fn hook_queue_deliver_and_adopt(h: &dyn Harness) {
+    let ns = unique_ns("conf");
+    let owner = need!(h.hook_queue(&ns).await, "durable webhook queue");
+    let adopter = need!(h.hook_queue(&ns).await, "durable webhook queue");
+    let q = "0123456789abcdef-17-node_a-1";
+    let other = "0123456789abcdef-18-node-b";
+    assert!(owner.queues().await.expect("queues").is_empty());
+    assert!(owner.read(q, 0, 10).await.expect("read").is_empty());
+    let events: Vec<Bytes> = (0..5)
+        .map(|i| Bytes::from(format!("{{\"id\":\"e{i}\"}}")))
+        .collect();
+    owner.append(q, &events[..3]).await.expect("append");
+    owner.append(q, &events[3..]).await.expect("append");
+    owner
+        .append(other, &[Bytes::from_static(b"x")])
+        .await
+        .expect("append");
+    let all = owner.read(q, 0, 10).await.expect("read");
+    let bodies: Vec<Bytes> = all.iter().map(|e| e.body.clone()).collect();
+    assert_eq!(bodies, events, "order kept");
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "ascending: {all:?}"
+    );
+    let page = owner.read(q, all[1].seq, 2).await.expect("read");
+    assert_eq!(page, all[2..4].to_vec(), "paged after a number");
+    owner.remove(q, all[1].seq).await.expect("remove");
+    assert_eq!(
+        adopter.read(q, 0, 10).await.expect("read"),
+        all[2..].to_vec()
+    );
+    assert_eq!(
+        adopter.queues().await.expect("queues"),
+        vec![q.to_string(), other.to_string()]
+    );
+    // The adopter delivers the rest, then forgets the queue.
+    adopter.remove(q, all[4].seq).await.expect("remove");
+    assert!(adopter.read(q, 0, 10).await.expect("read").is_empty());
+    adopter.forget(q).await.expect("forget");
+    assert_eq!(
+        owner.queues().await.expect("queues"),
+        vec![other.to_string()]
+    );
+    assert_eq!(owner.read(other, 0, 10).await.expect("read").len(), 1);
+    // A namespace sees only its own queues.
+    let elsewhere = need!(
+        h.hook_queue(&unique_ns("conf")).await,
+        "durable webhook queue"
+    );
+    assert!(elsewhere.queues().await.expect("queues").is_empty());
+    adopter.forget(other).await.expect("forget");
+    assert!(owner.queues().await.expect("queues").is_empty());
+}
+
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression yielding `Option<impl Harness>` (`None`: skipped).
 #[macro_export]
@@ -1425,7 +1488,7 @@ macro_rules! conformance_suite {
             streams_append_read, streams_retention, streams_age, streams_dedup,
             streams_store_limits, streams_store_limits_age, streams_positions_count,
             streams_dedup_keys_count, streams_owner_quota,
-            server_rooms_add_remove, server_rooms_concurrent_bound);
+            server_rooms_add_remove, server_rooms_concurrent_bound, hook_queue_deliver_and_adopt);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -1,7 +1,8 @@
 //! A TCP proxy for fault injection in tests: put it between a backend client
 //! and its server, then [`cut`](FaultProxy::cut) every connection at once to
 //! simulate a dropped broker or registry connection, without touching the
-//! shared server other tests are using.
+//! shared server other tests are using, or [`blackhole`](FaultProxy::blackhole)
+//! it: a host that vanished (no reset, no answer, connections left hanging).
 //!
 //! Also here for TLS tests: [`TestPki`], a throwaway CA and server
 //! certificate, and [`TlsProxy`], which puts TLS in front of a plaintext
@@ -20,6 +21,8 @@ pub struct FaultProxy {
     /// Incremented by every cut; connection tasks end when it changes.
     generation: watch::Sender<u64>,
     refusing: Arc<AtomicBool>,
+    /// While true, nothing is forwarded and nothing is closed.
+    blackholing: watch::Sender<bool>,
     accepted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     upstreams: Arc<Mutex<Vec<SocketAddr>>>,
@@ -32,6 +35,7 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (generation, gen_rx) = watch::channel(0u64);
         let refusing = Arc::new(AtomicBool::new(false));
+        let (blackholing, hole_rx) = watch::channel(false);
         let accepted = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
         let upstreams = Arc::new(Mutex::new(Vec::new()));
@@ -54,8 +58,25 @@ impl FaultProxy {
                 a.fetch_add(1, Ordering::SeqCst);
                 let mut gen_rx = gen_rx.clone();
                 let born = *gen_rx.borrow_and_update();
+                let mut hole_rx = hole_rx.clone();
                 let u = Arc::clone(&u);
                 tokio::spawn(async move {
+                    // A vanished host: the connection is held open, silent,
+                    // until the hole closes or a cut.
+                    let silent =
+                        |client: TcpStream,
+                         mut hole_rx: watch::Receiver<bool>,
+                         mut gen_rx: watch::Receiver<u64>| async move {
+                            tokio::select! {
+                                _ = hole_rx.wait_for(|h| !*h) => {}
+                                _ = gen_rx.wait_for(|g| *g != born) => {}
+                            }
+                            drop(client);
+                        };
+                    if *hole_rx.borrow_and_update() {
+                        silent(client, hole_rx, gen_rx).await;
+                        return;
+                    }
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
@@ -64,9 +85,15 @@ impl FaultProxy {
                         lock(&u).push(l);
                     }
                     let mut client = client;
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = gen_rx.wait_for(|g| *g != born) => {}
+                    let holed = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        _ = gen_rx.wait_for(|g| *g != born) => false,
+                        _ = hole_rx.wait_for(|h| *h) => true,
+                    };
+                    if holed {
+                        // Both ends stay open and silent.
+                        let _server = server;
+                        silent(client, hole_rx, gen_rx).await;
                     }
                     if let Some(l) = local {
                         lock(&u).retain(|a| *a != l);
@@ -78,6 +105,7 @@ impl FaultProxy {
             addr,
             generation,
             refusing,
+            blackholing,
             accepted,
             refused,
             upstreams,
@@ -97,6 +125,14 @@ impl FaultProxy {
     /// While set, new connections are accepted and immediately closed.
     pub fn refuse(&self, on: bool) {
         self.refusing.store(on, Ordering::SeqCst);
+    }
+
+    /// While set, the upstream looks like a host that vanished: nothing is
+    /// forwarded either way and nothing is closed or reset, on open
+    /// connections and on new ones (accepted, then left silent). Clearing
+    /// it closes the connections held silent.
+    pub fn blackhole(&self, on: bool) {
+        self.blackholing.send_replace(on);
     }
 
     /// Local addresses of the proxy's open connections to the upstream, i.e.

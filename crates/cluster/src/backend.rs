@@ -1,5 +1,6 @@
-//! A backend as one pluggable unit: which URLs it takes, which of the four
-//! parts (registry, broker, stream store, server-side rooms) it can serve,
+//! A backend as one pluggable unit: which URLs it takes, which of the five
+//! parts (registry, broker, stream store, server-side rooms, webhook
+//! queues) it can serve,
 //! and how it connects each.
 //!
 //! Each backend crate exports one type implementing [`Backend`]; the binary
@@ -13,7 +14,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use crate::{
+    Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore,
+};
 
 /// One of the things a process connects to a backend for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +29,8 @@ pub enum Part {
     Streams,
     /// The server-side room store ([`ServerRooms`]).
     ServerRooms,
+    /// The durable webhook queues ([`HookQueue`]).
+    HookQueue,
 }
 
 impl fmt::Display for Part {
@@ -35,6 +40,7 @@ impl fmt::Display for Part {
             Part::Broker => "broker",
             Part::Streams => "stream store",
             Part::ServerRooms => "server-side room store",
+            Part::HookQueue => "webhook queue store",
         })
     }
 }
@@ -102,6 +108,16 @@ pub trait Backend: Send + Sync {
     ) -> Result<Arc<dyn ServerRooms>, ClusterError> {
         let _ = namespace;
         Err(self.not_served(url, Part::ServerRooms))
+    }
+
+    /// Connects the durable webhook queue store of `namespace`.
+    async fn hook_queue(
+        &self,
+        url: &str,
+        namespace: &str,
+    ) -> Result<Arc<dyn HookQueue>, ClusterError> {
+        let _ = namespace;
+        Err(self.not_served(url, Part::HookQueue))
     }
 
     /// The error for a part this backend does not serve.

@@ -10,6 +10,8 @@
 //!   durable mode.
 //! * [`ServerRooms`]: the rooms the server put each user in, joined again on
 //!   every connect.
+//! * [`HookQueue`]: durable webhook queues, so a dead node's undelivered
+//!   events are delivered by another.
 //!
 //! The membership protocol (join, heartbeat, crash reaping, draining, the epoch
 //! counter and the ring every process derives) lives once in [`membership`],
@@ -18,8 +20,8 @@
 //!
 //! # Layout
 //! * [`error`] — [`ClusterError`], the one error type at the trait boundary.
-//! * [`registry`], [`broker`], [`stream`], [`server_rooms`] — the traits and
-//!   their types.
+//! * [`registry`], [`broker`], [`stream`], [`server_rooms`], [`hook_queue`] —
+//!   the traits and their types.
 //! * [`view`] — the membership document and the derived [`View`] (ring + epoch).
 //! * [`membership`] — the protocol: [`Membership`].
 //! * [`probe`] — direct probes of suspected members, before removal.
@@ -43,6 +45,7 @@ pub mod backend;
 pub mod backoff;
 pub mod broker;
 pub mod error;
+pub mod hook_queue;
 pub mod link;
 pub mod membership;
 pub mod memory;
@@ -85,6 +88,7 @@ pub fn validate_namespace(ns: &str) -> Result<(), ClusterError> {
     }
 }
 pub use error::{BoxError, ClusterError};
+pub use hook_queue::{HookQueue, Queued};
 pub use link::Link;
 pub use membership::{Fenced, Membership, MembershipConfig, ReapPlan};
 pub use probe::{Probe, Prober, Suspicion};

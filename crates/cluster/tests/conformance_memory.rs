@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wsring_cluster::memory::MemoryBackend;
-use wsring_cluster::{Broker, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{Broker, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore};
 use wsring_cluster_testkit::conformance::Harness;
 
 /// Namespaces map to separate in-memory backends, mirroring key prefixes.
@@ -39,6 +39,9 @@ impl Harness for Memory {
     }
     async fn server_rooms(&self, ns: &str) -> Option<Arc<dyn ServerRooms>> {
         Some(self.space(ns, Retention::default()).rooms)
+    }
+    async fn hook_queue(&self, ns: &str) -> Option<Arc<dyn HookQueue>> {
+        Some(self.space(ns, Retention::default()).hook_queue)
     }
 }
 

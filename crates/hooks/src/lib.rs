@@ -11,6 +11,9 @@
 //!   breaker, so a slow or dead application costs a bounded wait and then a
 //!   configured answer, not a stall.
 //!
+//! * [`spool`] — the store behind durable webhooks (the node adapts the
+//!   cluster backend's queues to it), so queued events outlive the process.
+//!
 //! * [`redact`] — how those URLs are shown (logs, metrics, `/api/info`):
 //!   never with their userinfo or query values.
 //!
@@ -21,8 +24,13 @@ pub mod backoff;
 pub mod proxy;
 pub mod redact;
 pub mod sign;
+pub mod spool;
 pub mod webhook;
 
 pub use proxy::{Proxy, ProxyConfig, ProxyError, ProxyReply, WhenDown};
 pub use sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
-pub use webhook::{Event, WebhookConfig, WebhookStats, Webhooks};
+pub use spool::{Spool, SpoolError, Spooled};
+pub use webhook::{
+    Event, Format, PUSHER_KEY_HEADER, PUSHER_SIGNATURE_HEADER, WebhookConfig, WebhookStats,
+    Webhooks,
+};

@@ -16,16 +16,35 @@
 //! receiver refusing the batch for good (`reason="rejected"`). Receivers
 //! deduplicate by event `id`.
 //!
+//! Durable mode ([`Webhooks::start_durable`], then [`Webhooks::attach`]):
+//! the in-memory queue only buffers events on their way to a [`Spool`] in
+//! the cluster backend, one queue per receiver and owner (the node's id and
+//! incarnation); the worker delivers from the spool's head and removes what
+//! the receiver acknowledged. Events therefore outlive the process: when a
+//! node dies, another one [adopts](Webhooks::adopt) its queues, delivers
+//! them with their original ids and forgets them. The bound of
+//! `queue_bytes` covers both the buffer and what this owner holds in the
+//! spool; only events still in the buffer (appended within a round trip)
+//! die with the process.
+//!
 //! The wire format: `POST <url>` with `Content-Type: application/json`,
 //! body `{"events":[{"id":…,"type":…,"at_ms":…,…}]}`, headers
 //! `X-Wsring-Signature: sha256=<hex HMAC-SHA256 of the body>` (when a secret
 //! is configured) and `X-Wsring-Timestamp: <unix ms>`.
+//!
+//! [`Format::Pusher`] writes the same queue's batches the way Pusher
+//! Channels sends its webhooks, so Pusher server libraries verify them
+//! unchanged: body `{"time_ms":…,"events":[{"name":…,…}]}`, headers
+//! `X-Pusher-Key: <app key>` and `X-Pusher-Signature: <hex HMAC-SHA256 of
+//! the body under the app secret>`. Such events carry no `id`: Pusher's
+//! receivers do not deduplicate, so a retried batch can repeat events.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
+use sha2::{Digest, Sha256};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -35,6 +54,28 @@ use tracing::{debug, info, warn};
 use crate::backoff;
 use crate::redact;
 use crate::sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use crate::spool::Spool;
+
+/// How batches are written on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Format {
+    /// wsring's own: `{"events":[{"id","type","at_ms",…}]}`, signed in
+    /// `X-Wsring-Signature`.
+    #[default]
+    Wsring,
+    /// Pusher Channels': `{"time_ms","events":[{"name",…}]}`, signed (with
+    /// [`WebhookConfig::secret`], the app secret) in `X-Pusher-Signature`
+    /// and naming the app `key` in `X-Pusher-Key`.
+    Pusher {
+        /// The Pusher app key.
+        key: String,
+    },
+}
+
+/// The Pusher key header.
+pub const PUSHER_KEY_HEADER: &str = "x-pusher-key";
+/// The Pusher signature header (bare lower-case hex, no `sha256=`).
+pub const PUSHER_SIGNATURE_HEADER: &str = "x-pusher-signature";
 
 /// Webhook delivery settings. The defaults are the documented defaults of
 /// the matching command-line flags.
@@ -64,6 +105,8 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
     /// Longest retry delay. Default: 30 s.
     pub retry_cap: Duration,
+    /// The wire format. Default: wsring's own.
+    pub format: Format,
 }
 
 impl Default for WebhookConfig {
@@ -79,6 +122,7 @@ impl Default for WebhookConfig {
             retry_for: Duration::from_secs(300),
             retry_base: Duration::from_millis(200),
             retry_cap: Duration::from_secs(30),
+            format: Format::Wsring,
         }
     }
 }
@@ -138,13 +182,33 @@ pub struct Webhooks {
 
 struct Inner {
     sinks: Vec<Arc<Sink>>,
+    /// The spool, once attached (durable mode only).
+    slot: Arc<OnceLock<Attached>>,
+    /// Adopted queues being delivered now.
+    adopting: Arc<Mutex<HashSet<String>>>,
+    format: Format,
     id_prefix: String,
     next_id: AtomicU64,
     counters: Arc<Counters>,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// The spool of a durable [`Webhooks`] and the owner name of its queues.
+#[derive(Clone)]
+struct Attached {
+    spool: Arc<dyn Spool>,
+    owner: String,
+}
+
 struct Sink {
+    /// Whether events go through a spool (which may not be attached yet).
+    durable: bool,
+    /// The first 8 bytes of the URL's SHA-256, in hex: names this
+    /// receiver's spool queues without revealing the URL.
+    hash: String,
+    slot: Arc<OnceLock<Attached>>,
+    /// Wakes the spool deliverer (events spooled, or shutdown).
+    spooled_wake: Notify,
     /// Where to POST: the URL as configured, credentials included. Never
     /// logged or exported; `shown` and `label` are.
     url: String,
@@ -163,10 +227,33 @@ struct Sink {
 struct Queue {
     events: VecDeque<Bytes>,
     bytes: usize,
+    /// Bytes this owner holds in the spool (durable mode), appends under
+    /// way included.
+    spooled: usize,
     closed: bool,
     /// Drops since the last overflow warning, and when that was.
     unreported: u64,
     warned_at: Option<Instant>,
+}
+
+/// How often an idle durable worker looks at its spool queue anyway.
+const SPOOL_POLL: Duration = Duration::from_secs(1);
+
+/// The name of a receiver's spool queues: the first 8 bytes of the SHA-256
+/// of the URL and the wire format, in hex (the same in every process with
+/// the same configuration). The format is part of it so that a URL that
+/// receives both wsring's and Pusher's webhooks has two queues, each
+/// delivered in its own format by whichever process adopts it.
+fn url_hash(format: &Format, url: &str) -> String {
+    let mut h = Sha256::new();
+    if let Format::Pusher { .. } = format {
+        h.update(b"pusher ");
+    }
+    h.update(url.as_bytes());
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Overflow warnings are repeated at most this often.
@@ -189,12 +276,33 @@ impl Webhooks {
     /// prefix unique to this process (node id plus a boot nonce), so ids stay
     /// unique across restarts. Must run inside a Tokio runtime.
     pub fn start(cfg: WebhookConfig, client: reqwest::Client, id_prefix: &str) -> Webhooks {
+        Self::start_with(cfg, client, id_prefix, false)
+    }
+
+    /// Like [`start`](Self::start), in durable mode: events are buffered in
+    /// memory (within `queue_bytes`) until [`attach`](Self::attach) gives
+    /// the spool, and delivered from there.
+    pub fn start_durable(cfg: WebhookConfig, client: reqwest::Client, id_prefix: &str) -> Webhooks {
+        Self::start_with(cfg, client, id_prefix, true)
+    }
+
+    fn start_with(
+        cfg: WebhookConfig,
+        client: reqwest::Client,
+        id_prefix: &str,
+        durable: bool,
+    ) -> Webhooks {
         let counters = Arc::new(Counters::default());
+        let slot = Arc::new(OnceLock::new());
         let sinks: Vec<Arc<Sink>> = cfg
             .urls
             .iter()
             .map(|url| {
                 Arc::new(Sink {
+                    durable,
+                    hash: url_hash(&cfg.format, url),
+                    slot: Arc::clone(&slot),
+                    spooled_wake: Notify::new(),
                     url: url.clone(),
                     shown: redact::redact(url),
                     label: redact::label(url),
@@ -212,17 +320,76 @@ impl Webhooks {
             .collect();
         if !sinks.is_empty() {
             let urls: Vec<&str> = sinks.iter().map(|s| s.shown.as_str()).collect();
-            info!(?urls, signed = cfg.secret.is_some(), "webhooks on");
+            info!(?urls, signed = cfg.secret.is_some(), durable, "webhooks on");
         }
         Webhooks {
             inner: Arc::new(Inner {
+                format: cfg.format.clone(),
                 sinks,
+                slot,
+                adopting: Arc::new(Mutex::new(HashSet::new())),
                 id_prefix: id_prefix.to_owned(),
                 next_id: AtomicU64::new(1),
                 counters,
                 workers: Mutex::new(workers),
             }),
         }
+    }
+
+    /// Durable mode: the spool, and this process's owner name for its
+    /// queues (unique to the process: the node's id and incarnation, in
+    /// `[A-Za-z0-9_-]`). Buffered events start moving to the spool. Only
+    /// the first call counts.
+    pub fn attach(&self, spool: Arc<dyn Spool>, owner: &str) {
+        let _ = self.inner.slot.set(Attached {
+            spool,
+            owner: owner.to_owned(),
+        });
+        for sink in &self.inner.sinks {
+            sink.wake.notify_one();
+        }
+    }
+
+    /// The owner part of spool queue `queue` when it is the queue of one of
+    /// this process's receivers (another process's, or its own).
+    pub fn queue_owner<'q>(&self, queue: &'q str) -> Option<&'q str> {
+        let (hash, owner) = queue.split_once('-')?;
+        self.inner
+            .sinks
+            .iter()
+            .any(|s| s.hash == hash)
+            .then_some(owner)
+    }
+
+    /// Delivers spool queue `queue` of an owner that died, then forgets it.
+    /// False (nothing done) when the spool is not attached, the queue is not
+    /// one of this process's receivers', or it is being delivered already.
+    pub fn adopt(&self, queue: &str) -> bool {
+        let Some(attached) = self.inner.slot.get() else {
+            return false;
+        };
+        let Some(sink) = queue
+            .split_once('-')
+            .and_then(|(hash, _)| self.inner.sinks.iter().find(|s| s.hash == hash))
+        else {
+            return false;
+        };
+        if !lock(&self.inner.adopting).insert(queue.to_owned()) {
+            return false;
+        }
+        info!(url = %sink.shown, queue, "delivering the webhook queue of a node that left");
+        let sink = Arc::clone(sink);
+        let spool = Arc::clone(&attached.spool);
+        let adopting = Arc::clone(&self.inner.adopting);
+        let name = queue.to_owned();
+        let task = tokio::spawn(async move {
+            sink.drain(&spool, &name, false).await;
+            lock(&adopting).remove(&name);
+        });
+        let mut workers = lock(&self.inner.workers);
+        workers.retain(|w| !w.is_finished());
+        workers.push(task);
+        true
     }
 
     /// Whether any receiver is configured (emitting is pointless otherwise).
@@ -254,9 +421,16 @@ impl Webhooks {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}-{n}", self.inner.id_prefix);
         let mut obj = Map::with_capacity(event.fields.len() + 3);
-        obj.insert("id".into(), Value::String(id.clone()));
-        obj.insert("type".into(), Value::String(event.kind.into()));
-        obj.insert("at_ms".into(), Value::from(now_ms()));
+        match self.inner.format {
+            Format::Wsring => {
+                obj.insert("id".into(), Value::String(id.clone()));
+                obj.insert("type".into(), Value::String(event.kind.into()));
+                obj.insert("at_ms".into(), Value::from(now_ms()));
+            }
+            Format::Pusher { .. } => {
+                obj.insert("name".into(), Value::String(event.kind.into()));
+            }
+        }
         for (k, v) in event.fields {
             obj.entry(k).or_insert(v);
         }
@@ -293,6 +467,7 @@ impl Webhooks {
         for sink in &self.inner.sinks {
             lock(&sink.queue).closed = true;
             sink.wake.notify_one();
+            sink.spooled_wake.notify_one();
         }
         let workers = std::mem::take(&mut *lock(&self.inner.workers));
         let deadline = Instant::now() + grace;
@@ -331,13 +506,13 @@ impl Sink {
         if q.closed {
             return false;
         }
-        if q.bytes + event.len() > self.cfg.queue_bytes {
+        if q.bytes + q.spooled + event.len() > self.cfg.queue_bytes {
             q.unreported += 1;
             let due = q.warned_at.is_none_or(|at| at.elapsed() >= WARN_EVERY);
             if due {
                 warn!(
                     url = %self.shown,
-                    queued_bytes = q.bytes,
+                    queued_bytes = q.bytes + q.spooled,
                     limit = self.cfg.queue_bytes,
                     dropped = q.unreported,
                     kind,
@@ -396,6 +571,9 @@ impl Sink {
     }
 
     async fn run(self: Arc<Self>) {
+        if self.durable {
+            return self.run_durable().await;
+        }
         loop {
             // Wait for a first event.
             loop {
@@ -425,10 +603,190 @@ impl Sink {
         }
     }
 
-    fn body(batch: &[Bytes]) -> Bytes {
-        let len = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 12;
+    /// Durable mode: once the spool is attached, moves buffered events
+    /// into it and delivers this owner's queue from it, both until
+    /// shutdown (whose grace ends them).
+    async fn run_durable(self: Arc<Self>) {
+        let attached = loop {
+            if let Some(a) = self.slot.get() {
+                break a.clone();
+            }
+            // Stopped before the node ever joined: shutdown drops the
+            // buffer (counted).
+            if lock(&self.queue).closed {
+                return;
+            }
+            self.wake.notified().await;
+        };
+        let queue = format!("{}-{}", self.hash, attached.owner);
+        tokio::join!(
+            self.persist(&attached.spool, &queue),
+            self.drain(&attached.spool, &queue, true)
+        );
+    }
+
+    /// Takes buffered events (up to the batch caps) for the spool, counting
+    /// them as spooled from now on.
+    fn take_for_spool(&self) -> Vec<Bytes> {
+        let batch = self.take_batch();
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        lock(&self.queue).spooled += bytes;
+        batch
+    }
+
+    /// Moves buffered events into the spool, in order, retrying a failed
+    /// append with backoff (the buffer keeps bounding what waits).
+    async fn persist(&self, spool: &Arc<dyn Spool>, queue: &str) {
+        loop {
+            let (n, _, closed) = self.len_and_closed();
+            if n == 0 {
+                if closed {
+                    return;
+                }
+                self.wake.notified().await;
+                continue;
+            }
+            let batch = self.take_for_spool();
+            let mut attempt = 0u32;
+            loop {
+                let why = match tokio::time::timeout(self.cfg.timeout, spool.append(queue, &batch))
+                    .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {:?}", self.cfg.timeout),
+                };
+                if attempt == 2 {
+                    warn!(url = %self.shown, events = batch.len(), error = %why, "webhook events cannot be stored in the backend; retrying");
+                } else {
+                    debug!(url = %self.shown, events = batch.len(), attempt, error = %why, "webhook spool append failed");
+                }
+                tokio::time::sleep(backoff::delay(
+                    self.cfg.retry_base,
+                    self.cfg.retry_cap,
+                    attempt,
+                ))
+                .await;
+                attempt = attempt.saturating_add(1);
+            }
+            self.spooled_wake.notify_one();
+        }
+    }
+
+    /// Delivers `queue` from the spool's head, removing what the receiver
+    /// acknowledged. The owner's own queue (`own`) is followed until
+    /// shutdown; an adopted one until it is empty, then forgotten.
+    async fn drain(&self, spool: &Arc<dyn Spool>, queue: &str, own: bool) {
+        let mut attempt = 0u32;
+        loop {
+            let closed = lock(&self.queue).closed;
+            let head = tokio::time::timeout(
+                self.cfg.timeout,
+                spool.head(queue, self.cfg.batch_max_events),
+            )
+            .await;
+            let events = match head {
+                Ok(Ok(events)) => events,
+                failure => {
+                    if closed {
+                        return;
+                    }
+                    let why = match failure {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {:?}", self.cfg.timeout),
+                    };
+                    debug!(url = %self.shown, queue, attempt, error = %why, "webhook spool read failed");
+                    tokio::time::sleep(backoff::delay(
+                        self.cfg.retry_base,
+                        self.cfg.retry_cap,
+                        attempt,
+                    ))
+                    .await;
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            };
+            attempt = 0;
+            if events.is_empty() {
+                if closed {
+                    return;
+                }
+                if !own {
+                    if let Err(e) = self.spool_call(queue, || spool.forget(queue)).await {
+                        debug!(url = %self.shown, queue, error = %e, "adopted webhook queue not forgotten");
+                    }
+                    info!(url = %self.shown, queue, "webhook queue of a node that left delivered");
+                    return;
+                }
+                // Woken by the next append; the poll only guards against a
+                // lost wake-up.
+                tokio::select! {
+                    () = self.spooled_wake.notified() => {}
+                    () = tokio::time::sleep(SPOOL_POLL) => {}
+                }
+                continue;
+            }
+            // A batch within the byte cap (a single larger event alone).
+            let mut size = 2;
+            let mut take = 0;
+            for e in &events {
+                if take > 0 && size + e.body.len() + 1 > self.cfg.batch_max_bytes {
+                    break;
+                }
+                size += e.body.len() + 1;
+                take += 1;
+            }
+            let upto = events[take - 1].seq;
+            let bodies: Vec<Bytes> = events.into_iter().take(take).map(|e| e.body).collect();
+            let bytes: usize = bodies.iter().map(Bytes::len).sum();
+            if !self.deliver(bodies).await {
+                return;
+            }
+            if let Err(e) = self.spool_call(queue, || spool.remove(queue, upto)).await {
+                // Sent again later: receivers deduplicate by id.
+                debug!(url = %self.shown, queue, error = %e, "delivered webhook events not removed from the spool");
+                continue;
+            }
+            if own {
+                let mut q = lock(&self.queue);
+                q.spooled = q.spooled.saturating_sub(bytes);
+            }
+        }
+    }
+
+    /// One spool call with the request timeout, tried up to three times.
+    async fn spool_call<F, Fut>(&self, queue: &str, call: F) -> Result<(), String>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::spool::SpoolError>>,
+    {
+        let mut why = String::new();
+        for attempt in 0..3u32 {
+            match tokio::time::timeout(self.cfg.timeout, call()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => why = e.to_string(),
+                Err(_) => why = format!("no answer within {:?}", self.cfg.timeout),
+            }
+            debug!(url = %self.shown, queue, attempt, error = %why, "webhook spool call failed");
+            tokio::time::sleep(backoff::delay(
+                self.cfg.retry_base,
+                self.cfg.retry_cap,
+                attempt,
+            ))
+            .await;
+        }
+        Err(why)
+    }
+
+    fn body(&self, batch: &[Bytes]) -> Bytes {
+        let len = batch.iter().map(|e| e.len() + 1).sum::<usize>() + 40;
         let mut b = BytesMut::with_capacity(len);
-        b.put_slice(b"{\"events\":[");
+        if let Format::Pusher { .. } = self.cfg.format {
+            b.put_slice(format!("{{\"time_ms\":{},", now_ms()).as_bytes());
+        } else {
+            b.put_u8(b'{');
+        }
+        b.put_slice(b"\"events\":[");
         for (i, e) in batch.iter().enumerate() {
             if i > 0 {
                 b.put_u8(b',');
@@ -439,10 +797,20 @@ impl Sink {
         b.freeze()
     }
 
-    async fn deliver(&self, batch: Vec<Bytes>) {
+    /// Sends `batch` until it is delivered or given up (true), or, in
+    /// durable mode, until the process stops while the receiver fails
+    /// (false: the batch stays in the spool).
+    async fn deliver(&self, batch: Vec<Bytes>) -> bool {
         let events = batch.len() as u64;
-        let body = Self::body(&batch);
-        let signature = self.cfg.secret.as_ref().map(|s| sign(s.as_bytes(), &body));
+        let body = self.body(&batch);
+        let signature = self.cfg.secret.as_ref().map(|s| {
+            let sig = sign(s.as_bytes(), &body);
+            match self.cfg.format {
+                Format::Wsring => sig,
+                // Pusher's header is the bare hex digest.
+                Format::Pusher { .. } => sig.trim_start_matches("sha256=").to_owned(),
+            }
+        });
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -454,20 +822,24 @@ impl Sink {
                     if attempt > 0 {
                         info!(url = %self.shown, events, attempts = attempt + 1, "webhook batch delivered after retries");
                     }
-                    return;
+                    return true;
                 }
                 Sent::Rejected(status) => {
                     warn!(url = %self.shown, status, events, "webhook receiver refused a batch; dropped");
                     self.dropped(events, "rejected");
-                    return;
+                    return true;
                 }
                 Sent::Retry(why) => {
                     let closed = lock(&self.queue).closed;
                     let wait = backoff::delay(self.cfg.retry_base, self.cfg.retry_cap, attempt);
+                    if closed && self.durable {
+                        debug!(url = %self.shown, events, "stopping: the batch stays in the spool");
+                        return false;
+                    }
                     if closed || started.elapsed() + wait > self.cfg.retry_for {
                         warn!(url = %self.shown, events, attempts = attempt + 1, error = %why, "webhook batch not delivered in time; dropped");
                         self.dropped(events, "expired");
-                        return;
+                        return true;
                     }
                     // The first failure is routine (a receiver restarting);
                     // a receiver failing for longer is worth a warning.
@@ -492,10 +864,20 @@ impl Sink {
             .post(&self.url)
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, now_ms().to_string())
             .body(body.clone());
-        if let Some(sig) = signature {
-            req = req.header(SIGNATURE_HEADER, sig);
+        match &self.cfg.format {
+            Format::Wsring => {
+                req = req.header(TIMESTAMP_HEADER, now_ms().to_string());
+                if let Some(sig) = signature {
+                    req = req.header(SIGNATURE_HEADER, sig);
+                }
+            }
+            Format::Pusher { key } => {
+                req = req.header(PUSHER_KEY_HEADER, key.as_str());
+                if let Some(sig) = signature {
+                    req = req.header(PUSHER_SIGNATURE_HEADER, sig);
+                }
+            }
         }
         let started = Instant::now();
         let outcome = match req.send().await {

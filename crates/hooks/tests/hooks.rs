@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use wsring_hooks::{
-    Event, Proxy, ProxyConfig, ProxyError, WebhookConfig, Webhooks, WhenDown, verify,
+    Event, Format, Proxy, ProxyConfig, ProxyError, WebhookConfig, Webhooks, WhenDown, verify,
 };
 
 const SECRET: &str = "test-secret";
+const PUSHER_KEY: &str = "app-key";
 
 /// What the receiver does with request number `n` (0-based).
 type Behaviour = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
@@ -47,10 +48,14 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
         let mut s = r.seen.lock().expect("lock");
         let n = s.requests;
         s.requests += 1;
-        let signed = headers
-            .get("x-wsring-signature")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|sig| verify(SECRET.as_bytes(), &body, sig));
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let signed = header("x-wsring-signature")
+            .is_some_and(|sig| verify(SECRET.as_bytes(), &body, sig))
+            // Pusher's format: the bare hex digest, and the app key.
+            || (header("x-pusher-key") == Some(PUSHER_KEY)
+                && header("x-pusher-signature").is_some_and(|sig| {
+                    verify(SECRET.as_bytes(), &body, &format!("sha256={sig}"))
+                }));
         if !signed {
             s.bad_signatures += 1;
         }
@@ -60,7 +65,8 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
             let events = v["events"].as_array().expect("events").clone();
             s.batch_sizes.push(events.len());
             for e in &events {
-                s.accepted.push(e["id"].as_str().expect("id").to_owned());
+                let id = e["id"].as_str().or_else(|| e["name"].as_str());
+                s.accepted.push(id.expect("id or name").to_owned());
             }
             s.bodies.push(v);
         }
@@ -182,6 +188,44 @@ async fn signed_batches_carry_every_event_once_in_order() {
         assert_eq!(first["id"], "n1-abc-1");
     }
     until_stats(&hooks, |st| st.delivered == 250).await;
+}
+
+#[tokio::test]
+async fn pusher_format_is_pushers_body_and_headers() {
+    let (url, r) = receiver(|_| Answer::Ok).await;
+    let cfg = WebhookConfig {
+        format: Format::Pusher {
+            key: PUSHER_KEY.into(),
+        },
+        ..config(&url)
+    };
+    let hooks = Webhooks::start(cfg, client(), "n1");
+    hooks.emit(Event::new("channel_occupied").with("channel", "news"));
+    hooks.emit(
+        Event::new("member_added")
+            .with("channel", "presence-a")
+            .with("user_id", "7"),
+    );
+    r.until("both events", |s| s.accepted.len() == 2).await;
+    let s = r.seen.lock().expect("lock");
+    assert_eq!(
+        s.bad_signatures, 0,
+        "signed with the app secret, Pusher's way"
+    );
+    let body = &s.bodies[0];
+    assert!(
+        body["time_ms"]
+            .as_u64()
+            .is_some_and(|t| t > 1_600_000_000_000)
+    );
+    assert_eq!(
+        body["events"],
+        json!([
+            {"name":"channel_occupied","channel":"news"},
+            {"name":"member_added","channel":"presence-a","user_id":"7"}
+        ]),
+        "no wsring id, type or at_ms"
+    );
 }
 
 #[tokio::test]
@@ -347,4 +391,112 @@ async fn proxy_to_nothing_is_unreachable_and_busy_past_its_slots() {
     r.until("the first call", |s| s.requests == 1).await;
     assert_eq!(p.call(&json!({})).await, Err(ProxyError::Busy("connect")));
     waiting.abort();
+}
+
+/// An in-process spool: what the cluster backend's queues are to a node.
+#[derive(Default)]
+struct TestSpool {
+    queues: Mutex<std::collections::BTreeMap<String, (u64, Vec<wsring_hooks::Spooled>)>>,
+}
+
+#[async_trait::async_trait]
+impl wsring_hooks::Spool for TestSpool {
+    async fn append(&self, queue: &str, events: &[Bytes]) -> Result<(), wsring_hooks::SpoolError> {
+        let mut qs = self.queues.lock().expect("lock");
+        let (last, q) = qs.entry(queue.to_owned()).or_default();
+        for e in events {
+            *last += 1;
+            q.push(wsring_hooks::Spooled {
+                seq: *last,
+                body: e.clone(),
+            });
+        }
+        Ok(())
+    }
+    async fn head(
+        &self,
+        queue: &str,
+        max: usize,
+    ) -> Result<Vec<wsring_hooks::Spooled>, wsring_hooks::SpoolError> {
+        let qs = self.queues.lock().expect("lock");
+        Ok(qs
+            .get(queue)
+            .map(|(_, q)| q.iter().take(max).cloned().collect())
+            .unwrap_or_default())
+    }
+    async fn remove(&self, queue: &str, upto: u64) -> Result<(), wsring_hooks::SpoolError> {
+        if let Some((_, q)) = self.queues.lock().expect("lock").get_mut(queue) {
+            q.retain(|e| e.seq > upto);
+        }
+        Ok(())
+    }
+    async fn forget(&self, queue: &str) -> Result<(), wsring_hooks::SpoolError> {
+        self.queues.lock().expect("lock").remove(queue);
+        Ok(())
+    }
+}
+
+impl TestSpool {
+    fn held(&self) -> Vec<(String, usize)> {
+        let qs = self.queues.lock().expect("lock");
+        qs.iter().map(|(k, (_, q))| (k.clone(), q.len())).collect()
+    }
+}
+
+#[tokio::test]
+async fn durable_events_outlive_their_process_and_are_adopted_with_their_ids() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let u = Arc::clone(&up);
+    let (url, r) = receiver(move |_| {
+        if u.load(std::sync::atomic::Ordering::SeqCst) {
+            Answer::Ok
+        } else {
+            Answer::Status(503)
+        }
+    })
+    .await;
+    let spool = Arc::new(TestSpool::default());
+    // The first process queues three events while the receiver is down,
+    // then stops: they stay in the spool.
+    let a = Webhooks::start_durable(config(&url), client(), "a");
+    let early = a.emit(ev(0)).expect("id");
+    a.attach(spool.clone(), "1-a");
+    let mut ids = vec![early];
+    ids.extend((1..3).filter_map(|i| a.emit(ev(i))));
+    r.until("a failed attempt", |s| s.requests >= 1).await;
+    for _ in 0..200 {
+        if spool.held().iter().map(|(_, n)| n).sum::<usize>() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.shutdown(Duration::from_secs(2)).await;
+    let held = spool.held();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let (queue, n) = held[0].clone();
+    assert_eq!(n, 3, "every event waits in the spool");
+    assert_eq!(a.stats().dropped, 0, "nothing counted lost");
+    // Another process adopts the queue once the receiver is back.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let b = Webhooks::start_durable(config(&url), client(), "b");
+    assert!(!b.adopt(&queue), "nothing to adopt with before a spool");
+    b.attach(spool.clone(), "2-b");
+    assert_eq!(b.queue_owner(&queue), Some("1-a"));
+    assert_eq!(b.queue_owner("0000000000000000-1-a"), None, "another URL");
+    assert!(b.adopt(&queue));
+    r.until("the adopted events", |s| s.accepted.len() >= 3)
+        .await;
+    assert_eq!(
+        r.seen.lock().expect("lock").accepted,
+        ids,
+        "the ids the first process gave"
+    );
+    for _ in 0..200 {
+        if spool.held().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spool.held().is_empty(), "the adopted queue is forgotten");
+    b.shutdown(Duration::from_secs(1)).await;
 }

@@ -1,13 +1,8 @@
 //! permessage-deflate (RFC 7692) for the node's sessions: the negotiation
-//! of the extension in the opening handshake ([`negotiate`]), the
-//! compression of outbound messages ([`compress_shared`]) and, in
-//! [`inflate`], the decompression of inbound ones below the UTF-8 guard.
-//!
-//! tungstenite has no extension support (it fails any frame with RSV1
-//! set), so the extension lives around it: outbound messages are
-//! compressed here and written as ready-made frames with RSV1 set, and
-//! inbound compressed messages are rewritten into plain frames before
-//! tungstenite (and the UTF-8 guard) see them.
+//! of the extension in the opening handshake ([`negotiate`]) and the
+//! compression of outbound messages ([`compress_shared`]); the parameter
+//! grammar, the compressor and the inflating layer below the UTF-8 guard
+//! are `wsring-deflate`'s, shared with the client SDK.
 //!
 //! Memory is the point of the defaults. The server never takes over its
 //! compression context (`server_no_context_takeover`), so no compressor
@@ -20,35 +15,28 @@
 //! A message fanned out to many sessions shares one buffer; its compressed
 //! form is cached per thread by that buffer's identity, so a room of a
 //! thousand costs one deflate per worker thread, not a thousand.
-
-pub(crate) mod inflate;
+//!
+//! Server context takeover is an operator's opt-in
+//! ([`DeflateSettings::server_context_takeover`]): a session whose client
+//! allows it keeps its own compressor (created with its first compressed
+//! message, with a window of at most
+//! [`DeflateSettings::server_max_window_bits`]), so each message may refer
+//! to the ones before it and a chat stream shrinks further, at the price of
+//! that compressor's memory for as long as the connection lives and of one
+//! deflate per session instead of one per fan-out (the compressed bytes
+//! depend on each session's history, so they cannot be shared).
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
 use std::cell::RefCell;
 use std::collections::VecDeque;
-
-/// The extension's registered name.
-pub(crate) const NAME: &str = "permessage-deflate";
-
-/// The tail a sync flush ends with, removed from every compressed message
-/// and added back before inflating (RFC 7692 §7.2.1, §7.2.2).
-pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// The smallest window zlib compresses raw deflate with: an offer that
-/// limits the server's window below this (`server_max_window_bits=8`) is
-/// declined.
-const MIN_SERVER_WINDOW_BITS: u8 = 9;
-
-/// Compression level: zlib's default, the usual ratio/speed balance; the
-/// fan-out cache makes the cost per delivered message small anyway.
-const LEVEL: u32 = 6;
-
-/// Compressors kept per thread (one per window size in use).
-const POOL: usize = 4;
+pub(crate) use wsring_deflate::compress;
+use wsring_deflate::{MIN_WINDOW_BITS, NAME, Params, elements};
 
 /// Compressed messages remembered per thread for the fan-out cache.
 const CACHE_ENTRIES: usize = 8;
+
+/// The largest window RFC 7692 allows, and the default one.
+pub const MAX_WINDOW_BITS: u8 = 15;
 
 /// The node's deflate settings (from `NodeConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +48,13 @@ pub struct DeflateSettings {
     /// Whether a client may keep its compression context across messages
     /// (the node then keeps an inflater per such connection).
     pub client_context_takeover: bool,
+    /// Whether the node keeps its own compression context per session when
+    /// the client allows it (a compressor per such connection, no shared
+    /// compression for fan-out).
+    pub server_context_takeover: bool,
+    /// The largest window (9–15 bits) of a session's own compressor with
+    /// server context takeover; below 15 it is stated in the response.
+    pub server_max_window_bits: u8,
 }
 
 /// What one connection agreed on.
@@ -67,87 +62,14 @@ pub struct DeflateSettings {
 pub(crate) struct Agreed {
     /// The server compressor's window, in bits (9–15).
     pub server_window_bits: u8,
+    /// Whether the server keeps its compression context from message to
+    /// message (a compressor per session).
+    pub server_context_takeover: bool,
     /// Whether the client takes over its context from message to message,
     /// so the inflater persists for the connection.
     pub client_context_takeover: bool,
     /// Outbound messages shorter than this are sent uncompressed.
     pub threshold: usize,
-}
-
-/// One offer's parameters, each at most once.
-#[derive(Debug, Default)]
-struct Offer {
-    server_no_context_takeover: bool,
-    client_no_context_takeover: bool,
-    server_max_window_bits: Option<u8>,
-    /// `Some(None)`: offered without a value.
-    client_max_window_bits: Option<Option<u8>>,
-}
-
-/// Splits `s` on `sep` outside double quotes.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if quoted && c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            parts.push(&s[start..i]);
-            start = i + c.len_utf8();
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-/// A window-bits value: a decimal 8–15 without leading zeros, possibly as
-/// a quoted string (RFC 7692 §7.1.2).
-fn window_bits(value: &str) -> Option<u8> {
-    let v = value.trim();
-    let v = match v.strip_prefix('"') {
-        Some(rest) => rest.strip_suffix('"')?,
-        None => v,
-    };
-    if v.is_empty() || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u8 = v.parse().ok()?;
-    (8..=15).contains(&n).then_some(n)
-}
-
-/// Parses one offer's parameters (the part after the extension name); an
-/// unknown parameter, a repeated one, or a bad value makes it invalid.
-fn parse_offer(params: &[&str]) -> Option<Offer> {
-    let mut offer = Offer::default();
-    for p in params {
-        let (name, value) = match p.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
-            None => (p.trim(), None),
-        };
-        match (name.to_ascii_lowercase().as_str(), value) {
-            ("server_no_context_takeover", None) if !offer.server_no_context_takeover => {
-                offer.server_no_context_takeover = true;
-            }
-            ("client_no_context_takeover", None) if !offer.client_no_context_takeover => {
-                offer.client_no_context_takeover = true;
-            }
-            ("server_max_window_bits", Some(v)) if offer.server_max_window_bits.is_none() => {
-                offer.server_max_window_bits = Some(window_bits(v)?);
-            }
-            ("client_max_window_bits", v) if offer.client_max_window_bits.is_none() => {
-                offer.client_max_window_bits = Some(match v {
-                    Some(v) => Some(window_bits(v)?),
-                    None => None,
-                });
-            }
-            _ => return None,
-        }
-    }
-    Some(offer)
 }
 
 /// Picks the first permessage-deflate offer in `offers` (the values of the
@@ -156,14 +78,18 @@ fn parse_offer(params: &[&str]) -> Option<Offer> {
 /// `None`: no offer, or none the node can honour: the response carries no
 /// extension and messages go uncompressed.
 ///
-/// The answer always includes `server_no_context_takeover` (a server may
-/// include it unasked, RFC 7692 §7.1.1.1) and, unless the client may take
-/// over its context and did not offer not to, `client_no_context_takeover`
-/// (a server may include it unasked, §7.1.1.2). `server_max_window_bits`
-/// is echoed when offered (the node compresses with that window; 8 is
-/// declined, as zlib's raw deflate needs 9 at least);
-/// `client_max_window_bits` is never answered, which §7.1.2.2 allows: the
-/// inflater's 15-bit window reads any smaller one.
+/// The answer includes `server_no_context_takeover` (a server may include
+/// it unasked, RFC 7692 §7.1.1.1) unless the node takes over its context,
+/// which it does only when its settings allow it and the offer does not
+/// forbid it; and, unless the client may take over its context and did not
+/// offer not to, `client_no_context_takeover` (a server may include it
+/// unasked, §7.1.1.2). `server_max_window_bits` is answered when offered
+/// (the node compresses with that window, or a smaller one of its own
+/// limit with context takeover; 8 is declined, as zlib's raw deflate needs
+/// 9 at least), and stated unasked when the node takes over its context
+/// with a limit below 15 (§7.1.2.1); `client_max_window_bits` is never
+/// answered, which §7.1.2.2 allows: the inflater's 15-bit window reads any
+/// smaller one.
 pub(crate) fn negotiate<'a>(
     offers: impl IntoIterator<Item = &'a str>,
     settings: &DeflateSettings,
@@ -172,30 +98,42 @@ pub(crate) fn negotiate<'a>(
         return None;
     }
     for header in offers {
-        for offer in split_outside_quotes(header, ',') {
-            let parts = split_outside_quotes(offer, ';');
-            let (name, params) = parts.split_first()?;
-            if !name.trim().eq_ignore_ascii_case(NAME) {
+        for element in elements(header) {
+            if !element.is_deflate() {
                 continue;
             }
-            let Some(offer) = parse_offer(params) else {
+            let Some(offer) = Params::parse(&element.params) else {
                 continue;
             };
-            let server_window_bits = offer.server_max_window_bits.unwrap_or(15);
-            if server_window_bits < MIN_SERVER_WINDOW_BITS {
+            let offered_bits = offer.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS);
+            if offered_bits < MIN_WINDOW_BITS {
                 continue;
             }
+            let server_context_takeover =
+                settings.server_context_takeover && !offer.server_no_context_takeover;
+            let limit = settings
+                .server_max_window_bits
+                .clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+            let server_window_bits = if server_context_takeover {
+                offered_bits.min(limit)
+            } else {
+                offered_bits
+            };
             let client_context_takeover =
                 settings.client_context_takeover && !offer.client_no_context_takeover;
-            let mut answer = format!("{NAME}; server_no_context_takeover");
+            let mut answer = NAME.to_owned();
+            if !server_context_takeover {
+                answer.push_str("; server_no_context_takeover");
+            }
             if !client_context_takeover {
                 answer.push_str("; client_no_context_takeover");
             }
-            if let Some(bits) = offer.server_max_window_bits {
-                answer.push_str(&format!("; server_max_window_bits={bits}"));
+            if offer.server_max_window_bits.is_some() || server_window_bits < MAX_WINDOW_BITS {
+                answer.push_str(&format!("; server_max_window_bits={server_window_bits}"));
             }
             let agreed = Agreed {
                 server_window_bits,
+                server_context_takeover,
                 client_context_takeover,
                 threshold: settings.threshold,
             };
@@ -206,58 +144,14 @@ pub(crate) fn negotiate<'a>(
 }
 
 thread_local! {
-    /// Reset compressors by window bits, reused across messages.
-    static POOLED: RefCell<Vec<(u8, Compress)>> = const { RefCell::new(Vec::new()) };
     /// Recently compressed shared buffers: (original, window bits, compressed).
     static CACHE: RefCell<VecDeque<(Bytes, u8, Bytes)>> = const { RefCell::new(VecDeque::new()) };
-    /// Messages this thread compressed (for tests and measurements).
-    static COMPRESSIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Messages compressed on this thread so far.
 #[cfg(test)]
 pub(crate) fn compressions() -> u64 {
-    COMPRESSIONS.with(|c| c.get())
-}
-
-/// Compresses one message as RFC 7692 §7.2.1 says: raw deflate, a sync
-/// flush, the trailing `00 00 ff ff` removed; no context is kept.
-pub(crate) fn compress(window_bits: u8, payload: &[u8]) -> Vec<u8> {
-    COMPRESSIONS.with(|c| c.set(c.get() + 1));
-    let mut compressor = POOLED
-        .with(|p| {
-            let mut p = p.borrow_mut();
-            let i = p.iter().position(|(b, _)| *b == window_bits)?;
-            Some(p.swap_remove(i).1)
-        })
-        .unwrap_or_else(|| {
-            Compress::new_with_window_bits(Compression::new(LEVEL), false, window_bits)
-        });
-    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-    loop {
-        let consumed = (compressor.total_in() as usize).min(payload.len());
-        let status = compressor.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync);
-        let done = compressor.total_in() as usize >= payload.len();
-        // Finished once all input is in and the flush had room to complete.
-        if done && out.len() < out.capacity() {
-            break;
-        }
-        if matches!(status, Err(_) | Ok(Status::StreamEnd)) {
-            break;
-        }
-        out.reserve(out.capacity().max(64));
-    }
-    if out.ends_with(&TAIL) {
-        out.truncate(out.len() - TAIL.len());
-    }
-    compressor.reset();
-    POOLED.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL {
-            p.push((window_bits, compressor));
-        }
-    });
-    out
+    wsring_deflate::compressions()
 }
 
 /// [`compress`] for a buffer that may be shared by a fan-out: the result is
@@ -293,12 +187,15 @@ pub(crate) fn compress_shared(window_bits: u8, payload: &Bytes) -> Bytes {
 pub(crate) mod tests {
     use super::*;
     use flate2::{Decompress, FlushDecompress};
+    use wsring_deflate::TAIL;
 
     fn on() -> DeflateSettings {
         DeflateSettings {
             enabled: true,
             threshold: 256,
             client_context_takeover: false,
+            server_context_takeover: false,
+            server_max_window_bits: 15,
         }
     }
 
@@ -404,6 +301,54 @@ pub(crate) mod tests {
         )
         .expect("second line");
         assert_eq!(agreed.server_window_bits, 15);
+    }
+
+    #[test]
+    fn server_context_takeover_is_opt_in_and_honours_the_offer() {
+        let takeover = DeflateSettings {
+            server_context_takeover: true,
+            ..on()
+        };
+        let (agreed, a) = negotiate(["permessage-deflate"], &takeover).expect("agreed");
+        assert_eq!(a, "permessage-deflate; client_no_context_takeover");
+        assert!(agreed.server_context_takeover);
+        assert_eq!(agreed.server_window_bits, 15);
+        // A client that forbids it gets what the default gives.
+        let (agreed, a) = negotiate(
+            ["permessage-deflate; server_no_context_takeover"],
+            &takeover,
+        )
+        .expect("agreed");
+        assert_eq!(a, BASE);
+        assert!(!agreed.server_context_takeover);
+        // The node's window limit is stated unasked, and caps an offer.
+        let small = DeflateSettings {
+            server_max_window_bits: 10,
+            ..takeover
+        };
+        for (offer, bits) in [
+            ("permessage-deflate", 10),
+            ("permessage-deflate; server_max_window_bits=12", 10),
+            ("permessage-deflate; server_max_window_bits=9", 9),
+        ] {
+            let (agreed, a) = negotiate([offer], &small).expect(offer);
+            assert_eq!(
+                a,
+                format!(
+                    "permessage-deflate; client_no_context_takeover; server_max_window_bits={bits}"
+                ),
+                "{offer}"
+            );
+            assert_eq!(agreed.server_window_bits, bits, "{offer}");
+        }
+        // Without takeover no compressor is kept, so the limit does not apply.
+        let (agreed, a) =
+            negotiate(["permessage-deflate; server_no_context_takeover"], &small).expect("agreed");
+        assert_eq!((agreed.server_window_bits, a.as_str()), (15, BASE));
+        // Off by default, with a 15-bit limit.
+        let defaults = crate::NodeConfig::new("n1").deflate_settings();
+        assert!(!defaults.server_context_takeover);
+        assert_eq!(defaults.server_max_window_bits, 15);
     }
 
     /// Inflates one message as a peer would: tail added back, raw inflate.
@@ -546,5 +491,23 @@ pub(crate) mod tests {
             corpus.len()
         );
         assert!(ratio < 0.75, "{ratio}");
+        // With server context takeover (`--deflate-server-context-takeover`):
+        // one compressor for the stream, every message from the threshold up
+        // sent compressed.
+        for bits in [15, 10] {
+            let mut c = wsring_deflate::compressor(bits);
+            let kept: usize = corpus
+                .iter()
+                .map(|m| {
+                    if m.len() < 256 {
+                        return frame_bytes(m.len());
+                    }
+                    frame_bytes(wsring_deflate::compress_with(&mut c, m.as_bytes()).len())
+                })
+                .sum();
+            let r = kept as f64 / plain as f64;
+            println!("with context takeover, {bits}-bit window: {kept} bytes: {r:.3}x");
+            assert!(r < ratio, "{r} against {ratio}");
+        }
     }
 }

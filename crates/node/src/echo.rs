@@ -77,6 +77,7 @@ pub async fn start_echo(
             inbox,
             streams: None,
             server_rooms: backend.rooms.clone(),
+            hook_queue: None,
             security: Arc::new(wsring_auth::Security::open()),
             kill,
         },

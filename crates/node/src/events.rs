@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use wsring_hooks::Event;
+use wsring_hooks::{Event, Webhooks};
 
 use crate::node::Node;
 use crate::sessions::SessionHandle;
@@ -65,4 +65,59 @@ pub(crate) fn to_server(
         ev = ev.with("client_id", id);
     }
     node.hooks.emit_all(ev)
+}
+
+// Webhooks in Pusher's format (`--pusher-webhook-url`): each event is
+// `{"name",…}` with the fields Pusher's documentation gives it.
+
+/// `channel_occupied` / `channel_vacated`: a channel's first subscriber
+/// anywhere in the cluster came, or its last one went.
+pub(crate) fn pusher_channel(hooks: &Webhooks, channel: &str, occupied: bool) {
+    let name = if occupied {
+        "channel_occupied"
+    } else {
+        "channel_vacated"
+    };
+    hooks.emit(Event::new(name).with("channel", channel));
+}
+
+/// `member_added` / `member_removed`: a user id's first connection
+/// anywhere in the cluster joined a presence channel, or its last one left.
+pub(crate) fn pusher_member(hooks: &Webhooks, channel: &str, user_id: &str, added: bool) {
+    let name = if added {
+        "member_added"
+    } else {
+        "member_removed"
+    };
+    hooks.emit(
+        Event::new(name)
+            .with("channel", channel)
+            .with("user_id", user_id),
+    );
+}
+
+/// `client_event`: a client sent `event` on `channel`. `data` is given as
+/// a string, as Pusher does (a string as is, other JSON as its text);
+/// `user_id` on presence channels.
+pub(crate) fn pusher_client_event(
+    node: &Node,
+    channel: &str,
+    event: &str,
+    data: &RawValue,
+    socket_id: &str,
+    user_id: Option<&str>,
+) {
+    if !node.pusher_hooks.enabled() {
+        return;
+    }
+    let data = serde_json::from_str::<String>(data.get()).unwrap_or_else(|_| data.get().to_owned());
+    let mut ev = Event::new("client_event")
+        .with("channel", channel)
+        .with("event", event)
+        .with("data", data)
+        .with("socket_id", socket_id);
+    if let Some(user) = user_id {
+        ev = ev.with("user_id", user);
+    }
+    node.pusher_hooks.emit(ev);
 }

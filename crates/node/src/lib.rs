@@ -43,6 +43,7 @@ mod durable;
 pub mod echo;
 pub mod error;
 mod events;
+mod hook_spool;
 mod inbound;
 mod node;
 mod occupancy;
@@ -68,7 +69,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use wsring_cluster::{Broker, Inbox, Membership, ServerRooms, StreamStore, Topic};
+use wsring_cluster::{Broker, HookQueue, Inbox, Membership, ServerRooms, StreamStore, Topic};
 
 pub use config::{NodeConfig, Routing};
 pub use echo::start_echo;
@@ -87,6 +88,9 @@ pub struct NodeDeps {
     pub streams: Option<Arc<dyn StreamStore>>,
     /// Where the rooms the server put each user in are kept.
     pub server_rooms: Arc<dyn ServerRooms>,
+    /// Where webhook events wait for delivery in durable mode (`None`:
+    /// in memory, as without durable mode).
+    pub hook_queue: Option<Arc<dyn HookQueue>>,
     /// Who may connect and call the API ([`wsring_auth::Security::open`]
     /// for none).
     pub security: Arc<wsring_auth::Security>,
@@ -119,6 +123,7 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}/ws"));
     let streams = if cfg.durable { deps.streams } else { None };
+    let hook_queue = if cfg.durable { deps.hook_queue } else { None };
     let kill = deps.kill;
     let node = Arc::new(Node::new(
         cfg,
@@ -127,6 +132,7 @@ pub async fn start(
         deps.broker,
         streams,
         deps.server_rooms,
+        hook_queue.is_some(),
         deps.security,
         kill.clone(),
     )?);
@@ -160,6 +166,9 @@ pub async fn start(
     node.joined.store(true, Ordering::Relaxed);
     if let Some(o) = &node.occupancy {
         o.start(&kill);
+    }
+    if let Some(q) = hook_queue.filter(|_| node.hooks.enabled() || node.pusher_hooks.enabled()) {
+        tokio::spawn(hook_spool::run(Arc::clone(&node), q, kill.clone()));
     }
     info!(node = %node.id(), %url, routing = node.cfg.routing.as_str(), durable = node.streams.is_some(), "node serving");
     Ok(NodeHandle { node, addr })
@@ -295,7 +304,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
     }
 
     /// Leaves gracefully: off the ring at once (`draining`), sessions moved with
@@ -325,7 +337,10 @@ impl NodeHandle {
         }
         node.kill.cancel();
         node.broker.close().await;
-        node.hooks.shutdown(HOOKS_GRACE).await;
+        tokio::join!(
+            node.hooks.shutdown(HOOKS_GRACE),
+            node.pusher_hooks.shutdown(HOOKS_GRACE)
+        );
         info!(node = %node.id(), "drained");
     }
 }

@@ -97,6 +97,9 @@ pub struct Node {
     pub(crate) security: Arc<wsring_auth::Security>,
     /// Events to the application (a no-op without `--webhook-url`).
     pub(crate) hooks: wsring_hooks::Webhooks,
+    /// Events to the application in Pusher's format (a no-op without
+    /// `--pusher-webhook-url`).
+    pub(crate) pusher_hooks: wsring_hooks::Webhooks,
     /// Asked before a client's send or publish, with `--publish-proxy`.
     pub(crate) publish_proxy: Option<wsring_hooks::Proxy>,
     /// The application's connect check (`--connect-proxy`), for connects
@@ -130,6 +133,7 @@ impl Node {
         broker: Arc<dyn Broker>,
         streams: Option<Arc<dyn StreamStore>>,
         server_rooms: Arc<dyn ServerRooms>,
+        durable_hooks: bool,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, wsring_http::tls::TlsError> {
@@ -145,10 +149,19 @@ impl Node {
         let rooms = RoomSubs::new(Arc::clone(&broker), Arc::clone(&table));
         // Event ids must stay unique across restarts of the same node id.
         let boot: u32 = rand::random();
-        let hooks = wsring_hooks::Webhooks::start(
-            cfg.webhooks(),
+        let prefix = format!("{}-{boot:08x}", cfg.id);
+        // Durable: events wait in the backend once the node joined (see
+        // `hook_spool`); the Pusher-format receivers' queues as well.
+        let start = if durable_hooks {
+            wsring_hooks::Webhooks::start_durable
+        } else {
+            wsring_hooks::Webhooks::start
+        };
+        let hooks = start(cfg.webhooks(), http.clone(), &prefix);
+        let pusher_hooks = start(
+            cfg.pusher_webhooks(security.pusher.as_deref()),
             http.clone(),
-            &format!("{}-{boot:08x}", cfg.id),
+            &format!("{prefix}-pusher"),
         );
         let connect_proxy = security.connect_proxy.as_ref().map(|c| {
             let cfg = wsring_hooks::ProxyConfig::connect(&c.url, &c.secret, c.timeout);
@@ -164,13 +177,14 @@ impl Node {
             Arc::clone(&membership),
         );
         roster.start(&kill);
-        let occupancy = hooks.enabled().then(|| {
+        let occupancy = (hooks.enabled() || pusher_hooks.enabled()).then(|| {
             Occupancy::new(
                 cfg.id.clone(),
                 Arc::clone(&broker),
                 Arc::clone(&table),
                 Arc::clone(&membership),
                 hooks.clone(),
+                pusher_hooks.clone(),
             )
         });
         let user_rates = wsring_auth::KeyedLimiter::new(cfg.user_rate_limits());
@@ -193,6 +207,7 @@ impl Node {
             http,
             security,
             hooks,
+            pusher_hooks,
             publish_proxy,
             connect_proxy,
             next_session: AtomicU64::new(0),
@@ -753,6 +768,7 @@ pub(crate) mod testing {
                     Arc::clone(&broker) as _,
                     streams,
                     rooms,
+                    false,
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )

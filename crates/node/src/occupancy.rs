@@ -25,11 +25,21 @@
 //!   leaves the view, or comes back under a newer incarnation, has its share
 //!   dropped: a crash vacates the rooms only it had members in.
 //!
+//! With webhooks in Pusher's format on, the same bookkeeping also gives
+//! `channel_occupied`/`channel_vacated` (rooms whose names are Pusher
+//! channel names) and `member_added`/`member_removed` per user id: for a
+//! presence channel, a node's share also holds one *member item*
+//! `"{channel}\n{user_id}"` per user id with a local connection there (a
+//! channel name has no newline), so a user id's first connection anywhere
+//! is an edge 0 → 1 and its last one 1 → 0, whatever the number of
+//! connections and nodes, with the same emitter and the same recovery.
+//!
 //! Memory: every node holds, per occupied room in the cluster, the room name
-//! once and one entry per node with members there.
+//! once and one entry per node with members there (and, with Pusher
+//! webhooks, the same per presence channel member).
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -39,6 +49,7 @@ use wsring_cluster::{Broker, ClusterError, Membership, Topic, View, lock};
 use wsring_hooks::{Event, Webhooks};
 use wsring_protocol::Target;
 
+use crate::pusher::channel::{self, Kind, Member};
 use crate::rooms::{publish_bookkeeping, share_chunks};
 use crate::sessions::SessionTable;
 use crate::tally::{Claim, Edges, Tally, net};
@@ -131,7 +142,7 @@ impl Picture {
 
 /// The member that queues occupancy webhooks: the lowest incarnation, then
 /// the lowest id (incarnations of `0` come from old documents).
-fn emitter(view: &View) -> Option<&str> {
+pub(crate) fn emitter(view: &View) -> Option<&str> {
     view.doc
         .members
         .iter()
@@ -148,13 +159,31 @@ struct Outbox {
     shares: HashSet<Option<String>>,
 }
 
+/// What this node last told the others it has.
+#[derive(Default)]
+struct Announced {
+    /// Rooms and member items.
+    items: HashSet<String>,
+    /// Per presence channel, the user ids of its member items.
+    members: HashMap<String, HashSet<String>>,
+}
+
+/// The member item of `user_id` in presence channel `channel`.
+fn member_item(channel: &str, user_id: &str) -> String {
+    format!("{channel}\n{user_id}")
+}
+
 /// One node's occupancy tracking (only built when webhooks are on).
 pub(crate) struct Occupancy {
     id: String,
     broker: Arc<dyn Broker>,
     table: Arc<SessionTable>,
     membership: Arc<Membership>,
+    /// Native webhooks (`room.occupied`, `room.vacated`), maybe off.
     hooks: Webhooks,
+    /// Webhooks in Pusher's format, maybe off; when on, presence channel
+    /// members are tracked too.
+    pusher: Webhooks,
     outbox: Mutex<Outbox>,
     wake: Notify,
     picture: Mutex<Picture>,
@@ -167,6 +196,7 @@ impl Occupancy {
         table: Arc<SessionTable>,
         membership: Arc<Membership>,
         hooks: Webhooks,
+        pusher: Webhooks,
     ) -> Arc<Occupancy> {
         Arc::new(Occupancy {
             id,
@@ -174,6 +204,7 @@ impl Occupancy {
             table,
             membership,
             hooks,
+            pusher,
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             picture: Mutex::new(Picture::default()),
@@ -292,14 +323,32 @@ impl Occupancy {
         if edges.is_empty() || emitter(&self.membership.view()) != Some(self.id.as_str()) {
             return;
         }
-        for (room, occupied) in edges {
-            let kind = if occupied {
-                "room.occupied"
-            } else {
-                "room.vacated"
-            };
-            self.hooks.emit(Event::new(kind).with("room", room));
+        for (item, present) in edges {
+            if let Some((channel, user_id)) = item.split_once('\n') {
+                crate::events::pusher_member(&self.pusher, channel, user_id, present);
+                continue;
+            }
+            if self.hooks.enabled() {
+                let kind = if present {
+                    "room.occupied"
+                } else {
+                    "room.vacated"
+                };
+                self.hooks
+                    .emit(Event::new(kind).with("room", item.as_str()));
+            }
+            if self.pusher.enabled() && channel::invalid_name(&item).is_none() {
+                crate::events::pusher_channel(&self.pusher, &item, present);
+            }
         }
+    }
+
+    /// Whether `room`'s members are tracked: a presence channel, with
+    /// Pusher webhooks on.
+    fn tracks_members(&self, room: &str) -> bool {
+        self.pusher.enabled()
+            && Kind::of(room) == Kind::Presence
+            && channel::invalid_name(room).is_none()
     }
 
     /// Follows the membership view: nodes that left, or came back under a
@@ -343,7 +392,7 @@ impl Occupancy {
     /// The announcing task: publishes what the table says changed, and the
     /// shares asked for, in that order, one at a time.
     async fn announce(self: Arc<Self>, kill: CancellationToken) {
-        let mut announced: HashSet<String> = HashSet::new();
+        let mut announced = Announced::default();
         let mut inc = self.membership.incarnation().unwrap_or(0);
         loop {
             let now = self.membership.incarnation().unwrap_or(0);
@@ -368,7 +417,7 @@ impl Occupancy {
         }
     }
 
-    async fn flush(&self, announced: &mut HashSet<String>, inc: u64) -> Result<(), ClusterError> {
+    async fn flush(&self, announced: &mut Announced, inc: u64) -> Result<(), ClusterError> {
         let (dirty, shares) = {
             let mut ob = lock(&self.outbox);
             (
@@ -378,39 +427,103 @@ impl Occupancy {
         };
         let mut dirty = dirty.into_iter();
         while let Some(room) = dirty.next() {
-            let actual = self.table.has_room(&room);
-            if actual == announced.contains(&room) {
-                continue;
-            }
-            let msg = OccMsg::Delta {
-                node: self.id.clone(),
-                inc,
-                epoch: self.listed_epoch(),
-                room: room.clone(),
-                present: actual,
-            };
-            if let Err(e) = self.publish(Topic::Cluster, &msg).await {
+            if let Err(e) = self.announce_room(&room, announced, inc).await {
                 let mut ob = lock(&self.outbox);
                 ob.dirty.insert(room);
                 ob.dirty.extend(dirty);
                 ob.shares.extend(shares);
                 return Err(e);
             }
-            if actual {
-                announced.insert(room);
-            } else {
-                announced.remove(&room);
-            }
         }
         let mut shares = shares.into_iter();
         while let Some(to) = shares.next() {
-            let rooms: Vec<String> = announced.iter().cloned().collect();
-            if let Err(e) = self.send_share(to.as_deref(), rooms, inc).await {
+            let items: Vec<String> = announced.items.iter().cloned().collect();
+            if let Err(e) = self.send_share(to.as_deref(), items, inc).await {
                 let mut ob = lock(&self.outbox);
                 ob.shares.insert(to);
                 ob.shares.extend(shares);
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Tells the others what changed about `room` here: the room, and its
+    /// member items. A room's arrival goes before its members', its
+    /// departure after, so receivers hear of a channel before its members
+    /// and of its members' leaving before it is vacated. Repeatable: a
+    /// failure leaves the rest to the next attempt.
+    async fn announce_room(
+        &self,
+        room: &str,
+        announced: &mut Announced,
+        inc: u64,
+    ) -> Result<(), ClusterError> {
+        let present = self.table.has_room(room);
+        if present {
+            self.announce_item(room.to_owned(), true, announced, inc)
+                .await?;
+        }
+        let users: HashSet<String> = if self.tracks_members(room) {
+            self.table
+                .room_counts(room)
+                .keys()
+                .filter_map(|k| Member::decode(k))
+                .map(|m| m.user_id)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let had = announced.members.get(room).cloned().unwrap_or_default();
+        for user in users.difference(&had) {
+            self.announce_item(member_item(room, user), true, announced, inc)
+                .await?;
+            announced
+                .members
+                .entry(room.to_owned())
+                .or_default()
+                .insert(user.clone());
+        }
+        for user in had.difference(&users) {
+            self.announce_item(member_item(room, user), false, announced, inc)
+                .await?;
+            if let Some(set) = announced.members.get_mut(room) {
+                set.remove(user);
+                if set.is_empty() {
+                    announced.members.remove(room);
+                }
+            }
+        }
+        if !present {
+            self.announce_item(room.to_owned(), false, announced, inc)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a delta for `item` unless the others know already.
+    async fn announce_item(
+        &self,
+        item: String,
+        present: bool,
+        announced: &mut Announced,
+        inc: u64,
+    ) -> Result<(), ClusterError> {
+        if announced.items.contains(&item) == present {
+            return Ok(());
+        }
+        let msg = OccMsg::Delta {
+            node: self.id.clone(),
+            inc,
+            epoch: self.listed_epoch(),
+            room: item.clone(),
+            present,
+        };
+        self.publish(Topic::Cluster, &msg).await?;
+        if present {
+            announced.items.insert(item);
+        } else {
+            announced.items.remove(&item);
         }
         Ok(())
     }
@@ -468,6 +581,13 @@ mod tests {
         e.clear();
         p.on_view(&view(2, &[("n1", 1)]), "n1", &mut e);
         assert_eq!(e, vec![("r".to_string(), false)]);
+    }
+
+    #[test]
+    fn member_items_are_apart_from_every_channel_name() {
+        let item = member_item("presence-a", "7\nx");
+        assert_eq!(item.split_once('\n'), Some(("presence-a", "7\nx")));
+        assert!(channel::invalid_name(&item).is_some(), "never a channel");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 use wsring_cluster::backend::{Backend, Part};
-use wsring_cluster::{Broker, ClusterError, Inbox, Registry, Retention, ServerRooms, StreamStore};
+use wsring_cluster::{
+    Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore,
+};
 
 /// A start-up failure of the backend behind `flags` (e.g. `--registry or
 /// --cluster`), as one line that ends with what to do about it.
@@ -125,6 +127,16 @@ pub async fn streams(
 ) -> Result<Arc<dyn StreamStore>, ClusterError> {
     backend(registry_url, Part::Streams)?
         .streams(registry_url, namespace, retention)
+        .await
+}
+
+/// Connects the durable webhook queue store (on the registry's engine).
+pub async fn hook_queue(
+    registry_url: &str,
+    namespace: &str,
+) -> Result<Arc<dyn HookQueue>, ClusterError> {
+    backend(registry_url, Part::HookQueue)?
+        .hook_queue(registry_url, namespace)
         .await
 }
 

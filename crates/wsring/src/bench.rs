@@ -29,6 +29,8 @@ fn config(
         rate: a.rate * clients as f64 / total.max(1) as f64,
         duration: a.duration,
         payload: a.payload,
+        text: a.text,
+        deflate: a.deflate,
         room_size: a.room_size,
         connect_rate: a.connect_rate * clients as f64 / total.max(1) as f64,
         source_ips: a.source_ips.clone(),
@@ -115,6 +117,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             ])
             .args(["--payload", &a.payload.to_string()])
             .args(["--room-size", &a.room_size.to_string()])
+            .args(["--text", text_name(a.text)])
             .args(["--connect-rate", &a.connect_rate.to_string()])
             .stdout(Stdio::piped())
             .kill_on_drop(true);
@@ -139,6 +142,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             let ips: Vec<String> = a.source_ips.iter().map(ToString::to_string).collect();
             cmd.args(["--source-ips", &ips.join(",")]);
         }
+        if a.deflate {
+            cmd.arg("--deflate");
+        }
         children.push(cmd.spawn().context("starting a bench worker")?);
     }
     let mut merged = Report::default();
@@ -162,14 +168,23 @@ fn mode_name(m: wsring_bench::Mode) -> &'static str {
     }
 }
 
+fn text_name(t: wsring_bench::Text) -> &'static str {
+    match t {
+        wsring_bench::Text::Repeat => "repeat",
+        wsring_bench::Text::Chat => "chat",
+    }
+}
+
 fn print_report(a: &BenchArgs, r: &Report) {
     println!(
-        "wsring bench: {} clients, mode={}, send rate={}/s, {:?}, payload={} B, procs={}\n",
+        "wsring bench: {} clients, mode={}, send rate={}/s, {:?}, payload={} B ({}), deflate={}, procs={}\n",
         a.clients,
         mode_name(a.mode),
         a.rate,
         a.duration,
         a.payload,
+        text_name(a.text),
+        if a.deflate { "offered" } else { "off" },
         a.procs.max(1)
     );
     print!("{}", r.render());

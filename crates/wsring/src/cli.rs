@@ -157,6 +157,15 @@ pub struct BenchArgs {
     /// Payload padding in bytes.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// What the padding is made of: `repeat` (one character) or `chat`
+    /// (chat words, different in every message, to measure compression).
+    #[arg(long, value_name = "TEXT", default_value = "repeat")]
+    pub text: wsring_bench::Text,
+    /// Offer permessage-deflate on every connection (a connection the
+    /// server does not agree to it on fails). The report's bytes on the
+    /// wire then show what compression saved.
+    #[arg(long)]
+    pub deflate: bool,
     /// Members per room in room mode.
     #[arg(long, default_value_t = 10)]
     pub room_size: usize,

@@ -177,6 +177,7 @@ impl DevNodes {
                 inbox,
                 streams: Some(streams),
                 server_rooms: self.backend.rooms.clone(),
+                hook_queue: Some(self.backend.hook_queue.clone()),
                 security: Arc::clone(&self.security),
                 kill,
             },

@@ -159,6 +159,15 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let hook_queue = if common.node.durable && !common.node.webhook_url.is_empty() {
+        Some(
+            backends::hook_queue(&registry_url, ns)
+                .await
+                .map_err(|e| anyhow!(startup_error("webhook queue store", REGISTRY_FLAGS, &e)))?,
+        )
+    } else {
+        None
+    };
     let server_rooms = backends::server_rooms(&registry_url, ns)
         .await
         .map_err(|e| anyhow!(startup_error("server-side room store", REGISTRY_FLAGS, &e)))?;
@@ -184,6 +193,7 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             inbox,
             streams,
             server_rooms,
+            hook_queue,
             security: Arc::clone(&security),
             kill,
         },

@@ -474,6 +474,23 @@ async fn autobahn_compression_cases_are_strictly_ok() {
     assert_quiet(&log);
 }
 
+/// The same cases with both context takeovers allowed: the node keeps a
+/// compressor per connection whose offer lets it, and the client's inflater.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autobahn_compression_cases_with_context_takeover_are_strictly_ok() {
+    let Some(runner) = runner_or_skip().await else {
+        return;
+    };
+    let node = EchoNode::start(&[
+        "--deflate-server-context-takeover",
+        "--deflate-client-context-takeover",
+    ])
+    .await;
+    run_compression_suite(&runner, &node.addr, "autobahn-deflate-takeover-report").await;
+    let log = node.stop().await;
+    assert_quiet(&log);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn autobahn_compression_cases_through_the_gateway() {
     let Some(runner) = runner_or_skip().await else {
@@ -532,6 +549,7 @@ async fn echo_behind_gateway() -> (
             inbox,
             streams: None,
             server_rooms: backend.rooms.clone(),
+            hook_queue: None,
             security: Arc::clone(&open),
             kill: stop.clone(),
         },

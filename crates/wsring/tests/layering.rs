@@ -32,6 +32,7 @@ const GATEWAY: &str = "wsring-gateway";
 const CLIENT: &str = "wsring-client";
 const BENCH: &str = "wsring-bench";
 const HOOKS: &str = "wsring-hooks";
+const DEFLATE: &str = "wsring-deflate";
 const BINARY: &str = "wsring";
 
 const LEAF: &str = "wire types and the ring are leaves: every other crate builds on them";
@@ -45,6 +46,7 @@ const SIBLINGS: &str =
     "gateway and node are siblings; what both need belongs in protocol, cluster or http";
 const HOOKS_LEAF: &str =
     "wsring-hooks only carries requests to the application; the roles decide what to send";
+const DEFLATE_LEAF: &str = "wsring-deflate is the extension's mechanics, shared by node and client: it knows no wsring type";
 const SDK: &str =
     "the client SDK and the bench speak only the wire protocol, like any external client";
 
@@ -177,8 +179,20 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        krate: DEFLATE,
+        may: &[],
+        never: &[
+            (PROTOCOL, DEFLATE_LEAF),
+            (CLUSTER, DEFLATE_LEAF),
+            (HTTP, DEFLATE_LEAF),
+            (NODE, DEFLATE_LEAF),
+            (GATEWAY, DEFLATE_LEAF),
+            (CLIENT, DEFLATE_LEAF),
+        ],
+    },
+    Rule {
         krate: NODE,
-        may: &[PROTOCOL, CLUSTER, HTTP, AUTH, HOOKS],
+        may: &[PROTOCOL, CLUSTER, HTTP, AUTH, HOOKS, DEFLATE],
         never: &[
             (GATEWAY, SIBLINGS),
             ALL_BACKENDS[0],
@@ -198,7 +212,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         krate: CLIENT,
-        may: &[PROTOCOL],
+        may: &[PROTOCOL, DEFLATE],
         never: &[
             (NODE, SDK),
             (GATEWAY, SDK),
@@ -226,8 +240,8 @@ const RULES: &[Rule] = &[
         // The binary wires everything together.
         krate: BINARY,
         may: &[
-            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, NODE, GATEWAY, CLIENT,
-            BENCH, TESTKIT,
+            PROTOCOL, RING, CLUSTER, REDIS, NATS, AMQP, HTTP, AUTH, HOOKS, DEFLATE, NODE, GATEWAY,
+            CLIENT, BENCH, TESTKIT,
         ],
         never: &[],
     },

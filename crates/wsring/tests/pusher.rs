@@ -10,6 +10,13 @@
 //! * `compat/browser.test.js` runs pusher-js's browser build in headless
 //!   Chromium: presence across nodes, a forged authorization refused,
 //!   client events without echo, server events with `socket_id` exclusion;
+//!   then Laravel Echo's Pusher connector (public, private and presence
+//!   channels across nodes, a whisper, a leave);
+//! * `compat/webhooks.js`, started before the nodes, receives their
+//!   webhooks in Pusher's format (`--pusher-webhook-url`) and verifies each
+//!   delivery with the `pusher` library's own `webhook().isValid()`;
+//!   `compat/pusher.test.js` checks the events (occupied and vacated once
+//!   per cluster, members once per user id, client events);
 //! * the Python `pusher` library (`compat/server_api.py`, pinned in
 //!   `compat/requirements.txt`, installed by pip into `compat/.pydeps` when
 //!   missing) answers the same GETs as the Node.js one and triggers events
@@ -48,7 +55,7 @@ const SECRET: &str = "compat-secret";
 
 const COMPAT: Needs = Needs {
     dir: "compat",
-    packages: &["pusher-js", "pusher", "playwright-core"],
+    packages: &["pusher-js", "pusher", "playwright-core", "laravel-echo"],
     chromium: false,
 };
 
@@ -139,6 +146,39 @@ async fn python_lib() -> Result<String, String> {
     }
 }
 
+/// `compat/webhooks.js`, the receiver of the nodes' webhooks in Pusher's
+/// format, running until dropped; its `host:port`.
+async fn webhook_receiver() -> Result<(tokio::process::Child, String), String> {
+    use tokio::io::AsyncBufReadExt;
+    if let Some(why) = js::prerequisites(&COMPAT).await {
+        return Err(why);
+    }
+    let mut child = tokio::process::Command::new("node")
+        .arg("webhooks.js")
+        .current_dir(js::repo_root().join("compat"))
+        .envs([
+            ("WSRING_PUSHER_APP_ID", APP_ID),
+            ("WSRING_PUSHER_KEY", KEY),
+            ("WSRING_PUSHER_SECRET", SECRET),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .map_err(|_| "compat/webhooks.js did not listen within 20 s".to_owned())?
+        .map_err(|e| format!("compat/webhooks.js: {e}"))?
+        .unwrap_or_default();
+    let port = line
+        .strip_prefix("listening ")
+        .ok_or_else(|| format!("compat/webhooks.js said {line:?}"))?;
+    Ok((child, format!("127.0.0.1:{port}")))
+}
+
 /// `host:port` of a node from its readiness line.
 fn host_port(p: &Proc) -> String {
     let a = p.announced();
@@ -180,11 +220,33 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         return;
     };
     let ns = unique_ns("pusher");
+    // The webhook receiver first: the nodes send to it from the start.
+    let receiver = match webhook_receiver().await {
+        Ok(r) => Some(r),
+        Err(why) => {
+            js::skip("the Pusher webhooks step", &why);
+            None
+        }
+    };
+    let hook_url = receiver
+        .as_ref()
+        .map(|(_, at)| format!("http://{at}/pusher/webhooks"));
+    let with_hooks = |mut flags: Vec<&'static str>| -> Vec<String> {
+        let mut flags: Vec<String> = flags.drain(..).map(str::to_owned).collect();
+        if let Some(url) = &hook_url {
+            flags.extend(["--pusher-webhook-url".to_owned(), url.clone()]);
+        }
+        flags
+    };
     let mut nodes = Vec::new();
+    let node_args = with_hooks(node_flags());
+    let node_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
     for id in ["p1", "p2", "p3"] {
-        nodes.push(b.node(&ns, id, &node_flags()).await);
+        nodes.push(b.node(&ns, id, &node_args).await);
     }
-    let flags = pusher_flags();
+    // The gateway takes the same settings (it sends no webhooks itself).
+    let flags = with_hooks(pusher_flags());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let hosts: Vec<String> = nodes.iter().map(host_port).collect();
     let (gateway, gw_base) = b.gateway(&ns, &flags).await;
     let gw = gw_base.trim_start_matches("http://").to_owned();
@@ -277,6 +339,9 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
         // directly; the server library calls the gateway.
         let pids: Vec<String> = nodes.iter().map(|n| n.pid().to_string()).collect();
         let mut extra = vec![("WSRING_PUSHER_NODE_PIDS", pids.join(","))];
+        if let Some((_, at)) = &receiver {
+            extra.push(("WSRING_PUSHER_WEBHOOKS", at.clone()));
+        }
         // The Python library takes part when it can be had.
         match python_lib().await {
             Ok(path) => {
@@ -312,5 +377,6 @@ async fn pusher_clients_and_server_library_on_a_redis_cluster() {
     }
     drop(nodes);
     drop(gateway);
+    drop(receiver);
     b.purge(&ns).await;
 }

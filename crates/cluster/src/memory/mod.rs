@@ -1,5 +1,5 @@
-//! The in-memory backend: registry, broker, stream store and server-side
-//! rooms in one process.
+//! The in-memory backend: registry, broker, stream store, server-side
+//! rooms and durable webhook queues in one process.
 //!
 //! This is what `wsring dev` runs on. It is deliberately small: the membership
 //! protocol, routing and durability logic all live above the traits, so these
@@ -7,11 +7,13 @@
 //! pause and advance the clock instead of sleeping.
 
 mod broker;
+mod hook_queue;
 mod registry;
 mod server_rooms;
 mod streams;
 
 pub use broker::{MemoryBroker, MemoryHub};
+pub use hook_queue::MemoryHookQueue;
 pub use registry::MemoryRegistry;
 pub use server_rooms::{MAX_MEMBERSHIPS, MemoryServerRooms};
 pub use streams::MemoryStreams;
@@ -31,6 +33,8 @@ pub struct MemoryBackend {
     pub streams: Arc<MemoryStreams>,
     /// Server-side room memberships.
     pub rooms: Arc<MemoryServerRooms>,
+    /// Durable webhook queues.
+    pub hook_queue: Arc<MemoryHookQueue>,
 }
 
 impl MemoryBackend {
@@ -41,6 +45,7 @@ impl MemoryBackend {
             hub: Arc::new(MemoryHub::default()),
             streams: Arc::new(MemoryStreams::new(retention)),
             rooms: Arc::new(MemoryServerRooms::default()),
+            hook_queue: Arc::new(MemoryHookQueue::default()),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The Pusher HTTP API, signed with the app secret, on every node:
 //!
 //! * `POST /apps/{app_id}/events` `{"name","data","channel"|"channels"
-//!   (≤ 100),"socket_id"?}` → `{}`;
+//!   (≤ 100),"socket_id"?,"info"?}` → `{}`, or with `info`
+//!   (`subscription_count`, `user_count`) `{"channels":{name:{…}}}`,
+//!   counted cluster-wide after the publish;
 //! * `POST /apps/{app_id}/batch_events` `{"batch":[{"channel","name",
 //!   "data","socket_id"?}]}` (≤ 10 events) → `{}`;
 //! * `GET /apps/{app_id}/channels?filter_by_prefix=…&info=user_count` →
@@ -9,7 +11,13 @@
 //! * `GET /apps/{app_id}/channels/{name}?info=user_count,subscription_count`
 //!   → `{"occupied",…}`;
 //! * `GET /apps/{app_id}/channels/{name}/users` → `{"users":[{"id"}]}`
-//!   (presence channels).
+//!   (presence channels);
+//! * `POST /apps/{app_id}/users/{user_id}/terminate_connections` → `{}`:
+//!   every connection signed in as the user, on every node, is closed
+//!   with 4009 (pusher-js does not reconnect from it).
+//!
+//! Events to `#server-to-user-{id}` (the server libraries' `sendToUser`)
+//! go to the connections signed in as that user.
 //!
 //! Every request is checked ([`wsring_auth::pusher::PusherApp::verify_request`]):
 //! a missing or bad signature, a key that is not the app's, a timestamp
@@ -58,6 +66,10 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
         .route("/apps/{app_id}/channels", get(channels))
         .route("/apps/{app_id}/channels/{name}", get(channel_info))
         .route("/apps/{app_id}/channels/{name}/users", get(users))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate),
+        )
         // Over the router's own limit: set here, it is the one the body
         // extractor sees.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -136,6 +148,10 @@ struct EventBody {
     channels: Option<Vec<String>>,
     #[serde(default)]
     socket_id: Option<String>,
+    /// `subscription_count` and/or `user_count` (presence channels): the
+    /// answer then carries them per channel.
+    #[serde(default)]
+    info: Option<String>,
 }
 
 impl EventBody {
@@ -164,6 +180,10 @@ impl EventBody {
             ));
         }
         for c in &list {
+            // A user's own channel takes `sendToUser`'s events.
+            if channel::user_channel_owner(c).is_some() {
+                continue;
+            }
             if let Some(why) = channel::invalid_name(c) {
                 return Err(fail(StatusCode::BAD_REQUEST, format!("{c:?}: {why}")));
             }
@@ -189,6 +209,7 @@ impl EventBody {
             data: self.data.clone(),
             socket_id: self.socket_id.clone(),
             user_id: None,
+            terminate: false,
         }
         .to_raw();
         for channel in targets {
@@ -216,16 +237,48 @@ async fn events(
     body: Bytes,
 ) -> Response {
     let params = params(q.as_deref());
-    if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
-        return r.into_response();
-    }
+    let app = match check(&node, &app_id, &method, &uri, &params, &body) {
+        Ok(app) => app,
+        Err(r) => return r.into_response(),
+    };
     let result = async {
         let e: EventBody = parse(&body)?;
         let targets = e.targets()?;
-        e.publish(&node, &targets).await
+        let info = info_set(e.info.as_deref().unwrap_or(""));
+        let user_count = info.contains("user_count");
+        if user_count && targets.iter().any(|c| Kind::of(c) != Kind::Presence) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "info=user_count is for presence channels only",
+            ));
+        }
+        e.publish(&node, &targets).await?;
+        if info.is_empty() {
+            return Ok(json!({}));
+        }
+        // The counts after the publish, cluster-wide: one question to
+        // every node (for one channel, about that channel only).
+        let prefix = match targets.as_slice() {
+            [one] => *one,
+            _ => "",
+        };
+        let share = cluster_share(&node, &app, prefix).await;
+        let mut channels = serde_json::Map::new();
+        for c in targets {
+            let (subs, users) = share.get(c).cloned().unwrap_or_default();
+            let mut v = json!({});
+            if info.contains("subscription_count") {
+                v["subscription_count"] = json!(subs);
+            }
+            if user_count {
+                v["user_count"] = json!(users.len());
+            }
+            channels.insert(c.to_owned(), v);
+        }
+        Ok(json!({ "channels": channels }))
     };
     match result.await {
-        Ok(()) => ok(json!({})),
+        Ok(body) => ok(body),
         Err(r) => r.into_response(),
     }
 }
@@ -274,6 +327,41 @@ async fn batch_events(
     match result.await {
         Ok(()) => ok(json!({})),
         Err(r) => r.into_response(),
+    }
+}
+
+/// `POST …/users/{user_id}/terminate_connections`: a terminate order to
+/// the user's own channel, so it reaches the user's connections wherever
+/// they are.
+async fn terminate(
+    State(node): State<Arc<Node>>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let params = params(q.as_deref());
+    if let Err(r) = check(&node, &app_id, &method, &uri, &params, &body) {
+        return r.into_response();
+    }
+    if let Some(why) = channel::invalid_user_id(&user_id) {
+        return fail(StatusCode::BAD_REQUEST, why).into_response();
+    }
+    let order = RoomEvent {
+        event: "pusher_internal:terminate".into(),
+        data: RawValue::from_string("{}".into()).unwrap_or_else(|_| super::frames::null()),
+        socket_id: None,
+        user_id: None,
+        terminate: true,
+    }
+    .to_raw();
+    match node
+        .publish_room(None, &channel::user_channel(&user_id), &order, None, None)
+        .await
+    {
+        Ok(_) => ok(json!({})),
+        Err(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
 
@@ -377,9 +465,12 @@ fn encode_query(query: &str) -> String {
 }
 
 fn infos(params: &[(String, String)]) -> BTreeSet<String> {
-    param(params, "info")
-        .unwrap_or("")
-        .split(',')
+    info_set(param(params, "info").unwrap_or(""))
+}
+
+/// The attributes of an `info` list (`a,b`).
+fn info_set(info: &str) -> BTreeSet<String> {
+    info.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)

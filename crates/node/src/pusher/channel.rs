@@ -4,6 +4,10 @@
 //! counts are the room's, served by the same machinery as native rooms.
 //! Names follow Pusher's rule: 1–200 characters from `[A-Za-z0-9_\-=@,.;]`.
 //!
+//! A signed-in connection (`pusher:signin`) is in its user's own channel
+//! `#server-to-user-{id}`, the room the server's `sendToUser` events and
+//! `terminate_connections` go to, on whichever nodes the user is.
+//!
 //! A presence member is the pair (`user_id`, `user_info`) of the
 //! connection's `channel_data`. The session joins the room *as* that
 //! member ([`crate::sessions::SessionTable::join_as`]), so the cluster-wide
@@ -20,6 +24,52 @@ pub(crate) const MAX_CHANNEL_LEN: usize = 200;
 pub(crate) const MAX_USER_ID_LEN: usize = 128;
 /// Most bytes of a presence `user_info` (as JSON).
 pub(crate) const MAX_USER_INFO_BYTES: usize = 1024;
+
+/// The prefix of a signed-in user's own channel.
+pub(crate) const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
+
+/// The own channel of signed-in user `id`.
+pub(crate) fn user_channel(id: &str) -> String {
+    format!("{USER_CHANNEL_PREFIX}{id}")
+}
+
+/// The user whose own channel `channel` is, if it is one.
+pub(crate) fn user_channel_owner(channel: &str) -> Option<&str> {
+    channel
+        .strip_prefix(USER_CHANNEL_PREFIX)
+        .filter(|id| invalid_user_id(id).is_none())
+}
+
+/// Why a signed-in user id is refused, or `None`: 1–128 bytes, no control
+/// characters.
+pub(crate) fn invalid_user_id(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("the user id is empty".into());
+    }
+    if id.len() > MAX_USER_ID_LEN {
+        return Some(format!(
+            "the user id is longer than {MAX_USER_ID_LEN} bytes"
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Some("the user id has a control character".into());
+    }
+    None
+}
+
+/// The user id of a `pusher:signin`'s `user_data` (a JSON object with a
+/// string `id`), or why not.
+pub(crate) fn signin_user_id(user_data: &str) -> Result<String, String> {
+    let v: Value =
+        serde_json::from_str(user_data).map_err(|e| format!("user_data is not JSON: {e}"))?;
+    match v.get("id") {
+        Some(Value::String(id)) => match invalid_user_id(id) {
+            None => Ok(id.clone()),
+            Some(why) => Err(why),
+        },
+        _ => Err("user_data needs an id (a non-empty string)".into()),
+    }
+}
 
 /// What a channel's name prefix makes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +195,26 @@ mod tests {
         for bad in ["a b", "a/b", "a:b", "é", "a*"] {
             assert!(invalid_name(bad).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn user_channels_and_signin_data() {
+        assert_eq!(user_channel("u-7"), "#server-to-user-u-7");
+        assert_eq!(user_channel_owner("#server-to-user-u-7"), Some("u-7"));
+        assert_eq!(user_channel_owner("#server-to-user-"), None);
+        assert_eq!(user_channel_owner("server-to-user-u"), None);
+        assert!(
+            invalid_name("#server-to-user-u").is_some(),
+            "not a channel to subscribe by name"
+        );
+        assert_eq!(
+            signin_user_id(r#"{"id":"u-7","user_info":{}}"#),
+            Ok("u-7".into())
+        );
+        for bad in ["x", "{}", r#"{"id":7}"#, r#"{"id":""}"#, r#"{"id":"a\nb"}"#] {
+            assert!(signin_user_id(bad).is_err(), "{bad}");
+        }
+        assert!(signin_user_id(&format!(r#"{{"id":"{}"}}"#, "u".repeat(129))).is_err());
     }
 
     #[test]

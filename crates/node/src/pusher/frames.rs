@@ -52,6 +52,14 @@ pub(crate) struct Subscribe {
     pub channel_data: Option<String>,
 }
 
+/// `pusher:signin`'s data.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Signin {
+    /// The user's JSON, as signed.
+    pub user_data: String,
+    pub auth: String,
+}
+
 /// `pusher:unsubscribe`'s data.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Unsubscribe {
@@ -69,6 +77,19 @@ pub(crate) struct RoomEvent {
     /// A client event's sender on a presence channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// Not an event: every receiving connection closes
+    /// (`terminate_connections`, sent to a user's own channel).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminate: bool,
+}
+
+/// What a delivery becomes on a Pusher connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// A frame to send.
+    Frame(String),
+    /// Close the connection with this code and reason.
+    Close(u16, &'static str),
 }
 
 impl RoomEvent {
@@ -79,7 +100,7 @@ impl RoomEvent {
     }
 }
 
-fn null() -> Box<RawValue> {
+pub(crate) fn null() -> Box<RawValue> {
     match RawValue::from_string("null".to_owned()) {
         Ok(v) => v,
         Err(_) => unreachable!("null is JSON"),
@@ -193,13 +214,19 @@ pub(crate) fn delivery(
     frame: &str,
     socket_id: &str,
     subscribed: impl Fn(&str) -> Option<bool>,
-) -> Option<String> {
+) -> Option<Delivery> {
     let n: Native = serde_json::from_str(frame).ok()?;
     let room = n.room?;
     let presence = subscribed(&room)?;
     match n.kind.as_str() {
         "message" => {
             let e: RoomEvent = serde_json::from_str(n.data?.get()).ok()?;
+            if e.terminate {
+                return Some(Delivery::Close(
+                    super::code::TERMINATED,
+                    "connection terminated by the server",
+                ));
+            }
             if e.socket_id.as_deref() == Some(socket_id) {
                 return None;
             }
@@ -209,11 +236,11 @@ pub(crate) fn delivery(
                 data: &e.data,
                 user_id: e.user_id.as_deref(),
             };
-            serde_json::to_string(&out).ok()
+            serde_json::to_string(&out).ok().map(Delivery::Frame)
         }
         "presence" if presence => {
             let m = Member::decode(&n.user?)?;
-            match n.event.as_deref()? {
+            let frame = match n.event.as_deref()? {
                 "join" => Some(internal(
                     "pusher_internal:member_added",
                     Some(&room),
@@ -225,7 +252,8 @@ pub(crate) fn delivery(
                     &serde_json::json!({"user_id": m.user_id}),
                 )),
                 _ => None,
-            }
+            };
+            frame.map(Delivery::Frame)
         }
         _ => None,
     }
@@ -236,6 +264,18 @@ mod tests {
     use super::*;
     use serde_json::json;
     use wsring_protocol::MessageFrame;
+
+    /// A delivery's frame.
+    fn delivered(
+        frame: &str,
+        socket_id: &str,
+        subscribed: impl Fn(&str) -> Option<bool>,
+    ) -> Option<String> {
+        match delivery(frame, socket_id, subscribed)? {
+            Delivery::Frame(f) => Some(f),
+            Delivery::Close(..) => None,
+        }
+    }
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).expect("JSON")
@@ -296,22 +336,23 @@ mod tests {
             data: RawValue::from_string(r#""{\"a\":1}""#.into()).expect("raw"),
             socket_id: Some("1.1".into()),
             user_id: None,
+            terminate: false,
         };
         let frame = room_message("c", &e);
         let subscribed = |c: &str| (c == "c").then_some(false);
-        let out = delivery(&frame, "2.2", subscribed).expect("delivered");
+        let out = delivered(&frame, "2.2", subscribed).expect("delivered");
         assert_eq!(
             parse(&out),
             json!({"event":"greet","channel":"c","data":"{\"a\":1}"})
         );
-        assert_eq!(delivery(&frame, "1.1", subscribed), None, "excluded");
-        assert_eq!(delivery(&frame, "2.2", |_| None), None, "not subscribed");
+        assert_eq!(delivered(&frame, "1.1", subscribed), None, "excluded");
+        assert_eq!(delivered(&frame, "2.2", |_| None), None, "not subscribed");
         // A client event on a presence channel names its sender.
         let e = RoomEvent {
             user_id: Some("u1".into()),
             ..e
         };
-        let out = delivery(&room_message("c", &e), "2.2", subscribed).expect("delivered");
+        let out = delivered(&room_message("c", &e), "2.2", subscribed).expect("delivered");
         assert_eq!(parse(&out)["user_id"], "u1");
         // Native payloads that are not Pusher events are not delivered.
         let native = MessageFrame::room(
@@ -320,7 +361,25 @@ mod tests {
             &RawValue::from_string("1".into()).expect("raw"),
         )
         .render();
-        assert_eq!(delivery(&native, "2.2", subscribed), None);
+        assert_eq!(delivered(&native, "2.2", subscribed), None);
+    }
+
+    #[test]
+    fn terminate_closes_every_receiver() {
+        let e = RoomEvent {
+            event: "pusher_internal:terminate".into(),
+            data: null(),
+            socket_id: None,
+            user_id: None,
+            terminate: true,
+        };
+        let frame = room_message("#server-to-user-u", &e);
+        let subscribed = |c: &str| (c == "#server-to-user-u").then_some(false);
+        assert_eq!(
+            delivery(&frame, "2.2", subscribed),
+            Some(Delivery::Close(4009, "connection terminated by the server"))
+        );
+        assert_eq!(delivery(&frame, "2.2", |_| None), None, "not signed in");
     }
 
     #[test]
@@ -331,18 +390,18 @@ mod tests {
                 .to_string()
         };
         let subscribed = |c: &str| (c == "presence-r").then_some(true);
-        let added = parse(&delivery(&frame("join"), "1.1", subscribed).expect("added"));
+        let added = parse(&delivered(&frame("join"), "1.1", subscribed).expect("added"));
         assert_eq!(added["event"], "pusher_internal:member_added");
         assert_eq!(
             inner(&added),
             json!({"user_id":"7","user_info":{"name":"Ann"}})
         );
-        let removed = parse(&delivery(&frame("leave"), "1.1", subscribed).expect("removed"));
+        let removed = parse(&delivered(&frame("leave"), "1.1", subscribed).expect("removed"));
         assert_eq!(removed["event"], "pusher_internal:member_removed");
         assert_eq!(inner(&removed), json!({"user_id":"7"}));
         // Only presence subscribers hear them.
         assert_eq!(
-            delivery(&frame("join"), "1.1", |c: &str| (c == "presence-r")
+            delivered(&frame("join"), "1.1", |c: &str| (c == "presence-r")
                 .then_some(false)),
             None
         );

@@ -35,7 +35,7 @@ use wsring_auth::TokenBucket;
 use wsring_auth::pusher::PusherApp;
 
 use self::channel::{Kind, Member};
-use self::frames::{ClientFrame, RoomEvent, Subscribe, Unsubscribe};
+use self::frames::{ClientFrame, Delivery, RoomEvent, Signin, Subscribe, Unsubscribe};
 use crate::cmd::{Leave, Outcome};
 use crate::node::Node;
 use crate::session::state::SessionState;
@@ -60,6 +60,12 @@ pub(crate) mod code {
     pub const RECONNECT_NOW: u16 = 4200;
     /// A client event over the rate limit.
     pub const CLIENT_EVENT_RATE: u16 = 4301;
+    /// Unauthorized: a sign-in with a bad signature (`pusher:error`), and
+    /// the close of a terminated connection, which pusher-js takes as
+    /// "refused" and does not reconnect from.
+    pub const UNAUTHORIZED: u16 = 4009;
+    /// The close code of `terminate_connections`.
+    pub const TERMINATED: u16 = UNAUTHORIZED;
 }
 
 /// One Pusher connection's protocol state.
@@ -71,6 +77,8 @@ pub(crate) struct PusherConn {
     /// is in them as.
     channels: HashMap<String, Option<Member>>,
     client_events: TokenBucket,
+    /// The signed-in user's id (`pusher:signin`).
+    user: Option<String>,
 }
 
 impl PusherConn {
@@ -85,6 +93,7 @@ impl PusherConn {
                 CLIENT_EVENTS_PER_SEC,
                 Instant::now().into_std(),
             ),
+            user: None,
         }
     }
 
@@ -95,7 +104,7 @@ impl PusherConn {
 
     /// A delivery of the session core as this connection's frame, if it
     /// gets one.
-    pub fn delivery(&self, frame: &str) -> Option<String> {
+    pub fn delivery(&self, frame: &str) -> Option<Delivery> {
         frames::delivery(frame, &self.socket_id, |c| {
             self.channels.get(c).map(|m| m.is_some())
         })
@@ -119,6 +128,11 @@ impl PusherConn {
             },
             "pusher:unsubscribe" => match frame.data_object::<Unsubscribe>() {
                 Some(u) => {
+                    if channel::user_channel_owner(&u.channel).is_some() {
+                        // The user's own channel is the sign-in's, not the
+                        // subscription's.
+                        return Outcome::none();
+                    }
                     self.channels.remove(&u.channel);
                     let _ = Leave {
                         room: u.channel,
@@ -134,16 +148,78 @@ impl PusherConn {
                 )),
             },
             name if name.starts_with("client-") => self.client_event(frame, node).await,
-            "pusher:signin" => reply(frames::error(
-                None,
-                "user authentication (pusher:signin) is not supported by this server",
-            )),
+            "pusher:signin" => match frame.data_object::<Signin>() {
+                Some(signin) => self.signin(signin, s, node).await,
+                None => reply(frames::error(
+                    None,
+                    "pusher:signin needs data {\"user_data\",\"auth\"}",
+                )),
+            },
             other => reply(frames::error(None, &format!("unsupported event {other:?}"))),
         }
     }
 
+    /// `pusher:signin`: checks the signature, then puts the connection in
+    /// its user's own channel, where `sendToUser` events and
+    /// `terminate_connections` reach it on whichever node it is.
+    async fn signin(&mut self, signin: Signin, s: &mut SessionState, node: &Node) -> Outcome {
+        if !self
+            .app
+            .verify_user_auth(&self.socket_id, &signin.user_data, &signin.auth)
+        {
+            return reply(frames::error(
+                Some(code::UNAUTHORIZED),
+                "invalid signature: the auth does not match this socket_id and user_data \
+                 under the app secret",
+            ));
+        }
+        let id = match channel::signin_user_id(&signin.user_data) {
+            Ok(id) => id,
+            Err(why) => return reply(frames::error(Some(code::UNAUTHORIZED), &why)),
+        };
+        let success = || {
+            reply(frames::internal(
+                "pusher:signin_success",
+                None,
+                &serde_json::json!({"user_data": signin.user_data}),
+            ))
+        };
+        if self.user.as_deref() == Some(id.as_str()) {
+            return success();
+        }
+        if let Some(old) = self.user.take() {
+            let room = channel::user_channel(&old);
+            self.channels.remove(&room);
+            let _ = Leave { room, id: None }.apply(s, node).await;
+        }
+        let room = channel::user_channel(&id);
+        if let Err(e) = node.join_room_as(&s.handle, &room, None).await {
+            return reply(frames::error(
+                None,
+                &format!("the cluster could not sign in: {e}"),
+            ));
+        }
+        self.channels.insert(room, None);
+        self.user = Some(id);
+        success()
+    }
+
     async fn subscribe(&mut self, sub: Subscribe, s: &mut SessionState, node: &Node) -> Outcome {
         let channel = sub.channel;
+        if let Some(owner) = channel::user_channel_owner(&channel) {
+            // pusher-js subscribes to its user's channel after signing in;
+            // the sign-in put the connection there already.
+            return if self.user.as_deref() == Some(owner) {
+                reply(frames::subscription_succeeded(&channel, None))
+            } else {
+                reply(frames::subscription_error(
+                    &channel,
+                    403,
+                    "AuthError",
+                    "only a connection signed in as this user is in its channel",
+                ))
+            };
+        }
         if let Some(why) = channel::invalid_name(&channel) {
             return reply(frames::subscription_error(
                 &channel,
@@ -292,6 +368,7 @@ impl PusherConn {
             data,
             socket_id: Some(self.socket_id.to_string()),
             user_id: member.as_ref().map(|m| m.user_id.clone()),
+            terminate: false,
         };
         // In durable mode a client event counts against its sender's store
         // quota: the signed-in member's user id, else the connection's own.
@@ -303,7 +380,17 @@ impl PusherConn {
             .publish_room(None, &channel, &event.to_raw(), None, Some(&owner))
             .await
         {
-            Ok(_) => Outcome::none(),
+            Ok(_) => {
+                crate::events::pusher_client_event(
+                    node,
+                    &channel,
+                    &event.event,
+                    &event.data,
+                    &self.socket_id,
+                    event.user_id.as_deref(),
+                );
+                Outcome::none()
+            }
             Err(e) => reply(frames::error(
                 None,
                 &format!("the client event was not sent: {e}"),

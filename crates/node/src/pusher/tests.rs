@@ -40,8 +40,80 @@ async fn next_for(p: &PusherConn, rx: &mut crate::outbox::Receiver) -> Option<Va
     let Outbound::Frame(f) = item else {
         panic!("expected a frame, got {item:?}");
     };
-    p.delivery(f.as_str())
-        .map(|t| serde_json::from_str(&t).expect("JSON"))
+    p.delivery(f.as_str()).map(|d| match d {
+        super::Delivery::Frame(t) => serde_json::from_str(&t).expect("JSON"),
+        super::Delivery::Close(code, _) => json!({ "close": code }),
+    })
+}
+
+#[tokio::test]
+async fn signin_puts_the_connection_in_its_users_channel() {
+    let t = TestNode::start(TestNode::config()).await;
+    let app = app(false);
+    let (mut s, mut rx) = t.live_state("pusher:1.1");
+    let mut p = PusherConn::new("1.1".into(), Arc::clone(&app));
+    let user_data = r#"{"id":"u-7","user_info":{"name":"Ann"}}"#;
+    let signin =
+        |auth: String| json!({"event":"pusher:signin","data":{"user_data":user_data,"auth":auth}});
+
+    let own_channel = || subscribe("#server-to-user-u-7", None, None);
+    // Signed for another socket: refused with 4009, not signed in.
+    let f = apply(&mut p, &mut s, &t, signin(app.user_auth("9.9", user_data))).await;
+    assert_eq!(
+        (f["event"].as_str(), f["data"]["code"].as_u64()),
+        (Some("pusher:error"), Some(4009))
+    );
+    let f = apply(&mut p, &mut s, &t, own_channel()).await;
+    assert_eq!(
+        f["data"]["status"], 403,
+        "not signed in: not in the user's channel"
+    );
+
+    let f = apply(&mut p, &mut s, &t, signin(app.user_auth("1.1", user_data))).await;
+    assert_eq!(f["event"], "pusher:signin_success");
+    assert_eq!(inner(&f), json!({ "user_data": user_data }));
+    assert!(t.node.table.is_in(&s.handle.id, "#server-to-user-u-7"));
+    // pusher-js then subscribes to it.
+    let f = apply(&mut p, &mut s, &t, own_channel()).await;
+    assert_eq!(f["event"], "pusher_internal:subscription_succeeded");
+
+    // A user id that is not a string is refused, even when signed.
+    let bad = r#"{"id":7}"#;
+    let f = apply(
+        &mut p,
+        &mut s,
+        &t,
+        json!({"event":"pusher:signin","data":{"user_data":bad,"auth":app.user_auth("1.1", bad)}}),
+    )
+    .await;
+    assert_eq!(f["data"]["code"], 4009);
+
+    // sendToUser's events arrive; a terminate order closes with 4009.
+    let event = super::frames::RoomEvent {
+        event: "hello".into(),
+        data: serde_json::value::RawValue::from_string("{}".into()).expect("raw"),
+        socket_id: None,
+        user_id: None,
+        terminate: false,
+    };
+    t.node
+        .publish_room(None, "#server-to-user-u-7", &event.to_raw(), None, None)
+        .await
+        .expect("published");
+    let f = next_for(&p, &mut rx).await.expect("for this connection");
+    assert_eq!(
+        (f["event"].as_str(), f["channel"].as_str()),
+        (Some("hello"), Some("#server-to-user-u-7"))
+    );
+    let order = super::frames::RoomEvent {
+        terminate: true,
+        ..event
+    };
+    t.node
+        .publish_room(None, "#server-to-user-u-7", &order.to_raw(), None, None)
+        .await
+        .expect("published");
+    assert_eq!(next_for(&p, &mut rx).await, Some(json!({"close": 4009})));
 }
 
 #[tokio::test]

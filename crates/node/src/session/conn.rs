@@ -684,7 +684,12 @@ where
             };
             if let Some(frame) = frame {
                 return match p.delivery(frame.as_str()) {
-                    Some(text) => self.write_text(text).await,
+                    Some(crate::pusher::frames::Delivery::Frame(text)) => {
+                        self.write_text(text).await
+                    }
+                    Some(crate::pusher::frames::Delivery::Close(code, reason)) => {
+                        self.close(code, reason).await
+                    }
                     None => Ok(()),
                 };
             }

@@ -23,7 +23,9 @@
 //! * With permessage-deflate negotiated, compressed client messages are
 //!   inflated below the guard ([`Inflate`]) and outbound messages from the
 //!   threshold up are written as compressed frames (RSV1 set), the
-//!   compressed form shared with every session delivering the same message.
+//!   compressed form shared with every session delivering the same message;
+//!   with server context takeover agreed, by the session's own compressor
+//!   instead, created with the first message it compresses.
 
 use futures::{Sink, Stream};
 use std::io::{self, Read, Write};
@@ -34,16 +36,21 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error, Message};
 
 use super::ReadError;
-use crate::deflate::{self, Agreed, inflate::Inflate};
+use crate::deflate::{self, Agreed};
 use crate::text_guard::TextGuard;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
+use wsring_deflate::{Inflate, Peer};
 
 /// A WebSocket over `T` (see the module docs).
 pub(crate) struct Socket<T> {
     io: TextGuard<Inflate<T>>,
     /// What permessage-deflate agreed on, if it was negotiated.
     deflate: Option<Agreed>,
+    /// The session's own compressor, with server context takeover agreed,
+    /// once it compressed a message (its context must last as long as the
+    /// connection: the client's inflater holds the same history).
+    compressor: Option<Box<flate2::Compress>>,
     /// tungstenite's engine, while the connection is in use.
     engine: Option<Box<WebSocketContext>>,
     config: WebSocketConfig,
@@ -111,6 +118,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Socket<T> {
         let io = match deflate {
             Some(a) => Inflate::deflate(
                 io,
+                Peer::Client,
                 a.client_context_takeover,
                 config.max_message_size.unwrap_or(usize::MAX),
             ),
@@ -119,6 +127,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Socket<T> {
         Socket {
             io: TextGuard::new(io, &config),
             deflate,
+            compressor: None,
             engine: None,
             config,
             ended: false,
@@ -240,7 +249,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
         // retries it with the task's waker.
         let mut cx = Context::from_waker(Waker::noop());
         let item = match this.deflate {
-            Some(agreed) => compressed(agreed, item),
+            Some(agreed) => compressed(agreed, &mut this.compressor, item),
             None => item,
         };
         match this.with(&mut cx, |engine, io| engine.write(io, item)) {
@@ -290,8 +299,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for Socket<T> {
 }
 
 /// `item` as a compressed frame, if it is a data message from the
-/// threshold up that compression makes smaller.
-fn compressed(agreed: Agreed, item: Message) -> Message {
+/// threshold up. Without context takeover the compressed form is shared
+/// with the fan-out and used only if smaller; with it, `own` compresses
+/// (created on first use) and its output is always sent, as the client's
+/// inflater must see every message the compressor did.
+fn compressed(agreed: Agreed, own: &mut Option<Box<flate2::Compress>>, item: Message) -> Message {
     let (payload, data) = match &item {
         Message::Text(t) if t.len() >= agreed.threshold => {
             (bytes::Bytes::from(t.clone()), Data::Text)
@@ -299,10 +311,17 @@ fn compressed(agreed: Agreed, item: Message) -> Message {
         Message::Binary(b) if b.len() >= agreed.threshold => (b.clone(), Data::Binary),
         _ => return item,
     };
-    let z = deflate::compress_shared(agreed.server_window_bits, &payload);
-    if z.len() >= payload.len() {
-        return item;
-    }
+    let z = if agreed.server_context_takeover {
+        let c = own
+            .get_or_insert_with(|| Box::new(wsring_deflate::compressor(agreed.server_window_bits)));
+        bytes::Bytes::from(wsring_deflate::compress_with(c, &payload))
+    } else {
+        let z = deflate::compress_shared(agreed.server_window_bits, &payload);
+        if z.len() >= payload.len() {
+            return item;
+        }
+        z
+    };
     let mut frame = Frame::message(z, OpCode::Data(data), true);
     frame.header_mut().rsv1 = true;
     Message::Frame(frame)
@@ -427,10 +446,18 @@ mod tests {
     }
 
     fn deflate_pair(takeover: bool) -> (Socket<DuplexStream>, DuplexStream) {
+        deflate_pair_with(takeover, false)
+    }
+
+    fn deflate_pair_with(
+        client_takeover: bool,
+        server_takeover: bool,
+    ) -> (Socket<DuplexStream>, DuplexStream) {
         let (server, client) = tokio::io::duplex(256 * 1024);
         let agreed = Agreed {
             server_window_bits: 15,
-            client_context_takeover: takeover,
+            server_context_takeover: server_takeover,
+            client_context_takeover: client_takeover,
             threshold: 256,
         };
         (Socket::with_deflate(server, config(), Some(agreed)), client)
@@ -596,6 +623,42 @@ mod tests {
             crate::deflate::compressions() - before,
             1,
             "one deflate for 100 sessions"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_server_context_takeover_each_session_compresses_with_its_history() {
+        use flate2::{Decompress, FlushDecompress};
+        let msg = tungstenite::Utf8Bytes::from(
+            "{\"type\":\"message\",\"room\":\"lobby\",\"text\":\"hi all, again\"}".repeat(8),
+        );
+        let (mut s, mut client) = deflate_pair_with(false, true);
+        assert!(
+            s.compressor.is_none(),
+            "no compressor before the first message"
+        );
+        let before = crate::deflate::compressions();
+        let mut inflater = Decompress::new(false);
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            s.send(Message::Text(msg.clone())).await.expect("send");
+            let head = server_bytes(&mut client, 2).await;
+            assert_eq!(head[0], 0xC1, "compressed");
+            let mut z = server_bytes(&mut client, usize::from(head[1])).await;
+            sizes.push(z.len());
+            z.extend_from_slice(&wsring_deflate::TAIL);
+            let mut out = Vec::with_capacity(4096);
+            inflater
+                .decompress_vec(&z, &mut out, FlushDecompress::Sync)
+                .expect("inflates with the history");
+            assert_eq!(out, msg.as_bytes());
+        }
+        assert!(s.compressor.is_some(), "the compressor stays");
+        assert!(sizes[1] * 2 < sizes[0], "{sizes:?}: the repeat refers back");
+        assert_eq!(
+            crate::deflate::compressions() - before,
+            3,
+            "no shared cache"
         );
     }
 

@@ -994,6 +994,7 @@ async fn a_pusher_session_speaks_pusher_at_every_edge() {
         data: serde_json::value::RawValue::from_string(r#""hi""#.into()).expect("raw"),
         socket_id: None,
         user_id: None,
+        terminate: false,
     };
     t.node
         .publish_room(None, "news", &event.to_raw(), None, None)

@@ -137,6 +137,19 @@ pub struct PusherArgs {
     #[arg(long, env = "WSRING_PUSHER_CLIENT_EVENTS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pusher_client_events: bool,
+    /// Application URL receiving webhooks in Pusher's format
+    /// (channel_occupied, channel_vacated, member_added, member_removed,
+    /// client_event), signed with the app secret
+    /// (`X-Pusher-Signature`). Repeatable: every URL gets every event. Same
+    /// queue, batching and retries as `--webhook-url`.
+    #[arg(
+        long = "pusher-webhook-url",
+        env = "WSRING_PUSHER_WEBHOOK_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pusher_webhook_url: Vec<String>,
 }
 
 impl From<AuthArgs> for AuthSettings {
@@ -168,6 +181,7 @@ impl From<PusherArgs> for PusherSettings {
             pusher_key: p.pusher_key,
             pusher_secret: p.pusher_secret,
             pusher_client_events: p.pusher_client_events,
+            pusher_webhook_url: p.pusher_webhook_url,
         }
     }
 }
