@@ -395,7 +395,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, BenchError> {
                 let mut chat = String::new();
                 let payload = Payload {
                     t: now_us(),
-                    p: pad(&cfg, &padding, (idx as u64) << 32 | count, &mut chat),
+                    p: pad(&cfg, &padding, ((idx as u64) << 32) | count, &mut chat),
                 };
                 // Serialising a struct of a number and a string cannot fail.
                 let Ok(data) = to_raw_value(&payload) else {

@@ -116,11 +116,15 @@ mod tests {
     use super::*;
 
     fn response(extensions: &[&str]) -> Response {
-        let mut r = tungstenite::http::Response::builder().status(101);
+        let mut r = Response::new(None);
+        *r.status_mut() = tungstenite::http::StatusCode::SWITCHING_PROTOCOLS;
         for e in extensions {
-            r = r.header(SEC_WEBSOCKET_EXTENSIONS, *e);
+            r.headers_mut().append(
+                SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_str(e).expect("header value"),
+            );
         }
-        r.body(None).expect("response")
+        r
     }
 
     #[test]
