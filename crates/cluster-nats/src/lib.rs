@@ -64,8 +64,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use wsring_cluster::{
-    Backend, Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms,
-    StreamStore,
+    Backend, Broker, ClusterError, HookQueue, Inbox, Registry, Retention, ServerRooms, StreamStore,
 };
 
 pub use broker::NatsBroker;

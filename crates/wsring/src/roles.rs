@@ -159,8 +159,8 @@ pub async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let hooked = !common.node.webhook_url.is_empty()
-        || !common.auth.pusher.pusher_webhook_url.is_empty();
+    let hooked =
+        !common.node.webhook_url.is_empty() || !common.auth.pusher.pusher_webhook_url.is_empty();
     let hook_queue = if common.durable && hooked {
         Some(
             backends::hook_queue(&registry_url, ns)
