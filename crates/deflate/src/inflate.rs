@@ -71,6 +71,9 @@ pub struct Inflate<T> {
     head: Option<u8>,
     /// Bytes read past the response head, not yet handed on.
     early: Vec<u8>,
+    /// The first bytes of the response head (its status line's start), to
+    /// tell an upgrade from a refusal.
+    status: Vec<u8>,
 }
 
 /// Where the reader is in the client's frames.
@@ -117,6 +120,7 @@ impl<T> Inflate<T> {
             state: None,
             head: None,
             early: Vec::new(),
+            status: Vec::new(),
         }
     }
 
@@ -129,6 +133,7 @@ impl<T> Inflate<T> {
             state: Some(State::new(peer, takeover, limit)),
             head: None,
             early: Vec::new(),
+            status: Vec::new(),
         }
     }
 
@@ -141,6 +146,7 @@ impl<T> Inflate<T> {
             state: None,
             head: Some(0),
             early: Vec::new(),
+            status: Vec::new(),
         }
     }
 
@@ -385,6 +391,9 @@ impl State {
     }
 }
 
+/// The start of an upgrade's status line.
+const STATUS_101: &[u8] = b"HTTP/1.1 101";
+
 impl<T: AsyncRead + Unpin> Inflate<T> {
     /// A read of the server's response head: never past its end (the
     /// blank line), so the handshake reader keeps no frame bytes; what a
@@ -412,6 +421,16 @@ impl<T: AsyncRead + Unpin> Inflate<T> {
                 end = i + 1;
                 break;
             }
+        }
+        let room = STATUS_101.len().saturating_sub(self.status.len());
+        self.status.extend_from_slice(&got[..end.min(room)]);
+        if usize::from(matched) == END.len() && !self.status.starts_with(STATUS_101) {
+            // A refusal (401, 503, …): no frames follow, and its body is
+            // the reason the caller reports, so it is handed on with the
+            // head as the server sent it.
+            buf.put_slice(got);
+            self.head = None;
+            return Poll::Ready(Ok(()));
         }
         buf.put_slice(&got[..end]);
         if usize::from(matched) == END.len() {
@@ -506,6 +525,18 @@ mod tests {
         let mut out = vec![0; n];
         layer.read_exact(&mut out).await.expect("read");
         out
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_handed_on_with_its_body() {
+        let wire: &[u8] =
+            b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 17\r\n\r\n{\"error\":\"gone\"}";
+        let (mut server, client) = tokio::io::duplex(64 * 1024);
+        server.write_all(wire).await.expect("write");
+        let mut layer = Inflate::client(client);
+        let mut buf = vec![0u8; 4096];
+        let n = layer.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], wire, "the head and the body in one read");
     }
 
     #[tokio::test]
