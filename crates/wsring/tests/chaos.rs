@@ -26,7 +26,10 @@
 //! their new owners well before the TTL), and a host that vanished (a proxy
 //! blackholing its listener, and SIGSTOP: removed on the TTL, not earlier).
 //! `detect_nats_cluster_server_killed` kills one of the three local NATS
-//! servers: no live node may be reaped. They print the figures.
+//! servers: no live node may be reaped. `detect_nodes_only_redis` runs
+//! three nodes and no gateway on Redis: a SIGKILLed node is removed by its
+//! peers (late heartbeat, no connection left to Redis) before its TTL.
+//! They print the figures.
 //!
 //! `durable_hooks_*`: in durable mode, a node SIGKILLed while the webhook
 //! receiver is down loses none of the events it had queued: the occupancy
@@ -804,6 +807,15 @@ async fn detect(b: Backend) {
     assert!(!theirs.is_empty(), "some clients are on {victim}");
     let killed = Instant::now();
     d.nodes[victim].signal(Signal::SIGKILL);
+    // The wall clock of the kill, to read the processes' logs against.
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    println!(
+        "DETECT {}: {victim} SIGKILLed at unix {:.3}",
+        b.name,
+        at.as_secs_f64()
+    );
     let gone = d.gone_from_every_ring(victim, killed, DETECT_TTL * 3).await;
     let mut back = Duration::ZERO;
     for c in &theirs {
@@ -1143,6 +1155,105 @@ async fn detect_nats_cluster_server_killed() {
         c.client.close();
     }
     drop(gw);
+    drop(nodes);
+    b.purge(&ns).await;
+}
+
+// ---------------------------------------------------------------------------
+// Node-side detection: without any gateway, nodes remove a SIGKILLed peer
+// from the registry's view of its connections, before its TTL.
+// ---------------------------------------------------------------------------
+
+/// Three nodes and no gateway on Redis, clients connected to the nodes
+/// directly. A SIGKILLed node has no tunnel anyone sees reset; its peers
+/// find it late with its heartbeat and without a connection to Redis
+/// (`CLIENT LIST`), probe it (refused) and remove it, well before its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_nodes_only_redis() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(b) = procs::redis().await else {
+        return;
+    };
+    let ns = unique_ns("detect-nodes");
+    let ttl = format!("{}ms", DETECT_TTL.as_millis());
+    let mut nodes = BTreeMap::new();
+    for id in IDS {
+        nodes.insert(id, b.node(&ns, id, &["--heartbeat-ttl", &ttl]).await);
+    }
+    let apis: BTreeMap<&str, Api> = IDS
+        .into_iter()
+        .map(|id| {
+            let base = wsring_cluster::view::api_base_of(nodes[id].announced());
+            (id, Api::new(base))
+        })
+        .collect();
+    // The nodes each of `observers` lists (up or suspect).
+    let listed = |observers: Vec<&'static str>| {
+        let apis = &apis;
+        async move {
+            let mut out = Vec::new();
+            for o in observers {
+                let (status, v) = apis[o].get("/api/nodes").await;
+                let list = v["nodes"].as_array().cloned().unwrap_or_default();
+                let ids: Vec<&'static str> = IDS
+                    .into_iter()
+                    .filter(|id| {
+                        status == 200
+                            && list.iter().any(|n| {
+                                n["id"] == *id && (n["state"] == "up" || n["state"] == "suspect")
+                            })
+                    })
+                    .collect();
+                out.push(ids);
+            }
+            out
+        }
+    };
+    wait_until("every node lists the three nodes", || async {
+        listed(IDS.to_vec())
+            .await
+            .iter()
+            .all(|l| l.len() == IDS.len())
+    })
+    .await;
+    let mut clients = Vec::new();
+    for (i, id) in IDS.into_iter().cycle().take(9).enumerate() {
+        let url = nodes[id].announced().to_owned();
+        clients.push(Watched::connect(url, format!("u{i}")).await);
+    }
+    let victim = "n2";
+    let survivors = vec!["n1", "n3"];
+    let killed = Instant::now();
+    nodes[victim].signal(Signal::SIGKILL);
+    let gone = loop {
+        let now = listed(survivors.clone()).await;
+        if now.iter().all(|l| !l.contains(&victim)) {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < DETECT_TTL * 3,
+            "{victim} still listed by the survivors after {:?}: {now:?}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    println!(
+        "DETECT {}: nodes only, SIGKILL: gone from every surviving node's ring in {:.3} s (TTL {:?})",
+        b.name,
+        gone.as_secs_f64(),
+        DETECT_TTL
+    );
+    // Late after 1.5 heartbeat periods (0.75 s), seen by the next reap pass
+    // (at most 0.6 s later): well before the TTL, which alone would take
+    // 2 s plus a reap period.
+    assert!(
+        gone < DETECT_TTL * 3 / 4,
+        "{}: a killed node leaves its peers' rings before its TTL, took {gone:?}",
+        b.name
+    );
+    for c in &clients {
+        c.client.close();
+    }
     drop(nodes);
     b.purge(&ns).await;
 }
