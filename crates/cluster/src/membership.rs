@@ -35,7 +35,11 @@
 //!   address refuses connects is removed at once, by the same
 //!   compare-and-set on `(id, incarnation)` as the reaper's. A SIGKILLed
 //!   node thus leaves every ring within milliseconds of the first refused
-//!   connect, not after its TTL.
+//!   connect, not after its TTL. Where no process sees its connections
+//!   (nodes only), the reap pass asks the registry whether a member late
+//!   with its heartbeat still holds a connection to it
+//!   ([`Registry::disconnected`]); one that does not is suspected the
+//!   same way.
 //! * **Drain / leave:** mark the member `draining` (off the ring at once, still
 //!   listed), then remove it and delete its heartbeat (both only for its own
 //!   incarnation).
