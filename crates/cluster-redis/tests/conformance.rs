@@ -324,18 +324,15 @@ async fn disconnected_reports_a_late_member_once_its_connection_closed() {
         .expect("the id is free");
     // Lateness is time passing: nothing else to wait for.
     tokio::time::sleep(late * 2).await;
+    let ask = |late| observer.disconnected(&ids, ttl, late);
     assert!(
-        observer
-            .disconnected(&ids, ttl, late)
-            .await
-            .expect("ask")
-            .is_empty(),
+        ask(late).await.expect("ask").is_empty(),
         "late, but its named connection is open"
     );
     drop(member);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let gone = observer.disconnected(&ids, ttl, late).await.expect("ask");
+        let gone = ask(late).await.expect("ask");
         if gone == ids {
             break;
         }
@@ -346,11 +343,7 @@ async fn disconnected_reports_a_late_member_once_its_connection_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        observer
-            .disconnected(&ids, ttl, ttl)
-            .await
-            .expect("ask")
-            .is_empty(),
+        ask(ttl).await.expect("ask").is_empty(),
         "a member on time is not reported, connection or not"
     );
     let _ = wsring_cluster_redis::purge_namespace(&h.url(&h.addr()), &ns).await;
