@@ -22,6 +22,8 @@
 //! | durable webhook queue `q` (Redis Stream, id `<seq>-1`, field `e` event) | `{<ns>:hq:<q>}:x` |
 //! | its last sequence number (string) | `{<ns>:hq:<q>}:n` |
 //!
+//! | client name of node `id`'s registry connection | `wsring:<ns>:node:<id>` |
+//!
 //! Registry keys share the `{<ns>}` hash tag (the reaper reads all heartbeats
 //! with one `MGET`); each stream's keys share their own tag, so streams spread
 //! over a Redis Cluster while every script stays within one slot.
@@ -55,6 +57,13 @@ impl Keys {
     /// tag as the heartbeats, so a claim is one single-slot script.
     pub fn incarnations(&self) -> String {
         format!("{{{}}}:incarnation", self.ns)
+    }
+
+    /// The client name (`CLIENT SETNAME`) of node `id`'s registry
+    /// connection, so others can tell from `CLIENT LIST` whether it still
+    /// holds one.
+    pub fn client_name(&self, node: &str) -> String {
+        format!("wsring:{}:node:{node}", self.ns)
     }
 
     /// The membership change channel.

@@ -519,6 +519,11 @@ impl Conn {
     }
 
     /// Runs one command (`op` gets its own handle on the connection).
+    /// Whether this is a connection to one server (not a Redis Cluster).
+    pub(crate) fn is_single(&self) -> bool {
+        matches!(self.manager, AnyConn::Single(_))
+    }
+
     pub(crate) async fn call<T, F>(
         &self,
         what: &str,

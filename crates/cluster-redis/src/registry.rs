@@ -10,13 +10,24 @@
 //! live record exists; refresh and release act only while the caller's
 //! incarnation holds the record. All of these keys share one hash tag, so
 //! every script touches one cluster slot.
+//!
+//! A node names its registry connection (`CLIENT SETNAME`, renewed with each
+//! heartbeat, so a reconnected connection carries it again within one
+//! period). [`Registry::disconnected`] reads the heartbeats' remaining TTLs
+//! (`PTTL`, one pipeline) and, only if some member is late, one
+//! `CLIENT LIST TYPE normal`: a late member without a named connection has
+//! most likely died. On a Redis Cluster the connections are spread over
+//! the shards, so it tells nothing there and the TTL decides.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::Script;
+use std::collections::HashSet;
 use std::time::Duration;
+use tracing::debug;
+use wsring_cluster::registry::is_late;
 use wsring_cluster::{ClusterError, Heartbeat, Lease, Registry, Versioned};
 
 use crate::keys::Keys;
@@ -116,6 +127,41 @@ impl RedisRegistry {
     }
 }
 
+impl RedisRegistry {
+    /// Names the registry connection after `node` (one server only). A
+    /// failure costs only the early detection of this node's death.
+    async fn name_connection(&self, node: &str) {
+        if !self.conn.is_single() {
+            return;
+        }
+        let name = self.keys.client_name(node);
+        let named = self
+            .conn
+            .call("CLIENT SETNAME", |mut c| async move {
+                redis::cmd("CLIENT")
+                    .arg("SETNAME")
+                    .arg(name)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        if let Err(e) = named {
+            debug!(node, error = %e, "naming the registry connection failed");
+        }
+    }
+}
+
+/// The `name=` of each client in a `CLIENT LIST` reply.
+fn client_names(list: &str) -> HashSet<&str> {
+    list.lines()
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("name="))
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
 #[async_trait]
 impl Registry for RedisRegistry {
     async fn load(&self) -> Result<Option<Versioned<Bytes>>, ClusterError> {
@@ -158,6 +204,7 @@ impl Registry for RedisRegistry {
         value: Bytes,
         ttl: Duration,
     ) -> Result<Option<u64>, ClusterError> {
+        self.name_connection(node).await;
         let mut call = self.claim.key(self.keys.heartbeat(node));
         call.key(self.keys.incarnations())
             .arg(value.as_ref())
@@ -176,6 +223,7 @@ impl Registry for RedisRegistry {
         value: Bytes,
         ttl: Duration,
     ) -> Result<Lease, ClusterError> {
+        self.name_connection(node).await;
         let mut call = self.refresh.key(self.keys.heartbeat(node));
         call.arg(incarnation).arg(value.as_ref()).arg(ttl_ms(ttl));
         let r: i64 = self
@@ -215,6 +263,59 @@ impl Registry for RedisRegistry {
         Ok(values
             .into_iter()
             .map(|v| v.and_then(|v| parse_heartbeat(&v)))
+            .collect())
+    }
+
+    async fn disconnected(
+        &self,
+        nodes: &[String],
+        ttl: Duration,
+        late: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        if nodes.is_empty() || !self.conn.is_single() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| self.keys.heartbeat(n)).collect();
+        let remaining: Vec<i64> = self
+            .conn
+            .call("heartbeat PTTL", |mut c| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("PTTL").arg(k);
+                }
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        // Expired records (-2) are the reaper's; a record without expiry
+        // (-1) is not a heartbeat wsring wrote.
+        let late: Vec<&String> = nodes
+            .iter()
+            .zip(remaining)
+            .filter(|(_, ms)| {
+                u64::try_from(*ms)
+                    .is_ok_and(|ms| ms > 0 && is_late(Duration::from_millis(ms), ttl, late))
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if late.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: String = self
+            .conn
+            .call("CLIENT LIST", |mut c| async move {
+                redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let named = client_names(&list);
+        Ok(late
+            .into_iter()
+            .filter(|n| !named.contains(self.keys.client_name(n).as_str()))
+            .cloned()
             .collect())
     }
 
@@ -276,4 +377,20 @@ fn parse_heartbeat(raw: &[u8]) -> Option<Heartbeat> {
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_of_a_client_list() {
+        let list = "id=3 addr=127.0.0.1:1 fd=8 name=wsring:t:node:n1 age=0 flags=N\n\
+                    id=4 addr=127.0.0.1:2 fd=9 name= age=0 flags=N\n\
+                    id=5 addr=127.0.0.1:3 fd=10 name=other age=1\n";
+        let names = client_names(list);
+        assert_eq!(names.len(), 2);
+        assert!(names.contains("wsring:t:node:n1"));
+        assert!(names.contains("other"));
+    }
 }

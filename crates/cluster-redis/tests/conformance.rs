@@ -304,3 +304,47 @@ mod cluster {
         );
     }
 }
+
+/// A node's registry connection carries its name: a late member is not
+/// reported while that connection is open, and is once it closed (its
+/// process died), long before its heartbeat expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnected_reports_a_late_member_once_its_connection_closed() {
+    let Some(h) = redis().await else { return };
+    let ns = unique_ns("gone");
+    let ttl = Duration::from_secs(10);
+    let late = Duration::from_millis(200);
+    let member = h.registry(&ns, ttl).await.expect("registry");
+    let observer = h.registry(&ns, ttl).await.expect("registry");
+    let ids = vec!["a".to_owned()];
+    member
+        .claim("a", bytes::Bytes::from_static(b"{}"), ttl)
+        .await
+        .expect("claim")
+        .expect("the id is free");
+    // Lateness is time passing: nothing else to wait for.
+    tokio::time::sleep(late * 2).await;
+    let ask = |late| observer.disconnected(&ids, ttl, late);
+    assert!(
+        ask(late).await.expect("ask").is_empty(),
+        "late, but its named connection is open"
+    );
+    drop(member);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let gone = ask(late).await.expect("ask");
+        if gone == ids {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a member whose connection closed is reported: {gone:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ask(ttl).await.expect("ask").is_empty(),
+        "a member on time is not reported, connection or not"
+    );
+    let _ = wsring_cluster_redis::purge_namespace(&h.url(&h.addr()), &ns).await;
+}

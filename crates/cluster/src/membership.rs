@@ -35,7 +35,11 @@
 //!   address refuses connects is removed at once, by the same
 //!   compare-and-set on `(id, incarnation)` as the reaper's. A SIGKILLed
 //!   node thus leaves every ring within milliseconds of the first refused
-//!   connect, not after its TTL.
+//!   connect, not after its TTL. Where no process sees its connections
+//!   (nodes only), the reap pass asks the registry whether a member late
+//!   with its heartbeat still holds a connection to it
+//!   ([`Registry::disconnected`]); one that does not is suspected the
+//!   same way.
 //! * **Drain / leave:** mark the member `draining` (off the ring at once, still
 //!   listed), then remove it and delete its heartbeat (both only for its own
 //!   incarnation).
@@ -188,6 +192,13 @@ struct SuspectState {
 
 /// How long after an inconclusive probe of a suspect it is probed once more.
 const SECOND_LOOK: Duration = Duration::from_millis(100);
+
+/// A member whose heartbeat is older than one and a half periods has
+/// missed a beat: it is late, and the registry is asked whether it still
+/// holds a connection ([`Membership::suspect_disconnected`]).
+fn late_after(heartbeat_every: Duration) -> Duration {
+    heartbeat_every + heartbeat_every / 2
+}
 
 /// Upper bound on compare-and-set retries before giving up.
 const MAX_CAS_ATTEMPTS: u32 = 64;
@@ -459,6 +470,7 @@ impl Membership {
         tokio::spawn(async move {
             let mut probe = me.probe(&url).await;
             if probe == Probe::Unconfirmed {
+                debug!(node = %id, ?why, "first probe of a suspect inconclusive; a second look follows");
                 // A process being killed closes its connections before its
                 // listener, and a pooled connection to it fails without a
                 // refusal: one more look, shortly after, tells them apart.
@@ -803,6 +815,45 @@ impl Membership {
             if let Err(e) = self.reap_once().await {
                 debug!(error = %e, "reap pass failed");
             }
+            self.suspect_disconnected().await;
+        }
+    }
+
+    /// Asks the registry which live members are late with their heartbeat
+    /// (one beat missed, [`late_after`]) and hold no connection to it any more
+    /// ([`Registry::disconnected`]), and suspects them strongly: a process
+    /// whose sockets all closed has most likely died, and the probe tells.
+    /// This is what lets nodes, which see no tunnel of their peers, remove
+    /// a killed peer before its TTL. The read is bounded by the probe
+    /// timeout; a failure leaves the members to their heartbeats.
+    pub async fn suspect_disconnected(self: &Arc<Self>) {
+        let own = lock(&self.local).as_ref().map(|l| l.id.clone());
+        let ids: Vec<String> = self
+            .view()
+            .doc
+            .members
+            .keys()
+            .filter(|id| own.as_deref() != Some(id.as_str()))
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let late = late_after(self.cfg.heartbeat_every);
+        let asked = tokio::time::timeout(
+            self.cfg.probe_timeout,
+            self.registry.disconnected(&ids, self.cfg.ttl, late),
+        )
+        .await;
+        match asked {
+            Ok(Ok(gone)) => {
+                for id in gone {
+                    debug!(node = %id, "late heartbeat and no connection to the registry: suspected");
+                    self.suspect(&id, Suspicion::Strong);
+                }
+            }
+            Ok(Err(e)) => debug!(error = %e, "asking the registry about connections failed"),
+            Err(_) => debug!("asking the registry about connections timed out"),
         }
     }
 
@@ -1062,12 +1113,14 @@ mod tests {
         victim: Arc<Membership>,
         crash: CancellationToken,
         script: Arc<Script>,
+        registry: Arc<MemoryRegistry>,
         _stop: tokio_util::sync::DropGuard,
     }
 
     /// An observer (a gateway) and a joined victim node on one registry.
     async fn setup(answer: Probe) -> Setup {
-        let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::default());
+        let memory = Arc::new(MemoryRegistry::default());
+        let registry: Arc<dyn Registry> = Arc::clone(&memory) as Arc<dyn Registry>;
         let stop = CancellationToken::new();
         let cfg = MembershipConfig::with_ttl(TTL);
         let observer = Membership::start(Arc::clone(&registry), cfg.clone(), stop.child_token())
@@ -1094,6 +1147,7 @@ mod tests {
             victim,
             crash,
             script,
+            registry: memory,
             _stop: stop.drop_guard(),
         }
     }
@@ -1118,6 +1172,53 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(s.script.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_member_without_connections_is_removed_before_its_ttl() {
+        let s = setup(Probe::Refused).await;
+        // Killed: its heartbeat stops and the kernel closes its sockets.
+        s.crash.cancel();
+        s.registry.disconnect("victim");
+        let start = tokio::time::Instant::now();
+        let mut rx = s.observer.subscribe();
+        rx.wait_for(|v| v.member("victim").is_none())
+            .await
+            .expect("view");
+        // Late after 1.5 periods, seen by the next reap pass (at most 1.2
+        // periods later), probed and removed at once.
+        let within = late_after(TTL / 4) + TTL / 4 * 6 / 5;
+        assert!(
+            start.elapsed() <= within,
+            "removed after {:?}, not within {within:?}",
+            start.elapsed()
+        );
+        assert!(
+            start.elapsed() > late_after(TTL / 4),
+            "not before it was late"
+        );
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_member_still_connected_is_left_to_its_ttl() {
+        let s = setup(Probe::Refused).await;
+        // Its heartbeat stops but its connections stay (a stalled process,
+        // or the registry cut from it alone): no suspicion, no probe.
+        s.crash.cancel();
+        tokio::time::sleep(TTL * 3 / 4).await;
+        assert!(listed(&s.observer));
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_on_time_is_not_suspected_whatever_its_connections() {
+        let s = setup(Probe::Refused).await;
+        // Heartbeats keep coming: the connections are not even looked at.
+        s.registry.disconnect("victim");
+        tokio::time::sleep(TTL * 5).await;
+        assert!(listed(&s.observer));
+        assert_eq!(s.script.calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(start_paused = true)]

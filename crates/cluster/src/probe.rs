@@ -13,7 +13,9 @@
 //! What makes a process probe a member (see [`crate::membership`]):
 //! * a **suspicion**, raised by what a process sees of a member's
 //!   connections ([`Suspicion`]): a gateway's tunnel to a node reset, or a
-//!   connect to its advertised address refused;
+//!   connect to its advertised address refused; or, in the reap pass, a
+//!   member late with its heartbeat that holds no connection to the
+//!   registry any more ([`crate::Registry::disconnected`], Redis only);
 //! * an expired heartbeat, in the reap pass.
 //!
 //! The cost is bounded by design: only suspects and members with expired

@@ -99,4 +99,28 @@ pub trait Registry: Send + Sync + 'static {
     /// coalescing is fine: consumers reload the document on each item, and also
     /// poll, so a missed notification costs latency, never correctness.
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError>;
+
+    /// Of `nodes`, those whose heartbeat record, written with `ttl`, is
+    /// older than `late` (at least one beat missed) while still live, and
+    /// which hold no connection to the backend any more: a sign that the
+    /// process died (its kernel closed its sockets) before its record
+    /// expired. Only backends that list their clients' connections can
+    /// tell; the default tells nothing (an empty list), and the heartbeat
+    /// TTL decides as always. Implementations ask about connections only
+    /// when some member is late, so a healthy cluster pays one cheap read.
+    async fn disconnected(
+        &self,
+        nodes: &[String],
+        ttl: Duration,
+        late: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let _ = (nodes, ttl, late);
+        Ok(Vec::new())
+    }
+}
+
+/// Whether a heartbeat record written with `ttl` and expiring in
+/// `remaining` is older than `late`.
+pub fn is_late(remaining: Duration, ttl: Duration, late: Duration) -> bool {
+    ttl.saturating_sub(remaining) > late
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::lock;
 use crate::error::ClusterError;
-use crate::registry::{Heartbeat, Lease, Registry, Versioned};
+use crate::registry::{Heartbeat, Lease, Registry, Versioned, is_late};
 
 /// Membership storage for a single process.
 pub struct MemoryRegistry {
@@ -28,6 +28,8 @@ struct State {
     /// like a real registry's counter would not; fencing tokens must only
     /// grow within one process anyway.
     incarnations: u64,
+    /// Nodes whose process is gone (see [`MemoryRegistry::disconnect`]).
+    gone: HashSet<String>,
 }
 
 impl Default for MemoryRegistry {
@@ -60,6 +62,13 @@ impl MemoryRegistry {
         };
         drop(st);
         let _ = self.changed.send(());
+    }
+
+    /// Records that `node`'s process closed every connection it held, as
+    /// a killed process's kernel does (for tests of
+    /// [`Registry::disconnected`]). A later claim of the id clears it.
+    pub fn disconnect(&self, node: &str) {
+        lock(&self.state).gone.insert(node.to_owned());
     }
 }
 
@@ -97,6 +106,7 @@ impl Registry for MemoryRegistry {
             return Ok(None);
         }
         st.incarnations += 1;
+        st.gone.remove(node);
         let incarnation = st.incarnations;
         st.beats.insert(
             node.to_owned(),
@@ -144,6 +154,25 @@ impl Registry for MemoryRegistry {
         let mut st = lock(&self.state);
         st.beats.retain(|_, (_, deadline)| *deadline > now);
         Ok(nodes.iter().map(|n| st.live(n, now).cloned()).collect())
+    }
+
+    async fn disconnected(
+        &self,
+        nodes: &[String],
+        ttl: Duration,
+        late: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let now = Instant::now();
+        let st = lock(&self.state);
+        Ok(nodes
+            .iter()
+            .filter(|n| {
+                st.beats.get(n.as_str()).is_some_and(|(_, deadline)| {
+                    *deadline > now && is_late(*deadline - now, ttl, late)
+                }) && st.gone.contains(n.as_str())
+            })
+            .cloned()
+            .collect())
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, ()>, ClusterError> {
