@@ -194,9 +194,9 @@ async def open_clients(proto, host, port, channels, stats, timeout, concurrency=
     async def one(channel):
         async with gate:
             subscribed = loop.create_future()
-            _, proto = await loop.create_connection(
+            _, client = await loop.create_connection(
                 lambda: Client(proto, host, port, channel, subscribed, stats), host, port)
-            protos.append(proto)
+            protos.append(client)
             await subscribed
 
     await asyncio.wait_for(asyncio.gather(*(one(c) for c in channels)), timeout)
