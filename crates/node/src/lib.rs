@@ -133,6 +133,7 @@ pub async fn start(
         streams,
         deps.server_rooms,
         hook_queue.is_some(),
+        Arc::new(pusher::channel::PusherOccupancy),
         deps.security,
         kill.clone(),
     )?);

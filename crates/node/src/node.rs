@@ -134,6 +134,7 @@ impl Node {
         streams: Option<Arc<dyn StreamStore>>,
         server_rooms: Arc<dyn ServerRooms>,
         durable_hooks: bool,
+        occupancy_layer: Arc<dyn crate::occupancy::ProtocolOccupancy>,
         security: Arc<wsring_auth::Security>,
         kill: CancellationToken,
     ) -> Result<Node, wsring_http::tls::TlsError> {
@@ -185,6 +186,7 @@ impl Node {
                 Arc::clone(&membership),
                 hooks.clone(),
                 pusher_hooks.clone(),
+                occupancy_layer,
             )
         });
         let user_rates = wsring_auth::KeyedLimiter::new(cfg.user_rate_limits());
@@ -769,6 +771,7 @@ pub(crate) mod testing {
                     streams,
                     rooms,
                     false,
+                    Arc::new(crate::occupancy::NoProtocol),
                     Arc::new(wsring_auth::Security::open()),
                     kill,
                 )

@@ -49,7 +49,6 @@ use wsring_cluster::{Broker, ClusterError, Membership, Topic, View, lock};
 use wsring_hooks::{Event, Webhooks};
 use wsring_protocol::Target;
 
-use crate::pusher::channel::{self, Kind, Member};
 use crate::rooms::{publish_bookkeeping, share_chunks};
 use crate::sessions::SessionTable;
 use crate::tally::{Claim, Edges, Tally, net};
@@ -169,8 +168,41 @@ struct Announced {
 }
 
 /// The member item of `user_id` in presence channel `channel`.
-fn member_item(channel: &str, user_id: &str) -> String {
+pub(crate) fn member_item(channel: &str, user_id: &str) -> String {
     format!("{channel}\n{user_id}")
+}
+
+/// What a protocol layer adds to room occupancy. The core knows no
+/// protocol: the Pusher layer's is `pusher::PusherOccupancy`, plugged in
+/// by the router (`lib.rs`).
+pub(crate) trait ProtocolOccupancy: Send + Sync {
+    /// Whether `room`'s members are counted too, one entry per user id.
+    fn tracks_members(&self, room: &str) -> bool;
+    /// The user id a session's key in such a room stands for.
+    fn member_user(&self, key: &str) -> Option<String>;
+    /// Whether `room` is one of the protocol's channels (its occupancy
+    /// webhooks are sent for those only).
+    fn is_channel(&self, room: &str) -> bool;
+}
+
+/// No protocol layer: no room is a channel and no member is tracked (for
+/// tests of the core alone).
+#[cfg(test)]
+pub(crate) struct NoProtocol;
+
+#[cfg(test)]
+impl ProtocolOccupancy for NoProtocol {
+    fn tracks_members(&self, _: &str) -> bool {
+        false
+    }
+
+    fn member_user(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn is_channel(&self, _: &str) -> bool {
+        false
+    }
 }
 
 /// One node's occupancy tracking (only built when webhooks are on).
@@ -184,6 +216,8 @@ pub(crate) struct Occupancy {
     /// Webhooks in Pusher's format, maybe off; when on, presence channel
     /// members are tracked too.
     pusher: Webhooks,
+    /// The Pusher layer's rules for its channels.
+    layer: Arc<dyn ProtocolOccupancy>,
     outbox: Mutex<Outbox>,
     wake: Notify,
     picture: Mutex<Picture>,
@@ -197,6 +231,7 @@ impl Occupancy {
         membership: Arc<Membership>,
         hooks: Webhooks,
         pusher: Webhooks,
+        layer: Arc<dyn ProtocolOccupancy>,
     ) -> Arc<Occupancy> {
         Arc::new(Occupancy {
             id,
@@ -205,6 +240,7 @@ impl Occupancy {
             membership,
             hooks,
             pusher,
+            layer,
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
             picture: Mutex::new(Picture::default()),
@@ -337,7 +373,7 @@ impl Occupancy {
                 self.hooks
                     .emit(Event::new(kind).with("room", item.as_str()));
             }
-            if self.pusher.enabled() && channel::invalid_name(&item).is_none() {
+            if self.pusher.enabled() && self.layer.is_channel(&item) {
                 crate::events::pusher_channel(&self.pusher, &item, present);
             }
         }
@@ -346,9 +382,7 @@ impl Occupancy {
     /// Whether `room`'s members are tracked: a presence channel, with
     /// Pusher webhooks on.
     fn tracks_members(&self, room: &str) -> bool {
-        self.pusher.enabled()
-            && Kind::of(room) == Kind::Presence
-            && channel::invalid_name(room).is_none()
+        self.pusher.enabled() && self.layer.tracks_members(room)
     }
 
     /// Follows the membership view: nodes that left, or came back under a
@@ -468,8 +502,7 @@ impl Occupancy {
             self.table
                 .room_counts(room)
                 .keys()
-                .filter_map(|k| Member::decode(k))
-                .map(|m| m.user_id)
+                .filter_map(|k| self.layer.member_user(k))
                 .collect()
         } else {
             HashSet::new()
@@ -581,13 +614,6 @@ mod tests {
         e.clear();
         p.on_view(&view(2, &[("n1", 1)]), "n1", &mut e);
         assert_eq!(e, vec![("r".to_string(), false)]);
-    }
-
-    #[test]
-    fn member_items_are_apart_from_every_channel_name() {
-        let item = member_item("presence-a", "7\nx");
-        assert_eq!(item.split_once('\n'), Some(("presence-a", "7\nx")));
-        assert!(channel::invalid_name(&item).is_some(), "never a channel");
     }
 
     #[test]

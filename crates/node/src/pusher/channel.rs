@@ -173,9 +173,38 @@ impl Member {
     }
 }
 
+/// The Pusher layer's occupancy rules: channel names are its rooms, and a
+/// presence channel's members are counted once per user id (for
+/// `member_added` / `member_removed`).
+pub(crate) struct PusherOccupancy;
+
+impl crate::occupancy::ProtocolOccupancy for PusherOccupancy {
+    fn tracks_members(&self, room: &str) -> bool {
+        Kind::of(room) == Kind::Presence && invalid_name(room).is_none()
+    }
+
+    fn member_user(&self, key: &str) -> Option<String> {
+        Member::decode(key).map(|m| m.user_id)
+    }
+
+    fn is_channel(&self, room: &str) -> bool {
+        invalid_name(room).is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occupancy_member_items_are_apart_from_every_channel_name() {
+        use crate::occupancy::ProtocolOccupancy;
+        let item = crate::occupancy::member_item("presence-a", "7\nx");
+        assert_eq!(item.split_once('\n'), Some(("presence-a", "7\nx")));
+        assert!(!PusherOccupancy.is_channel(&item), "never a channel");
+        assert!(PusherOccupancy.tracks_members("presence-a"));
+        assert!(!PusherOccupancy.tracks_members("private-a"));
+    }
     use serde_json::json;
 
     #[test]
